@@ -1,0 +1,97 @@
+"""Trimap construction from a user's mask or selection (the paper's erode/dilate step)."""
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+UNKNOWN = 0.5
+# Band half-width as a fraction of the object's size (sqrt of its area), clamped in pixels.
+BAND_FRACTION = 0.02
+BAND_MIN_PX = 2
+BAND_MAX_PX = 40
+# Mask values strictly inside (SOFT_LO, SOFT_HI) are feathered selection edges: left unknown.
+SOFT_LO = 0.02
+SOFT_HI = 0.98
+GRABCUT_ITERATIONS = 5
+
+
+def check_mask(mask: np.ndarray) -> np.ndarray:
+    """Validate a hint mask (HxW, [0,1]); return it as float32. Empty or full masks are input errors."""
+    if mask.ndim != 2:
+        raise InputError(f"mask must be one channel, got shape {mask.shape}")
+    if not np.all(np.isfinite(mask)):
+        raise InputError("mask contains NaN or infinite values")
+    mask = np.clip(mask.astype(np.float32, copy=False), 0.0, 1.0)
+    if not np.any(mask > SOFT_LO):
+        raise InputError("the mask is empty: select or paint the foreground first")
+    if np.all(mask >= SOFT_HI):
+        raise InputError(
+            "the mask covers the whole image: nothing would be left for the background",
+            "select only the foreground object",
+        )
+    return mask
+
+
+def band_radius(mask: np.ndarray) -> int:
+    area = float(np.count_nonzero(mask >= 0.5))
+    return int(np.clip(round(BAND_FRACTION * np.sqrt(area)), BAND_MIN_PX, BAND_MAX_PX))
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def trimap_from_mask(mask: np.ndarray, radius: int | None = None) -> np.ndarray:
+    """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge.
+
+    The band shrinks for thin objects so some sure foreground survives the erosion.
+    """
+    mask = check_mask(mask)
+    hard = (mask >= 0.5).astype(np.uint8)
+    r = band_radius(mask) if radius is None else max(1, int(radius))
+    fg = cv2.erode(hard, _disk(r))
+    while not fg.any() and r > 1:
+        r //= 2
+        fg = cv2.erode(hard, _disk(r))
+    if not fg.any():
+        fg = hard
+    bg = cv2.dilate(hard, _disk(r)) == 0
+    trimap = np.full(mask.shape, UNKNOWN, np.float32)
+    trimap[fg > 0] = 1.0
+    trimap[bg] = 0.0
+    soft = (mask > SOFT_LO) & (mask < SOFT_HI)
+    trimap[soft] = UNKNOWN
+    if not np.any(trimap == 0.0):
+        raise InputError("the mask leaves no background around the object", "select a smaller region")
+    return trimap
+
+
+def mask_from_box(image: np.ndarray, box: tuple[int, int, int, int], max_side: int = 512) -> np.ndarray:
+    """Hard foreground mask from a box by GrabCut, run at reduced size for speed."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+    y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        raise InputError(f"box {box} is empty or outside the {w}x{h} image")
+    if (x1 - x0) >= w and (y1 - y0) >= h:
+        raise InputError("the box covers the whole image: leave a margin of background around the object")
+    scale = min(1.0, max_side / max(h, w))
+    small = cv2.resize(image[..., :3], (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    small8 = (np.clip(small, 0, 1) * 255 + 0.5).astype(np.uint8)
+    rect = (int(x0 * scale), int(y0 * scale),
+            max(2, int((x1 - x0) * scale)), max(2, int((y1 - y0) * scale)))
+    gc = np.zeros(small8.shape[:2], np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(small8, gc, rect, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    except cv2.error as exc:  # e.g. no background pixels left outside the box
+        raise InputError(f"cannot find an object in box {box}", str(exc).strip().splitlines()[-1]) from None
+    fg_small = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    mask = cv2.resize(fg_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    mask = (mask >= 0.5).astype(np.float32)
+    if not mask.any():
+        raise InputError(f"no object found inside box {box}", "draw the box tighter or give a mask")
+    return mask

@@ -1,0 +1,1 @@
+"""Pipeline stages: plain functions taking arrays and explicit models."""

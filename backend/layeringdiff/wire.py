@@ -1,0 +1,40 @@
+"""Protocol images <-> float32 arrays (the only place that knows byte layouts)."""
+
+import numpy as np
+from layering_protocol import Image
+
+NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
+SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}
+QUANTIZE = {"u8": 255, "u16": 65535, "f32": None}
+
+
+def to_array(image: Image) -> np.ndarray:
+    """Image -> HxWxC float32 in RGB(A) order, [0,1] (values outside are clipped; NaN kept for checks)."""
+    arr = np.frombuffer(image.data, dtype=NP_DTYPES[image.dtype]).reshape(
+        image.height, image.width, image.channels
+    )
+    out = arr.astype(np.float32) / SCALE[image.dtype]
+    if image.order in ("BGRA", "BGR"):
+        out = out[..., [2, 1, 0, 3][: image.channels]]
+    if image.dtype == "f32":
+        out = np.clip(out, 0.0, 1.0)  # NaN stays NaN, so the stage's own check reports it
+    return out
+
+
+def to_mask(image: Image) -> np.ndarray:
+    """Mask image -> HxW float32: its only channel, or the alpha of an RGBA/BGRA image."""
+    arr = to_array(image)
+    return arr[..., 3] if arr.shape[2] == 4 else arr[..., 0]
+
+
+def from_array(array: np.ndarray, dtype: str, order: str) -> Image:
+    """HxW or HxWxC float32 RGB(A) [0,1] -> Image with the given dtype and channel order."""
+    if array.ndim == 2:
+        array = array[..., None]
+    if order in ("BGRA", "BGR"):
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    if dtype == "f32":
+        data = np.ascontiguousarray(array, dtype=NP_DTYPES["f32"])
+    else:
+        data = (np.clip(array, 0.0, 1.0) * SCALE[dtype] + 0.5).astype(NP_DTYPES[dtype])
+    return Image(array.shape[1], array.shape[0], order, dtype, memoryview(np.ascontiguousarray(data)).cast("B"))

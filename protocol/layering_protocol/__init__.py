@@ -1,0 +1,34 @@
+"""Wire protocol between the Krita plugin and the LayeringDiff backend (stdlib + msgpack only)."""
+
+from .codec import Envelope, decode, encode, new_id, peek_id
+from .errors import ErrorCode, ProtocolError
+from .images import DEFAULT_MAX_PIXELS, DTYPE_SIZES, ORDERS, Image
+from .messages import (
+    JOB_TYPES,
+    MESSAGE_TYPES,
+    Accepted,
+    Cancel,
+    Cancelled,
+    Capabilities,
+    Echo,
+    EchoReply,
+    Error,
+    Generate,
+    Hello,
+    Peel,
+    Ping,
+    Pong,
+    Progress,
+    Result,
+    Split,
+    Status,
+    StatusReply,
+)
+from .version import PROTOCOL_VERSION
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION",
+    "Accepted", "Cancel", "Cancelled", "Capabilities", "Echo", "EchoReply", "Envelope", "Error",
+    "ErrorCode", "Generate", "Hello", "Image", "Peel", "Ping", "Pong", "Progress", "ProtocolError",
+    "Result", "Split", "Status", "StatusReply", "decode", "encode", "new_id", "peek_id",
+]

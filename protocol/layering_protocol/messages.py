@@ -1,0 +1,176 @@
+"""Message types. Each is a dataclass; its `TYPE` is the wire name, its annotations the schema.
+
+Fields typed `Image` (or Optional[Image]) travel as raw frames; everything else goes in the msgpack body.
+A job request's envelope id is the job id: progress/result/error/cancelled carry it as `job`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .images import Image
+
+
+@dataclass
+class Hello:
+    """Client introduces itself; the answer is Capabilities (or a version_mismatch error)."""
+
+    TYPE = "hello"
+    client: str
+    protocol: int
+
+
+@dataclass
+class Capabilities:
+    TYPE = "capabilities"
+    server: str
+    protocol: int
+    jobs: List[str]
+    max_pixels: int
+    models: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Ping:
+    TYPE = "ping"
+    time: float = 0.0
+
+
+@dataclass
+class Pong:
+    TYPE = "pong"
+    time: float = 0.0
+    busy: bool = False
+
+
+@dataclass
+class Split:
+    """Split a layer into foreground + background.
+
+    The hint is one of: `mask` (L image, soft or hard, e.g. a Krita selection), `box` [x0, y0, x1, y1]
+    in pixels, or `phrase` (needs the model stack). `options` holds pipeline settings such as
+    {"alpha_mode": "matte" | "mask", "quantize": 255}.
+    """
+
+    TYPE = "split"
+    image: Image
+    mask: Optional[Image] = None
+    box: Optional[List[int]] = None
+    phrase: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Peel:
+    """Split a previous background again: same inputs as Split, `index` is the layer's depth."""
+
+    TYPE = "peel"
+    image: Image
+    mask: Optional[Image] = None
+    box: Optional[List[int]] = None
+    phrase: Optional[str] = None
+    index: int = 1
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Generate:
+    TYPE = "generate"
+    prompt: str
+    width: int = 1024
+    height: int = 1024
+    steps: int = 30
+    guidance: float = 5.0
+    seed: int = 0
+    negative_prompt: str = ""
+    phrase: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Echo:
+    """Diagnostics: the server sends the image straight back (transfer benchmark, connection test)."""
+
+    TYPE = "echo"
+    image: Image
+
+
+@dataclass
+class Cancel:
+    TYPE = "cancel"
+    job: str
+
+
+@dataclass
+class Status:
+    TYPE = "status"
+
+
+@dataclass
+class StatusReply:
+    TYPE = "status_reply"
+    busy: bool
+    job: Optional[str] = None
+    stage: Optional[str] = None
+    queued: int = 0
+
+
+@dataclass
+class Accepted:
+    TYPE = "accepted"
+    job: str
+    position: int = 0
+
+
+@dataclass
+class Progress:
+    """`fraction` is overall progress of the job in [0, 1]; `stage` a short name like "matting"."""
+
+    TYPE = "progress"
+    job: str
+    stage: str
+    fraction: float
+    text: str = ""
+
+
+@dataclass
+class Result:
+    """Foreground (RGBA, straight alpha) + background (RGBA) + alpha (L) for one split; `info` says
+    which path ran, timings and the recomposition error."""
+
+    TYPE = "result"
+    job: str
+    foreground: Image
+    background: Image
+    alpha: Image
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EchoReply:
+    TYPE = "echo_reply"
+    image: Image
+
+
+@dataclass
+class Error:
+    TYPE = "error"
+    code: str
+    text: str
+    detail: str = ""
+    job: Optional[str] = None
+
+
+@dataclass
+class Cancelled:
+    TYPE = "cancelled"
+    job: str
+
+
+MESSAGE_TYPES = {
+    cls.TYPE: cls
+    for cls in (
+        Hello, Capabilities, Ping, Pong, Split, Peel, Generate, Echo, Cancel, Status,
+        StatusReply, Accepted, Progress, Result, EchoReply, Error, Cancelled,
+    )
+}
+JOB_TYPES = ("split", "peel", "generate")

@@ -1,0 +1,61 @@
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+class BackendProcess:
+    """`layeringdiff serve` as a real child process on loopback."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "layeringdiff", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        )
+        self.endpoint = self._wait_ready(60)
+
+    def _wait_ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if ready:
+                line = self.proc.stdout.readline()
+                if line.startswith("READY "):
+                    return line.split()[1]
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"backend exited early: {self.proc.stderr.read()}")
+        self.kill()
+        raise RuntimeError("backend printed no READY line")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    server = BackendProcess()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture
+def client(backend):
+    from layeringdiff.client import Client
+
+    with Client(backend.endpoint) as c:
+        yield c

@@ -1,0 +1,274 @@
+"""The real backend process on loopback, driven through real ZeroMQ sockets."""
+
+import os
+import signal
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from layering_protocol import (
+    PROTOCOL_VERSION,
+    Accepted,
+    Cancel,
+    Cancelled,
+    Capabilities,
+    Echo,
+    EchoReply,
+    Error,
+    ErrorCode,
+    Generate,
+    Hello,
+    Peel,
+    Ping,
+    Pong,
+    Progress,
+    Result,
+    Split,
+    Status,
+    StatusReply,
+)
+from layeringdiff.client import Client, result_arrays
+from layeringdiff.examples import synthetic_composite
+from layeringdiff.imaging.compose import compose
+from layeringdiff.wire import from_array
+
+from tests.conftest import BackendProcess
+
+
+def layer_and_mask(size=256, dtype="u8", order="BGRA", seed=0):
+    comp, alpha, _, _ = synthetic_composite(size, size, seed=seed)
+    rgba = np.dstack([comp, np.ones(alpha.shape, np.float32)])
+    return rgba, from_array(rgba, dtype, order), from_array((alpha > 0.5).astype(np.float32), "u8", "L")
+
+
+def test_hello_reports_capabilities(client):
+    reply = client.request(Hello("pytest", PROTOCOL_VERSION)).message
+    assert isinstance(reply, Capabilities)
+    assert reply.protocol == PROTOCOL_VERSION and "split" in reply.jobs and "peel" in reply.jobs
+
+
+def test_version_mismatch_is_answered_and_server_keeps_serving(client):
+    client.send_raw([msgpack.packb({"v": PROTOCOL_VERSION + 1, "id": "old", "type": "hello",
+                                    "body": {"client": "x", "protocol": 2}})])
+    reply = client.recv(10).message
+    assert isinstance(reply, Error) and reply.code == ErrorCode.VERSION_MISMATCH
+    assert isinstance(client.request(Ping(1.0)).message, Pong)
+
+
+@pytest.mark.parametrize("dtype,order", [("u8", "BGRA"), ("u16", "RGBA"), ("f32", "RGBA")])
+def test_split_end_to_end(client, dtype, order):
+    rgba, image, mask = layer_and_mask(dtype=dtype, order=order)
+    final, events = client.run(Split(image, mask=mask))
+    kinds = [type(e.message) for e in events]
+    assert kinds[0] is Accepted and kinds[-1] is Result
+    progress = [e.message for e in events if isinstance(e.message, Progress)]
+    stages = [p.stage for p in progress]
+    assert {"matting", "foreground", "background", "done"} <= set(stages)
+    assert [p.fraction for p in progress] == sorted(p.fraction for p in progress)
+    result = final.message
+    assert result.foreground.order == order and result.foreground.dtype == dtype
+    assert result.alpha.order == "L"
+    out = result_arrays(result)
+    a = out["foreground"][..., 3]
+    recomposed = compose(a, out["foreground"][..., :3], out["background"][..., :3])
+    visible = a < 1.0
+    # within one 8-bit level as promised; deeper formats do far better (float32 rounding only)
+    level = {"u8": 1 / 255 + 1e-6, "u16": 1e-4, "f32": 1e-4}[dtype]
+    assert np.abs(recomposed - rgba[..., :3])[visible].max() <= level
+    assert result.info["method"] == "classical"
+
+
+def test_peel_reports_its_index(client):
+    _, image, mask = layer_and_mask(128, seed=4)
+    final, _ = client.run(Peel(image, mask=mask, index=2))
+    assert isinstance(final.message, Result) and final.message.info["index"] == 2
+
+
+def test_ping_and_status_answered_during_a_job(client):
+    _, image, mask = layer_and_mask(1024)
+    job = client.send(Split(image, mask=mask))
+    ping = client.send(Ping(42.0))
+    status = client.send(Status())
+    replies = {}
+    order = []
+    while True:
+        env = client.recv(60)
+        order.append(type(env.message))
+        replies.setdefault(env.reply_to, []).append(env.message)
+        if env.reply_to == job and isinstance(env.message, (Result, Error, Cancelled)):
+            break
+    assert isinstance(replies[job][-1], Result)
+    pong = replies[ping][0]
+    assert isinstance(pong, Pong) and pong.time == 42.0
+    assert order.index(Pong) < order.index(Result)
+    st = replies[status][0]
+    assert isinstance(st, StatusReply)
+    assert st.busy is False or st.job == job
+
+
+def test_cancel_mid_job(client):
+    _, image, mask = layer_and_mask(1024)
+    job = client.send(Split(image, mask=mask))
+    for env in client.events(job, 60):
+        if isinstance(env.message, Progress) and env.message.stage == "matting":
+            client.send(Cancel(job))
+            break
+    rest = [e.message for e in client.events(job, 60)]
+    assert isinstance(rest[-1], Cancelled) and not any(isinstance(m, Result) for m in rest)
+    # the server is still serving jobs afterwards
+    _, image, mask = layer_and_mask(128)
+    final, _ = client.run(Split(image, mask=mask))
+    assert isinstance(final.message, Result)
+
+
+def test_cancel_a_queued_job(client):
+    _, big, big_mask = layer_and_mask(1024)
+    _, small, small_mask = layer_and_mask(128)
+    first = client.send(Split(big, mask=big_mask))
+    second = client.send(Split(small, mask=small_mask))
+    client.send(Cancel(second))
+    finals = {}
+    while len(finals) < 2:
+        env = client.recv(60)
+        if isinstance(env.message, (Result, Error, Cancelled)):
+            finals[env.reply_to] = env.message
+    assert isinstance(finals[first], Result)
+    assert isinstance(finals[second], Cancelled)
+
+
+def test_cancel_unknown_job(client):
+    reply = client.request(Cancel("nope")).message
+    assert isinstance(reply, Error) and reply.code == ErrorCode.UNKNOWN_JOB
+
+
+def malformed_messages():
+    """50 different broken requests, each must get an error reply."""
+    hdr = {"v": PROTOCOL_VERSION, "id": "m", "re": None, "type": "split", "body": {}, "images": []}
+    spec = {"w": 4, "h": 4, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    out = [[b""], [b"\x00"], [b"\xc1"], [b"garbage" * 10], [msgpack.packb(None)], [msgpack.packb(7)],
+           [msgpack.packb("str")], [msgpack.packb([1, 2])]]
+    for v in (0, 2, 99, "1", None):
+        out.append([msgpack.packb({**hdr, "v": v})])
+    for t in ("explode", "", None, 5, "result", "pong", "progress"):
+        out.append([msgpack.packb({**hdr, "type": t, "body": {"job": "x", "stage": "s", "fraction": 0.0}})])
+    for body in ({}, {"box": "no"}, {"box": [1, 2, 3, "4"]}, {"phrase": 5}, {"options": []}, {"zzz": 1}):
+        out.append([msgpack.packb({**hdr, "body": body})])
+    for bad in ({"w": 0}, {"w": -1}, {"h": 1.5}, {"dtype": "u64"}, {"order": "XYZ"}, {"channels": 3},
+                {"w": 100000, "h": 100000}, {"w": True}):
+        out.append([msgpack.packb({**hdr, "images": [["image", {**spec, **bad}]]}), b"\0" * 64])
+    good = msgpack.packb({**hdr, "images": [["image", spec]], "body": {"box": [0, 0, 2, 2]}})
+    out += [[good], [good, b"\0" * 63], [good, b"\0" * 65], [good, b"\0" * 64, b"extra"], [good, b""]]
+    out += [[msgpack.packb({**hdr, "images": "x"})], [msgpack.packb({**hdr, "images": [["image"]]}), b""],
+            [msgpack.packb({**hdr, "images": [["nope", spec]]}), b"\0" * 64],
+            [msgpack.packb({**hdr, "body": {"image": b"\0" * 64}})],
+            [msgpack.packb({**hdr, "type": "cancel"})], [msgpack.packb({**hdr, "type": "cancel", "body": {"job": 1}})],
+            [msgpack.packb({**hdr, "type": "hello", "body": {"client": 1, "protocol": 1}})],
+            [msgpack.packb({**hdr, "id": 5})], [msgpack.packb({**hdr, "id": ""})],
+            [msgpack.packb({**hdr, "re": 3})], [msgpack.packb({**hdr, "type": "ping", "body": {"time": "x"}})]]
+    return out[:50]
+
+
+def test_fifty_malformed_messages_then_a_valid_job(client):
+    messages = malformed_messages()
+    assert len(messages) == 50
+    for frames in messages:
+        client.send_raw(frames)
+    errors = [client.recv(20).message for _ in messages]
+    assert all(isinstance(e, Error) for e in errors), [e for e in errors if not isinstance(e, Error)]
+    assert all(e.text for e in errors)
+    assert ErrorCode.INTERNAL not in {e.code for e in errors}  # every case is recognised, none crashes
+    _, image, mask = layer_and_mask(128)
+    final, _ = client.run(Split(image, mask=mask))
+    assert isinstance(final.message, Result)
+
+
+@pytest.mark.parametrize("case,code", [
+    ("empty mask", ErrorCode.BAD_INPUT),
+    ("full mask", ErrorCode.BAD_INPUT),
+    ("mask size", ErrorCode.BAD_INPUT),
+    ("nan", ErrorCode.BAD_INPUT),
+    ("no hint", ErrorCode.BAD_INPUT),
+    ("bad option", ErrorCode.BAD_INPUT),
+    ("phrase", ErrorCode.NOT_AVAILABLE),
+])
+def test_bad_jobs_get_clear_errors(client, case, code):
+    rgba, image, mask = layer_and_mask(64)
+    kwargs = {"mask": mask}
+    if case == "empty mask":
+        kwargs["mask"] = from_array(np.zeros((64, 64), np.float32), "u8", "L")
+    elif case == "full mask":
+        kwargs["mask"] = from_array(np.ones((64, 64), np.float32), "u8", "L")
+    elif case == "mask size":
+        kwargs["mask"] = from_array(np.ones((32, 64), np.float32), "u8", "L")
+    elif case == "nan":
+        rgba = rgba.copy()
+        rgba[5, 5, 0] = np.nan
+        image = from_array(rgba, "f32", "RGBA")
+    elif case == "no hint":
+        kwargs = {}
+    elif case == "bad option":
+        kwargs["options"] = {"alpha_mode": "magic"}
+    elif case == "phrase":
+        kwargs = {"phrase": "a cat"}
+    final, _ = client.run(Split(image, **kwargs))
+    err = final.message
+    assert isinstance(err, Error) and err.code == code and err.job == final.reply_to and err.text
+
+
+def test_generate_says_models_not_available(client):
+    final, events = client.run(Generate("[a cat] on a sofa", width=512, height=512))
+    assert isinstance(events[0].message, Accepted)
+    err = final.message
+    assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE
+    assert "SDXL" in err.text
+
+
+def test_echo_returns_identical_bytes(client):
+    data = np.random.default_rng(0).integers(0, 255, (33, 17, 4), dtype=np.uint8)
+    image = from_array(data.astype(np.float32) / 255, "u8", "BGRA")
+    reply = client.request(Echo(image)).message
+    assert isinstance(reply, EchoReply) and bytes(reply.image.data) == bytes(image.data)
+
+
+def test_client_vanishing_mid_job_does_not_stop_the_server(backend):
+    ctx = zmq.Context.instance()
+    _, image, mask = layer_and_mask(512)
+    gone = Client(backend.endpoint, ctx)
+    gone.send(Split(image, mask=mask))
+    gone.recv(10)  # accepted
+    gone.close()
+    with Client(backend.endpoint, ctx) as c:
+        assert isinstance(c.request(Ping(0.0), timeout=20).message, Pong)
+        _, image, mask = layer_and_mask(64)
+        assert isinstance(c.run(Split(image, mask=mask))[0].message, Result)
+
+
+def test_oversized_image_refused_with_configured_limit():
+    server = BackendProcess("--max-pixels", "10000")
+    try:
+        with Client(server.endpoint) as c:
+            _, image, mask = layer_and_mask(128)
+            err = c.request(Split(image, mask=mask)).message
+            assert isinstance(err, Error) and err.code == ErrorCode.IMAGE_TOO_LARGE
+            assert isinstance(c.request(Ping(0.0)).message, Pong)
+    finally:
+        assert server.terminate() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_clean_shutdown_on_signal_during_a_job(sig):
+    server = BackendProcess()
+    with Client(server.endpoint) as c:
+        _, image, mask = layer_and_mask(1024)
+        job = c.send(Split(image, mask=mask))
+        for env in c.events(job, 60):
+            if isinstance(env.message, Progress):
+                break
+        os.kill(server.proc.pid, sig)
+        final = [e.message for e in c.events(job, 30)][-1]
+        assert isinstance(final, (Cancelled, Error, Result))
+        if isinstance(final, Error):
+            assert final.code == ErrorCode.SHUTTING_DOWN
+    assert server.terminate() == 0
+    assert "STOPPED" in server.proc.stdout.read()

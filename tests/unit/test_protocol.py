@@ -1,0 +1,199 @@
+import msgpack
+import pytest
+from layering_protocol import (
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Accepted,
+    Cancel,
+    Cancelled,
+    Capabilities,
+    Echo,
+    EchoReply,
+    Error,
+    ErrorCode,
+    Generate,
+    Hello,
+    Image,
+    Peel,
+    Ping,
+    Pong,
+    Progress,
+    ProtocolError,
+    Result,
+    Split,
+    Status,
+    StatusReply,
+    decode,
+    encode,
+)
+
+
+def img(w=3, h=2, order="RGBA", dtype="u8", fill=7):
+    size = {"u8": 1, "u16": 2, "f32": 4}[dtype]
+    channels = {"RGBA": 4, "BGRA": 4, "RGB": 3, "BGR": 3, "L": 1}[order]
+    return Image(w, h, order, dtype, bytes([fill]) * (w * h * channels * size))
+
+
+SAMPLES = [
+    Hello("krita", PROTOCOL_VERSION),
+    Capabilities("layeringdiff 0.1", PROTOCOL_VERSION, ["split", "peel"], 1000, {"sdxl": "missing"}),
+    Ping(1.5),
+    Pong(1.5, True),
+    Split(img(), mask=img(order="L"), options={"alpha_mode": "mask"}),
+    Split(img(dtype="f32"), box=[0, 1, 2, 2]),
+    Peel(img(order="BGRA", dtype="u16"), phrase="a bird", index=2),
+    Generate("[a cat] on a sofa", width=512, height=768, steps=4, guidance=7.5, seed=3),
+    Echo(img(w=5, h=5, order="RGB")),
+    Cancel("abc"),
+    Status(),
+    StatusReply(True, "abc", "matting", 2),
+    Accepted("abc", 1),
+    Progress("abc", "matting", 0.25, "solving"),
+    Result("abc", img(), img(), img(order="L"), {"method": "classical", "recomposition_error": 0.001}),
+    EchoReply(img()),
+    Error(ErrorCode.BAD_INPUT, "empty mask", "select something", job="abc"),
+    Cancelled("abc"),
+]
+
+
+def test_every_message_type_has_a_sample():
+    assert {type(m).TYPE for m in SAMPLES} == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).TYPE)
+def test_round_trip(message):
+    frames = encode(message, "id-1", reply_to="id-0")
+    env = decode(frames)
+    assert env.id == "id-1" and env.reply_to == "id-0" and env.version == PROTOCOL_VERSION
+    got = env.message
+    assert type(got) is type(message)
+    for name, value in vars(message).items():
+        other = getattr(got, name)
+        if isinstance(value, Image):
+            assert (other.width, other.height, other.order, other.dtype) == (
+                value.width, value.height, value.order, value.dtype)
+            assert bytes(other.data) == bytes(value.data)
+        else:
+            assert other == value
+
+
+def test_images_travel_as_raw_frames_not_in_header():
+    frames = encode(Split(img(w=100, h=100), mask=img(w=100, h=100, order="L")))
+    assert len(frames) == 3
+    assert len(frames[0]) < 500  # header only describes them
+    assert len(frames[1]) == 100 * 100 * 4 and len(frames[2]) == 100 * 100
+
+
+def header(**over):
+    h = {"v": PROTOCOL_VERSION, "id": "x", "re": None, "type": "ping", "body": {}, "images": []}
+    h.update(over)
+    return msgpack.packb(h, use_bin_type=True)
+
+
+def split_frames(spec_over=None, data=None, extra_frames=()):
+    spec = {"w": 2, "h": 2, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    spec.update(spec_over or {})
+    hdr = header(type="split", images=[["image", spec]], body={"box": [0, 0, 1, 1]})
+    return [hdr, data if data is not None else b"\0" * 16, *extra_frames]
+
+
+MALFORMED = {
+    "empty": ([], ErrorCode.BAD_MESSAGE),
+    "not msgpack": ([b"\xc1\xc1\xc1"], ErrorCode.BAD_MESSAGE),
+    "truncated msgpack": ([header()[:-3]], ErrorCode.BAD_MESSAGE),
+    "not a map": ([msgpack.packb([1, 2, 3])], ErrorCode.BAD_MESSAGE),
+    "no version": ([msgpack.packb({"id": "x", "type": "ping"})], ErrorCode.VERSION_MISMATCH),
+    "old version": ([header(v=0)], ErrorCode.VERSION_MISMATCH),
+    "newer version": ([header(v=PROTOCOL_VERSION + 1)], ErrorCode.VERSION_MISMATCH),
+    "no id": ([header(id=None)], ErrorCode.BAD_MESSAGE),
+    "bad reply-to": ([header(re=5)], ErrorCode.BAD_MESSAGE),
+    "unknown type": ([header(type="explode")], ErrorCode.UNKNOWN_TYPE),
+    "body not a map": ([header(body=[1])], ErrorCode.BAD_MESSAGE),
+    "missing field": ([header(type="cancel")], ErrorCode.MISSING_FIELD),
+    "wrong field type": ([header(type="cancel", body={"job": 5})], ErrorCode.BAD_FIELD),
+    "bool for int": ([header(type="hello", body={"client": "k", "protocol": True})], ErrorCode.BAD_FIELD),
+    "unknown field": ([header(body={"time": 1.0, "evil": 1})], ErrorCode.BAD_FIELD),
+    "list of wrong items": ([header(type="split", images=[], body={"box": ["a"]})], ErrorCode.BAD_FIELD),
+    "missing image": ([header(type="split", body={"box": [0, 0, 1, 1]})], ErrorCode.MISSING_FIELD),
+    "frame count, extra": (split_frames(extra_frames=[b"x"]), ErrorCode.FRAME_MISMATCH),
+    "frame count, missing": (split_frames()[:1], ErrorCode.FRAME_MISMATCH),
+    "frame size short": (split_frames(data=b"\0" * 15), ErrorCode.FRAME_MISMATCH),
+    "frame size long": (split_frames(data=b"\0" * 17), ErrorCode.FRAME_MISMATCH),
+    "bad dtype": (split_frames({"dtype": "f64"}), ErrorCode.BAD_FIELD),
+    "bad order": (split_frames({"order": "ARGB"}), ErrorCode.BAD_FIELD),
+    "channels mismatch": (split_frames({"channels": 3}), ErrorCode.BAD_FIELD),
+    "zero width": (split_frames({"w": 0}), ErrorCode.BAD_FIELD),
+    "negative height": (split_frames({"h": -2}), ErrorCode.BAD_FIELD),
+    "spec missing key": (split_frames({"order": None}), ErrorCode.BAD_FIELD),
+    "image in body": ([header(type="echo", body={"image": b"abc"})], ErrorCode.BAD_FIELD),
+    "image field unknown": ([header(type="ping", images=[["x", {}]]), b""], ErrorCode.BAD_FIELD),
+    "images entry shape": ([header(type="echo", images=["image"]), b""], ErrorCode.BAD_MESSAGE),
+    "reply type as image name twice": (
+        [header(type="echo", images=[["image", {"w": 1, "h": 1, "channels": 1, "dtype": "u8", "order": "L"}]] * 2),
+         b"\0", b"\0"], ErrorCode.BAD_FIELD),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_messages_raise_clear_errors(name):
+    frames, code = MALFORMED[name]
+    with pytest.raises(ProtocolError) as info:
+        decode(frames)
+    assert info.value.code == code
+    assert info.value.text  # a sentence for the user, not just a code
+
+
+def test_oversized_image_rejected_before_reading_the_frame():
+    spec = {"w": 5000, "h": 5000, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    frames = [header(type="echo", images=[["image", spec]]), b""]
+    with pytest.raises(ProtocolError) as info:
+        decode(frames, max_pixels=4096 * 4096)
+    assert info.value.code == ErrorCode.IMAGE_TOO_LARGE
+    assert "5000x5000" in info.value.text
+
+
+def test_version_mismatch_text_says_what_to_do():
+    with pytest.raises(ProtocolError) as info:
+        decode([header(v=99)])
+    assert "99" in info.value.text and "update" in info.value.detail
+
+
+def test_encode_checks_image_size():
+    bad = Image(4, 4, "RGBA", "u8", b"\0" * 10)
+    with pytest.raises(ProtocolError) as info:
+        encode(Echo(bad))
+    assert info.value.code == ErrorCode.FRAME_MISMATCH
+
+
+def test_encode_refuses_non_messages():
+    with pytest.raises(ProtocolError):
+        encode(object())
+
+
+def test_protocol_package_imports_only_stdlib_and_msgpack():
+    import ast
+    import pathlib
+    import sys
+
+    import layering_protocol
+
+    allowed = set(sys.stdlib_module_names) | {"msgpack"}
+    for path in pathlib.Path(layering_protocol.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_peek_id_of_a_message_that_fails_to_decode():
+    from layering_protocol import peek_id
+
+    assert peek_id([header(v=99, id="abc")]) == "abc"
+    assert peek_id([b"\xc1"]) is None
+    assert peek_id([msgpack.packb([1])]) is None
