@@ -16,8 +16,8 @@ class Example:
 
 
 EXAMPLES = {
-    "coffee": Example("coffee", (40, 50, 520, 395), "an espresso cup on a wooden table"),
-    "astronaut": Example("astronaut", (0, 20, 390, 512), "Eileen Collins in front of a flag and a shuttle model"),
+    "coffee": Example("coffee", (40, 8, 520, 395), "an espresso cup on a wooden table"),
+    "astronaut": Example("astronaut", (40, 0, 330, 512), "Eileen Collins in front of a flag and a shuttle model"),
     "chelsea": Example("chelsea", (10, 0, 420, 300), "Chelsea the cat"),
 }
 

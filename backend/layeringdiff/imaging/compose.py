@@ -26,20 +26,19 @@ def exact_layers(
     [(C - a)/(1 - a), C/(1 - a)] clipped to [0,1]; then F = (C - (1-a) B)/a, which lands in [0,1].
     Where a ~ 0, B = C (copy-through); where a ~ 1, F = C (copy-through) and B is the guess.
     """
-    a = alpha[..., None].astype(np.float32)
-    one_minus = np.maximum(1.0 - a, ALPHA_EPS)
-    lo = np.maximum(0.0, (image - a) / one_minus)
-    hi = np.minimum(1.0, image / one_minus)
-    bg = np.clip(np.clip(bg_guess, lo, hi), 0.0, 1.0)
-    fg = (image - (1.0 - a) * bg) / np.maximum(a, ALPHA_EPS)
-    fg = np.clip(fg, 0.0, 1.0)
+    fg = np.clip(fg_guess, 0.0, 1.0).astype(np.float32)
+    bg = np.clip(bg_guess, 0.0, 1.0).astype(np.float32)
     opaque = alpha >= 1.0 - ALPHA_EPS
     clear = alpha <= ALPHA_EPS
     fg[opaque] = image[opaque]
-    bg[opaque] = np.clip(bg_guess[opaque], 0.0, 1.0)
     bg[clear] = image[clear]
-    fg[clear] = np.clip(fg_guess[clear], 0.0, 1.0)
-    return fg.astype(np.float32), bg.astype(np.float32)
+    mixed = ~(opaque | clear)  # usually a thin band: work on it alone
+    a = alpha[mixed][:, None].astype(np.float32)
+    c = image[mixed]
+    b = np.clip(bg[mixed], np.maximum(0.0, (c - a) / (1.0 - a)), np.minimum(1.0, c / (1.0 - a)))
+    bg[mixed] = b
+    fg[mixed] = np.clip((c - (1.0 - a) * b) / a, 0.0, 1.0)
+    return fg, bg
 
 
 def recomposition_error(
@@ -49,7 +48,8 @@ def recomposition_error(
     visible = alpha < 1.0 - eps
     if not visible.any():
         return 0.0
-    return float(np.abs(compose(alpha, fg, bg) - image)[visible].max())
+    a = alpha[visible][:, None]
+    return float(np.abs(a * fg[visible] + (1.0 - a) * bg[visible] - image[visible]).max())
 
 
 def layer_alphas(layer_alpha: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,17 +7,23 @@ that touch an unknown pixel are visited and only unknown rows are stored, so cos
 import contextlib
 import io
 
+import cv2
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
 from numba import njit
 from pymatting.preconditioner.ichol import ichol
-from pymatting.solver.cg import cg
 
 from .trimap import UNKNOWN
 
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
 PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well posed
+# Above this many unknown pixels the solve runs at reduced size (see estimate_alpha).
+MAX_UNKNOWN = 120_000
+GUIDED_EPS = 1e-4
+CG_RTOL = 1e-7
+CG_MAXITER = 2000
 ICHOL_DISCARD = 1e-3  # 2x faster factorisation than pymatting's 1e-4, alpha within 1e-4
 
 
@@ -88,7 +94,49 @@ def _assemble(image, r, eps, cy, cx, uidx, fg_known, values, rhs):  # pragma: no
 
 
 def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
-    """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1."""
+    """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1.
+
+    CG iterations grow with the band's width in pixels, so very large bands are solved at reduced size
+    and brought back with a guided filter (He et al.), which restores edges from the full-size image.
+    """
+    n = int(np.count_nonzero(trimap == UNKNOWN))
+    if n <= MAX_UNKNOWN:
+        return _estimate_alpha(image, trimap, prior)
+    h, w = trimap.shape
+    scale = float(np.sqrt(MAX_UNKNOWN / n))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    small = cv2.resize(image[..., :3], size, interpolation=cv2.INTER_AREA)
+    fg = cv2.resize((trimap >= 1.0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    bg = cv2.resize((trimap <= 0.0).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    small_tri = np.full(fg.shape, UNKNOWN, np.float32)
+    small_tri[fg >= 0.999] = 1.0
+    small_tri[bg >= 0.999] = 0.0
+    small_prior = None if prior is None else cv2.resize(prior.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(_estimate_alpha(small, small_tri, small_prior), (w, h), interpolation=cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(np.ascontiguousarray(image[..., :3], np.float32), cv2.COLOR_RGB2GRAY)
+    refined = guided_filter(grey, coarse, max(2, round(2.0 / scale)), GUIDED_EPS)
+    alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
+    unknown = trimap == UNKNOWN
+    alpha[unknown] = np.clip(refined[unknown], 0.0, 1.0)
+    return alpha
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Grey-guided filter: locally src ~ a * guide + b, so src's edges follow the guide's."""
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(guide), box(src)
+    cov = box(guide * src) - mean_i * mean_p
+    var = box(guide * guide) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
+def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     h, w = trimap.shape
     unknown = trimap == UNKNOWN
     alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
@@ -125,8 +173,15 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | No
     hint = np.full(n, UNKNOWN) if prior is None else np.clip(prior[unknown].astype(np.float64), 0, 1)
     lap = lap + PRIOR_WEIGHT * scipy.sparse.identity(n, format="csr")
     rhs = rhs + PRIOR_WEIGHT * hint
-    with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints retries with a larger shift
-        precond = ichol(lap, discard_threshold=ICHOL_DISCARD)
-    x = cg(lap, rhs, x0=hint, M=precond, rtol=1e-7, maxiter=2000)
+    x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
     return alpha
+
+
+def _solve(lap: scipy.sparse.csr_matrix, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Preconditioned CG; scipy's returns its best iterate instead of raising when it stops early."""
+    with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints retries with a larger shift
+        precond = ichol(lap, discard_threshold=ICHOL_DISCARD)
+    op = scipy.sparse.linalg.LinearOperator(lap.shape, matvec=precond, dtype=np.float64)
+    x, _ = scipy.sparse.linalg.cg(lap, rhs, x0=x0, rtol=CG_RTOL, maxiter=CG_MAXITER, M=op)
+    return x
