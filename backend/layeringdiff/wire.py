@@ -3,9 +3,10 @@
 import numpy as np
 from layering_protocol import Image
 
-NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
-SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}
-QUANTIZE = {"u8": 255, "u16": 65535, "f32": None}
+NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
+SCALE = {"u8": 255.0, "u16": 65535.0, "f16": 1.0, "f32": 1.0}
+QUANTIZE = {"u8": 255, "u16": 65535, "f16": None, "f32": None}
+FLOATS = ("f16", "f32")
 
 
 def to_array(image: Image) -> np.ndarray:
@@ -16,7 +17,7 @@ def to_array(image: Image) -> np.ndarray:
     out = arr.astype(np.float32) / SCALE[image.dtype]
     if image.order in ("BGRA", "BGR"):
         out = out[..., [2, 1, 0, 3][: image.channels]]
-    if image.dtype == "f32":
+    if image.dtype in FLOATS:
         out = np.clip(out, 0.0, 1.0)  # NaN stays NaN, so the stage's own check reports it
     return out
 
@@ -33,8 +34,8 @@ def from_array(array: np.ndarray, dtype: str, order: str) -> Image:
         array = array[..., None]
     if order in ("BGRA", "BGR"):
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]
-    if dtype == "f32":
-        data = np.ascontiguousarray(array, dtype=NP_DTYPES["f32"])
+    if dtype in FLOATS:
+        data = np.ascontiguousarray(array, dtype=NP_DTYPES[dtype])
     else:
         data = (np.clip(array, 0.0, 1.0) * SCALE[dtype] + 0.5).astype(NP_DTYPES[dtype])
     return Image(array.shape[1], array.shape[0], order, dtype, memoryview(np.ascontiguousarray(data)).cast("B"))

@@ -5,7 +5,7 @@ from typing import Any, Dict
 
 from .errors import ErrorCode, ProtocolError
 
-DTYPE_SIZES = {"u8": 1, "u16": 2, "f32": 4}
+DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}  # f16: Krita's half-float documents
 # Channel orders; "BGRA" is what Krita's pixelData gives for 8-bit RGBA layers, "L" is one channel.
 ORDERS = {"RGBA": 4, "BGRA": 4, "RGB": 3, "BGR": 3, "L": 1}
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -13,7 +13,7 @@ DEFAULT_MAX_PIXELS = 16384 * 16384
 
 @dataclass
 class Image:
-    """Pixels row-major, channels interleaved, native little-endian for u16/f32."""
+    """Pixels row-major, channels interleaved, little-endian for u16/f16/f32."""
 
     width: int
     height: int

@@ -48,7 +48,7 @@ def test_unreadable_files(tmp_path):
         load_mask(tmp_path / "missing.png")
 
 
-@pytest.mark.parametrize("dtype", ["u8", "u16", "f32"])
+@pytest.mark.parametrize("dtype", ["u8", "u16", "f16", "f32"])
 @pytest.mark.parametrize("order", ["RGBA", "BGRA", "RGB", "BGR"])
 def test_wire_round_trip(dtype, order):
     rng = np.random.default_rng(1)
@@ -56,7 +56,7 @@ def test_wire_round_trip(dtype, order):
     image = from_array(arr, dtype, order)
     assert image.expected_nbytes == memoryview(image.data).nbytes
     back = to_array(image)
-    tol = {"u8": 0.5 / 255, "u16": 0.5 / 65535, "f32": 0}[dtype] + 1e-7
+    tol = {"u8": 0.5 / 255, "u16": 0.5 / 65535, "f16": 1e-3, "f32": 0}[dtype] + 1e-7
     assert np.abs(back - arr).max() <= tol
 
 

@@ -197,3 +197,22 @@ def test_peek_id_of_a_message_that_fails_to_decode():
     assert peek_id([header(v=99, id="abc")]) == "abc"
     assert peek_id([b"\xc1"]) is None
     assert peek_id([msgpack.packb([1])]) is None
+
+
+@pytest.mark.parametrize("text,plain,phrases", [
+    ("[a bird flying] at sunset over the mountains", "a bird flying at sunset over the mountains", ["a bird flying"]),
+    ("[a cat] and [a dog]  on a sofa", "a cat and a dog on a sofa", ["a cat", "a dog"]),
+    ("a quiet lake", "a quiet lake", []),
+])
+def test_parse_prompt(text, plain, phrases):
+    from layering_protocol import parse_prompt
+
+    assert parse_prompt(text) == (plain, phrases)
+
+
+@pytest.mark.parametrize("text", ["[a cat on a sofa", "a cat] on", "[] on a sofa", "[[a]]"])
+def test_parse_prompt_errors(text):
+    from layering_protocol import parse_prompt
+
+    with pytest.raises(ValueError):
+        parse_prompt(text)

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Install the LayeringDiff plugin into Krita (Linux, Windows, macOS). Standard library only.
+
+    python3 installer/install.py                      # find Krita's pykrita folder, install, enable
+    python3 installer/install.py --pykrita DIR        # or name the folder
+    python3 installer/install.py --uninstall
+
+It copies plugin/layeringdiff_krita (+ its .desktop file) and the protocol package, makes pyzmq and
+msgpack importable for Krita's Python (the system ones when importable, else wheels for Krita's Python
+version unpacked into the plugin's vendor/ folder), enables the plugin in kritarc, and records which
+Python runs the backend. It prints every step.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = "layeringdiff_krita"
+RUNTIME_DEPS = ("pyzmq", "msgpack")
+IMPORT_NAMES = {"pyzmq": "zmq", "msgpack": "msgpack"}
+
+
+def krita_data_dir() -> Path:
+    system = platform.system()
+    home = Path.home()
+    if system == "Windows":
+        return Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "krita"
+    if system == "Darwin":
+        return home / "Library" / "Application Support" / "krita"
+    flatpak = home / ".var" / "app" / "org.kde.krita" / "data" / "krita"
+    if flatpak.is_dir() and not (home / ".local" / "share" / "krita").is_dir():
+        return flatpak
+    return Path(os.environ.get("XDG_DATA_HOME", home / ".local" / "share")) / "krita"
+
+
+def kritarc_path() -> Path:
+    system = platform.system()
+    home = Path.home()
+    if system == "Windows":
+        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "kritarc"
+    if system == "Darwin":
+        return home / "Library" / "Preferences" / "kritarc"
+    flatpak = home / ".var" / "app" / "org.kde.krita" / "config" / "kritarc"
+    if flatpak.is_file() and not (home / ".config" / "kritarc").is_file():
+        return flatpak
+    return Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "kritarc"
+
+
+def set_ini_value(text: str, section: str, key: str, value: str | None) -> str:
+    """Set (or with None remove) key in [section] of a KConfig file, leaving every other line alone."""
+    lines = text.splitlines()
+    header = f"[{section}]"
+    try:
+        start = lines.index(header)
+    except ValueError:
+        if value is None:
+            return text
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += [header, f"{key}={value}"]
+        return "\n".join(lines) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    for i in range(start + 1, end):
+        if lines[i].split("=", 1)[0].strip() == key:
+            if value is None:
+                del lines[i]
+            else:
+                lines[i] = f"{key}={value}"
+            return "\n".join(lines) + "\n"
+    if value is not None:
+        insert = end
+        while insert > start + 1 and not lines[insert - 1].strip():
+            insert -= 1
+        lines.insert(insert, f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def update_kritarc(path: Path, edits: list[tuple[str, str, str | None]]) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    for section, key, value in edits:
+        text = set_ini_value(text, section, key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def python_version_of(python: str) -> str | None:
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def has_modules(python: str, modules: list[str]) -> bool:
+    try:
+        out = subprocess.run([python, "-I", "-c", "import " + ", ".join(modules)], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def default_krita_python() -> str | None:
+    """Linux distribution Krita uses the system Python; Windows/macOS builds bundle their own."""
+    if platform.system() == "Linux":
+        # the pykrita plugin library links the libpython Krita runs; its version names the interpreter
+        for lib_dir in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"):
+            lib = Path(lib_dir) / "kritaplugins" / "kritapykrita.so"
+            if not lib.exists():
+                continue
+            try:
+                ldd = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                ldd = ""
+            match = re.search(r"libpython(3\.\d+)", ldd)
+            if match and Path(f"/usr/bin/python{match.group(1)}").exists():
+                return f"/usr/bin/python{match.group(1)}"
+        return shutil.which("python3", path="/usr/bin:/bin")
+    return None
+
+
+def default_platform_tag() -> str:
+    system, machine = platform.system(), platform.machine().lower()
+    if system == "Windows":
+        return "win_amd64"
+    if system == "Darwin":
+        return "macosx_11_0_arm64" if machine == "arm64" else "macosx_10_9_x86_64"
+    arch = "aarch64" if machine in ("aarch64", "arm64") else "x86_64"
+    return f"manylinux_2_28_{arch}"
+
+
+def vendor_wheels(target: Path, python_version: str, platform_tag: str) -> list[str]:
+    """Download binary wheels of the runtime deps for Krita's Python and unpack them into target."""
+    with tempfile.TemporaryDirectory() as tmp:
+        platforms = [platform_tag]
+        if platform_tag.startswith("manylinux"):  # older manylinux tags are compatible too
+            arch = platform_tag.split("_", 3)[-1]
+            platforms += [f"manylinux2014_{arch}", f"manylinux_2_17_{arch}"]
+        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps", "--dest", tmp,
+               "--python-version", python_version, "--implementation", "cp",
+               *[arg for p in platforms for arg in ("--platform", p)], *RUNTIME_DEPS]
+        print("  $ " + " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        unpacked = []
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(target)
+            unpacked.append(wheel.name)
+        return unpacked
+
+
+def install(args: argparse.Namespace) -> int:
+    pykrita = Path(args.pykrita) if args.pykrita else krita_data_dir() / "pykrita"
+    dest = pykrita / PLUGIN
+    print(f"Krita plugin folder: {pykrita}")
+    pykrita.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+        print(f"  removed the previous copy in {dest}")
+    shutil.copytree(ROOT / "plugin" / PLUGIN, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "plugin" / f"{PLUGIN}.desktop", pykrita / f"{PLUGIN}.desktop")
+    vendor = dest / "vendor"
+    shutil.copytree(ROOT / "protocol" / "layering_protocol", vendor / "layering_protocol",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    print(f"  copied the plugin to {dest} and the protocol package to {vendor}")
+
+    krita_python = args.krita_python or default_krita_python()
+    modules = [IMPORT_NAMES[d] for d in RUNTIME_DEPS]
+    if not args.vendor_deps and krita_python and has_modules(krita_python, modules):
+        print(f"  pyzmq and msgpack: using the ones Krita's Python ({krita_python}) already has")
+    else:
+        version = args.python_version or (python_version_of(krita_python) if krita_python else None)
+        if not version:
+            print("error: cannot tell Krita's Python version: pass --python-version (Help > System information "
+                  "in Krita shows it)", file=sys.stderr)
+            return 2
+        tag = args.platform or default_platform_tag()
+        print(f"  pyzmq and msgpack: installing wheels for Python {version} ({tag}) into {vendor}")
+        for name in vendor_wheels(vendor, version, tag):
+            print(f"    unpacked {name}")
+
+    rc = Path(args.kritarc) if args.kritarc else kritarc_path()
+    edits: list[tuple[str, str, str | None]] = [("python", f"enable_{PLUGIN}", "true")]
+    backend_python = args.backend_python or (sys.executable if has_modules(sys.executable, ["layeringdiff"])
+                                             else "")
+    if backend_python:
+        edits.append(("layeringdiff", "settings", json.dumps({"python": backend_python, "autostart": True})))
+    update_kritarc(rc, edits)
+    print(f"  enabled the plugin in {rc}")
+    if backend_python:
+        print(f"  the docker will start the backend with {backend_python} -m layeringdiff serve")
+    else:
+        print("  no Python with the layeringdiff backend found: set it in the docker's Settings "
+              "(or rerun with --backend-python)")
+    print("Done. Restart Krita, then Settings > Dockers > LayeringDiff.")
+    return 0
+
+
+def uninstall(args: argparse.Namespace) -> int:
+    pykrita = Path(args.pykrita) if args.pykrita else krita_data_dir() / "pykrita"
+    for path in (pykrita / PLUGIN, pykrita / f"{PLUGIN}.desktop"):
+        if path.is_dir():
+            shutil.rmtree(path)
+            print(f"removed {path}")
+        elif path.exists():
+            path.unlink()
+            print(f"removed {path}")
+    rc = Path(args.kritarc) if args.kritarc else kritarc_path()
+    if rc.exists():
+        update_kritarc(rc, [("python", f"enable_{PLUGIN}", None), ("layeringdiff", "settings", None)])
+        print(f"disabled the plugin in {rc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pykrita", help="Krita's pykrita folder (default: found for this system)")
+    parser.add_argument("--kritarc", help="Krita's kritarc file (default: found for this system)")
+    parser.add_argument("--krita-python", help="the Python Krita runs (Linux default: found from the krita binary)")
+    parser.add_argument("--python-version", help="Krita's Python version for vendored wheels, e.g. 3.10")
+    parser.add_argument("--platform", help="wheel platform tag for vendored wheels, e.g. win_amd64")
+    parser.add_argument("--vendor-deps", action="store_true", help="always vendor pyzmq/msgpack wheels")
+    parser.add_argument("--backend-python",
+                        help="Python with the layeringdiff backend (default: this one if it has it)")
+    parser.add_argument("--uninstall", action="store_true", help="remove the plugin and disable it")
+    args = parser.parse_args(argv)
+    return uninstall(args) if args.uninstall else install(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

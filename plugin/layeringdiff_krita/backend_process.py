@@ -1,0 +1,70 @@
+"""The backend as a child process of Krita: start it, read its READY line, keep its log tail, stop it."""
+
+import collections
+import os
+import subprocess
+import threading
+from typing import Deque, List, Optional
+
+READY_PREFIX = "READY "
+LOG_LINES = 40
+
+
+def parse_ready(line: str) -> Optional[str]:
+    """'READY tcp://127.0.0.1:5555 protocol=1 ...' -> 'tcp://127.0.0.1:5555'."""
+    if not line.startswith(READY_PREFIX):
+        return None
+    parts = line.split()
+    return parts[1] if len(parts) > 1 and parts[1].startswith("tcp://") else None
+
+
+class BackendProcess:
+    def __init__(self, command: List[str]) -> None:
+        self.command = command
+        self.proc: Optional[subprocess.Popen] = None
+        self.endpoint: Optional[str] = None
+        self.start_error = ""
+        self._log: Deque[str] = collections.deque(maxlen=LOG_LINES)
+        self._lock = threading.Lock()
+
+    def start(self) -> bool:
+        env = dict(os.environ)
+        for var in ("PYTHONHOME", "PYTHONPATH"):  # Krita's own Python settings would break a venv's Python
+            env.pop(var, None)
+        env["PYTHONUNBUFFERED"] = "1"
+        try:
+            self.proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=env, bufsize=1,
+            )
+        except OSError as exc:
+            self.start_error = f"cannot run {' '.join(self.command)}: {exc}"
+            return False
+        threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True).start()
+        return True
+
+    def _read(self, stream, is_stdout: bool) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            with self._lock:
+                self._log.append(line)
+            if is_stdout and self.endpoint is None:
+                self.endpoint = parse_ready(line)
+
+    def exit_code(self) -> Optional[int]:
+        return None if self.proc is None else self.proc.poll()
+
+    def log_tail(self, lines: int = 8) -> str:
+        with self._lock:
+            return "\n".join(list(self._log)[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)

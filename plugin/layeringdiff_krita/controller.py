@@ -1,0 +1,302 @@
+"""What the docker does, without Qt or Krita: buttons -> requests, backend events -> document changes.
+
+The docker (view) and the Krita bridge are passed in, so this runs in tests with fakes. The document is
+touched only when a result arrives for a job that is still wanted; errors, cancels and lost backends
+leave it as it was.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Tuple
+
+from layering_protocol import (
+    Accepted,
+    Cancel,
+    Cancelled,
+    Error,
+    ErrorCode,
+    Generate,
+    Peel,
+    Progress,
+    Result,
+    Split,
+    parse_prompt,
+)
+
+from .backend_process import BackendProcess
+from .connection import BackendClient, State
+from .pixels import selection_image, selection_is_empty, selection_is_full
+from .settings import Settings
+
+READY_TIMEOUT_S = 120.0  # the first start of a new backend compiles its numba kernels
+
+
+class UserError(Exception):
+    """Something the user can fix; shown in the docker as it is."""
+
+
+@dataclass
+class LayerPixels:
+    node: Any
+    rect: Tuple[int, int, int, int]  # x, y, w, h in document pixels
+    image: Any  # layering_protocol.Image
+    name: str
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # split | peel | generate
+    doc: Any
+    layer: Optional[LayerPixels] = None
+    phrase: str = ""
+    index: int = 1
+    size: Tuple[int, int] = (0, 0)
+    state: str = "sent"  # sent | running | cancelling
+    stage: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+ERROR_HINTS = {
+    ErrorCode.NOT_AVAILABLE: "",
+    ErrorCode.IMAGE_TOO_LARGE: "",
+    ErrorCode.VERSION_MISMATCH: "Install the plugin and the backend from the same release.",
+}
+
+
+class Controller:
+    def __init__(self, bridge: Any, view: Any, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.bridge = bridge
+        self.view = view
+        self.settings = settings
+        self.clock = clock
+        self.process: Optional[BackendProcess] = None
+        self.client: Optional[BackendClient] = None
+        self.job: Optional[Job] = None
+        self._process_started = 0.0
+        self._reported_state = ""
+        self._in_tick = False
+
+    # ---- backend lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        if self.settings.autostart:
+            self.process = BackendProcess(self.settings.backend_command())
+            self._process_started = self.clock()
+            if not self.process.start():
+                self._set_connection(State.LOST, self.process.start_error + ". Set the Python that has the "
+                                     "layeringdiff backend installed in Settings, then Restart.")
+                return
+            self._set_connection(State.CONNECTING, "starting the backend...")
+        else:
+            self._connect(self.settings.endpoint)
+
+    def _connect(self, endpoint: str) -> None:
+        self.client = BackendClient(endpoint, clock=self.clock)
+        self.client.connect()
+        self._set_connection(self.client.state, self.client.detail)
+
+    def restart(self) -> None:
+        self.shutdown()
+        self.start()
+
+    def shutdown(self) -> None:
+        if self.job is not None:
+            self._fail_job("the backend was stopped")
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def _set_connection(self, state: str, text: str) -> None:
+        self._reported_state = state
+        self.view.set_connection(state, text)
+
+    def tick(self) -> None:
+        """Called from a Qt timer: never blocks. Krita API calls made while applying a result can spin
+        the event loop, which would call tick again: the guard keeps it from re-entering."""
+        if self._in_tick:
+            return
+        self._in_tick = True
+        try:
+            self._tick()
+        finally:
+            self._in_tick = False
+
+    def _tick(self) -> None:
+        if self.process is not None and self.client is None:
+            if self.process.endpoint:
+                self._connect(self.process.endpoint)
+            elif self.process.exit_code() is not None:
+                self._backend_gone(f"the backend exited (code {self.process.exit_code()}):\n"
+                                   f"{self.process.log_tail()}")
+                return
+            elif self.clock() - self._process_started > READY_TIMEOUT_S:
+                self._backend_gone(f"the backend did not start within {READY_TIMEOUT_S:.0f} s:\n"
+                                   f"{self.process.log_tail()}")
+                return
+        if self.client is None:
+            return
+        for env in self.client.poll():
+            self._on_message(env)
+        self.client.tick()
+        if self.process is not None and self.process.exit_code() is not None and self.client.state != State.LOST:
+            self.client.state = State.LOST
+            self.client.detail = f"the backend exited (code {self.process.exit_code()})"
+        if self.client.state != self._reported_state:
+            if self.client.state == State.LOST:
+                self._backend_gone(self.client.detail)
+            else:
+                self._set_connection(self.client.state, self.client.detail)
+
+    def _backend_gone(self, why: str) -> None:
+        if self.job is not None:
+            self._fail_job(f"lost the backend ({why.splitlines()[0]})")
+        if self.client is not None:
+            self.client.close()
+            self.client.state = State.LOST
+        self._set_connection(State.LOST, f"{why}\nClick Restart backend to try again.")
+
+    # ---- user actions -------------------------------------------------------------------------
+    def _require_idle_connection(self) -> None:
+        if self.job is not None:
+            raise UserError("A job is running: wait for it or press Cancel.")
+        if self.client is None or not self.client.connected:
+            raise UserError("Not connected to the backend yet (see the status line above).")
+
+    def split_selected(self, phrase: str = "") -> None:
+        self._guard(lambda: self._split("split", phrase.strip()))
+
+    def peel_next(self, phrase: str = "") -> None:
+        self._guard(lambda: self._split("peel", phrase.strip()))
+
+    def generate(self, prompt: str, width: int, height: int, steps: int, seed: int) -> None:
+        self._guard(lambda: self._generate(prompt, width, height, steps, seed))
+
+    def cancel(self) -> None:
+        job = self.job
+        if job is None or self.client is None:
+            return
+        job.state = "cancelling"
+        self.client.send(Cancel(job.id))
+        self.view.set_progress("cancelling", -1)
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except UserError as exc:
+            self.view.show_message(str(exc), error=True)
+
+    def _split(self, kind: str, phrase: str) -> None:
+        self._require_idle_connection()
+        doc = self.bridge.active_document()
+        layer = self.bridge.read_active_layer(doc)
+        mask_bytes = self.bridge.read_selection(doc, layer)
+        x, y, w, h = layer.rect
+        mask = None
+        if mask_bytes is None:
+            if not phrase:
+                raise UserError("Select the foreground first (any selection tool), or type a foreground phrase.")
+        elif selection_is_empty(mask_bytes):
+            raise UserError(f"The selection does not cover any part of layer '{layer.name}'.")
+        elif selection_is_full(mask_bytes):
+            raise UserError("The selection covers the whole layer: select only the foreground object.")
+        else:
+            mask = selection_image(mask_bytes, w, h)
+        if kind == "peel":
+            index = self.bridge.peel_index(layer)
+            message: Any = Peel(layer.image, mask=mask, phrase=phrase or None, index=index)
+        else:
+            index = 1
+            message = Split(layer.image, mask=mask, phrase=phrase or None)
+        assert self.client is not None
+        job_id = self.client.send(message)
+        self._begin(Job(job_id, kind, doc, layer, phrase, index))
+
+    def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int) -> None:
+        self._require_idle_connection()
+        try:
+            plain, phrases = parse_prompt(prompt)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if not plain:
+            raise UserError("Type a prompt; mark the foreground with brackets, e.g. [a red fox] in the snow.")
+        if not phrases:
+            raise UserError("Mark the foreground words with brackets, e.g. [a red fox] in the snow.")
+        doc = self.bridge.document_for_generate(width, height)
+        assert self.client is not None
+        job_id = self.client.send(Generate(prompt, width=width, height=height, steps=steps, seed=seed,
+                                           phrase=phrases[0]))
+        self._begin(Job(job_id, "generate", doc, None, phrases[0], 1, (width, height)))
+
+    def _begin(self, job: Job) -> None:
+        self.job = job
+        self.view.set_busy(True)
+        self.view.set_progress("sending", 0.0)
+        self.view.show_message("")
+
+    # ---- backend events -----------------------------------------------------------------------
+    def _on_message(self, env: Any) -> None:
+        job, msg = self.job, env.message
+        if job is None or env.reply_to != job.id:
+            if isinstance(msg, Error) and msg.job is None and env.reply_to is None:
+                self.view.show_message(f"Backend: {msg.text}", error=True)
+            return
+        if isinstance(msg, Accepted):
+            job.state = "running" if job.state == "sent" else job.state
+            self.view.set_progress("queued" if msg.position else "starting", 0.0)
+        elif isinstance(msg, Progress):
+            job.stage = msg.stage
+            if job.state != "cancelling":
+                self.view.set_progress(msg.stage, msg.fraction)
+        elif isinstance(msg, Result):
+            if job.state == "cancelling":
+                self._finish()
+                self.view.show_message("Cancelled: the document is unchanged.")
+                return
+            self.view.set_progress("inserting layers", 1.0)
+            try:
+                self._apply(job, msg)
+            finally:
+                self._finish()  # only now: the job counts as running until its layers are in
+        elif isinstance(msg, Cancelled):
+            self._finish()
+            self.view.show_message("Cancelled: the document is unchanged.")
+        elif isinstance(msg, Error):
+            self._finish()
+            hint = msg.detail if msg.code in (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE,
+                                              ErrorCode.IMAGE_TOO_LARGE) else ""
+            text = msg.text[0].upper() + msg.text[1:] if msg.text else msg.code
+            self.view.show_message(f"{text}." + (f" {hint[0].upper() + hint[1:]}." if hint else "")
+                                   + " The document is unchanged.", error=True)
+
+    def _apply(self, job: Job, result: Result) -> None:
+        if not self.bridge.document_is_open(job.doc):
+            self.view.show_message("The document that started this job was closed, so the result was "
+                                   "not inserted anywhere.", error=True)
+            return
+        try:
+            if job.kind == "split":
+                text = self.bridge.apply_split(job, result)
+            elif job.kind == "peel":
+                text = self.bridge.apply_peel(job, result)
+            else:
+                text = self.bridge.apply_generate(job, result)
+        except UserError as exc:
+            self.view.show_message(str(exc), error=True)
+            return
+        err = result.info.get("recomposition_error")
+        seconds = self.clock() - job.started
+        self.view.show_message(text + f" ({seconds:.1f} s" + (f", max error {err * 255:.2f}/255)" if err is not None
+                                                               else ")"))
+
+    def _finish(self) -> None:
+        self.job = None
+        self.view.set_busy(False)
+        self.view.set_progress("", 0.0)
+
+    def _fail_job(self, why: str) -> None:
+        self._finish()
+        self.view.show_message(f"The job failed: {why}. The document is unchanged.", error=True)

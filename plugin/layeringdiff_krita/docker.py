@@ -1,0 +1,200 @@
+"""The LayeringDiff docker: widgets only. Behaviour lives in controller.Controller."""
+
+from krita import DockWidget, Krita
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .connection import State
+from .controller import Controller
+from .krita_bridge import KritaBridge
+from .settings import Settings
+
+DOCKER_ID = "layeringdiff_docker"
+TICK_MS = 30
+SETTINGS_GROUP = "layeringdiff"
+STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
+                 State.INCOMPATIBLE: "#d33", State.CLOSED: "#888"}
+
+
+def _button(text: str, name: str, slot) -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName(name)
+    button.clicked.connect(slot)
+    return button
+
+
+class LayeringDiffDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("LayeringDiff")
+        self.settings = Settings.from_json(Krita.instance().readSetting(SETTINGS_GROUP, "settings", ""))
+        root = QWidget(self)
+        layout = QVBoxLayout(root)
+
+        status_row = QHBoxLayout()
+        self.status = QLabel("not connected")
+        self.status.setObjectName("ld_status")
+        self.status.setWordWrap(True)
+        self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
+        self.restart_button.setVisible(False)
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.restart_button)
+        layout.addLayout(status_row)
+
+        gen = QGroupBox("Generate")
+        gen_form = QFormLayout(gen)
+        self.prompt = QPlainTextEdit()
+        self.prompt.setObjectName("ld_prompt")
+        self.prompt.setPlaceholderText("[a red fox] sitting in a snowy forest")
+        self.prompt.setMaximumHeight(70)
+        gen_form.addRow(self.prompt)
+        size_row = QHBoxLayout()
+        self.width_box, self.height_box = QSpinBox(), QSpinBox()
+        for box, name in ((self.width_box, "ld_width"), (self.height_box, "ld_height")):
+            box.setRange(256, 2048)
+            box.setSingleStep(64)
+            box.setValue(1024)
+            box.setObjectName(name)
+            size_row.addWidget(box)
+        gen_form.addRow("Size", size_row)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.steps.setValue(30)
+        self.steps.setObjectName("ld_steps")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setObjectName("ld_seed")
+        gen_form.addRow("Steps", self.steps)
+        gen_form.addRow("Seed", self.seed)
+        self.generate_button = _button("Generate layered", "ld_generate", self.on_generate)
+        gen_form.addRow(self.generate_button)
+        layout.addWidget(gen)
+
+        split = QGroupBox("Split")
+        split_form = QVBoxLayout(split)
+        self.phrase = QLineEdit()
+        self.phrase.setObjectName("ld_phrase")
+        self.phrase.setPlaceholderText("foreground phrase (names the group; finds the object without a selection)")
+        split_form.addWidget(self.phrase)
+        buttons = QHBoxLayout()
+        self.split_button = _button("Split selected layer", "ld_split", self.on_split)
+        self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
+        buttons.addWidget(self.split_button)
+        buttons.addWidget(self.peel_button)
+        split_form.addLayout(buttons)
+        layout.addWidget(split)
+
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("ld_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.cancel_button = _button("Cancel", "ld_cancel", self.on_cancel)
+        self.cancel_button.setEnabled(False)
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        layout.addLayout(progress_row)
+
+        self.message = QLabel("")
+        self.message.setObjectName("ld_message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.message)
+
+        self.settings_box = QGroupBox("Settings")
+        self.settings_box.setCheckable(True)
+        self.settings_box.setChecked(False)
+        settings_form = QFormLayout(self.settings_box)
+        self.autostart = QCheckBox("Start a local backend automatically")
+        self.autostart.setChecked(self.settings.autostart)
+        self.endpoint = QLineEdit(self.settings.endpoint)
+        self.python = QLineEdit(self.settings.python)
+        self.python.setPlaceholderText("python with layeringdiff installed (empty: find it on PATH)")
+        self.model_dir = QLineEdit(self.settings.model_dirs.get("all", ""))
+        self.model_dir.setPlaceholderText("folder with downloaded models (optional)")
+        settings_form.addRow(self.autostart)
+        settings_form.addRow("Backend address", self.endpoint)
+        settings_form.addRow("Python", self.python)
+        settings_form.addRow("Models", self.model_dir)
+        settings_form.addRow(_button("Apply and reconnect", "ld_apply", self.on_apply_settings))
+        self.settings_box.toggled.connect(self._show_settings)
+        self._show_settings(False)
+        layout.addWidget(self.settings_box)
+        layout.addStretch(1)
+        self.setWidget(root)
+
+        self.controller = Controller(KritaBridge(), self, self.settings)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.controller.tick)
+        self.timer.start(TICK_MS)
+        self.controller.start()
+        Krita.instance().notifier().applicationClosing.connect(self.controller.shutdown)
+
+    # ---- view interface used by the controller ---------------------------------------------------
+    def set_connection(self, state: str, text: str) -> None:
+        colour = STATE_COLOURS.get(state, "#888")
+        self.status.setText(f"<span style='color:{colour}'>&#9679;</span> {state}: {text}".replace("\n", "<br>"))
+        self.restart_button.setVisible(state in (State.LOST, State.INCOMPATIBLE))
+
+    def set_busy(self, busy: bool) -> None:
+        for button in (self.generate_button, self.split_button, self.peel_button):
+            button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def set_progress(self, stage: str, fraction: float) -> None:
+        if fraction < 0:
+            self.progress.setRange(0, 0)  # busy indicator while cancelling
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{stage} %p%" if stage else "idle")
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #d33;" if error else "")
+        self.message.setText(text)
+
+    # ---- slots ------------------------------------------------------------------------------------
+    def _show_settings(self, on: bool) -> None:
+        for child in self.settings_box.findChildren(QWidget):
+            child.setVisible(on)
+
+    def on_generate(self) -> None:
+        self.controller.generate(self.prompt.toPlainText(), self.width_box.value(), self.height_box.value(),
+                                 self.steps.value(), self.seed.value())
+
+    def on_split(self) -> None:
+        self.controller.split_selected(self.phrase.text())
+
+    def on_peel(self) -> None:
+        self.controller.peel_next(self.phrase.text())
+
+    def on_cancel(self) -> None:
+        self.controller.cancel()
+
+    def on_restart(self) -> None:
+        self.controller.restart()
+
+    def on_apply_settings(self) -> None:
+        self.settings.autostart = self.autostart.isChecked()
+        self.settings.endpoint = self.endpoint.text().strip() or self.settings.endpoint
+        self.settings.python = self.python.text().strip()
+        if self.model_dir.text().strip():
+            self.settings.model_dirs["all"] = self.model_dir.text().strip()
+        Krita.instance().writeSetting(SETTINGS_GROUP, "settings", self.settings.to_json())
+        self.controller.restart()
+
+    def canvasChanged(self, canvas) -> None:  # required by DockWidget
+        pass

@@ -1,0 +1,50 @@
+"""Docker settings, stored by Krita as one JSON string (Krita.writeSetting), plus environment overrides."""
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List
+
+ENV_ENDPOINT = "LAYERINGDIFF_BACKEND"  # connect to this running backend instead of starting one
+ENV_PYTHON = "LAYERINGDIFF_BACKEND_PYTHON"  # Python that has the layeringdiff backend installed
+
+
+@dataclass
+class Settings:
+    autostart: bool = True  # start `layeringdiff serve` as a child process
+    endpoint: str = "tcp://127.0.0.1:5557"  # used when autostart is off
+    python: str = ""  # empty: the `layeringdiff` command on PATH, else python3
+    model_dirs: Dict[str, str] = field(default_factory=dict)  # model name -> local folder
+    max_pixels: int = 64 * 1024 * 1024
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        known = {f.name for f in fields(cls)}
+        settings = cls(**{k: v for k, v in data.items() if k in known}) if isinstance(data, dict) else cls()
+        if os.environ.get(ENV_ENDPOINT):
+            settings.autostart = False
+            settings.endpoint = os.environ[ENV_ENDPOINT]
+        if os.environ.get(ENV_PYTHON):
+            settings.python = os.environ[ENV_PYTHON]
+        return settings
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    def backend_command(self) -> List[str]:
+        """Command that starts the backend on a free loopback port (it prints a READY line)."""
+        serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels)]
+        if self.python:
+            return [self.python, "-m", "layeringdiff", *serve]
+        exe = shutil.which("layeringdiff")
+        if exe:
+            return [exe, *serve]
+        return ["python3", "-m", "layeringdiff", *serve]
+
+    def describe(self) -> Dict[str, Any]:
+        return asdict(self)

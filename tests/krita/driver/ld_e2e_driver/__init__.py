@@ -1,0 +1,238 @@
+"""Test driver inside the real Krita: runs the scenario named by LD_E2E_SCENARIO against the real
+LayeringDiff docker, writes a JSON report (and raw pixel dumps) into LD_E2E_OUT, then quits Krita.
+
+Scenarios are generators: they yield (condition, timeout_s, what) and are resumed when the condition
+holds, so Krita's event loop keeps running (the docker's timer, the backend's replies) meanwhile.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from krita import Extension, Krita, Selection
+from PyQt5.QtCore import QTimer
+
+OUT = os.environ.get("LD_E2E_OUT", "")
+report = {"steps": []}
+
+
+def write_report() -> None:
+    tmp = os.path.join(OUT, "report.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, os.path.join(OUT, "report.json"))
+
+
+def die(exc_type, exc, tb) -> None:
+    report["error"] = "".join(traceback.format_exception(exc_type, exc, tb))
+    write_report()
+    os._exit(3)  # Krita's own hook would open a modal dialog and hang a headless run
+
+
+def quit_krita() -> None:
+    for doc in Krita.instance().documents():
+        doc.setModified(False)
+    Krita.instance().action("file_quit").trigger()
+
+
+def docker():
+    found = [d for d in Krita.instance().dockers() if d.objectName() == "layeringdiff_docker"]
+    return found[0] if found else None
+
+
+def load_raw(name):
+    with open(os.path.join(OUT, name), "rb") as fh:
+        return fh.read()
+
+
+def dump(name, data) -> None:
+    with open(os.path.join(OUT, name), "wb") as fh:
+        fh.write(bytes(data))
+
+
+def tree(node):
+    return [{"name": n.name(), "type": n.type(), "visible": n.visible(),
+             "children": tree(n) if n.type() == "grouplayer" else []} for n in node.childNodes()]
+
+
+def find(node, name):
+    for n in node.childNodes():
+        if n.name() == name:
+            return n
+        if n.type() == "grouplayer":
+            hit = find(n, name)
+            if hit is not None:
+                return hit
+    return None
+
+
+def new_document(w, h, pixels_file):
+    k = Krita.instance()
+    doc = k.createDocument(w, h, "e2e", "RGBA", "U8", "", 72.0)
+    k.activeWindow().addView(doc)
+    layer = doc.rootNode().childNodes()[0]
+    layer.setName("photo")
+    layer.setPixelData(load_raw(pixels_file), 0, 0, w, h)
+    doc.setActiveNode(layer)
+    doc.refreshProjection()
+    return doc, layer
+
+
+def select(doc, w, h, mask_file):
+    sel = Selection()
+    sel.resize(w, h)
+    sel.setPixelData(load_raw(mask_file), 0, 0, w, h)
+    doc.setSelection(sel)
+
+
+def idle(d):
+    return d.controller.job is None
+
+
+def connected(d):
+    return d.controller.client is not None and d.controller.client.connected
+
+
+def step(name, **info):
+    report["steps"].append({"step": name, "time": time.time(), **info})
+    write_report()
+
+
+def scenario_split_peel():
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 90, "backend connected")
+    step("connected", status=d.status.text())
+    doc, layer = new_document(w, h, "photo.bgra")
+    d.split_button.click()
+    step("split without selection", message=d.message.text())
+    select(doc, w, h, "mask1.u8")
+    d.phrase.setText("cat")
+    d.split_button.click()
+    yield (lambda: idle(d), 120, "split finished")
+    step("split done", message=d.message.text(), tree=tree(doc.rootNode()))
+    doc.waitForDone()
+    doc.refreshProjection()
+    fg, bg = find(doc.rootNode(), "cat foreground"), find(doc.rootNode(), "cat background")
+    dump("split_fg.bgra", fg.pixelData(0, 0, w, h))
+    dump("split_bg.bgra", bg.pixelData(0, 0, w, h))
+    dump("source_after.bgra", layer.pixelData(0, 0, w, h))
+    dump("projection_split.bgra", doc.pixelData(0, 0, w, h))
+    d.grab().save(os.path.join(OUT, "docker_after_split.png"))
+    Krita.instance().activeWindow().qwindow().grab().save(os.path.join(OUT, "krita_after_split.png"))
+    report["active_after_split"] = doc.activeNode().name()
+    # peel: a second object, selected on the background the split left active
+    select(doc, w, h, "mask2.u8")
+    d.phrase.setText("ball")
+    d.peel_button.click()
+    yield (lambda: idle(d), 120, "peel finished")
+    step("peel done", message=d.message.text(), tree=tree(doc.rootNode()))
+    doc.waitForDone()
+    doc.refreshProjection()
+    dump("peel_fg.bgra", find(doc.rootNode(), "ball foreground 2").pixelData(0, 0, w, h))
+    dump("peel_bg.bgra", find(doc.rootNode(), "ball background").pixelData(0, 0, w, h))
+    dump("projection_peel.bgra", doc.pixelData(0, 0, w, h))
+    # generate: the model stack is not built, the backend says so and nothing changes
+    before = json.dumps(tree(doc.rootNode()))
+    d.prompt.setPlainText("[a red fox] in a snowy forest")
+    d.generate_button.click()
+    yield (lambda: idle(d), 60, "generate answered")
+    step("generate", message=d.message.text(), unchanged=json.dumps(tree(doc.rootNode())) == before)
+
+
+def scenario_cancel_kill():
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 90, "backend connected")
+    doc, layer = new_document(w, h, "photo.bgra")
+    select(doc, w, h, "mask1.u8")
+    before = json.dumps(tree(doc.rootNode()))
+    d.split_button.click()
+    yield (lambda: d.controller.job is not None and d.controller.job.stage in ("matting", "foreground"), 60,
+           "job running")
+    d.cancel_button.click()
+    yield (lambda: idle(d), 60, "cancelled")
+    step("cancel", message=d.message.text(), unchanged=json.dumps(tree(doc.rootNode())) == before)
+    dump("cancel_source.bgra", layer.pixelData(0, 0, w, h))
+    # backend killed in the middle of a job
+    d.split_button.click()
+    yield (lambda: d.controller.job is not None and d.controller.job.stage in ("matting", "foreground"), 60,
+           "second job running")
+    pid = d.controller.process.proc.pid
+    os.kill(pid, 9)
+    step("killed backend", pid=pid)
+    yield (lambda: idle(d), 30, "job failed")
+    step("after kill", message=d.message.text(), status=d.status.text(),
+         restart_visible=d.restart_button.isVisible(), unchanged=json.dumps(tree(doc.rootNode())) == before)
+    d.restart_button.click()
+    yield (lambda: connected(d), 90, "reconnected after restart")
+    step("restarted", status=d.status.text())
+
+
+SCENARIOS = {"split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
+
+
+class Driver(Extension):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.gen = None
+        self.waiting = None
+        self.timer = None
+
+    def setup(self):
+        sys.excepthook = die
+        Krita.instance().notifier().windowCreated.connect(self.start)
+
+    def createActions(self, window):
+        pass
+
+    def start(self):
+        QTimer.singleShot(300, self.begin)
+
+    def begin(self):
+        try:
+            self.gen = SCENARIOS[os.environ["LD_E2E_SCENARIO"]]()
+            self.timer = QTimer()
+            self.timer.timeout.connect(self.pump)
+            self.timer.start(100)
+            self.advance()
+        except Exception:
+            die(*sys.exc_info())
+
+    def advance(self):
+        try:
+            cond, timeout, what = next(self.gen)
+            self.waiting = (cond, time.time() + timeout, what)
+        except StopIteration:
+            self.timer.stop()
+            report["done"] = True
+            write_report()
+            quit_krita()
+
+    def pump(self):
+        if self.waiting is None:
+            return
+        cond, deadline, what = self.waiting
+        try:
+            ok = cond()
+        except Exception:
+            die(*sys.exc_info())
+            return
+        if ok:
+            self.waiting = None
+            self.advance()
+        elif time.time() > deadline:
+            self.timer.stop()
+            d = docker()
+            report["error"] = f"timed out waiting for: {what}"
+            report["docker_message"] = d.message.text() if d else None
+            report["docker_status"] = d.status.text() if d else None
+            write_report()
+            quit_krita()
+
+
+Krita.instance().addExtension(Driver(Krita.instance()))

@@ -1,0 +1,123 @@
+"""End to end in the real Krita 5 under Xvfb: the docker's buttons against a real backend on loopback.
+
+The plugin is installed into a temporary HOME by installer/install.py; a driver plugin clicks the
+docker's buttons and dumps layers and the document projection as raw bytes for the checks here.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from layeringdiff.examples import photo, synthetic_composite
+
+from .harness import krita_missing, make_home, run_krita
+
+pytestmark = [pytest.mark.krita, pytest.mark.skipif(bool(krita_missing()), reason=krita_missing())]
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def bgra_bytes(rgb: np.ndarray) -> bytes:
+    u8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    alpha = np.full(u8.shape[:2] + (1,), 255, np.uint8)
+    return np.ascontiguousarray(np.concatenate([u8[..., ::-1], alpha], axis=-1)).tobytes()
+
+
+def read_bgra(path: Path, w: int, h: int) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), np.uint8).reshape(h, w, 4).astype(np.int16)
+
+
+def ellipse(w: int, h: int, centre, axes) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    cv2.ellipse(m, centre, axes, 0, 0, 360, 255, -1)
+    return m
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("krita-home")
+    make_home(home)
+    return home
+
+
+def prepare(out: Path, w: int, h: int, photo_rgb: np.ndarray, masks: list[np.ndarray]) -> bytes:
+    out.mkdir(parents=True, exist_ok=True)
+    data = bgra_bytes(photo_rgb)
+    (out / "photo.bgra").write_bytes(data)
+    for i, m in enumerate(masks, 1):
+        (out / f"mask{i}.u8").write_bytes(m.tobytes())
+    (out / "spec.json").write_text(json.dumps({"w": w, "h": h}))
+    return data
+
+
+def check_report(report: dict) -> None:
+    assert "error" not in report, report.get("error", "") + "\n" + report.get("log_tail", "")
+    assert report.get("done"), report.get("log_tail")
+
+
+def test_split_peel_and_generate_in_real_krita(home, tmp_path):
+    w, h = 320, 256
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=3)
+    mask1 = ((alpha > 0.5) * 255).astype(np.uint8)
+    mask2 = ellipse(w, h, (270, 215), (40, 30))  # an object in the background, away from the first
+    original = prepare(tmp_path, w, h, comp, [mask1, mask2])
+    report = run_krita(home, tmp_path, "split_peel")
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "Select the foreground first" in steps["split without selection"]["message"]
+
+    # split: group named after the phrase, foreground + background, source hidden and unchanged
+    tree = steps["split done"]["tree"]
+    names = [(n["name"], n["visible"]) for n in tree]
+    assert ("photo", False) in names and ("cat", True) in names
+    group = next(n for n in tree if n["name"] == "cat")
+    assert [c["name"] for c in group["children"]] == ["cat background", "cat foreground"]
+    assert [n["name"] for n in tree].index("cat") > [n["name"] for n in tree].index("photo")
+    assert (tmp_path / "source_after.bgra").read_bytes() == original
+    orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
+    fg = read_bgra(tmp_path / "split_fg.bgra", w, h)
+    selected = mask1 > 127
+    fg_on = fg[..., 3] > 127
+    assert (fg_on & selected).sum() / (fg_on | selected).sum() > 0.9  # alpha matches the selection region
+    assert fg[..., 3][~selected].mean() < 10 and fg[..., 3][selected].mean() > 200
+    bg = read_bgra(tmp_path / "split_bg.bgra", w, h)
+    assert bg[..., 3].min() == 255  # the background is complete behind the foreground
+    visible = np.abs(read_bgra(tmp_path / "projection_split.bgra", w, h) - orig)
+    assert visible.max() <= 1, f"visible result differs by {visible.max()}/255"
+    assert report["active_after_split"] == "cat background"
+    assert (tmp_path / "docker_after_split.png").stat().st_size > 1000
+    ARTIFACTS.mkdir(exist_ok=True)
+    for shot in ("docker_after_split.png", "krita_after_split.png"):
+        shutil.copy2(tmp_path / shot, ARTIFACTS / shot)
+
+    # peel: second foreground inside the same group, above the new background; old background hidden
+    group = next(n for n in steps["peel done"]["tree"] if n["name"] == "cat")
+    assert [(c["name"], c["visible"]) for c in group["children"]] == [
+        ("cat background", False), ("ball background", True), ("ball foreground 2", True), ("cat foreground", True)]
+    peel_fg = read_bgra(tmp_path / "peel_fg.bgra", w, h)
+    assert (peel_fg[..., 3] > 127)[mask2 > 127].mean() > 0.8 and (peel_fg[..., 3] > 127)[mask2 == 0].mean() < 0.02
+    stack = np.abs(read_bgra(tmp_path / "projection_peel.bgra", w, h) - orig)
+    assert stack.max() <= 2, f"three-layer stack differs by {stack.max()}/255"  # two 8-bit splits: 1 level each
+
+    # generate: the model stack is not there yet; the backend's clear error, nothing changed
+    gen = steps["generate"]
+    assert "not have yet" in gen["message"] and "SDXL" in gen["message"] and gen["unchanged"]
+
+
+def test_cancel_and_backend_killed_leave_the_document_unchanged(home, tmp_path):
+    w = h = 2048
+    rgb = cv2.resize(photo("astronaut"), (w, h), interpolation=cv2.INTER_CUBIC)
+    mask = ellipse(w, h, (1024, 1100), (600, 700))
+    original = prepare(tmp_path, w, h, rgb, [mask])
+    report = run_krita(home, tmp_path, "cancel_kill", timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "Cancelled" in steps["cancel"]["message"] and steps["cancel"]["unchanged"]
+    assert (tmp_path / "cancel_source.bgra").read_bytes() == original
+    after = steps["after kill"]
+    assert "lost the backend" in after["message"] and "unchanged" in after["message"]
+    assert after["restart_visible"] and after["unchanged"]
+    assert "connected" in steps["restarted"]["status"]
