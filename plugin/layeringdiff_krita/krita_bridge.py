@@ -7,10 +7,11 @@ foreground and background inside the same group and hides the peeled background.
 from typing import Any, Optional
 
 from krita import Krita
-from PyQt5.QtCore import QRect
 
 from .controller import Job, LayerPixels, UserError
 from .pixels import UnsupportedFormat, layer_format, layer_image
+
+ACTIVATE_DELAY_MS = 50
 
 
 class KritaBridge:
@@ -33,10 +34,12 @@ class KritaBridge:
             layer_format(node.colorModel(), node.colorDepth())
         except UnsupportedFormat as exc:
             raise UserError(str(exc)) from None
-        rect = node.bounds().intersected(QRect(0, 0, doc.width(), doc.height()))
-        if rect.isEmpty():
+        b = node.bounds()  # the painted extent, clipped to the canvas
+        x, y = max(b.x(), 0), max(b.y(), 0)
+        w = min(b.x() + b.width(), doc.width()) - x
+        h = min(b.y() + b.height(), doc.height()) - y
+        if w <= 0 or h <= 0:
             raise UserError(f"Layer '{node.name()}' is empty inside the canvas.")
-        x, y, w, h = rect.x(), rect.y(), rect.width(), rect.height()
         data = bytes(node.pixelData(x, y, w, h))
         image = layer_image(data, w, h, node.colorModel(), node.colorDepth())
         return LayerPixels(node, (x, y, w, h), image, node.name())
@@ -70,6 +73,17 @@ class KritaBridge:
             node.setColorSpace(like.colorModel(), like.colorDepth(), like.colorProfile())
         return node
 
+    def _activate(self, doc: Any, node: Any) -> None:
+        # Krita activates each newly added layer from queued signals that run after this call returns,
+        # so set the active layer again once the event loop has delivered them.
+        doc.waitForDone()
+        doc.setActiveNode(node)
+        try:
+            from PyQt5.QtCore import QTimer
+        except ImportError:  # outside Krita (tests with a mock krita)
+            return
+        QTimer.singleShot(ACTIVATE_DELAY_MS, lambda: self.document_is_open(doc) and doc.setActiveNode(node))
+
     def _fill_or_undo(self, added: list, fills: list, x: int, y: int) -> None:
         """Pixels can only be set once the layers are in the document; if Krita refuses them, take out
         the layers just added so the document is as it was."""
@@ -95,7 +109,7 @@ class KritaBridge:
         group.addChildNode(foreground, background)
         self._fill_or_undo([group], [(background, result.background), (foreground, result.foreground)], x, y)
         source.setVisible(False)
-        doc.setActiveNode(background)  # ready for Peel next with a new selection
+        self._activate(doc, background)  # ready for Peel next with a new selection
         doc.refreshProjection()
         return f"Split '{layer.name}' into group '{name}'; the original layer is hidden, not changed"
 
@@ -113,7 +127,7 @@ class KritaBridge:
         self._fill_or_undo([background, foreground], [(background, result.background),
                                                       (foreground, result.foreground)], x, y)
         old_background.setVisible(False)
-        doc.setActiveNode(background)
+        self._activate(doc, background)
         doc.refreshProjection()
         return f"Peeled foreground {job.index} from '{layer.name}' (hidden, not changed)"
 
@@ -127,6 +141,6 @@ class KritaBridge:
         group.addChildNode(background, None)
         group.addChildNode(foreground, background)
         self._fill_or_undo([group], [(background, result.background), (foreground, result.foreground)], 0, 0)
-        doc.setActiveNode(background)
+        self._activate(doc, background)
         doc.refreshProjection()
         return f"Generated '{name}' as a foreground and a background layer"

@@ -68,9 +68,9 @@ def find(node, name):
     return None
 
 
-def new_document(w, h, pixels_file):
+def new_document(w, h, pixels_file, depth="U8"):
     k = Krita.instance()
-    doc = k.createDocument(w, h, "e2e", "RGBA", "U8", "", 72.0)
+    doc = k.createDocument(w, h, "e2e", "RGBA", depth, "", 72.0)
     k.activeWindow().addView(doc)
     layer = doc.rootNode().childNodes()[0]
     layer.setName("photo")
@@ -123,6 +123,7 @@ def scenario_split_peel():
     dump("projection_split.bgra", doc.pixelData(0, 0, w, h))
     d.grab().save(os.path.join(OUT, "docker_after_split.png"))
     Krita.instance().activeWindow().qwindow().grab().save(os.path.join(OUT, "krita_after_split.png"))
+    yield (lambda: doc.activeNode().name() == "cat background", 5, "background active after the split")
     report["active_after_split"] = doc.activeNode().name()
     # peel: a second object, selected on the background the split left active
     select(doc, w, h, "mask2.u8")
@@ -135,6 +136,19 @@ def scenario_split_peel():
     dump("peel_fg.bgra", find(doc.rootNode(), "ball foreground 2").pixelData(0, 0, w, h))
     dump("peel_bg.bgra", find(doc.rootNode(), "ball background").pixelData(0, 0, w, h))
     dump("projection_peel.bgra", doc.pixelData(0, 0, w, h))
+    # another document becomes active while a job runs: the result still goes to the first one
+    select(doc, w, h, "mask1.u8")
+    d.phrase.setText("again")
+    d.split_button.click()
+    other = Krita.instance().createDocument(64, 64, "other", "RGBA", "U8", "", 72.0)
+    Krita.instance().activeWindow().addView(other)
+    yield (lambda: idle(d), 120, "split while another document is active")
+    step("split other active", message=d.message.text(), tree=tree(doc.rootNode()), other_tree=tree(other.rootNode()),
+         active_doc_is_other=Krita.instance().activeDocument() == other)
+    other.setModified(False)
+    other.close()
+    Krita.instance().setActiveDocument(doc)
+    yield (lambda: Krita.instance().activeDocument() == doc, 10, "first document active again")
     # generate: the model stack is not built, the backend says so and nothing changes
     before = json.dumps(tree(doc.rootNode()))
     d.prompt.setPlainText("[a red fox] in a snowy forest")
@@ -173,7 +187,24 @@ def scenario_cancel_kill():
     step("restarted", status=d.status.text())
 
 
-SCENARIOS = {"split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
+def scenario_depths():
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 90, "backend connected")
+    for depth in spec["depths"]:
+        doc, layer = new_document(w, h, f"photo_{depth}.raw", depth)
+        select(doc, w, h, "mask1.u8")
+        d.split_button.click()
+        yield (lambda: idle(d), 120, f"{depth} split finished")
+        doc.waitForDone()
+        doc.refreshProjection()
+        step(f"split {depth}", message=d.message.text(), tree=tree(doc.rootNode()))
+        dump(f"projection_{depth}.raw", doc.pixelData(0, 0, w, h))
+        dump(f"fg_{depth}.raw", find(doc.rootNode(), "photo foreground").pixelData(0, 0, w, h))
+
+
+SCENARIOS = {"depths": scenario_depths, "split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
 
 
 class Driver(Extension):

@@ -1,0 +1,98 @@
+"""Krita-free stand-ins for the docker (view) and the Krita bridge, and a controllable clock."""
+
+import time
+
+import numpy as np
+from layeringdiff.examples import synthetic_composite
+from layeringdiff.wire import from_array
+from layeringdiff_krita.controller import LayerPixels, UserError
+
+
+class FakeClock:
+    """Real monotonic time plus a jump the test controls (to reach heartbeat timeouts at once)."""
+
+    def __init__(self):
+        self._offset = 0.0
+
+    def __call__(self):
+        return time.monotonic() + self._offset
+
+    def advance(self, seconds):
+        self._offset += seconds
+
+
+class FakeView:
+    def __init__(self):
+        self.connection = ("", "")
+        self.busy = False
+        self.progress = []
+        self.messages = []
+
+    def set_connection(self, state, text):
+        self.connection = (state, text)
+
+    def set_busy(self, busy):
+        self.busy = busy
+
+    def set_progress(self, stage, fraction):
+        self.progress.append((stage, fraction))
+
+    def show_message(self, text, error=False):
+        self.messages.append((text, error))
+
+    @property
+    def last(self):
+        return self.messages[-1] if self.messages else ("", False)
+
+
+class FakeBridge:
+    """One document with one layer made of a synthetic photo composite."""
+
+    def __init__(self, size=96, offset=(10, 20)):
+        comp, alpha, _, _ = synthetic_composite(size, size, seed=1)
+        rgba = np.dstack([comp, np.ones(alpha.shape, np.float32)])
+        self.layer_image = from_array(rgba, "u8", "BGRA")
+        self.mask = ((alpha > 0.5) * 255).astype(np.uint8).tobytes()
+        self.offset = offset
+        self.size = size
+        self.doc = object()
+        self.open = True
+        self.has_document = True
+        self.has_layer = True
+        self.selection = "mask"  # mask | none | empty | full
+        self.applied = []
+
+    def active_document(self):
+        if not self.has_document:
+            raise UserError("Open or create a document first.")
+        return self.doc
+
+    def document_is_open(self, doc):
+        return self.open and doc is self.doc
+
+    def read_active_layer(self, doc):
+        if not self.has_layer:
+            raise UserError("Choose a layer in the Layers docker first.")
+        return LayerPixels("node", (*self.offset, self.size, self.size), self.layer_image, "photo")
+
+    def read_selection(self, doc, layer):
+        n = self.size * self.size
+        return {"mask": self.mask, "none": None, "empty": bytes(n), "full": b"\xff" * n}[self.selection]
+
+    def peel_index(self, layer):
+        return 2
+
+    def document_for_generate(self, w, h):
+        return self.doc
+
+    def apply_split(self, job, result):
+        self.applied.append(("split", job, result))
+        return "split applied"
+
+    def apply_peel(self, job, result):
+        self.applied.append(("peel", job, result))
+        return "peel applied"
+
+    def apply_generate(self, job, result):
+        self.applied.append(("generate", job, result))
+        return "generate applied"

@@ -1,0 +1,216 @@
+"""The docker's behaviour (controller + connection + backend process) against the real backend."""
+
+import os
+import signal
+import sys
+import time
+
+import msgpack
+import pytest
+import zmq
+from layering_protocol import Error, ErrorCode, Result, encode
+from layeringdiff_krita.connection import LOST_S, BackendClient, State
+from layeringdiff_krita.controller import Controller
+from layeringdiff_krita.settings import Settings
+
+from tests.conftest import BackendProcess
+
+from .fakes import FakeBridge, FakeClock, FakeView
+
+
+def pump(controller, until, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        controller.tick()
+        if until():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out; view messages: {controller.view.messages}")
+
+
+def make(endpoint, bridge=None, clock=None):
+    settings = Settings(autostart=False, endpoint=endpoint)
+    view = FakeView()
+    c = Controller(bridge or FakeBridge(), view, settings, clock=clock or time.monotonic)
+    c.start()
+    pump(c, lambda: view.connection[0] == State.CONNECTED, 30)
+    return c, view
+
+
+@pytest.fixture
+def ctl(backend):
+    c, view = make(backend.endpoint)
+    yield c
+    c.shutdown()
+
+
+def test_split_applies_result_with_progress(ctl):
+    ctl.split_selected("cat")
+    assert ctl.view.busy
+    pump(ctl, lambda: ctl.job is None)
+    kind, job, result = ctl.bridge.applied[0]
+    assert kind == "split" and job.phrase == "cat" and isinstance(result, Result)
+    assert (result.foreground.width, result.foreground.height) == (96, 96)
+    assert result.foreground.order == "BGRA" and result.foreground.dtype == "u8"
+    stages = [s for s, _ in ctl.view.progress]
+    assert "matting" in stages and "background" in stages
+    assert not ctl.view.busy and ctl.view.last[0].startswith("split applied")
+
+
+def test_peel_sends_the_layer_index(ctl):
+    ctl.peel_next("")
+    pump(ctl, lambda: ctl.job is None)
+    kind, job, result = ctl.bridge.applied[0]
+    assert kind == "peel" and job.index == 2 and result.info["index"] == 2
+
+
+@pytest.mark.parametrize("setup,words", [
+    (lambda b: setattr(b, "has_document", False), "Open or create a document"),
+    (lambda b: setattr(b, "has_layer", False), "Choose a layer"),
+    (lambda b: setattr(b, "selection", "none"), "Select the foreground first"),
+    (lambda b: setattr(b, "selection", "empty"), "does not cover any part"),
+    (lambda b: setattr(b, "selection", "full"), "covers the whole layer"),
+])
+def test_user_errors_are_shown_and_nothing_is_sent(ctl, setup, words):
+    setup(ctl.bridge)
+    ctl.split_selected("")
+    text, error = ctl.view.last
+    assert words in text and error and ctl.job is None and not ctl.bridge.applied
+
+
+def test_one_job_at_a_time(ctl):
+    ctl.split_selected("")
+    ctl.split_selected("")
+    assert "A job is running" in ctl.view.last[0]
+    pump(ctl, lambda: ctl.job is None)
+    assert len(ctl.bridge.applied) == 1
+
+
+def test_phrase_without_selection_gets_the_backends_clear_error(ctl):
+    ctl.bridge.selection = "none"
+    ctl.split_selected("a cat")
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "Grounding DINO" in text and "unchanged" in text and not ctl.bridge.applied
+
+
+@pytest.mark.parametrize("prompt,words", [("a fox in the snow", "brackets"), ("[a fox in the snow", "unbalanced"),
+                                          ("", "Type a prompt")])
+def test_generate_prompt_errors(ctl, prompt, words):
+    ctl.generate(prompt, 512, 512, 4, 0)
+    assert words in ctl.view.last[0] and ctl.job is None
+
+
+def test_generate_reports_model_stack_not_available(ctl):
+    ctl.generate("[a red fox] in a snowy forest", 512, 512, 4, 1)
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "SDXL" in text and "unchanged" in text and not ctl.bridge.applied
+
+
+def test_cancel_leaves_document_alone(backend):
+    ctl, view = make(backend.endpoint, FakeBridge(size=1024))
+    try:
+        ctl.split_selected("")
+        pump(ctl, lambda: ctl.job is not None and ctl.job.stage == "matting")
+        ctl.cancel()
+        pump(ctl, lambda: ctl.job is None)
+        assert "Cancelled" in view.last[0] and not ctl.bridge.applied
+    finally:
+        ctl.shutdown()
+
+
+def test_result_for_a_closed_document_is_dropped(ctl):
+    ctl.split_selected("")
+    ctl.bridge.open = False
+    pump(ctl, lambda: ctl.job is None)
+    assert "was closed" in ctl.view.last[0] and not ctl.bridge.applied
+
+
+def test_heartbeat_detects_a_dead_backend_and_fails_the_job():
+    server = BackendProcess()
+    clock = FakeClock()
+    ctl, view = make(server.endpoint, FakeBridge(size=1024), clock)
+    try:
+        ctl.split_selected("")
+        pump(ctl, lambda: ctl.job is not None and ctl.job.stage in ("matting", "foreground"))
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        clock.advance(LOST_S + 1)
+        pump(ctl, lambda: view.connection[0] == State.LOST, 10)
+        text, error = view.last
+        assert error and "lost the backend" in text and "unchanged" in text
+        assert ctl.job is None and not view.busy and not ctl.bridge.applied
+    finally:
+        ctl.shutdown()
+        server.kill()
+
+
+def test_autostart_runs_the_backend_and_shutdown_stops_it():
+    view = FakeView()
+    ctl = Controller(FakeBridge(), view, Settings(autostart=True, python=sys.executable))
+    ctl.start()
+    try:
+        pump(ctl, lambda: view.connection[0] == State.CONNECTED, 90)
+        proc = ctl.process.proc
+        ctl.split_selected("")
+        pump(ctl, lambda: ctl.job is None)
+        assert ctl.bridge.applied
+    finally:
+        ctl.shutdown()
+    assert proc.poll() is not None
+
+
+def test_autostart_with_a_wrong_python_says_what_to_fix():
+    view = FakeView()
+    ctl = Controller(FakeBridge(), view, Settings(autostart=True, python="/nonexistent/python"))
+    ctl.start()
+    state, text = view.connection
+    assert state == State.LOST and "cannot run" in text and "Settings" in text
+
+
+def test_backend_without_the_package_reports_its_exit():
+    view = FakeView()
+    ctl = Controller(FakeBridge(), view, Settings(autostart=True, python="/usr/bin/false"))
+    ctl.start()
+    pump(ctl, lambda: view.connection[0] == State.LOST, 30)
+    assert "exited" in view.connection[1] and "Restart" in view.connection[1]
+
+
+def test_version_mismatch_is_reported_as_incompatible():
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    client = BackendClient(f"tcp://127.0.0.1:{port}")
+    try:
+        client.connect()
+        ident, header = router.recv_multipart()
+        hello_id = msgpack.unpackb(header)["id"]
+        router.send_multipart([ident, *encode(Error(ErrorCode.VERSION_MISMATCH, "protocol version 1 received, "
+                                                    "this side speaks 2"), reply_to=hello_id)])
+        deadline = time.monotonic() + 10
+        while client.state == State.CONNECTING and time.monotonic() < deadline:
+            client.poll()
+            time.sleep(0.01)
+        assert client.state == State.INCOMPATIBLE and "same release" in client.detail
+    finally:
+        client.close()
+        router.close(linger=0)
+
+
+def test_silent_endpoint_is_lost_after_the_heartbeat_timeout():
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    clock = FakeClock()
+    client = BackendClient(f"tcp://127.0.0.1:{port}", clock=clock)
+    try:
+        client.connect()
+        client.tick()
+        assert client.state == State.CONNECTING
+        clock.advance(LOST_S + 0.5)
+        client.tick()
+        assert client.state == State.LOST and "no answer" in client.detail
+    finally:
+        client.close()
+        router.close(linger=0)

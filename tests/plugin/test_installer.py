@@ -1,0 +1,96 @@
+"""installer/install.py run as a user runs it, into temporary Krita folders."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTALLER = ROOT / "installer" / "install.py"
+sys.path.insert(0, str(ROOT / "installer"))
+import install  # noqa: E402
+
+sys.path.pop(0)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(INSTALLER), *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_kritarc_edits_keep_every_other_line():
+    text = "[General]\nfoo=1\n\n[python]\nenable_other=true\n\n[Zzz]\nx=y\n"
+    out = install.set_ini_value(text, "python", "enable_layeringdiff_krita", "true")
+    assert out == "[General]\nfoo=1\n\n[python]\nenable_other=true\nenable_layeringdiff_krita=true\n\n[Zzz]\nx=y\n"
+    assert install.set_ini_value(out, "python", "enable_layeringdiff_krita", "false").count("=false") == 1
+    removed = install.set_ini_value(out, "python", "enable_layeringdiff_krita", None)
+    assert "enable_layeringdiff_krita" not in removed and "enable_other=true" in removed
+    assert install.set_ini_value("", "python", "k", "v") == "[python]\nk=v\n"
+
+
+def test_install_and_uninstall(tmp_path):
+    pykrita, rc = tmp_path / "pykrita", tmp_path / "kritarc"
+    rc.write_text("[General]\nkeep=me\n")
+    proc = run("--pykrita", pykrita, "--kritarc", rc, "--backend-python", sys.executable,
+               "--krita-python", sys.executable)
+    assert proc.returncode == 0, proc.stderr
+    assert (pykrita / "layeringdiff_krita.desktop").is_file()
+    assert (pykrita / "layeringdiff_krita" / "docker.py").is_file()
+    assert (pykrita / "layeringdiff_krita" / "vendor" / "layering_protocol" / "codec.py").is_file()
+    text = rc.read_text()
+    assert "keep=me" in text and "enable_layeringdiff_krita=true" in text
+    settings = json.loads(text.split("settings=", 1)[1].splitlines()[0])
+    assert settings["python"] == sys.executable
+    assert "using the ones Krita's Python" in proc.stdout  # this Python has pyzmq and msgpack
+    # the installed copy imports the vendored protocol first
+    probe = subprocess.run([sys.executable, "-I", "-c",
+                            "import sys; sys.path.insert(0, sys.argv[1]); import layeringdiff_krita, layering_protocol;"
+                            "print(layering_protocol.__file__)", str(pykrita)], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    assert str(pykrita / "layeringdiff_krita" / "vendor") in probe.stdout
+    # reinstall replaces, uninstall removes and disables
+    assert run("--pykrita", pykrita, "--kritarc", rc, "--krita-python", sys.executable).returncode == 0
+    proc = run("--uninstall", "--pykrita", pykrita, "--kritarc", rc)
+    assert proc.returncode == 0
+    assert not (pykrita / "layeringdiff_krita").exists() and not (pykrita / "layeringdiff_krita.desktop").exists()
+    assert "enable_layeringdiff_krita" not in rc.read_text() and "keep=me" in rc.read_text()
+
+
+def test_default_locations_follow_the_platform(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setattr(install.platform, "system", lambda: "Linux")
+    assert install.krita_data_dir() == tmp_path / ".local" / "share" / "krita"
+    assert install.kritarc_path() == tmp_path / ".config" / "kritarc"
+    monkeypatch.setattr(install.platform, "system", lambda: "Darwin")
+    assert install.krita_data_dir() == tmp_path / "Library" / "Application Support" / "krita"
+    monkeypatch.setattr(install.platform, "system", lambda: "Windows")
+    monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    assert install.krita_data_dir() == tmp_path / "Roaming" / "krita"
+    assert install.kritarc_path() == tmp_path / "Local" / "kritarc"
+
+
+SYSTEM_PYTHON = shutil.which("python3.11", path="/usr/bin")
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="needs Debian's /usr/bin/python3.11 (Krita's Python)")
+def test_vendored_wheels_import_in_kritas_python(tmp_path):
+    """Without system pyzmq/msgpack the installer unpacks wheels for Krita's Python into vendor/."""
+    pykrita = tmp_path / "pykrita"
+    proc = run("--pykrita", pykrita, "--kritarc", tmp_path / "kritarc", "--vendor-deps",
+               "--krita-python", SYSTEM_PYTHON)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    vendor = pykrita / "layeringdiff_krita" / "vendor"
+    assert list(vendor.glob("zmq")) and list(vendor.glob("msgpack"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    probe = subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "import zmq, msgpack; print(zmq.__file__); print(msgpack.__file__)", str(vendor)],
+                           capture_output=True, text=True, env=env)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.count(str(vendor)) == 2

@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from layeringdiff_krita.backend_process import parse_ready
+from layeringdiff_krita.pixels import (
+    UnsupportedFormat,
+    layer_format,
+    layer_image,
+    selection_image,
+    selection_is_empty,
+    selection_is_full,
+)
+from layeringdiff_krita.settings import ENV_ENDPOINT, ENV_PYTHON, Settings
+
+
+@pytest.mark.parametrize("depth,expected", [("U8", ("u8", "BGRA")), ("U16", ("u16", "BGRA")),
+                                            ("F16", ("f16", "RGBA")), ("F32", ("f32", "RGBA"))])
+def test_layer_formats(depth, expected):
+    assert layer_format("RGBA", depth) == expected
+    img = layer_image(bytes(2 * 3 * {"U8": 4, "U16": 8, "F16": 8, "F32": 16}[depth]), 2, 3, "RGBA", depth)
+    assert img.expected_nbytes == len(img.data)
+
+
+@pytest.mark.parametrize("model,depth,words", [("CMYKA", "U8", "RGB layers"), ("GRAYA", "U16", "Convert"),
+                                               ("RGBA", "U32", "unsupported channel depth")])
+def test_unsupported_colour_models(model, depth, words):
+    with pytest.raises(UnsupportedFormat, match=words):
+        layer_format(model, depth)
+
+
+def test_selection_helpers():
+    assert selection_is_empty(bytes(10)) and not selection_is_empty(b"\0\1")
+    assert selection_is_full(b"\xff" * 4) and not selection_is_full(b"\xff\xfe")
+    img = selection_image(bytes(6), 3, 2)
+    assert (img.order, img.dtype, img.expected_nbytes) == ("L", "u8", 6)
+
+
+def test_settings_round_trip_and_bad_json(monkeypatch):
+    monkeypatch.delenv(ENV_ENDPOINT, raising=False)
+    monkeypatch.delenv(ENV_PYTHON, raising=False)
+    s = Settings.from_json(json.dumps({"autostart": False, "python": "/opt/py", "unknown": 1}))
+    assert s.autostart is False and s.python == "/opt/py"
+    assert Settings.from_json(s.to_json()) == s
+    assert Settings.from_json("{not json") == Settings()
+    assert Settings.from_json("[1, 2]") == Settings()
+    assert s.backend_command()[:3] == ["/opt/py", "-m", "layeringdiff"]
+    assert "serve" in s.backend_command() and "--port" in s.backend_command()
+
+
+def test_settings_environment_overrides(monkeypatch):
+    monkeypatch.setenv(ENV_ENDPOINT, "tcp://127.0.0.1:6000")
+    monkeypatch.setenv(ENV_PYTHON, "/venv/bin/python")
+    s = Settings.from_json("")
+    assert s.autostart is False and s.endpoint == "tcp://127.0.0.1:6000" and s.python == "/venv/bin/python"
+
+
+def test_parse_ready():
+    assert parse_ready("READY tcp://127.0.0.1:5555 protocol=1 version=0.1.0") == "tcp://127.0.0.1:5555"
+    assert parse_ready("2026 INFO something") is None
+    assert parse_ready("READY") is None
