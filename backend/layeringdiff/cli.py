@@ -107,7 +107,8 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, ServerConfig
 
-    server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels))
+    server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
+                                 parent_pid=args.parent_pid))
     return server.run()
 
 
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
     sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image accepted")
+    sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("examples", help="list the bundled example photos")

@@ -38,7 +38,8 @@ class Settings:
 
     def backend_command(self) -> List[str]:
         """Command that starts the backend on a free loopback port (it prints a READY line)."""
-        serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels)]
+        # --parent-pid: the backend exits by itself if Krita goes away without stopping it
+        serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels), "--parent-pid", str(os.getpid())]
         if self.python:
             return [self.python, "-m", "layeringdiff", *serve]
         exe = shutil.which("layeringdiff")

@@ -272,3 +272,21 @@ def test_clean_shutdown_on_signal_during_a_job(sig):
             assert final.code == ErrorCode.SHUTTING_DOWN
     assert server.terminate() == 0
     assert "STOPPED" in server.proc.stdout.read()
+
+
+def test_server_exits_when_its_parent_is_gone():
+    import subprocess
+    import time
+
+    parent = subprocess.Popen(["sleep", "2"])
+    server = BackendProcess("--parent-pid", str(parent.pid))
+    try:
+        with Client(server.endpoint) as c:
+            assert isinstance(c.request(Ping(0.0)).message, Pong)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while server.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.proc.returncode == 0
+    finally:
+        server.kill()

@@ -134,7 +134,7 @@ def test_cancel_and_backend_killed_leave_the_document_unchanged(home, tmp_path):
     assert "connected" in steps["restarted"]["status"]
 
 
-def test_16_bit_and_float_documents(home, tmp_path):
+def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
     w, h = 160, 128
     comp, alpha, _, _ = synthetic_composite(h, w, seed=5)
     mask = ((alpha > 0.5) * 255).astype(np.uint8)
@@ -143,7 +143,8 @@ def test_16_bit_and_float_documents(home, tmp_path):
     rgba = np.dstack([comp, np.ones(alpha.shape, np.float32)])
     originals = {
         "U16": np.round(rgba[..., [2, 1, 0, 3]] * 65535).astype("<u2"),  # Krita's integer layers are BGRA
-        "F32": rgba.astype("<f4"),  # float layers are RGBA
+        "F16": rgba.astype("<f2"),  # float layers are RGBA
+        "F32": rgba.astype("<f4"),
     }
     for depth, arr in originals.items():
         (tmp_path / f"photo_{depth}.raw").write_bytes(np.ascontiguousarray(arr).tobytes())
