@@ -59,3 +59,14 @@ def client(backend):
 
     with Client(backend.endpoint) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random models of the real classes in one folder per model name (the --models-dir layout)."""
+    pytest.importorskip("torch", reason="the ml extra is not installed")
+    pytest.importorskip("diffusers", reason="the ml extra is not installed")
+    from tests.models.tiny import build_all
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return root, build_all(root)

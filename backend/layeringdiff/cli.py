@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NotAvailable
 from .progress import ProgressFn
 
 EXIT_INPUT = 2
@@ -104,12 +104,91 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models")
+    group.add_argument("--models-config", help="JSON model config (default ~/.config/layeringdiff/models.json)")
+    group.add_argument("--models-dir", help="folder with one sub-folder per model name (sdxl/, sam/, ...)")
+    group.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
+                       help="use a local folder for a model (repeatable); see `layeringdiff models list`")
+    group.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where models run")
+    group.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), help="model precision")
+    group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
+    group.add_argument("--cpu-offload", action="store_true", help="diffusers CPU offload for small GPUs")
+    group.add_argument("--vae-tiling", action="store_true", help="decode large images in VAE tiles")
+
+
+def model_config(args: argparse.Namespace):  # -> ModelConfig
+    from .models import ModelConfig
+
+    config = ModelConfig.load(args.models_config).with_models_dir(args.models_dir).with_overrides(args.model)
+    for name in ("device", "dtype"):
+        if getattr(args, name):
+            setattr(config, name, getattr(args, name))
+    config.offline = config.offline or args.offline
+    config.cpu_offload = config.cpu_offload or args.cpu_offload
+    config.vae_tiling = config.vae_tiling or args.vae_tiling
+    return config
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, ServerConfig
 
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
-                                 parent_pid=args.parent_pid))
+                                 parent_pid=args.parent_pid, models=model_config(args)))
     return server.run()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from layering_protocol import Generate
+
+    from .io.images import load_image, save_png
+    from .io.ora import OraLayer, write_ora
+    from .models import ModelManager
+    from .pipeline import run_job
+    from .wire import from_array, to_array
+
+    out = Path(args.output).with_suffix(".ora")
+    if not out.parent.exists():
+        raise InputError(f"output folder '{out.parent}' does not exist")
+    control_image = None
+    if args.control_image:
+        if not args.control:
+            raise InputError("--control-image needs --control canny|depth")
+        control_image = from_array(load_image(args.control_image)[..., :3], "f32", "RGB")
+    options = {"control": args.control} if args.control else {}
+    message = Generate(args.prompt, width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
+                       seed=args.seed, negative_prompt=args.negative or "", phrase=args.phrase,
+                       options=options, control_image=control_image)
+    progress: ProgressFn = ProgressBar(enabled=not args.quiet)
+    output = run_job(message, progress, ModelManager(model_config(args)))
+    fg, bg, alpha = to_array(output.foreground), to_array(output.background), to_array(output.alpha)[..., 0]
+    h, w = alpha.shape
+    write_ora(out, [OraLayer("foreground", fg), OraLayer("background", bg)], w, h)
+    print(out)
+    for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
+        path = out.with_name(f"{out.stem}_{name}.png")
+        save_png(path, px)
+        print(path)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import REGISTRY, ModelManager
+
+    manager = ModelManager(model_config(args))
+    if args.action == "list":
+        for row in manager.status():
+            print(f"{row['model']:<17} {row['state']:<8} {row['source']}  ({row['role']})")
+            if row["state"] == "ready":
+                print(f"{'':<17} {'':<8} {row['path']}")
+        return 0
+    keys = list(REGISTRY) if args.names == ["all"] else args.names
+    unknown = [k for k in keys if k not in REGISTRY]
+    if unknown or not keys:
+        raise InputError(f"unknown model(s) {unknown or keys}; choose from {', '.join(REGISTRY)} or all")
+    for key in keys:
+        print(manager.fetch(key, progress=lambda text: print(text, file=sys.stderr)))
+    return 0
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
@@ -144,7 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
     sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image accepted")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
+    add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
+
+    gp = sub.add_parser("generate", help="generate a layered image from a prompt (needs the model weights)")
+    gp.add_argument("prompt", help='prompt with the foreground in brackets: "[a cat] on a sofa"')
+    gp.add_argument("-o", "--output", required=True, help="output .ora; PNGs are written beside it")
+    gp.add_argument("--phrase", help="foreground phrase (default: the first [bracketed] span)")
+    gp.add_argument("--width", type=int, default=1024)
+    gp.add_argument("--height", type=int, default=1024)
+    gp.add_argument("--steps", type=int, default=30)
+    gp.add_argument("--guidance", type=float, default=5.0)
+    gp.add_argument("--seed", type=int, default=0)
+    gp.add_argument("--negative", help="negative prompt")
+    gp.add_argument("--control", choices=("canny", "depth"), help="ControlNet guidance")
+    gp.add_argument("--control-image", help="image for the ControlNet (edges are taken for canny; a depth map)")
+    gp.add_argument("-q", "--quiet", action="store_true")
+    add_model_args(gp)
+    gp.set_defaults(func=cmd_generate)
+
+    mp = sub.add_parser("models", help="list or fetch the model weights")
+    mp.add_argument("action", choices=("list", "fetch"))
+    mp.add_argument("names", nargs="*", default=["all"], help="model names for fetch (default all)")
+    add_model_args(mp)
+    mp.set_defaults(func=cmd_models)
 
     ex = sub.add_parser("examples", help="list the bundled example photos")
     ex.set_defaults(func=cmd_examples)
@@ -155,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except InputError as exc:
-        print(f"error: {exc.text}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
+    except (InputError, NotAvailable) as exc:
+        print(f"error: {exc.text}" + (f"\n  {exc.detail}" if exc.detail else ""), file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -45,6 +45,7 @@ from layering_protocol import (
 
 from . import __version__
 from .errors import InputError, JobCancelled, NotAvailable
+from .models import ModelConfig, ModelManager
 from .pipeline import available_jobs, run_job
 
 log = logging.getLogger("layeringdiff.server")
@@ -72,6 +73,7 @@ class ServerConfig:
     port: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     parent_pid: int | None = None  # stop when this process is gone (Krita started us and crashed)
+    models: ModelConfig = field(default_factory=ModelConfig)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Server:
         self.stopping = threading.Event()
         self.worker: threading.Thread | None = None
         self.started_ppid = os.getppid()
+        self.models = ModelManager(self.config.models)
 
     # ---- set-up and tear-down -------------------------------------------------------------
     def bind(self) -> str:
@@ -230,8 +233,9 @@ class Server:
 
     def _dispatch(self, identity: bytes, msg_id: str, message: Any) -> None:
         if isinstance(message, Hello):
+            models = {row["model"]: row["state"] for row in self.models.status()}
             caps = Capabilities(f"layeringdiff {__version__}", PROTOCOL_VERSION, available_jobs(),
-                                self.config.max_pixels, {})
+                                self.config.max_pixels, models)
             self._send(identity, caps, reply_to=msg_id)
         elif isinstance(message, Ping):
             self._send(identity, Pong(message.time, self.current is not None), reply_to=msg_id)
@@ -300,7 +304,7 @@ class Server:
 
         try:
             progress("start", 0.0)
-            output = run_job(job.message, progress)
+            output = run_job(job.message, progress, self.models)
             if job.cancel.is_set():
                 raise JobCancelled()
             send(Result(job.id, output.foreground, output.background, output.alpha, output.info))

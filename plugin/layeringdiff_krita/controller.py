@@ -226,9 +226,10 @@ class Controller:
         if not phrases:
             raise UserError("Mark the foreground words with brackets, e.g. [a red fox] in the snow.")
         doc = self.bridge.document_for_generate(width, height)
+        dtype, order = self.bridge.document_format(doc)
         assert self.client is not None
         job_id = self.client.send(Generate(prompt, width=width, height=height, steps=steps, seed=seed,
-                                           phrase=phrases[0]))
+                                           phrase=phrases[0], options={"dtype": dtype, "order": order}))
         self._begin(Job(job_id, "generate", doc, None, phrases[0], 1, (width, height)))
 
     def _begin(self, job: Job) -> None:

@@ -56,6 +56,13 @@ class KritaBridge:
         siblings = parent.childNodes() if parent is not None else []
         return 1 + sum(1 for n in siblings if n.name().endswith(" foreground") or " foreground " in n.name())
 
+    def document_format(self, doc: Any) -> tuple[str, str]:
+        """(dtype, order) that new layers of this document take in setPixelData."""
+        try:
+            return layer_format(doc.colorModel(), doc.colorDepth())
+        except UnsupportedFormat as exc:
+            raise UserError(str(exc)) from None
+
     def document_for_generate(self, width: int, height: int) -> Any:
         doc = Krita.instance().activeDocument()
         if doc is not None:

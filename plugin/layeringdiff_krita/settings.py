@@ -40,6 +40,9 @@ class Settings:
         """Command that starts the backend on a free loopback port (it prints a READY line)."""
         # --parent-pid: the backend exits by itself if Krita goes away without stopping it
         serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels), "--parent-pid", str(os.getpid())]
+        if self.model_dirs.get("all"):
+            serve += ["--models-dir", self.model_dirs["all"]]  # one sub-folder per model name
+        serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items()) if name != "all"]
         if self.python:
             return [self.python, "-m", "layeringdiff", *serve]
         exe = shutil.which("layeringdiff")

@@ -74,6 +74,10 @@ class Peel:
 
 @dataclass
 class Generate:
+    """Stage 1 + 2 + 3: `prompt` marks the foreground in brackets ("[a cat] on a sofa"), or `phrase` names it.
+    `options` may hold {"control": "canny" | "depth", "control_scale": 0.5, "dtype": "u8", "order": "BGRA",
+    "negative_prompt"...}; `control_image` is the ControlNet input."""
+
     TYPE = "generate"
     prompt: str
     width: int = 1024
@@ -84,6 +88,7 @@ class Generate:
     negative_prompt: str = ""
     phrase: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    control_image: Optional[Image] = None
 
 
 @dataclass

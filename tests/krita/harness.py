@@ -28,8 +28,9 @@ def clean_env(home: Path) -> dict:
     return env
 
 
-def make_home(home: Path) -> None:
-    """A fresh HOME with the plugin installed by installer/install.py and the test driver enabled."""
+def make_home(home: Path, models_dir: Path | None = None) -> None:
+    """A fresh HOME with the plugin installed by installer/install.py and the test driver enabled;
+    with models_dir, the docker's Models setting points the backend at it."""
     (home / "run").mkdir(parents=True, exist_ok=True)
     os.chmod(home / "run", 0o700)
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
@@ -46,7 +47,11 @@ def make_home(home: Path) -> None:
         import install
     finally:
         sys.path.pop(0)
-    install.update_kritarc(kritarc, [("python", "enable_ld_e2e_driver", "true")])
+    edits = [("python", "enable_ld_e2e_driver", "true")]
+    if models_dir is not None:
+        settings = {"python": sys.executable, "autostart": True, "model_dirs": {"all": str(models_dir)}}
+        edits.append(("layeringdiff", "settings", json.dumps(settings)))
+    install.update_kritarc(kritarc, edits)
 
 
 class Xvfb:

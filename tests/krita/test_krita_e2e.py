@@ -113,9 +113,10 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     group = next(n for n in moved["tree"] if n["name"] == "cat")
     assert "again" in [c["name"] for c in group["children"]]
 
-    # generate: the model stack is not there yet; the backend's clear error, nothing changed
+    # generate without model weights: the backend's clear error names them and the fix; nothing changed
     gen = steps["generate"]
-    assert "not have yet" in gen["message"] and "SDXL" in gen["message"] and gen["unchanged"]
+    assert "not available" in gen["message"] and "sdxl" in gen["message"] and "models fetch" in gen["message"]
+    assert gen["unchanged"]
 
 
 def test_cancel_and_backend_killed_leave_the_document_unchanged(home, tmp_path):
@@ -162,3 +163,31 @@ def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
         fg = np.frombuffer((tmp_path / f"fg_{depth}.raw").read_bytes(), arr.dtype).reshape(arr.shape)
         fg_alpha = fg[..., 3].astype(np.float64) / scale
         assert ((fg_alpha > 0.5) == (mask > 127)).mean() > 0.95
+
+
+def test_generate_and_split_by_phrase_with_tiny_models(tiny_models, tmp_path_factory, tmp_path):
+    root, _ = tiny_models
+    home = tmp_path_factory.mktemp("krita-home-models")
+    make_home(home, models_dir=root)
+    w, h = 160, 128
+    comp, _, _, _ = synthetic_composite(h, w, seed=6)
+    original = prepare(tmp_path, w, h, comp, [])
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "gen_w": 256, "gen_h": 320}))
+    report = run_krita(home, tmp_path, "models", timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["capabilities"]["models"]["sdxl"] == "ready"
+    gen = steps["generate"]
+    assert gen["size"] == [256, 320], gen["message"]  # a new document of the requested size
+    group = next(n for n in gen["tree"] if n["type"] == "grouplayer")
+    assert group["name"] == "a red fox"
+    assert [c["name"] for c in group["children"]] == ["a red fox background", "a red fox foreground"]
+    x, y, bw, bh = report["generated_fg_bounds"]
+    assert x >= 0 and y >= 0 and x + bw <= 256 and y + bh <= 320
+    split = steps["split by phrase"]
+    group = next(n for n in split["tree"] if n["type"] == "grouplayer")
+    assert group["name"] == "a cat" and [c["name"] for c in group["children"]] == ["a cat background",
+                                                                                   "a cat foreground"]
+    orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
+    assert np.abs(read_bgra(tmp_path / "phrase_projection.bgra", w, h) - orig).max() <= 1

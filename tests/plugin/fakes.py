@@ -85,6 +85,9 @@ class FakeBridge:
     def document_for_generate(self, w, h):
         return self.doc
 
+    def document_format(self, doc):
+        return "u8", "BGRA"
+
     def apply_split(self, job, result):
         self.applied.append(("split", job, result))
         return "split applied"

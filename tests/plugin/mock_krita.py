@@ -108,6 +108,12 @@ class Document:
     def width(self):
         return self.w
 
+    def colorModel(self):
+        return self.model
+
+    def colorDepth(self):
+        return self.depth
+
     def height(self):
         return self.h
 

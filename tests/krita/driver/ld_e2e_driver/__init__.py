@@ -204,7 +204,37 @@ def scenario_depths():
         dump(f"fg_{depth}.raw", find(doc.rootNode(), "photo foreground").pixelData(0, 0, w, h))
 
 
-SCENARIOS = {"depths": scenario_depths, "split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
+def scenario_models():
+    """Generate layered into a new document, then split a photo layer by phrase (tiny models)."""
+    spec = json.loads(load_raw("spec.json"))
+    d = docker()
+    yield (lambda: connected(d), 90, "backend connected")
+    step("capabilities", models=d.controller.client.capabilities.models)
+    d.prompt.setPlainText("[a red fox] in the snow")
+    d.width_box.setValue(spec["gen_w"])
+    d.height_box.setValue(spec["gen_h"])
+    d.steps.setValue(3)
+    d.seed.setValue(5)
+    d.generate_button.click()
+    yield (lambda: idle(d), 180, "generate finished")
+    doc = Krita.instance().activeDocument()
+    step("generate", message=d.message.text(), tree=tree(doc.rootNode()), size=[doc.width(), doc.height()])
+    fg = find(doc.rootNode(), "a red fox foreground")
+    b = fg.bounds()
+    report["generated_fg_bounds"] = [b.x(), b.y(), b.width(), b.height()]
+    dump("generated_fg.bgra", fg.pixelData(0, 0, spec["gen_w"], spec["gen_h"]))
+    w, h = spec["w"], spec["h"]
+    doc2, layer = new_document(w, h, "photo.bgra")
+    d.phrase.setText("a cat")
+    d.split_button.click()
+    yield (lambda: idle(d), 180, "split by phrase finished")
+    doc2.waitForDone()
+    doc2.refreshProjection()
+    step("split by phrase", message=d.message.text(), tree=tree(doc2.rootNode()))
+    dump("phrase_projection.bgra", doc2.pixelData(0, 0, w, h))
+
+
+SCENARIOS = {"models": scenario_models, "depths": scenario_depths, "split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
 
 
 class Driver(Extension):

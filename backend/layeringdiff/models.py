@@ -1,0 +1,266 @@
+"""Model registry and loading: every model by its real Hugging Face id, each overridable by a local folder.
+
+Nothing is ever downloaded implicitly: loading looks in the given folder or in the local Hugging Face
+cache (`local_files_only`), and a missing model fails at once with a message that names the model, the
+command that fetches it and how to use a folder instead. `layeringdiff models fetch` downloads.
+Heavy libraries (torch, diffusers, transformers) are imported on first use, not on import.
+"""
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import NotAvailable
+
+CONFIG_ENV = "LAYERINGDIFF_MODELS_CONFIG"
+DEFAULT_CONFIG = Path.home() / ".config" / "layeringdiff" / "models.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    hub_id: str
+    role: str
+    size_gb: float
+    alternatives: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
+    ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "stage 1: composite generation", 6.9),
+    ModelSpec("controlnet-canny", "diffusers/controlnet-canny-sdxl-1.0", "stage 1: optional canny ControlNet", 2.5),
+    ModelSpec("controlnet-depth", "diffusers/controlnet-depth-sdxl-1.0", "stage 1: optional depth ControlNet", 2.5),
+    ModelSpec("grounding-dino", "IDEA-Research/grounding-dino-tiny", "stage 2: phrase -> box", 0.7,
+              ("IDEA-Research/grounding-dino-base",)),
+    ModelSpec("sam", "facebook/sam-vit-base", "stage 2: box -> mask", 0.4, ("facebook/sam-vit-huge",)),
+    ModelSpec("vitmatte", "hustvl/vitmatte-small-composition-1k", "stage 2: trimap -> alpha", 0.1,
+              ("hustvl/vitmatte-base-composition-1k",)),
+    ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2),
+)}
+
+
+class ModelMissing(NotAvailable):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    paths: dict[str, str] = field(default_factory=dict)  # key -> local folder or another hub id
+    device: str = "auto"  # auto | cuda | mps | cpu
+    dtype: str = "auto"  # auto | fp16 | bf16 | fp32
+    offline: bool = False  # also forbid `models fetch`; sets HF_HUB_OFFLINE for the libraries
+    cpu_offload: bool = False  # diffusers model CPU offload for small GPUs
+    vae_tiling: bool = False
+    cache_dir: str | None = None
+    source: str = ""  # the file this came from, for messages
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "ModelConfig":
+        path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+        if not path.is_file():
+            return cls(source=str(path))
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise NotAvailable(f"cannot read the model config {path}: {exc}") from None
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "source"}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise NotAvailable(f"unknown key(s) {sorted(unknown)} in the model config {path}")
+        bad = set(known.get("paths", {})) - set(REGISTRY)
+        if bad:
+            raise NotAvailable(f"unknown model name(s) {sorted(bad)} in {path}; known: {', '.join(REGISTRY)}")
+        return cls(**known, source=str(path))
+
+    def with_models_dir(self, folder: str | None) -> "ModelConfig":
+        """A folder with one sub-folder per model name (sdxl/, sam/, ...): each present one is used."""
+        if not folder:
+            return self
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise NotAvailable(f"models folder {root} does not exist")
+        found = {key: str(root / key) for key in REGISTRY if (root / key).is_dir()}
+        return ModelConfig(**{**asdict(self), "paths": {**self.paths, **found}})
+
+    def with_overrides(self, overrides: list[str]) -> "ModelConfig":
+        """`key=folder` strings from the command line."""
+        paths = dict(self.paths)
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or key not in REGISTRY:
+                raise NotAvailable(f"--model takes NAME=FOLDER with NAME one of {', '.join(REGISTRY)}; got {item!r}")
+            paths[key] = value
+        return ModelConfig(**{**asdict(self), "paths": paths})
+
+
+def is_local(source: str) -> bool:
+    """Folders, not hub ids ("org/name"): absolute, relative, home or drive paths, or an existing folder."""
+    return (source.startswith((".", "/", "~", "\\")) or source[1:3] == ":\\" or source[1:3] == ":/"
+            or Path(source).expanduser().is_dir())
+
+
+class ModelManager:
+    """Resolves, loads (lazily, once) and caches models for the pipeline."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config or ModelConfig()
+        self._cache: dict[tuple, Any] = {}
+        self._lock = threading.RLock()  # loaders nest (the ControlNet pipeline reuses the base)
+        if self.config.offline:
+            # must be set before huggingface_hub is imported to take effect there
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # torchvision fallback notices are noise here
+
+    # ---- where a model comes from ---------------------------------------------------------------
+    def source(self, key: str) -> str:
+        return self.config.paths.get(key, REGISTRY[key].hub_id)
+
+    def missing(self, key: str, why: str) -> ModelMissing:
+        spec = REGISTRY[key]
+        src = self.source(key)
+        config = self.config.source or str(DEFAULT_CONFIG)
+        return ModelMissing(
+            f"model '{key}' ({src}, {spec.role}) is not available: {why}",
+            f"fetch it with `layeringdiff models fetch {key}` (about {spec.size_gb:g} GB), or put a downloaded "
+            f"copy in a folder and name it: `--model {key}=/path/to/folder` or "
+            f"\"paths\": {{\"{key}\": \"/path/to/folder\"}} in {config}",
+        )
+
+    def resolve(self, key: str) -> str:
+        """A local folder holding the model, or ModelMissing at once (no network, no retries)."""
+        src = self.source(key)
+        if is_local(src):
+            folder = Path(src).expanduser()
+            if not folder.is_dir():
+                raise self.missing(key, f"folder {folder} does not exist")
+            return str(folder)
+        try:
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import LocalEntryNotFoundError
+        except ImportError:
+            raise self.missing(key, "the ml extra is not installed (pip install 'layeringdiff[ml]')") from None
+        try:
+            return snapshot_download(src, local_files_only=True, cache_dir=self.config.cache_dir)
+        except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+            raise self.missing(key, f"not in the local Hugging Face cache ({type(exc).__name__})") from None
+
+    def require(self, keys: list[str]) -> None:
+        """Check a job's models up front, naming every missing one, before any of them is loaded."""
+        missing = []
+        for key in keys:
+            try:
+                self.resolve(key)
+            except ModelMissing as exc:
+                missing.append(exc)
+        if len(missing) == 1:
+            raise missing[0]
+        if missing:
+            names = [str(m.text).split("'")[1] for m in missing]
+            raise ModelMissing(
+                f"models {', '.join(names)} are not available",
+                f"fetch them with `layeringdiff models fetch {' '.join(names)}`, or name local folders with "
+                f"--model NAME=/path/to/folder (or \"paths\" in {self.config.source or DEFAULT_CONFIG})")
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for key, spec in REGISTRY.items():
+            try:
+                where, state = self.resolve(key), "ready"
+            except ModelMissing as exc:
+                where, state = exc.text.split(": ", 1)[-1], "missing"
+            rows.append({"model": key, "source": self.source(key), "role": spec.role, "state": state, "path": where})
+        return rows
+
+    def fetch(self, key: str, progress: Callable[[str], None] = print) -> str:
+        if self.config.offline:
+            raise NotAvailable("offline is set in the model config: fetching is disabled")
+        src = self.source(key)
+        if is_local(src):
+            return self.resolve(key)
+        from huggingface_hub import snapshot_download
+
+        progress(f"fetching {key} ({src}, about {REGISTRY[key].size_gb:g} GB)...")
+        return snapshot_download(src, cache_dir=self.config.cache_dir)  # shows tqdm progress bars
+
+    # ---- device and dtype -------------------------------------------------------------------------
+    def device(self) -> str:
+        import torch
+
+        if self.config.device != "auto":
+            return self.config.device
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def dtype(self) -> Any:
+        import torch
+
+        names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+        if self.config.dtype != "auto":
+            return names[self.config.dtype]
+        return torch.float16 if self.device() == "cuda" else torch.float32
+
+    # ---- loaders ----------------------------------------------------------------------------------
+    def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
+
+    def _sdxl_base(self) -> Any:
+        def build() -> Any:
+            folder = self.resolve("sdxl")  # fail fast, before importing diffusers
+            from diffusers import StableDiffusionXLPipeline
+
+            return StableDiffusionXLPipeline.from_pretrained(folder, dtype=self.dtype(), local_files_only=True)
+
+        return self._cached(("sdxl-base",), build)
+
+    def sdxl(self, control: str | None = None) -> Any:
+        """The SDXL pipeline, with a ControlNet ("canny" or "depth") sharing the base components."""
+
+        def build() -> Any:
+            base = self._sdxl_base()
+            if control is None:
+                return self._place(base)
+            folder = self.resolve(f"controlnet-{control}")
+            from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+            net = ControlNetModel.from_pretrained(folder, dtype=self.dtype(), local_files_only=True)
+            return self._place(StableDiffusionXLControlNetPipeline(**base.components, controlnet=net))
+
+        return self._cached(("sdxl", control), build)
+
+    def _place(self, pipe: Any) -> Any:
+        if self.config.vae_tiling:
+            pipe.vae.enable_tiling()
+        if self.config.cpu_offload and self.device() == "cuda":
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to(self.device())
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _transformers(self, key: str, model_cls: str, processor_cls: str) -> tuple[Any, Any]:
+        def build() -> tuple[Any, Any]:
+            folder = self.resolve(key)
+            import transformers
+
+            model = getattr(transformers, model_cls).from_pretrained(folder, local_files_only=True)
+            processor = getattr(transformers, processor_cls).from_pretrained(folder, local_files_only=True)
+            return model.to(self.device()).eval(), processor
+
+        return self._cached((key,), build)
+
+    def grounding_dino(self) -> tuple[Any, Any]:
+        return self._transformers("grounding-dino", "AutoModelForZeroShotObjectDetection", "AutoProcessor")
+
+    def sam(self) -> tuple[Any, Any]:
+        return self._transformers("sam", "SamModel", "SamProcessor")
+
+    def vitmatte(self) -> tuple[Any, Any]:
+        return self._transformers("vitmatte", "VitMatteForImageMatting", "AutoImageProcessor")

@@ -1,0 +1,98 @@
+"""Model registry: sources, local folders, config files, and immediate errors for missing weights."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from layeringdiff.errors import NotAvailable
+from layeringdiff.models import REGISTRY, ModelConfig, ModelManager, ModelMissing, is_local
+
+
+def test_defaults_are_the_real_hub_ids():
+    assert REGISTRY["sdxl"].hub_id == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert REGISTRY["grounding-dino"].hub_id.startswith("IDEA-Research/grounding-dino-")
+    assert REGISTRY["sam"].hub_id.startswith("facebook/sam-vit-")
+    assert REGISTRY["vitmatte"].hub_id.startswith("hustvl/vitmatte-")
+    assert REGISTRY["sd2-inpaint"].hub_id == "stabilityai/stable-diffusion-2-inpainting"
+    assert "controlnet" in REGISTRY["controlnet-canny"].hub_id
+
+
+@pytest.mark.parametrize("source,local", [("org/name", False), ("/models/sdxl", True), ("./sdxl", True),
+                                          ("~/m", True), ("C:\\models", True)])
+def test_is_local(source, local):
+    assert is_local(source) == local
+
+
+def test_missing_hub_model_fails_at_once_with_the_fix(tmp_path):
+    manager = ModelManager(ModelConfig(cache_dir=str(tmp_path / "empty-cache")))
+    t = time.monotonic()
+    with pytest.raises(ModelMissing) as info:
+        manager.resolve("sam")
+    assert time.monotonic() - t < 2.0  # no download attempt, no retries
+    assert "'sam'" in info.value.text and "facebook/sam-vit-base" in info.value.text
+    assert "layeringdiff models fetch sam" in info.value.detail and "--model sam=" in info.value.detail
+
+
+def test_missing_local_folder_is_named(tmp_path):
+    manager = ModelManager(ModelConfig(paths={"vitmatte": str(tmp_path / "nope")}))
+    with pytest.raises(ModelMissing, match="does not exist"):
+        manager.resolve("vitmatte")
+
+
+def test_require_names_every_missing_model(tmp_path):
+    manager = ModelManager(ModelConfig(cache_dir=str(tmp_path)))
+    with pytest.raises(ModelMissing) as info:
+        manager.require(["sdxl", "sam", "vitmatte"])
+    assert "sdxl, sam, vitmatte" in info.value.text
+    assert "models fetch sdxl sam vitmatte" in info.value.detail
+
+
+def test_config_file_models_dir_and_overrides(tmp_path):
+    (tmp_path / "sam").mkdir()
+    (tmp_path / "vitmatte").mkdir()
+    cfg_path = tmp_path / "models.json"
+    cfg_path.write_text(json.dumps({"paths": {"sdxl": "/somewhere/sdxl"}, "device": "cpu", "dtype": "fp32"}))
+    config = ModelConfig.load(cfg_path).with_models_dir(str(tmp_path)).with_overrides(["vitmatte=/x/vm"])
+    assert config.paths == {"sdxl": "/somewhere/sdxl", "sam": str(tmp_path / "sam"), "vitmatte": "/x/vm"}
+    assert config.device == "cpu" and config.source == str(cfg_path)
+    manager = ModelManager(config)
+    assert manager.resolve("sam") == str(tmp_path / "sam")
+    status = {row["model"]: row["state"] for row in manager.status()}
+    assert status["sam"] == "ready" and status["vitmatte"] == "missing"
+
+
+@pytest.mark.parametrize("content,words", [("{bad", "cannot read"), ('{"colour": 1}', "unknown key"),
+                                           ('{"paths": {"sdxxl": "/x"}}', "unknown model")])
+def test_bad_config_files(tmp_path, content, words):
+    path = tmp_path / "models.json"
+    path.write_text(content)
+    with pytest.raises(NotAvailable, match=words):
+        ModelConfig.load(path)
+
+
+def test_bad_override():
+    with pytest.raises(NotAvailable, match="NAME=FOLDER"):
+        ModelConfig().with_overrides(["sdxl"])
+
+
+def test_offline_sets_the_hub_variable(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    ModelManager(ModelConfig(offline=True))
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(NotAvailable, match="offline"):
+        ModelManager(ModelConfig(offline=True)).fetch("sam")
+
+
+def test_cli_models_list_and_generate_without_weights(tmp_path):
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"))
+    listing = subprocess.run([sys.executable, "-m", "layeringdiff", "models", "list"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert listing.returncode == 0 and listing.stdout.count("missing") == len(REGISTRY)
+    t = time.monotonic()
+    gen = subprocess.run([sys.executable, "-m", "layeringdiff", "generate", "[a cat] on a sofa", "-o",
+                          str(tmp_path / "x.ora")], capture_output=True, text=True, env=env, timeout=60)
+    assert time.monotonic() - t < 20  # an interpreter start plus imports, never a download
+    assert gen.returncode == 2 and "sdxl" in gen.stderr and "models fetch" in gen.stderr

@@ -1,0 +1,90 @@
+"""Generate and split-by-phrase through the real backend process and the CLI, with tiny models."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from layering_protocol import Cancel, Cancelled, Error, ErrorCode, Generate, Progress, Result, Split
+from layeringdiff.client import Client, result_arrays
+from layeringdiff.examples import synthetic_composite
+from layeringdiff.io.ora import read_ora
+from layeringdiff.wire import from_array
+
+from tests.conftest import BackendProcess
+
+LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0}
+
+
+@pytest.fixture(scope="module")
+def model_backend(tiny_models):
+    root, _ = tiny_models
+    server = BackendProcess("--models-dir", str(root), "--device", "cpu")
+    yield server
+    server.terminate()
+
+
+def test_generate_through_the_server(model_backend):
+    with Client(model_backend.endpoint) as c:
+        final, events = c.run(Generate("[a cat] on a sofa", width=64, height=48, steps=3, seed=1,
+                                       options={**LOOSE, "dtype": "u8", "order": "BGRA"}), timeout=120)
+        result = final.message
+        assert isinstance(result, Result), result
+        stages = [e.message.stage for e in events if isinstance(e.message, Progress)]
+        assert "generate" in stages and "detect" in stages and "matting" in stages and "layers" in stages
+        fractions = [e.message.fraction for e in events if isinstance(e.message, Progress)]
+        assert fractions == sorted(fractions)
+        assert (result.foreground.width, result.foreground.height, result.foreground.order) == (64, 48, "BGRA")
+        arrays = result_arrays(result)
+        assert arrays["alpha"].shape == (48, 64) and 0 <= arrays["alpha"].min() and arrays["alpha"].max() <= 1
+        assert np.all(arrays["background"][..., 3] == 1.0)
+        assert result.info["phrase"] == "a cat" and result.info["prompt"] == "a cat on a sofa"
+        assert result.info["recomposition_error"] <= 1 / 255
+
+
+def test_split_by_phrase_through_the_server(model_backend):
+    comp, _, _, _ = synthetic_composite(80, 96, seed=4)
+    image = from_array(np.dstack([comp, np.ones(comp.shape[:2], np.float32)]), "u8", "BGRA")
+    with Client(model_backend.endpoint) as c:
+        final, _ = c.run(Split(image, phrase="a cat", options=LOOSE), timeout=120)
+        result = final.message
+        assert isinstance(result, Result), result
+        assert (result.foreground.width, result.foreground.height) == (96, 80)
+        assert result.info["foreground"]["phrase"] == "a cat" and result.info["alpha_mode"] == "mask"
+
+
+def test_cancel_during_generation(model_backend):
+    with Client(model_backend.endpoint) as c:
+        job = c.send(Generate("[a cat] on a sofa", width=64, height=64, steps=150, options=LOOSE))
+        for env in c.events(job, 60):
+            if isinstance(env.message, Progress) and env.message.stage == "generate" and env.message.fraction > 0:
+                c.send(Cancel(job))
+                break
+        rest = [e.message for e in c.events(job, 60)]
+        assert isinstance(rest[-1], Cancelled) and not any(isinstance(m, Result) for m in rest)
+
+
+def test_missing_model_error_is_immediate_and_names_it(tmp_path):
+    server = BackendProcess("--model", f"sam={tmp_path / 'no-sam'}")
+    try:
+        with Client(server.endpoint) as c:
+            t = time.monotonic()
+            final, _ = c.run(Generate("[a cat] on a sofa", width=64, height=64), timeout=60)
+            assert time.monotonic() - t < 15
+            err = final.message
+            assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE
+            assert "sam" in err.text and "sdxl" in err.text and "models fetch" in err.detail
+    finally:
+        server.terminate()
+
+
+def test_cli_generate_writes_layers(tiny_models, tmp_path):
+    root, _ = tiny_models
+    out = tmp_path / "fox.ora"
+    proc = subprocess.run([sys.executable, "-m", "layeringdiff", "generate", "[a red fox] in the snow", "-o", str(out),
+                           "--models-dir", str(root), "--width", "64", "--height", "64", "--steps", "2", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    layers, w, h = read_ora(out)
+    assert (w, h) == (64, 64) and [la.name for la in layers] == ["foreground", "background"]

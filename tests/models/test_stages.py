@@ -1,0 +1,144 @@
+"""Stages 1 and 2 with tiny models of the real classes, loaded through the real ModelManager by folder."""
+
+import numpy as np
+import pytest
+from layeringdiff.errors import InputError, JobCancelled
+from layeringdiff.examples import synthetic_composite
+from layeringdiff.imaging.trimap import UNKNOWN
+from layeringdiff.models import ModelConfig, ModelManager
+from layeringdiff.stages.foreground import (
+    Detection,
+    ForegroundOptions,
+    choose_box,
+    detect,
+    determine_foreground,
+    dino_query,
+    mark_transparent,
+    matte,
+    segment,
+    to_pil,
+)
+from layeringdiff.stages.generate import GenerateParams, control_condition, generate_composite
+
+LOOSE = ForegroundOptions(box_threshold=0.0, text_threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def manager(tiny_models):
+    root, _ = tiny_models
+    return ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    comp, alpha, _, _ = synthetic_composite(96, 128, seed=2)
+    return comp
+
+
+# ---- stage 2 pieces with hand-made inputs ------------------------------------------------------------
+def test_dino_query_format():
+    assert dino_query("A  Red Fox") == "a red fox." and dino_query("glass.") == "glass."
+
+
+def test_choose_box_policies():
+    dets = [Detection((10, 10, 30, 40), 0.9, "cat"), Detection((50, 5, 70, 20), 0.5, "cat")]
+    assert choose_box(dets, "best", 100, 100) == (10, 10, 30, 40)
+    assert choose_box(dets, "union", 100, 100) == (10, 5, 70, 40)
+    assert choose_box([Detection((-5, -2, 120.2, 50), 1, "x")], "best", 100, 60) == (0, 0, 100, 50)
+
+
+def test_transparent_boxes_make_the_overlap_unknown():
+    trimap = np.zeros((20, 20), np.float32)
+    trimap[5:15, 5:15] = 1.0
+    mask = trimap > 0.5
+    out = mark_transparent(trimap, mask, [(10, 0, 20, 8)])
+    assert np.all(out[5:8, 10:15] == UNKNOWN)  # overlap of box and object
+    assert np.all(out[0:5, 10:20] == 0.0)  # box outside the object stays background
+    assert np.all(out[8:15, 5:15] == 1.0) and np.all(out[5:8, 5:10] == 1.0)
+    assert np.array_equal(trimap, mask.astype(np.float32))  # input untouched
+
+
+# ---- with the tiny models ------------------------------------------------------------------------------
+def test_detect_segment_matte_shapes(manager, photo):
+    pil = to_pil(photo)
+    dino, dino_proc = manager.grounding_dino()
+    dets = detect(dino, dino_proc, pil, "a cat", 0.0, 0.0)
+    assert dets and all(0 <= d.score <= 1 for d in dets)
+    assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+    sam, sam_proc = manager.sam()
+    mask = segment(sam, sam_proc, pil, (20, 10, 100, 80))
+    assert mask.shape == (96, 128) and mask.dtype == bool
+    assert not mask[:, :18].any() and not mask[:8].any() and not mask[82:].any()  # clipped to the box + margin
+    vm, vm_proc = manager.vitmatte()
+    trimap = np.zeros((96, 128), np.float32)
+    trimap[20:70, 30:100] = UNKNOWN
+    trimap[35:55, 45:85] = 1.0
+    alpha = matte(vm, vm_proc, pil, trimap)
+    assert alpha.shape == (96, 128) and alpha.dtype == np.float32
+    assert np.all(alpha[trimap == 1.0] == 1.0) and np.all(alpha[trimap == 0.0] == 0.0)
+    unknown = alpha[trimap == UNKNOWN]
+    assert unknown.min() >= 0 and unknown.max() <= 1
+
+
+def test_models_are_loaded_once(manager):
+    assert manager.sam()[0] is manager.sam()[0]
+
+
+def test_determine_foreground_end_to_end(manager, photo):
+    stages = []
+    alpha, info = determine_foreground(manager, photo, "a cat", LOOSE, lambda s, f: stages.append(s))
+    assert alpha.shape == photo.shape[:2] and 0 <= alpha.min() and alpha.max() <= 1
+    assert stages[:4] == ["detect", "segment", "trimap", "matting"]
+    assert info["phrase"] == "a cat" and len(info["box"]) == 4 and info["detections"] >= 1
+
+
+def test_no_detection_is_a_clear_error(manager, photo):
+    with pytest.raises(InputError, match="found no 'a cat'"):
+        determine_foreground(manager, photo, "a cat", ForegroundOptions(box_threshold=1.0))
+
+
+# ---- stage 1 ---------------------------------------------------------------------------------------------
+def params(**kw):
+    return GenerateParams(**{"prompt": "a cat on a sofa", "width": 64, "height": 48, "steps": 3, "seed": 7, **kw})
+
+
+def test_generation_is_seeded_and_reports_each_step(manager):
+    pipe = manager.sdxl()
+    seen = []
+    a = generate_composite(pipe, params(), lambda s, f: seen.append((s, f)))
+    b = generate_composite(pipe, params())
+    c = generate_composite(pipe, params(seed=8))
+    assert a.shape == (48, 64, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert [f for s, f in seen if s == "generate"] == [0.0, 1 / 3, 2 / 3, 1.0]
+
+
+def test_generation_cancels_between_steps(manager):
+    calls = []
+
+    def progress(stage, fraction):
+        calls.append(fraction)
+        if fraction > 0.3:
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        generate_composite(manager.sdxl(), params(steps=10), progress)
+    assert len(calls) == 5  # 0.0, then steps 1..4 (0.4 raises)
+
+
+def test_controlnet_canny(manager):
+    ctrl = np.zeros((48, 64, 3), np.float32)
+    ctrl[10:40, 20:50] = 1.0
+    edges = control_condition(params(control="canny", control_image=ctrl))
+    assert edges.shape == (48, 64, 3) and edges.max() == 255 and edges[25, 35].max() == 0
+    out = generate_composite(manager.sdxl("canny"), params(control="canny", control_image=ctrl))
+    assert out.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("kw,words", [({"width": 60}, "multiple of 8"), ({"prompt": " "}, "empty"),
+                                      ({"steps": 0}, "steps"), ({"control": "pose", "control_image": np.zeros((8, 8))},
+                                                                "control must be"),
+                                      ({"control": "canny"}, "needs a control image")])
+def test_generation_parameter_errors(kw, words):
+    with pytest.raises(InputError, match=words):
+        params(**kw).check()
