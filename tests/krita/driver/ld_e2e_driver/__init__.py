@@ -234,7 +234,8 @@ def scenario_models():
     dump("phrase_projection.bgra", doc2.pixelData(0, 0, w, h))
 
 
-SCENARIOS = {"models": scenario_models, "depths": scenario_depths, "split_peel": scenario_split_peel, "cancel_kill": scenario_cancel_kill}
+SCENARIOS = {"models": scenario_models, "depths": scenario_depths, "split_peel": scenario_split_peel,
+             "cancel_kill": scenario_cancel_kill}
 
 
 class Driver(Extension):
