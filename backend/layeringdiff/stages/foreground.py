@@ -74,7 +74,7 @@ def detect(model: Any, processor: Any, pil: Any, phrase: str, box_threshold: flo
     result = processor.post_process_grounded_object_detection(
         outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
         target_sizes=[(pil.height, pil.width)])[0]
-    labels = result.get("text_labels", result["labels"])
+    labels = result["text_labels"] if "text_labels" in result else result["labels"]  # "labels" warns in 5.x
     dets = [Detection(tuple(float(v) for v in box.tolist()), float(score), str(label))
             for box, score, label in zip(result["boxes"], result["scores"], labels, strict=True)]
     return sorted(dets, key=lambda d: -d.score)
