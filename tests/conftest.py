@@ -69,4 +69,17 @@ def tiny_models(tmp_path_factory):
     from tests.models.tiny import build_all
 
     root = tmp_path_factory.mktemp("tiny-models")
+    # stages 1-2 only: a missing sd2-inpaint/layering keeps jobs on the fast classical layering path
+    return root, build_all(root, only=("sdxl", "controlnet-canny", "controlnet-depth", "grounding-dino", "sam",
+                                       "vitmatte"))
+
+
+@pytest.fixture(scope="session")
+def tiny_layering_models(tmp_path_factory):
+    """All tiny models, stage 3 included (SD2 inpainting and FBDD + HFA)."""
+    pytest.importorskip("torch", reason="the ml extra is not installed")
+    pytest.importorskip("diffusers", reason="the ml extra is not installed")
+    from tests.models.tiny import build_all
+
+    root = tmp_path_factory.mktemp("tiny-models-all")
     return root, build_all(root)

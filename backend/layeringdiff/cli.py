@@ -163,7 +163,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     output = run_job(message, progress, ModelManager(model_config(args)))
     fg, bg, alpha = to_array(output.foreground), to_array(output.background), to_array(output.alpha)[..., 0]
     h, w = alpha.shape
-    write_ora(out, [OraLayer("foreground", fg), OraLayer("background", bg)], w, h)
+    phrases = output.info.get("phrases", [])
+    names = [f"{p} foreground" if p else "foreground" for p in phrases] or ["foreground"]
+    fgs = [OraLayer(names[0], fg)] + [OraLayer(names[i + 1] if i + 1 < len(names) else f"foreground {i + 2}",
+                                               to_array(img)) for i, img in enumerate(output.behind)]
+    write_ora(out, [*fgs, OraLayer("background", bg)], w, h)
+    if not args.quiet:
+        print(f"layering: {output.info.get('method')}; stack error {output.info.get('stack_error', 0) * 255:.2f}/255",
+              file=sys.stderr)
     print(out)
     for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
         path = out.with_name(f"{out.stem}_{name}.png")

@@ -38,6 +38,8 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("vitmatte", "hustvl/vitmatte-small-composition-1k", "stage 2: trimap -> alpha", 0.1,
               ("hustvl/vitmatte-base-composition-1k",)),
     ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2),
+    # no public FBDD/HFA weights exist: a folder made by this project's training (fbdd/ + hfa/)
+    ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0),
 )}
 
 
@@ -131,6 +133,8 @@ class ModelManager:
     def resolve(self, key: str) -> str:
         """A local folder holding the model, or ModelMissing at once (no network, no retries)."""
         src = self.source(key)
+        if not src:
+            raise self.missing(key, "no public weights exist; train them with this project's training code")
         if is_local(src):
             folder = Path(src).expanduser()
             if not folder.is_dir():
@@ -163,6 +167,13 @@ class ModelManager:
                 f"fetch them with `layeringdiff models fetch {' '.join(names)}`, or name local folders with "
                 f"--model NAME=/path/to/folder (or \"paths\" in {self.config.source or DEFAULT_CONFIG})")
 
+    def available(self, key: str) -> bool:
+        try:
+            self.resolve(key)
+            return True
+        except ModelMissing:
+            return False
+
     def status(self) -> list[dict[str, str]]:
         rows = []
         for key, spec in REGISTRY.items():
@@ -177,7 +188,7 @@ class ModelManager:
         if self.config.offline:
             raise NotAvailable("offline is set in the model config: fetching is disabled")
         src = self.source(key)
-        if is_local(src):
+        if not src or is_local(src):
             return self.resolve(key)
         from huggingface_hub import snapshot_download
 
@@ -255,6 +266,28 @@ class ModelManager:
             return model.to(self.device()).eval(), processor
 
         return self._cached((key,), build)
+
+    def layering(self) -> tuple[Any, Any]:
+        """(FBDD, HFA) from a folder holding fbdd/ and hfa/."""
+
+        def build() -> tuple[Any, Any]:
+            folder = Path(self.resolve("layering"))
+            from .stages.layering import FBDD, HFA
+
+            fbdd = FBDD.from_folder(folder / "fbdd", self.device(), self.dtype())
+            return fbdd, HFA.from_folder(folder / "hfa", self.device())
+
+        return self._cached(("layering",), build)
+
+    def sd2_inpaint(self) -> Any:
+        def build() -> Any:
+            folder = self.resolve("sd2-inpaint")
+            from diffusers import StableDiffusionInpaintPipeline
+
+            pipe = StableDiffusionInpaintPipeline.from_pretrained(folder, dtype=self.dtype(), local_files_only=True)
+            return self._place(pipe)
+
+        return self._cached(("sd2-inpaint",), build)
 
     def grounding_dino(self) -> tuple[Any, Any]:
         return self._transformers("grounding-dino", "AutoModelForZeroShotObjectDetection", "AutoProcessor")

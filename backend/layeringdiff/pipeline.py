@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, parse_prompt
+from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, background_prompt, parse_prompt
 
 from .errors import InputError
 from .models import ModelManager
@@ -13,6 +13,9 @@ from .stages.classical import SplitOptions, split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
 SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
+LAYERING_KEYS = ("layering", "layering_steps")
+LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
+LAYERING_STEPS = 25
 GENERATE_SHARE = 0.7
 STAGE2_MODELS = ["grounding-dino", "sam", "vitmatte"]  # of a generate job's progress bar: denoising dominates its time
 
@@ -23,6 +26,7 @@ class JobOutput:
     background: Image
     alpha: Image
     info: dict[str, Any] = field(default_factory=dict)
+    behind: list[Image] = field(default_factory=list)  # further foregrounds, front to back
 
 
 def available_jobs() -> list[str]:
@@ -49,13 +53,38 @@ def _check_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
 FOREGROUND_KEYS = ("box_threshold", "text_threshold", "policy", "transparent_query", "transparent_threshold")
 
 
-def _layers(result: Any, dtype: str, order: str, info: dict[str, Any]) -> JobOutput:
-    return JobOutput(from_array(result.foreground, dtype, order), from_array(result.background, dtype, order),
-                     from_array(result.alpha, dtype, "L"), info)
+def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None) -> JobOutput:
+    """The front split's foreground and alpha, further foregrounds, and the last split's background."""
+    behind = behind or []
+    background = (behind[-1] if behind else result).background
+    out = JobOutput(from_array(result.foreground, dtype, order), from_array(background, dtype, order),
+                    from_array(result.alpha, dtype, "L"), info)
+    out.behind = [from_array(r.foreground, dtype, order) for r in behind]
+    return out
+
+
+def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> tuple[Any, str]:
+    """Stage 3 as chosen by options["layering"]: "auto" takes FBDD + HFA when their weights are there,
+    else zero-shot SD2 inpainting when that model is there, else the classical offline method."""
+    choice = options.get("layering", "auto")
+    if choice not in LAYERING_CHOICES:
+        raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
+    steps = int(options.get("layering_steps", LAYERING_STEPS))
+    if choice == "fbdd" or (choice == "auto" and models.available("layering")):
+        from .stages.layering import fbdd_layers
+
+        fbdd, hfa = models.layering()
+        return fbdd_layers(fbdd, hfa, steps, seed), "fbdd+hfa"
+    if choice == "zero-shot" or (choice == "auto" and models.available("sd2-inpaint")):
+        from .stages.layering import zero_shot_layers
+
+        return zero_shot_layers(models.sd2_inpaint(), prompt, seed, steps), "zero-shot (sd2-inpaint)"
+    return None, "classical"
 
 
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
-    _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS)
+    _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS)
+    layers, method = layering_method(models, msg.options, "", 0)
     if msg.mask is not None and msg.box is not None:
         raise InputError("give a mask or a box, not both")
     if msg.box is not None and len(msg.box) != 4:
@@ -69,10 +98,10 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
             raise InputError(
                 f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
-                             progress=progress)
+                             progress=progress, layers=layers, method=method)
     elif msg.box is not None:
         result = split_layer(image, box=tuple(msg.box), options=_split_options(msg.options, dtype),  # type: ignore
-                             progress=progress)
+                             progress=progress, layers=layers, method=method)
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
@@ -82,7 +111,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
         alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(
             {k: v for k, v in msg.options.items() if k in FOREGROUND_KEYS}), sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                             progress=sub_progress(progress, 0.5, 1.0))
+                             progress=sub_progress(progress, 0.5, 1.0), layers=layers, method=method)
     else:
         raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
     info.update(result.info)
@@ -91,7 +120,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
     return _layers(result, dtype, order, info)
 
 
-GENERATE_KEYS = ("control", "control_scale", "dtype", "order") + SPLIT_OPTION_KEYS + FOREGROUND_KEYS
+GENERATE_KEYS = ("control", "control_scale", "dtype", "order") + SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS
 
 
 def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobOutput:
@@ -103,8 +132,8 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
         prompt, phrases = parse_prompt(msg.prompt)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    phrase = msg.phrase or (phrases[0] if phrases else "")
-    if not phrase:
+    phrases = [msg.phrase] if msg.phrase else phrases
+    if not phrases:
         raise InputError("name the foreground: put it in brackets in the prompt, e.g. [a red fox] in the snow")
     dtype = msg.options.get("dtype", "u8")
     order = msg.options.get("order", "RGBA")
@@ -118,14 +147,35 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     models.require(["sdxl", *([f"controlnet-{control}"] if control else []), *STAGE2_MODELS])
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
-    alpha, fg_info = determine_foreground(models, composite, phrase, _foreground_options(
-        {k: v for k, v in msg.options.items() if k in FOREGROUND_KEYS}),
-        sub_progress(progress, GENERATE_SHARE, 0.85))
-    result = split_layer(composite, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                         progress=sub_progress(progress, 0.85, 1.0))
-    info = {**result.info, "foreground": fg_info, "prompt": prompt, "phrase": phrase, "seed": msg.seed,
-            "phrases": phrases, "layering": "classical (FBDD not built yet)"}
-    return _layers(result, dtype, order, info)
+    # the background prompt for zero-shot inpainting: the scene without its foreground phrases
+    layers, method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
+    fg_options = _foreground_options({k: v for k, v in msg.options.items() if k in FOREGROUND_KEYS})
+    # peel front to back: each phrase is split off the background left by the previous one
+    stack, fg_infos, current = [], [], composite
+    share = (1.0 - GENERATE_SHARE) / len(phrases)
+    for i, phrase in enumerate(phrases):
+        start = GENERATE_SHARE + i * share
+        alpha, fg_info = determine_foreground(models, current, phrase, fg_options,
+                                              sub_progress(progress, start, start + share * 0.4))
+        result = split_layer(current, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
+                             progress=sub_progress(progress, start + share * 0.4, start + share), layers=layers,
+                             method=method)
+        stack.append(result)
+        fg_infos.append(fg_info)
+        current = result.background[..., :3]
+    info = {**stack[0].info, "foreground": fg_infos[0], "foregrounds": fg_infos, "prompt": prompt,
+            "phrase": phrases[0], "phrases": phrases, "seed": msg.seed,
+            "stack_error": stack_error(composite, stack)}
+    return _layers(stack[0], dtype, order, info, stack[1:])
+
+
+def stack_error(composite: np.ndarray, stack: list) -> float:
+    """Max |recomposited stack - composite| over the image: every foreground over the last background."""
+    out = stack[-1].background[..., :3]
+    for result in reversed(stack):
+        a = result.foreground[..., 3:4]
+        out = a * result.foreground[..., :3] + (1 - a) * out
+    return float(np.abs(out - composite).max())
 
 
 def run_job(message: Any, progress: ProgressFn, models: ModelManager) -> JobOutput:

@@ -307,7 +307,7 @@ class Server:
             output = run_job(job.message, progress, self.models)
             if job.cancel.is_set():
                 raise JobCancelled()
-            send(Result(job.id, output.foreground, output.background, output.alpha, output.info))
+            send(Result(job.id, output.foreground, output.background, output.alpha, output.info, output.behind))
         except JobCancelled:
             send(Cancelled(job.id))
         except InputError as exc:

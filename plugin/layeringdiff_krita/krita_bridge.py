@@ -141,13 +141,22 @@ class KritaBridge:
     def apply_generate(self, job: Job, result: Any) -> str:
         doc = job.doc
         name = job.phrase or "generated"
+        phrases = list(result.info.get("phrases") or [name])
         group = doc.createGroupLayer(name)
         background = self._paint_layer(doc, f"{name} background", None)
-        foreground = self._paint_layer(doc, f"{name} foreground", None)
         doc.rootNode().addChildNode(group, None)
         group.addChildNode(background, None)
-        group.addChildNode(foreground, background)
-        self._fill_or_undo([group], [(background, result.background), (foreground, result.foreground)], 0, 0)
+        fills = [(background, result.background)]
+        below = background
+        # foregrounds front to back: [foreground, *behind]; add from the back so the front one ends on top
+        layers = [result.foreground, *result.behind]
+        for i in reversed(range(len(layers))):
+            label = phrases[i] if i < len(phrases) else f"{name} {i + 1}"
+            node = self._paint_layer(doc, f"{label} foreground", None)
+            group.addChildNode(node, below)
+            fills.append((node, layers[i]))
+            below = node
+        self._fill_or_undo([group], fills, 0, 0)
         self._activate(doc, background)
         doc.refreshProjection()
         return f"Generated '{name}' as a foreground and a background layer"

@@ -24,12 +24,13 @@ from .messages import (
     Status,
     StatusReply,
 )
-from .prompt import parse_prompt
+from .prompt import background_prompt, parse_prompt
 from .version import PROTOCOL_VERSION
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION",
     "Accepted", "Cancel", "Cancelled", "Capabilities", "Echo", "EchoReply", "Envelope", "Error",
     "ErrorCode", "Generate", "Hello", "Image", "Peel", "Ping", "Pong", "Progress", "ProtocolError",
-    "Result", "Split", "Status", "StatusReply", "decode", "encode", "new_id", "parse_prompt", "peek_id",
+    "Result", "Split", "Status", "StatusReply", "background_prompt", "decode", "encode", "new_id",
+    "parse_prompt", "peek_id",
 ]

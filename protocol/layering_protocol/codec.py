@@ -41,8 +41,13 @@ def _schema(cls: type) -> List[Tuple[str, Any, bool]]:
     return out
 
 
+def _is_image_list(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, List) and typing.get_args(tp) == (Image,)
+
+
 def _is_image_type(tp: Any) -> bool:
-    return tp is Image or (typing.get_origin(tp) is typing.Union and Image in typing.get_args(tp))
+    return (tp is Image or (typing.get_origin(tp) is typing.Union and Image in typing.get_args(tp))
+            or _is_image_list(tp))
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -78,14 +83,14 @@ def encode(message: Any, msg_id: Optional[str] = None, reply_to: Optional[str] =
     for name, tp, _ in _schema(cls):
         value = getattr(message, name)
         if _is_image_type(tp):
-            if value is not None:
-                if memoryview(value.data).nbytes != value.expected_nbytes:
+            for item in (value if _is_image_list(tp) else [value] if value is not None else []):
+                if memoryview(item.data).nbytes != item.expected_nbytes:
                     raise ProtocolError(
                         ErrorCode.FRAME_MISMATCH,
-                        f"image '{name}' has {memoryview(value.data).nbytes} bytes, expected {value.expected_nbytes}",
+                        f"image '{name}' has {memoryview(item.data).nbytes} bytes, expected {item.expected_nbytes}",
                     )
-                images.append([name, value.spec()])
-                frames.append(value.data)
+                images.append([name, item.spec()])  # a list field repeats its name, in order
+                frames.append(item.data)
         else:
             body[name] = value
     header = {
@@ -155,10 +160,14 @@ def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envel
         name, spec = entry
         if name not in schema or not _is_image_type(schema[name][0]):
             raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no image field '{name}'")
-        if name in kwargs:
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"image field '{name}' given twice")
         check_spec(spec, name, max_pixels)
-        kwargs[name] = image_from_frame(spec, frames[i + 1], name)
+        image = image_from_frame(spec, frames[i + 1], name)
+        if _is_image_list(schema[name][0]):
+            kwargs.setdefault(name, []).append(image)
+        elif name in kwargs:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"image field '{name}' given twice")
+        else:
+            kwargs[name] = image
     for name, value in body.items():
         if name not in schema:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no field '{name}'")

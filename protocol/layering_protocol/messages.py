@@ -139,8 +139,9 @@ class Progress:
 
 @dataclass
 class Result:
-    """Foreground (RGBA, straight alpha) + background (RGBA) + alpha (L) for one split; `info` says
-    which path ran, timings and the recomposition error."""
+    """Foreground (RGBA, straight alpha) + background (RGBA) + alpha (L) for one split; `behind` holds
+    further foreground layers between them, front to back (a prompt with several [phrases] peels them
+    all). `info` says which path ran, timings and the recomposition error."""
 
     TYPE = "result"
     job: str
@@ -148,6 +149,7 @@ class Result:
     background: Image
     alpha: Image
     info: Dict[str, Any] = field(default_factory=dict)
+    behind: List[Image] = field(default_factory=list)
 
 
 @dataclass

@@ -19,3 +19,8 @@ def parse_prompt(text: str) -> Tuple[str, List[str]]:
     if "[" in plain or "]" in plain:
         raise ValueError("unbalanced [ ] in the prompt: mark each foreground phrase as [words]")
     return " ".join(plain.split()), phrases
+
+
+def background_prompt(text: str) -> str:
+    """The scene without its foreground phrases: "[a cat] on a sofa" -> "on a sofa"."""
+    return " ".join(_BRACKET.sub(" ", text).split())

@@ -216,12 +216,12 @@ def test_bad_jobs_get_clear_errors(client, case, code):
     assert isinstance(err, Error) and err.code == code and err.job == final.reply_to and err.text
 
 
-def test_generate_says_models_not_available(client):
+def test_generate_names_the_missing_models(client):
     final, events = client.run(Generate("[a cat] on a sofa", width=512, height=512))
     assert isinstance(events[0].message, Accepted)
     err = final.message
     assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE
-    assert "SDXL" in err.text
+    assert "sdxl" in err.text and "sam" in err.text and "layeringdiff models fetch" in err.detail
 
 
 def test_echo_returns_identical_bytes(client):

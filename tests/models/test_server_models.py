@@ -87,4 +87,21 @@ def test_cli_generate_writes_layers(tiny_models, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     layers, w, h = read_ora(out)
-    assert (w, h) == (64, 64) and [la.name for la in layers] == ["foreground", "background"]
+    assert (w, h) == (64, 64) and [la.name for la in layers] == ["a red fox foreground", "background"]
+
+
+def test_layered_generate_with_fbdd_through_the_server(tiny_layering_models):
+    root, _ = tiny_layering_models
+    server = BackendProcess("--models-dir", str(root), "--device", "cpu")
+    try:
+        with Client(server.endpoint) as c:
+            final, events = c.run(Generate("[a cat] and [a dog] on a sofa", width=64, height=64, steps=2, seed=2,
+                                           options={**LOOSE, "layering_steps": 2}), timeout=180)
+            result = final.message
+            assert isinstance(result, Result), result
+            assert result.info["method"] == "fbdd+hfa" and len(result.behind) == 1
+            assert result.info["stack_error"] <= 1 / 255
+            stages = {e.message.stage for e in events if isinstance(e.message, Progress)}
+            assert {"generate", "fbdd foreground", "fbdd background"} <= stages
+    finally:
+        server.terminate()

@@ -134,17 +134,59 @@ def controlnet(folder: Path) -> None:
     ControlNetModel.from_unet(sdxl_unet(), conditioning_embedding_out_channels=(8, 8, 16, 16)).save_pretrained(folder)
 
 
+def sd2_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=4, sample_size=16, in_channels=9,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=(2, 4))
+
+
+def sd2_inpaint_pipeline():
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer, vocab_size = _clip_tokenizer()
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, vocab_size=vocab_size, max_position_embeddings=77,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    vae = AutoencoderKL(block_out_channels=[8, 8, 16, 16], norm_num_groups=4, latent_channels=4, sample_size=64,
+                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              prediction_type="v_prediction", steps_offset=1, clip_sample=False,
+                              set_alpha_to_one=False)
+    return StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=sd2_unet(),
+                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+
+
+def sd2_inpaint(folder: Path) -> None:
+    sd2_inpaint_pipeline().save_pretrained(folder)
+
+
+def layering(folder: Path) -> None:
+    """FBDD initialised from the tiny SD2 inpainting model (conv_in widened to 72) + untrained HFA."""
+    from layeringdiff.stages.layering import FBDD, HFA
+
+    FBDD.from_inpainting(sd2_inpaint_pipeline()).save(folder / "fbdd")
+    HFA.new(base_channels=8, levels=2).save(folder / "hfa")
+
+
 BUILDERS = {"sdxl": sdxl, "controlnet-canny": controlnet, "controlnet-depth": controlnet,
-            "grounding-dino": grounding_dino, "sam": sam, "vitmatte": vitmatte}
+            "grounding-dino": grounding_dino, "sam": sam, "vitmatte": vitmatte, "sd2-inpaint": sd2_inpaint,
+            "layering": layering}
 
 
-def build_all(root: Path, seed: int = 0) -> dict[str, str]:
-    """Build every tiny model under root/<name>; returns name -> folder (the --models-dir layout)."""
+def build_all(root: Path, seed: int = 0, only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Build the tiny models under root/<name>; returns name -> folder (the --models-dir layout)."""
     done = root / "done.json"
     if done.exists():
         return json.loads(done.read_text())
     folders = {}
     for i, (name, build) in enumerate(BUILDERS.items()):
+        if only is not None and name not in only:
+            continue
         torch.manual_seed(seed + i)
         build(root / name)
         folders[name] = str(root / name)

@@ -91,7 +91,8 @@ def test_phrase_without_selection_gets_the_backends_clear_error(ctl):
     ctl.split_selected("a cat")
     pump(ctl, lambda: ctl.job is None)
     text, error = ctl.view.last
-    assert error and "Grounding DINO" in text and "unchanged" in text and not ctl.bridge.applied
+    assert error and "grounding-dino" in text and "models fetch" in text and "unchanged" in text
+    assert not ctl.bridge.applied
 
 
 @pytest.mark.parametrize("prompt,words", [("a fox in the snow", "brackets"), ("[a fox in the snow", "unbalanced"),
@@ -101,11 +102,12 @@ def test_generate_prompt_errors(ctl, prompt, words):
     assert words in ctl.view.last[0] and ctl.job is None
 
 
-def test_generate_reports_model_stack_not_available(ctl):
+def test_generate_without_weights_names_them_and_the_fix(ctl):
     ctl.generate("[a red fox] in a snowy forest", 512, 512, 4, 1)
     pump(ctl, lambda: ctl.job is None)
     text, error = ctl.view.last
-    assert error and "SDXL" in text and "unchanged" in text and not ctl.bridge.applied
+    assert error and "sdxl" in text and "models fetch" in text and "unchanged" in text
+    assert not ctl.bridge.applied
 
 
 def test_cancel_leaves_document_alone(backend):

@@ -107,3 +107,17 @@ def test_generate_creates_a_document_when_none_is_open(fake_krita):
     bridge.apply_generate(Job("1", "generate", doc, None, "fox", size=(64, 48)), result(64, 48))
     group = doc.rootNode().childNodes()[-1]
     assert group.name() == "fox" and [n.name() for n in group.childNodes()] == ["fox background", "fox foreground"]
+
+
+def test_generate_with_several_phrases_stacks_the_foregrounds(fake_krita):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    bridge = KritaBridge()
+    doc = bridge.document_for_generate(16, 8)
+    res = result(16, 8)
+    res.behind = [result(16, 8).foreground, result(16, 8).foreground]
+    res.info["phrases"] = ["a cat", "a dog", "a ball"]
+    bridge.apply_generate(Job("1", "generate", doc, None, "a cat", size=(16, 8)), res)
+    group = doc.rootNode().childNodes()[-1]
+    assert [n.name() for n in group.childNodes()] == [
+        "a cat background", "a ball foreground", "a dog foreground", "a cat foreground"]

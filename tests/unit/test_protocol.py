@@ -50,10 +50,18 @@ SAMPLES = [
     Accepted("abc", 1),
     Progress("abc", "matting", 0.25, "solving"),
     Result("abc", img(), img(), img(order="L"), {"method": "classical", "recomposition_error": 0.001}),
+    Result("stack", img(), img(), img(order="L"), {}, behind=[img(fill=1), img(fill=2), img(fill=3)]),
     EchoReply(img()),
     Error(ErrorCode.BAD_INPUT, "empty mask", "select something", job="abc"),
     Cancelled("abc"),
 ]
+
+
+def test_image_lists_keep_their_order():
+    frames = encode(Result("j", img(), img(), img(order="L"), behind=[img(fill=5), img(fill=9)]))
+    assert len(frames) == 6
+    got = decode(frames).message.behind
+    assert [bytes(i.data)[0] for i in got] == [5, 9]
 
 
 def test_every_message_type_has_a_sample():
@@ -73,6 +81,8 @@ def test_round_trip(message):
             assert (other.width, other.height, other.order, other.dtype) == (
                 value.width, value.height, value.order, value.dtype)
             assert bytes(other.data) == bytes(value.data)
+        elif isinstance(value, list) and value and isinstance(value[0], Image):
+            assert [bytes(o.data) for o in other] == [bytes(v.data) for v in value]
         else:
             assert other == value
 

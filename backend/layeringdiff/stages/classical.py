@@ -3,7 +3,7 @@ exact un-mixing of the partly visible background + inpainting of the hidden part
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -14,7 +14,7 @@ from ..imaging.foreground import estimate_foreground
 from ..imaging.inpaint import inpaint
 from ..imaging.matting import estimate_alpha
 from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
-from ..progress import ProgressFn, no_progress
+from ..progress import ProgressFn, no_progress, sub_progress
 
 # Above this alpha the background is treated as hidden and completed by inpainting (paper: 0.95).
 HIDDEN_ALPHA = 0.95
@@ -75,14 +75,20 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray) -> np.ndarray:
-    """Background guess: un-mixed where visible, inpainted where hidden, blended in between."""
+FillFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (rgb, alpha, progress) -> (foreground guess, background guess); replaces the classical estimates
+LayersFn = Callable[[np.ndarray, np.ndarray, ProgressFn], tuple[np.ndarray, np.ndarray]]
+
+
+def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, fill: FillFn = inpaint) -> np.ndarray:
+    """Background guess: un-mixed where visible, filled where hidden (push-pull, or a generative `fill`),
+    blended in between."""
     unmixed = np.clip(unmix_background(image, alpha, fg_est), 0.0, 1.0)
     hole = alpha >= TRUSTED_ALPHA
     if not hole.any():
         return unmixed
     hole = cv2.dilate(hole.astype(np.uint8), np.ones((2 * HOLE_GROW_PX + 1,) * 2, np.uint8)) > 0
-    filled = inpaint(unmixed, hole)
+    filled = fill(unmixed, hole)
     weight = smoothstep((alpha - TRUSTED_ALPHA) / (HIDDEN_ALPHA - TRUSTED_ALPHA))[..., None]
     return (1.0 - weight) * unmixed + weight * filled
 
@@ -93,8 +99,13 @@ def split_layer(
     box: tuple[int, int, int, int] | None = None,
     options: SplitOptions | None = None,
     progress: ProgressFn = no_progress,
+    layers: LayersFn | None = None,
+    method: str = "classical",
 ) -> SplitResult:
-    """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box."""
+    """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box.
+
+    `layers` swaps the foreground/background estimation for another method (FBDD + HFA, zero-shot
+    inpainting); its guesses still pass through the exact composition step."""
     options = options or SplitOptions()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -122,7 +133,7 @@ def split_layer(
         mask = mask_from_box(rgb, box)  # type: ignore[arg-type]
     lap("hint")
 
-    info: dict[str, Any] = {"method": "classical", "alpha_mode": options.alpha_mode,
+    info: dict[str, Any] = {"method": method, "alpha_mode": options.alpha_mode,
                             "hint": "mask" if box is None else "box"}
     if options.alpha_mode == "mask":
         alpha = mask.copy()
@@ -142,12 +153,16 @@ def split_layer(
         alpha = np.round(alpha * options.quantize) / options.quantize
     alpha = alpha.astype(np.float32)
 
-    progress("foreground", 0.6)
-    fg_est, _ = estimate_foreground(rgb, alpha)
-    lap("foreground")
-    progress("background", 0.75)
-    bg_guess = complete_background(rgb, alpha, fg_est)
-    lap("background")
+    if layers is None:
+        progress("foreground", 0.6)
+        fg_est, _ = estimate_foreground(rgb, alpha)
+        lap("foreground")
+        progress("background", 0.75)
+        bg_guess = complete_background(rgb, alpha, fg_est)
+        lap("background")
+    else:
+        fg_est, bg_guess = layers(rgb, alpha, sub_progress(progress, 0.6, 0.9))
+        lap(method)
     progress("layers", 0.9)
     fg, bg = exact_layers(rgb, alpha, fg_est, bg_guess)
     info["recomposition_error"] = recomposition_error(rgb, alpha, fg, bg)

@@ -1,0 +1,316 @@
+"""Stage 3 of LayeringDiff: FBDD (two diffusion UNets decompose the composite into foreground and
+background latents) and HFA (two small UNets, FAN and BAN, restore high frequencies), then copy-through.
+
+FBDD UNets have the Stable Diffusion 2 inpainting architecture with conv_in widened to 72 channels:
+noisy latent (4) + VAE latent of the composite (4) + pixel_unshuffle(alpha, 8) (64). v-prediction,
+null prompt. Weights come from this project's training (train/); none are public, so pipeline.py falls
+back to a zero-shot path when they are absent.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..progress import ProgressFn, no_progress
+
+LATENT_CHANNELS = 4
+VAE_FACTOR = 8
+ALPHA_CHANNELS = VAE_FACTOR * VAE_FACTOR  # pixel_unshuffle(alpha, 8)
+FBDD_IN_CHANNELS = 2 * LATENT_CHANNELS + ALPHA_CHANNELS  # 72
+INPAINT_IN_CHANNELS = 9  # SD2 inpainting: latent 4 + mask 1 + masked-image latent 4
+HFA_IN_CHANNELS = 7  # composite 3 + alpha 1 + decoded layer 3
+
+
+def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
+    """SD2-inpainting conv_in (9 channels) -> FBDD conv_in (72 channels).
+
+    Channels 0-3 (noisy latent) copy the old 0-3; 4-7 (composite latent) copy the old masked-image latent
+    5-8; each of the 64 alpha sub-pixel channels gets the old mask channel 4 divided by 64, so an alpha
+    that is constant over each 8x8 block acts like the old mask, and zero alpha like a zero mask.
+    """
+    if conv.in_channels != INPAINT_IN_CHANNELS:
+        raise ValueError(f"expected an inpainting conv_in with {INPAINT_IN_CHANNELS} channels, got {conv.in_channels}")
+    new = nn.Conv2d(FBDD_IN_CHANNELS, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        w = torch.zeros_like(new.weight)
+        w[:, 0:4] = conv.weight[:, 0:4]
+        w[:, 4:8] = conv.weight[:, 5:9]
+        w[:, 8:] = conv.weight[:, 4:5] / ALPHA_CHANNELS
+        new.weight.copy_(w)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new.to(conv.weight.dtype)
+
+
+def fbdd_unet_from_inpainting(unet: Any) -> Any:
+    """A diffusers UNet2DConditionModel of SD2 inpainting, changed in place into an FBDD UNet."""
+    unet.conv_in = widen_conv_in(unet.conv_in)
+    unet.register_to_config(in_channels=FBDD_IN_CHANNELS)
+    return unet
+
+
+def fbdd_input(noisy: torch.Tensor, composite_latent: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """(N,4,h,w), (N,4,h,w), (N,1,8h,8w) -> (N,72,h,w)."""
+    return torch.cat([noisy, composite_latent, F.pixel_unshuffle(alpha, VAE_FACTOR)], dim=1)
+
+
+def _to_tensor(image: np.ndarray, device: Any, dtype: Any) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    return t.to(device=device, dtype=dtype)
+
+
+def _pad8(image: np.ndarray) -> tuple[np.ndarray, int, int]:
+    h, w = image.shape[:2]
+    ph, pw = (-h) % VAE_FACTOR, (-w) % VAE_FACTOR
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad, mode="edge"), h, w
+
+
+class FBDD:
+    """Foreground/background decomposition by two conditional diffusion UNets sharing a VAE."""
+
+    def __init__(self, unet_fg: Any, unet_bg: Any, vae: Any, scheduler: Any, null_embedding: torch.Tensor) -> None:
+        self.unet_fg, self.unet_bg, self.vae, self.scheduler = unet_fg, unet_bg, vae, scheduler
+        self.null_embedding = null_embedding  # the empty prompt's text embedding, computed once
+
+    @classmethod
+    def from_inpainting(cls, pipe: Any) -> "FBDD":
+        """Initialise both UNets from an SD2-inpainting pipeline (training starts here)."""
+        import copy
+
+        from diffusers import DDIMScheduler
+
+        tokens = pipe.tokenizer([""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                                return_tensors="pt")
+        with torch.no_grad():
+            null = pipe.text_encoder(tokens.input_ids.to(pipe.text_encoder.device))[0]
+        fg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
+        bg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
+        scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction")
+        return cls(fg, bg, pipe.vae, scheduler, null)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, device: Any = "cpu", dtype: Any = torch.float32) -> "FBDD":
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        kw = {"dtype": dtype, "local_files_only": True}
+        fg = UNet2DConditionModel.from_pretrained(folder / "unet_fg", **kw).to(device).eval()
+        bg = UNet2DConditionModel.from_pretrained(folder / "unet_bg", **kw).to(device).eval()
+        vae = AutoencoderKL.from_pretrained(folder / "vae", **kw).to(device).eval()
+        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
+        null = load_file(str(folder / "null_embedding.safetensors"))["null_embedding"].to(device, dtype)
+        for unet in (fg, bg):
+            if unet.config.in_channels != FBDD_IN_CHANNELS:
+                raise ValueError(f"{folder}: FBDD UNets need {FBDD_IN_CHANNELS} input channels")
+        return cls(fg, bg, vae, scheduler, null)
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        self.unet_fg.save_pretrained(folder / "unet_fg")
+        self.unet_bg.save_pretrained(folder / "unet_bg")
+        self.vae.save_pretrained(folder / "vae")
+        self.scheduler.save_pretrained(folder / "scheduler")
+        save_file({"null_embedding": self.null_embedding.detach().cpu().contiguous()},
+                  str(folder / "null_embedding.safetensors"))
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """(N,3,H,W) in [0,1] -> scaled VAE latent (N,4,H/8,W/8)."""
+        return self.vae.encode(image * 2 - 1).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return ((self.vae.decode(latent / self.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def decompose(self, composite: np.ndarray, alpha: np.ndarray, steps: int = 25, seed: int = 0,
+                  progress: ProgressFn = no_progress) -> tuple[np.ndarray, np.ndarray]:
+        """-> decoded (foreground, background), HxWx3 float32; one reverse diffusion per UNet."""
+        device, dtype = self.unet_fg.device, self.unet_fg.dtype
+        comp, h, w = _pad8(composite[..., :3])
+        a, _, _ = _pad8(alpha)
+        c = _to_tensor(comp, device, dtype)
+        a_t = _to_tensor(a, device, dtype)
+        c_lat = self.encode(c)
+        cond = self.null_embedding.to(device, dtype).expand(c_lat.shape[0], -1, -1)
+        outputs = []
+        total = 2 * steps
+        for k, unet in enumerate((self.unet_fg, self.unet_bg)):
+            generator = torch.Generator(device="cpu").manual_seed(int(seed) + k)
+            latents = torch.randn(c_lat.shape, generator=generator).to(device, dtype) * self.scheduler.init_noise_sigma
+            self.scheduler.set_timesteps(steps, device=device)
+            for i, t in enumerate(self.scheduler.timesteps):
+                model_in = self.scheduler.scale_model_input(latents, t)
+                v = unet(fbdd_input(model_in, c_lat, a_t), t, encoder_hidden_states=cond).sample
+                latents = self.scheduler.step(v, t, latents).prev_sample
+                progress("fbdd foreground" if k == 0 else "fbdd background", (k * steps + i + 1) / total)
+            outputs.append(self.decode(latents)[0].permute(1, 2, 0).float().cpu().numpy()[:h, :w])
+        return outputs[0], outputs[1]
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        groups = min(8, cout)
+        self.net = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class HFANet(nn.Module):
+    """FAN / BAN: a small UNet on composite + alpha + decoded layer (7 channels) predicting the refined
+    layer as the decoded layer plus a residual (the high frequencies the VAE lost)."""
+
+    def __init__(self, base_channels: int = 32, levels: int = 3) -> None:
+        super().__init__()
+        self.config = {"base_channels": base_channels, "levels": levels}
+        chans = [base_channels * 2 ** i for i in range(levels)]
+        self.down = nn.ModuleList()
+        cin = HFA_IN_CHANNELS
+        for c in chans:
+            self.down.append(_Block(cin, c))
+            cin = c
+        self.mid = _Block(chans[-1], chans[-1])
+        self.up = nn.ModuleList(_Block(chans[i] * 2, chans[i - 1] if i else chans[0])
+                                for i in reversed(range(levels)))
+        self.out = nn.Conv2d(chans[0], 3, 1)
+        nn.init.zeros_(self.out.weight)  # untrained: the identity on the decoded layer
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, composite: torch.Tensor, alpha: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([composite, alpha, layer], 1)
+        h, w = x.shape[-2:]
+        m = 2 ** len(self.down)
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x)
+            skips.append(x)
+            if i < len(self.down) - 1:
+                x = F.avg_pool2d(x, 2)
+        x = self.mid(x)
+        for i, block in enumerate(self.up):
+            skip = skips[len(skips) - 1 - i]
+            if x.shape[-2:] != skip.shape[-2:]:
+                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return (layer + self.out(x)[..., :h, :w]).clamp(0, 1)
+
+
+class HFA:
+    """FAN for the foreground, BAN for the background; stored as fan/ban.safetensors + hfa.json."""
+
+    def __init__(self, fan: HFANet, ban: HFANet) -> None:
+        self.fan, self.ban = fan.eval(), ban.eval()
+
+    @classmethod
+    def new(cls, base_channels: int = 32, levels: int = 3) -> "HFA":
+        return cls(HFANet(base_channels, levels), HFANet(base_channels, levels))
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, device: Any = "cpu") -> "HFA":
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = json.loads((folder / "hfa.json").read_text())
+        nets = []
+        for name in ("fan", "ban"):
+            net = HFANet(**config)
+            net.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+            nets.append(net.to(device))
+        return cls(*nets)
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hfa.json").write_text(json.dumps(self.fan.config))
+        for name, net in (("fan", self.fan), ("ban", self.ban)):
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}.safetensors"))
+
+    @torch.no_grad()
+    def refine(self, composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,
+               bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        device = next(self.fan.parameters()).device
+        c, a = _to_tensor(composite[..., :3], device, torch.float32), _to_tensor(alpha, device, torch.float32)
+        out = []
+        for net, layer in ((self.fan, fg), (self.ban, bg)):
+            refined = net(c, a, _to_tensor(layer, device, torch.float32))
+            out.append(refined[0].permute(1, 2, 0).cpu().numpy())
+        return out[0], out[1]
+
+
+def copy_through(composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,
+                 bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's last step: composite pixels where alpha = 1 (foreground) and alpha = 0 (background)."""
+    fg, bg = fg.copy(), bg.copy()
+    fg[alpha >= 1.0] = composite[..., :3][alpha >= 1.0]
+    bg[alpha <= 0.0] = composite[..., :3][alpha <= 0.0]
+    return fg, bg
+
+
+def fbdd_layers(fbdd: FBDD, hfa: HFA, steps: int, seed: int) -> Any:
+    """The layering stage as a `layers` function for classical.split_layer: FBDD decomposition, HFA
+    refinement, copy-through; split_layer then makes a F + (1 - a) B reproduce the composite exactly."""
+
+    def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
+        fg, bg = fbdd.decompose(rgb, alpha, steps, seed, progress)
+        progress("hfa", 1.0)
+        fg, bg = hfa.refine(rgb, alpha, fg, bg)
+        return copy_through(rgb, alpha, fg, bg)
+
+    return layers
+
+
+ZERO_SHOT_STEPS = 25
+
+
+def inpainting_fill(pipe: Any, prompt: str, steps: int, seed: int, progress: ProgressFn) -> Any:
+    """A `fill` for classical.complete_background: Stable Diffusion 2 inpainting of the hidden region
+    (the paper's zero-shot baseline), prompted with the scene without its foreground."""
+
+    def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        padded, h, w = _pad8(image)
+        mask, _, _ = _pad8(hole.astype(np.float32))
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+
+        def on_step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+            progress("inpainting", (step + 1) / steps)
+            return kwargs
+
+        out = pipe(prompt=prompt, image=Image.fromarray((padded * 255 + 0.5).astype(np.uint8)),
+                   mask_image=Image.fromarray((mask * 255).astype(np.uint8)), height=padded.shape[0],
+                   width=padded.shape[1], num_inference_steps=steps, generator=generator, output_type="np",
+                   callback_on_step_end=on_step_end).images[0][:h, :w]
+        result = image.copy()
+        result[hole] = np.clip(out, 0, 1)[hole]
+        return result
+
+    return fill
+
+
+def zero_shot_layers(pipe: Any, prompt: str, seed: int, steps: int = ZERO_SHOT_STEPS) -> Any:
+    """Without FBDD weights: multi-level foreground estimate; background un-mixed where partly visible and
+    inpainted by SD2 where hidden (alpha > 0.95, dilated), as classical.complete_background blends them."""
+    from ..imaging.foreground import estimate_foreground
+    from .classical import complete_background
+
+    def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
+        fg, _ = estimate_foreground(rgb, alpha)
+        return fg, complete_background(rgb, alpha, fg, inpainting_fill(pipe, prompt, steps, seed, progress))
+
+    return layers
