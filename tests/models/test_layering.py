@@ -188,3 +188,19 @@ def test_prompt_with_two_phrases_peels_three_layers(tiny_layering_models):
     # generation is seeded: regenerate the composite and compare the recomposited stack with it
     composite = generate_composite(manager.sdxl(), GenerateParams("a cat and a dog on a sofa", 64, 64, 2, seed=3))
     assert np.abs(stacked - composite).max() < 1e-4
+
+
+def test_fbdd_cancels_between_steps(fbdd):
+    from layeringdiff.errors import JobCancelled
+
+    calls = []
+
+    def progress(stage, fraction):
+        calls.append(stage)
+        if len(calls) == 2:
+            raise JobCancelled()
+
+    comp, alpha, _, _ = synthetic_composite(16, 16, seed=0)
+    with pytest.raises(JobCancelled):
+        fbdd.decompose(comp, alpha, steps=5, progress=progress)
+    assert calls == ["fbdd foreground", "fbdd foreground"]

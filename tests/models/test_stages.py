@@ -126,6 +126,13 @@ def test_generation_cancels_between_steps(manager):
     assert len(calls) == 5  # 0.0, then steps 1..4 (0.4 raises)
 
 
+def test_controlnet_depth_takes_the_map_as_it_is(manager):
+    depth = np.linspace(0, 1, 64, dtype=np.float32)[None, :].repeat(48, 0)
+    cond = control_condition(params(control="depth", control_image=depth))
+    assert cond.shape == (48, 64, 3) and cond[0, 0, 0] == 0 and cond[0, -1, 0] == 255
+    assert generate_composite(manager.sdxl("depth"), params(control="depth", control_image=depth)).shape == (48, 64, 3)
+
+
 def test_controlnet_canny(manager):
     ctrl = np.zeros((48, 64, 3), np.float32)
     ctrl[10:40, 20:50] = 1.0
