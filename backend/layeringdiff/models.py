@@ -207,6 +207,13 @@ class ModelManager:
             return "mps"
         return "cpu"
 
+    def accelerated(self) -> bool:
+        """A GPU (CUDA or MPS) to run the diffusion layering on; False without torch."""
+        try:
+            return self.device() != "cpu"
+        except ImportError:
+            return False
+
     def dtype(self) -> Any:
         import torch
 

@@ -65,11 +65,14 @@ def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: l
 
 def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> tuple[Any, str]:
     """Stage 3 as chosen by options["layering"]: "auto" takes FBDD + HFA when their weights are there,
-    else zero-shot SD2 inpainting when that model is there, else the classical offline method."""
+    else zero-shot SD2 inpainting when that model is there, else the classical offline method. On a
+    machine without a GPU "auto" stays classical (seconds, not minutes); name a path to force it."""
     choice = options.get("layering", "auto")
     if choice not in LAYERING_CHOICES:
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
     steps = int(options.get("layering_steps", LAYERING_STEPS))
+    if choice == "auto" and not models.accelerated():
+        return None, "classical"
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
         from .stages.layering import fbdd_layers
 

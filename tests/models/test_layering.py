@@ -138,14 +138,16 @@ def test_high_frequency_loss_hand_computed():
 
 
 # ---- which layering runs, and peeling ---------------------------------------------------------------------
-def test_layering_path_follows_the_weights_present(tiny_layering_models, tiny_models):
+def test_layering_path_follows_the_weights_present(tiny_layering_models, tiny_models, monkeypatch):
     all_root, _ = tiny_layering_models
     stage12_root, _ = tiny_models
+    everything = ModelManager(ModelConfig(device="cpu").with_models_dir(str(all_root)))
+    assert layering_method(everything, {}, "", 0)[1] == "classical"  # no GPU: auto stays fast
+    monkeypatch.setattr(ModelManager, "accelerated", lambda self: True)  # as on a GPU machine
     assert layering_method(ModelManager(ModelConfig().with_models_dir(str(stage12_root))), {}, "", 0)[1] == \
         "classical"
-    only_sd2 = ModelConfig(paths={"sd2-inpaint": str(all_root / "sd2-inpaint")})
+    only_sd2 = ModelConfig(device="cpu", paths={"sd2-inpaint": str(all_root / "sd2-inpaint")})
     assert layering_method(ModelManager(only_sd2), {}, "", 0)[1] == "zero-shot (sd2-inpaint)"
-    everything = ModelManager(ModelConfig().with_models_dir(str(all_root)))
     assert layering_method(everything, {}, "", 0)[1] == "fbdd+hfa"
     assert layering_method(everything, {"layering": "classical"}, "", 0)[1] == "classical"
 

@@ -96,7 +96,8 @@ def test_layered_generate_with_fbdd_through_the_server(tiny_layering_models):
     try:
         with Client(server.endpoint) as c:
             final, events = c.run(Generate("[a cat] and [a dog] on a sofa", width=64, height=64, steps=2, seed=2,
-                                           options={**LOOSE, "layering_steps": 2}), timeout=180)
+                                           options={**LOOSE, "layering": "fbdd", "layering_steps": 2}),
+                                  timeout=180)
             result = final.message
             assert isinstance(result, Result), result
             assert result.info["method"] == "fbdd+hfa" and len(result.behind) == 1
