@@ -206,6 +206,80 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset(args: argparse.Namespace):  # -> LayerDataset | ShardDataset
+    from .train.dataset import DatasetConfig, LayerDataset, ShardDataset
+
+    if getattr(args, "data", None):
+        return ShardDataset(args.data)
+    return LayerDataset(DatasetConfig(size=args.size, seed=args.seed, length=args.count,
+                                      foregrounds=args.foregrounds, backgrounds=args.backgrounds))
+
+
+def add_data_args(parser: argparse.ArgumentParser, count: int) -> None:
+    parser.add_argument("--data", help="shards written by `layeringdiff dataset` (default: synthesise on the fly)")
+    parser.add_argument("--count", type=int, default=count, help="samples when synthesising")
+    parser.add_argument("--size", type=int, default=512, help="sample side (shorter side resized, centre crop)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--foregrounds", help="folder of RGBA foregrounds (default: procedural)")
+    parser.add_argument("--backgrounds", help="folder of backgrounds (default: photos shipped in scikit-image)")
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from .train.dataset import write_shards
+
+    print(write_shards(_dataset(args), args.out, args.shard_size))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    def report(step: int, values: dict) -> None:
+        if not args.quiet and (step % 10 == 0 or step == args.steps):
+            print(f"step {step}/{args.steps} " + " ".join(f"{k} {v:.4g}" for k, v in values.items()),
+                  file=sys.stderr)
+
+    if args.stage == "fbdd":
+        from .train.fbdd import FBDDTrainConfig, train_fbdd
+
+        if not args.init:
+            raise InputError("train fbdd needs --init: an SD2-inpainting folder or an FBDD folder")
+        config = FBDDTrainConfig(init=args.init, out=args.out, steps=args.steps, batch_size=args.batch_size,
+                                 lr=args.lr or 1e-5, mixed_precision=args.mixed_precision,
+                                 gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema,
+                                 checkpoint_every=args.checkpoint_every, seed=args.seed)
+        print(train_fbdd(config, _dataset(args), report))
+    else:
+        from .train.hfa import HFATrainConfig, train_hfa
+
+        config = HFATrainConfig(out=args.out, fbdd=args.fbdd, steps=args.steps, batch_size=args.batch_size,
+                                lr=args.lr or 1e-4, mixed_precision=args.mixed_precision,
+                                checkpoint_every=args.checkpoint_every, seed=args.seed)
+        print(train_hfa(config, _dataset(args), report))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import classical, evaluate, germer, germer_inpaint, write_report
+
+    methods = {"germer (a)": germer, "germer + inpainting (b)": germer_inpaint, "layeringdiff classical": classical}
+    if args.layering:
+        from .imaging.compose import exact_layers
+        from .stages.layering import FBDD, HFA, copy_through
+
+        fbdd = FBDD.from_folder(Path(args.layering) / "fbdd")
+        hfa = HFA.from_folder(Path(args.layering) / "hfa")
+
+        def fbdd_hfa(comp, alpha):
+            fg, bg = fbdd.decompose(comp, alpha, args.layering_steps, args.seed)
+            fg, bg = copy_through(comp, alpha, *hfa.refine(comp, alpha, fg, bg))
+            return exact_layers(comp, alpha, fg, bg)
+
+        methods["layeringdiff fbdd+hfa"] = fbdd_hfa
+    result = evaluate(_dataset(args), methods, args.seed)
+    for path in write_report(result, args.out):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from layering_protocol import DEFAULT_MAX_PIXELS
 
@@ -254,6 +328,36 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("names", nargs="*", default=["all"], help="model names for fetch (default all)")
     add_model_args(mp)
     mp.set_defaults(func=cmd_models)
+
+    ds = sub.add_parser("dataset", help="synthesise a training/test set as shards + manifest")
+    add_data_args(ds, 1000)
+    ds.add_argument("-o", "--out", required=True)
+    ds.add_argument("--shard-size", type=int, default=64)
+    ds.set_defaults(func=cmd_dataset)
+
+    tr = sub.add_parser("train", help="train FBDD or HFA (use `accelerate launch -m layeringdiff train ...` "
+                                      "for several GPUs or nodes)")
+    tr.add_argument("stage", choices=("fbdd", "hfa"))
+    tr.add_argument("-o", "--out", required=True, help="run folder: checkpoints/, losses.csv/png, export/")
+    tr.add_argument("--init", help="fbdd: SD2-inpainting folder or FBDD folder to start from")
+    tr.add_argument("--fbdd", help="hfa: trained FBDD folder whose outputs HFA refines (default: classical)")
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    tr.add_argument("--gradient-checkpointing", action="store_true")
+    tr.add_argument("--ema", type=float, default=0.0, help="EMA decay of the FBDD weights (0: off)")
+    tr.add_argument("--checkpoint-every", type=int, default=500)
+    tr.add_argument("-q", "--quiet", action="store_true")
+    add_data_args(tr, 10000)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="foreground/background estimation metrics vs baselines (paper Table 4)")
+    add_data_args(ev, 100)
+    ev.add_argument("-o", "--out", required=True, help="folder for results.json and results.md")
+    ev.add_argument("--layering", help="folder with fbdd/ and hfa/ to evaluate as well")
+    ev.add_argument("--layering-steps", type=int, default=25)
+    ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("examples", help="list the bundled example photos")
     ex.set_defaults(func=cmd_examples)

@@ -1,0 +1,163 @@
+"""FBDD fine-tuning (paper, Sec. 3.4): both UNets from SD2 inpainting (or an FBDD folder), v-prediction
+loss against scheduler.get_velocity, frozen VAE, null prompt. Runs on one or many GPUs/nodes through
+`accelerate` (launch with `accelerate launch -m layeringdiff train fbdd ...`); mixed precision, gradient
+checkpointing, optional EMA, checkpoint/resume, export to the folder the backend loads."""
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..stages.layering import FBDD, fbdd_input
+from .logs import LossLog
+
+
+@dataclass
+class FBDDTrainConfig:
+    init: str  # SD2-inpainting folder, or an FBDD folder (unet_fg/, unet_bg/, vae/, ...)
+    out: str
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-5
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.0  # 0 turns EMA off
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+
+
+def _batch_tensors(batch: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:
+    out = {}
+    for key in ("composite", "foreground", "background"):
+        out[key] = batch[key].permute(0, 3, 1, 2).to(device, torch.float32)
+    out["alpha"] = batch["alpha"][:, None].to(device, torch.float32)
+    return out
+
+
+def load_fbdd(init: str) -> FBDD:
+    folder = Path(init)
+    if (folder / "unet_fg").is_dir():
+        return FBDD.from_folder(folder)
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return FBDD.from_inpainting(StableDiffusionInpaintPipeline.from_pretrained(init, local_files_only=True))
+
+
+def fbdd_loss(fbdd: FBDD, unet_fg: Any, unet_bg: Any, noise_scheduler: Any, batch: dict[str, torch.Tensor],
+              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """v-prediction MSE of both UNets on one batch: the targets are the VAE latents of F and B."""
+    with torch.no_grad():
+        c_lat = fbdd.encode(batch["composite"])
+        targets = (fbdd.encode(batch["foreground"]), fbdd.encode(batch["background"]))
+    n = c_lat.shape[0]
+    cond = fbdd.null_embedding.to(c_lat.device, c_lat.dtype).expand(n, -1, -1)
+    total, parts = 0.0, {}
+    for name, unet, x0 in (("fg", unet_fg, targets[0]), ("bg", unet_bg, targets[1])):
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
+        noisy = noise_scheduler.add_noise(x0, noise, t)
+        target = noise_scheduler.get_velocity(x0, noise, t)
+        pred = unet(fbdd_input(noisy, c_lat, batch["alpha"]), t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred.float(), target.float())
+        parts[f"loss_{name}"] = float(loss.detach())
+        total = total + loss
+    return total, parts
+
+
+def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, dict], None] | None = None) -> Path:
+    """Train, checkpointing to out/checkpoints/step-N; resumes from the latest checkpoint; exports to
+    out/export/fbdd. Returns the export folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+
+    out = Path(config.out)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(out))
+    set_seed(config.seed)
+    fbdd = load_fbdd(config.init)
+    fbdd.vae.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(fbdd.scheduler.config, prediction_type="v_prediction")
+    unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
+    if config.gradient_checkpointing:
+        unet_fg.enable_gradient_checkpointing()
+        unet_bg.enable_gradient_checkpointing()
+    ema = [copy.deepcopy(u).eval().requires_grad_(False) for u in (unet_fg, unet_bg)] if config.ema_decay else None
+    params = list(unet_fg.parameters()) + list(unet_bg.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    loader = torch.utils.data.DataLoader(
+        _TorchView(dataset), batch_size=config.batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
+    unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
+    fbdd.vae.to(accelerator.device)
+    step = _resume(accelerator, out)
+    log = LossLog(out, ["loss", "loss_fg", "loss_bg"])
+    generator = torch.Generator().manual_seed(config.seed + step)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    while step < config.steps:
+        for batch in loader:
+            if step >= config.steps:
+                break
+            with accelerator.accumulate(unet_fg, unet_bg):
+                loss, parts = fbdd_loss(fbdd, unet_fg, unet_bg, noise_scheduler,
+                                        _batch_tensors(batch, accelerator.device), generator)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            if ema is not None:
+                _ema_update(ema, (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg)),
+                            config.ema_decay)
+            step += 1
+            values = {"loss": float(loss.detach()), **parts}
+            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.steps):
+                log.add(step, values)
+            if progress:
+                progress(step, values)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _checkpoint(accelerator, out, step)
+    accelerator.wait_for_everyone()
+    export = out / "export" / "fbdd"
+    if accelerator.is_main_process:
+        log.plot()
+        fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
+        FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding).save(export)
+    return export
+
+
+class _TorchView(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.dataset[i]
+
+
+def _ema_update(ema: list, models: tuple, decay: float) -> None:
+    with torch.no_grad():
+        for e, m in zip(ema, models, strict=True):
+            for pe, pm in zip(e.parameters(), m.parameters(), strict=True):
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+
+
+def _checkpoint(accelerator: Any, out: Path, step: int) -> None:
+    folder = out / "checkpoints" / f"step-{step:07d}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / "step.json").write_text(json.dumps({"step": step}))
+
+
+def _resume(accelerator: Any, out: Path) -> int:
+    checkpoints = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    if not checkpoints:
+        return 0
+    accelerator.load_state(str(checkpoints[-1]))
+    return json.loads((checkpoints[-1] / "step.json").read_text())["step"]

@@ -1,0 +1,117 @@
+"""HFA training (paper, Sec. 3.4): FAN with MSE, BAN with MSE + 0.2 L_H, on composite + alpha + the layer
+decoded by a trained FBDD (or, without one, by the classical estimate), against the true F and B.
+Same rules as FBDD training: accelerate, checkpoint/resume, export to out/export/hfa."""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..imaging.foreground import estimate_foreground
+from ..losses import ban_loss, fan_loss
+from ..stages.classical import complete_background
+from ..stages.layering import FBDD, HFA
+from .logs import LossLog
+
+
+@dataclass
+class HFATrainConfig:
+    out: str
+    fbdd: str | None = None  # FBDD folder whose decoded layers HFA learns to sharpen; None: classical estimate
+    fbdd_steps: int = 25
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    base_channels: int = 32
+    levels: int = 3
+    mixed_precision: str = "no"
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+
+
+class DecodedLayers(torch.utils.data.Dataset):
+    """Dataset samples plus the decoded layers HFA refines, computed once per sample and kept."""
+
+    def __init__(self, dataset: Any, fbdd: FBDD | None, steps: int, seed: int) -> None:
+        self.dataset, self.fbdd, self.steps, self.seed = dataset, fbdd, steps, seed
+        self.cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        if i not in self.cache:
+            s = self.dataset[i]
+            comp, alpha = s["composite"], s["alpha"]
+            if self.fbdd is not None:
+                fg, bg = self.fbdd.decompose(comp, alpha, self.steps, self.seed + i)
+            else:
+                fg, _ = estimate_foreground(comp, alpha)
+                bg = complete_background(comp, alpha, fg)
+            self.cache[i] = {**s, "decoded_fg": fg.astype(np.float32), "decoded_bg": bg.astype(np.float32)}
+        return self.cache[i]
+
+
+def _chw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
+
+
+def hfa_losses(hfa_fan: Any, hfa_ban: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    c, a = _chw(batch["composite"]), _chw(batch["alpha"])
+    fan = fan_loss(hfa_fan(c, a, _chw(batch["decoded_fg"])), _chw(batch["foreground"]))
+    ban = ban_loss(hfa_ban(c, a, _chw(batch["decoded_bg"])), _chw(batch["background"]))
+    return fan + ban, {"loss_fan": float(fan.detach()), "loss_ban": float(ban.detach())}
+
+
+def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dict], None] | None = None) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    out = Path(config.out)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(out))
+    set_seed(config.seed)
+    fbdd = FBDD.from_folder(config.fbdd, accelerator.device) if config.fbdd else None
+    hfa = HFA.new(config.base_channels, config.levels)
+    fan, ban = hfa.fan.train(), hfa.ban.train()
+    optimizer = torch.optim.AdamW(list(fan.parameters()) + list(ban.parameters()), lr=config.lr)
+    loader = torch.utils.data.DataLoader(DecodedLayers(dataset, fbdd, config.fbdd_steps, config.seed),
+                                         batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(config.seed))
+    fan, ban, optimizer, loader = accelerator.prepare(fan, ban, optimizer, loader)
+    step = 0
+    checkpoints = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    if checkpoints:
+        accelerator.load_state(str(checkpoints[-1]))
+        step = json.loads((checkpoints[-1] / "step.json").read_text())["step"]
+    log = LossLog(out, ["loss", "loss_fan", "loss_ban"])
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    while step < config.steps:
+        for batch in loader:
+            if step >= config.steps:
+                break
+            batch = {k: v.to(accelerator.device, torch.float32) for k, v in batch.items()}
+            loss, parts = hfa_losses(fan, ban, batch)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            values = {"loss": float(loss.detach()), **parts}
+            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.steps):
+                log.add(step, values)
+            if progress:
+                progress(step, values)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                folder = out / "checkpoints" / f"step-{step:07d}"
+                accelerator.save_state(str(folder))
+                if accelerator.is_main_process:
+                    (folder / "step.json").write_text(json.dumps({"step": step}))
+    accelerator.wait_for_everyone()
+    export = out / "export" / "hfa"
+    if accelerator.is_main_process:
+        log.plot()
+        HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
+    return export
