@@ -275,6 +275,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         methods["layeringdiff fbdd+hfa"] = fbdd_hfa
     result = evaluate(_dataset(args), methods, args.seed)
+    if args.generated:
+        from .evaluate import layer_statistics
+        from .io.ora import read_ora
+
+        files = sorted(Path(args.generated).glob("*.ora"))
+        if not files:
+            raise InputError(f"no .ora files in {args.generated}")
+        stats = [layer_statistics(read_ora(f)[0][0].pixels[..., 3]) for f in files]
+        result["generated_layer_statistics"] = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+        result["generated_count"] = len(files)
     for path in write_report(result, args.out):
         print(path)
     return 0
@@ -357,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--out", required=True, help="folder for results.json and results.md")
     ev.add_argument("--layering", help="folder with fbdd/ and hfa/ to evaluate as well")
     ev.add_argument("--layering-steps", type=int, default=25)
+    ev.add_argument("--generated", help="folder of generated .ora files: Table 2 statistics of their top layer")
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("examples", help="list the bundled example photos")

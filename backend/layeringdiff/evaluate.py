@@ -133,7 +133,10 @@ def write_report(result: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     for name, vals in result["methods"].items():
         lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.3f}" for c in cols) + " |")
     if result["layer_statistics"]:
-        lines += ["", "Layer statistics (Table 2): " + ", ".join(
+        lines += ["", "Layer statistics of the test set (Table 2): " + ", ".join(
             f"{k} {v:.3f}" for k, v in result["layer_statistics"].items())]
+    if result.get("generated_layer_statistics"):
+        lines += ["", f"Layer statistics of {result['generated_count']} generated layers (Table 2): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in result["generated_layer_statistics"].items())]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return out / "results.json", out / "results.md"

@@ -37,10 +37,10 @@ def test_fbdd_training_lowers_the_loss_resumes_and_exports(tiny_layering_models,
     before = fixed_fbdd_loss(load_fbdd(str(root / "sd2-inpaint")), data)
     run = tmp_path / "fbdd-run"
     config = FBDDTrainConfig(init=str(root / "sd2-inpaint"), out=str(run), steps=20, batch_size=2, lr=1e-3,
-                             checkpoint_every=10, log_every=5, ema_decay=0.0)
+                             checkpoint_every=10, log_every=5, ema_decay=0.5)
     seen = []
     export = train_fbdd(config, data, lambda step, values: seen.append(step))
-    assert seen == list(range(1, 21)) and (run / "checkpoints" / "step-0000020").is_dir()
+    assert seen == list(range(1, 21)) and (run / "checkpoints" / "step-0000020" / "ema.pt").is_file()
     assert (run / "losses.png").is_file() and steps_logged(run) == [5, 10, 15, 20]
     trained = FBDD.from_folder(export)
     assert trained.unet_fg.config.in_channels == 72
@@ -112,7 +112,10 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     layering.mkdir()
     (layering / "fbdd").symlink_to(fbdd)
     (layering / "hfa").symlink_to(hfa)
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    run("split", "--example", "coffee", "-o", generated / "coffee.ora", "-q", "--no-png")
     run("evaluate", "--data", tmp_path / "data", "--layering", layering, "--layering-steps", "2", "-o",
-        tmp_path / "eval")
+        tmp_path / "eval", "--generated", generated)
     table = (tmp_path / "eval" / "results.md").read_text()
-    assert "germer (a)" in table and "layeringdiff fbdd+hfa" in table
+    assert "germer (a)" in table and "layeringdiff fbdd+hfa" in table and "1 generated layers" in table

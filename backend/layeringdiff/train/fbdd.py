@@ -96,7 +96,7 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
         generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
     unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
     fbdd.vae.to(accelerator.device)
-    step = _resume(accelerator, out)
+    step = _resume(accelerator, out, ema)
     log = LossLog(out, ["loss", "loss_fg", "loss_bg"])
     generator = torch.Generator().manual_seed(config.seed + step)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
@@ -120,7 +120,7 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
             if progress:
                 progress(step, values)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                _checkpoint(accelerator, out, step)
+                _checkpoint(accelerator, out, step, ema)
     accelerator.wait_for_everyone()
     export = out / "export" / "fbdd"
     if accelerator.is_main_process:
@@ -148,16 +148,21 @@ def _ema_update(ema: list, models: tuple, decay: float) -> None:
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
-def _checkpoint(accelerator: Any, out: Path, step: int) -> None:
+def _checkpoint(accelerator: Any, out: Path, step: int, ema: list | None) -> None:
     folder = out / "checkpoints" / f"step-{step:07d}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
+        if ema is not None:
+            torch.save([e.state_dict() for e in ema], folder / "ema.pt")
         (folder / "step.json").write_text(json.dumps({"step": step}))
 
 
-def _resume(accelerator: Any, out: Path) -> int:
+def _resume(accelerator: Any, out: Path, ema: list | None) -> int:
     checkpoints = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
     if not checkpoints:
         return 0
     accelerator.load_state(str(checkpoints[-1]))
+    if ema is not None and (checkpoints[-1] / "ema.pt").is_file():
+        for e, state in zip(ema, torch.load(checkpoints[-1] / "ema.pt"), strict=True):
+            e.load_state_dict(state)
     return json.loads((checkpoints[-1] / "step.json").read_text())["step"]
