@@ -16,8 +16,8 @@ SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
 LAYERING_KEYS = ("layering", "layering_steps")
 LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
-GENERATE_SHARE = 0.7
-STAGE2_MODELS = ["grounding-dino", "sam", "vitmatte"]  # of a generate job's progress bar: denoising dominates its time
+GENERATE_SHARE = 0.7  # of a generate job's progress bar: denoising dominates its time
+STAGE2_MODELS = ["grounding-dino", "sam", "vitmatte"]
 
 
 @dataclass
@@ -50,6 +50,15 @@ def _check_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
         raise InputError(f"unknown option(s): {', '.join(sorted(unknown))}", f"known: {', '.join(sorted(allowed))}")
 
 
+def _number(options: dict[str, Any], key: str, default: float, lo: float, hi: float, kind: type) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)) \
+            or not lo <= value <= hi:
+        raise InputError(f"option {key} must be {'an integer' if kind is int else 'a number'} in {lo:g}..{hi:g}, "
+                         f"got {value!r}")
+    return value
+
+
 FOREGROUND_KEYS = ("box_threshold", "text_threshold", "policy", "transparent_query", "transparent_threshold")
 
 
@@ -70,7 +79,7 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     choice = options.get("layering", "auto")
     if choice not in LAYERING_CHOICES:
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
-    steps = int(options.get("layering_steps", LAYERING_STEPS))
+    steps = int(_number(options, "layering_steps", LAYERING_STEPS, 1, 200, int))
     if choice == "auto" and not models.accelerated():
         return None, "classical"
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
@@ -145,7 +154,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     control = msg.options.get("control")
     params = GenerateParams(prompt, msg.width, msg.height, msg.steps, msg.guidance, msg.seed, msg.negative_prompt,
                             control, to_array(msg.control_image) if msg.control_image is not None else None,
-                            float(msg.options.get("control_scale", 0.5)))
+                            _number(msg.options, "control_scale", 0.5, 0.0, 2.0, float))
     params.check()  # before loading gigabytes of weights
     models.require(["sdxl", *([f"controlnet-{control}"] if control else []), *STAGE2_MODELS])
     pipe = models.sdxl(control)

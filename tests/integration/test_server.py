@@ -290,3 +290,13 @@ def test_server_exits_when_its_parent_is_gone():
         assert server.proc.returncode == 0
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("options,words", [({"layering_steps": "many"}, "layering_steps"),
+                                           ({"layering": "magic"}, "layering must be"),
+                                           ({"nonsense": 1}, "unknown option")])
+def test_bad_options_get_clear_errors(client, options, words):
+    _, image, mask = layer_and_mask(64)
+    final, _ = client.run(Split(image, mask=mask, options=options))
+    err = final.message
+    assert isinstance(err, Error) and err.code == ErrorCode.BAD_INPUT and words in err.text
