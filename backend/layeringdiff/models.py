@@ -152,6 +152,13 @@ class ModelManager:
 
     def require(self, keys: list[str]) -> None:
         """Check a job's models up front, naming every missing one, before any of them is loaded."""
+        import importlib.util
+
+        absent = [m for m in ("torch", "diffusers", "transformers", "huggingface_hub")
+                  if importlib.util.find_spec(m) is None]
+        if absent:
+            raise NotAvailable(f"the model stack needs the ml extra ({', '.join(absent)} not installed)",
+                               "install torch (the build for your GPU) and then pip install 'layeringdiff[ml]'")
         missing = []
         for key in keys:
             try:

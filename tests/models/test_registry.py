@@ -96,3 +96,13 @@ def test_cli_models_list_and_generate_without_weights(tmp_path):
                           str(tmp_path / "x.ora")], capture_output=True, text=True, env=env, timeout=60)
     assert time.monotonic() - t < 20  # an interpreter start plus imports, never a download
     assert gen.returncode == 2 and "sdxl" in gen.stderr and "models fetch" in gen.stderr
+
+
+def test_without_the_ml_extra_the_message_says_so(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+    with pytest.raises(NotAvailable) as info:
+        ModelManager().require(["sdxl"])
+    assert "ml extra" in info.value.text and "diffusers" in info.value.text and "layeringdiff[ml]" in info.value.detail
