@@ -111,7 +111,9 @@ class BackendClient:
             else:
                 self.capabilities = msg
                 self.state = State.CONNECTED
-                self.detail = f"{msg.server} at {self.endpoint}"
+                ready = [name for name, state in msg.models.items() if state == "ready"]
+                models = f"; models ready: {', '.join(ready)}" if ready else "; no model weights (offline split only)"
+                self.detail = f"{msg.server} at {self.endpoint}{models if msg.models else ''}"
         elif isinstance(msg, Error):
             self._incompatible(msg.text if msg.code == ErrorCode.VERSION_MISMATCH else f"{msg.code}: {msg.text}")
         return True

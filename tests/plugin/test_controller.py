@@ -44,6 +44,11 @@ def ctl(backend):
     c.shutdown()
 
 
+def test_status_line_says_which_models_are_ready(ctl):
+    state, text = ctl.view.connection
+    assert state == State.CONNECTED and "layeringdiff" in text and "no model weights" in text
+
+
 def test_split_applies_result_with_progress(ctl):
     ctl.split_selected("cat")
     assert ctl.view.busy
