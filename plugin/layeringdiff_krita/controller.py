@@ -28,7 +28,9 @@ from .connection import BackendClient, State
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
 
-READY_TIMEOUT_S = 120.0  # the first start of a new backend compiles its numba kernels
+READY_TIMEOUT_S = 120.0
+USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE,
+                     ErrorCode.VERSION_MISMATCH)  # the first start of a new backend compiles its numba kernels
 
 
 class UserError(Exception):
@@ -56,12 +58,6 @@ class Job:
     stage: str = ""
     started: float = field(default_factory=time.monotonic)
 
-
-ERROR_HINTS = {
-    ErrorCode.NOT_AVAILABLE: "",
-    ErrorCode.IMAGE_TOO_LARGE: "",
-    ErrorCode.VERSION_MISMATCH: "Install the plugin and the backend from the same release.",
-}
 
 
 class Controller:
@@ -267,8 +263,8 @@ class Controller:
             self.view.show_message("Cancelled: the document is unchanged.")
         elif isinstance(msg, Error):
             self._finish()
-            hint = msg.detail if msg.code in (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE,
-                                              ErrorCode.IMAGE_TOO_LARGE) else ""
+            # details of these codes tell the user what to do; others (tracebacks) stay in the backend log
+            hint = msg.detail if msg.code in USER_DETAIL_CODES else ""
             text = msg.text[0].upper() + msg.text[1:] if msg.text else msg.code
             self.view.show_message(f"{text}." + (f" {hint[0].upper() + hint[1:]}." if hint else "")
                                    + " The document is unchanged.", error=True)
