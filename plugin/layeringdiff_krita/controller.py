@@ -162,14 +162,14 @@ class Controller:
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
-    def split_selected(self, phrase: str = "") -> None:
-        self._guard(lambda: self._split("split", phrase.strip()))
+    def split_selected(self, phrase: str = "", exact_alpha: bool = False) -> None:
+        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha))
 
-    def peel_next(self, phrase: str = "") -> None:
-        self._guard(lambda: self._split("peel", phrase.strip()))
+    def peel_next(self, phrase: str = "", exact_alpha: bool = False) -> None:
+        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha))
 
-    def generate(self, prompt: str, width: int, height: int, steps: int, seed: int) -> None:
-        self._guard(lambda: self._generate(prompt, width, height, steps, seed))
+    def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "") -> None:
+        self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative))
 
     def cancel(self) -> None:
         job = self.job
@@ -185,7 +185,7 @@ class Controller:
         except UserError as exc:
             self.view.show_message(str(exc), error=True)
 
-    def _split(self, kind: str, phrase: str) -> None:
+    def _split(self, kind: str, phrase: str, exact_alpha: bool = False) -> None:
         self._require_idle_connection()
         doc = self.bridge.active_document()
         layer = self.bridge.read_active_layer(doc)
@@ -201,17 +201,19 @@ class Controller:
             raise UserError("The selection covers the whole layer: select only the foreground object.")
         else:
             mask = selection_image(mask_bytes, w, h)
+        # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
+        options = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
         if kind == "peel":
             index = self.bridge.peel_index(layer)
-            message: Any = Peel(layer.image, mask=mask, phrase=phrase or None, index=index)
+            message: Any = Peel(layer.image, mask=mask, phrase=phrase or None, index=index, options=options)
         else:
             index = 1
-            message = Split(layer.image, mask=mask, phrase=phrase or None)
+            message = Split(layer.image, mask=mask, phrase=phrase or None, options=options)
         assert self.client is not None
         job_id = self.client.send(message)
         self._begin(Job(job_id, kind, doc, layer, phrase, index))
 
-    def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int) -> None:
+    def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "") -> None:
         self._require_idle_connection()
         try:
             plain, phrases = parse_prompt(prompt)
@@ -225,7 +227,8 @@ class Controller:
         dtype, order = self.bridge.document_format(doc)
         assert self.client is not None
         job_id = self.client.send(Generate(prompt, width=width, height=height, steps=steps, seed=seed,
-                                           phrase=phrases[0], options={"dtype": dtype, "order": order}))
+                                           negative_prompt=negative.strip(),
+                                           options={"dtype": dtype, "order": order}))
         self._begin(Job(job_id, "generate", doc, None, phrases[0], 1, (width, height)))
 
     def _begin(self, job: Job) -> None:

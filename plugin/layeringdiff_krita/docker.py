@@ -61,6 +61,10 @@ class LayeringDiffDocker(DockWidget):
         self.prompt.setPlaceholderText("[a red fox] sitting in a snowy forest")
         self.prompt.setMaximumHeight(70)
         gen_form.addRow(self.prompt)
+        self.negative = QLineEdit()
+        self.negative.setObjectName("ld_negative")
+        self.negative.setPlaceholderText("negative prompt (optional)")
+        gen_form.addRow(self.negative)
         size_row = QHBoxLayout()
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
         for box, name in ((self.width_box, "ld_width"), (self.height_box, "ld_height")):
@@ -89,6 +93,9 @@ class LayeringDiffDocker(DockWidget):
         self.phrase.setObjectName("ld_phrase")
         self.phrase.setPlaceholderText("foreground phrase (names the group; finds the object without a selection)")
         split_form.addWidget(self.phrase)
+        self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
+        self.exact_alpha.setObjectName("ld_exact_alpha")
+        split_form.addWidget(self.exact_alpha)
         buttons = QHBoxLayout()
         self.split_button = _button("Split selected layer", "ld_split", self.on_split)
         self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
@@ -173,13 +180,13 @@ class LayeringDiffDocker(DockWidget):
 
     def on_generate(self) -> None:
         self.controller.generate(self.prompt.toPlainText(), self.width_box.value(), self.height_box.value(),
-                                 self.steps.value(), self.seed.value())
+                                 self.steps.value(), self.seed.value(), self.negative.text())
 
     def on_split(self) -> None:
-        self.controller.split_selected(self.phrase.text())
+        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked())
 
     def on_peel(self) -> None:
-        self.controller.peel_next(self.phrase.text())
+        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked())
 
     def on_cancel(self) -> None:
         self.controller.cancel()

@@ -6,6 +6,7 @@ import sys
 import time
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 from layering_protocol import Error, ErrorCode, Result, encode
@@ -60,6 +61,16 @@ def test_split_applies_result_with_progress(ctl):
     stages = [s for s, _ in ctl.view.progress]
     assert "matting" in stages and "background" in stages
     assert not ctl.view.busy and ctl.view.last[0].startswith("split applied")
+
+
+def test_exact_alpha_uses_the_selection_as_it_is(ctl):
+    ctl.split_selected("", exact_alpha=True)
+    pump(ctl, lambda: ctl.job is None)
+    _, _, result = ctl.bridge.applied[0]
+    assert result.info["alpha_mode"] == "mask"
+    alpha = result.alpha
+    got = np.frombuffer(bytes(alpha.data), np.uint8)
+    assert np.array_equal(got, np.frombuffer(ctl.bridge.mask, np.uint8))  # the selection, byte for byte
 
 
 def test_peel_sends_the_layer_index(ctl):
