@@ -62,12 +62,17 @@ def test_hfa_training_lowers_the_loss_and_exports(tmp_path):
     with torch.no_grad():
         before = float(hfa_losses(fresh.fan, fresh.ban, batch)[0])
     torch.manual_seed(0)
-    export = train_hfa(HFATrainConfig(out=str(tmp_path / "hfa-run"), steps=30, batch_size=4, lr=2e-3,
-                                      base_channels=8, levels=2, checkpoint_every=15, log_every=5), data)
+    config = HFATrainConfig(out=str(tmp_path / "hfa-run"), steps=30, batch_size=4, lr=2e-3, base_channels=8,
+                            levels=2, checkpoint_every=15, log_every=5)
+    export = train_hfa(config, data)
     trained = HFA.from_folder(export)
     with torch.no_grad():
         after = float(hfa_losses(trained.fan, trained.ban, batch)[0])
     assert after < before, (before, after)
+    seen = []
+    config.steps = 33
+    train_hfa(config, data, lambda step, values: seen.append(step))
+    assert seen == [31, 32, 33]
 
 
 def test_exported_weights_load_in_the_backend_and_run(tiny_layering_models, tmp_path):

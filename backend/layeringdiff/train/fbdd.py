@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..stages.layering import FBDD, fbdd_input
+from . import checkpoints
 from .logs import LossLog
 
 
@@ -96,7 +97,7 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
         generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
     unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
     fbdd.vae.to(accelerator.device)
-    step = _resume(accelerator, out, ema)
+    step = checkpoints.resume(accelerator, out, ema)
     log = LossLog(out, ["loss", "loss_fg", "loss_bg"])
     generator = torch.Generator().manual_seed(config.seed + step)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
@@ -114,13 +115,8 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
                 _ema_update(ema, (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg)),
                             config.ema_decay)
             step += 1
-            values = {"loss": float(loss.detach()), **parts}
-            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.steps):
-                log.add(step, values)
-            if progress:
-                progress(step, values)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _checkpoint(accelerator, out, step, ema)
+            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": float(loss.detach()), **parts},
+                                   log, config.log_every, config.checkpoint_every, progress, ema)
     accelerator.wait_for_everyone()
     export = out / "export" / "fbdd"
     if accelerator.is_main_process:
@@ -146,23 +142,3 @@ def _ema_update(ema: list, models: tuple, decay: float) -> None:
         for e, m in zip(ema, models, strict=True):
             for pe, pm in zip(e.parameters(), m.parameters(), strict=True):
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-
-
-def _checkpoint(accelerator: Any, out: Path, step: int, ema: list | None) -> None:
-    folder = out / "checkpoints" / f"step-{step:07d}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        if ema is not None:
-            torch.save([e.state_dict() for e in ema], folder / "ema.pt")
-        (folder / "step.json").write_text(json.dumps({"step": step}))
-
-
-def _resume(accelerator: Any, out: Path, ema: list | None) -> int:
-    checkpoints = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
-    if not checkpoints:
-        return 0
-    accelerator.load_state(str(checkpoints[-1]))
-    if ema is not None and (checkpoints[-1] / "ema.pt").is_file():
-        for e, state in zip(ema, torch.load(checkpoints[-1] / "ema.pt"), strict=True):
-            e.load_state_dict(state)
-    return json.loads((checkpoints[-1] / "step.json").read_text())["step"]

@@ -14,6 +14,7 @@ from ..imaging.foreground import estimate_foreground
 from ..losses import ban_loss, fan_loss
 from ..stages.classical import complete_background
 from ..stages.layering import FBDD, HFA
+from . import checkpoints
 from .logs import LossLog
 
 
@@ -82,11 +83,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
                                          batch_size=config.batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(config.seed))
     fan, ban, optimizer, loader = accelerator.prepare(fan, ban, optimizer, loader)
-    step = 0
-    checkpoints = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
-    if checkpoints:
-        accelerator.load_state(str(checkpoints[-1]))
-        step = json.loads((checkpoints[-1] / "step.json").read_text())["step"]
+    step = checkpoints.resume(accelerator, out)
     log = LossLog(out, ["loss", "loss_fan", "loss_ban"])
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     while step < config.steps:
@@ -99,16 +96,8 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
             optimizer.step()
             optimizer.zero_grad()
             step += 1
-            values = {"loss": float(loss.detach()), **parts}
-            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.steps):
-                log.add(step, values)
-            if progress:
-                progress(step, values)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                folder = out / "checkpoints" / f"step-{step:07d}"
-                accelerator.save_state(str(folder))
-                if accelerator.is_main_process:
-                    (folder / "step.json").write_text(json.dumps({"step": step}))
+            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": float(loss.detach()), **parts},
+                                   log, config.log_every, config.checkpoint_every, progress)
     accelerator.wait_for_everyone()
     export = out / "export" / "hfa"
     if accelerator.is_main_process:
