@@ -158,3 +158,23 @@ def test_input_errors(case, words):
         return
     with pytest.raises(InputError, match=words):
         split_layer(image, **kwargs)
+
+
+def test_small_object_on_a_big_canvas_is_worked_on_in_its_crop():
+    comp, alpha_gt, _, _ = synthetic_composite(96, 96, seed=4)
+    canvas = cv2.resize(photo("rocket"), (640, 480), interpolation=cv2.INTER_AREA)
+    mask = np.zeros((480, 640), np.float32)
+    y, x = 300, 420
+    a = alpha_gt[..., None]
+    canvas[y:y + 96, x:x + 96] = a * comp + (1 - a) * canvas[y:y + 96, x:x + 96]
+    mask[y:y + 96, x:x + 96] = alpha_gt > 0.5
+    r = split_layer(canvas, mask=mask, options=SplitOptions(quantize=255))
+    x0, y0, x1, y1 = r.info["crop"]
+    assert x0 >= 420 - 64 - 40 and y0 >= 300 - 64 - 40 and (x1 - x0) * (y1 - y0) < 0.2 * 640 * 480
+    outside = np.ones((480, 640), bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(r.background[..., :3][outside], canvas[outside])
+    assert np.all(r.alpha[outside] == 0)
+    visible = r.alpha < 1 - ALPHA_EPS
+    got = compose(r.alpha, r.foreground[..., :3], r.background[..., :3])
+    assert np.abs(got - canvas)[visible].max() <= 1 / 255

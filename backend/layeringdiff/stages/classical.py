@@ -21,6 +21,7 @@ HIDDEN_ALPHA = 0.95
 # Below this alpha the un-mixed background is trusted as it is; between the two it blends into the fill.
 TRUSTED_ALPHA = 0.5
 HOLE_GROW_PX = 2
+CROP_MARGIN_PX = 64  # context kept around the object for foreground estimation and the background fill
 ALPHA_MODES = ("matte", "mask")
 
 
@@ -61,6 +62,16 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(image)):
         raise InputError("image contains NaN or infinite values")
     return np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def object_crop(alpha: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice, slice]:
+    """Rows and columns of the box around alpha > 0, grown by `margin` and clipped to the image."""
+    h, w = alpha.shape
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return slice(0, h), slice(0, w)
+    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
 
 
 def box_region(box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
@@ -153,19 +164,26 @@ def split_layer(
         alpha = np.round(alpha * options.quantize) / options.quantize
     alpha = alpha.astype(np.float32)
 
+    # Outside the object's box (plus a margin of context) alpha is 0: F is never seen and B = C, so the
+    # estimation runs on that crop only (a small object on a big canvas costs what the object costs).
+    # Generative layering keeps the whole image as context.
+    crop = object_crop(alpha) if layers is None else (slice(0, h), slice(0, w))
+    c_rgb, c_alpha = rgb[crop], alpha[crop]
     if layers is None:
         progress("foreground", 0.6)
-        fg_est, _ = estimate_foreground(rgb, alpha)
+        fg_est, _ = estimate_foreground(c_rgb, c_alpha)
         lap("foreground")
         progress("background", 0.75)
-        bg_guess = complete_background(rgb, alpha, fg_est)
+        bg_guess = complete_background(c_rgb, c_alpha, fg_est)
         lap("background")
     else:
-        fg_est, bg_guess = layers(rgb, alpha, sub_progress(progress, 0.6, 0.9))
+        fg_est, bg_guess = layers(c_rgb, c_alpha, sub_progress(progress, 0.6, 0.9))
         lap(method)
     progress("layers", 0.9)
-    fg, bg = exact_layers(rgb, alpha, fg_est, bg_guess)
-    info["recomposition_error"] = recomposition_error(rgb, alpha, fg, bg)
+    fg, bg = rgb.copy(), rgb.copy()
+    fg[crop], bg[crop] = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
+    info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, fg[crop], bg[crop])
+    info["crop"] = [crop[1].start, crop[0].start, crop[1].stop, crop[0].stop]
     if layer_alpha is None:
         fa, ba = alpha, np.ones((h, w), np.float32)
     else:
