@@ -62,12 +62,25 @@ def _number(options: dict[str, Any], key: str, default: float, lo: float, hi: fl
 FOREGROUND_KEYS = ("box_threshold", "text_threshold", "policy", "transparent_query", "transparent_threshold")
 
 
+def plain(value: Any) -> Any:
+    """Info for the wire: numpy scalars and arrays become Python numbers and lists (msgpack takes those)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
 def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None) -> JobOutput:
     """The front split's foreground and alpha, further foregrounds, and the last split's background."""
     behind = behind or []
     background = (behind[-1] if behind else result).background
     out = JobOutput(from_array(result.foreground, dtype, order), from_array(background, dtype, order),
-                    from_array(result.alpha, dtype, "L"), info)
+                    from_array(result.alpha, dtype, "L"), plain(info))
     out.behind = [from_array(r.foreground, dtype, order) for r in behind]
     return out
 

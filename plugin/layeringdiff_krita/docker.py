@@ -3,6 +3,7 @@
 from krita import DockWidget, Krita
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import (
+    QApplication,
     QCheckBox,
     QFormLayout,
     QGroupBox,
@@ -21,6 +22,7 @@ from .connection import State
 from .controller import Controller
 from .krita_bridge import KritaBridge
 from .settings import Settings
+from .views import ViewGroup
 
 DOCKER_ID = "layeringdiff_docker"
 TICK_MS = 30
@@ -34,6 +36,22 @@ def _button(text: str, name: str, slot) -> QPushButton:
     button.setObjectName(name)
     button.clicked.connect(slot)
     return button
+
+
+_SHARED: dict = {}
+
+
+def shared_controller(settings: Settings) -> Controller:
+    """Every window's docker shares one controller, one connection and one backend process."""
+    if "controller" not in _SHARED:
+        controller = Controller(KritaBridge(), ViewGroup(), settings)
+        timer = QTimer(QApplication.instance())  # lives as long as Krita, not as one docker
+        timer.timeout.connect(controller.tick)
+        timer.start(TICK_MS)
+        _SHARED.update(controller=controller, timer=timer)
+        controller.start()
+        Krita.instance().notifier().applicationClosing.connect(controller.shutdown)
+    return _SHARED["controller"]
 
 
 class LayeringDiffDocker(DockWidget):
@@ -143,12 +161,9 @@ class LayeringDiffDocker(DockWidget):
         layout.addStretch(1)
         self.setWidget(root)
 
-        self.controller = Controller(KritaBridge(), self, self.settings)
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self.controller.tick)
-        self.timer.start(TICK_MS)
-        self.controller.start()
-        Krita.instance().notifier().applicationClosing.connect(self.controller.shutdown)
+        self.controller = shared_controller(self.settings)
+        self.controller.view.add(self)
+        self.destroyed.connect(lambda *_: self.controller.view.remove(self))
 
     # ---- view interface used by the controller ---------------------------------------------------
     def set_connection(self, state: str, text: str) -> None:
@@ -201,6 +216,7 @@ class LayeringDiffDocker(DockWidget):
         if self.model_dir.text().strip():
             self.settings.model_dirs["all"] = self.model_dir.text().strip()
         Krita.instance().writeSetting(SETTINGS_GROUP, "settings", self.settings.to_json())
+        self.controller.settings = self.settings
         self.controller.restart()
 
     def canvasChanged(self, canvas) -> None:  # required by DockWidget

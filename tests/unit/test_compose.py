@@ -83,3 +83,13 @@ def test_layer_alphas_stack_back_to_a_semi_transparent_source():
     got, _ = over(fg, fa, mid_rgb, mid_a)
     assert np.abs(got - want).max() < 1e-4
     assert np.all(ba[layer_a == 1.0] == 1.0)
+
+
+def test_job_info_is_made_plain_for_the_wire():
+    import msgpack
+    from layeringdiff.pipeline import plain
+
+    info = {"crop": [np.int64(3), np.int32(4)], "err": np.float32(0.5), "arr": np.zeros(2), "nested": {"k": (1, 2)}}
+    out = plain(info)
+    want = {"crop": [3, 4], "err": 0.5, "arr": [0.0, 0.0], "nested": {"k": [1, 2]}}
+    assert msgpack.unpackb(msgpack.packb(out)) == want

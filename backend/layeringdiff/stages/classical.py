@@ -183,7 +183,7 @@ def split_layer(
     fg, bg = rgb.copy(), rgb.copy()
     fg[crop], bg[crop] = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
     info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, fg[crop], bg[crop])
-    info["crop"] = [crop[1].start, crop[0].start, crop[1].stop, crop[0].stop]
+    info["crop"] = [int(v) for v in (crop[1].start, crop[0].start, crop[1].stop, crop[0].stop)]  # msgpack-able
     if layer_alpha is None:
         fa, ba = alpha, np.ones((h, w), np.float32)
     else:
