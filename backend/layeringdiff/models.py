@@ -159,16 +159,16 @@ class ModelManager:
         if absent:
             raise NotAvailable(f"the model stack needs the ml extra ({', '.join(absent)} not installed)",
                                "install torch (the build for your GPU) and then pip install 'layeringdiff[ml]'")
-        missing = []
+        missing: dict[str, ModelMissing] = {}
         for key in keys:
             try:
                 self.resolve(key)
             except ModelMissing as exc:
-                missing.append(exc)
+                missing[key] = exc
         if len(missing) == 1:
-            raise missing[0]
+            raise next(iter(missing.values()))
         if missing:
-            names = [str(m.text).split("'")[1] for m in missing]
+            names = list(missing)
             raise ModelMissing(
                 f"models {', '.join(names)} are not available",
                 f"fetch them with `layeringdiff models fetch {' '.join(names)}`, or name local folders with "

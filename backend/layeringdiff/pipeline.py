@@ -39,9 +39,10 @@ def _split_options(options: dict[str, Any], dtype: str, **forced: Any) -> SplitO
 
 
 def _foreground_options(options: dict[str, Any]) -> Any:
+    """The job's stage-2 options (its "band" is the split's trimap, not the foreground's)."""
     from .stages.foreground import ForegroundOptions
 
-    return ForegroundOptions.from_dict(options)
+    return ForegroundOptions.from_dict({k: v for k, v in options.items() if k in FOREGROUND_KEYS})
 
 
 def _check_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -133,8 +134,8 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
         if not np.all(np.isfinite(image)):
             raise InputError("image contains NaN or infinite values")
         models.require(STAGE2_MODELS)
-        alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(
-            {k: v for k, v in msg.options.items() if k in FOREGROUND_KEYS}), sub_progress(progress, 0.0, 0.5))
+        alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
+                                                        sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
                              progress=sub_progress(progress, 0.5, 1.0), layers=layers, method=method)
     else:
@@ -174,7 +175,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
     # the background prompt for zero-shot inpainting: the scene without its foreground phrases
     layers, method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
-    fg_options = _foreground_options({k: v for k, v in msg.options.items() if k in FOREGROUND_KEYS})
+    fg_options = _foreground_options(msg.options)
     # peel front to back: each phrase is split off the background left by the previous one
     stack, fg_infos, current = [], [], composite
     share = (1.0 - GENERATE_SHARE) / len(phrases)
