@@ -1,8 +1,10 @@
 """GPU smoke test of training: a few real FBDD and HFA steps on tiny models, timed. Prints figures.
 
     .venv/bin/python benchmarks/smoke_train_gpu.py [--steps 20] [--precision bf16]
+    accelerate launch --multi_gpu --num_processes 2 benchmarks/smoke_train_gpu.py     # several GPUs
 
-Needs CUDA (says so and stops otherwise). Multi-GPU: `accelerate launch benchmarks/smoke_train_gpu.py`.
+Needs CUDA (says so and stops otherwise); `--cpu` runs it anyway to check the script itself (figures then
+mean nothing; on the CPU use --precision no).
 """
 
 import argparse
@@ -21,36 +23,51 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--precision", choices=("no", "fp16", "bf16"), default="bf16")
+    parser.add_argument("--cpu", action="store_true", help="run without CUDA (to check the script)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.cpu:
         print("no CUDA device: this smoke test is for a GPU machine (the CPU path is covered by the test suite)")
         return 0
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+    from layeringdiff.train.checkpoints import make_accelerator
     from layeringdiff.train.dataset import DatasetConfig, LayerDataset
     from layeringdiff.train.fbdd import FBDDTrainConfig, train_fbdd
     from layeringdiff.train.hfa import HFATrainConfig, train_hfa
 
     from tests.models.tiny import build_all
 
-    work = Path(tempfile.mkdtemp(prefix="smoke-train-"))
-    build_all(work / "models", only=("sd2-inpaint",))
+    make_accelerator(args.precision, Path(tempfile.gettempdir()))  # forms the process group (gloo on CPU)
+    state = PartialState()
+    # one fresh run folder shared by all processes of a multi-GPU launch
+    work = [tempfile.mkdtemp(prefix="smoke-train-") if state.is_main_process else None]
+    broadcast_object_list(work)
+    work_dir = Path(work[0])
+    with state.main_process_first():
+        build_all(work_dir / "models", only=("sd2-inpaint",))
     data = LayerDataset(DatasetConfig(size=args.size, length=16))
-    print(f"device {torch.cuda.get_device_name()}, precision {args.precision}, {args.size}px, {args.steps} steps")
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    device = torch.cuda.get_device_name() if cuda else "cpu"
+    say(f"device {device} x {state.num_processes}, precision {args.precision}, {args.size}px, {args.steps} steps")
     for name, run in (
-        ("fbdd", lambda: train_fbdd(FBDDTrainConfig(init=str(work / "models" / "sd2-inpaint"), out=str(work / "fbdd"),
-                                                    steps=args.steps, batch_size=4, lr=1e-4,
-                                                    mixed_precision=args.precision, gradient_checkpointing=True,
-                                                    checkpoint_every=args.steps), data)),
-        ("hfa", lambda: train_hfa(HFATrainConfig(out=str(work / "hfa"), steps=args.steps, batch_size=4,
+        ("fbdd", lambda: train_fbdd(FBDDTrainConfig(init=str(work_dir / "models" / "sd2-inpaint"),
+                                                    out=str(work_dir / "fbdd"), steps=args.steps, batch_size=4,
+                                                    lr=1e-4, mixed_precision=args.precision,
+                                                    gradient_checkpointing=True, checkpoint_every=args.steps), data)),
+        ("hfa", lambda: train_hfa(HFATrainConfig(out=str(work_dir / "hfa"), steps=args.steps, batch_size=4,
                                                  mixed_precision=args.precision, checkpoint_every=args.steps), data)),
     ):
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
         t = time.perf_counter()
         export = run()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - t
-        print(f"{name}: {seconds:.1f} s ({seconds / args.steps * 1000:.0f} ms/step incl. start-up), "
-              f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB -> {export}")
+        peak = f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if cuda else "no VRAM figure on the CPU"
+        say(f"{name}: {seconds:.1f} s ({seconds / args.steps * 1000:.0f} ms/step incl. start-up), {peak} -> {export}")
     return 0
 
 

@@ -246,19 +246,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  lr=args.lr or 1e-5, mixed_precision=args.mixed_precision,
                                  gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema,
                                  checkpoint_every=args.checkpoint_every, seed=args.seed)
-        print(train_fbdd(config, _dataset(args), report))
+        export = train_fbdd(config, _dataset(args), report)
     else:
         from .train.hfa import HFATrainConfig, train_hfa
 
         config = HFATrainConfig(out=args.out, fbdd=args.fbdd, steps=args.steps, batch_size=args.batch_size,
                                 lr=args.lr or 1e-4, mixed_precision=args.mixed_precision,
                                 checkpoint_every=args.checkpoint_every, seed=args.seed)
-        print(train_hfa(config, _dataset(args), report))
+        export = train_hfa(config, _dataset(args), report)
+    if export is not None:  # the main process of a multi-process run
+        print(export)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import classical, evaluate, germer, germer_inpaint, write_report
+    from .evaluate import classical, evaluate, germer, germer_inpaint, parse_scales, write_report
+
+    try:
+        scales = parse_scales(args.scales)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
     methods = {"germer (a)": germer, "germer + inpainting (b)": germer_inpaint, "layeringdiff classical": classical}
     if args.layering:
@@ -274,7 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return exact_layers(comp, alpha, fg, bg)
 
         methods["layeringdiff fbdd+hfa"] = fbdd_hfa
-    result = evaluate(_dataset(args), methods, args.seed)
+    result = evaluate(_dataset(args), methods, args.seed, scales)
     if args.generated:
         from .evaluate import layer_statistics
         from .io.ora import read_ora
@@ -367,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--out", required=True, help="folder for results.json and results.md")
     ev.add_argument("--layering", help="folder with fbdd/ and hfa/ to evaluate as well")
     ev.add_argument("--layering-steps", type=int, default=25)
+    ev.add_argument("--scales", default="", help="metric factors, e.g. MAD=1e3,MSE=1e3,SAD=1e-3 (the default)")
     ev.add_argument("--generated", help="folder of generated .ora files: Table 2 statistics of their top layer")
     ev.set_defaults(func=cmd_evaluate)
 

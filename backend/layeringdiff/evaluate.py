@@ -14,7 +14,8 @@ from .imaging.foreground import estimate_foreground
 from .imaging.inpaint import inpaint
 from .stages.classical import HIDDEN_ALPHA, complete_background
 
-# Reported numbers are scaled as is usual in matting tables: MAD and MSE x 1e3, SAD / 1e3.
+# Reported numbers are scaled as is usual in matting tables: MAD and MSE x 1e3, SAD / 1e3. The paper's own
+# factors could not be read here; `layeringdiff evaluate --scales` changes them.
 SCALES = {"MAD": 1e3, "MSE": 1e3, "SAD": 1e-3}
 TRIMAP_KERNELS = (5, 10, 15, 20, 25)  # Xu et al.: the unknown band dilated by a random kernel size
 
@@ -30,16 +31,38 @@ def trimap_like_xu(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return trimap
 
 
-def errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray, weight: np.ndarray | None = None) -> dict:
-    """MAD, MSE (means over region pixels and channels) and SAD (sum), scaled by SCALES."""
+def errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray, weight: np.ndarray | None = None,
+           scales: dict[str, float] = SCALES) -> dict:
+    """MAD, MSE (means over region pixels and channels) and SAD (sum), times `scales`."""
     d = np.abs(pred - gt)
     if weight is not None:
         d = d * weight[..., None]
     d = d[region]
     if d.size == 0:
         return {"MAD": 0.0, "MSE": 0.0, "SAD": 0.0}
-    return {"MAD": float(d.mean()) * SCALES["MAD"], "MSE": float((d ** 2).mean()) * SCALES["MSE"],
-            "SAD": float(d.sum()) * SCALES["SAD"]}
+    return {"MAD": float(d.mean()) * scales["MAD"], "MSE": float((d ** 2).mean()) * scales["MSE"],
+            "SAD": float(d.sum()) * scales["SAD"]}
+
+
+def parse_scales(text: str) -> dict[str, float]:
+    """'MAD=1e3,MSE=1e3,SAD=1e-3' (any subset; the rest keep SCALES) -> factors."""
+    scales = dict(SCALES)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip().upper()
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = float("nan")
+        if name not in SCALES or not np.isfinite(factor) or factor <= 0:
+            raise ValueError(f"bad scale {part!r}: use NAME=FACTOR with NAME one of {', '.join(SCALES)} "
+                             "and a positive number, e.g. MAD=1e3,MSE=1e3,SAD=1e-3")
+        scales[name] = factor
+    return scales
+
+
+def describe_scales(scales: dict[str, float]) -> str:
+    return ", ".join(f"{k} x {v:g}" if v >= 1 else f"{k} / {1 / v:g}" for k, v in scales.items())
 
 
 def germer(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +117,8 @@ def lpips_metric() -> Callable[[np.ndarray, np.ndarray], float] | None:
     return metric
 
 
-def evaluate(dataset: Any, methods: dict[str, Callable], seed: int = 0) -> dict[str, Any]:
+def evaluate(dataset: Any, methods: dict[str, Callable], seed: int = 0,
+             scales: dict[str, float] = SCALES) -> dict[str, Any]:
     """Mean metrics per method over the dataset; F errors weighted by alpha in the trimap's unknown
     region, B errors over the pixels where the background is (partly) hidden."""
     rng = np.random.default_rng(seed)
@@ -109,8 +133,8 @@ def evaluate(dataset: Any, methods: dict[str, Callable], seed: int = 0) -> dict[
         stats.append(layer_statistics(alpha))
         for name, method in methods.items():
             fg, bg = method(comp, alpha)
-            row = {f"fg_{k}": v for k, v in errors(fg, fg_gt, unknown, alpha).items()}
-            row.update({f"bg_{k}": v for k, v in errors(bg, bg_gt, covered).items()})
+            row = {f"fg_{k}": v for k, v in errors(fg, fg_gt, unknown, alpha, scales).items()}
+            row.update({f"bg_{k}": v for k, v in errors(bg, bg_gt, covered, scales=scales).items()})
             if lp is not None:
                 row["bg_LPIPS"] = lp(bg.astype(np.float32), bg_gt.astype(np.float32))
             for k, v in row.items():
@@ -118,7 +142,7 @@ def evaluate(dataset: Any, methods: dict[str, Callable], seed: int = 0) -> dict[
     n = max(len(dataset), 1)
     table = {m: {k: v / n for k, v in vals.items()} for m, vals in sums.items()}
     mean_stats = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
-    return {"count": len(dataset), "scales": SCALES, "lpips": lp is not None, "methods": table,
+    return {"count": len(dataset), "scales": scales, "lpips": lp is not None, "methods": table,
             "layer_statistics": mean_stats}
 
 
@@ -128,7 +152,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     cols = sorted({k for v in result["methods"].values() for k in v})
     lines = [f"Foreground/background estimation on {result['count']} synthetic composites "
-             "(MAD, MSE x 1e3; SAD / 1e3; lower is better)", "",
+             f"({describe_scales(result['scales'])}; lower is better)", "",
              "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, vals in result["methods"].items():
         lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.3f}" for c in cols) + " |")

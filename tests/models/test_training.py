@@ -121,6 +121,7 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     generated.mkdir()
     run("split", "--example", "coffee", "-o", generated / "coffee.ora", "-q", "--no-png")
     run("evaluate", "--data", tmp_path / "data", "--layering", layering, "--layering-steps", "2", "-o",
-        tmp_path / "eval", "--generated", generated)
+        tmp_path / "eval", "--generated", generated, "--scales", "SAD=1")
     table = (tmp_path / "eval" / "results.md").read_text()
     assert "germer (a)" in table and "layeringdiff fbdd+hfa" in table and "1 generated layers" in table
+    assert "MAD x 1000, MSE x 1000, SAD x 1;" in table

@@ -5,12 +5,15 @@ import json
 import numpy as np
 import pytest
 from layeringdiff.evaluate import (
+    SCALES,
     classical,
+    describe_scales,
     errors,
     evaluate,
     germer,
     germer_inpaint,
     layer_statistics,
+    parse_scales,
     trimap_like_xu,
     write_report,
 )
@@ -82,6 +85,18 @@ def test_errors_hand_computed():
     assert errors(pred, gt, region, weight)["SAD"] == pytest.approx(0.3 * 1e-3)
     region[0, 0] = False
     assert errors(pred, gt, region)["MAD"] == 0.0
+    region[0, 0] = True
+    raw = errors(pred, gt, region, scales={"MAD": 1.0, "MSE": 1.0, "SAD": 1.0})
+    assert raw == pytest.approx({"MAD": 0.05, "MSE": 0.14 / 12, "SAD": 0.6})
+
+
+def test_scales_parse_describe_and_reject():
+    assert parse_scales("") == SCALES
+    assert parse_scales("mad=1, SAD=1e-2") == {"MAD": 1.0, "MSE": 1e3, "SAD": 1e-2}
+    assert describe_scales(SCALES) == "MAD x 1000, MSE x 1000, SAD / 1000"
+    for bad in ("MAD", "LPIPS=2", "MSE=-1", "SAD=nan", "MAD=x"):
+        with pytest.raises(ValueError, match="NAME=FACTOR"):
+            parse_scales(bad)
 
 
 def test_layer_statistics_hand_computed():

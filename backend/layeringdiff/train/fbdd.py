@@ -4,7 +4,6 @@ loss against scheduler.get_velocity, frozen VAE, null prompt. Runs on one or man
 checkpointing, optional EMA, checkpoint/resume, export to the folder the backend loads."""
 
 import copy
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +14,6 @@ import torch.nn.functional as F
 
 from ..stages.layering import FBDD, fbdd_input
 from . import checkpoints
-from .logs import LossLog
 
 
 @dataclass
@@ -52,7 +50,7 @@ def load_fbdd(init: str) -> FBDD:
 
 
 def fbdd_loss(fbdd: FBDD, unet_fg: Any, unet_bg: Any, noise_scheduler: Any, batch: dict[str, torch.Tensor],
-              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """v-prediction MSE of both UNets on one batch: the targets are the VAE latents of F and B."""
     with torch.no_grad():
         c_lat = fbdd.encode(batch["composite"])
@@ -67,20 +65,20 @@ def fbdd_loss(fbdd: FBDD, unet_fg: Any, unet_bg: Any, noise_scheduler: Any, batc
         target = noise_scheduler.get_velocity(x0, noise, t)
         pred = unet(fbdd_input(noisy, c_lat, batch["alpha"]), t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred.float(), target.float())
-        parts[f"loss_{name}"] = float(loss.detach())
+        parts[f"loss_{name}"] = loss.detach()
         total = total + loss
     return total, parts
 
 
-def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, dict], None] | None = None) -> Path:
+def train_fbdd(config: FBDDTrainConfig, dataset: Any,
+               progress: Callable[[int, dict], None] | None = None) -> Path | None:
     """Train, checkpointing to out/checkpoints/step-N; resumes from the latest checkpoint; exports to
-    out/export/fbdd. Returns the export folder."""
-    from accelerate import Accelerator
+    out/export/fbdd. Returns the export folder (None on the other processes of a multi-process run)."""
     from accelerate.utils import set_seed
     from diffusers import DDPMScheduler
 
     out = Path(config.out)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(out))
+    accelerator = checkpoints.make_accelerator(config.mixed_precision, out)
     set_seed(config.seed)
     fbdd = load_fbdd(config.init)
     fbdd.vae.requires_grad_(False)
@@ -98,9 +96,8 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
     unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
     fbdd.vae.to(accelerator.device)
     step = checkpoints.resume(accelerator, out, ema)
-    log = LossLog(out, ["loss", "loss_fg", "loss_bg"])
-    generator = torch.Generator().manual_seed(config.seed + step)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    log = checkpoints.open_log(accelerator, out, ["loss", "loss_fg", "loss_bg"], asdict(config))
+    generator = checkpoints.process_generator(config.seed, accelerator, step)
     while step < config.steps:
         for batch in loader:
             if step >= config.steps:
@@ -115,14 +112,15 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any, progress: Callable[[int, d
                 _ema_update(ema, (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg)),
                             config.ema_decay)
             step += 1
-            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": float(loss.detach()), **parts},
+            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": loss, **parts},
                                    log, config.log_every, config.checkpoint_every, progress, ema)
-    accelerator.wait_for_everyone()
+    checkpoints.check_in_sync(accelerator, unet_fg, unet_bg)
+    if log is None:
+        return None  # not the main process: it exports
+    log.plot()
     export = out / "export" / "fbdd"
-    if accelerator.is_main_process:
-        log.plot()
-        fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
-        FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding).save(export)
+    fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
+    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding).save(export)
     return export
 
 

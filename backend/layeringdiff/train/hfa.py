@@ -2,7 +2,6 @@
 decoded by a trained FBDD (or, without one, by the classical estimate), against the true F and B.
 Same rules as FBDD training: accelerate, checkpoint/resume, export to out/export/hfa."""
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +14,6 @@ from ..losses import ban_loss, fan_loss
 from ..stages.classical import complete_background
 from ..stages.layering import FBDD, HFA
 from . import checkpoints
-from .logs import LossLog
 
 
 @dataclass
@@ -61,19 +59,19 @@ def _chw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
 
 
-def hfa_losses(hfa_fan: Any, hfa_ban: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def hfa_losses(hfa_fan: Any, hfa_ban: Any,
+               batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     c, a = _chw(batch["composite"]), _chw(batch["alpha"])
     fan = fan_loss(hfa_fan(c, a, _chw(batch["decoded_fg"])), _chw(batch["foreground"]))
     ban = ban_loss(hfa_ban(c, a, _chw(batch["decoded_bg"])), _chw(batch["background"]))
-    return fan + ban, {"loss_fan": float(fan.detach()), "loss_ban": float(ban.detach())}
+    return fan + ban, {"loss_fan": fan.detach(), "loss_ban": ban.detach()}
 
 
-def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dict], None] | None = None) -> Path:
-    from accelerate import Accelerator
+def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dict], None] | None = None) -> Path | None:
     from accelerate.utils import set_seed
 
     out = Path(config.out)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(out))
+    accelerator = checkpoints.make_accelerator(config.mixed_precision, out)
     set_seed(config.seed)
     fbdd = FBDD.from_folder(config.fbdd, accelerator.device) if config.fbdd else None
     hfa = HFA.new(config.base_channels, config.levels)
@@ -84,8 +82,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
                                          generator=torch.Generator().manual_seed(config.seed))
     fan, ban, optimizer, loader = accelerator.prepare(fan, ban, optimizer, loader)
     step = checkpoints.resume(accelerator, out)
-    log = LossLog(out, ["loss", "loss_fan", "loss_ban"])
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    log = checkpoints.open_log(accelerator, out, ["loss", "loss_fan", "loss_ban"], asdict(config))
     while step < config.steps:
         for batch in loader:
             if step >= config.steps:
@@ -96,11 +93,12 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
             optimizer.step()
             optimizer.zero_grad()
             step += 1
-            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": float(loss.detach()), **parts},
+            checkpoints.after_step(accelerator, out, step, config.steps, {"loss": loss, **parts},
                                    log, config.log_every, config.checkpoint_every, progress)
-    accelerator.wait_for_everyone()
+    checkpoints.check_in_sync(accelerator, fan, ban)
+    if log is None:
+        return None  # not the main process: it exports
+    log.plot()
     export = out / "export" / "hfa"
-    if accelerator.is_main_process:
-        log.plot()
-        HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
+    HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
     return export
