@@ -3,9 +3,11 @@
 The same launch lines run several GPUs or nodes on a CUDA machine; here each process is one CPU rank."""
 
 import csv
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from layeringdiff.stages.layering import FBDD, HFA
@@ -75,3 +77,16 @@ def test_two_nodes_train_hfa_over_loopback(shards, tmp_path):
     assert out0.split() == [str(run / "export" / "hfa")] and out1.split() == [] and err1 == []
     assert (run / "checkpoints" / "step-0000004" / "random_states_1.pkl").is_file()
     HFA.from_folder(run / "export" / "hfa")
+
+
+def test_gpu_smoke_script_runs_its_code_path_on_the_cpu():
+    """The CUDA smoke benchmark, forced onto the CPU (--cpu) so its own code is checked here too."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "smoke_train_gpu.py"
+    proc = subprocess.run([sys.executable, str(script), "--cpu", "--precision", "no", "--steps", "2", "--size", "64"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("device cpu x 1, precision no, 64px, 2 steps")
+    for name, line in zip(("fbdd", "hfa"), lines[1:], strict=True):
+        assert line.startswith(f"{name}: ") and line.endswith(f"/export/{name}") and "ms/step" in line
+        shutil.rmtree(Path(line.split(" -> ")[1]).parents[2], ignore_errors=True)
