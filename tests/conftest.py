@@ -26,6 +26,7 @@ class BackendProcess:
             if ready:
                 line = self.proc.stdout.readline()
                 if line.startswith("READY "):
+                    self.ready = dict(f.split("=", 1) for f in line.split()[2:])  # protocol, version, server_key
                     return line.split()[1]
             if self.proc.poll() is not None:
                 raise RuntimeError(f"backend exited early: {self.proc.stderr.read()}")
@@ -49,6 +50,26 @@ class BackendProcess:
 @pytest.fixture(scope="module")
 def backend():
     server = BackendProcess()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
+def curve_keys(tmp_path_factory):
+    """A keys folder (`layeringdiff keys init`) with one allowed machine, alice."""
+    from layeringdiff.keys import add_client, init_keys
+
+    folder = tmp_path_factory.mktemp("keys")
+    init_keys(folder)
+    add_client(folder, "alice")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def secure_backend(curve_keys):
+    """The backend served on all interfaces with CURVE keys; `.local` is its loopback address."""
+    server = BackendProcess("--host", "0.0.0.0", "--keys", str(curve_keys))
+    server.local = "tcp://127.0.0.1:" + server.endpoint.rsplit(":", 1)[1]
     yield server
     server.terminate()
 

@@ -134,8 +134,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server, ServerConfig
 
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
-                                 parent_pid=args.parent_pid, models=model_config(args)))
+                                 parent_pid=args.parent_pid, models=model_config(args), keys=args.keys))
     return server.run()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import add_client, init_keys, server_keys
+
+    try:
+        if args.action == "init":
+            init_keys(args.folder)
+            public = server_keys(args.folder)[0].decode()
+            print(f"server keys in {args.folder}; serve with: layeringdiff serve --host 0.0.0.0 --keys {args.folder}")
+            print(f"server key (give it to each artist for Settings > Server key): {public}")
+        else:
+            if not args.name:
+                raise InputError("keys client needs a NAME for the machine, e.g. `keys client DIR alice-laptop`")
+            secret = add_client(args.folder, args.name)
+            print(f"{args.name} is allowed in now. Give this file to that machine (Settings > Client key file) "
+                  f"and delete it here: {secret}")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InputError(str(exc)) from None
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -317,12 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_split)
 
     sv = sub.add_parser("serve", help="run the backend for the Krita plugin (ZeroMQ on loopback)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default loopback only; any other needs --keys)")
+    sv.add_argument("--keys", help="serve with CURVE encryption and client keys from this folder "
+                                   "(`layeringdiff keys init`)")
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
     sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image accepted")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
+
+    kp = sub.add_parser("keys", help="CURVE keys for serving beyond loopback: `init DIR`, then `client DIR NAME` "
+                                     "per artist's machine (delete DIR/clients/NAME.key to revoke it)")
+    kp.add_argument("action", choices=("init", "client"))
+    kp.add_argument("folder")
+    kp.add_argument("name", nargs="?", help="client: the machine's name")
+    kp.set_defaults(func=cmd_keys)
 
     gp = sub.add_parser("generate", help="generate a layered image from a prompt (needs the model weights)")
     gp.add_argument("prompt", help='prompt with the foreground in brackets: "[a cat] on a sofa"')

@@ -5,6 +5,7 @@ from typing import Any, Iterator
 
 import zmq
 from layering_protocol import Cancelled, Envelope, Error, Result, decode, encode, new_id
+from layering_protocol.curve import client_key_pair, server_public_key
 
 from .wire import to_array
 
@@ -12,10 +13,16 @@ TERMINAL = (Result, Error, Cancelled)
 
 
 class Client:
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, server_key: str = "",
+                 client_key: str = "") -> None:
+        """server_key (Z85 text or server.key) + client_key (this machine's .key_secret): a backend served
+        with --keys."""
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if server_key:
+            self.sock.curve_publickey, self.sock.curve_secretkey = client_key_pair(client_key)
+            self.sock.curve_serverkey = server_public_key(server_key)
         self.sock.connect(endpoint)
 
     def close(self) -> None:

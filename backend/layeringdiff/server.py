@@ -45,6 +45,7 @@ from layering_protocol import (
 
 from . import __version__
 from .errors import InputError, JobCancelled, NotAvailable
+from .keys import ClientList, is_loopback, server_keys
 from .models import ModelConfig, ModelManager
 from .pipeline import available_jobs, run_job
 
@@ -74,6 +75,7 @@ class ServerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     parent_pid: int | None = None  # stop when this process is gone (Krita started us and crashed)
     models: ModelConfig = field(default_factory=ModelConfig)
+    keys: str | None = None  # CURVE keys folder (`layeringdiff keys init`); required beyond loopback
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Server:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.ctx: zmq.Context | None = None
+        self.auth: Any = None  # pyzmq's ZAP authenticator thread when serving with keys
+        self.public_key = ""
         self.router: zmq.Socket | None = None
         self.inbox: zmq.Socket | None = None
         self.endpoint = ""
@@ -102,8 +106,21 @@ class Server:
 
     # ---- set-up and tear-down -------------------------------------------------------------
     def bind(self) -> str:
+        if not self.config.keys and not is_loopback(self.config.host):
+            raise ValueError(f"serving on {self.config.host} would let anyone who can reach it run jobs: create keys "
+                             "with `layeringdiff keys init DIR` and serve with --keys DIR")
+        curve = server_keys(self.config.keys) if self.config.keys else None
         self.ctx = zmq.Context(io_threads=IO_THREADS)
         self.router = self.ctx.socket(zmq.ROUTER)
+        if curve is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.auth = ThreadAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_curve_callback(domain="*", credentials_provider=ClientList(self.config.keys))
+            self.router.curve_publickey, self.router.curve_secretkey = curve
+            self.router.curve_server = True
+            self.public_key = curve[0].decode()
         self.router.setsockopt(zmq.LINGER, 500)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unreachable peer -> error, not silent drop
         self.router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
@@ -131,11 +148,17 @@ class Server:
             self.bind()
         except zmq.ZMQError as exc:
             print(f"error: cannot listen on {self.config.host}:{self.config.port}: {exc}", file=sys.stderr)
+            self.close()
             return 1
+        except (OSError, ValueError, RuntimeError) as exc:  # keys missing or unreadable, or exposed without keys
+            print(f"error: {exc}", file=sys.stderr)
+            self.close()
+            return 2
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stopping.set())
-        print(f"READY {self.endpoint} protocol={PROTOCOL_VERSION} version={__version__}", flush=True)
+        key = f" server_key={self.public_key}" if self.public_key else ""
+        print(f"READY {self.endpoint} protocol={PROTOCOL_VERSION} version={__version__}{key}", flush=True)
         try:
             self.loop()
         finally:
@@ -152,7 +175,8 @@ class Server:
         self.queue.put(None)
         if self.worker is not None:
             self.worker.join(SHUTDOWN_JOIN_S)
-        self._drain_inbox()
+        if self.inbox is not None:  # None when binding failed
+            self._drain_inbox()
         for job in list(self.jobs.values()):
             self._send(job.identity, Error(ErrorCode.SHUTTING_DOWN, "the backend is shutting down", job=job.id),
                        reply_to=job.id)
@@ -160,6 +184,8 @@ class Server:
         for sock in (self.inbox, self.router):
             if sock is not None:
                 sock.close()
+        if self.auth is not None:
+            self.auth.stop()
         if self.ctx is not None:
             self.ctx.term()
 

@@ -88,7 +88,11 @@ class Controller:
             self._connect(self.settings.endpoint)
 
     def _connect(self, endpoint: str) -> None:
-        self.client = BackendClient(endpoint, clock=self.clock)
+        # keys are for a backend run elsewhere; the child backend listens on loopback without them
+        remote = self.process is None
+        self.client = BackendClient(endpoint, clock=self.clock,
+                                    server_key=self.settings.server_key if remote else "",
+                                    client_key=self.settings.client_key if remote else "")
         self.client.connect()
         self._set_connection(self.client.state, self.client.detail)
 
@@ -145,6 +149,8 @@ class Controller:
             if self.client.state == State.LOST:
                 self._backend_gone(self.client.detail)
             else:
+                if self.job is not None and self.client.state in (State.REFUSED, State.INCOMPATIBLE):
+                    self._fail_job(f"the backend connection failed ({self.client.detail})")
                 self._set_connection(self.client.state, self.client.detail)
 
     def _backend_gone(self, why: str) -> None:

@@ -28,7 +28,7 @@ DOCKER_ID = "layeringdiff_docker"
 TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
 STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
-                 State.INCOMPATIBLE: "#d33", State.CLOSED: "#888"}
+                 State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 
 def _button(text: str, name: str, slot) -> QPushButton:
@@ -150,8 +150,14 @@ class LayeringDiffDocker(DockWidget):
         self.python.setPlaceholderText("python with layeringdiff installed (empty: find it on PATH)")
         self.model_dir = QLineEdit(self.settings.model_dirs.get("all", ""))
         self.model_dir.setPlaceholderText("folder with downloaded models (optional)")
+        self.server_key = QLineEdit(self.settings.server_key)
+        self.server_key.setPlaceholderText("remote backend: the key `layeringdiff keys init` printed")
+        self.client_key = QLineEdit(self.settings.client_key)
+        self.client_key.setPlaceholderText("remote backend: this computer's .key_secret file")
         settings_form.addRow(self.autostart)
         settings_form.addRow("Backend address", self.endpoint)
+        settings_form.addRow("Server key", self.server_key)
+        settings_form.addRow("Client key file", self.client_key)
         settings_form.addRow("Python", self.python)
         settings_form.addRow("Models", self.model_dir)
         settings_form.addRow(_button("Apply and reconnect", "ld_apply", self.on_apply_settings))
@@ -169,7 +175,7 @@ class LayeringDiffDocker(DockWidget):
     def set_connection(self, state: str, text: str) -> None:
         colour = STATE_COLOURS.get(state, "#888")
         self.status.setText(f"<span style='color:{colour}'>&#9679;</span> {state}: {text}".replace("\n", "<br>"))
-        self.restart_button.setVisible(state in (State.LOST, State.INCOMPATIBLE))
+        self.restart_button.setVisible(state in (State.LOST, State.INCOMPATIBLE, State.REFUSED))
 
     def set_busy(self, busy: bool) -> None:
         for button in (self.generate_button, self.split_button, self.peel_button):
@@ -213,8 +219,12 @@ class LayeringDiffDocker(DockWidget):
         self.settings.autostart = self.autostart.isChecked()
         self.settings.endpoint = self.endpoint.text().strip() or self.settings.endpoint
         self.settings.python = self.python.text().strip()
+        self.settings.server_key = self.server_key.text().strip()
+        self.settings.client_key = self.client_key.text().strip()
         if self.model_dir.text().strip():
             self.settings.model_dirs["all"] = self.model_dir.text().strip()
+        else:
+            self.settings.model_dirs.pop("all", None)
         Krita.instance().writeSetting(SETTINGS_GROUP, "settings", self.settings.to_json())
         self.controller.settings = self.settings
         self.controller.restart()

@@ -8,12 +8,16 @@ from typing import Any, Dict, List
 
 ENV_ENDPOINT = "LAYERINGDIFF_BACKEND"  # connect to this running backend instead of starting one
 ENV_PYTHON = "LAYERINGDIFF_BACKEND_PYTHON"  # Python that has the layeringdiff backend installed
+ENV_SERVER_KEY = "LAYERINGDIFF_SERVER_KEY"  # remote backend served with --keys: its public key (or server.key)
+ENV_CLIENT_KEY = "LAYERINGDIFF_CLIENT_KEY"  # ... and this machine's .key_secret file
 
 
 @dataclass
 class Settings:
     autostart: bool = True  # start `layeringdiff serve` as a child process
     endpoint: str = "tcp://127.0.0.1:5557"  # used when autostart is off
+    server_key: str = ""  # a backend served with --keys: its public key (Z85 text or server.key path)
+    client_key: str = ""  # ... and this machine's .key_secret file
     python: str = ""  # empty: the `layeringdiff` command on PATH, else python3
     model_dirs: Dict[str, str] = field(default_factory=dict)  # model name -> local folder
     max_pixels: int = 64 * 1024 * 1024
@@ -31,6 +35,10 @@ class Settings:
             settings.endpoint = os.environ[ENV_ENDPOINT]
         if os.environ.get(ENV_PYTHON):
             settings.python = os.environ[ENV_PYTHON]
+        if os.environ.get(ENV_SERVER_KEY):
+            settings.server_key = os.environ[ENV_SERVER_KEY]
+        if os.environ.get(ENV_CLIENT_KEY):
+            settings.client_key = os.environ[ENV_CLIENT_KEY]
         return settings
 
     def to_json(self) -> str:

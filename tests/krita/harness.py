@@ -23,14 +23,15 @@ def clean_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HOME=str(home), PATH="/usr/bin:/bin", XDG_CONFIG_HOME=str(home / ".config"),
                XDG_DATA_HOME=str(home / ".local" / "share"), XDG_RUNTIME_DIR=str(home / "run"))
-    for var in ("LAYERINGDIFF_BACKEND", "LAYERINGDIFF_BACKEND_PYTHON"):
+    for var in ("LAYERINGDIFF_BACKEND", "LAYERINGDIFF_BACKEND_PYTHON", "LAYERINGDIFF_SERVER_KEY",
+                "LAYERINGDIFF_CLIENT_KEY"):
         env.pop(var, None)
     return env
 
 
-def make_home(home: Path, models_dir: Path | None = None) -> None:
+def make_home(home: Path, models_dir: Path | None = None, settings: dict | None = None) -> None:
     """A fresh HOME with the plugin installed by installer/install.py and the test driver enabled;
-    with models_dir, the docker's Models setting points the backend at it."""
+    with models_dir, the docker's Models setting points the backend at it; settings: the docker's own."""
     (home / "run").mkdir(parents=True, exist_ok=True)
     os.chmod(home / "run", 0o700)
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
@@ -50,6 +51,7 @@ def make_home(home: Path, models_dir: Path | None = None) -> None:
     edits = [("python", "enable_ld_e2e_driver", "true")]
     if models_dir is not None:
         settings = {"python": sys.executable, "autostart": True, "model_dirs": {"all": str(models_dir)}}
+    if settings is not None:
         edits.append(("layeringdiff", "settings", json.dumps(settings)))
     install.update_kritarc(kritarc, edits)
 

@@ -191,3 +191,25 @@ def test_generate_and_split_by_phrase_with_tiny_models(tiny_models, tmp_path_fac
                                                                                    "a cat foreground"]
     orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
     assert np.abs(read_bgra(tmp_path / "phrase_projection.bgra", w, h) - orig).max() <= 1
+
+
+def test_remote_backend_with_keys_typed_into_settings(secure_backend, curve_keys, tmp_path_factory, tmp_path):
+    home = tmp_path_factory.mktemp("krita-home-remote")
+    make_home(home, settings={"autostart": False, "endpoint": secure_backend.local})
+    w, h = 160, 128
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=8)
+    original = prepare(tmp_path, w, h, comp, [((alpha > 0.5) * 255).astype(np.uint8)])
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "server_key": secure_backend.ready["server_key"],
+                                                    "client_key": str(curve_keys / "secrets" / "alice.key_secret")}))
+    report = run_krita(home, tmp_path, "remote")
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "requires keys" in steps["refused"]["status"] and steps["refused"]["restart_shown"]
+    assert "connected" in steps["connected"]["status"]
+    assert steps["split"]["message"].startswith("Split 'photo' into group"), steps["split"]["message"]
+    group = next(n for n in steps["split"]["tree"] if n["type"] == "grouplayer")
+    assert [c["name"] for c in group["children"]] == ["photo background", "photo foreground"]
+    orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
+    assert np.abs(read_bgra(tmp_path / "projection.bgra", w, h) - orig).max() <= 1
+    assert secure_backend.ready["server_key"] in (home / ".config" / "kritarc").read_text()  # Apply saved the keys

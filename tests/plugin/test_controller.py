@@ -29,8 +29,8 @@ def pump(controller, until, timeout=60.0):
     raise AssertionError(f"timed out; view messages: {controller.view.messages}")
 
 
-def make(endpoint, bridge=None, clock=None):
-    settings = Settings(autostart=False, endpoint=endpoint)
+def make(endpoint, bridge=None, clock=None, settings_extra=None):
+    settings = Settings(autostart=False, endpoint=endpoint, **(settings_extra or {}))
     view = FakeView()
     c = Controller(bridge or FakeBridge(), view, settings, clock=clock or time.monotonic)
     c.start()

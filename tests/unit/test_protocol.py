@@ -226,3 +226,24 @@ def test_parse_prompt_errors(text):
 
     with pytest.raises(ValueError):
         parse_prompt(text)
+
+
+def test_curve_key_files(tmp_path):
+    from layering_protocol.curve import client_key_pair, read_key_file, server_public_key
+
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    secret = tmp_path / "m.key_secret"
+    secret.write_text(f'metadata\ncurve\n    public-key = "{key}"\n    secret-key = "{key[::-1]}"\n')
+    assert client_key_pair(str(secret)) == (key.encode(), key[::-1].encode())
+    assert server_public_key(f"  {key}\n") == key.encode() and server_public_key(str(secret)) == key.encode()
+    bad = tmp_path / "bad.key"
+    for text, words in ((f'curve\n    public-key = "{key[:-1]}"\n', "not 40 characters"),
+                        ("hello\n", "not a key file")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=words):
+            read_key_file(str(bad))
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_key_file(str(bad))
+    with pytest.raises(ValueError, match="40-character"):
+        server_public_key("short")

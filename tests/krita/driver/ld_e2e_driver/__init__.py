@@ -13,6 +13,7 @@ import traceback
 
 from krita import Extension, Krita, Selection
 from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QPushButton
 
 OUT = os.environ.get("LD_E2E_OUT", "")
 report = {"steps": []}
@@ -234,8 +235,31 @@ def scenario_models():
     dump("phrase_projection.bgra", doc2.pixelData(0, 0, w, h))
 
 
+def scenario_remote():
+    """A backend elsewhere that requires keys: refused without them, keys typed into Settings, then a split."""
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: d.controller.client is not None and d.controller.client.state == "refused", 60, "refusal")
+    step("refused", status=d.status.text(), restart_shown=not d.restart_button.isHidden())
+    d.settings_box.setChecked(True)
+    d.server_key.setText(spec["server_key"])
+    d.client_key.setText(spec["client_key"])
+    d.findChild(QPushButton, "ld_apply").click()
+    yield (lambda: connected(d), 60, "connected with keys")
+    step("connected", status=d.status.text())
+    doc, layer = new_document(w, h, "photo.bgra")
+    select(doc, w, h, "mask1.u8")
+    d.split_button.click()
+    yield (lambda: idle(d), 120, "split finished")
+    doc.waitForDone()
+    doc.refreshProjection()
+    step("split", message=d.message.text(), tree=tree(doc.rootNode()))
+    dump("projection.bgra", doc.pixelData(0, 0, w, h))
+
+
 SCENARIOS = {"models": scenario_models, "depths": scenario_depths, "split_peel": scenario_split_peel,
-             "cancel_kill": scenario_cancel_kill}
+             "cancel_kill": scenario_cancel_kill, "remote": scenario_remote}
 
 
 class Driver(Extension):

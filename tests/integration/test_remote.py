@@ -1,0 +1,81 @@
+"""A backend served beyond loopback: CURVE keys made by the CLI, the real server process, real sockets."""
+
+import subprocess
+import sys
+
+import pytest
+import zmq
+from layering_protocol import PROTOCOL_VERSION, Capabilities, Hello, Result, Split
+from layering_protocol.curve import client_key_pair, read_key_file, server_public_key
+from layeringdiff.client import Client
+from layeringdiff.keys import add_client, init_keys
+
+from tests.integration.test_server import layer_and_mask
+
+pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "layeringdiff", *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def answers(server, timeout=2.0, **keys) -> bool:
+    with Client(server.local, **keys) as c:
+        try:
+            return isinstance(c.request(Hello("pytest", PROTOCOL_VERSION), timeout).message, Capabilities)
+        except TimeoutError:
+            return False
+
+
+def test_keys_cli(tmp_path):
+    folder = tmp_path / "k"
+    out = cli("keys", "init", folder)
+    assert out.returncode == 0, out.stderr
+    public = read_key_file(folder / "server.key")["public"].decode()
+    assert public in out.stdout and "--keys" in out.stdout
+    assert cli("keys", "init", folder).returncode == 0 and public in cli("keys", "init", folder).stdout  # kept
+    out = cli("keys", "client", folder, "alice-laptop")
+    secret = folder / "secrets" / "alice-laptop.key_secret"
+    assert out.returncode == 0 and str(secret) in out.stdout
+    assert (folder / "clients" / "alice-laptop.key").is_file() and secret.stat().st_mode & 0o077 == 0
+    assert client_key_pair(str(secret))[0] == read_key_file(folder / "clients" / "alice-laptop.key")["public"]
+    for args, words in ((("client", folder, "alice-laptop"), "exists"), (("client", folder, "a b"), "client name"),
+                        (("client", folder), "needs a NAME"), (("client", tmp_path / "none", "x"), "keys init")):
+        out = cli("keys", *args)
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+
+
+def test_serving_beyond_loopback_needs_keys(tmp_path):
+    out = cli("serve", "--host", "0.0.0.0")
+    assert out.returncode == 2 and "--keys" in out.stderr and "READY" not in out.stdout
+    out = cli("serve", "--host", "0.0.0.0", "--keys", tmp_path)
+    assert out.returncode == 2 and "keys init" in out.stderr
+
+
+def test_an_allowed_machine_splits_over_curve(secure_backend, curve_keys):
+    assert server_public_key(secure_backend.ready["server_key"]) == read_key_file(curve_keys / "server.key")["public"]
+    with Client(secure_backend.local, server_key=secure_backend.ready["server_key"],
+                client_key=str(curve_keys / "secrets" / "alice.key_secret")) as c:
+        _, image, mask = layer_and_mask(96)
+        final, _ = c.run(Split(image, mask=mask), timeout=60)
+        assert isinstance(final.message, Result)
+
+
+def test_others_get_no_answer_and_the_server_keeps_serving(secure_backend, curve_keys, tmp_path):
+    stranger = tmp_path / "stranger"
+    init_keys(stranger)
+    alice = {"server_key": str(curve_keys / "server.key"),
+             "client_key": str(curve_keys / "secrets" / "alice.key_secret")}
+    assert not answers(secure_backend)  # no keys at all
+    assert not answers(secure_backend, server_key=str(curve_keys / "server.key"),
+                       client_key=str(add_client(stranger, "mallory")))  # a key pair the server never allowed
+    assert not answers(secure_backend, server_key=str(stranger / "server.key"), client_key=alice["client_key"])
+    assert answers(secure_backend, **alice)
+
+
+def test_clients_are_added_and_revoked_without_a_restart(secure_backend, curve_keys):
+    bob = {"server_key": str(curve_keys / "server.key"), "client_key": str(add_client(curve_keys, "bob"))}
+    assert answers(secure_backend, **bob)
+    (curve_keys / "clients" / "bob.key").unlink()
+    assert not answers(secure_backend, **bob)
