@@ -4,11 +4,13 @@
     python3 installer/install.py                      # find Krita's pykrita folder, install, enable
     python3 installer/install.py --pykrita DIR        # or name the folder
     python3 installer/install.py --uninstall
+    python3 installer/install.py --fetch-models all --models-dir ~/layeringdiff-models   # + model weights
 
 It copies plugin/layeringdiff_krita (+ its .desktop file) and the protocol package, makes pyzmq and
 msgpack importable for Krita's Python (the system ones when importable, else wheels for Krita's Python
 version unpacked into the plugin's vendor/ folder), enables the plugin in kritarc, and records which
-Python runs the backend. It prints every step.
+Python runs the backend. With --fetch-models it downloads model weights through that Python
+(`layeringdiff models fetch`, with its progress bars). It prints every step.
 """
 
 import argparse
@@ -192,8 +194,11 @@ def install(args: argparse.Namespace) -> int:
     edits: list[tuple[str, str, str | None]] = [("python", f"enable_{PLUGIN}", "true")]
     backend_python = args.backend_python or (sys.executable if has_modules(sys.executable, ["layeringdiff"])
                                              else "")
+    settings: dict = {"python": backend_python, "autostart": True}
+    if args.models_dir:
+        settings["model_dirs"] = {"all": str(Path(args.models_dir).expanduser().resolve())}
     if backend_python:
-        edits.append(("layeringdiff", "settings", json.dumps({"python": backend_python, "autostart": True})))
+        edits.append(("layeringdiff", "settings", json.dumps(settings)))
     update_kritarc(rc, edits)
     print(f"  enabled the plugin in {rc}")
     if backend_python:
@@ -201,7 +206,27 @@ def install(args: argparse.Namespace) -> int:
     else:
         print("  no Python with the layeringdiff backend found: set it in the docker's Settings "
               "(or rerun with --backend-python)")
+    fetched = fetch_models(backend_python, args.fetch_models, args.models_dir) if args.fetch_models else 0
     print("Done. Restart Krita, then Settings > Dockers > LayeringDiff.")
+    return fetched
+
+
+def fetch_models(backend_python: str, names: list[str], models_dir: str | None) -> int:
+    """`layeringdiff models fetch` in the backend's Python, its progress shown as it runs."""
+    if not backend_python:
+        print("error: --fetch-models needs the Python with the layeringdiff backend (--backend-python)",
+              file=sys.stderr)
+        return 2
+    cmd = [backend_python, "-m", "layeringdiff", "models", "fetch", *names]
+    if models_dir:
+        cmd += ["--models-dir", str(Path(models_dir).expanduser().resolve())]
+    print(f"  fetching model weights: {' '.join(cmd)}", flush=True)
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        print(f"error: some model weights were not fetched (see above). The plugin is installed and splits "
+              f"offline without them; run the same command again to retry: {' '.join(cmd)}", file=sys.stderr)
+        return 1
+    print("  model weights fetched")
     return 0
 
 
@@ -231,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vendor-deps", action="store_true", help="always vendor pyzmq/msgpack wheels")
     parser.add_argument("--backend-python",
                         help="Python with the layeringdiff backend (default: this one if it has it)")
+    parser.add_argument("--fetch-models", nargs="+", metavar="NAME",
+                        help="also download model weights (names from `layeringdiff models list`, or all)")
+    parser.add_argument("--models-dir", help="folder for the fetched weights (one sub-folder per model); the docker "
+                                             "is set to use it (default: the Hugging Face cache)")
     parser.add_argument("--uninstall", action="store_true", help="remove the plugin and disable it")
     args = parser.parse_args(argv)
     return uninstall(args) if args.uninstall else install(args)

@@ -200,8 +200,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import REGISTRY, ModelManager
+    from .models import REGISTRY, TRAIN_HINT, ModelManager
 
+    if args.action == "fetch" and args.models_dir:
+        Path(args.models_dir).expanduser().mkdir(parents=True, exist_ok=True)  # fetch fills it
     manager = ModelManager(model_config(args))
     if args.action == "list":
         for row in manager.status():
@@ -209,12 +211,24 @@ def cmd_models(args: argparse.Namespace) -> int:
             if row["state"] == "ready":
                 print(f"{'':<17} {'':<8} {row['path']}")
         return 0
-    keys = list(REGISTRY) if args.names == ["all"] else args.names
+    everything = args.names == ["all"]
+    keys = [k for k, spec in REGISTRY.items() if spec.hub_id or k in manager.config.paths] if everything \
+        else args.names
     unknown = [k for k in keys if k not in REGISTRY]
     if unknown or not keys:
         raise InputError(f"unknown model(s) {unknown or keys}; choose from {', '.join(REGISTRY)} or all")
-    for key in keys:
-        print(manager.fetch(key, progress=lambda text: print(text, file=sys.stderr)))
+    failed = []
+    for key in keys:  # one failure does not stop the others: a full fetch is tens of GB
+        try:
+            print(manager.fetch(key, progress=lambda text: print(text, file=sys.stderr), into=args.models_dir))
+        except NotAvailable as exc:
+            print(f"error: {exc.text}\n  {exc.detail}", file=sys.stderr)
+            failed.append(key)
+    if everything and "layering" not in keys:
+        print(f"note: 'layering' is not fetched: {TRAIN_HINT}", file=sys.stderr)
+    if failed:
+        print(f"not fetched: {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0
 
 

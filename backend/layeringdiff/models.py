@@ -8,6 +8,7 @@ Heavy libraries (torch, diffusers, transformers) are imported on first use, not 
 
 import json
 import os
+import shutil
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Callable
 from .errors import NotAvailable
 
 CONFIG_ENV = "LAYERINGDIFF_MODELS_CONFIG"
+TRAIN_HINT = ("no public FBDD/HFA weights exist: train them with `layeringdiff train fbdd` and `layeringdiff train "
+              "hfa` (README: Training and evaluation)")
 DEFAULT_CONFIG = Path.home() / ".config" / "layeringdiff" / "models.json"
 
 
@@ -123,12 +126,13 @@ class ModelManager:
         spec = REGISTRY[key]
         src = self.source(key)
         config = self.config.source or str(DEFAULT_CONFIG)
-        return ModelMissing(
-            f"model '{key}' ({src}, {spec.role}) is not available: {why}",
-            f"fetch it with `layeringdiff models fetch {key}` (about {spec.size_gb:g} GB), or put a downloaded "
-            f"copy in a folder and name it: `--model {key}=/path/to/folder` or "
-            f"\"paths\": {{\"{key}\": \"/path/to/folder\"}} in {config}",
-        )
+        where = f"`--model {key}=/path/to/folder` or \"paths\": {{\"{key}\": \"/path/to/folder\"}} in {config}"
+        if not spec.hub_id and not src:
+            hint = f"{TRAIN_HINT}, then name the folder holding fbdd/ and hfa/: {where}"
+        else:
+            hint = (f"fetch it with `layeringdiff models fetch {key}` (about {spec.size_gb:g} GB), or put a "
+                    f"downloaded copy in a folder and name it: {where}")
+        return ModelMissing(f"model '{key}' ({src + ', ' if src else ''}{spec.role}) is not available: {why}", hint)
 
     def resolve(self, key: str) -> str:
         """A local folder holding the model, or ModelMissing at once (no network, no retries)."""
@@ -169,10 +173,12 @@ class ModelManager:
             raise next(iter(missing.values()))
         if missing:
             names = list(missing)
+            fetchable = [k for k in names if REGISTRY[k].hub_id or self.source(k)]
+            trained = f"; the layering weights: {TRAIN_HINT}" if len(fetchable) < len(names) else ""
             raise ModelMissing(
                 f"models {', '.join(names)} are not available",
-                f"fetch them with `layeringdiff models fetch {' '.join(names)}`, or name local folders with "
-                f"--model NAME=/path/to/folder (or \"paths\" in {self.config.source or DEFAULT_CONFIG})")
+                f"fetch them with `layeringdiff models fetch {' '.join(fetchable)}`, or name local folders with "
+                f"--model NAME=/path/to/folder (or \"paths\" in {self.config.source or DEFAULT_CONFIG}){trained}")
 
     def available(self, key: str) -> bool:
         try:
@@ -191,16 +197,38 @@ class ModelManager:
             rows.append({"model": key, "source": self.source(key), "role": spec.role, "state": state, "path": where})
         return rows
 
-    def fetch(self, key: str, progress: Callable[[str], None] = print) -> str:
+    def fetch(self, key: str, progress: Callable[[str], None] = print, into: str | None = None) -> str:
+        """Download one model into the Hugging Face cache, or into `into`/KEY (the --models-dir layout).
+        Returns its folder; NotAvailable names the model, the cause and what to do."""
         if self.config.offline:
             raise NotAvailable("offline is set in the model config: fetching is disabled")
-        src = self.source(key)
-        if not src or is_local(src):
+        spec, src = REGISTRY[key], self.source(key)
+        target = Path(into).expanduser() / key if into else None
+        if target is not None and src and is_local(src) and Path(src).expanduser().resolve() == target.resolve():
+            src = spec.hub_id  # the folder this fetch fills: resume or update it from the hub
+        if not src:
+            raise NotAvailable(f"there are no public '{key}' weights to fetch", TRAIN_HINT)
+        if is_local(src):
             return self.resolve(key)
-        from huggingface_hub import snapshot_download
-
-        progress(f"fetching {key} ({src}, about {REGISTRY[key].size_gb:g} GB)...")
-        return snapshot_download(src, cache_dir=self.config.cache_dir)  # shows tqdm progress bars
+        try:
+            from huggingface_hub import constants, snapshot_download
+        except ImportError:
+            raise NotAvailable("fetching needs the ml extra", "pip install 'layeringdiff[ml]'") from None
+        disk = target.parent if target else Path(self.config.cache_dir or constants.HF_HUB_CACHE)
+        disk.mkdir(parents=True, exist_ok=True)
+        free_gb = shutil.disk_usage(disk).free / 1e9
+        if free_gb < spec.size_gb * 1.1:
+            raise NotAvailable(f"not enough disk space for '{key}' in {disk}: about {spec.size_gb:g} GB needed, "
+                               f"{free_gb:.1f} GB free", "free some space or fetch into another folder (--models-dir)")
+        progress(f"fetching {key} ({src}, about {spec.size_gb:g} GB) into {target or 'the Hugging Face cache'}...")
+        try:  # tqdm progress bars on stderr
+            return snapshot_download(src, cache_dir=self.config.cache_dir, local_dir=str(target) if target else None)
+        except Exception as exc:  # network, authorisation, disk: all end the same way for the user
+            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NotAvailable(
+                f"could not fetch '{key}' from {src}: {cause}",
+                "check the network (HTTPS_PROXY for a proxy, HF_ENDPOINT for a mirror), `hf auth login` for a gated "
+                f"model, or download it elsewhere and name the folder: --model {key}=/path/to/folder") from None
 
     # ---- device and dtype -------------------------------------------------------------------------
     def device(self) -> str:
