@@ -192,6 +192,8 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     info = {**stack[0].info, "foreground": fg_infos[0], "foregrounds": fg_infos, "prompt": prompt,
             "phrase": phrases[0], "phrases": phrases, "seed": msg.seed,
             "stack_error": stack_error(composite, stack)}
+    if control:
+        info.update(control=control, control_scale=params.control_scale)
     return _layers(stack[0], dtype, order, info, stack[1:])
 
 

@@ -29,6 +29,8 @@ from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
 
 READY_TIMEOUT_S = 120.0
+GUIDES = ("canny", "depth")  # ControlNets of the backend: lines of a sketch layer, or a depth-map layer
+GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
 USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE,
                      ErrorCode.VERSION_MISMATCH)  # the first start of a new backend compiles its numba kernels
 
@@ -174,8 +176,9 @@ class Controller:
     def peel_next(self, phrase: str = "", exact_alpha: bool = False) -> None:
         self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha))
 
-    def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "") -> None:
-        self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative))
+    def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
+                 guide: str = "", guide_strength: float = 0.5) -> None:
+        self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative, guide, guide_strength))
 
     def cancel(self) -> None:
         job = self.job
@@ -219,7 +222,8 @@ class Controller:
         job_id = self.client.send(message)
         self._begin(Job(job_id, kind, doc, layer, phrase, index))
 
-    def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "") -> None:
+    def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
+                  guide: str = "", guide_strength: float = 0.5) -> None:
         self._require_idle_connection()
         try:
             plain, phrases = parse_prompt(prompt)
@@ -229,12 +233,19 @@ class Controller:
             raise UserError("Type a prompt; mark the foreground with brackets, e.g. [a red fox] in the snow.")
         if not phrases:
             raise UserError("Mark the foreground words with brackets, e.g. [a red fox] in the snow.")
-        doc = self.bridge.document_for_generate(width, height)
+        if guide and guide not in GUIDES:
+            raise UserError(f"Unknown guide '{guide}': choose one of {', '.join(GUIDES)}.")
+        # a guide is a layer of the active document, and the layers it guides go over it there
+        doc = self.bridge.active_document() if guide else self.bridge.document_for_generate(width, height)
+        control_image = self.bridge.read_guide(doc, width, height) if guide else None
         dtype, order = self.bridge.document_format(doc)
+        options: dict = {"dtype": dtype, "order": order}
+        if guide:
+            options.update(control=guide, control_scale=float(guide_strength))
         assert self.client is not None
         job_id = self.client.send(Generate(prompt, width=width, height=height, steps=steps, seed=seed,
-                                           negative_prompt=negative.strip(),
-                                           options={"dtype": dtype, "order": order}))
+                                           negative_prompt=negative.strip(), options=options,
+                                           control_image=control_image))
         self._begin(Job(job_id, "generate", doc, None, phrases[0], 1, (width, height)))
 
     def _begin(self, job: Job) -> None:
@@ -252,7 +263,8 @@ class Controller:
             return
         if isinstance(msg, Accepted):
             job.state = "running" if job.state == "sent" else job.state
-            self.view.set_progress("queued" if msg.position else "starting", 0.0)
+            ahead = f"queued, {msg.position} job{'s' if msg.position > 1 else ''} ahead" if msg.position else ""
+            self.view.set_progress(ahead or "starting", 0.0)
         elif isinstance(msg, Progress):
             job.stage = msg.stage
             if job.state != "cancelling":
@@ -295,6 +307,8 @@ class Controller:
             return
         err = result.info.get("recomposition_error")
         seconds = self.clock() - job.started
+        if result.info.get("control"):
+            text += f", guided by {GUIDE_NAMES.get(result.info['control'], result.info['control'])}"
         self.view.show_message(text + f" ({seconds:.1f} s" + (f", max error {err * 255:.2f}/255)" if err is not None
                                                                else ")"))
 

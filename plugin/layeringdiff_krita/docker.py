@@ -5,6 +5,8 @@ from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import (
     QApplication,
     QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -91,7 +93,27 @@ class LayeringDiffDocker(DockWidget):
             box.setValue(1024)
             box.setObjectName(name)
             size_row.addWidget(box)
+        size_row.addWidget(_button("Canvas", "ld_canvas_size", self.on_canvas_size))
         gen_form.addRow("Size", size_row)
+        guide_row = QHBoxLayout()
+        self.guide = QComboBox()
+        self.guide.setObjectName("ld_guide")
+        for text, value in (("None", ""), ("Sketch lines of the active layer (canny)", "canny"),
+                            ("Depth map in the active layer", "depth")):
+            self.guide.addItem(text, value)
+        self.guide.setToolTip("ControlNet guide, read from the active layer over the area that will be generated "
+                              "(the canvas's top-left corner, at the size above)")
+        self.guide_strength = QDoubleSpinBox()
+        self.guide_strength.setObjectName("ld_guide_strength")
+        self.guide_strength.setRange(0.0, 2.0)
+        self.guide_strength.setSingleStep(0.05)
+        self.guide_strength.setValue(0.5)
+        self.guide_strength.setToolTip("how strongly the guide steers the picture")
+        self.guide.currentIndexChanged.connect(lambda *_: self.guide_strength.setEnabled(bool(self.guide_value())))
+        self.guide_strength.setEnabled(False)
+        guide_row.addWidget(self.guide, 1)
+        guide_row.addWidget(self.guide_strength)
+        gen_form.addRow("Guide", guide_row)
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
         self.steps.setValue(30)
@@ -199,9 +221,22 @@ class LayeringDiffDocker(DockWidget):
         for child in self.settings_box.findChildren(QWidget):
             child.setVisible(on)
 
+    def guide_value(self) -> str:
+        return self.guide.currentData() or ""
+
+    def on_canvas_size(self) -> None:
+        """Generate at the active canvas's size (multiples of 8, within the size limits)."""
+        doc = Krita.instance().activeDocument()
+        if doc is None:
+            self.show_message("Open a document first: its canvas size becomes the size to generate.", error=True)
+            return
+        for box, value in ((self.width_box, doc.width()), (self.height_box, doc.height())):
+            box.setValue(max(box.minimum(), min(box.maximum(), value // 8 * 8)))
+
     def on_generate(self) -> None:
         self.controller.generate(self.prompt.toPlainText(), self.width_box.value(), self.height_box.value(),
-                                 self.steps.value(), self.seed.value(), self.negative.text())
+                                 self.steps.value(), self.seed.value(), self.negative.text(), self.guide_value(),
+                                 self.guide_strength.value())
 
     def on_split(self) -> None:
         self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked())

@@ -44,6 +44,23 @@ class KritaBridge:
         image = layer_image(data, w, h, node.colorModel(), node.colorDepth())
         return LayerPixels(node, (x, y, w, h), image, node.name())
 
+    def read_guide(self, doc: Any, width: int, height: int) -> Any:
+        """The active layer over the area the generated layers will cover (the canvas's top-left
+        width x height; outside the layer reads as transparent): a sketch or a depth map for ControlNet."""
+        node = doc.activeNode()
+        if node is None or node.type() != "paintlayer":
+            raise UserError("Choose the guide in the Layers docker: a paint layer with a sketch or a depth map.")
+        try:
+            layer_format(node.colorModel(), node.colorDepth())
+        except UnsupportedFormat as exc:
+            raise UserError(str(exc)) from None
+        b = node.bounds()
+        if b.width() <= 0 or b.height() <= 0 or b.x() >= width or b.y() >= height:
+            raise UserError(f"The guide layer '{node.name()}' has nothing inside the {width}x{height} area that "
+                            "will be generated (from the canvas's top-left corner).")
+        data = bytes(node.pixelData(0, 0, width, height))
+        return layer_image(data, width, height, node.colorModel(), node.colorDepth())
+
     def read_selection(self, doc: Any, layer: LayerPixels) -> Optional[bytes]:
         selection = doc.selection()
         if selection is None:

@@ -191,6 +191,10 @@ def test_generate_and_split_by_phrase_with_tiny_models(tiny_models, tmp_path_fac
                                                                                    "a cat foreground"]
     orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
     assert np.abs(read_bgra(tmp_path / "phrase_projection.bgra", w, h) - orig).max() <= 1
+    guided = steps["guided generate"]
+    assert "guided by the sketch lines" in guided["message"], guided["message"]
+    assert guided["size"] == [256, 256] and guided["strength_enabled"]  # the 160x128 canvas, within the limits
+    assert sorted(n["name"] for n in guided["tree"] if n["type"] == "grouplayer") == ["a bird", "a cat"]
 
 
 def test_remote_backend_with_keys_typed_into_settings(secure_backend, curve_keys, tmp_path_factory, tmp_path):

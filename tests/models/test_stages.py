@@ -142,6 +142,20 @@ def test_controlnet_canny(manager):
     assert out.shape == (48, 64, 3)
 
 
+def test_a_layer_as_control_goes_over_paper():
+    """A sketch layer (black lines on transparency, RGB black everywhere) gives edges at the lines only;
+    a depth layer's transparent parts count as far (black)."""
+    sketch = np.zeros((48, 64, 4), np.float32)
+    sketch[20:23, 8:56, 3] = 1.0  # a black line
+    edges = control_condition(params(control="canny", control_image=sketch))[..., 0] > 0
+    rows = np.nonzero(edges.any(axis=1))[0]
+    assert edges.any() and rows.min() >= 17 and rows.max() <= 25
+    depth = np.ones((48, 64, 4), np.float32)
+    depth[:, :32, 3] = 0.0
+    cond = control_condition(params(control="depth", control_image=depth))
+    assert cond[0, 0, 0] == 0 and cond[0, -1, 0] == 255
+
+
 @pytest.mark.parametrize("kw,words", [({"width": 60}, "multiple of 8"), ({"prompt": " "}, "empty"),
                                       ({"steps": 0}, "steps"), ({"control": "pose", "control_image": np.zeros((8, 8))},
                                                                 "control must be"),

@@ -85,6 +85,10 @@ class FakeBridge:
     def document_for_generate(self, w, h):
         return self.doc
 
+    def read_guide(self, doc, w, h):
+        comp, _, _, _ = synthetic_composite(h, w, seed=2)
+        return from_array(comp, "u8", "RGB")
+
     def document_format(self, doc):
         return "u8", "BGRA"
 

@@ -126,6 +126,27 @@ def test_generate_without_weights_names_them_and_the_fix(ctl):
     assert not ctl.bridge.applied
 
 
+def test_a_guided_generate_sends_the_guide_layer_and_names_its_controlnet(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.generate("[a red fox] in a snowy forest", 64, 48, 4, 1, guide="canny", guide_strength=0.7)
+    pump(ctl, lambda: ctl.job is None)
+    gen = next(m for m in sent if type(m).__name__ == "Generate")
+    assert (gen.control_image.width, gen.control_image.height) == (64, 48)
+    assert gen.options["control"] == "canny" and gen.options["control_scale"] == 0.7
+    text, error = ctl.view.last
+    assert error and "controlnet-canny" in text and "sdxl" in text  # the backend checked the guide's model too
+
+
+def test_guide_errors_are_shown_before_anything_is_sent(ctl):
+    ctl.generate("[a fox] in the snow", 64, 48, 4, 1, guide="pose")
+    assert "Unknown guide" in ctl.view.last[0] and ctl.job is None
+    ctl.bridge.has_document = False
+    ctl.generate("[a fox] in the snow", 64, 48, 4, 1, guide="depth")
+    assert "Open or create a document" in ctl.view.last[0] and ctl.job is None
+
+
 def test_cancel_leaves_document_alone(backend):
     ctl, view = make(backend.endpoint, FakeBridge(size=1024))
     try:

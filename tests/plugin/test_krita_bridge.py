@@ -121,3 +121,30 @@ def test_generate_with_several_phrases_stacks_the_foregrounds(fake_krita):
     group = doc.rootNode().childNodes()[-1]
     assert [n.name() for n in group.childNodes()] == [
         "a cat background", "a ball foreground", "a dog foreground", "a cat foreground"]
+
+
+def test_a_guide_is_the_active_layer_over_the_generated_area(fake_krita, monkeypatch):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita, layer_rect=(5, 4, 20, 10))
+    calls = []
+    real = type(layer).pixelData
+    monkeypatch.setattr(type(layer), "pixelData", lambda self, *rect: calls.append(rect) or real(self, *rect))
+    image = KritaBridge().read_guide(doc, 64, 48)
+    assert calls == [(0, 0, 64, 48)] and (image.width, image.height, image.order, image.dtype) == (64, 48, "BGRA", "u8")
+    assert len(image.data) == 64 * 48 * 4
+
+
+@pytest.mark.parametrize("case,words", [("group", "paint layer"), ("empty", "nothing inside"),
+                                        ("outside", "nothing inside"), ("grey", "RGB")])
+def test_guide_errors(fake_krita, case, words):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita, model="GRAYA" if case == "grey" else "RGBA",
+                           layer_rect=(50, 40, 8, 8) if case == "outside" else (5, 4, 20, 10))
+    if case == "group":
+        doc.setActiveNode(doc.createGroupLayer("g"))
+    if case == "empty":
+        layer.pixels = {}
+    with pytest.raises(UserError, match=words):
+        KritaBridge().read_guide(doc, 32, 32)

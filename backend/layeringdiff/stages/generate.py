@@ -48,7 +48,11 @@ def control_condition(params: GenerateParams) -> np.ndarray:
     """The ControlNet input (HxWx3 uint8 at the output size): canny edges, or the given depth map."""
     img = params.control_image
     assert img is not None
-    img = np.clip(img if img.ndim == 3 else np.dstack([img] * 3), 0, 1)[..., :3]
+    img = np.clip(img if img.ndim == 3 else np.dstack([img] * 3), 0, 1)
+    if img.shape[2] == 4:  # a layer: lines on transparency go over white paper, a depth map over far (black)
+        paper = 1.0 if params.control == "canny" else 0.0
+        img = img[..., :3] * img[..., 3:] + paper * (1 - img[..., 3:])
+    img = img[..., :3]
     img = cv2.resize(img.astype(np.float32), (params.width, params.height), interpolation=cv2.INTER_AREA)
     u8 = (img * 255 + 0.5).astype(np.uint8)
     if params.control == "canny":

@@ -233,6 +233,15 @@ def scenario_models():
     doc2.refreshProjection()
     step("split by phrase", message=d.message.text(), tree=tree(doc2.rootNode()))
     dump("phrase_projection.bgra", doc2.pixelData(0, 0, w, h))
+    # guided: the active layer (the background the split left) as a canny guide, at the canvas's size
+    d.findChild(QPushButton, "ld_canvas_size").click()
+    d.guide.setCurrentIndex(d.guide.findData("canny"))
+    d.guide_strength.setValue(0.8)
+    d.prompt.setPlainText("[a bird] over the water")
+    d.generate_button.click()
+    yield (lambda: idle(d), 180, "guided generate finished")
+    step("guided generate", message=d.message.text(), tree=tree(doc2.rootNode()),
+         size=[d.width_box.value(), d.height_box.value()], strength_enabled=d.guide_strength.isEnabled())
 
 
 def scenario_remote():
