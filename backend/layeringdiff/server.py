@@ -266,9 +266,11 @@ class Server:
         elif isinstance(message, Ping):
             self._send(identity, Pong(message.time, self.current is not None), reply_to=msg_id)
         elif isinstance(message, Status):
+            # a shared (studio) server names only the asker's own job; others count as busy and queued
             current = self.current
-            self._send(identity, StatusReply(current is not None, current.id if current else None,
-                                             current.stage if current else None,
+            mine = current is not None and current.identity == identity
+            self._send(identity, StatusReply(current is not None, current.id if mine else None,
+                                             current.stage if mine else None,
                                              max(0, len(self.jobs) - (current is not None))), reply_to=msg_id)
         elif isinstance(message, Echo):
             self._send(identity, EchoReply(message.image), reply_to=msg_id)
@@ -287,7 +289,7 @@ class Server:
 
     def _cancel(self, identity: bytes, msg_id: str, job_id: str) -> None:
         job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or job.identity != identity:  # only the client that sent a job may cancel it
             self._send(identity, Error(ErrorCode.UNKNOWN_JOB, f"no queued or running job {job_id}", job=job_id),
                        reply_to=msg_id)
             return

@@ -137,6 +137,18 @@ def test_cancel_a_queued_job(client):
     assert isinstance(finals[second], Cancelled)
 
 
+def test_a_client_cannot_see_or_cancel_another_clients_job(backend, client):
+    _, image, mask = layer_and_mask(1024)
+    job = client.send(Split(image, mask=mask))
+    assert isinstance(client.recv(30).message, Accepted)
+    with Client(backend.endpoint) as other:
+        status = other.request(Status()).message
+        assert status.job is None and status.stage is None
+        reply = other.request(Cancel(job)).message
+        assert isinstance(reply, Error) and reply.code == ErrorCode.UNKNOWN_JOB
+    assert isinstance([e.message for e in client.events(job, 60)][-1], Result)
+
+
 def test_cancel_unknown_job(client):
     reply = client.request(Cancel("nope")).message
     assert isinstance(reply, Error) and reply.code == ErrorCode.UNKNOWN_JOB
