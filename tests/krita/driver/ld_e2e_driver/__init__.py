@@ -96,6 +96,13 @@ def connected(d):
     return d.controller.client is not None and d.controller.client.connected
 
 
+def job_done(d, doc, what, timeout=120):
+    """Wait until the docker's job is over, then let the document settle (use with `yield from`)."""
+    yield (lambda: idle(d), timeout, what)
+    doc.waitForDone()
+    doc.refreshProjection()
+
+
 def step(name, **info):
     report["steps"].append({"step": name, "time": time.time(), **info})
     write_report()
@@ -197,9 +204,7 @@ def scenario_depths():
         doc, layer = new_document(w, h, f"photo_{depth}.raw", depth)
         select(doc, w, h, "mask1.u8")
         d.split_button.click()
-        yield (lambda: idle(d), 120, f"{depth} split finished")
-        doc.waitForDone()
-        doc.refreshProjection()
+        yield from job_done(d, doc, f"{depth} split finished")
         step(f"split {depth}", message=d.message.text(), tree=tree(doc.rootNode()))
         dump(f"projection_{depth}.raw", doc.pixelData(0, 0, w, h))
         dump(f"fg_{depth}.raw", find(doc.rootNode(), "photo foreground").pixelData(0, 0, w, h))
@@ -228,9 +233,7 @@ def scenario_models():
     doc2, layer = new_document(w, h, "photo.bgra")
     d.phrase.setText("a cat")
     d.split_button.click()
-    yield (lambda: idle(d), 180, "split by phrase finished")
-    doc2.waitForDone()
-    doc2.refreshProjection()
+    yield from job_done(d, doc2, "split by phrase finished", 180)
     step("split by phrase", message=d.message.text(), tree=tree(doc2.rootNode()))
     dump("phrase_projection.bgra", doc2.pixelData(0, 0, w, h))
     # guided: the active layer (the background the split left) as a canny guide, at the canvas's size
@@ -260,9 +263,7 @@ def scenario_remote():
     doc, layer = new_document(w, h, "photo.bgra")
     select(doc, w, h, "mask1.u8")
     d.split_button.click()
-    yield (lambda: idle(d), 120, "split finished")
-    doc.waitForDone()
-    doc.refreshProjection()
+    yield from job_done(d, doc, "split finished")
     step("split", message=d.message.text(), tree=tree(doc.rootNode()))
     dump("projection.bgra", doc.pixelData(0, 0, w, h))
 
