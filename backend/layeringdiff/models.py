@@ -113,6 +113,7 @@ class ModelManager:
         self.config = config or ModelConfig()
         self._cache: dict[tuple, Any] = {}
         self._lock = threading.RLock()  # loaders nest (the ControlNet pipeline reuses the base)
+        self.on_load: Callable[[str], None] | None = None  # told the model's name before it is loaded
         if self.config.offline:
             # must be set before huggingface_hub is imported to take effect there
             os.environ["HF_HUB_OFFLINE"] = "1"
@@ -261,6 +262,8 @@ class ModelManager:
     def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._cache:
+                if self.on_load is not None:  # first use: seconds to minutes of reading weights
+                    self.on_load("-".join(k for k in key if k))
                 self._cache[key] = build()
             return self._cache[key]
 

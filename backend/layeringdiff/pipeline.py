@@ -207,10 +207,21 @@ def stack_error(composite: np.ndarray, stack: list) -> float:
 
 
 def run_job(message: Any, progress: ProgressFn, models: ModelManager) -> JobOutput:
-    """Run one job request; raises InputError / NotAvailable (incl. ModelMissing) / JobCancelled on purpose."""
-    if isinstance(message, (Split, Peel)):
-        return _split(message, progress, models)
-    if isinstance(message, Generate):
-        return _generate(message, progress, models)
-    raise InputError(f"'{type(message).TYPE}' is not a job")
+    """Run one job request; raises InputError / NotAvailable (incl. ModelMissing) / JobCancelled on purpose.
+    Loading a model for the first time is reported as a stage ("loading sdxl") at the job's current fraction."""
+    if not isinstance(message, (Split, Peel, Generate)):
+        raise InputError(f"'{type(message).TYPE}' is not a job")
+    last = [0.0]
+
+    def tracked(stage: str, fraction: float) -> None:
+        last[0] = fraction
+        progress(stage, fraction)
+
+    models.on_load = lambda name: progress(f"loading {name}", last[0])
+    try:
+        if isinstance(message, Generate):
+            return _generate(message, tracked, models)
+        return _split(message, tracked, models)
+    finally:
+        models.on_load = None
 

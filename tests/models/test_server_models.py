@@ -41,6 +41,11 @@ def test_generate_through_the_server(model_backend):
         assert np.all(arrays["background"][..., 3] == 1.0)
         assert result.info["phrase"] == "a cat" and result.info["prompt"] == "a cat on a sofa"
         assert result.info["recomposition_error"] <= 1 / 255
+        # the first job of this backend loads the models and says so; the next one finds them loaded
+        assert {"loading sdxl", "loading grounding-dino", "loading sam", "loading vitmatte"} <= set(stages)
+        _, again = c.run(Generate("[a cat] on a sofa", width=64, height=48, steps=2, seed=2,
+                                  options={**LOOSE, "dtype": "u8", "order": "BGRA"}), timeout=120)
+        assert not [e for e in again if isinstance(e.message, Progress) and e.message.stage.startswith("loading")]
 
 
 def test_split_by_phrase_through_the_server(model_backend):
