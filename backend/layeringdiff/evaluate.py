@@ -78,8 +78,8 @@ def germer_inpaint(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.
 
 def classical(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """This project's offline layering: un-mixing + fill + exact composition."""
-    fg, _ = estimate_foreground(comp, alpha)
-    return exact_layers(comp, alpha, fg, complete_background(comp, alpha, fg))
+    fg, bg = estimate_foreground(comp, alpha)
+    return exact_layers(comp, alpha, fg, complete_background(comp, alpha, fg, bg))
 
 
 def layer_statistics(alpha: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

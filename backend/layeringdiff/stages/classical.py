@@ -11,14 +11,17 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.compose import exact_layers, layer_alphas, recomposition_error, unmix_background
 from ..imaging.foreground import estimate_foreground
-from ..imaging.inpaint import inpaint
 from ..imaging.matting import estimate_alpha
 from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
 from ..progress import ProgressFn, no_progress, sub_progress
 
 # Above this alpha the background is treated as hidden and completed by inpainting (paper: 0.95).
 HIDDEN_ALPHA = 0.95
-# Below this alpha the un-mixed background is trusted as it is; between the two it blends into the fill.
+# Exact un-mixing B = (C - aF) / (1 - a) divides F's error by 1 - a: it is used as it is where alpha is 0 and
+# hands over to the multi-level background estimate by this alpha (on `layeringdiff evaluate`'s synthetic set
+# this cut background MAD 15% and foreground MAD 16% against handing over at 0.5 -> 0.95 to a push-pull fill).
+UNMIX_ALPHA = 0.3
+# A generative fill of the hidden part blends in from this alpha.
 TRUSTED_ALPHA = 0.5
 HOLE_GROW_PX = 2
 CROP_MARGIN_PX = 64  # context kept around the object for foreground estimation and the background fill
@@ -91,17 +94,21 @@ FillFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 LayersFn = Callable[[np.ndarray, np.ndarray, ProgressFn], tuple[np.ndarray, np.ndarray]]
 
 
-def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, fill: FillFn = inpaint) -> np.ndarray:
-    """Background guess: un-mixed where visible, filled where hidden (push-pull, or a generative `fill`),
-    blended in between."""
+def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, bg_est: np.ndarray,
+                        fill: FillFn | None = None) -> np.ndarray:
+    """Background guess: exactly un-mixed where it shows clearly, the multi-level estimate (`bg_est`) where
+    it is mostly or wholly hidden. That estimate's coarse-to-fine propagation is the offline inpainting of
+    the hidden part: on the synthetic evaluation set it beat push-pull, Telea and Navier-Stokes fills of the
+    hidden region. A generative `fill` (SD2 inpainting) replaces it where hidden (alpha >= HIDDEN_ALPHA)."""
     unmixed = np.clip(unmix_background(image, alpha, fg_est), 0.0, 1.0)
-    hole = alpha >= TRUSTED_ALPHA
-    if not hole.any():
-        return unmixed
+    towards_estimate = smoothstep(alpha / UNMIX_ALPHA)[..., None]
+    guess = (1.0 - towards_estimate) * unmixed + towards_estimate * bg_est
+    hole = alpha >= HIDDEN_ALPHA
+    if fill is None or not hole.any():
+        return guess
     hole = cv2.dilate(hole.astype(np.uint8), np.ones((2 * HOLE_GROW_PX + 1,) * 2, np.uint8)) > 0
-    filled = fill(unmixed, hole)
     weight = smoothstep((alpha - TRUSTED_ALPHA) / (HIDDEN_ALPHA - TRUSTED_ALPHA))[..., None]
-    return (1.0 - weight) * unmixed + weight * filled
+    return (1.0 - weight) * guess + weight * fill(guess, hole)
 
 
 def split_layer(
@@ -171,10 +178,10 @@ def split_layer(
     c_rgb, c_alpha = rgb[crop], alpha[crop]
     if layers is None:
         progress("foreground", 0.6)
-        fg_est, _ = estimate_foreground(c_rgb, c_alpha)
+        fg_est, bg_est = estimate_foreground(c_rgb, c_alpha)
         lap("foreground")
         progress("background", 0.75)
-        bg_guess = complete_background(c_rgb, c_alpha, fg_est)
+        bg_guess = complete_background(c_rgb, c_alpha, fg_est, bg_est)
         lap("background")
     else:
         fg_est, bg_guess = layers(c_rgb, c_alpha, sub_progress(progress, 0.6, 0.9))

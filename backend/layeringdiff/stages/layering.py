@@ -305,12 +305,12 @@ def inpainting_fill(pipe: Any, prompt: str, steps: int, seed: int, progress: Pro
 
 def zero_shot_layers(pipe: Any, prompt: str, seed: int, steps: int = ZERO_SHOT_STEPS) -> Any:
     """Without FBDD weights: multi-level foreground estimate; background un-mixed where partly visible and
-    inpainted by SD2 where hidden (alpha > 0.95, dilated), as classical.complete_background blends them."""
+    inpainted by SD2 where hidden (alpha >= 0.95, dilated), as classical.complete_background blends them."""
     from ..imaging.foreground import estimate_foreground
     from .classical import complete_background
 
     def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-        fg, _ = estimate_foreground(rgb, alpha)
-        return fg, complete_background(rgb, alpha, fg, inpainting_fill(pipe, prompt, steps, seed, progress))
+        fg, bg = estimate_foreground(rgb, alpha)
+        return fg, complete_background(rgb, alpha, fg, bg, inpainting_fill(pipe, prompt, steps, seed, progress))
 
     return layers

@@ -49,8 +49,8 @@ class DecodedLayers(torch.utils.data.Dataset):
             if self.fbdd is not None:
                 fg, bg = self.fbdd.decompose(comp, alpha, self.steps, self.seed + i)
             else:
-                fg, _ = estimate_foreground(comp, alpha)
-                bg = complete_background(comp, alpha, fg)
+                fg, bg = estimate_foreground(comp, alpha)
+                bg = complete_background(comp, alpha, fg, bg)
             self.cache[i] = {**s, "decoded_fg": fg.astype(np.float32), "decoded_bg": bg.astype(np.float32)}
         return self.cache[i]
 
