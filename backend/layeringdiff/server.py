@@ -186,7 +186,11 @@ class Server:
                 sock.close()
         if self.auth is not None:
             self.auth.stop()
-        if self.ctx is not None:
+        if self.worker is not None and self.worker.is_alive():
+            # a step that cannot be interrupted (one long model call) still holds the worker's socket, and
+            # term() would wait for it: leave the context to the process exit instead of hanging here
+            log.warning("the running job did not stop within %.0f s; exiting without it", SHUTDOWN_JOIN_S)
+        elif self.ctx is not None:
             self.ctx.term()
 
     # ---- socket loop --------------------------------------------------------------------------

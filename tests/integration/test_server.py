@@ -315,3 +315,35 @@ def test_bad_options_get_clear_errors(client, options, words):
     final, _ = client.run(Split(image, mask=mask, options=options))
     err = final.message
     assert isinstance(err, Error) and err.code == ErrorCode.BAD_INPUT and words in err.text
+
+
+def test_close_does_not_hang_on_a_step_that_ignores_cancel(monkeypatch):
+    """In process: a job stuck in one long call (it never checks for cancel) must not keep the server
+    from stopping; the job's client is told the backend is shutting down."""
+    import threading
+    import time
+
+    import layeringdiff.server as server_module
+    from layeringdiff.server import Server
+
+    release = threading.Event()
+    monkeypatch.setattr(server_module, "SHUTDOWN_JOIN_S", 0.5)
+    monkeypatch.setattr(server_module, "run_job", lambda *a: release.wait(30))
+    server = Server()
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        with Client(endpoint) as c:
+            _, image, mask = layer_and_mask(64)
+            job = c.send(Split(image, mask=mask))
+            assert isinstance(c.recv(10).message, Accepted)
+            server.stop()
+            loop.join(5)
+            t = time.monotonic()
+            server.close()
+            assert time.monotonic() - t < 5
+            final = [e.message for e in c.events(job, 10)][-1]
+            assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
+    finally:
+        release.set()
