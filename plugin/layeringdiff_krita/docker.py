@@ -7,6 +7,7 @@ from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -179,7 +180,10 @@ class LayeringDiffDocker(DockWidget):
         settings_form.addRow(self.autostart)
         settings_form.addRow("Backend address", self.endpoint)
         settings_form.addRow("Server key", self.server_key)
-        settings_form.addRow("Client key file", self.client_key)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.client_key, 1)
+        key_row.addWidget(_button("...", "ld_browse_key", self.on_browse_client_key))
+        settings_form.addRow("Client key file", key_row)
         settings_form.addRow("Python", self.python)
         settings_form.addRow("Models", self.model_dir)
         settings_form.addRow(_button("Apply and reconnect", "ld_apply", self.on_apply_settings))
@@ -223,6 +227,12 @@ class LayeringDiffDocker(DockWidget):
 
     def guide_value(self) -> str:
         return self.guide.currentData() or ""
+
+    def on_browse_client_key(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "This computer's key file", self.client_key.text(),
+                                              "Client keys (*.key_secret);;All files (*)")
+        if path:
+            self.client_key.setText(path)
 
     def on_canvas_size(self) -> None:
         """Generate at the active canvas's size (multiples of 8, within the size limits)."""
