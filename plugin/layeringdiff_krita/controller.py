@@ -170,11 +170,11 @@ class Controller:
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
-    def split_selected(self, phrase: str = "", exact_alpha: bool = False) -> None:
-        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha))
+    def split_selected(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0) -> None:
+        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, edge))
 
-    def peel_next(self, phrase: str = "", exact_alpha: bool = False) -> None:
-        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha))
+    def peel_next(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0) -> None:
+        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, edge))
 
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
@@ -194,7 +194,9 @@ class Controller:
         except UserError as exc:
             self.view.show_message(str(exc), error=True)
 
-    def _split(self, kind: str, phrase: str, exact_alpha: bool = False) -> None:
+    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, edge: int = 0) -> None:
+        """edge: half-width in pixels of the band around the selection's edge that matting decides
+        (0: scaled to the object)."""
         self._require_idle_connection()
         doc = self.bridge.active_document()
         layer = self.bridge.read_active_layer(doc)
@@ -211,7 +213,9 @@ class Controller:
         else:
             mask = selection_image(mask_bytes, w, h)
         # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
-        options = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
+        options: dict = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
+        if edge > 0 and mask is not None and not exact_alpha:
+            options["band"] = int(edge)
         if kind == "peel":
             index = self.bridge.peel_index(layer)
             message: Any = Peel(layer.image, mask=mask, phrase=phrase or None, index=index, options=options)

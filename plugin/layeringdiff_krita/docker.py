@@ -137,6 +137,18 @@ class LayeringDiffDocker(DockWidget):
         self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
         self.exact_alpha.setObjectName("ld_exact_alpha")
         split_form.addWidget(self.exact_alpha)
+        edge_row = QHBoxLayout()
+        edge_row.addWidget(QLabel("Edge width"))
+        self.edge = QSpinBox()
+        self.edge.setObjectName("ld_edge")
+        self.edge.setRange(0, 200)
+        self.edge.setSpecialValueText("auto")
+        self.edge.setSuffix(" px")
+        self.edge.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
+                             "(auto: 2% of the object's size)")
+        self.exact_alpha.toggled.connect(lambda on: self.edge.setEnabled(not on))
+        edge_row.addWidget(self.edge, 1)
+        split_form.addLayout(edge_row)
         buttons = QHBoxLayout()
         self.split_button = _button("Split selected layer", "ld_split", self.on_split)
         self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
@@ -249,10 +261,10 @@ class LayeringDiffDocker(DockWidget):
                                  self.guide_strength.value())
 
     def on_split(self) -> None:
-        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked())
+        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value())
 
     def on_peel(self) -> None:
-        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked())
+        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value())
 
     def on_cancel(self) -> None:
         self.controller.cancel()

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from layering_protocol import Error, ErrorCode, Result, encode
+from layering_protocol import Error, ErrorCode, Result, Split, encode
 from layeringdiff_krita.connection import LOST_S, BackendClient, State
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.settings import Settings
@@ -71,6 +71,19 @@ def test_exact_alpha_uses_the_selection_as_it_is(ctl):
     alpha = result.alpha
     got = np.frombuffer(bytes(alpha.data), np.uint8)
     assert np.array_equal(got, np.frombuffer(ctl.bridge.mask, np.uint8))  # the selection, byte for byte
+
+
+def test_edge_width_reaches_the_matting_band(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_selected("cat", edge=12)
+    pump(ctl, lambda: ctl.job is None)
+    splits = [m for m in sent if isinstance(m, Split)]
+    assert splits[-1].options == {"band": 12} and isinstance(ctl.bridge.applied[-1][2], Result)
+    ctl.split_selected("cat", exact_alpha=True, edge=12)  # no matting: no band
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, Split)][-1].options == {"alpha_mode": "mask"}
 
 
 def test_peel_sends_the_layer_index(ctl):
