@@ -187,16 +187,20 @@ def split_layer(
         fg_est, bg_guess = layers(c_rgb, c_alpha, sub_progress(progress, 0.6, 0.9))
         lap(method)
     progress("layers", 0.9)
-    fg, bg = rgb.copy(), rgb.copy()
-    fg[crop], bg[crop] = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
-    info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, fg[crop], bg[crop])
+    c_fg, c_bg = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
+    info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, c_fg, c_bg)
     info["crop"] = [int(v) for v in (crop[1].start, crop[0].start, crop[1].stop, crop[0].stop)]  # msgpack-able
+    # each layer written once into its final RGBA array: on a 4096^2 canvas every extra copy is 256 MB
+    foreground, background = np.empty((h, w, 4), np.float32), np.empty((h, w, 4), np.float32)
+    foreground[..., :3] = rgb  # copy-through outside the crop: F = B = C where alpha = 0
+    background[..., :3] = rgb
+    foreground[crop + (slice(0, 3),)] = c_fg
+    background[crop + (slice(0, 3),)] = c_bg
     if layer_alpha is None:
-        fa, ba = alpha, np.ones((h, w), np.float32)
+        foreground[..., 3] = alpha
+        background[..., 3] = 1.0
     else:
-        fa, ba = layer_alphas(layer_alpha, alpha)
-    foreground = np.dstack([fg, fa]).astype(np.float32)
-    background = np.dstack([bg, ba]).astype(np.float32)
+        foreground[..., 3], background[..., 3] = layer_alphas(layer_alpha, alpha)
     lap("layers")
     info["timings"] = timings
     info["foreground_fraction"] = round(float(np.mean(alpha)), 4)
