@@ -161,7 +161,11 @@ class Controller:
         if self.client is not None:
             self.client.close()
             self.client.state = State.LOST
-        self._set_connection(State.LOST, f"{why}\nClick Restart backend to try again.")
+        self._set_connection(State.LOST, f"{why}\nClick {self.restart_label()} to try again.")
+
+    def restart_label(self) -> str:
+        """What the docker's restart button says: a backend of our own restarts, a remote one reconnects."""
+        return "Restart backend" if self.settings.autostart else "Reconnect"
 
     # ---- user actions -------------------------------------------------------------------------
     def _require_idle_connection(self) -> None:

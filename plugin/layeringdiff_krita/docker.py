@@ -213,6 +213,9 @@ class LayeringDiffDocker(DockWidget):
     def set_connection(self, state: str, text: str) -> None:
         colour = STATE_COLOURS.get(state, "#888")
         self.status.setText(f"<span style='color:{colour}'>&#9679;</span> {state}: {text}".replace("\n", "<br>"))
+        controller = getattr(self, "controller", None)  # None while the shared controller is being made
+        if controller is not None:
+            self.restart_button.setText(controller.restart_label())
         self.restart_button.setVisible(state in (State.LOST, State.INCOMPATIBLE, State.REFUSED))
 
     def set_busy(self, busy: bool) -> None:

@@ -193,6 +193,7 @@ def test_heartbeat_detects_a_dead_backend_and_fails_the_job():
         text, error = view.last
         assert error and "lost the backend" in text and "unchanged" in text
         assert ctl.job is None and not view.busy and not ctl.bridge.applied
+        assert "Click Reconnect" in view.connection[1]  # a backend it did not start is reconnected to
     finally:
         ctl.shutdown()
         server.kill()
