@@ -25,6 +25,7 @@ from layering_protocol import (
     new_id,
 )
 from layering_protocol.curve import client_key_pair, server_public_key
+from zmq.utils.monitor import recv_monitor_message
 
 HEARTBEAT_S = 1.0
 LOST_S = 8.0
@@ -116,8 +117,6 @@ class BackendClient:
         self.detail = text
 
     def _check_handshake(self) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]
             keyed = bool(self.server_key)

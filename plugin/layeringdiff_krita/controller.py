@@ -29,7 +29,7 @@ from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
 
 READY_TIMEOUT_S = 120.0
-GUIDES = ("canny", "depth")  # ControlNets of the backend: lines of a sketch layer, or a depth-map layer
+# ControlNets of the backend: lines of a sketch layer, or a depth-map layer (and how messages name them)
 GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
 USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE,
                      ErrorCode.VERSION_MISMATCH)  # the first start of a new backend compiles its numba kernels
@@ -241,8 +241,8 @@ class Controller:
             raise UserError("Type a prompt; mark the foreground with brackets, e.g. [a red fox] in the snow.")
         if not phrases:
             raise UserError("Mark the foreground words with brackets, e.g. [a red fox] in the snow.")
-        if guide and guide not in GUIDES:
-            raise UserError(f"Unknown guide '{guide}': choose one of {', '.join(GUIDES)}.")
+        if guide and guide not in GUIDE_NAMES:
+            raise UserError(f"Unknown guide '{guide}': choose one of {', '.join(GUIDE_NAMES)}.")
         # a guide is a layer of the active document, and the layers it guides go over it there
         doc = self.bridge.active_document() if guide else self.bridge.document_for_generate(width, height)
         control_image = self.bridge.read_guide(doc, width, height) if guide else None

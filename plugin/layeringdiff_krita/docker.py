@@ -34,6 +34,14 @@ STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: 
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 
+def _line(text: str, placeholder: str, name: str = "") -> QLineEdit:
+    edit = QLineEdit(text)
+    edit.setPlaceholderText(placeholder)
+    if name:
+        edit.setObjectName(name)
+    return edit
+
+
 def _button(text: str, name: str, slot) -> QPushButton:
     button = QPushButton(text)
     button.setObjectName(name)
@@ -82,9 +90,7 @@ class LayeringDiffDocker(DockWidget):
         self.prompt.setPlaceholderText("[a red fox] sitting in a snowy forest")
         self.prompt.setMaximumHeight(70)
         gen_form.addRow(self.prompt)
-        self.negative = QLineEdit()
-        self.negative.setObjectName("ld_negative")
-        self.negative.setPlaceholderText("negative prompt (optional)")
+        self.negative = _line("", "negative prompt (optional)", "ld_negative")
         gen_form.addRow(self.negative)
         size_row = QHBoxLayout()
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
@@ -130,9 +136,8 @@ class LayeringDiffDocker(DockWidget):
 
         split = QGroupBox("Split")
         split_form = QVBoxLayout(split)
-        self.phrase = QLineEdit()
-        self.phrase.setObjectName("ld_phrase")
-        self.phrase.setPlaceholderText("foreground phrase (names the group; finds the object without a selection)")
+        self.phrase = _line("", "foreground phrase (names the group; finds the object without a selection)",
+                            "ld_phrase")
         split_form.addWidget(self.phrase)
         self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
         self.exact_alpha.setObjectName("ld_exact_alpha")
@@ -181,14 +186,10 @@ class LayeringDiffDocker(DockWidget):
         self.autostart = QCheckBox("Start a local backend automatically")
         self.autostart.setChecked(self.settings.autostart)
         self.endpoint = QLineEdit(self.settings.endpoint)
-        self.python = QLineEdit(self.settings.python)
-        self.python.setPlaceholderText("python with layeringdiff installed (empty: find it on PATH)")
-        self.model_dir = QLineEdit(self.settings.model_dirs.get("all", ""))
-        self.model_dir.setPlaceholderText("folder with downloaded models (optional)")
-        self.server_key = QLineEdit(self.settings.server_key)
-        self.server_key.setPlaceholderText("remote backend: the key `layeringdiff keys init` printed")
-        self.client_key = QLineEdit(self.settings.client_key)
-        self.client_key.setPlaceholderText("remote backend: this computer's .key_secret file")
+        self.python = _line(self.settings.python, "python with layeringdiff installed (empty: find it on PATH)")
+        self.model_dir = _line(self.settings.model_dirs.get("all", ""), "folder with downloaded models (optional)")
+        self.server_key = _line(self.settings.server_key, "remote backend: the key `layeringdiff keys init` printed")
+        self.client_key = _line(self.settings.client_key, "remote backend: this computer's .key_secret file")
         settings_form.addRow(self.autostart)
         settings_form.addRow("Backend address", self.endpoint)
         settings_form.addRow("Server key", self.server_key)
