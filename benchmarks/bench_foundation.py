@@ -20,7 +20,7 @@ from layering_protocol import Echo, EchoReply
 from layeringdiff.client import Client
 from layeringdiff.examples import photo, soft_alpha
 from layeringdiff.imaging.compose import compose
-from layeringdiff.stages.classical import SplitOptions, split_layer
+from layeringdiff.stages.split import SplitOptions, split_layer
 from layeringdiff.wire import from_array
 from PIL import Image as PILImage
 

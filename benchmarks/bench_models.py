@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from layeringdiff.errors import NotAvailable
 from layeringdiff.models import ModelConfig, ModelManager
-from layeringdiff.stages.classical import SplitOptions, split_layer
 from layeringdiff.stages.foreground import ForegroundOptions, determine_foreground
 from layeringdiff.stages.generate import GenerateParams, generate_composite
+from layeringdiff.stages.split import SplitOptions, split_layer
 
 NEEDED = ["sdxl", "grounding-dino", "sam", "vitmatte"]
 

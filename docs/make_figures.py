@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 from layeringdiff.examples import example, synthetic_composite
-from layeringdiff.stages.classical import SplitOptions, split_layer
+from layeringdiff.stages.split import SplitOptions, split_layer
 from PIL import Image, ImageDraw
 
 HERE = Path(__file__).parent

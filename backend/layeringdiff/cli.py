@@ -53,7 +53,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from .examples import example
     from .io.images import load_image, load_mask
     from .io.ora import OraLayer, write_ora
-    from .stages.classical import SplitOptions, split_layer
+    from .stages.split import SplitOptions, split_layer
 
     if args.example:
         if args.image or args.mask:

@@ -9,7 +9,7 @@ from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, backgro
 from .errors import InputError
 from .models import ModelManager
 from .progress import ProgressFn, sub_progress
-from .stages.classical import SplitOptions, split_layer
+from .stages.split import LayerMethod, SplitOptions, split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
 SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
@@ -86,7 +86,7 @@ def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: l
     return out
 
 
-def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> tuple[Any, str]:
+def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> LayerMethod | None:
     """Stage 3 as chosen by options["layering"]: "auto" takes FBDD + HFA when their weights are there,
     else zero-shot SD2 inpainting when that model is there, else the classical offline method. On a
     machine without a GPU "auto" stays classical (seconds, not minutes); name a path to force it."""
@@ -95,22 +95,22 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
     steps = int(_number(options, "layering_steps", LAYERING_STEPS, 1, 200, int))
     if choice == "auto" and not models.accelerated():
-        return None, "classical"
+        return None  # the classical default
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
-        from .stages.layering import fbdd_layers
+        from .stages.layering import fbdd_method
 
         fbdd, hfa = models.layering()
-        return fbdd_layers(fbdd, hfa, steps, seed), "fbdd+hfa"
+        return fbdd_method(fbdd, hfa, steps, seed)
     if choice == "zero-shot" or (choice == "auto" and models.available("sd2-inpaint")):
-        from .stages.layering import zero_shot_layers
+        from .stages.zero_shot import zero_shot_method
 
-        return zero_shot_layers(models.sd2_inpaint(), prompt, seed, steps), "zero-shot (sd2-inpaint)"
-    return None, "classical"
+        return zero_shot_method(models.sd2_inpaint(), prompt, seed, steps)
+    return None
 
 
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
     _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS)
-    layers, method = layering_method(models, msg.options, "", 0)
+    method = layering_method(models, msg.options, "", 0)
     if msg.mask is not None and msg.box is not None:
         raise InputError("give a mask or a box, not both")
     if msg.box is not None and len(msg.box) != 4:
@@ -124,10 +124,10 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
             raise InputError(
                 f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
-                             progress=progress, layers=layers, method=method)
+                             progress=progress, method=method)
     elif msg.box is not None:
         result = split_layer(image, box=tuple(msg.box), options=_split_options(msg.options, dtype),  # type: ignore
-                             progress=progress, layers=layers, method=method)
+                             progress=progress, method=method)
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
@@ -137,7 +137,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
         alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
                                                         sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                             progress=sub_progress(progress, 0.5, 1.0), layers=layers, method=method)
+                             progress=sub_progress(progress, 0.5, 1.0), method=method)
     else:
         raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
     info.update(result.info)
@@ -174,7 +174,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
     # the background prompt for zero-shot inpainting: the scene without its foreground phrases
-    layers, method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
+    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
     fg_options = _foreground_options(msg.options)
     # peel front to back: each phrase is split off the background left by the previous one
     stack, fg_infos, current = [], [], composite
@@ -184,8 +184,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
         alpha, fg_info = determine_foreground(models, current, phrase, fg_options,
                                               sub_progress(progress, start, start + share * 0.4))
         result = split_layer(current, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                             progress=sub_progress(progress, start + share * 0.4, start + share), layers=layers,
-                             method=method)
+                             progress=sub_progress(progress, start + share * 0.4, start + share), method=method)
         stack.append(result)
         fg_infos.append(fg_info)
         current = result.background[..., :3]

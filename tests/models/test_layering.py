@@ -141,15 +141,19 @@ def test_high_frequency_loss_hand_computed():
 def test_layering_path_follows_the_weights_present(tiny_layering_models, tiny_models, monkeypatch):
     all_root, _ = tiny_layering_models
     stage12_root, _ = tiny_models
+
+    def chosen(manager, options):
+        method = layering_method(manager, options, "", 0)
+        return "classical" if method is None else method.name
+
     everything = ModelManager(ModelConfig(device="cpu").with_models_dir(str(all_root)))
-    assert layering_method(everything, {}, "", 0)[1] == "classical"  # no GPU: auto stays fast
+    assert chosen(everything, {}) == "classical"  # no GPU: auto stays fast
     monkeypatch.setattr(ModelManager, "accelerated", lambda self: True)  # as on a GPU machine
-    assert layering_method(ModelManager(ModelConfig().with_models_dir(str(stage12_root))), {}, "", 0)[1] == \
-        "classical"
+    assert chosen(ModelManager(ModelConfig().with_models_dir(str(stage12_root))), {}) == "classical"
     only_sd2 = ModelConfig(device="cpu", paths={"sd2-inpaint": str(all_root / "sd2-inpaint")})
-    assert layering_method(ModelManager(only_sd2), {}, "", 0)[1] == "zero-shot (sd2-inpaint)"
-    assert layering_method(everything, {}, "", 0)[1] == "fbdd+hfa"
-    assert layering_method(everything, {"layering": "classical"}, "", 0)[1] == "classical"
+    assert chosen(ModelManager(only_sd2), {}) == "zero-shot (sd2-inpaint)"
+    assert chosen(everything, {}) == "fbdd+hfa"
+    assert chosen(everything, {"layering": "classical"}) == "classical"
 
 
 @pytest.mark.parametrize("choice,method", [("fbdd", "fbdd+hfa"), ("zero-shot", "zero-shot (sd2-inpaint)")])

@@ -6,7 +6,8 @@ import pytest
 from layeringdiff.errors import InputError, JobCancelled
 from layeringdiff.examples import photo, soft_alpha, synthetic_composite
 from layeringdiff.imaging.compose import ALPHA_EPS, compose
-from layeringdiff.stages.classical import HIDDEN_ALPHA, SplitOptions, split_layer
+from layeringdiff.stages.classical import HIDDEN_ALPHA
+from layeringdiff.stages.split import SplitOptions, split_layer
 
 PAIRS = [("chelsea", "astronaut"), ("coffee", "rocket"), ("astronaut", "coffee")]
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import ProgressFn, no_progress
+from .split import LayerMethod
 
 LATENT_CHANNELS = 4
 VAE_FACTOR = 8
@@ -66,7 +67,7 @@ def _to_tensor(image: np.ndarray, device: Any, dtype: Any) -> torch.Tensor:
     return t.to(device=device, dtype=dtype)
 
 
-def _pad8(image: np.ndarray) -> tuple[np.ndarray, int, int]:
+def pad8(image: np.ndarray) -> tuple[np.ndarray, int, int]:
     h, w = image.shape[:2]
     ph, pw = (-h) % VAE_FACTOR, (-w) % VAE_FACTOR
     pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
@@ -136,8 +137,8 @@ class FBDD:
                   progress: ProgressFn = no_progress) -> tuple[np.ndarray, np.ndarray]:
         """-> decoded (foreground, background), HxWx3 float32; one reverse diffusion per UNet."""
         device, dtype = self.unet_fg.device, self.unet_fg.dtype
-        comp, h, w = _pad8(composite[..., :3])
-        a, _, _ = _pad8(alpha)
+        comp, h, w = pad8(composite[..., :3])
+        a, _, _ = pad8(alpha)
         c = _to_tensor(comp, device, dtype)
         a_t = _to_tensor(a, device, dtype)
         c_lat = self.encode(c)
@@ -261,9 +262,9 @@ def copy_through(composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,
     return fg, bg
 
 
-def fbdd_layers(fbdd: FBDD, hfa: HFA, steps: int, seed: int) -> Any:
-    """The layering stage as a `layers` function for classical.split_layer: FBDD decomposition, HFA
-    refinement, copy-through; split_layer then makes a F + (1 - a) B reproduce the composite exactly."""
+def fbdd_method(fbdd: FBDD, hfa: HFA, steps: int, seed: int) -> LayerMethod:
+    """The layering stage as a layer method of split.split_layer: FBDD decomposition, HFA refinement,
+    copy-through; split_layer then makes a F + (1 - a) B reproduce the composite exactly."""
 
     def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
         fg, bg = fbdd.decompose(rgb, alpha, steps, seed, progress)
@@ -271,46 +272,4 @@ def fbdd_layers(fbdd: FBDD, hfa: HFA, steps: int, seed: int) -> Any:
         fg, bg = hfa.refine(rgb, alpha, fg, bg)
         return copy_through(rgb, alpha, fg, bg)
 
-    return layers
-
-
-ZERO_SHOT_STEPS = 25
-
-
-def inpainting_fill(pipe: Any, prompt: str, steps: int, seed: int, progress: ProgressFn) -> Any:
-    """A `fill` for classical.complete_background: Stable Diffusion 2 inpainting of the hidden region
-    (the paper's zero-shot baseline), prompted with the scene without its foreground."""
-
-    def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        padded, h, w = _pad8(image)
-        mask, _, _ = _pad8(hole.astype(np.float32))
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-
-        def on_step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-            progress("inpainting", (step + 1) / steps)
-            return kwargs
-
-        out = pipe(prompt=prompt, image=Image.fromarray((padded * 255 + 0.5).astype(np.uint8)),
-                   mask_image=Image.fromarray((mask * 255).astype(np.uint8)), height=padded.shape[0],
-                   width=padded.shape[1], num_inference_steps=steps, generator=generator, output_type="np",
-                   callback_on_step_end=on_step_end).images[0][:h, :w]
-        result = image.copy()
-        result[hole] = np.clip(out, 0, 1)[hole]
-        return result
-
-    return fill
-
-
-def zero_shot_layers(pipe: Any, prompt: str, seed: int, steps: int = ZERO_SHOT_STEPS) -> Any:
-    """Without FBDD weights: multi-level foreground estimate; background un-mixed where partly visible and
-    inpainted by SD2 where hidden (alpha >= 0.95, dilated), as classical.complete_background blends them."""
-    from ..imaging.foreground import estimate_foreground
-    from .classical import complete_background
-
-    def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-        fg, bg = estimate_foreground(rgb, alpha)
-        return fg, complete_background(rgb, alpha, fg, bg, inpainting_fill(pipe, prompt, steps, seed, progress))
-
-    return layers
+    return LayerMethod("fbdd+hfa", layers)

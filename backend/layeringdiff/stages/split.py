@@ -1,0 +1,192 @@
+"""The split's orchestration, the same for every layer method: hint -> trimap -> alpha -> the layer method's
+foreground/background guesses -> the exact composition step -> RGBA layers.
+
+Layer methods sit side by side: classical.py (offline), zero_shot.py (SD2 inpainting), layering.py (FBDD + HFA).
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..imaging.compose import exact_layers, layer_alphas, recomposition_error
+from ..imaging.matting import estimate_alpha
+from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
+from ..progress import ProgressFn, no_progress, sub_progress
+
+CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
+ALPHA_MODES = ("matte", "mask")
+METHOD_SHARE = (0.6, 0.9)  # of the split's progress bar
+
+# (rgb, alpha, progress) -> (foreground guess, background guess), HxWx3 float32 each
+LayersFn = Callable[[np.ndarray, np.ndarray, ProgressFn], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class LayerMethod:
+    """How a split estimates its layers. `local`: the method only needs the object's box plus a margin
+    (a small object on a big canvas costs what the object costs); generative methods see the whole image."""
+
+    name: str
+    layers: LayersFn
+    local: bool = False
+
+
+@dataclass
+class SplitOptions:
+    alpha_mode: str = "matte"  # "matte": refine the hint by matting; "mask": the mask is the alpha
+    quantize: int | None = None  # alpha levels of the stored result (255 for 8-bit), un-mixing uses them
+    band: int | None = None  # trimap band half-width in pixels; None scales it to the object
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "SplitOptions":
+        unknown = set(options) - {"alpha_mode", "quantize", "band"}
+        if unknown:
+            raise InputError(f"unknown split option(s): {', '.join(sorted(unknown))}")
+        opts = cls(**options)
+        if opts.alpha_mode not in ALPHA_MODES:
+            raise InputError(f"alpha_mode must be one of {ALPHA_MODES}, got {opts.alpha_mode!r}")
+        if opts.quantize is not None and not (isinstance(opts.quantize, int) and 1 <= opts.quantize <= 65535):
+            raise InputError(f"quantize must be an integer in 1..65535, got {opts.quantize!r}")
+        if opts.band is not None and not (isinstance(opts.band, int) and 1 <= opts.band <= 500):
+            raise InputError(f"band must be an integer in 1..500 pixels, got {opts.band!r}")
+        return opts
+
+
+@dataclass
+class SplitResult:
+    foreground: np.ndarray  # HxWx4, straight (non-premultiplied) alpha
+    background: np.ndarray  # HxWx4, opaque wherever the source layer was
+    alpha: np.ndarray  # HxW matte of the foreground within the layer's colours
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise InputError(f"image must be HxWx3 or HxWx4, got shape {image.shape}")
+    if min(image.shape[:2]) < 4:
+        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split")
+    if not np.all(np.isfinite(image)):
+        raise InputError("image contains NaN or infinite values")
+    return np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def object_crop(alpha: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice, slice]:
+    """Rows and columns of the box around alpha > 0, grown by `margin` and clipped to the image."""
+    h, w = alpha.shape
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return slice(0, h), slice(0, w)
+    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+
+
+def box_region(box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    region = np.zeros((h, w), bool)
+    region[max(0, min(y0, y1)):max(y0, y1), max(0, min(x0, x1)):max(x0, x1)] = True
+    return region
+
+
+class StageTimer:
+    """A progress callback that also times each stage: from its first report to the next stage's."""
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self._stage = ""
+        self._since = time.perf_counter()
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage != self._stage:
+            now = time.perf_counter()
+            if self._stage:
+                self.timings[self._stage] = round(self.timings.get(self._stage, 0.0) + now - self._since, 4)
+            self._stage, self._since = stage, now
+        self.progress(stage, fraction)
+
+
+def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, int, int] | None,
+                options: SplitOptions, progress: ProgressFn, info: dict[str, Any]) -> np.ndarray:
+    """The foreground's alpha from a mask or a box: the hint, a trimap around its edge, closed-form matting
+    (or the mask itself as the alpha in "mask" mode)."""
+    h, w = rgb.shape[:2]
+    if (mask is None) == (box is None):
+        raise InputError("give exactly one foreground hint: a mask or a box")
+    progress("hint", 0.0)
+    if mask is not None:
+        if mask.shape[:2] != (h, w):
+            raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {w}x{h}: sizes must match")
+        mask = check_mask(mask)
+    else:
+        mask = mask_from_box(rgb, box)  # type: ignore[arg-type]
+    if options.alpha_mode == "mask":
+        return mask.copy()
+    progress("trimap", 0.05)
+    trimap = trimap_from_mask(mask, options.band)
+    if box is not None:  # a box is a promise: nothing outside it belongs to the foreground
+        trimap[~box_region(box, h, w)] = 0.0
+    info["unknown_fraction"] = round(float(np.mean(trimap == UNKNOWN)), 4)
+    progress("matting", 0.1)
+    return estimate_alpha(rgb, trimap, prior=mask)
+
+
+def split_layer(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    box: tuple[int, int, int, int] | None = None,
+    options: SplitOptions | None = None,
+    progress: ProgressFn = no_progress,
+    method: LayerMethod | None = None,
+) -> SplitResult:
+    """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box.
+
+    `method` estimates the layers (default: the offline classical method); its guesses always pass through
+    the exact composition step, so the layers recomposite to the input."""
+    if method is None:
+        from .classical import CLASSICAL
+
+        method = CLASSICAL
+    options = options or SplitOptions()
+    timer = StageTimer(progress)
+    image = check_image(image)
+    h, w = image.shape[:2]
+    rgb = image[..., :3]
+    layer_alpha = image[..., 3] if image.shape[2] == 4 else None
+    if layer_alpha is not None and not np.any(layer_alpha > 0):
+        raise InputError("the layer is fully transparent: nothing to split")
+    info: dict[str, Any] = {"method": method.name, "alpha_mode": options.alpha_mode,
+                            "hint": "mask" if box is None else "box"}
+    alpha = split_alpha(rgb, mask, box, options, timer, info)
+    if layer_alpha is not None:
+        alpha[layer_alpha <= 0] = 0.0
+    if options.quantize:
+        alpha = np.round(alpha * options.quantize) / options.quantize
+    alpha = alpha.astype(np.float32)
+
+    # Outside the object's box (plus a margin of context) alpha is 0: F is never seen and B = C, so a local
+    # method runs on that crop only.
+    crop = object_crop(alpha) if method.local else (slice(0, h), slice(0, w))
+    c_rgb, c_alpha = rgb[crop], alpha[crop]
+    fg_est, bg_guess = method.layers(c_rgb, c_alpha, sub_progress(timer, *METHOD_SHARE))
+    timer("layers", METHOD_SHARE[1])
+    c_fg, c_bg = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
+    info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, c_fg, c_bg)
+    info["crop"] = [int(v) for v in (crop[1].start, crop[0].start, crop[1].stop, crop[0].stop)]  # msgpack-able
+    # each layer written once into its final RGBA array: on a 4096^2 canvas every extra copy is 256 MB
+    foreground, background = np.empty((h, w, 4), np.float32), np.empty((h, w, 4), np.float32)
+    foreground[..., :3] = rgb  # copy-through outside the crop: F = B = C where alpha = 0
+    background[..., :3] = rgb
+    foreground[crop + (slice(0, 3),)] = c_fg
+    background[crop + (slice(0, 3),)] = c_bg
+    if layer_alpha is None:
+        foreground[..., 3] = alpha
+        background[..., 3] = 1.0
+    else:
+        foreground[..., 3], background[..., 3] = layer_alphas(layer_alpha, alpha)
+    timer("done", 1.0)
+    info["timings"] = timer.timings
+    info["foreground_fraction"] = round(float(np.mean(alpha)), 4)
+    return SplitResult(foreground, background, alpha, info)
