@@ -12,8 +12,8 @@ import time
 import traceback
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QPushButton
+from layeringdiff_krita import qt  # the docker's own choice of Qt binding (PyQt5 in Krita 5, PyQt6 in Krita 6)
+from layeringdiff_krita.qt import QPushButton, QTimer
 
 OUT = os.environ.get("LD_E2E_OUT", "")
 report = {"steps": []}
@@ -287,6 +287,9 @@ class Driver(Extension):
 
     def begin(self):
         try:
+            report["krita"] = {"version": Krita.instance().version(), "qt_binding": qt.BINDING,
+                               "qt": qt.QtCore.QT_VERSION_STR, "pyqt": qt.QtCore.PYQT_VERSION_STR,
+                               "python": sys.version.split()[0]}
             self.gen = SCENARIOS[os.environ["LD_E2E_SCENARIO"]]()
             self.timer = QTimer()
             self.timer.timeout.connect(self.pump)
