@@ -28,8 +28,8 @@ def krita_major(krita_module: Optional[ModuleType]) -> Optional[int]:
 def choose_binding(modules: Mapping[str, object], major: Optional[int]) -> list[str]:
     """The bindings to try, in order. modules: sys.modules after `import krita` was tried; major: Krita's
     major version (None outside Krita)."""
-    in_krita = "krita" in modules
-    loaded = [b for b in BINDINGS if b in modules]
+    in_krita = modules.get("krita") is not None
+    loaded = [b for b in BINDINGS if modules.get(b) is not None]
     if in_krita:
         if len(loaded) == 1:
             return loaded  # the one Krita's own module imported

@@ -48,9 +48,17 @@ class Flavour:
 
 
 FLAVOURS = {
-    "5.3": Flavour("5.3", "sid", ("python3-pyqt5",)),  # PyQt5 is only "recommended" by krita 5.3
-    "6.0": Flavour("6.0", "experimental"),
+    # PyQt5 is only "recommended" by Krita 5.3; PyQt6 beside it is the trap the plugin must not fall into
+    # (a Linux system often has both; PyQt6 loaded into Krita 5 can crash it)
+    "5.3": Flavour("5.3", "sid", ("python3-pyqt5", "python3-pyqt6")),
+    # PyQt6 is only "recommended" by Krita 6; the SVG image plugin draws its icons
+    "6.0": Flavour("6.0", "experimental", ("python3-pyqt6", "qt6-svg-plugins")),
 }
+
+
+def recipe(flavour: Flavour) -> str:
+    """What a root is built from; a root built from another recipe is rebuilt."""
+    return " ".join([flavour.suite, *BASE_PACKAGES, *flavour.extra])
 
 
 # ---- the host's Debian mirror ------------------------------------------------------------------------
@@ -241,7 +249,8 @@ def finish(work: Path, flavour: Flavour, started: float) -> dict:
     reported = smoke(work)
     if not reported.startswith(flavour.series + "."):
         raise RootError(f"the Krita in the new {flavour.series} root says it is {reported!r}")
-    stamp = {"series": flavour.series, "package": version, "krita": reported, "python": _python_version(work),
+    stamp = {"series": flavour.series, "recipe": recipe(flavour), "package": version, "krita": reported,
+             "python": _python_version(work),
              "built": time.strftime("%Y-%m-%d %H:%M:%S"), "build_seconds": round(time.monotonic() - started)}
     _remove(final)
     work.rename(final)
@@ -291,7 +300,7 @@ def check(series: str) -> Optional[dict]:
     """The stamp of a good root of that series, or None when it is missing or broken."""
     root = root_path(series)
     stamp = read_stamp(root)
-    if stamp is None or not (root / "usr/bin/krita").exists():
+    if stamp is None or not (root / "usr/bin/krita").exists() or stamp.get("recipe") != recipe(FLAVOURS[series]):
         return None
     if _installed_version(root) != stamp.get("package"):
         return None
