@@ -226,6 +226,7 @@ def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report["exit_code"] = proc.returncode
     report["target"] = target.name
+    report["screen_requested"] = list(screen)
     if report.get("krita"):
         RAN[target.name] = report["krita"]
     report["log_tail"] = (out / "krita.log").read_text(errors="replace")[-4000:]

@@ -15,7 +15,7 @@ import pytest
 from layeringdiff.examples import photo, synthetic_composite
 
 from .conftest import artifacts_for
-from .harness import make_home, run_krita
+from .harness import SCREENS, current_target, make_home, run_krita
 
 # A Krita that is missing or cannot be set up skips these tests, and fails them in CI (conftest.py).
 pytestmark = [pytest.mark.krita]
@@ -61,6 +61,12 @@ def check_report(report: dict) -> None:
     # the docker took the Qt binding of the Krita it runs in
     krita = report["krita"]
     assert krita["qt_binding"] == ("PyQt6" if krita["version"].startswith("6.") else "PyQt5"), krita
+    target = current_target()
+    if target.stamp:  # a Debian root: the Krita it was built with
+        assert krita["version"] == target.stamp["krita"], krita
+    # pyzmq from the wheels the installer vendored for Krita's Python, or the system's
+    assert ("/layeringdiff_krita/vendor/zmq/" in krita["zmq_path"]) == target.vendor_deps, krita
+    assert report["screen"] == report["screen_requested"]
 
 
 def test_split_peel_and_generate_in_real_krita(home, tmp_path):
@@ -150,7 +156,7 @@ def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
     for depth, arr in originals.items():
         (tmp_path / f"photo_{depth}.raw").write_bytes(np.ascontiguousarray(arr).tobytes())
     (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "depths": list(originals)}))
-    report = run_krita(home, tmp_path, "depths")
+    report = run_krita(home, tmp_path, "depths", screen=SCREENS["small"])  # a laptop screen
     check_report(report)
     steps = {s["step"]: s for s in report["steps"]}
     for depth, arr in originals.items():

@@ -307,6 +307,8 @@ class Driver(Extension):
                                "qt": qt.QtCore.QT_VERSION_STR, "pyqt": qt.QtCore.PYQT_VERSION_STR,
                                "python": sys.version.split()[0], "pyzmq": zmq.__version__, "zmq_path": zmq.__file__,
                                "msgpack": ".".join(map(str, msgpack.version))}
+            size = qt.QApplication.primaryScreen().size()
+            report["screen"] = [size.width(), size.height()]
             self.gen = SCENARIOS[os.environ["LD_E2E_SCENARIO"]]()
             self.timer = QTimer()
             self.timer.timeout.connect(self.pump)
