@@ -31,11 +31,13 @@ def choose_binding(modules: Mapping[str, object], major: Optional[int]) -> list[
     in_krita = modules.get("krita") is not None
     loaded = [b for b in BINDINGS if modules.get(b) is not None]
     if in_krita:
+        if major is not None and major < 6:
+            return ["PyQt5"]  # Krita 5, whatever else got imported
         if len(loaded) == 1:
             return loaded  # the one Krita's own module imported
         if major is not None:
-            return ["PyQt6" if major >= 6 else "PyQt5"]
-        return loaded[:1] or ["PyQt5"]  # a Krita that says nothing: Krita 5 never gets PyQt6 by guess
+            return ["PyQt6"]
+        return loaded[:1] or ["PyQt5"]  # a Krita that says nothing: never PyQt6 by guess
     return loaded + [b for b in BINDINGS if b not in loaded]
 
 

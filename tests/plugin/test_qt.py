@@ -136,6 +136,8 @@ def test_unknown_names_are_attribute_errors(load_qt, monkeypatch):
     ({"krita": 1, "PyQt6": 1}, 6, ["PyQt6"]),
     ({"krita": 1, "PyQt5": 1}, 5, ["PyQt5"]),
     ({"krita": 1, "PyQt5": 1, "PyQt6": 1}, 5, ["PyQt5"]),  # another plugin loaded PyQt6 into Krita 5
+    ({"krita": 1, "PyQt6": 1}, 5, ["PyQt5"]),  # Krita 5 never gets PyQt6
+    ({"krita": 1, "PyQt6": 1}, None, ["PyQt6"]),  # a Krita without a version: what its module imported
     ({"krita": 1}, 6, ["PyQt6"]),
     ({"krita": 1}, None, ["PyQt5"]),
     ({"krita": None}, None, ["PyQt5", "PyQt6"]),  # import krita failed: not inside Krita
