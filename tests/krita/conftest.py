@@ -49,7 +49,7 @@ def krita_target(request):
             lock = roots.RootLock(name)
             try:
                 stamp = roots.ensure(name, lock)
-            except roots.RootError as exc:
+            except Exception as exc:  # RootError says why; anything else (a timeout, a full disk) as it is
                 lock.release()
                 _targets[name] = f"Krita {name} could not be set up: {exc}"
                 _unavailable(_targets[name])
@@ -90,7 +90,12 @@ def pytest_sessionfinish(session):
 def pytest_terminal_summary(terminalreporter):
     if harness.RAN:
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "versions.json").write_text(json.dumps(harness.RAN, indent=1))
+        path = ARTIFACTS / "versions.json"  # kept across runs: the host's, then the matrix's
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        path.write_text(json.dumps(known | harness.RAN, indent=1))
         terminalreporter.write_sep("-", "Krita versions that ran")
         for name, info in harness.RAN.items():
             stamp = _targets[name].stamp if isinstance(_targets.get(name), harness.KritaTarget) else {}

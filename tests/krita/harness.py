@@ -37,6 +37,7 @@ class KritaTarget:
         self.stamp = stamp or {}
         self.vendor_deps = vendor_deps  # install pyzmq/msgpack wheels into the plugin instead of the system's
         self.mounted: Optional[roots.Mounted] = None
+        self.lock: Optional[roots.RootLock] = None  # held shared while this session uses the root
 
     def __repr__(self) -> str:
         return f"KritaTarget({self.name})"
