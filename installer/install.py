@@ -134,14 +134,19 @@ def default_platform_tag() -> str:
     system, machine = platform.system(), platform.machine().lower()
     if system == "Windows":
         return "win_amd64"
-    if system == "Darwin":
-        return "macosx_11_0_arm64" if machine == "arm64" else "macosx_10_9_x86_64"
+    if system == "Darwin":  # 11.0 also takes the 10.x wheels (pyzmq's need 10.15)
+        return "macosx_11_0_arm64" if machine == "arm64" else "macosx_11_0_x86_64"
     arch = "aarch64" if machine in ("aarch64", "arm64") else "x86_64"
     return f"manylinux_2_28_{arch}"
 
 
+def has_pip() -> bool:
+    return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
+
+
 def vendor_wheels(target: Path, python_version: str, platform_tag: str) -> list[str]:
-    """Download binary wheels of the runtime deps for Krita's Python and unpack them into target."""
+    """Download binary wheels of the runtime deps for Krita's Python (any CPython 3.10 to 3.14: its own
+    cpXY wheels, or abi3 ones built for an older version) and unpack them into target."""
     with tempfile.TemporaryDirectory() as tmp:
         platforms = [platform_tag]
         if platform_tag.startswith("manylinux"):  # older manylinux tags are compatible too
@@ -151,7 +156,10 @@ def vendor_wheels(target: Path, python_version: str, platform_tag: str) -> list[
                "--python-version", python_version, "--implementation", "cp",
                *[arg for p in platforms for arg in ("--platform", p)], *RUNTIME_DEPS]
         print("  $ " + " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise RuntimeError(f"pip found no wheels of {' and '.join(RUNTIME_DEPS)} for Python {python_version} "
+                               f"({platform_tag}); see pip's message above (network, or check --python-version and "
+                               "--platform)")
         unpacked = []
         for wheel in sorted(Path(tmp).glob("*.whl")):
             with zipfile.ZipFile(wheel) as zf:
@@ -186,8 +194,19 @@ def install(args: argparse.Namespace) -> int:
                   "in Krita shows it)", file=sys.stderr)
             return 2
         tag = args.platform or default_platform_tag()
+        if not has_pip():
+            print(f"error: Krita's Python lacks pyzmq and msgpack, and this Python ({sys.executable}) has no pip to "
+                  "download them: install them for Krita's Python (Debian/Ubuntu: apt install python3-zmq "
+                  "python3-msgpack), or run the installer with a Python that has pip (e.g. a venv's)",
+                  file=sys.stderr)
+            return 2
         print(f"  pyzmq and msgpack: installing wheels for Python {version} ({tag}) into {vendor}")
-        for name in vendor_wheels(vendor, version, tag):
+        try:
+            wheels = vendor_wheels(vendor, version, tag)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for name in wheels:
             print(f"    unpacked {name}")
 
     rc = Path(args.kritarc) if args.kritarc else kritarc_path()

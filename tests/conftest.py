@@ -8,6 +8,12 @@ import time
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--krita", default=os.environ.get("LAYERINGDIFF_KRITA", "host"),
+                     help="Krita targets of tests/krita, comma-separated: host (this machine's Krita), 5.3, 6.0 "
+                          "(Debian roots built on first use, see tests/krita/roots.py)")
+
+
 class BackendProcess:
     """`layeringdiff serve` as a real child process on loopback."""
 

@@ -1,4 +1,4 @@
-"""LayeringDiff docker for Krita 5.1+.
+"""LayeringDiff docker for Krita 5.1+ (PyQt5) and Krita 6 (PyQt6).
 
 Krita imports this package and expects the docker to be registered here; outside Krita (tests) the
 package imports without side effects.
@@ -15,7 +15,7 @@ def _register() -> None:
     from .docker import DOCKER_ID, LayeringDiffDocker
 
     Krita.instance().addDockWidgetFactory(
-        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, LayeringDiffDocker)
+        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockPosition.DockRight, LayeringDiffDocker)
     )
 
 

@@ -32,10 +32,13 @@ class BackendProcess:
         for var in ("PYTHONHOME", "PYTHONPATH"):  # Krita's own Python settings would break a venv's Python
             env.pop(var, None)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
         try:
+            # UTF-8 both ways, never the locale's: Krita's embedded Python in a C/POSIX locale (or Windows)
+            # reads ASCII, and one progress-bar character would end the reader thread and fill the pipe
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, env=env, bufsize=1,
+                encoding="utf-8", errors="replace", env=env, bufsize=1,
             )
         except OSError as exc:
             self.start_error = f"cannot run {' '.join(self.command)}: {exc}"

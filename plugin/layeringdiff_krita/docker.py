@@ -1,8 +1,11 @@
 """The LayeringDiff docker: widgets only. Behaviour lives in controller.Controller."""
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtWidgets import (
+
+from .connection import State
+from .controller import Controller
+from .krita_bridge import KritaBridge
+from .qt import (
     QApplication,
     QCheckBox,
     QComboBox,
@@ -17,13 +20,11 @@ from PyQt5.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    Qt,
+    QTimer,
     QVBoxLayout,
     QWidget,
 )
-
-from .connection import State
-from .controller import Controller
-from .krita_bridge import KritaBridge
 from .settings import Settings
 from .views import ViewGroup
 
@@ -176,7 +177,7 @@ class LayeringDiffDocker(DockWidget):
         self.message = QLabel("")
         self.message.setObjectName("ld_message")
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.message)
 
         self.settings_box = QGroupBox("Settings")

@@ -103,8 +103,8 @@ class KritaBridge:
         doc.waitForDone()
         doc.setActiveNode(node)
         try:
-            from PyQt5.QtCore import QTimer
-        except ImportError:  # outside Krita (tests with a mock krita)
+            from .qt import QTimer
+        except ImportError:  # outside Krita (tests with a mock krita and no Qt binding)
             return
         QTimer.singleShot(ACTIVATE_DELAY_MS, lambda: self.document_is_open(doc) and doc.setActiveNode(node))
 

@@ -1,4 +1,9 @@
-"""Runs the real Krita under Xvfb with the plugin installed by the project's installer."""
+"""Runs the real Krita under Xvfb with the plugin installed by the project's installer.
+
+A Krita target is the host's own Krita or one of the Debian roots of tests/krita/roots.py (Krita 5.3,
+Krita 6.0). tests/krita/conftest.py picks the target of each test (`--krita=host,5.3,6.0`) and makes it the
+current one, so make_home and run_krita run in it without being told.
+"""
 
 import json
 import os
@@ -7,16 +12,75 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Optional
+
+from . import roots
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).parent / "driver"
+INSTALLER = ROOT / "installer" / "install.py"
+SCREENS = {"small": (1366, 768), "large": (1600, 1000)}  # a laptop and a desktop screen
+DEFAULT_SCREEN = SCREENS["large"]
+TAG_VAR = "LD_E2E_RUN"  # every process a run starts carries it, so leftovers can be found and ended
+RAN: dict = {}  # target name -> what its Krita said about itself in the last run (version, Qt binding, Python)
+
+
+class KritaTarget:
+    """Where Krita runs: the host (root None) or a Debian root, entered through its mount namespace."""
+
+    def __init__(self, name: str, root: Optional[Path] = None, stamp: Optional[dict] = None,
+                 vendor_deps: bool = False) -> None:
+        self.name = name
+        self.root = root
+        self.stamp = stamp or {}
+        self.vendor_deps = vendor_deps  # install pyzmq/msgpack wheels into the plugin instead of the system's
+        self.mounted: Optional[roots.Mounted] = None
+        self.lock: Optional[roots.RootLock] = None  # held shared while this session uses the root
+
+    def __repr__(self) -> str:
+        return f"KritaTarget({self.name})"
+
+    def open(self) -> "KritaTarget":
+        if self.root is not None and self.mounted is None:
+            self.mounted = roots.Mounted(self.root).__enter__()
+        return self
+
+    def close(self) -> None:
+        if self.mounted is not None:
+            self.mounted.__exit__(None, None, None)
+            self.mounted = None
+
+    def command(self, cmd: list[str], cwd: str = "/") -> list[str]:
+        """cmd as run in this target (inside the root, for a root)."""
+        if self.root is None:
+            return cmd
+        assert self.mounted is not None, f"{self} is not open"
+        return self.mounted.prefix(cwd) + cmd
+
+    def missing(self) -> str:
+        if self.root is not None:
+            return ""
+        tools = [tool for tool in ("krita", "Xvfb") if shutil.which(tool) is None]
+        return f"{', '.join(tools)} not installed (apt-get install krita xvfb xauth python3-zmq python3-msgpack)" \
+            if tools else ""
+
+
+HOST = KritaTarget("host")
+_current = [HOST]
+
+
+def use_target(target: KritaTarget) -> None:
+    _current[0] = target
+
+
+def current_target() -> KritaTarget:
+    return _current[0]
 
 
 def krita_missing() -> str:
-    missing = [tool for tool in ("krita", "Xvfb") if shutil.which(tool) is None]
-    return f"{', '.join(missing)} not installed (apt-get install krita xvfb xauth python3-zmq python3-msgpack)" \
-        if missing else ""
+    return HOST.missing()
 
 
 def clean_env(home: Path) -> dict:
@@ -29,18 +93,35 @@ def clean_env(home: Path) -> dict:
     return env
 
 
-def make_home(home: Path, models_dir: Path | None = None, settings: dict | None = None) -> None:
+def install_plugin(home: Path, target: KritaTarget, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """installer/install.py as a user of that Krita runs it: with Krita's own python3 inside a root (it has
+    pyzmq and msgpack there), or with this Python downloading wheels for the target's Python (vendor_deps)."""
+    pykrita = home / ".local" / "share" / "krita" / "pykrita"
+    kritarc = home / ".config" / "kritarc"
+    args = [str(INSTALLER), "--pykrita", str(pykrita), "--kritarc", str(kritarc), "--backend-python",
+            sys.executable, *extra]
+    if target.vendor_deps:
+        args += ["--vendor-deps", "--python-version", target.stamp["python"]]
+        cmd, env = [sys.executable, *args], clean_env(home) | {"PATH": os.environ["PATH"]}
+    elif target.root is not None:
+        cmd, env = target.command(["python3", *args]), clean_env(home)
+    else:
+        cmd, env = [sys.executable, *args], clean_env(home) | {"PATH": os.environ["PATH"]}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def make_home(home: Path, models_dir: Path | None = None, settings: dict | None = None,
+              target: Optional[KritaTarget] = None) -> None:
     """A fresh HOME with the plugin installed by installer/install.py and the test driver enabled;
     with models_dir, the docker's Models setting points the backend at it; settings: the docker's own."""
+    target = target or current_target()
     (home / "run").mkdir(parents=True, exist_ok=True)
     os.chmod(home / "run", 0o700)
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
     kritarc = home / ".config" / "kritarc"
-    proc = subprocess.run([sys.executable, str(ROOT / "installer" / "install.py"), "--pykrita", str(pykrita),
-                           "--kritarc", str(kritarc), "--backend-python", sys.executable],
-                          capture_output=True, text=True, env=clean_env(home) | {"PATH": os.environ["PATH"]})
+    proc = install_plugin(home, target)
     if proc.returncode != 0:
-        raise RuntimeError(f"installer failed:\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(f"installer failed in {target}:\n{proc.stdout}\n{proc.stderr}")
     shutil.copytree(DRIVER / "ld_e2e_driver", pykrita / "ld_e2e_driver")
     shutil.copy2(DRIVER / "ld_e2e_driver.desktop", pykrita / "ld_e2e_driver.desktop")
     sys.path.insert(0, str(ROOT / "installer"))
@@ -56,27 +137,77 @@ def make_home(home: Path, models_dir: Path | None = None, settings: dict | None 
     install.update_kritarc(kritarc, edits)
 
 
+def write_xauthority(path: Path) -> None:
+    """A cookie file for one X server and its clients: one MIT-MAGIC-COOKIE-1 entry for any address and
+    display number (Xauthority format: length-prefixed family, address, number, name, data)."""
+    def field(data: bytes) -> bytes:
+        return len(data).to_bytes(2, "big") + data
+
+    entry = (0xFFFF).to_bytes(2, "big") + field(b"") + field(b"") + field(b"MIT-MAGIC-COOKIE-1") + field(os.urandom(16))
+    path.write_bytes(entry)
+    os.chmod(path, 0o600)
+
+
 class Xvfb:
-    def __init__(self) -> None:
+    """A virtual screen that only its own clients can use: several test runs share this machine, and a
+    client of another run that reaches this display (display numbers are reused at once) would make the
+    server reset under Krita's feet."""
+
+    def __init__(self, target: Optional[KritaTarget] = None, screen: tuple[int, int] = DEFAULT_SCREEN,
+                 env: Optional[dict] = None, log: Optional[Path] = None, auth: Optional[Path] = None) -> None:
+        target = target or HOST
         read, write = os.pipe()
-        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24",
-                                      "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+        cmd = ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{screen[0]}x{screen[1]}x24", "-nolisten", "tcp",
+               "-noreset"]
+        if auth is not None:
+            cmd += ["-auth", str(auth)]
+        with open(log or os.devnull, "w") as err:
+            # not in a session of its own: Krita then fails to connect to it (seen with Krita 5.1.5)
+            self.proc = subprocess.Popen(target.command(cmd), pass_fds=(write,), stderr=err, env=env)
         os.close(write)
         with os.fdopen(read) as fh:
-            self.display = ":" + fh.readline().strip()
+            number = fh.readline().strip()
+        if not number:
+            self.proc.wait(10)
+            raise RuntimeError(f"Xvfb did not start in {target} (exit {self.proc.returncode})")
+        self.display = ":" + number
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
-def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240) -> dict:
-    """Start Krita with the driver running `scenario`; return its report (and the log on failure)."""
-    xvfb = Xvfb()
-    env = clean_env(home) | {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}
+def end_tagged(tag: str) -> None:
+    """End what a run left behind (a backend or a daemon that left Krita's process group): the processes
+    whose environment carries this run's tag, and only those."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: tuple[int, int] = DEFAULT_SCREEN,
+              target: Optional[KritaTarget] = None) -> dict:
+    """Start Krita with the driver running `scenario` on a screen of that size; return its report (and the
+    log on failure)."""
+    target = target or current_target()
+    tag = uuid.uuid4().hex
+    env = clean_env(home) | {TAG_VAR: tag, "XAUTHORITY": str(out / "Xauthority")}
+    write_xauthority(out / "Xauthority")
+    xvfb = Xvfb(target, screen, env, out / "xvfb.log", auth=out / "Xauthority")
+    env |= {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}
     log = open(out / "krita.log", "w")
-    proc = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=str(home))
+    proc = subprocess.Popen(target.command(["krita", "--nosplash"], cwd=str(home)), env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(home))
     report_path = out / "report.json"
     deadline = time.monotonic() + timeout
     try:
@@ -92,7 +223,12 @@ def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240) -> dic
             pass
         log.close()
         xvfb.stop()
+        end_tagged(tag)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report["exit_code"] = proc.returncode
+    report["target"] = target.name
+    report["screen_requested"] = list(screen)
+    if report.get("krita"):
+        RAN[target.name] = report["krita"]
     report["log_tail"] = (out / "krita.log").read_text(errors="replace")[-4000:]
     return report

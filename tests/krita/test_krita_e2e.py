@@ -1,11 +1,11 @@
-"""End to end in the real Krita 5 under Xvfb: the docker's buttons against a real backend on loopback.
+"""End to end in the real Krita under Xvfb: the docker's buttons against a real backend on loopback, in
+each Krita target (`--krita=host,5.3,6.0`, see conftest.py).
 
 The plugin is installed into a temporary HOME by installer/install.py; a driver plugin clicks the
 docker's buttons and dumps layers and the document projection as raw bytes for the checks here.
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 from layeringdiff.examples import photo, synthetic_composite
 
-from .harness import krita_missing, make_home, run_krita
+from .conftest import artifacts_for
+from .harness import SCREENS, current_target, make_home, run_krita
 
-# In CI a missing Krita is a failure (the harness says what to install), elsewhere a skip.
-pytestmark = [pytest.mark.krita,
-              pytest.mark.skipif(bool(krita_missing()) and not os.environ.get("CI"), reason=krita_missing())]
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
+# A Krita that is missing or cannot be set up skips these tests, and fails them in CI (conftest.py).
+pytestmark = [pytest.mark.krita]
 
 
 def bgra_bytes(rgb: np.ndarray) -> bytes:
@@ -40,7 +38,7 @@ def ellipse(w: int, h: int, centre, axes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(krita_target, tmp_path_factory):
     home = tmp_path_factory.mktemp("krita-home")
     make_home(home)
     return home
@@ -60,6 +58,15 @@ def check_report(report: dict) -> None:
     steps = [(s["step"], s.get("message", "")) for s in report.get("steps", [])]
     assert "error" not in report, f"{report.get('error', '')}\nsteps: {steps}\n{report.get('log_tail', '')}"
     assert report.get("done"), report.get("log_tail")
+    # the docker took the Qt binding of the Krita it runs in
+    krita = report["krita"]
+    assert krita["qt_binding"] == ("PyQt6" if krita["version"].startswith("6.") else "PyQt5"), krita
+    target = current_target()
+    if target.stamp:  # a Debian root: the Krita it was built with
+        assert krita["version"] == target.stamp["krita"], krita
+    # pyzmq from the wheels the installer vendored for Krita's Python, or the system's
+    assert ("/layeringdiff_krita/vendor/zmq/" in krita["zmq_path"]) == target.vendor_deps, krita
+    assert report["screen"] == report["screen_requested"]
 
 
 def test_split_peel_and_generate_in_real_krita(home, tmp_path):
@@ -94,9 +101,8 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     assert report["active_after_split"] == "cat background"
 
     assert (tmp_path / "docker_after_split.png").stat().st_size > 1000
-    ARTIFACTS.mkdir(exist_ok=True)
     for shot in ("docker_after_split.png", "krita_after_split.png"):
-        shutil.copy2(tmp_path / shot, ARTIFACTS / shot)
+        shutil.copy2(tmp_path / shot, artifacts_for(report) / shot)
 
     # peel: second foreground inside the same group, above the new background; old background hidden
     group = next(n for n in steps["peel done"]["tree"] if n["name"] == "cat")
@@ -150,7 +156,7 @@ def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
     for depth, arr in originals.items():
         (tmp_path / f"photo_{depth}.raw").write_bytes(np.ascontiguousarray(arr).tobytes())
     (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "depths": list(originals)}))
-    report = run_krita(home, tmp_path, "depths")
+    report = run_krita(home, tmp_path, "depths", screen=SCREENS["small"])  # a laptop screen
     check_report(report)
     steps = {s["step"]: s for s in report["steps"]}
     for depth, arr in originals.items():

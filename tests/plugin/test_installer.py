@@ -1,8 +1,8 @@
 """installer/install.py run as a user runs it, into temporary Krita folders."""
 
+import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,21 +76,71 @@ def test_default_locations_follow_the_platform(monkeypatch, tmp_path):
     assert install.kritarc_path() == tmp_path / "Local" / "kritarc"
 
 
-SYSTEM_PYTHON = shutil.which("python3.11", path="/usr/bin")
+KRITA_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")  # Krita 5.1/5.2 bundle 3.10, 5.3 and 6 3.13, Debian 3.14
 
 
-@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="needs Debian's /usr/bin/python3.11 (Krita's Python)")
-def test_vendored_wheels_import_in_kritas_python(tmp_path):
-    """Without system pyzmq/msgpack the installer unpacks wheels for Krita's Python into vendor/."""
+def interpreter(version: str) -> str | None:
+    """A CPython of that version on this machine (Debian's, or pyenv's), or None."""
+    candidates = [f"/usr/bin/python{version}",
+                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))]
+    return next((c for c in candidates if os.access(c, os.X_OK)), None)
+
+
+def wheel_fits(name: str, version: str) -> bool:
+    """name-version-pytag-abitag-platform.whl fits CPython `version`: its own cpXY, or abi3 from an older one."""
+    _, _, pytag, abi, _ = name[:-4].split("-")
+    own = "cp" + version.replace(".", "")
+    return (pytag == own and abi == own) or (abi == "abi3" and int(pytag[3:]) <= int(own[3:]))
+
+
+@pytest.mark.parametrize("version, platform_tag", [
+    *[(v, "manylinux_2_28_x86_64") for v in KRITA_PYTHONS],  # distribution Kritas and the AppImage
+    ("3.10", "win_amd64"), ("3.13", "win_amd64"), ("3.13", "macosx_11_0_arm64"), ("3.13", "macosx_11_0_x86_64"),
+])
+def test_pip_finds_wheels_for_every_krita_python(tmp_path, version, platform_tag):
+    """Real downloads from the package index, as the installer makes them."""
+    names = install.vendor_wheels(tmp_path, version, platform_tag)
+    assert sorted(n.split("-")[0] for n in names) == ["msgpack", "pyzmq"], names
+    assert all(wheel_fits(n, version) for n in names), names
+    assert (tmp_path / "zmq" / "__init__.py").is_file() and (tmp_path / "msgpack" / "__init__.py").is_file()
+
+
+def test_default_platform_tags_have_wheels(monkeypatch):
+    monkeypatch.setattr(install.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(install.platform, "machine", lambda: "x86_64")
+    assert install.default_platform_tag() == "macosx_11_0_x86_64"  # pyzmq has no 10.9 wheels any more
+    monkeypatch.setattr(install.platform, "machine", lambda: "arm64")
+    assert install.default_platform_tag() == "macosx_11_0_arm64"
+    monkeypatch.setattr(install.platform, "system", lambda: "Windows")
+    assert install.default_platform_tag() == "win_amd64"
+
+
+@pytest.mark.parametrize("version", KRITA_PYTHONS)
+def test_vendored_wheels_import_in_kritas_python(tmp_path, version):
+    """Without pyzmq/msgpack in Krita's Python the installer unpacks wheels for its version into vendor/
+    (3.14, Debian's Krita 5.3/6, runs them in the real Krita in tests/krita)."""
+    python = interpreter(version)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine")
     pykrita = tmp_path / "pykrita"
-    proc = run("--pykrita", pykrita, "--kritarc", tmp_path / "kritarc", "--vendor-deps",
-               "--krita-python", SYSTEM_PYTHON)
+    proc = run("--pykrita", pykrita, "--kritarc", tmp_path / "kritarc", "--vendor-deps", "--krita-python", python)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     vendor = pykrita / "layeringdiff_krita" / "vendor"
     assert list(vendor.glob("zmq")) and list(vendor.glob("msgpack"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    probe = subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                            "import zmq, msgpack; print(zmq.__file__); print(msgpack.__file__)", str(vendor)],
+    probe = subprocess.run([python, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "import zmq, msgpack; print(zmq.__file__); print(msgpack.__file__); "
+                            "print(zmq.zmq_version(), msgpack.unpackb(msgpack.packb([1, 'x'])))", str(vendor)],
                            capture_output=True, text=True, env=env)
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.count(str(vendor)) == 2
+    assert probe.stdout.count(str(vendor)) == 2 and "[1, 'x']" in probe.stdout
+
+
+def test_vendoring_without_pip_says_what_to_do(tmp_path):
+    """A Python without pip cannot download the wheels: the installer says how to get them instead."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    proc = subprocess.run([str(bare / "bin" / "python"), str(INSTALLER), "--pykrita", str(tmp_path / "pykrita"),
+                           "--kritarc", str(tmp_path / "kritarc"), "--vendor-deps", "--python-version", "3.13"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no pip" in proc.stderr and "python3-zmq" in proc.stderr, proc.stderr

@@ -58,3 +58,24 @@ def test_parse_ready():
     assert parse_ready("READY tcp://127.0.0.1:5555 protocol=1 version=0.1.0") == "tcp://127.0.0.1:5555"
     assert parse_ready("2026 INFO something") is None
     assert parse_ready("READY") is None
+
+
+def test_backend_output_that_is_not_ascii_or_not_utf8_keeps_being_read(tmp_path):
+    """The reader threads survive any bytes (seen in Krita 5.3/6 on Debian, whose embedded Python reads the
+    C locale's ASCII): the READY line after them is still found and the log keeps them readable."""
+    import sys
+    import time
+
+    from layeringdiff_krita.backend_process import BackendProcess
+
+    script = ("import sys, time; out = sys.stdout.buffer; out.write('loading \\u2588\\u2588 50%\\n'.encode()); "
+              "out.write(b'\\xff\\xfe not utf-8\\n'); out.write(b'READY tcp://127.0.0.1:5999 protocol=1\\n'); "
+              "out.flush(); time.sleep(5)")
+    proc = BackendProcess([sys.executable, "-c", script])
+    assert proc.start()
+    deadline = time.monotonic() + 10
+    while proc.endpoint is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.stop()
+    assert proc.endpoint == "tcp://127.0.0.1:5999"
+    assert "\u2588\u2588 50%" in proc.log_tail() and "not utf-8" in proc.log_tail()

@@ -12,8 +12,8 @@ import time
 import traceback
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QPushButton
+from layeringdiff_krita import qt  # the docker's own choice of Qt binding (PyQt5 in Krita 5, PyQt6 in Krita 6)
+from layeringdiff_krita.qt import QPushButton, QTimer
 
 OUT = os.environ.get("LD_E2E_OUT", "")
 report = {"steps": []}
@@ -41,6 +41,18 @@ def quit_krita() -> None:
 def docker():
     found = [d for d in Krita.instance().dockers() if d.objectName() == "layeringdiff_docker"]
     return found[0] if found else None
+
+
+def open_docker(d):
+    """Open the docker from Settings > Dockers as a user does, if it is not shown (use with `yield from`):
+    Krita 6 starts a new docker hidden and enables the Dockers menu only once a document is open."""
+    action = d.toggleViewAction()
+    yield (lambda: d.isVisible() or action.isEnabled(), 10, "Settings > Dockers enabled")
+    was_visible = d.isVisible()
+    if not was_visible:
+        action.trigger()
+    yield (lambda: d.isVisible(), 10, "docker shown")
+    step("docker shown", was_visible=was_visible, menu_checked=action.isChecked())
 
 
 def load_raw(name):
@@ -115,6 +127,7 @@ def scenario_split_peel():
     yield (lambda: connected(d), 90, "backend connected")
     step("connected", status=d.status.text())
     doc, layer = new_document(w, h, "photo.bgra")
+    yield from open_docker(d)
     d.split_button.click()
     step("split without selection", message=d.message.text())
     select(doc, w, h, "mask1.u8")
@@ -287,6 +300,15 @@ class Driver(Extension):
 
     def begin(self):
         try:
+            import msgpack
+            import zmq
+
+            report["krita"] = {"version": Krita.instance().version(), "qt_binding": qt.BINDING,
+                               "qt": qt.QtCore.QT_VERSION_STR, "pyqt": qt.QtCore.PYQT_VERSION_STR,
+                               "python": sys.version.split()[0], "pyzmq": zmq.__version__, "zmq_path": zmq.__file__,
+                               "msgpack": ".".join(map(str, msgpack.version))}
+            size = qt.QApplication.primaryScreen().size()
+            report["screen"] = [size.width(), size.height()]
             self.gen = SCENARIOS[os.environ["LD_E2E_SCENARIO"]]()
             self.timer = QTimer()
             self.timer.timeout.connect(self.pump)
