@@ -57,10 +57,12 @@ def make_home(home: Path, models_dir: Path | None = None, settings: dict | None 
 
 
 class Xvfb:
-    def __init__(self) -> None:
+    def __init__(self, screen: str = "1600x1000") -> None:
         read, write = os.pipe()
-        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24",
-                                      "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+        # -noreset: Krita connects, disconnects and reconnects while starting; a server that resets when its
+        # last client leaves refuses the reconnection now and then ("could not connect to display")
+        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{screen}x24",
+                                      "-nolisten", "tcp", "-noreset"], pass_fds=(write,), stderr=subprocess.DEVNULL)
         os.close(write)
         with os.fdopen(read) as fh:
             self.display = ":" + fh.readline().strip()
@@ -70,9 +72,10 @@ class Xvfb:
         self.proc.wait(10)
 
 
-def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240) -> dict:
-    """Start Krita with the driver running `scenario`; return its report (and the log on failure)."""
-    xvfb = Xvfb()
+def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: str = "1600x1000") -> dict:
+    """Start Krita with the driver running `scenario` on a virtual screen of `screen` pixels; return its
+    report (and the log on failure)."""
+    xvfb = Xvfb(screen)
     env = clean_env(home) | {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}
     log = open(out / "krita.log", "w")
     proc = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=subprocess.STDOUT,
