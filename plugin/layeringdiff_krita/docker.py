@@ -16,6 +16,8 @@ from PyQt5.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -30,6 +32,7 @@ from .views import ViewGroup
 DOCKER_ID = "layeringdiff_docker"
 TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
+TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
 STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
@@ -47,6 +50,24 @@ def _button(text: str, name: str, slot) -> QPushButton:
     button.setObjectName(name)
     button.clicked.connect(slot)
     return button
+
+
+def _text_area(label: QLabel, lines: int) -> QScrollArea:
+    """A label that wraps, selectable, at most `lines` lines tall (it scrolls beyond): status and message
+    stay in view at any docker height, outside the scrolled controls."""
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    label.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+    area = QScrollArea()
+    area.setWidget(label)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    line = label.fontMetrics().lineSpacing()
+    area.setMinimumHeight(2 * line + 4)
+    area.setMaximumHeight(lines * line + 4)
+    area.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+    return area
 
 
 _SHARED: dict = {}
@@ -68,20 +89,35 @@ def shared_controller(settings: Settings) -> Controller:
 class LayeringDiffDocker(DockWidget):
     def __init__(self) -> None:
         super().__init__()
+        self._undo_label = ""
         self.setWindowTitle("LayeringDiff")
         self.settings = Settings.from_json(Krita.instance().readSetting(SETTINGS_GROUP, "settings", ""))
         root = QWidget(self)
-        layout = QVBoxLayout(root)
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(4, 4, 4, 4)
 
+        # fixed at the top: the backend's status
         status_row = QHBoxLayout()
         self.status = QLabel("not connected")
         self.status.setObjectName("ld_status")
-        self.status.setWordWrap(True)
         self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
         self.restart_button.setVisible(False)
-        status_row.addWidget(self.status, 1)
-        status_row.addWidget(self.restart_button)
-        layout.addLayout(status_row)
+        status_row.addWidget(_text_area(self.status, TEXT_LINES), 1)
+        status_row.addWidget(self.restart_button, 0, Qt.AlignTop)
+        outer.addLayout(status_row)
+
+        # the controls scroll when the docker is short
+        controls = QWidget()
+        controls.setObjectName("ld_controls")
+        layout = QVBoxLayout(controls)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("ld_scroll")
+        self.scroll.setWidget(controls)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.NoFrame)
+        self.scroll.setMinimumHeight(60)
+        outer.addWidget(self.scroll, 1)
 
         gen = QGroupBox("Generate")
         gen_form = QFormLayout(gen)
@@ -162,23 +198,6 @@ class LayeringDiffDocker(DockWidget):
         split_form.addLayout(buttons)
         layout.addWidget(split)
 
-        progress_row = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setObjectName("ld_progress")
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
-        self.cancel_button = _button("Cancel", "ld_cancel", self.on_cancel)
-        self.cancel_button.setEnabled(False)
-        progress_row.addWidget(self.progress, 1)
-        progress_row.addWidget(self.cancel_button)
-        layout.addLayout(progress_row)
-
-        self.message = QLabel("")
-        self.message.setObjectName("ld_message")
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout.addWidget(self.message)
-
         self.settings_box = QGroupBox("Settings")
         self.settings_box.setCheckable(True)
         self.settings_box.setChecked(False)
@@ -204,6 +223,27 @@ class LayeringDiffDocker(DockWidget):
         self._show_settings(False)
         layout.addWidget(self.settings_box)
         layout.addStretch(1)
+
+        # fixed at the bottom: progress, Cancel, Undo and the last message
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("ld_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.cancel_button = _button("Cancel", "ld_cancel", self.on_cancel)
+        self.cancel_button.setEnabled(False)
+        self.undo_button = _button("Undo split", "ld_undo", self.on_undo)
+        self.undo_button.setEnabled(False)
+        self.undo_button.setToolTip("Takes back the last split, peel or generate in one step, while nothing else "
+                                    "has changed the document since")
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        progress_row.addWidget(self.undo_button)
+        outer.addLayout(progress_row)
+        self.message = QLabel("")
+        self.message.setObjectName("ld_message")
+        self.message_area = _text_area(self.message, TEXT_LINES)
+        outer.addWidget(self.message_area)
         self.setWidget(root)
 
         self.controller = shared_controller(self.settings)
@@ -223,6 +263,13 @@ class LayeringDiffDocker(DockWidget):
         for button in (self.generate_button, self.split_button, self.peel_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
+        self.undo_button.setEnabled(not busy and self._undo_label != "")
+
+    def set_undo(self, label: str) -> None:
+        self._undo_label = label
+        if label:
+            self.undo_button.setText(label)
+        self.undo_button.setEnabled(bool(label) and not self.cancel_button.isEnabled())
 
     def set_progress(self, stage: str, fraction: float) -> None:
         if fraction < 0:
@@ -272,6 +319,9 @@ class LayeringDiffDocker(DockWidget):
 
     def on_cancel(self) -> None:
         self.controller.cancel()
+
+    def on_undo(self) -> None:
+        self.controller.undo_last()
 
     def on_restart(self) -> None:
         self.controller.restart()
