@@ -33,6 +33,7 @@ DOCKER_ID = "layeringdiff_docker"
 TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
 TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
+MIN_TEXT_LINES = 3  # ... and at least this many when the docker is squeezed
 STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
@@ -64,7 +65,7 @@ def _text_area(label: QLabel, lines: int) -> QScrollArea:
     area.setFrameShape(QScrollArea.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     line = label.fontMetrics().lineSpacing()
-    area.setMinimumHeight(2 * line + 4)
+    area.setMinimumHeight(MIN_TEXT_LINES * line + 4)
     area.setMaximumHeight(lines * line + 4)
     area.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
     return area
@@ -119,6 +120,34 @@ class LayeringDiffDocker(DockWidget):
         self.scroll.setMinimumHeight(60)
         outer.addWidget(self.scroll, 1)
 
+        split = QGroupBox("Split")
+        split_form = QVBoxLayout(split)
+        self.phrase = _line("", "foreground phrase (names the group; finds the object without a selection)",
+                            "ld_phrase")
+        split_form.addWidget(self.phrase)
+        self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
+        self.exact_alpha.setObjectName("ld_exact_alpha")
+        split_form.addWidget(self.exact_alpha)
+        edge_row = QHBoxLayout()
+        edge_row.addWidget(QLabel("Edge width"))
+        self.edge = QSpinBox()
+        self.edge.setObjectName("ld_edge")
+        self.edge.setRange(0, 200)
+        self.edge.setSpecialValueText("auto")
+        self.edge.setSuffix(" px")
+        self.edge.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
+                             "(auto: 2% of the object's size)")
+        self.exact_alpha.toggled.connect(lambda on: self.edge.setEnabled(not on))
+        edge_row.addWidget(self.edge, 1)
+        split_form.addLayout(edge_row)
+        buttons = QHBoxLayout()
+        self.split_button = _button("Split selected layer", "ld_split", self.on_split)
+        self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
+        buttons.addWidget(self.split_button)
+        buttons.addWidget(self.peel_button)
+        split_form.addLayout(buttons)
+        layout.addWidget(split)
+
         gen = QGroupBox("Generate")
         gen_form = QFormLayout(gen)
         self.prompt = QPlainTextEdit()
@@ -141,6 +170,8 @@ class LayeringDiffDocker(DockWidget):
         guide_row = QHBoxLayout()
         self.guide = QComboBox()
         self.guide.setObjectName("ld_guide")
+        self.guide.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # a narrow docker
+        self.guide.setMinimumContentsLength(8)
         for text, value in (("None", ""), ("Sketch lines of the active layer (canny)", "canny"),
                             ("Depth map in the active layer", "depth")):
             self.guide.addItem(text, value)
@@ -169,34 +200,6 @@ class LayeringDiffDocker(DockWidget):
         self.generate_button = _button("Generate layered", "ld_generate", self.on_generate)
         gen_form.addRow(self.generate_button)
         layout.addWidget(gen)
-
-        split = QGroupBox("Split")
-        split_form = QVBoxLayout(split)
-        self.phrase = _line("", "foreground phrase (names the group; finds the object without a selection)",
-                            "ld_phrase")
-        split_form.addWidget(self.phrase)
-        self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
-        self.exact_alpha.setObjectName("ld_exact_alpha")
-        split_form.addWidget(self.exact_alpha)
-        edge_row = QHBoxLayout()
-        edge_row.addWidget(QLabel("Edge width"))
-        self.edge = QSpinBox()
-        self.edge.setObjectName("ld_edge")
-        self.edge.setRange(0, 200)
-        self.edge.setSpecialValueText("auto")
-        self.edge.setSuffix(" px")
-        self.edge.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
-                             "(auto: 2% of the object's size)")
-        self.exact_alpha.toggled.connect(lambda on: self.edge.setEnabled(not on))
-        edge_row.addWidget(self.edge, 1)
-        split_form.addLayout(edge_row)
-        buttons = QHBoxLayout()
-        self.split_button = _button("Split selected layer", "ld_split", self.on_split)
-        self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
-        buttons.addWidget(self.split_button)
-        buttons.addWidget(self.peel_button)
-        split_form.addLayout(buttons)
-        layout.addWidget(split)
 
         self.settings_box = QGroupBox("Settings")
         self.settings_box.setCheckable(True)

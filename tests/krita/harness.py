@@ -72,11 +72,13 @@ class Xvfb:
         self.proc.wait(10)
 
 
-def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: str = "1600x1000") -> dict:
-    """Start Krita with the driver running `scenario` on a virtual screen of `screen` pixels; return its
-    report (and the log on failure)."""
+def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: str = "1600x1000",
+              env: dict | None = None) -> dict:
+    """Start Krita with the driver running `scenario` on a virtual screen of `screen` pixels (env: more
+    variables for Krita and the backend it starts); return its report (and the log on failure)."""
     xvfb = Xvfb(screen)
-    env = clean_env(home) | {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}
+    env = clean_env(home) | (env or {}) | {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out),
+                                          "LD_E2E_SCENARIO": scenario}
     log = open(out / "krita.log", "w")
     proc = subprocess.Popen(["krita", "--nosplash"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=str(home))
