@@ -90,7 +90,7 @@ class Controller:
                                      "installed in Settings, then Restart.")
                 return
             self._starting_shown = self.clock()
-            self._set_connection(State.CONNECTING, starting_status(0, ""))
+            self._set_connection(State.STARTING, starting_status(0, ""))
         else:
             self._connect(self.settings.endpoint)
 
@@ -143,8 +143,8 @@ class Controller:
             else:  # no time limit while it lives: the first start compiles kernels for as long as that takes
                 if self.clock() - self._starting_shown >= STARTING_UPDATE_S:
                     self._starting_shown = self.clock()
-                    self._set_connection(State.CONNECTING, starting_status(self.clock() - self._process_started,
-                                                                           self.process.phase))
+                    self._set_connection(State.STARTING, starting_status(self.clock() - self._process_started,
+                                                                         self.process.phase))
                 return
         self._insert_waiting_result()
         if self.client is None:

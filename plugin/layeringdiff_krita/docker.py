@@ -9,6 +9,7 @@ from PyQt5.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -34,7 +35,7 @@ TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
 TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
 MIN_TEXT_LINES = 3  # ... and at least this many when the docker is squeezed
-STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
+STATE_COLOURS = {State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 
@@ -57,17 +58,17 @@ def _text_area(label: QLabel, lines: int) -> QScrollArea:
     """A label that wraps, selectable, at most `lines` lines tall (it scrolls beyond): status and message
     stay in view at any docker height, outside the scrolled controls."""
     label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-    label.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
     area = QScrollArea()
     area.setWidget(label)
     area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     line = label.fontMetrics().lineSpacing()
     area.setMinimumHeight(MIN_TEXT_LINES * line + 4)
     area.setMaximumHeight(lines * line + 4)
-    area.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
     return area
 
 
@@ -104,7 +105,7 @@ class LayeringDiffDocker(DockWidget):
         self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
         self.restart_button.setVisible(False)
         status_row.addWidget(_text_area(self.status, TEXT_LINES), 1)
-        status_row.addWidget(self.restart_button, 0, Qt.AlignTop)
+        status_row.addWidget(self.restart_button, 0, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(status_row)
 
         # the controls scroll when the docker is short
@@ -116,7 +117,7 @@ class LayeringDiffDocker(DockWidget):
         self.scroll.setObjectName("ld_scroll")
         self.scroll.setWidget(controls)
         self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QScrollArea.NoFrame)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setMinimumHeight(60)
         outer.addWidget(self.scroll, 1)
 
@@ -170,7 +171,7 @@ class LayeringDiffDocker(DockWidget):
         guide_row = QHBoxLayout()
         self.guide = QComboBox()
         self.guide.setObjectName("ld_guide")
-        self.guide.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # a narrow docker
+        self.guide.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)  # narrow
         self.guide.setMinimumContentsLength(8)
         for text, value in (("None", ""), ("Sketch lines of the active layer (canny)", "canny"),
                             ("Depth map in the active layer", "depth")):
@@ -226,6 +227,10 @@ class LayeringDiffDocker(DockWidget):
         self._show_settings(False)
         layout.addWidget(self.settings_box)
         layout.addStretch(1)
+        # scroll up and down only: as wide as the controls need, so nothing is cut off at the right
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(controls.minimumSizeHint().width() + bar)
 
         # fixed at the bottom: progress, Cancel, Undo and the last message
         progress_row = QHBoxLayout()

@@ -13,8 +13,8 @@ _TRAIN = re.compile(r"train them with `layeringdiff train fbdd` and `layeringdif
 
 
 def starting_status(seconds: float, phase: str) -> str:
-    doing = phase or "loading"
-    return f"starting the backend ({seconds:.0f} s): {doing}...\n{FIRST_START}"
+    """Shown as "starting: <this>" while the backend process works towards READY."""
+    return f"{seconds:.0f} s, {phase or 'loading the backend'}...\n{FIRST_START}"
 
 
 def model_hint(detail: str, models_dir: str) -> str:

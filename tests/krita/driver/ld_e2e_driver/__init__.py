@@ -575,7 +575,7 @@ def scenario_first_start():
         text = d.status.text()
         if not seen or seen[-1] != text:
             seen.append(text)
-        seconds = text.split("starting the backend (", 1)[1].split(" s)")[0] if "starting the backend (" in text else ""
+        seconds = text.split("starting: ", 1)[1].split(" s, ")[0] if "starting: " in text else ""
         if seconds.isdigit() and int(seconds) >= 3 and not shot:
             QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "first_start.png"))
             shot.append(time.time())
