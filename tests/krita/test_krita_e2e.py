@@ -275,6 +275,10 @@ def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
     report = run_krita(home, tmp_path, "undo", screen="1600x1000", timeout=300)
     check_report(report)
     steps = {s["step"]: s for s in report["steps"]}
+    failed = steps["generate without a document"]
+    assert failed["documents"] == 0 and "not available" in failed["message"], failed
+    assert "models fetch" in failed["message"] and "Settings" in failed["message"]
+    assert "--model " not in failed["message"]
     before, split = raw(tmp_path, "undo_before.bgra", w, h), raw(tmp_path, "undo_split.bgra", w, h)
     peel = raw(tmp_path, "undo_peel.bgra", w, h)
     assert np.abs(split - before).max() <= 1 and np.abs(peel - before).max() <= 2
@@ -341,6 +345,10 @@ def test_layer_properties_are_kept(home, tmp_path):
     unchanged("locked", 2, "peel")
     assert cases["locked"]["message"].startswith("Peeled '2 foreground' and 'background 2'"), cases["locked"]
     assert "is a vector layer: choose a paint layer" in cases["vector"]["message"]
+    unsplit = cases["peel unsplit"]
+    assert unsplit["message"].startswith("'photo' is not a background a split left, so Peel made a group"), unsplit
+    group = next(n for n in unsplit["tree"] if n["name"] == "photo split")
+    assert [c["name"] for c in group["children"]] == ["background 1", "1 foreground"]
     fits_the_screen(report["fit_props"])
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy2(tmp_path / "fit_props.png", ARTIFACTS / "screen_1366x768.png")

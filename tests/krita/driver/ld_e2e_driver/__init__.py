@@ -374,6 +374,11 @@ def scenario_undo():
     d = docker()
     yield (lambda: connected(d), 120, "backend connected")
     yield from fill_screen()
+    # Generate with no document open and no model weights: it fails, and leaves no empty document behind
+    d.prompt.setPlainText("[a red fox] in a snowy forest")
+    d.generate_button.click()
+    yield (lambda: idle(d), 60, "generate answered")
+    step("generate without a document", message=d.message.text(), documents=len(Krita.instance().documents()))
     doc, layer = new_document(w, h, "photo.bgra")
     yield from settle()
     dump("undo_before.bgra", projection(doc))
@@ -561,6 +566,12 @@ def scenario_props():
     yield from activate(doc, vector)
     d.split_button.click()
     cases["vector"] = dict(message=d.message.text())
+    # Peel on a layer no split made: a group, as Split makes
+    yield from activate(doc, layer)
+    select(doc, w, h, "mask1.u8")
+    d.peel_button.click()
+    yield from job_done(d, doc, "peel of a layer never split")
+    cases["peel unsplit"] = dict(message=d.message.text(), tree=tree(doc.rootNode()))
     # (a colorize mask, which is refused, cannot be made from Python in Krita 5.1: the mock krita tests that)
     report["cases"] = cases
 
