@@ -373,3 +373,25 @@ def test_first_start_from_an_empty_kernel_cache_is_starting_never_lost(home, tmp
     assert steps["split"]["message"].startswith("Split 'photo'"), steps["split"]["message"]
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy2(tmp_path / "first_start.png", ARTIFACTS / "first_start.png")
+
+
+def test_generate_into_the_open_document_is_one_undo_step(tiny_models, tmp_path_factory, tmp_path):
+    root, _ = tiny_models
+    home = tmp_path_factory.mktemp("krita-home-models-undo")
+    make_home(home, models_dir=root)
+    w, h = 320, 256
+    comp, _, _, _ = synthetic_composite(h, w, seed=10)
+    prepare(tmp_path, w, h, comp, [])
+    report = run_krita(home, tmp_path, "generate_undo", timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    gen = steps["generate"]
+    assert gen["entries"] == ["Add Layer"], gen
+    assert [c["name"] for c in next(n for n in gen["tree"] if n["name"] == "a red fox")["children"]] == [
+        "background 1", "1 a red fox"]
+    before, after = raw(tmp_path, "generate_before.bgra", w, h), raw(tmp_path, "generate_after.bgra", w, h)
+    assert not np.array_equal(before, after)  # the generated layers cover part of the photo
+    assert states_match(tmp_path, "generate", 1, w, h, before, after) == 0
+    assert steps["undo button"]["message"].startswith("Took back the generated group 'a red fox'")
+    assert np.array_equal(raw(tmp_path, "generate_undone.bgra", w, h), before)
+    assert [n["name"] for n in steps["undo button"]["tree"] if n["type"] != "selectionmask"] == ["photo"]

@@ -602,7 +602,35 @@ def scenario_first_start():
     step("split", message=d.message.text())
 
 
-SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start)
+def scenario_generate_undo():
+    """Generate into the open document (tiny models): one undo step, and the docker's Undo takes it back."""
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 120, "backend connected")
+    doc, layer = new_document(w, h, "photo.bgra")
+    yield from activate(doc, layer)
+    dump("generate_before.bgra", projection(doc))
+    g0 = history()
+    d.prompt.setPlainText("[a red fox] in the snow")
+    d.width_box.setValue(256)
+    d.height_box.setValue(256)
+    d.steps.setValue(3)
+    d.seed.setValue(5)
+    d.generate_button.click()
+    yield from job_done(d, doc, "generate finished", 180)
+    g1 = history()
+    dump("generate_after.bgra", projection(doc))
+    step("generate", message=d.message.text(), entries=g1[0][g0[1] + 1:g1[1] + 1], tree=tree(doc.rootNode()))
+    yield from walk_history(doc, "generate", g1[1] - g0[1])
+    d.undo_button.click()
+    yield from settle()
+    dump("generate_undone.bgra", projection(doc))
+    step("undo button", message=d.message.text(), tree=tree(doc.rootNode()))
+
+
+SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start,
+                 generate_undo=scenario_generate_undo)
 
 
 class Driver(Extension):
