@@ -227,7 +227,7 @@ class KritaBridge:
         before, active_id = self._state(doc)
         name = unique(job.phrase or "generated", self._all_names(doc))
         group = self._build(doc, name, stack, 0, 0)
-        group = self._insert(doc, doc.rootNode(), group, self._top(doc))
+        group = self._insert(doc, doc.rootNode(), group, None)  # on top
         self._activate(doc, self._child(group, bg_name))
         self._record(doc, "generate", f"generated group '{name}'", before, active_id, [])
         return f"Generated group '{name}' ({', '.join(names)}, {bg_name})"
@@ -424,10 +424,6 @@ class KritaBridge:
 
     def _child(self, parent: Any, name: str) -> Any:
         return next((n for n in parent.childNodes() if n.name() == name), None)
-
-    def _top(self, doc: Any) -> Any:
-        children = doc.rootNode().childNodes()
-        return children[-1] if children else None
 
     def _all_names(self, doc: Any) -> List[str]:
         names, stack = [], list(doc.rootNode().childNodes())
