@@ -108,7 +108,7 @@ class Controller:
         self.start()
 
     def shutdown(self) -> None:
-        if self.job is not None:
+        if self._job_running():  # a result waiting for its document stays: it needs no backend
             self._fail_job("the backend was stopped")
         if self.client is not None:
             self.client.close()

@@ -199,11 +199,7 @@ class KritaBridge:
         # the old background's opacity, blend mode, masks or style only survive on a group of their own
         keep_group = self._needs_group(old)
         peel = self._build(doc, f"peel {job.index}", [(bg_name, result.background), (fg_name, result.foreground)],
-                           x, y, like=old, look=old if keep_group else None)
-        if not keep_group:
-            for node in peel.childNodes():  # layers hidden before they are inserted come in hidden
-                node.setVisible(old.visible())
-                node.setColorLabel(old.colorLabel())
+                           x, y, like=old, look=old if keep_group else None, layers_like=None if keep_group else old)
         peel = self._insert(doc, parent, peel, old)
         shown = [] if self._hide(doc, old, peel) else [old]
         grouped = keep_group or not self._ungroup(doc, peel, old)
@@ -297,15 +293,21 @@ class KritaBridge:
         return f"Took back the {op.what}: the document is as it was before."
 
     # ---- building blocks ---------------------------------------------------------------------------
-    def _build(self, doc: Any, name: str, layers: list, x: int, y: int, like: Any = None, look: Any = None) -> Any:
+    def _build(self, doc: Any, name: str, layers: list, x: int, y: int, like: Any = None, look: Any = None,
+               layers_like: Any = None) -> Any:
         """A group of paint layers [(name, image)], bottom first, built in a scratch document so that nothing
-        lands on doc's history; with look, it takes that layer's look. Returns a copy in no document yet."""
+        lands on doc's history; with look, the group takes that layer's look; with layers_like, the layers take
+        its visibility and colour label. Returns a copy in no document yet (use what _insert returns)."""
         k = Krita.instance()
         scratch = k.createDocument(doc.width(), doc.height(), "layeringdiff scratch", doc.colorModel(),
                                    doc.colorDepth(), doc.colorProfile(), doc.resolution())
         try:
             group = scratch.createGroupLayer(name)
-            group.setChildNodes([self._filled(scratch, layer_name, image, x, y, like) for layer_name, image in layers])
+            nodes = [self._filled(scratch, layer_name, image, x, y, like) for layer_name, image in layers]
+            for node in nodes if layers_like is not None else []:  # hidden before insertion: inserted hidden
+                node.setVisible(layers_like.visible())
+                node.setColorLabel(layers_like.colorLabel())
+            group.setChildNodes(nodes)
             scratch.rootNode().addChildNode(group, None)  # masks only go on a group that has a parent
             if look is not None:
                 self._copy_look(look, group)

@@ -297,3 +297,18 @@ def test_guide_errors(fake_krita, case, words):
         layer.pixels = {}
     with pytest.raises(UserError, match=words):
         KritaBridge().read_guide(doc, 32, 32)
+
+
+def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    background = doc.activeNode()
+    background.setVisible(False)
+    background.setColorLabel(5)
+    bridge.apply_peel(Job("2", "peel", doc, bridge.read_active_layer(doc), "ball", index=2), result(20, 10))
+    group = doc.rootNode().childNodes()[1]
+    assert [(n.name(), n.visible(), n.colorLabel()) for n in group.childNodes()] == [
+        ("background 1", False, 5), ("background 2", False, 5), ("2 ball", False, 5), ("1 cat", True, 0)]
+    assert [t for t, _, _ in doc.history][2:] == ["Add Layer", "Quick Ungroup"]  # nothing to hide: one step less
