@@ -8,6 +8,14 @@ import time
 import pytest
 
 
+def pytest_sessionstart(session):
+    """Compile the image kernels once before any test starts a backend (`serve` would otherwise do it
+    before READY on a fresh installation: a minute or two on a busy 2-core machine)."""
+    from layeringdiff.kernels import ensure_prepared
+
+    ensure_prepared(lambda text: print(f"\n{text}", file=sys.stderr, flush=True))
+
+
 class BackendProcess:
     """`layeringdiff serve` as a real child process on loopback."""
 
