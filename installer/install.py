@@ -9,8 +9,9 @@
 It copies plugin/layeringdiff_krita (+ its .desktop file) and the protocol package, makes pyzmq and
 msgpack importable for Krita's Python (the system ones when importable, else wheels for Krita's Python
 version unpacked into the plugin's vendor/ folder), enables the plugin in kritarc, and records which
-Python runs the backend. With --fetch-models it downloads model weights through that Python
-(`layeringdiff models fetch`, with its progress bars). It prints every step.
+Python runs the backend, and has that Python compile the image kernels now (`layeringdiff prepare`, up to a
+minute or two once) so that the docker's first start is quick. With --fetch-models it downloads model weights
+through that Python (`layeringdiff models fetch`, with its progress bars). It prints every step.
 """
 
 import argparse
@@ -225,9 +226,22 @@ def install(args: argparse.Namespace) -> int:
     else:
         print("  no Python with the layeringdiff backend found: set it in the docker's Settings "
               "(or rerun with --backend-python)")
+    prepared = prepare_kernels(backend_python) if backend_python and not args.no_prepare else 0
     fetched = fetch_models(backend_python, args.fetch_models, args.models_dir) if args.fetch_models else 0
     print("Done. Restart Krita, then Settings > Dockers > LayeringDiff.")
-    return fetched
+    return fetched or prepared
+
+
+def prepare_kernels(backend_python: str) -> int:
+    """`layeringdiff prepare` in the backend's Python: the docker's first start would compile them otherwise."""
+    cmd = [backend_python, "-m", "layeringdiff", "prepare"]
+    print(f"  compiling the image kernels once (up to a minute or two): {' '.join(cmd)}", flush=True)
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        print(f"error: the image kernels were not prepared (see above); the docker's first start compiles them "
+              f"instead. To retry: {' '.join(cmd)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def fetch_models(backend_python: str, names: list[str], models_dir: str | None) -> int:
@@ -279,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also download model weights (names from `layeringdiff models list`, or all)")
     parser.add_argument("--models-dir", help="folder for the fetched weights (one sub-folder per model); the docker "
                                              "is set to use it (default: the Hugging Face cache)")
+    parser.add_argument("--no-prepare", action="store_true",
+                        help="do not compile the image kernels now (the docker's first start then does)")
     parser.add_argument("--uninstall", action="store_true", help="remove the plugin and disable it")
     args = parser.parse_args(argv)
     return uninstall(args) if args.uninstall else install(args)

@@ -12,6 +12,12 @@ def pytest_addoption(parser):
     parser.addoption("--krita", default=os.environ.get("LAYERINGDIFF_KRITA", "host"),
                      help="Krita targets of tests/krita, comma-separated: host (this machine's Krita), 5.3, 6.0 "
                           "(Debian roots built on first use, see tests/krita/roots.py)")
+def pytest_sessionstart(session):
+    """Compile the image kernels once before any test starts a backend (`serve` would otherwise do it
+    before READY on a fresh installation: a minute or two on a busy 2-core machine)."""
+    from layeringdiff.kernels import ensure_prepared
+
+    ensure_prepared(lambda text: print(f"\n{text}", file=sys.stderr, flush=True))
 
 
 class BackendProcess:

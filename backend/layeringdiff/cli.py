@@ -50,6 +50,9 @@ class ProgressBar:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
+    from .kernels import ensure_prepared
+
+    ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
     from .io.images import load_image, load_mask
     from .io.ora import OraLayer, write_ora
@@ -131,11 +134,28 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .kernels import ensure_prepared
+
+    # before the server (and pymatting) is imported; the Krita docker shows these lines while it waits for READY
+    ensure_prepared(lambda text: print(f"PREPARING {text}", flush=True))
     from .server import Server, ServerConfig
 
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
                                  parent_pid=args.parent_pid, models=model_config(args), keys=args.keys))
     return server.run()
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .kernels import prepare, stamp_path
+
+    missing = prepare(lambda text: print(text, flush=True))
+    if missing:
+        print(f"error: these cached kernels were not compiled by the warm-up: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_INTERNAL
+    stamp = stamp_path()
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text("prepared by `layeringdiff prepare`\n", encoding="utf-8")
+    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -360,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
+
+    pp = sub.add_parser("prepare", help="compile the image kernels now (the installer runs this; else the first "
+                                        "split or serve does)")
+    pp.set_defaults(func=cmd_prepare)
 
     kp = sub.add_parser("keys", help="CURVE keys for serving beyond loopback: `init DIR`, then `client DIR NAME` "
                                      "per artist's machine (delete DIR/clients/NAME.key to revoke it)")

@@ -6,6 +6,8 @@ import subprocess
 import threading
 from typing import Deque, List, Optional
 
+from .messages import PREPARING_PREFIX
+
 READY_PREFIX = "READY "
 LOG_LINES = 40
 
@@ -24,6 +26,7 @@ class BackendProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.endpoint: Optional[str] = None
         self.start_error = ""
+        self.phase = ""  # what the backend said it is doing before READY (e.g. compiling its kernels)
         self._log: Deque[str] = collections.deque(maxlen=LOG_LINES)
         self._lock = threading.Lock()
 
@@ -54,11 +57,13 @@ class BackendProcess:
                 self._log.append(line)
             if is_stdout and self.endpoint is None:
                 self.endpoint = parse_ready(line)
+                if line.startswith(PREPARING_PREFIX):
+                    self.phase = line[len(PREPARING_PREFIX):]
 
     def exit_code(self) -> Optional[int]:
         return None if self.proc is None else self.proc.poll()
 
-    def log_tail(self, lines: int = 8) -> str:
+    def log_tail(self, lines: int = 12) -> str:
         with self._lock:
             return "\n".join(list(self._log)[-lines:])
 

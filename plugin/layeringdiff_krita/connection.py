@@ -33,6 +33,7 @@ CLIENT_NAME = "layeringdiff-krita"
 
 
 class State:
+    STARTING = "starting"  # the docker's own backend process has not said READY yet (no time limit)
     CONNECTING = "connecting"
     CONNECTED = "connected"
     INCOMPATIBLE = "incompatible"

@@ -25,10 +25,11 @@ from layering_protocol import (
 
 from .backend_process import BackendProcess
 from .connection import BackendClient, State
+from .messages import model_hint, starting_status
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
 
-READY_TIMEOUT_S = 120.0
+STARTING_UPDATE_S = 1.0  # how often the starting backend's elapsed time is refreshed
 # ControlNets of the backend: lines of a sketch layer, or a depth-map layer (and how messages name them)
 GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
 USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE,
@@ -56,10 +57,11 @@ class Job:
     phrase: str = ""
     index: int = 1
     size: Tuple[int, int] = (0, 0)
-    state: str = "sent"  # sent | running | cancelling
+    state: str = "sent"  # sent | running | cancelling | waiting (result held until its document is active)
     stage: str = ""
     started: float = field(default_factory=time.monotonic)
-
+    note: str = ""  # said before the result's own message
+    result: Any = None  # a result waiting for its document
 
 
 class Controller:
@@ -73,6 +75,7 @@ class Controller:
         self.client: Optional[BackendClient] = None
         self.job: Optional[Job] = None
         self._process_started = 0.0
+        self._starting_shown = 0.0
         self._reported_state = ""
         self._in_tick = False
 
@@ -82,10 +85,12 @@ class Controller:
             self.process = BackendProcess(self.settings.backend_command())
             self._process_started = self.clock()
             if not self.process.start():
-                self._set_connection(State.LOST, self.process.start_error + ". Set the Python that has the "
-                                     "layeringdiff backend installed in Settings, then Restart.")
+                error, self.process = self.process.start_error, None
+                self._set_connection(State.LOST, error + ". Set the Python that has the layeringdiff backend "
+                                     "installed in Settings, then Restart.")
                 return
-            self._set_connection(State.CONNECTING, "starting the backend...")
+            self._starting_shown = self.clock()
+            self._set_connection(State.STARTING, starting_status(0, ""))
         else:
             self._connect(self.settings.endpoint)
 
@@ -103,7 +108,7 @@ class Controller:
         self.start()
 
     def shutdown(self) -> None:
-        if self.job is not None:
+        if self._job_running():  # a result waiting for its document stays: it needs no backend
             self._fail_job("the backend was stopped")
         if self.client is not None:
             self.client.close()
@@ -133,12 +138,15 @@ class Controller:
                 self._connect(self.process.endpoint)
             elif self.process.exit_code() is not None:
                 self._backend_gone(f"the backend exited (code {self.process.exit_code()}):\n"
-                                   f"{self.process.log_tail()}")
+                                   f"{self.process.log_tail() or '(it printed nothing)'}")
                 return
-            elif self.clock() - self._process_started > READY_TIMEOUT_S:
-                self._backend_gone(f"the backend did not start within {READY_TIMEOUT_S:.0f} s:\n"
-                                   f"{self.process.log_tail()}")
+            else:  # no time limit while it lives: the first start compiles kernels for as long as that takes
+                if self.clock() - self._starting_shown >= STARTING_UPDATE_S:
+                    self._starting_shown = self.clock()
+                    self._set_connection(State.STARTING, starting_status(self.clock() - self._process_started,
+                                                                         self.process.phase))
                 return
+        self._insert_waiting_result()
         if self.client is None:
             return
         for env in self.client.poll():
@@ -151,12 +159,16 @@ class Controller:
             if self.client.state == State.LOST:
                 self._backend_gone(self.client.detail)
             else:
-                if self.job is not None and self.client.state in (State.REFUSED, State.INCOMPATIBLE):
+                if self._job_running() and self.client.state in (State.REFUSED, State.INCOMPATIBLE):
                     self._fail_job(f"the backend connection failed ({self.client.detail})")
                 self._set_connection(self.client.state, self.client.detail)
 
+    def _job_running(self) -> bool:
+        """A job the backend still works on (a result waiting for its document needs no backend)."""
+        return self.job is not None and self.job.state != "waiting"
+
     def _backend_gone(self, why: str) -> None:
-        if self.job is not None:
+        if self._job_running():
             self._fail_job(f"lost the backend ({why.splitlines()[0]})")
         if self.client is not None:
             self.client.close()
@@ -169,6 +181,10 @@ class Controller:
 
     # ---- user actions -------------------------------------------------------------------------
     def _require_idle_connection(self) -> None:
+        if self.job is not None and self.job.state == "waiting":
+            raise UserError(f"The layers of the last {self.job.kind} wait for the document "
+                            f"'{self.bridge.document_name(self.job.doc)}': switch to it to insert them, or press "
+                            "Cancel to drop them.")
         if self.job is not None:
             raise UserError("A job is running: wait for it or press Cancel.")
         if self.client is None or not self.client.connected:
@@ -184,8 +200,25 @@ class Controller:
                  guide: str = "", guide_strength: float = 0.5) -> None:
         self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative, guide, guide_strength))
 
+    def undo_last(self) -> None:
+        """The docker's Undo button: take back the last split, peel or generate in one step."""
+        if self.job is not None:
+            self.view.show_message("A job is running: wait for it or press Cancel.", error=True)
+            return
+        try:
+            text = self.bridge.undo_last()
+        except UserError as exc:
+            self.view.show_message(str(exc), error=True)
+            return
+        self.view.set_undo("")
+        self.view.show_message(text)
+
     def cancel(self) -> None:
         job = self.job
+        if job is not None and job.state == "waiting":  # the result is here: drop it
+            self._finish()
+            self.view.show_message("The result was dropped: the document is unchanged.")
+            return
         if job is None or self.client is None:
             return
         job.state = "cancelling"
@@ -220,15 +253,17 @@ class Controller:
         options: dict = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
         if edge > 0 and mask is not None and not exact_alpha:
             options["band"] = int(edge)
+        note = ""
+        index = self.bridge.peel_index(layer) if kind == "peel" else None
+        if kind == "peel" and index is None:
+            kind, note = "split", f"'{layer.name}' is not a background a split left, so Peel made a group. "
         if kind == "peel":
-            index = self.bridge.peel_index(layer)
             message: Any = Peel(layer.image, mask=mask, phrase=phrase or None, index=index, options=options)
         else:
-            index = 1
             message = Split(layer.image, mask=mask, phrase=phrase or None, options=options)
         assert self.client is not None
         job_id = self.client.send(message)
-        self._begin(Job(job_id, kind, doc, layer, phrase, index))
+        self._begin(Job(job_id, kind, doc, layer, phrase, index or 1, note=note))
 
     def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                   guide: str = "", guide_strength: float = 0.5) -> None:
@@ -243,8 +278,9 @@ class Controller:
             raise UserError("Mark the foreground words with brackets, e.g. [a red fox] in the snow.")
         if guide and guide not in GUIDE_NAMES:
             raise UserError(f"Unknown guide '{guide}': choose one of {', '.join(GUIDE_NAMES)}.")
-        # a guide is a layer of the active document, and the layers it guides go over it there
-        doc = self.bridge.active_document() if guide else self.bridge.document_for_generate(width, height)
+        # a guide is a layer of the active document, and the layers it guides go over it there; without a
+        # document the result makes one (only then: a failed Generate leaves nothing behind)
+        doc = self.bridge.active_document() if guide else self.bridge.current_document()
         control_image = self.bridge.read_guide(doc, width, height) if guide else None
         dtype, order = self.bridge.document_format(doc)
         options: dict = {"dtype": dtype, "order": order}
@@ -282,11 +318,14 @@ class Controller:
                 self._finish()
                 self.view.show_message("Cancelled: the document is unchanged.")
                 return
-            self.view.set_progress("inserting layers", 1.0)
-            try:
-                self._apply(job, msg)
-            finally:
-                self._finish()  # only now: the job counts as running until its layers are in
+            job.result = msg
+            if job.doc is not None and self.bridge.document_is_open(job.doc) and not self.bridge.can_apply(job.doc):
+                job.state = "waiting"  # Krita's undoable actions act on the active document only
+                self.view.set_progress("waiting for its document", 1.0)
+                self.view.show_message(f"The layers are ready: switch to the document "
+                                       f"'{self.bridge.document_name(job.doc)}' to insert them (Cancel drops them).")
+                return
+            self._insert(job)
         elif isinstance(msg, Cancelled):
             self._finish()
             self.view.show_message("Cancelled: the document is unchanged.")
@@ -294,12 +333,28 @@ class Controller:
             self._finish()
             # details of these codes tell the user what to do; others (tracebacks) stay in the backend log
             hint = msg.detail if msg.code in USER_DETAIL_CODES else ""
+            if msg.code == ErrorCode.NOT_AVAILABLE:
+                hint = model_hint(hint, self.settings.model_dirs.get("all", ""))
             text = msg.text[0].upper() + msg.text[1:] if msg.text else msg.code
             self.view.show_message(f"{text}." + (f" {hint[0].upper() + hint[1:]}." if hint else "")
                                    + " The document is unchanged.", error=True)
 
+    def _insert_waiting_result(self) -> None:
+        job = self.job
+        if job is None or job.state != "waiting":
+            return
+        if not self.bridge.document_is_open(job.doc) or self.bridge.can_apply(job.doc):
+            self._insert(job)
+
+    def _insert(self, job: Job) -> None:
+        self.view.set_progress("inserting layers", 1.0)
+        try:
+            self._apply(job, job.result)
+        finally:
+            self._finish()  # only now: the job counts as running until its layers are in
+
     def _apply(self, job: Job, result: Result) -> None:
-        if not self.bridge.document_is_open(job.doc):
+        if job.doc is not None and not self.bridge.document_is_open(job.doc):
             self.view.show_message("The document that started this job was closed, so the result was "
                                    "not inserted anywhere.", error=True)
             return
@@ -313,6 +368,8 @@ class Controller:
         except UserError as exc:
             self.view.show_message(str(exc), error=True)
             return
+        self.view.set_undo(f"Undo {job.kind}" if self.bridge.last is not None else "")
+        text = job.note + text
         err = result.info.get("recomposition_error")
         seconds = self.clock() - job.started
         if result.info.get("control"):

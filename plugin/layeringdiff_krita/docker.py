@@ -12,6 +12,7 @@ from .qt import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -19,6 +20,8 @@ from .qt import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     Qt,
     QTimer,
@@ -31,7 +34,9 @@ from .views import ViewGroup
 DOCKER_ID = "layeringdiff_docker"
 TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
-STATE_COLOURS = {State.CONNECTED: "#3a3", State.CONNECTING: "#c90", State.LOST: "#d33",
+TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
+MIN_TEXT_LINES = 3  # ... and at least this many when the docker is squeezed
+STATE_COLOURS = {State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 
@@ -48,6 +53,24 @@ def _button(text: str, name: str, slot) -> QPushButton:
     button.setObjectName(name)
     button.clicked.connect(slot)
     return button
+
+
+def _text_area(label: QLabel, lines: int) -> QScrollArea:
+    """A label that wraps, selectable, at most `lines` lines tall (it scrolls beyond): status and message
+    stay in view at any docker height, outside the scrolled controls."""
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    area = QScrollArea()
+    area.setWidget(label)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    line = label.fontMetrics().lineSpacing()
+    area.setMinimumHeight(MIN_TEXT_LINES * line + 4)
+    area.setMaximumHeight(lines * line + 4)
+    area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+    return area
 
 
 _SHARED: dict = {}
@@ -69,71 +92,35 @@ def shared_controller(settings: Settings) -> Controller:
 class LayeringDiffDocker(DockWidget):
     def __init__(self) -> None:
         super().__init__()
+        self._undo_label = ""
         self.setWindowTitle("LayeringDiff")
         self.settings = Settings.from_json(Krita.instance().readSetting(SETTINGS_GROUP, "settings", ""))
         root = QWidget(self)
-        layout = QVBoxLayout(root)
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(4, 4, 4, 4)
 
+        # fixed at the top: the backend's status
         status_row = QHBoxLayout()
         self.status = QLabel("not connected")
         self.status.setObjectName("ld_status")
-        self.status.setWordWrap(True)
         self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
         self.restart_button.setVisible(False)
-        status_row.addWidget(self.status, 1)
-        status_row.addWidget(self.restart_button)
-        layout.addLayout(status_row)
+        status_row.addWidget(_text_area(self.status, TEXT_LINES), 1)
+        status_row.addWidget(self.restart_button, 0, Qt.AlignmentFlag.AlignTop)
+        outer.addLayout(status_row)
 
-        gen = QGroupBox("Generate")
-        gen_form = QFormLayout(gen)
-        self.prompt = QPlainTextEdit()
-        self.prompt.setObjectName("ld_prompt")
-        self.prompt.setPlaceholderText("[a red fox] sitting in a snowy forest")
-        self.prompt.setMaximumHeight(70)
-        gen_form.addRow(self.prompt)
-        self.negative = _line("", "negative prompt (optional)", "ld_negative")
-        gen_form.addRow(self.negative)
-        size_row = QHBoxLayout()
-        self.width_box, self.height_box = QSpinBox(), QSpinBox()
-        for box, name in ((self.width_box, "ld_width"), (self.height_box, "ld_height")):
-            box.setRange(256, 2048)
-            box.setSingleStep(64)
-            box.setValue(1024)
-            box.setObjectName(name)
-            size_row.addWidget(box)
-        size_row.addWidget(_button("Canvas", "ld_canvas_size", self.on_canvas_size))
-        gen_form.addRow("Size", size_row)
-        guide_row = QHBoxLayout()
-        self.guide = QComboBox()
-        self.guide.setObjectName("ld_guide")
-        for text, value in (("None", ""), ("Sketch lines of the active layer (canny)", "canny"),
-                            ("Depth map in the active layer", "depth")):
-            self.guide.addItem(text, value)
-        self.guide.setToolTip("ControlNet guide, read from the active layer over the area that will be generated "
-                              "(the canvas's top-left corner, at the size above)")
-        self.guide_strength = QDoubleSpinBox()
-        self.guide_strength.setObjectName("ld_guide_strength")
-        self.guide_strength.setRange(0.0, 2.0)
-        self.guide_strength.setSingleStep(0.05)
-        self.guide_strength.setValue(0.5)
-        self.guide_strength.setToolTip("how strongly the guide steers the picture")
-        self.guide.currentIndexChanged.connect(lambda *_: self.guide_strength.setEnabled(bool(self.guide_value())))
-        self.guide_strength.setEnabled(False)
-        guide_row.addWidget(self.guide, 1)
-        guide_row.addWidget(self.guide_strength)
-        gen_form.addRow("Guide", guide_row)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 150)
-        self.steps.setValue(30)
-        self.steps.setObjectName("ld_steps")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setObjectName("ld_seed")
-        gen_form.addRow("Steps", self.steps)
-        gen_form.addRow("Seed", self.seed)
-        self.generate_button = _button("Generate layered", "ld_generate", self.on_generate)
-        gen_form.addRow(self.generate_button)
-        layout.addWidget(gen)
+        # the controls scroll when the docker is short
+        controls = QWidget()
+        controls.setObjectName("ld_controls")
+        layout = QVBoxLayout(controls)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("ld_scroll")
+        self.scroll.setWidget(controls)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setMinimumHeight(60)
+        outer.addWidget(self.scroll, 1)
 
         split = QGroupBox("Split")
         split_form = QVBoxLayout(split)
@@ -163,22 +150,58 @@ class LayeringDiffDocker(DockWidget):
         split_form.addLayout(buttons)
         layout.addWidget(split)
 
-        progress_row = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setObjectName("ld_progress")
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("idle")
-        self.cancel_button = _button("Cancel", "ld_cancel", self.on_cancel)
-        self.cancel_button.setEnabled(False)
-        progress_row.addWidget(self.progress, 1)
-        progress_row.addWidget(self.cancel_button)
-        layout.addLayout(progress_row)
-
-        self.message = QLabel("")
-        self.message.setObjectName("ld_message")
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.message)
+        gen = QGroupBox("Generate")
+        gen_form = QFormLayout(gen)
+        self.prompt = QPlainTextEdit()
+        self.prompt.setObjectName("ld_prompt")
+        self.prompt.setPlaceholderText("[a red fox] sitting in a snowy forest")
+        self.prompt.setMaximumHeight(70)
+        gen_form.addRow(self.prompt)
+        self.negative = _line("", "negative prompt (optional)", "ld_negative")
+        gen_form.addRow(self.negative)
+        size_row = QHBoxLayout()
+        self.width_box, self.height_box = QSpinBox(), QSpinBox()
+        for box, name in ((self.width_box, "ld_width"), (self.height_box, "ld_height")):
+            box.setRange(256, 2048)
+            box.setSingleStep(64)
+            box.setValue(1024)
+            box.setObjectName(name)
+            size_row.addWidget(box)
+        size_row.addWidget(_button("Canvas", "ld_canvas_size", self.on_canvas_size))
+        gen_form.addRow("Size", size_row)
+        guide_row = QHBoxLayout()
+        self.guide = QComboBox()
+        self.guide.setObjectName("ld_guide")
+        self.guide.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)  # narrow
+        self.guide.setMinimumContentsLength(8)
+        for text, value in (("None", ""), ("Sketch lines of the active layer (canny)", "canny"),
+                            ("Depth map in the active layer", "depth")):
+            self.guide.addItem(text, value)
+        self.guide.setToolTip("ControlNet guide, read from the active layer over the area that will be generated "
+                              "(the canvas's top-left corner, at the size above)")
+        self.guide_strength = QDoubleSpinBox()
+        self.guide_strength.setObjectName("ld_guide_strength")
+        self.guide_strength.setRange(0.0, 2.0)
+        self.guide_strength.setSingleStep(0.05)
+        self.guide_strength.setValue(0.5)
+        self.guide_strength.setToolTip("how strongly the guide steers the picture")
+        self.guide.currentIndexChanged.connect(lambda *_: self.guide_strength.setEnabled(bool(self.guide_value())))
+        self.guide_strength.setEnabled(False)
+        guide_row.addWidget(self.guide, 1)
+        guide_row.addWidget(self.guide_strength)
+        gen_form.addRow("Guide", guide_row)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.steps.setValue(30)
+        self.steps.setObjectName("ld_steps")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setObjectName("ld_seed")
+        gen_form.addRow("Steps", self.steps)
+        gen_form.addRow("Seed", self.seed)
+        self.generate_button = _button("Generate layered", "ld_generate", self.on_generate)
+        gen_form.addRow(self.generate_button)
+        layout.addWidget(gen)
 
         self.settings_box = QGroupBox("Settings")
         self.settings_box.setCheckable(True)
@@ -205,6 +228,31 @@ class LayeringDiffDocker(DockWidget):
         self._show_settings(False)
         layout.addWidget(self.settings_box)
         layout.addStretch(1)
+        # scroll up and down only: as wide as the controls need, so nothing is cut off at the right
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(controls.minimumSizeHint().width() + bar)
+
+        # fixed at the bottom: progress, Cancel, Undo and the last message
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("ld_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("idle")
+        self.cancel_button = _button("Cancel", "ld_cancel", self.on_cancel)
+        self.cancel_button.setEnabled(False)
+        self.undo_button = _button("Undo split", "ld_undo", self.on_undo)
+        self.undo_button.setEnabled(False)
+        self.undo_button.setToolTip("Takes back the last split, peel or generate in one step, while nothing else "
+                                    "has changed the document since")
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        progress_row.addWidget(self.undo_button)
+        outer.addLayout(progress_row)
+        self.message = QLabel("")
+        self.message.setObjectName("ld_message")
+        self.message_area = _text_area(self.message, TEXT_LINES)
+        outer.addWidget(self.message_area)
         self.setWidget(root)
 
         self.controller = shared_controller(self.settings)
@@ -224,6 +272,13 @@ class LayeringDiffDocker(DockWidget):
         for button in (self.generate_button, self.split_button, self.peel_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
+        self.undo_button.setEnabled(not busy and self._undo_label != "")
+
+    def set_undo(self, label: str) -> None:
+        self._undo_label = label
+        if label:
+            self.undo_button.setText(label)
+        self.undo_button.setEnabled(bool(label) and not self.cancel_button.isEnabled())
 
     def set_progress(self, stage: str, fraction: float) -> None:
         if fraction < 0:
@@ -273,6 +328,9 @@ class LayeringDiffDocker(DockWidget):
 
     def on_cancel(self) -> None:
         self.controller.cancel()
+
+    def on_undo(self) -> None:
+        self.controller.undo_last()
 
     def on_restart(self) -> None:
         self.controller.restart()

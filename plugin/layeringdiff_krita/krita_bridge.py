@@ -1,35 +1,125 @@
-"""The only module that touches the `krita` API: read the active layer and selection, insert results.
+"""The only module that touches the `krita` API: read the active layer and selection, insert results, take
+the last operation back.
 
-Layers are only ever added: Split hides the source layer and adds a group above it; Peel adds the next
-foreground and background inside the same group and hides the peeled background.
+Layers are only ever added, and every state Krita's own undo and redo reach shows the picture from before or
+after the operation. What makes that work (seen in the real Krita 5.1.5):
+- New layers are built with their pixels, masks and layer style in a scratch document, and the finished
+  group goes in as one copy: one "Add Layer" on the document's history, however many layers it holds.
+- The source is hidden with Krita's toggle_layer_visibility action (Node.setVisible leaves no history entry),
+  after the group is in: an undo step in between shows both layers, never neither.
+- A peel's two layers go in as one temporary group that Krita's quick_ungroup then dissolves into the group
+  of the split, so the foregrounds stay side by side in one group.
+Krita's actions act on the active view, so results are inserted only while their document is the active one.
 """
 
-from typing import Any, Optional
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple
 
 from krita import Krita
 
 from .controller import Job, LayerPixels, UserError
+from .naming import foreground_number, group_name, is_background, layer_names, next_index, unique, with_article
 from .pixels import UnsupportedFormat, layer_format, layer_image
 
 ACTIVATE_DELAY_MS = 50
+NEW_DOCUMENT_FORMAT = ("RGBA", "U8")
+KEPT_MASKS = ("transparencymask", "filtermask", "transformmask")  # act on the group's picture as on the layer's
+IGNORED_MASKS = ("selectionmask",)  # a layer's local selection does not change how it looks
+History = Tuple[List[str], int]  # the History docker's entries ("<empty>" first) and the current row
+
+
+class KritaUi:
+    """The Qt side of the real Krita: its event loop, timers and History docker (Qt is imported only here)."""
+
+    def process_events(self) -> None:
+        from .qt import QApplication
+
+        QApplication.processEvents()
+
+    def later(self, ms: int, action: Callable[[], Any]) -> None:
+        from .qt import QTimer
+
+        QTimer.singleShot(ms, action)
+
+    def history(self) -> Optional[History]:
+        """The undo history of the active view's document as the History docker lists it, or None."""
+        from .qt import QDockWidget, QListView
+
+        window = Krita.instance().activeWindow()
+        if window is None:
+            return None
+        docks = [d for d in window.qwindow().findChildren(QDockWidget) if d.objectName() == "History"]
+        listing = docks[0].findChild(QListView) if docks else None
+        if listing is None or listing.model() is None:
+            return None
+        model = listing.model()
+        return [str(model.data(model.index(row, 0))) for row in range(model.rowCount())], listing.currentIndex().row()
+
+
+@dataclass
+class Applied:
+    """What the last operation did, to take it back while nothing else has changed the document."""
+    doc: Any
+    kind: str
+    what: str  # "split of 'photo'"
+    before: Optional[History]
+    after: Optional[History]
+    fingerprint: list
+    active_id: Any  # the layer that was active before
+    shown_again: List[Any] = field(default_factory=list)  # layers hidden without undo (to show again)
 
 
 class KritaBridge:
+    def __init__(self, ui: Any = None) -> None:
+        self.ui = ui or KritaUi()
+        self.last: Optional[Applied] = None
+
+    # ---- documents ----------------------------------------------------------------------------
     def active_document(self) -> Any:
         doc = Krita.instance().activeDocument()
         if doc is None:
             raise UserError("Open or create a document first.")
         return doc
 
+    def current_document(self) -> Any:
+        """The active document, or None (Generate then makes a new one when its result arrives)."""
+        return Krita.instance().activeDocument()
+
     def document_is_open(self, doc: Any) -> bool:
         return any(d == doc for d in Krita.instance().documents())
 
+    def document_name(self, doc: Any) -> str:
+        return doc.name() or os.path.basename(doc.fileName() or "") or "untitled"
+
+    def can_apply(self, doc: Any) -> bool:
+        """Whether doc is in the active view: Krita's hide-with-undo and ungroup actions act there."""
+        window = Krita.instance().activeWindow()
+        view = window.activeView() if window is not None else None
+        return view is not None and view.document() == doc
+
+    def document_format(self, doc: Any) -> tuple[str, str]:
+        """(dtype, order) that new layers of this document take in setPixelData."""
+        try:
+            return layer_format(doc.colorModel(), doc.colorDepth()) if doc is not None \
+                else layer_format(*NEW_DOCUMENT_FORMAT)
+        except UnsupportedFormat as exc:
+            raise UserError(str(exc)) from None
+
+    # ---- reading --------------------------------------------------------------------------------
     def read_active_layer(self, doc: Any) -> LayerPixels:
         node = doc.activeNode()
         if node is None:
             raise UserError("Choose a layer in the Layers docker first.")
         if node.type() != "paintlayer":
-            raise UserError(f"'{node.name()}' is a {node.type()}: choose a paint layer to split.")
+            hint = ("choose one of the paint layers inside it" if node.type() == "grouplayer"
+                    else "Layer > Convert > to Paint Layer makes one from it")
+            raise UserError(f"'{node.name()}' is {with_article(node.type())}: choose a paint layer to split ({hint}).")
+        for mask in node.childNodes():
+            if mask.type() not in KEPT_MASKS + IGNORED_MASKS:
+                raise UserError(f"'{node.name()}' has {with_article(mask.type())} ('{mask.name()}'), which the new "
+                                "layers cannot carry over: apply it or remove it first (its right-click menu in "
+                                "the Layers docker).")
         try:
             layer_format(node.colorModel(), node.colorDepth())
         except UnsupportedFormat as exc:
@@ -68,112 +158,308 @@ class KritaBridge:
         x, y, w, h = layer.rect
         return bytes(selection.pixelData(x, y, w, h))
 
-    def peel_index(self, layer: LayerPixels) -> int:
+    def peel_index(self, layer: LayerPixels) -> Optional[int]:
+        """The number of the next foreground when the layer is a background a split left, else None."""
         parent = layer.node.parentNode()
-        siblings = parent.childNodes() if parent is not None else []
-        return 1 + sum(1 for n in siblings if n.name().endswith(" foreground") or " foreground " in n.name())
-
-    def document_format(self, doc: Any) -> tuple[str, str]:
-        """(dtype, order) that new layers of this document take in setPixelData."""
-        try:
-            return layer_format(doc.colorModel(), doc.colorDepth())
-        except UnsupportedFormat as exc:
-            raise UserError(str(exc)) from None
-
-    def document_for_generate(self, width: int, height: int) -> Any:
-        doc = Krita.instance().activeDocument()
-        if doc is not None:
-            return doc
-        doc = Krita.instance().createDocument(width, height, "LayeringDiff", "RGBA", "U8", "", 300.0)
-        window = Krita.instance().activeWindow()
-        if window is not None:
-            window.addView(doc)
-        return doc
+        if parent is None or parent.parentNode() is None or not is_background(layer.node.name()):
+            return None
+        names = [n.name() for n in parent.childNodes()]
+        if not any(foreground_number(n) is not None for n in names):
+            return None
+        return next_index(names)
 
     # ---- inserting results ----------------------------------------------------------------------
-    def _paint_layer(self, doc: Any, name: str, like: Optional[Any]) -> Any:
-        node = doc.createNode(name, "paintlayer")
-        if like is not None and (node.colorModel(), node.colorDepth()) != (like.colorModel(), like.colorDepth()):
-            node.setColorSpace(like.colorModel(), like.colorDepth(), like.colorProfile())
-        return node
-
-    def _activate(self, doc: Any, node: Any) -> None:
-        # Krita activates each newly added layer from queued signals that run after this call returns,
-        # so set the active layer again once the event loop has delivered them.
-        doc.waitForDone()
-        doc.setActiveNode(node)
-        try:
-            from .qt import QTimer
-        except ImportError:  # outside Krita (tests with a mock krita and no Qt binding)
-            return
-        QTimer.singleShot(ACTIVATE_DELAY_MS, lambda: self.document_is_open(doc) and doc.setActiveNode(node))
-
-    def _fill_or_undo(self, added: list, fills: list, x: int, y: int) -> None:
-        """Pixels can only be set once the layers are in the document; if Krita refuses them, take out
-        the layers just added so the document is as it was."""
-        for node, image in fills:
-            # Krita 5.1 returns None (void), later versions a bool: only False is a refusal
-            if node.setPixelData(bytes(image.data), x, y, image.width, image.height) is False:
-                for new in added:
-                    new.remove()
-                raise UserError(f"Krita refused the pixels for layer '{node.name()}'; the document is unchanged.")
-
     def apply_split(self, job: Job, result: Any) -> str:
         doc, layer = job.doc, job.layer
         assert layer is not None
-        source = layer.node
+        source = self._live(doc, layer.node, layer.name)
+        parent = source.parentNode()
+        before, active_id = self._state(doc)
+        name = group_name(layer.name, job.phrase, self._all_names(doc))
+        fg_name, bg_name = layer_names(1, job.phrase)
         x, y, _, _ = layer.rect
-        name = job.phrase or layer.name
-        group = doc.createGroupLayer(name)
-        background = self._paint_layer(doc, f"{name} background", source)
-        foreground = self._paint_layer(doc, f"{name} foreground", source)
-        parent = source.parentNode() or doc.rootNode()
-        parent.addChildNode(group, source)
-        group.addChildNode(background, None)
-        group.addChildNode(foreground, background)
-        self._fill_or_undo([group], [(background, result.background), (foreground, result.foreground)], x, y)
-        source.setVisible(False)
-        self._activate(doc, background)  # ready for Peel next with a new selection
-        doc.refreshProjection()
-        return f"Split '{layer.name}' into group '{name}'; the original layer is hidden, not changed"
+        group = self._build(doc, name, [(bg_name, result.background), (fg_name, result.foreground)], x, y,
+                            like=source, look=source)
+        group = self._insert(doc, parent, group, source)
+        shown = [] if self._hide(doc, source, group) else [source]
+        self._activate(doc, self._child(group, bg_name))  # ready for Peel next with a new selection
+        self._record(doc, "split", f"split of '{layer.name}'", before, active_id, shown)
+        hidden = (f"'{layer.name}' is hidden, not changed" if group.visible()
+                  else f"'{layer.name}' was hidden, so the group is hidden too")
+        return f"Split '{layer.name}' into group '{name}' ({fg_name}, {bg_name}); {hidden}" + self._undo_note(shown)
 
     def apply_peel(self, job: Job, result: Any) -> str:
         doc, layer = job.doc, job.layer
         assert layer is not None
-        old_background = layer.node
+        old = self._live(doc, layer.node, layer.name)
+        parent = old.parentNode()
+        before, active_id = self._state(doc)
+        fg_name, bg_name = layer_names(job.index, job.phrase, [n.name() for n in parent.childNodes()])
         x, y, _, _ = layer.rect
-        name = job.phrase or f"layer {job.index}"
-        parent = old_background.parentNode() or doc.rootNode()
-        background = self._paint_layer(doc, f"{name} background", old_background)
-        foreground = self._paint_layer(doc, f"{name} foreground {job.index}", old_background)
-        parent.addChildNode(background, old_background)
-        parent.addChildNode(foreground, background)
-        self._fill_or_undo([background, foreground], [(background, result.background),
-                                                      (foreground, result.foreground)], x, y)
-        old_background.setVisible(False)
+        # the old background's opacity, blend mode, masks or style only survive on a group of their own
+        keep_group = self._needs_group(old)
+        peel = self._build(doc, f"peel {job.index}", [(bg_name, result.background), (fg_name, result.foreground)],
+                           x, y, like=old, look=old if keep_group else None, layers_like=None if keep_group else old)
+        peel = self._insert(doc, parent, peel, old)
+        shown = [] if self._hide(doc, old, peel) else [old]
+        grouped = keep_group or not self._ungroup(doc, peel, old)
+        background = self._child(peel, bg_name) if grouped else self._child(parent, bg_name)
         self._activate(doc, background)
-        doc.refreshProjection()
-        return f"Peeled foreground {job.index} from '{layer.name}' (hidden, not changed)"
+        self._record(doc, "peel", f"peel of '{layer.name}'", before, active_id, shown)
+        where = f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if grouped else ""
+        return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
+                "not changed" + self._undo_note(shown))
 
     def apply_generate(self, job: Job, result: Any) -> str:
         doc = job.doc
+        phrases = list(result.info.get("phrases") or [job.phrase or "generated"])
+        layers = [result.foreground, *result.behind]  # front to back
+        labels = [phrases[i] if i < len(phrases) else f"object {i + 1}" for i in range(len(layers))]
+        names = [f"{i + 1} {label}" for i, label in enumerate(labels)]
+        bg_name = f"background {len(layers)}"
+        stack = [(bg_name, result.background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
+        if doc is None:  # made only now, so a failed Generate leaves no empty document behind
+            return self._generate_into_new_document(job, stack, bg_name)
+        before, active_id = self._state(doc)
+        name = unique(job.phrase or "generated", self._all_names(doc))
+        group = self._build(doc, name, stack, 0, 0)
+        group = self._insert(doc, doc.rootNode(), group, None)  # on top
+        self._activate(doc, self._child(group, bg_name))
+        self._record(doc, "generate", f"generated group '{name}'", before, active_id, [])
+        return f"Generated group '{name}' ({', '.join(names)}, {bg_name})"
+
+    def _generate_into_new_document(self, job: Job, stack: list, bg_name: str) -> str:
+        width, height = job.size
+        k = Krita.instance()
+        doc = k.createDocument(width, height, "LayeringDiff", *NEW_DOCUMENT_FORMAT, "", 300.0)
         name = job.phrase or "generated"
-        phrases = list(result.info.get("phrases") or [name])
         group = doc.createGroupLayer(name)
-        background = self._paint_layer(doc, f"{name} background", None)
-        doc.rootNode().addChildNode(group, None)
-        group.addChildNode(background, None)
-        fills = [(background, result.background)]
-        below = background
-        # foregrounds front to back: [foreground, *behind]; add from the back so the front one ends on top
-        layers = [result.foreground, *result.behind]
-        for i in reversed(range(len(layers))):
-            label = phrases[i] if i < len(phrases) else f"{name} {i + 1}"
-            node = self._paint_layer(doc, f"{label} foreground", None)
-            group.addChildNode(node, below)
-            fills.append((node, layers[i]))
-            below = node
-        self._fill_or_undo([group], fills, 0, 0)
-        self._activate(doc, background)
+        nodes = [self._filled(doc, layer_name, image, 0, 0, None) for layer_name, image in stack]
+        group.setChildNodes(nodes)
+        doc.rootNode().setChildNodes([group])  # in place of the blank background, before any view: no history
         doc.refreshProjection()
-        return f"Generated '{name}' as a foreground and a background layer"
+        window = k.activeWindow()
+        if window is not None:
+            window.addView(doc)
+        job.doc = doc
+        self._activate(doc, self._child(group, bg_name))
+        self.last = None  # closing the new document is its undo
+        return f"Generated a new {width}x{height} document with group '{name}' ({', '.join(n for n, _ in stack)})"
+
+    # ---- taking the last operation back ------------------------------------------------------------
+    def undo_last(self) -> str:
+        """Take back the last split, peel or generate with Krita's own undo, or say why not."""
+        op = self.last
+        if op is None:
+            raise UserError("Nothing to take back: no split, peel or generate since Krita started (or it was "
+                            "already taken back).")
+        if not self.document_is_open(op.doc):
+            self.last = None
+            raise UserError(f"The document of the last {op.kind} was closed.")
+        if not self.can_apply(op.doc):
+            raise UserError(f"Switch to the document '{self.document_name(op.doc)}' first: the {op.kind} was made "
+                            "there.")
+        now = self.ui.history()
+        if op.before is None or op.after is None or now is None:
+            raise UserError("Cannot read Krita's undo history (the History docker), so the "
+                            f"{op.kind} cannot be taken back safely here: use Edit > Undo.")
+        (texts, index), (after_texts, after_index) = now, op.after
+        steps = after_index - op.before[1]
+        if index > after_index or texts[:after_index + 1] != after_texts[:after_index + 1]:
+            newest = texts[index] if 0 <= index < len(texts) else "?"
+            raise UserError(f"The document changed after the {op.kind} ('{newest}'), so Undo {op.kind} would take "
+                            "that back too: use Edit > Undo or the History docker, step by step.")
+        if index < after_index:
+            raise UserError(f"The {op.kind} was already taken back with Edit > Undo ({after_index - index} of "
+                            f"{steps} step{'s' if steps != 1 else ''}): press Ctrl+Z to finish, or Ctrl+Shift+Z.")
+        if self._fingerprint(op.doc) != op.fingerprint:
+            raise UserError(f"Layers changed after the {op.kind} without an undo entry (a script?), so it cannot be "
+                            "taken back exactly: use Edit > Undo.")
+        undo = Krita.instance().action("edit_undo")
+        for _ in range(steps):
+            undo.trigger()
+            op.doc.waitForDone()
+        for node in op.shown_again:  # hidden without an undo entry: shown again by hand
+            node.setVisible(True)
+        active = self._find(op.doc, op.active_id)
+        if active is not None:
+            self._activate(op.doc, active)
+        op.doc.refreshProjection()
+        self.last = None
+        left = self.ui.history()
+        if left is None or left[1] != op.before[1]:
+            raise UserError(f"Krita's undo history did not go back as expected: check the {op.kind} in the History "
+                            "docker.")
+        return f"Took back the {op.what}: the document is as it was before."
+
+    # ---- building blocks ---------------------------------------------------------------------------
+    def _build(self, doc: Any, name: str, layers: list, x: int, y: int, like: Any = None, look: Any = None,
+               layers_like: Any = None) -> Any:
+        """A group of paint layers [(name, image)], bottom first, built in a scratch document so that nothing
+        lands on doc's history; with look, the group takes that layer's look; with layers_like, the layers take
+        its visibility and colour label. Returns a copy in no document yet (use what _insert returns)."""
+        k = Krita.instance()
+        scratch = k.createDocument(doc.width(), doc.height(), "layeringdiff scratch", doc.colorModel(),
+                                   doc.colorDepth(), doc.colorProfile(), doc.resolution())
+        try:
+            group = scratch.createGroupLayer(name)
+            nodes = [self._filled(scratch, layer_name, image, x, y, like) for layer_name, image in layers]
+            for node in nodes if layers_like is not None else []:  # hidden before insertion: inserted hidden
+                node.setVisible(layers_like.visible())
+                node.setColorLabel(layers_like.colorLabel())
+            group.setChildNodes(nodes)
+            scratch.rootNode().addChildNode(group, None)  # masks only go on a group that has a parent
+            if look is not None:
+                self._copy_look(look, group)
+            return group.duplicate()
+        finally:
+            scratch.close()
+
+    def _filled(self, doc: Any, name: str, image: Any, x: int, y: int, like: Any) -> Any:
+        node = doc.createNode(name, "paintlayer")
+        if like is not None and (node.colorModel(), node.colorDepth()) != (like.colorModel(), like.colorDepth()):
+            node.setColorSpace(like.colorModel(), like.colorDepth(), like.colorProfile())
+        # Krita 5.1 returns None (void), later versions a bool: only False is a refusal
+        if node.setPixelData(bytes(image.data), x, y, image.width, image.height) is False:
+            raise UserError(f"Krita refused the pixels for layer '{name}'; the document is unchanged.")
+        return node
+
+    def _copy_look(self, source: Any, group: Any) -> None:
+        """The source's look on the group: its layers inside stay normal at 100%, so the picture is the same."""
+        group.setOpacity(source.opacity())
+        if source.blendingMode() != group.blendingMode():
+            group.setBlendingMode(source.blendingMode())
+        group.setVisible(source.visible())
+        group.setInheritAlpha(source.inheritAlpha())
+        group.setColorLabel(source.colorLabel())
+        for mask in source.childNodes():
+            if mask.type() in KEPT_MASKS:
+                group.addChildNode(mask.duplicate(), None)
+        style = source.layerStyleToAsl() if hasattr(source, "layerStyleToAsl") else ""
+        if style:
+            group.setLayerStyleFromAsl(style)
+
+    def _needs_group(self, node: Any) -> bool:
+        style = node.layerStyleToAsl() if hasattr(node, "layerStyleToAsl") else ""
+        return (node.opacity() != 255 or node.blendingMode() != "normal" or node.inheritAlpha() or bool(style)
+                or any(m.type() in KEPT_MASKS for m in node.childNodes()))
+
+    def _insert(self, doc: Any, parent: Any, node: Any, above: Any) -> Any:
+        """Insert a node built elsewhere; returns it as found in doc (the copy's own handle is not doc's)."""
+        uid = node.uniqueId()
+        parent.addChildNode(node, above)
+        doc.waitForDone()
+        self.ui.process_events()  # Krita activates a new layer from queued signals: let them run now
+        found = self._find(doc, uid)
+        if found is None:
+            raise UserError("Krita did not insert the new layers; the document is unchanged.")
+        return found
+
+    def _hide(self, doc: Any, node: Any, other: Any) -> bool:
+        """Hide node with Krita's own action, so undo shows it again. False: hidden without an undo entry."""
+        if not node.visible():
+            return True
+        if self._select_only(doc, node, other):
+            Krita.instance().action("toggle_layer_visibility").trigger()
+            doc.waitForDone()
+            if not node.visible():
+                return True
+        node.setVisible(False)
+        return False
+
+    def _ungroup(self, doc: Any, group: Any, other: Any) -> bool:
+        """Dissolve group into its parent with Krita's quick_ungroup (one undo entry)."""
+        uid = group.uniqueId()
+        if not self._select_only(doc, group, other):
+            return False
+        Krita.instance().action("quick_ungroup").trigger()
+        doc.waitForDone()
+        self.ui.process_events()
+        return self._find(doc, uid) is None
+
+    def _select_only(self, doc: Any, node: Any, other: Any) -> bool:
+        """Make node the active and only selected layer of doc's view (actions act on the selection)."""
+        for first in (None, other):
+            if first is not None:  # an active layer stays in a multi-selection: activate another one first
+                doc.setActiveNode(first)
+                self.ui.process_events()
+            doc.setActiveNode(node)
+            self.ui.process_events()
+            if self._selected(doc) == [node.uniqueId()]:
+                return True
+        return False
+
+    def _selected(self, doc: Any) -> Optional[list]:
+        window = Krita.instance().activeWindow()
+        view = window.activeView() if window is not None else None
+        if view is None or view.document() != doc:
+            return None
+        return [n.uniqueId() for n in view.selectedNodes()]
+
+    def _activate(self, doc: Any, node: Any) -> None:
+        # Krita activates each newly added layer from queued signals that can run after this call returns,
+        # so set the active layer again once the event loop has delivered them.
+        if node is None:
+            return
+        doc.waitForDone()
+        doc.setActiveNode(node)
+        try:
+            self.ui.later(ACTIVATE_DELAY_MS, lambda: self.document_is_open(doc) and doc.setActiveNode(node))
+        except ImportError:  # outside Krita
+            pass
+
+    def _live(self, doc: Any, node: Any, name: str) -> Any:
+        found = self._find(doc, node.uniqueId())
+        if found is None:
+            raise UserError(f"The layer '{name}' was deleted while the job ran, so the result was not inserted; "
+                            "the document is unchanged.")
+        return found
+
+    def _find(self, doc: Any, uid: Any) -> Any:
+        stack = list(doc.rootNode().childNodes())
+        while stack:
+            node = stack.pop()
+            if node.uniqueId() == uid:
+                return node
+            stack.extend(node.childNodes())
+        return None
+
+    def _child(self, parent: Any, name: str) -> Any:
+        return next((n for n in parent.childNodes() if n.name() == name), None)
+
+    def _all_names(self, doc: Any) -> List[str]:
+        names, stack = [], list(doc.rootNode().childNodes())
+        while stack:
+            node = stack.pop()
+            names.append(node.name())
+            stack.extend(node.childNodes())
+        return names
+
+    def _fingerprint(self, doc: Any) -> list:
+        """The layer tree with every property an undo entry could change (pixels aside)."""
+        rows: list = []
+
+        def walk(node: Any, depth: int) -> None:
+            for n in node.childNodes():
+                rows.append((depth, n.uniqueId(), n.name(), n.type(), n.visible(), n.opacity(), n.blendingMode(),
+                             n.inheritAlpha(), n.colorLabel(), n.locked()))
+                walk(n, depth + 1)
+
+        walk(doc.rootNode(), 0)
+        return rows
+
+    def _state(self, doc: Any) -> tuple:
+        active = doc.activeNode()
+        return self.ui.history() if self.can_apply(doc) else None, active.uniqueId() if active is not None else None
+
+    def _record(self, doc: Any, kind: str, what: str, before: Optional[History], active_id: Any,
+                shown_again: list) -> None:
+        doc.refreshProjection()
+        after = self.ui.history() if self.can_apply(doc) else None
+        self.last = Applied(doc, kind, what, before, after, self._fingerprint(doc), active_id, shown_again)
+
+    def _undo_note(self, shown_again: list) -> str:
+        if shown_again:
+            return (". Krita would not hide it with an undo entry (several layers selected?): Undo "
+                    f"{self.last.kind if self.last else 'split'} in this docker shows it again")
+        return ""

@@ -10,6 +10,7 @@ class ViewGroup:
         self._connection: Tuple[str, str] = ("", "")
         self._busy = False
         self._message: Tuple[str, bool] = ("", False)
+        self._undo = ""
 
     def add(self, view: Any) -> None:
         self.views.append(view)
@@ -18,6 +19,7 @@ class ViewGroup:
         view.set_busy(self._busy)
         if self._message[0]:
             view.show_message(*self._message)
+        view.set_undo(self._undo)
 
     def remove(self, view: Any) -> None:
         if view in self.views:
@@ -41,3 +43,9 @@ class ViewGroup:
         self._message = (text, error)
         for view in list(self.views):
             view.show_message(text, error)
+
+    def set_undo(self, label: str) -> None:
+        """label of the Undo button ("Undo split"), or "" when there is nothing it can take back."""
+        self._undo = label
+        for view in list(self.views):
+            view.set_undo(label)

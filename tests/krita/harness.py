@@ -196,12 +196,12 @@ def end_tagged(tag: str) -> None:
 
 
 def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: tuple[int, int] = DEFAULT_SCREEN,
-              target: Optional[KritaTarget] = None) -> dict:
-    """Start Krita with the driver running `scenario` on a screen of that size; return its report (and the
-    log on failure)."""
+              target: Optional[KritaTarget] = None, env: Optional[dict] = None) -> dict:
+    """Start Krita with the driver running `scenario` on a screen of that size (env: more variables for Krita
+    and the backend it starts); return its report (and the log on failure)."""
     target = target or current_target()
     tag = uuid.uuid4().hex
-    env = clean_env(home) | {TAG_VAR: tag, "XAUTHORITY": str(out / "Xauthority")}
+    env = clean_env(home) | (env or {}) | {TAG_VAR: tag, "XAUTHORITY": str(out / "Xauthority")}
     write_xauthority(out / "Xauthority")
     xvfb = Xvfb(target, screen, env, out / "xvfb.log", auth=out / "Xauthority")
     env |= {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}

@@ -6,6 +6,7 @@ docker's buttons and dumps layers and the document projection as raw bytes for t
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     names = [(n["name"], n["visible"]) for n in tree]
     assert ("photo", False) in names and ("cat", True) in names
     group = next(n for n in tree if n["name"] == "cat")
-    assert [c["name"] for c in group["children"]] == ["cat background", "cat foreground"]
+    assert [c["name"] for c in group["children"]] == ["background 1", "1 cat"]
     assert [n["name"] for n in tree].index("cat") > [n["name"] for n in tree].index("photo")
     assert (tmp_path / "source_after.bgra").read_bytes() == original
     orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
@@ -98,7 +99,7 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     assert bg[..., 3].min() == 255  # the background is complete behind the foreground
     visible = np.abs(read_bgra(tmp_path / "projection_split.bgra", w, h) - orig)
     assert visible.max() <= 1, f"visible result differs by {visible.max()}/255"
-    assert report["active_after_split"] == "cat background"
+    assert report["active_after_split"] == "background 1"
 
     assert (tmp_path / "docker_after_split.png").stat().st_size > 1000
     for shot in ("docker_after_split.png", "krita_after_split.png"):
@@ -107,16 +108,19 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     # peel: second foreground inside the same group, above the new background; old background hidden
     group = next(n for n in steps["peel done"]["tree"] if n["name"] == "cat")
     assert [(c["name"], c["visible"]) for c in group["children"]] == [
-        ("cat background", False), ("ball background", True), ("ball foreground 2", True), ("cat foreground", True)]
+        ("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]
     peel_fg = read_bgra(tmp_path / "peel_fg.bgra", w, h)
     assert (peel_fg[..., 3] > 127)[mask2 > 127].mean() > 0.8 and (peel_fg[..., 3] > 127)[mask2 == 0].mean() < 0.02
     stack = np.abs(read_bgra(tmp_path / "projection_peel.bgra", w, h) - orig)
     assert stack.max() <= 2, f"three-layer stack differs by {stack.max()}/255"  # two 8-bit splits: 1 level each
 
-    # a job whose document stopped being the active one: the result still goes to its own document
+    # a job whose document stopped being the active one: the result waits and goes to its own document
     moved = steps["split other active"]
     assert moved["active_doc_is_other"] and [n["name"] for n in moved["other_tree"]] == ["Background"]
+    assert "switch to the document" in moved["message"]
     group = next(n for n in moved["tree"] if n["name"] == "cat")
+    assert "again" not in [c["name"] for c in group["children"]]
+    group = next(n for n in steps["split inserted on return"]["tree"] if n["name"] == "cat")
     assert "again" in [c["name"] for c in group["children"]]
 
     # generate without model weights: the backend's clear error names them and the fix; nothing changed
@@ -161,7 +165,7 @@ def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
     steps = {s["step"]: s for s in report["steps"]}
     for depth, arr in originals.items():
         group = next(n for n in steps[f"split {depth}"]["tree"] if n["type"] == "grouplayer")
-        assert [c["name"] for c in group["children"]] == ["photo background", "photo foreground"]
+        assert [c["name"] for c in group["children"]] == ["background 1", "1 foreground"]
         got = np.frombuffer((tmp_path / f"projection_{depth}.raw").read_bytes(), arr.dtype).reshape(arr.shape)
         scale = 65535.0 if depth == "U16" else 1.0
         err = np.abs(got.astype(np.float64) - arr.astype(np.float64)).max() / scale
@@ -188,13 +192,12 @@ def test_generate_and_split_by_phrase_with_tiny_models(tiny_models, tmp_path_fac
     assert gen["size"] == [256, 320], gen["message"]  # a new document of the requested size
     group = next(n for n in gen["tree"] if n["type"] == "grouplayer")
     assert group["name"] == "a red fox"
-    assert [c["name"] for c in group["children"]] == ["a red fox background", "a red fox foreground"]
+    assert [c["name"] for c in group["children"]] == ["background 1", "1 a red fox"]
     x, y, bw, bh = report["generated_fg_bounds"]
     assert x >= 0 and y >= 0 and x + bw <= 256 and y + bh <= 320
     split = steps["split by phrase"]
     group = next(n for n in split["tree"] if n["type"] == "grouplayer")
-    assert group["name"] == "a cat" and [c["name"] for c in group["children"]] == ["a cat background",
-                                                                                   "a cat foreground"]
+    assert group["name"] == "a cat" and [c["name"] for c in group["children"]] == ["background 1", "1 a cat"]
     orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
     assert np.abs(read_bgra(tmp_path / "phrase_projection.bgra", w, h) - orig).max() <= 1
     guided = steps["guided generate"]
@@ -219,7 +222,179 @@ def test_remote_backend_with_keys_typed_into_settings(secure_backend, curve_keys
     assert "connected" in steps["connected"]["status"]
     assert steps["split"]["message"].startswith("Split 'photo' into group"), steps["split"]["message"]
     group = next(n for n in steps["split"]["tree"] if n["type"] == "grouplayer")
-    assert [c["name"] for c in group["children"]] == ["photo background", "photo foreground"]
+    assert [c["name"] for c in group["children"]] == ["background 1", "1 foreground"]
     orig = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
     assert np.abs(read_bgra(tmp_path / "projection.bgra", w, h) - orig).max() <= 1
     assert secure_backend.ready["server_key"] in (home / ".config" / "kritarc").read_text()  # Apply saved the keys
+
+
+# ---- undo, layer properties, the docker's size, first start ---------------------------------------------------
+def paper_files(out: Path, w: int, h: int) -> None:
+    """A paper layer with a pattern, the same with its right half transparent, and a left-to-right fade mask."""
+    yy, xx = np.mgrid[:h, :w]
+    paper = np.dstack([200 + (xx % 40 > 20) * 40, 220 - (yy % 30), 180 + (xx + yy) % 50, np.full_like(xx, 255)])
+    paper = paper.astype(np.uint8)
+    (out / "paper.bgra").write_bytes(paper.tobytes())
+    half = paper.copy()
+    half[:, w // 2:] = 0
+    (out / "paper_half.bgra").write_bytes(half.tobytes())
+    (out / "fade.u8").write_bytes((xx * 255 // (w - 1)).astype(np.uint8).tobytes())
+
+
+def raw(out: Path, name: str, w: int, h: int) -> np.ndarray:
+    return read_bgra(out / name, w, h)
+
+
+def fits_the_screen(fit: dict) -> None:
+    """The docker asks for at most 400 px of height and the message is on screen, inside the docker."""
+    assert fit["min_height"] <= 400 and fit["widget_min_height"] <= 400, fit
+    mx, my, mw, mh = fit["message"]
+    sx, sy, sw, sh = fit["screen"]
+    dx, dy, dw, dh = fit["docker"]
+    vx, vy, vw, vh = fit["message_visible"]
+    assert fit["docker_visible"] and fit["message_text"] and vw > 0 and vh > 0, fit
+    assert sx <= mx and sy <= my and my + min(mh, vh) <= sy + sh and mx + 20 <= sx + sw, fit  # on the screen
+    assert dy <= my and my + min(mh, vh) <= dy + dh, fit  # inside the docker
+
+
+def states_match(out: Path, prefix: str, steps: int, w: int, h: int, before: np.ndarray, after: np.ndarray) -> int:
+    """How many of the states that Ctrl+Z / Ctrl+Shift+Z reach show neither the picture before nor after
+    (a state in between is reached once by undo and once by redo: counted once)."""
+    odd = set()
+    for kind in ("undo", "redo"):
+        for i in range(1, steps + 1):
+            state = raw(out, f"{prefix}_{kind}{i}.bgra", w, h)
+            if not (np.array_equal(state, before) or np.array_equal(state, after)):
+                odd.add(steps - i if kind == "undo" else i)  # how many of the operation's steps are done
+    assert np.array_equal(raw(out, f"{prefix}_undo{steps}.bgra", w, h), before)  # all the way back
+    assert np.array_equal(raw(out, f"{prefix}_redo{steps}.bgra", w, h), after)
+    return len(odd)
+
+
+def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
+    w, h = 320, 256
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=3)
+    mask1 = ((alpha > 0.5) * 255).astype(np.uint8)
+    mask2 = ellipse(w, h, (270, 215), (40, 30))
+    prepare(tmp_path, w, h, comp, [mask1, mask2])
+    paper_files(tmp_path, w, h)
+    report = run_krita(home, tmp_path, "undo", screen=SCREENS["large"], timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    failed = steps["generate without a document"]
+    assert failed["documents"] == 0 and "not available" in failed["message"], failed
+    assert "models fetch" in failed["message"] and "Settings" in failed["message"]
+    assert "--model " not in failed["message"]
+    before, split = raw(tmp_path, "undo_before.bgra", w, h), raw(tmp_path, "undo_split.bgra", w, h)
+    peel = raw(tmp_path, "undo_peel.bgra", w, h)
+    assert np.abs(split - before).max() <= 1 and np.abs(peel - before).max() <= 2
+    # as few steps as Krita allows, each showing the picture from before or after (opaque source, normal mode)
+    assert steps["split"]["entries"] == ["Add Layer", "Property Changes"]
+    assert steps["peel"]["entries"] == ["Add Layer", "Property Changes", "Quick Ungroup"]
+    assert states_match(tmp_path, "split", 2, w, h, before, split) == 0
+    assert states_match(tmp_path, "peel", 3, w, h, split, peel) == 0
+    # all the way back restores the picture exactly, and forward again
+    assert np.array_equal(raw(tmp_path, "undo_all_back.bgra", w, h), before)
+    assert [(n["name"], n["visible"]) for n in steps["all undone"]["tree"] if n["type"] != "selectionmask"] == [
+        ("photo", True)]
+    assert np.array_equal(raw(tmp_path, "undo_all_forward.bgra", w, h), peel)
+    # the docker's Undo takes back the last operation exactly, in one click
+    undo = steps["undo button"]
+    assert undo["message"].startswith("Took back the peel of 'background 1'"), undo["message"]
+    assert np.array_equal(raw(tmp_path, "undo_button.bgra", w, h), split)
+    assert undo["tree"] == steps["split"]["tree"] and undo["active"] == "background 1"
+    assert steps["split"]["undo_label"] == "Undo split" and not undo["enabled_after"]
+    assert "Nothing to take back" in steps["undo again"]["message"]
+    refused = steps["undo refused"]
+    assert "changed after the split" in refused["message"] and refused["unchanged"], refused["message"]
+    # 50% multiply over paper: the same picture after; one state in between differs (both layers shown)
+    blend_before, blend_after = raw(tmp_path, "blend_before.bgra", w, h), raw(tmp_path, "blend_split.bgra", w, h)
+    assert np.abs(blend_after - blend_before).max() <= 1
+    assert steps["blend split"]["entries"] == ["Add Layer", "Property Changes"]
+    assert states_match(tmp_path, "blend", 2, w, h, blend_before, blend_after) <= 1
+    fits_the_screen(report["fit_after_split"])
+    shutil.copy2(tmp_path / "fit_after_split.png", artifacts_for(report) / "screen_1600x1000.png")
+
+
+def test_layer_properties_are_kept(home, tmp_path):
+    w, h = 320, 256
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=4)
+    mask1 = ((alpha > 0.5) * 255).astype(np.uint8)
+    mask2 = ellipse(w, h, (270, 215), (40, 30))
+    prepare(tmp_path, w, h, comp, [mask1, mask2])
+    paper_files(tmp_path, w, h)
+    report = run_krita(home, tmp_path, "props", screen=SCREENS["small"], timeout=300)
+    check_report(report)
+    cases = report["cases"]
+
+    def unchanged(case, tolerance=1, after="after"):
+        diff = np.abs(raw(tmp_path, f"{case}_{after}.bgra", w, h) - raw(tmp_path, f"{case}_before.bgra", w, h))
+        assert diff.max() <= tolerance, f"{case}: visible picture changed by {diff.max()}/255 ({cases[case]})"
+
+    unchanged("multiply")
+    assert cases["multiply"]["group"] == [128, "multiply", True]
+    assert cases["multiply"]["inner"] == [["background 1", 255, "normal"], ["1 foreground", 255, "normal"]]
+    unchanged("hidden", 0)
+    assert not cases["hidden"]["group_visible"] and cases["hidden"]["steps"] == 1
+    assert "hidden too" in cases["hidden"]["message"]
+    unchanged("inherit")
+    assert cases["inherit"]["group"] is True
+    unchanged("label")
+    assert cases["label"]["label"] == 4 and cases["label"]["folder"] == ["below", "photo", "photo split", "above"]
+    unchanged("masks")
+    style = np.abs(raw(tmp_path, "masks_nostyle.bgra", w, h) - raw(tmp_path, "masks_before.bgra", w, h))
+    assert style.max() > 50  # the layer style shows, and the split kept it
+    assert cases["masks"]["style"] and [c[1] for c in cases["masks"]["children"]] == [
+        "paintlayer", "paintlayer", "transparencymask", "filtermask"]
+    unchanged("locked")
+    unchanged("locked", 2, "peel")
+    assert cases["locked"]["message"].startswith("Peeled '2 foreground' and 'background 2'"), cases["locked"]
+    assert "is a vector layer: choose a paint layer" in cases["vector"]["message"]
+    unsplit = cases["peel unsplit"]
+    assert unsplit["message"].startswith("'photo' is not a background a split left, so Peel made a group"), unsplit
+    group = next(n for n in unsplit["tree"] if n["name"] == "photo split")
+    assert [c["name"] for c in group["children"]] == ["background 1", "1 foreground"]
+    fits_the_screen(report["fit_props"])
+    shutil.copy2(tmp_path / "fit_props.png", artifacts_for(report) / "screen_1366x768.png")
+
+
+@pytest.mark.slow
+def test_first_start_from_an_empty_kernel_cache_is_starting_never_lost(home, tmp_path):
+    w, h = 160, 128
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=9)
+    prepare(tmp_path, w, h, comp, [((alpha > 0.5) * 255).astype(np.uint8)])
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    report = run_krita(home, tmp_path, "first_start", timeout=900, env={"NUMBA_CACHE_DIR": str(cache)})
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    statuses = steps["started"]["statuses"]
+    assert steps["started"]["connected"] and not any("lost" in s for s in statuses), statuses
+    starting = [s for s in statuses if re.search(r"starting: \d+ s, ", s)]
+    assert any("compiling the image kernels" in s for s in starting) and any("first start" in s for s in starting)
+    assert len(starting) >= 5  # the elapsed time counts up while it compiles
+    assert steps["started"]["screenshot"] and list(cache.rglob("*.nbi"))
+    assert steps["split"]["message"].startswith("Split 'photo'"), steps["split"]["message"]
+    shutil.copy2(tmp_path / "first_start.png", artifacts_for(report) / "first_start.png")
+
+
+def test_generate_into_the_open_document_is_one_undo_step(tiny_models, tmp_path_factory, tmp_path):
+    root, _ = tiny_models
+    home = tmp_path_factory.mktemp("krita-home-models-undo")
+    make_home(home, models_dir=root)
+    w, h = 320, 256
+    comp, _, _, _ = synthetic_composite(h, w, seed=10)
+    prepare(tmp_path, w, h, comp, [])
+    report = run_krita(home, tmp_path, "generate_undo", timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    gen = steps["generate"]
+    assert gen["entries"] == ["Add Layer"], gen
+    assert [c["name"] for c in next(n for n in gen["tree"] if n["name"] == "a red fox")["children"]] == [
+        "background 1", "1 a red fox"]
+    before, after = raw(tmp_path, "generate_before.bgra", w, h), raw(tmp_path, "generate_after.bgra", w, h)
+    assert not np.array_equal(before, after)  # the generated layers cover part of the photo
+    assert states_match(tmp_path, "generate", 1, w, h, before, after) == 0
+    assert steps["undo button"]["message"].startswith("Took back the generated group 'a red fox'")
+    assert np.array_equal(raw(tmp_path, "generate_undone.bgra", w, h), before)
+    assert [n["name"] for n in steps["undo button"]["tree"] if n["type"] != "selectionmask"] == ["photo"]

@@ -27,6 +27,7 @@ class FakeView:
         self.busy = False
         self.progress = []
         self.messages = []
+        self.undo = ""
 
     def set_connection(self, state, text):
         self.connection = (state, text)
@@ -39,6 +40,9 @@ class FakeView:
 
     def show_message(self, text, error=False):
         self.messages.append((text, error))
+
+    def set_undo(self, label):
+        self.undo = label
 
     @property
     def last(self):
@@ -61,6 +65,10 @@ class FakeBridge:
         self.has_layer = True
         self.selection = "mask"  # mask | none | empty | full
         self.applied = []
+        self.active = True  # the document is the active view's
+        self.peelable = True
+        self.last = None
+        self.undone = 0
 
     def active_document(self):
         if not self.has_document:
@@ -69,6 +77,15 @@ class FakeBridge:
 
     def document_is_open(self, doc):
         return self.open and doc is self.doc
+
+    def document_name(self, doc):
+        return "painting.kra"
+
+    def can_apply(self, doc):
+        return self.active
+
+    def current_document(self):
+        return self.doc if self.has_document else None
 
     def read_active_layer(self, doc):
         if not self.has_layer:
@@ -80,10 +97,7 @@ class FakeBridge:
         return {"mask": self.mask, "none": None, "empty": bytes(n), "full": b"\xff" * n}[self.selection]
 
     def peel_index(self, layer):
-        return 2
-
-    def document_for_generate(self, w, h):
-        return self.doc
+        return 2 if self.peelable else None
 
     def read_guide(self, doc, w, h):
         comp, _, _, _ = synthetic_composite(h, w, seed=2)
@@ -94,12 +108,22 @@ class FakeBridge:
 
     def apply_split(self, job, result):
         self.applied.append(("split", job, result))
+        self.last = job.kind
         return "split applied"
 
     def apply_peel(self, job, result):
         self.applied.append(("peel", job, result))
+        self.last = job.kind
         return "peel applied"
 
     def apply_generate(self, job, result):
         self.applied.append(("generate", job, result))
+        self.last = job.kind
         return "generate applied"
+
+    def undo_last(self):
+        if self.last is None:
+            raise UserError("Nothing to take back")
+        self.undone += 1
+        self.last = None
+        return "taken back"

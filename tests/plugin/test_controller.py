@@ -267,3 +267,82 @@ def test_silent_endpoint_is_lost_after_the_heartbeat_timeout():
     finally:
         client.close()
         router.close(linger=0)
+
+
+def test_a_result_waits_for_its_document_to_be_active(ctl):
+    ctl.split_selected("cat")
+    ctl.bridge.active = False  # the user switched to another document meanwhile
+    pump(ctl, lambda: ctl.job is not None and ctl.job.state == "waiting")
+    assert "switch to the document 'painting.kra'" in ctl.view.last[0] and not ctl.bridge.applied
+    ctl.split_selected("dog")
+    assert "wait for the document 'painting.kra'" in ctl.view.last[0]
+    ctl.bridge.active = True
+    pump(ctl, lambda: ctl.job is None)
+    assert ctl.bridge.applied[0][1].phrase == "cat" and ctl.view.last[0].startswith("split applied")
+
+
+def test_cancel_drops_a_waiting_result(ctl):
+    ctl.bridge.active = False
+    ctl.split_selected("cat")
+    pump(ctl, lambda: ctl.job is not None and ctl.job.state == "waiting")
+    ctl.cancel()
+    assert ctl.job is None and "dropped" in ctl.view.last[0] and not ctl.bridge.applied
+
+
+def test_undo_button_follows_the_last_operation(ctl):
+    assert ctl.view.undo == ""
+    ctl.split_selected("cat")
+    pump(ctl, lambda: ctl.job is None)
+    assert ctl.view.undo == "Undo split"
+    ctl.undo_last()
+    assert ctl.view.last == ("taken back", False) and ctl.view.undo == "" and ctl.bridge.undone == 1
+    ctl.undo_last()
+    assert ctl.view.last[1] and "Nothing to take back" in ctl.view.last[0]
+
+
+def test_peel_on_a_layer_never_split_makes_a_group(ctl):
+    ctl.bridge.peelable = False
+    ctl.peel_next("ball")
+    pump(ctl, lambda: ctl.job is None)
+    kind, job, _ = ctl.bridge.applied[0]
+    assert kind == "split" and ctl.view.last[0].startswith("'photo' is not a background a split left, so Peel made")
+
+
+def test_a_failed_generate_without_a_document_creates_none(ctl):
+    ctl.bridge.has_document = False
+    ctl.generate("[a red fox] in a snowy forest", 512, 512, 4, 1)
+    assert ctl.job.doc is None  # the document is made only when the result arrives
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "The document is unchanged" in text and not ctl.bridge.applied
+
+
+def test_the_missing_model_message_points_at_the_dockers_settings(ctl):
+    ctl.settings.model_dirs["all"] = "/srv/models"
+    ctl.generate("[a red fox] in a snowy forest", 512, 512, 4, 1)
+    pump(ctl, lambda: ctl.job is None)
+    text, _ = ctl.view.last
+    assert "`layeringdiff models fetch sdxl " in text and " --models-dir /srv/models`" in text and "Settings" in text
+    assert "--model " not in text and "NAME=" not in text
+
+
+def test_a_slow_first_start_is_shown_as_starting_never_lost(tmp_path):
+    """A backend that takes longer than any fixed limit before READY is 'starting' with its elapsed time and
+    what it is doing; it is lost only when it exits, with its own error output."""
+    script = tmp_path / "slow_backend.py"
+    script.write_text("import sys, time\nprint('PREPARING compiling image kernels', flush=True)\n"
+                      "time.sleep(2.5)\nprint('boom: the kernels did not compile', file=sys.stderr, flush=True)\n"
+                      "sys.exit(3)\n")
+    view, clock = FakeView(), FakeClock()
+    ctl = Controller(FakeBridge(), view, Settings(autostart=True), clock=clock)
+    ctl.settings.backend_command = lambda: [sys.executable, str(script)]
+    ctl.start()
+    try:
+        clock.advance(600)  # ten minutes "pass": no time limit calls it lost
+        pump(ctl, lambda: "compiling image kernels" in view.connection[1], 10)
+        state, text = view.connection
+        assert state == State.STARTING and text.startswith("60") and "first start" in text
+        pump(ctl, lambda: view.connection[0] == State.LOST, 10)
+        assert "exited (code 3)" in view.connection[1] and "boom: the kernels did not compile" in view.connection[1]
+    finally:
+        ctl.shutdown()

@@ -17,9 +17,9 @@ import install  # noqa: E402
 sys.path.pop(0)
 
 
-def run(*args):
+def run(*args, env=None):
     return subprocess.run([sys.executable, str(INSTALLER), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900, env=env)
 
 
 def test_kritarc_edits_keep_every_other_line():
@@ -36,7 +36,7 @@ def test_install_and_uninstall(tmp_path):
     pykrita, rc = tmp_path / "pykrita", tmp_path / "kritarc"
     rc.write_text("[General]\nkeep=me\n")
     proc = run("--pykrita", pykrita, "--kritarc", rc, "--backend-python", sys.executable,
-               "--krita-python", sys.executable)
+               "--krita-python", sys.executable, "--no-prepare")
     assert proc.returncode == 0, proc.stderr
     assert (pykrita / "layeringdiff_krita.desktop").is_file()
     assert (pykrita / "layeringdiff_krita" / "docker.py").is_file()
@@ -144,3 +144,25 @@ def test_vendoring_without_pip_says_what_to_do(tmp_path):
                            "--kritarc", str(tmp_path / "kritarc"), "--vendor-deps", "--python-version", "3.13"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no pip" in proc.stderr and "python3-zmq" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_install_prepares_the_kernels_so_the_first_start_is_quick(tmp_path):
+    """From an empty kernel cache: the installer compiles every kernel, and the backend then starts without
+    compiling (no PREPARING line before READY)."""
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    proc = run("--pykrita", tmp_path / "pykrita", "--kritarc", tmp_path / "kritarc", "--backend-python",
+               sys.executable, "--krita-python", sys.executable, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "compiling the image kernels" in proc.stdout and "image kernels ready" in proc.stdout
+    assert list(cache.glob("kernels-*.ok")) and list(cache.rglob("*.nbi"))  # numba's index files: machine code kept
+    serve = subprocess.Popen([sys.executable, "-m", "layeringdiff", "serve", "--port", "0"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        first = serve.stdout.readline()
+        assert first.startswith("READY "), first
+    finally:
+        serve.terminate()
+        serve.wait(30)

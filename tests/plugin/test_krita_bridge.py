@@ -14,6 +14,7 @@ def setup_doc(mk, w=40, h=30, depth="U8", model="RGBA", layer_rect=(5, 4, 20, 10
     x, y, lw, lh = layer_rect
     layer.setPixelData(bytes(lw * lh * mk.BYTES_PER_PIXEL[depth]), x, y, lw, lh)
     doc.setActiveNode(layer)
+    doc.history, doc.index = [], 0  # the document as opened: nothing to undo
     return doc, layer
 
 
@@ -45,7 +46,9 @@ def test_layer_outside_the_canvas_is_clipped(fake_krita):
 
 
 @pytest.mark.parametrize("case,words", [("no doc", "Open or create"), ("no layer", "Choose a layer"),
-                                        ("group", "grouplayer"), ("cmyk", "RGB layers"), ("empty", "empty")])
+                                        ("group", "is a group layer: choose a paint layer"),
+                                        ("vector", "is a vector layer: .* Convert > to Paint Layer"),
+                                        ("cmyk", "RGB layers"), ("empty", "empty")])
 def test_read_errors(fake_krita, case, words):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
@@ -59,68 +62,214 @@ def test_read_errors(fake_krita, case, words):
         doc.setActiveNode(None)
     elif case == "group":
         doc.setActiveNode(doc.createGroupLayer("g"))
+    elif case == "vector":
+        doc.setActiveNode(doc.createNode("v", "vectorlayer"))
     elif case == "empty":
         layer.pixels = {}
     with pytest.raises(UserError, match=words):
         bridge.read_active_layer(doc)
 
 
-def test_split_then_peel_builds_the_group(fake_krita):
+def bridge_for(mk):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
+    return KritaBridge(ui=mk.FakeUi())
+
+
+def shown(mk, doc):
+    mk.Krita.instance().window.addView(doc)
+    return doc
+
+
+def tree(node):
+    return [(n.name(), n.visible()) for n in node.childNodes()]
+
+
+def test_split_then_peel_keep_the_picture_at_every_undo_step(fake_krita):
     doc, layer = setup_doc(fake_krita)
-    bridge = KritaBridge()
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
     px = bridge.read_active_layer(doc)
-    bridge.apply_split(Job("1", "split", doc, px, "cat"), result(20, 10))
-    root = doc.rootNode().childNodes()
-    assert [n.name() for n in root] == ["photo", "cat"] and not layer.visible()
-    group = root[1]
-    assert [n.name() for n in group.childNodes()] == ["cat background", "cat foreground"]
+    before = doc.projection()
+    text = bridge.apply_split(Job("1", "split", doc, px, "cat"), result(20, 10))
+    assert text.startswith("Split 'photo' into group 'cat' (1 cat, background 1)")
+    assert tree(doc.rootNode()) == [("photo", False), ("cat", True)]
+    group = doc.rootNode().childNodes()[1]
+    assert tree(group) == [("background 1", True), ("1 cat", True)]
     assert list(group.childNodes()[1].pixels) == [(5, 4, 20, 10)]  # at the source's offset
-    assert doc.activeNode().name() == "cat background"
-    # peel the background the split left active
+    assert doc.activeNode().name() == "background 1"
+    assert [t for t, _, _ in doc.history] == ["Add Layer", "Property Changes"]  # one step per change of the picture
+    after = doc.projection()
+    doc.undo()
+    assert doc.projection()[-1] == after[-1]  # the group is still on top: the picture is the one after the split
+    doc.undo()
+    assert doc.projection() == before
+    doc.redo()
+    doc.redo()
+    assert doc.projection() == after
+    # peel the background the split left active: one group, numbered front to back, flat
     bg_px = bridge.read_active_layer(doc)
     assert bridge.peel_index(bg_px) == 2
-    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), result(20, 10))
-    assert [(n.name(), n.visible()) for n in group.childNodes()] == [
-        ("cat background", False), ("ball background", True), ("ball foreground 2", True), ("cat foreground", True)]
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), result(20, 10))
+    assert tree(group) == [("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]
+    assert [t for t, _, _ in doc.history][2:] == ["Add Layer", "Property Changes", "Quick Ungroup"]
+    assert doc.activeNode().name() == "background 2" and "in group" not in text
 
 
-def test_refused_pixels_take_the_new_layers_out(fake_krita, monkeypatch):
-    from layeringdiff_krita.krita_bridge import KritaBridge
-
+def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
     doc, layer = setup_doc(fake_krita)
-    bridge = KritaBridge()
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    assert "Took back the split of 'photo'" in bridge.undo_last()
+    assert tree(doc.rootNode()) == [("photo", True)] and doc.activeNode() == layer
+    with pytest.raises(UserError, match="Nothing to take back"):
+        bridge.undo_last()
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda doc, mk: doc.rootNode().childNodes()[0].remove(), "changed after the split"),
+    (lambda doc, mk: mk.Krita.instance().action("edit_undo").trigger(), "already taken back"),
+    (lambda doc, mk: doc.rootNode().childNodes()[1].setName("renamed"), "without an undo entry"),
+    (lambda doc, mk: mk.Krita.instance().window.addView(mk.Krita.instance().createDocument(8, 8, "other", "RGBA",
+                                                                                            "U8", "", 72)),
+     "Switch to the document 't'"),
+])
+def test_undo_split_refuses_when_the_document_changed_since(fake_krita, change, words):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    change(doc, fake_krita)
+    with pytest.raises(UserError, match=words):
+        bridge.undo_last()
+
+
+def test_the_group_takes_the_sources_look_and_the_layers_inside_stay_plain(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    layer._opacity, layer._mode, layer._inherit, layer._label, layer._style = 128, "multiply", True, 3, "<asl/>"
+    layer._attach(doc.createNode("fade", "transparencymask"), 0)
+    layer._attach(doc.createNode("local", "selectionmask"), 1)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), ""), result(20, 10))
+    group = doc.rootNode().childNodes()[1]
+    assert group.name() == "photo split"
+    assert (group.opacity(), group.blendingMode(), group.inheritAlpha(), group.colorLabel(),
+            group.layerStyleToAsl()) == (128, "multiply", True, 3, "<asl/>")
+    assert [(n.name(), n.type()) for n in group.childNodes()] == [
+        ("background 1", "paintlayer"), ("1 foreground", "paintlayer"), ("fade", "transparencymask")]
+    assert all((n.opacity(), n.blendingMode()) == (255, "normal") for n in group.childNodes()[:2])
+    # the blend mode was set in the scratch document: the document's history has the two steps only
+    assert [t for t, _, _ in doc.history] == ["Add Layer", "Property Changes"]
+
+
+def test_a_hidden_source_gives_a_hidden_group_in_one_step(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    layer.setVisible(False)
+    bridge = bridge_for(fake_krita)
+    text = bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    assert tree(doc.rootNode()) == [("photo", False), ("cat", False)] and "hidden too" in text
+    assert [t for t, _, _ in doc.history] == ["Add Layer"]
+
+
+def test_a_source_with_a_colorize_mask_is_refused(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    layer._attach(doc.createNode("colours", "colorizemask"), 0)
+    with pytest.raises(UserError, match="colorize mask"):
+        bridge_for(fake_krita).read_active_layer(doc)
+
+
+def test_peel_of_a_background_with_a_look_of_its_own_keeps_it_on_a_group(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    background = doc.activeNode()
+    background.setOpacity(100)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "", index=2), result(20, 10))
+    group = doc.rootNode().childNodes()[1]
+    peel = group.childNodes()[1]
+    assert (peel.name(), peel.opacity()) == ("peel 2", 100) and "in group 'peel 2'" in text
+    assert tree(peel) == [("background 2", True), ("2 foreground", True)]
+
+
+def test_peel_is_offered_only_on_a_background_a_split_left(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    bridge = bridge_for(fake_krita)
+    assert bridge.peel_index(bridge.read_active_layer(doc)) is None
+
+
+def test_splitting_a_background_names_a_new_group_without_repeating_words(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), ""), result(20, 10))
+    bg_px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("2", "split", doc, bg_px, ""), result(20, 10))
+    names = [n.name() for n in doc.rootNode().childNodes()[1].childNodes()]
+    assert names == ["background 1", "background 1 split", "1 foreground"]
+    assert not any("background background" in n for n in bridge._all_names(doc))
+
+
+def test_the_group_name_is_never_one_the_document_has(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    for i in range(2):
+        doc.setActiveNode(layer)
+        layer.setVisible(True)
+        bridge.apply_split(Job(str(i), "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    assert sorted(n.name() for n in doc.rootNode().childNodes() if n.type() == "grouplayer") == ["cat", "cat 2"]
+
+
+def test_refused_pixels_leave_the_document_unchanged(fake_krita, monkeypatch):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
     px = bridge.read_active_layer(doc)
     monkeypatch.setattr(fake_krita.Node, "setPixelData", lambda self, *a: False)
     with pytest.raises(UserError, match="unchanged"):
         bridge.apply_split(Job("1", "split", doc, px, "cat"), result(20, 10))
-    assert [n.name() for n in doc.rootNode().childNodes()] == ["photo"] and layer.visible()
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["photo"] and layer.visible() and not doc.history
+    assert fake_krita.Krita.instance().documents() == [doc]  # the scratch document is closed
 
 
-def test_generate_creates_a_document_when_none_is_open(fake_krita):
-    from layeringdiff_krita.krita_bridge import KritaBridge
+def test_a_source_deleted_during_the_job_is_reported(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    px = bridge.read_active_layer(doc)
+    layer.remove()
+    with pytest.raises(UserError, match="was deleted"):
+        bridge.apply_split(Job("1", "split", doc, px, "cat"), result(20, 10))
 
-    bridge = KritaBridge()
-    doc = bridge.document_for_generate(64, 48)
-    assert (doc.width(), doc.height()) == (64, 48)
-    bridge.apply_generate(Job("1", "generate", doc, None, "fox", size=(64, 48)), result(64, 48))
+
+def test_generate_makes_its_document_only_with_the_result(fake_krita):
+    bridge = bridge_for(fake_krita)
+    assert bridge.current_document() is None and bridge.document_format(None) == ("u8", "BGRA")
+    job = Job("1", "generate", None, None, "fox", size=(64, 48))
+    text = bridge.apply_generate(job, result(64, 48))
+    doc = job.doc
+    assert (doc.width(), doc.height()) == (64, 48) and "new 64x48 document" in text
     group = doc.rootNode().childNodes()[-1]
-    assert group.name() == "fox" and [n.name() for n in group.childNodes()] == ["fox background", "fox foreground"]
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["fox"]  # no blank background beneath
+    assert [n.name() for n in group.childNodes()] == ["background 1", "1 fox"] and not doc.history
 
 
-def test_generate_with_several_phrases_stacks_the_foregrounds(fake_krita):
-    from layeringdiff_krita.krita_bridge import KritaBridge
-
-    bridge = KritaBridge()
-    doc = bridge.document_for_generate(16, 8)
+def test_generate_with_several_phrases_numbers_them_front_to_back(fake_krita):
+    doc, layer = setup_doc(fake_krita, 16, 8, layer_rect=(0, 0, 16, 8))
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
     res = result(16, 8)
     res.behind = [result(16, 8).foreground, result(16, 8).foreground]
     res.info["phrases"] = ["a cat", "a dog", "a ball"]
     bridge.apply_generate(Job("1", "generate", doc, None, "a cat", size=(16, 8)), res)
     group = doc.rootNode().childNodes()[-1]
-    assert [n.name() for n in group.childNodes()] == [
-        "a cat background", "a ball foreground", "a dog foreground", "a cat foreground"]
+    assert [n.name() for n in group.childNodes()] == ["background 3", "3 a ball", "2 a dog", "1 a cat"]
+    assert [t for t, _, _ in doc.history] == ["Add Layer"]
 
 
 def test_a_guide_is_the_active_layer_over_the_generated_area(fake_krita, monkeypatch):
@@ -148,3 +297,18 @@ def test_guide_errors(fake_krita, case, words):
         layer.pixels = {}
     with pytest.raises(UserError, match=words):
         KritaBridge().read_guide(doc, 32, 32)
+
+
+def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    background = doc.activeNode()
+    background.setVisible(False)
+    background.setColorLabel(5)
+    bridge.apply_peel(Job("2", "peel", doc, bridge.read_active_layer(doc), "ball", index=2), result(20, 10))
+    group = doc.rootNode().childNodes()[1]
+    assert [(n.name(), n.visible(), n.colorLabel()) for n in group.childNodes()] == [
+        ("background 1", False, 5), ("background 2", False, 5), ("2 ball", False, 5), ("1 cat", True, 0)]
+    assert [t for t, _, _ in doc.history][2:] == ["Add Layer", "Quick Ungroup"]  # nothing to hide: one step less

@@ -1,0 +1,68 @@
+"""Names of the layers LayeringDiff adds, and how messages name Krita's node types. Pure Python.
+
+Inside one LayeringDiff group the foregrounds are numbered front to back ("1 cat", "2 ball") and each
+background says how many foregrounds are taken out of it ("background 1", "background 2"), so a peel
+never repeats a name and the numbers read as depth.
+"""
+
+import re
+from typing import Iterable, Optional, Tuple
+
+# Krita's node type ids -> words for messages
+TYPE_NAMES = {
+    "paintlayer": "paint layer", "grouplayer": "group layer", "vectorlayer": "vector layer",
+    "filelayer": "file layer", "filterlayer": "filter layer", "filllayer": "fill layer",
+    "clonelayer": "clone layer", "transparencymask": "transparency mask", "filtermask": "filter mask",
+    "transformmask": "transform mask", "selectionmask": "selection mask", "colorizemask": "colorize mask",
+}
+
+_FOREGROUND = re.compile(r"^(\d+) \S")
+_BACKGROUND = re.compile(r"^background \d+$")
+FOREGROUND_WORD = "foreground"
+
+
+def type_name(kind: str) -> str:
+    return TYPE_NAMES.get(kind, kind)
+
+
+def with_article(kind: str) -> str:
+    words = type_name(kind)
+    return ("an " if words[0] in "aeiou" else "a ") + words
+
+
+def unique(name: str, taken: Iterable[str]) -> str:
+    """name, or name 2, name 3... whichever is not taken yet."""
+    taken = set(taken)
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} {n}" in taken:
+        n += 1
+    return f"{name} {n}"
+
+
+def foreground_number(name: str) -> Optional[int]:
+    match = _FOREGROUND.match(name)
+    return int(match.group(1)) if match else None
+
+
+def is_background(name: str) -> bool:
+    return bool(_BACKGROUND.match(name))
+
+
+def group_name(source: str, phrase: str, taken: Iterable[str]) -> str:
+    """The group a split makes: the phrase, else '<source> split'; never a name the document has."""
+    return unique(phrase or f"{source} split", taken)
+
+
+def layer_names(index: int, phrase: str, taken: Iterable[str] = ()) -> Tuple[str, str]:
+    """(foreground, background) names for the index-th object of a group, front to back."""
+    taken = set(taken)
+    foreground = unique(f"{index} {phrase or FOREGROUND_WORD}", taken)
+    return foreground, unique(f"background {index}", taken | {foreground})
+
+
+def next_index(sibling_names: Iterable[str]) -> int:
+    """1 + the highest foreground number among a group's layers."""
+    numbers = [n for n in (foreground_number(s) for s in sibling_names) if n is not None]
+    return 1 + max(numbers, default=0)
