@@ -51,7 +51,7 @@ def cached_kernels() -> Iterator[tuple[str, object]]:
 
 def warm_up() -> None:
     """A tiny split of every kind, so that kernels compiled on their first call are compiled now."""
-    from .stages.classical import SplitOptions, split_layer
+    from .stages.split import SplitOptions, split_layer
 
     size = 48
     yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
