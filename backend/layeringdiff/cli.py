@@ -131,11 +131,29 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .limits import parse_size
     from .server import Server, ServerConfig
 
+    try:
+        memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
+        message = parse_size(args.max_message) if args.max_message else 0
+        backlog = parse_size(args.client_backlog) if args.client_backlog else 0
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    for name in ("max_pixels", "max_client_jobs", "max_jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
-                                 parent_pid=args.parent_pid, models=model_config(args), keys=args.keys))
+                                 parent_pid=args.parent_pid, models=model_config(args), keys=args.keys,
+                                 max_memory=memory, max_message=message, max_client_jobs=args.max_client_jobs or 0,
+                                 max_jobs=args.max_jobs or 0, client_backlog=backlog))
     return server.run()
+
+
+def psutil_total() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -356,7 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--keys", help="serve with CURVE encryption and client keys from this folder "
                                    "(`layeringdiff keys init`)")
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
-    sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image accepted")
+    sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
+    sv.add_argument("--max-memory", help="memory budget of the backend: jobs whose estimated peak would not fit are "
+                                         "refused (e.g. 12G or 60%%; default 75%% of the RAM)")
+    sv.add_argument("--max-message", help="largest request, all its frames together (e.g. 2G; default: the largest "
+                                          "valid split at --max-pixels, at most 1/8 of --max-memory)")
+    sv.add_argument("--max-client-jobs", type=int, help="queued + running jobs of one client (default 4)")
+    sv.add_argument("--max-jobs", type=int, help="queued + running jobs of all clients (default 32)")
+    sv.add_argument("--client-backlog", help="replies a client may leave unread before it is cut off (default 128M)")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
