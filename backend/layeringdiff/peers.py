@@ -7,8 +7,12 @@ the descriptor itself. libzmq may have closed and reused a descriptor by the tim
 down only while it still leads to the same peer address.
 """
 
+import ctypes
+import ctypes.util
+import queue
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ HAS_TCP_INFO = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
 OVERHEAD_PER_FRAME = 96
 OVERHEAD_FIXED = 1 << 20
 OVERHEAD_PER_SECOND = 256
+WATCH_S = 0.02  # a peer on loopback sends ~1 GB/s: checked this often, it overshoots the limit by ~20 MB
 
 
 def _on_socket(fd: int, action: Callable[[socket.socket], Any]) -> Any:
@@ -169,3 +174,32 @@ class Peer:
     def drop(self) -> None:
         self.queue.clear()
         self.queued_bytes = 0
+
+
+class InflightWatch(threading.Thread):
+    """Hangs up a connection as soon as the bytes libzmq buffers for it pass `limit` (an unfinished multipart
+    message grows there, out of the loop's sight), and reports it on `hung_up` for the loop to log."""
+
+    def __init__(self, conns: Connections, limit: int, stop: threading.Event) -> None:
+        super().__init__(name="layeringdiff-inflight", daemon=True)
+        self.conns, self.limit, self.stop = conns, limit, stop
+        self.hung_up: queue.SimpleQueue[tuple[Connection, int]] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while not self.stop.wait(WATCH_S):
+            for conn in list(self.conns.by_fd.values()):
+                buffered = conn.buffered()
+                if buffered is not None and buffered > self.limit and hang_up(conn.fd, conn.address):
+                    self.hung_up.put((conn, buffered))
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise, so the RSS would stay at its
+    high-water mark after a large message or job)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

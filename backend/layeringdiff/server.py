@@ -59,7 +59,7 @@ from .job_memory import estimate_job, split_bytes
 from .keys import ClientList, allowed_clients, is_loopback, server_keys
 from .limits import Limits, gib
 from .models import ModelConfig, ModelManager
-from .peers import Connections, Outgoing, Peer, hang_up
+from .peers import HAS_TCP_INFO, Connections, InflightWatch, Outgoing, Peer, hang_up, release_memory
 from .pipeline import available_jobs, run_job
 
 log = logging.getLogger("layeringdiff.server")
@@ -170,6 +170,7 @@ class Server:
         self.peers: dict[bytes, Peer] = {}
         self.waiting: set[bytes] = set()  # peers whose replies wait for room in their pipe
         self.conns = Connections()
+        self.watch: InflightWatch | None = None
         self.allowed: dict[str, str] = {}  # allowed client keys (Z85) -> names, when served with keys
         self.process = psutil.Process()
         self.idle_rss = 0
@@ -218,6 +219,9 @@ class Server:
         self.inbox.bind(f"inproc://worker-{id(self)}")
         self.worker = threading.Thread(target=self._work, name="layeringdiff-worker", daemon=True)
         self.worker.start()
+        if HAS_TCP_INFO:
+            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.stopping)
+            self.watch.start()
         self.idle_rss = self.process.memory_info().rss
         log.info("limits: %s", self.limits.describe())
         return self.endpoint
@@ -337,21 +341,20 @@ class Server:
         self._check_memory()
 
     def _check_connections(self) -> None:
-        """Connections libzmq closed (missed events), and peers sending a message larger than the hard limit:
-        libzmq keeps an unfinished multipart message until its last frame, so only the kernel's byte count
-        shows it growing."""
-        for fd, conn in list(self.conns.by_fd.items()):
-            if not self.conns.still_open(fd):
-                continue
-            buffered = conn.buffered()
-            if buffered is not None and buffered > self.limits.hard_message:
-                peers = [p for p in self.peers.values() if p.fd == fd]
-                log.warning("closing the connection from %s: %s of a message not received yet, more than the "
-                            "limit of %s", self._label(peers[0]) if peers else conn.address, gib(buffered),
-                            gib(self.limits.hard_message))
-                for peer in peers:
-                    self._cut(peer, "sent a message over the size limit", quiet=True)
-                hang_up(fd, conn.address)
+        """Connections the in-flight watch hung up (a message over the hard limit still arriving: libzmq keeps
+        an unfinished multipart message until its last frame, only the kernel's byte count shows it), and
+        connections libzmq closed (missed events)."""
+        while self.watch is not None and not self.watch.hung_up.empty():
+            conn, buffered = self.watch.hung_up.get()
+            peers = [p for p in self.peers.values() if p.fd == conn.fd and p.address == conn.address]
+            log.warning("closed the connection from %s: %s of a message not received yet, more than the limit "
+                        "of %s", self._label(peers[0]) if peers else conn.address, gib(buffered),
+                        gib(self.limits.hard_message))
+            for peer in peers:
+                self._cut(peer, "it sent a message over the size limit", quiet=True)
+            release_memory()
+        for fd in list(self.conns.by_fd):
+            self.conns.still_open(fd)
         for peer in list(self.peers.values()):
             conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
             if peer.fd is not None and (conn is None or conn.address != peer.address):
@@ -639,6 +642,7 @@ class Server:
             if job.identity == peer.identity:
                 job.stop(ErrorCode.SHUTTING_DOWN, "cut off")
         closed = peer.fd is not None and hang_up(peer.fd, peer.address)
+        release_memory()
         if not quiet:
             log.warning("cut off %s: %s; its replies are dropped, its jobs cancelled%s", self._label(peer), why,
                         ", its connection closed" if closed else "")
@@ -676,6 +680,7 @@ class Server:
                 finally:
                     self.current = None
                     self.jobs.pop(job.id, None)
+                    release_memory()
         finally:
             out.close(linger=1000)
 
