@@ -54,7 +54,7 @@ from layering_protocol import (
 )
 
 from . import __version__
-from .errors import InputError, JobCancelled, NotAvailable
+from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_module
 from .job_memory import estimate_job, split_bytes
 from .keys import ClientList, allowed_clients, is_loopback, server_keys
 from .limits import Limits, gib
@@ -82,8 +82,6 @@ LOG_BURST = 20  # log lines about rejected messages per second; the rest are cou
 LOG_CHARS = 300
 TEXT_CHARS = 1000  # error texts and details in replies
 DETAIL_CHARS = 2000
-ML_MODULES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub")
-ML_HINT = "install torch (the build for your GPU), then pip install 'layeringdiff[ml]'"
 
 
 def pid_alive(pid: int, started_ppid: int) -> bool:
@@ -718,10 +716,10 @@ class Server:
         except NotAvailable as exc:
             send(Error(ErrorCode.NOT_AVAILABLE, exc.text, exc.detail, job=job.id))
         except ModuleNotFoundError as exc:
-            module = (exc.name or "").split(".")[0]
-            if module not in ML_MODULES:
+            module = missing_ml_module(exc)
+            if module is None:
                 incident = self._incident(f"in job {job.id}")
-                send(Error(ErrorCode.INTERNAL, f"internal error (log id {incident}): a module is missing: {module}",
+                send(Error(ErrorCode.INTERNAL, f"internal error (log id {incident}): a module is missing: {exc.name}",
                            job=job.id))
             else:
                 send(Error(ErrorCode.NOT_AVAILABLE, f"this job needs {module}, which is not installed with the "
