@@ -1,5 +1,6 @@
 """The real backend process on loopback, driven through real ZeroMQ sockets."""
 
+import importlib.util
 import os
 import signal
 
@@ -228,12 +229,30 @@ def test_bad_jobs_get_clear_errors(client, case, code):
     assert isinstance(err, Error) and err.code == code and err.job == final.reply_to and err.text
 
 
+ML_INSTALLED = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
+
+
 def test_generate_names_the_missing_models(client):
     final, events = client.run(Generate("[a cat] on a sofa", width=512, height=512))
     assert isinstance(events[0].message, Accepted)
     err = final.message
     assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE
-    assert "sdxl" in err.text and "sam" in err.text and "layeringdiff models fetch" in err.detail
+    if ML_INSTALLED:
+        assert "sdxl" in err.text and "sam" in err.text and "layeringdiff models fetch" in err.detail
+    else:  # the base install: what to install first
+        assert "ml extra" in err.text and "torch" in err.text and "pip install" in err.detail
+
+
+@pytest.mark.parametrize("layering", ["fbdd", "zero-shot"])
+def test_a_diffusion_layering_path_names_what_is_missing(client, layering):
+    _, image, mask = layer_and_mask(64)
+    final, _ = client.run(Split(image, mask=mask, options={"layering": layering}))
+    err = final.message
+    assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE, err
+    if ML_INSTALLED:  # no weights on this machine
+        assert ("layering" if layering == "fbdd" else "sd2-inpaint") in err.text
+    else:
+        assert "torch" in err.text and "pip install 'layeringdiff[ml]'" in err.detail
 
 
 def test_echo_returns_identical_bytes(client):
