@@ -170,6 +170,7 @@ class Server:
         self.conns = Connections()
         self.watch: InflightWatch | None = None
         self.allowed: dict[str, str] = {}  # allowed client keys (Z85) -> names, when served with keys
+        self.names: dict[str, str] = {}  # every key seen allowed -> its name (for the log, after revocation)
         self.process = psutil.Process()
         self.idle_rss = 0
         self.next_check = 0.0
@@ -361,16 +362,16 @@ class Server:
     def _read_keys(self) -> None:
         assert self.config.keys is not None
         self.allowed = {key.decode(): name for key, name in allowed_clients(self.config.keys).items()}
+        self.names.update(self.allowed)
 
     def _check_keys(self) -> None:
         """A key deleted from clients/ cuts its open connections off too, not only new ones."""
         if not any(p.key for p in self.peers.values()):
             return
-        before = self.allowed
         self._read_keys()
         for peer in list(self.peers.values()):
             if peer.key and peer.key not in self.allowed and not peer.cut:
-                self._cut(peer, f"its key ({before.get(peer.key, 'unknown')}) was revoked")
+                self._cut(peer, f"its key ({self.names.get(peer.key, 'unknown')}) was revoked")
 
     def _check_memory(self) -> None:
         rss = self.process.memory_info().rss
@@ -495,7 +496,7 @@ class Server:
 
     def _label(self, peer: Peer) -> str:
         if peer.key:
-            return f"client {self.allowed.get(peer.key, peer.key[:8])}"
+            return f"client {self.names.get(peer.key, peer.key[:8])}"
         return f"client {peer.identity.hex()[:10]}"
 
     def _dispatch(self, peer: Peer, msg_id: str, message: Any, nbytes: int) -> None:

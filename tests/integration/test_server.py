@@ -366,3 +366,81 @@ def test_close_does_not_hang_on_a_step_that_ignores_cancel(monkeypatch):
             assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
     finally:
         release.set()
+
+
+def test_hostile_headers_get_errors_that_name_the_problem(client):
+    """Lists and maps where names belong, a 1 MB id, versions that only compare equal to 1."""
+    spec = {"w": 2, "h": 2, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    hdr = {"v": PROTOCOL_VERSION, "id": "h", "re": None, "type": "echo", "body": {}, "images": [["image", spec]]}
+    cases = [({**hdr, "type": ["split"]}, ErrorCode.BAD_MESSAGE), ({**hdr, "type": {"a": 1}}, ErrorCode.BAD_MESSAGE),
+             ({**hdr, "images": [["image", {**spec, "dtype": ["u8"]}]]}, ErrorCode.BAD_FIELD),
+             ({**hdr, "images": [["image", {**spec, "order": {"RGBA": 1}}]]}, ErrorCode.BAD_FIELD),
+             ({**hdr, "v": True}, ErrorCode.VERSION_MISMATCH), ({**hdr, "v": 1.0}, ErrorCode.VERSION_MISMATCH)]
+    for header, code in cases:
+        client.send_raw([msgpack.packb(header), b"\0" * 16])
+        reply = client.recv(20)
+        assert isinstance(reply.message, Error) and reply.message.code == code, (header, reply.message)
+        assert reply.reply_to == "h"
+    client.send_raw([msgpack.packb({**hdr, "id": "i" * (1 << 20)}), b"\0" * 16])
+    reply = client.recv(20)  # decodable: the id is not echoed
+    assert isinstance(reply.message, Error) and reply.message.code == ErrorCode.TOO_LARGE
+    assert reply.reply_to is None and len(reply.message.text) < 200
+    client.send_raw([msgpack.packb({**hdr, "id": "i" * 1000}), b"\0" * 16])
+    reply = client.recv(20)
+    assert reply.message.code == ErrorCode.BAD_MESSAGE and reply.reply_to is None and "i" * 100 not in str(reply)
+    assert isinstance(client.request(Ping(0.0)).message, Pong)
+
+
+def test_no_reply_carries_a_traceback(monkeypatch, caplog):
+    """In process: a job that fails unexpectedly is answered `internal` with a log id; the traceback is
+    in the log under that id, not in the reply."""
+    import re
+    import threading
+
+    import layeringdiff.server as server_module
+    from layeringdiff.server import Server
+
+    def broken(*args):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(server_module, "run_job", broken)
+    server = Server()
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        with caplog.at_level("ERROR", logger="layeringdiff.server"), Client(endpoint) as c:
+            _, image, mask = layer_and_mask(64)
+            err = c.run(Split(image, mask=mask))[0].message
+            assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
+            assert "Traceback" not in err.text + err.detail and "secret internal detail" not in err.text + err.detail
+            incident = re.search(r"log id (\w+)", err.text).group(1)
+        logged = [r for r in caplog.records if incident in r.getMessage()]
+        assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+    finally:
+        server.stop()
+        loop.join(5)
+        server.close()
+
+
+def test_the_client_notices_a_dead_backend_within_seconds():
+    """A backend frozen mid-job (SIGSTOP: its connection stays open) is reported gone after the client's
+    8 s heartbeat, not after the job's 120 s timeout."""
+    import time
+
+    from layeringdiff.client import LOST_S, BackendLost
+
+    server = BackendProcess()
+    try:
+        with Client(server.endpoint) as c:
+            _, image, mask = layer_and_mask(1024)
+            job = c.send(Split(image, mask=mask))
+            assert isinstance(c.recv(30).message, Accepted)
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            with pytest.raises(BackendLost, match="no answer"):
+                list(c.events(job, timeout=120))
+            assert LOST_S - 1 < time.monotonic() - start < LOST_S + 4
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.kill()
