@@ -7,11 +7,15 @@ again whenever the pipeline changes and update the constants here; the estimate 
 every measured peak (above it, preferably: refusing a job that would fit is the cheaper mistake).
 """
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from layering_protocol import Generate, Peel, Split
 
+from .errors import NotAvailable
 from .models import REGISTRY
 
 # Offline split, RSS above the job's start (its input already received). 2 cores, 2026-11-26: 99-160 B per
@@ -34,32 +38,74 @@ def split_bytes(pixels: int) -> int:
     return SPLIT_FIXED_BYTES + SPLIT_BYTES_PER_PIXEL * pixels
 
 
-def _weights(names: list[str], loaded: set[str]) -> int:
-    """Weights read into memory when a model is loaded (once; loaded ones are in the RSS already)."""
-    return int(sum(REGISTRY[n].size_gb for n in names if n not in loaded) * 1e9)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
-def estimate_job(message: Any, loaded: set[str] = frozenset(), on_gpu: bool = False) -> Estimate:  # type: ignore
-    """Peak bytes a job adds to the server's RSS. `loaded`: models already in memory; `on_gpu`: the
-    models' working memory is the GPU's."""
-    per_model_pixel = 0 if on_gpu else MODEL_BYTES_PER_PIXEL
+def registry_bytes(name: str) -> int:
+    """A model's weights as the registry gives them (the default models' sizes)."""
+    return int(REGISTRY[name].size_gb * 1e9)
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """Weight files under a model folder (a Hugging Face snapshot links them: sizes follow the links)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(WEIGHT_SUFFIXES):
+                try:
+                    total += os.path.getsize(os.path.join(root, name))
+                except OSError:
+                    pass
+    return total
+
+
+def weight_bytes(models: Any) -> Callable[[str], int]:
+    """Bytes a job reads into memory to load each model: 0 when it is loaded already (its weights are in
+    the RSS) or missing (the job fails with not_available before loading anything), else its folder's
+    weight files."""
+    loaded = models.loaded()
+
+    def size(name: str) -> int:
+        if name in loaded:
+            return 0
+        try:
+            return folder_bytes(models.resolve(name))
+        except NotAvailable:
+            return 0
+
+    return size
+
+
+def models_needed(message: Any) -> list[str]:
     if isinstance(message, Generate):
-        pixels = message.width * message.height
         control = message.options.get("control")
-        models = ["sdxl", *([f"controlnet-{control}"] if control in ("canny", "depth") else []), *STAGE2]
-        return Estimate(split_bytes(pixels) + pixels * per_model_pixel + _weights(models, loaded),
-                        f"generating {message.width}x{message.height}")
+        return ["sdxl", *([f"controlnet-{control}"] if control in ("canny", "depth") else []), *STAGE2]
+    if not isinstance(message, (Split, Peel)):
+        return []
+    names = list(STAGE2) if message.phrase and message.mask is None and message.box is None else []
+    layering = message.options.get("layering")
+    if layering == "fbdd":
+        names.append("layering")
+    elif layering == "zero-shot":
+        names.append("sd2-inpaint")
+    return names
+
+
+def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, on_gpu: bool = False) -> Estimate:
+    """Peak bytes a job adds to the server's RSS. `weights(name)`: bytes loading that model reads into
+    memory; `on_gpu`: the models' working memory is the GPU's."""
+    names = models_needed(message)
+    models = sum(weights(n) for n in names) + (0 if on_gpu or not names else MODEL_BYTES_PER_PIXEL * _pixels(message))
+    if isinstance(message, Generate):
+        return Estimate(split_bytes(_pixels(message)) + models, f"generating {message.width}x{message.height}")
     if isinstance(message, (Split, Peel)):
         w, h = message.image.width, message.image.height
-        total, models = split_bytes(w * h), []
-        if message.phrase and message.mask is None and message.box is None:
-            models += STAGE2
-        layering = message.options.get("layering")
-        if layering == "fbdd":
-            models.append("layering")
-        elif layering == "zero-shot":
-            models.append("sd2-inpaint")
-        if models:
-            total += w * h * per_model_pixel + _weights(models, loaded)
-        return Estimate(total, f"a {w}x{h} {message.TYPE}")
+        return Estimate(split_bytes(w * h) + models, f"a {w}x{h} {message.TYPE}")
     return Estimate(0, type(message).__name__)
+
+
+def _pixels(message: Any) -> int:
+    image = getattr(message, "image", None)
+    if image is not None:
+        return int(image.width * image.height)
+    return int(getattr(message, "width", 0)) * int(getattr(message, "height", 0))

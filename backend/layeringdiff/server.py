@@ -55,7 +55,7 @@ from layering_protocol import (
 
 from . import __version__
 from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_module
-from .job_memory import estimate_job, split_bytes
+from .job_memory import estimate_job, models_needed, weight_bytes
 from .keys import ClientList, allowed_clients, is_loopback, server_keys
 from .limits import Limits, gib
 from .models import ModelConfig, ModelManager
@@ -546,11 +546,9 @@ class Server:
             raise ProtocolError(ErrorCode.BUSY, f"the queued jobs' images would take {gib(queued)}, more than the "
                                                 f"backend's limit of {gib(self.limits.queued_input)}",
                                 "try again when the queue is shorter")
-        estimate = estimate_job(job.message)
-        pixels = split_bytes(_pixels(job.message))
-        room = self.limits.max_memory - self.idle_rss
-        if pixels > room:
-            raise self._too_large(estimate.what, pixels, self.idle_rss)
+        estimate = estimate_job(job.message, weights=lambda name: 0, on_gpu=True)  # the least it can need
+        if estimate.nbytes > self.limits.max_memory - self.idle_rss:
+            raise self._too_large(estimate.what, estimate.nbytes, self.idle_rss)
 
     def _too_large(self, what: str, need: int, in_use: int) -> ProtocolError:
         return ProtocolError(ErrorCode.TOO_LARGE,
@@ -735,17 +733,12 @@ class Server:
     def _check_room(self, job: Job) -> None:
         """The full estimate (models not loaded yet included) against what the budget leaves now."""
         message = job.message
-        uses_models = getattr(message, "phrase", None) or message.TYPE == "generate" or \
-            message.options.get("layering") in ("fbdd", "zero-shot")
-        on_gpu = bool(uses_models) and self.models.accelerated()
-        estimate = estimate_job(message, self.models.loaded(), on_gpu)
+        names = models_needed(message)
+        if names:  # a job that cannot run says why (not_available) before whether it would fit
+            self.models.require(names)
+        on_gpu = bool(names) and self.models.accelerated()
+        estimate = estimate_job(message, weight_bytes(self.models), on_gpu)
         rss = self.process.memory_info().rss
         if estimate.nbytes > self.limits.max_memory - rss:
             raise self._too_large(estimate.what, estimate.nbytes, rss)
 
-
-def _pixels(message: Any) -> int:
-    image = getattr(message, "image", None)
-    if image is not None:
-        return image.width * image.height
-    return int(getattr(message, "width", 0)) * int(getattr(message, "height", 0))
