@@ -30,6 +30,7 @@ OVERHEAD_PER_FRAME = 96
 OVERHEAD_FIXED = 1 << 20
 OVERHEAD_PER_SECOND = 256
 WATCH_S = 0.02  # a peer on loopback sends ~1 GB/s: checked this often, it overshoots the limit by ~20 MB
+GLOBAL_MIN_BYTES = 16 << 20  # over the memory budget, only a peer buffering more than this is hung up
 
 
 def _on_socket(fd: int, action: Callable[[socket.socket], Any]) -> Any:
@@ -178,19 +179,35 @@ class Peer:
 
 class InflightWatch(threading.Thread):
     """Hangs up a connection as soon as the bytes libzmq buffers for it pass `limit` (an unfinished multipart
-    message grows there, out of the loop's sight), and reports it on `hung_up` for the loop to log."""
+    message grows there, out of the loop's sight), or, while the process is over `memory`, the one with the
+    most buffered; reports each on `hung_up` for the loop to log."""
 
-    def __init__(self, conns: Connections, limit: int, stop: threading.Event) -> None:
+    def __init__(self, conns: Connections, limit: int, memory: int, stop: threading.Event) -> None:
         super().__init__(name="layeringdiff-inflight", daemon=True)
-        self.conns, self.limit, self.stop = conns, limit, stop
+        self.conns, self.limit, self.memory, self.stop = conns, limit, memory, stop
         self.hung_up: queue.SimpleQueue[tuple[Connection, int]] = queue.SimpleQueue()
 
     def run(self) -> None:
+        import psutil
+
+        process = psutil.Process()
         while not self.stop.wait(WATCH_S):
+            largest: tuple[int, Connection | None] = (GLOBAL_MIN_BYTES, None)
             for conn in list(self.conns.by_fd.values()):
                 buffered = conn.buffered()
-                if buffered is not None and buffered > self.limit and hang_up(conn.fd, conn.address):
-                    self.hung_up.put((conn, buffered))
+                if buffered is None:
+                    continue
+                if buffered > self.limit:
+                    self._hang_up(conn, buffered)
+                elif buffered > largest[0]:
+                    largest = (buffered, conn)
+            # several peers, each within the limit, together over the budget: the largest goes
+            if largest[1] is not None and process.memory_info().rss > self.memory:
+                self._hang_up(largest[1], largest[0])
+
+    def _hang_up(self, conn: Connection, buffered: int) -> None:
+        if hang_up(conn.fd, conn.address):
+            self.hung_up.put((conn, buffered))
 
 
 def release_memory() -> None:

@@ -76,6 +76,7 @@ RCVHWM = 64
 TRACK_BYTES = zmq.COPY_THRESHOLD  # smaller frames are copied by pyzmq, larger ones tracked until sent
 BATCH = 256  # messages handled per turn of the loop, so replies and checks go on under a flood
 CHECK_S = 0.25  # connections, keys, memory, parent
+RELEASE_BYTES = 64 << 20
 PARENT_CHECK_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.05  # progress events are coalesced to this rate, stage changes always go
 LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
@@ -219,7 +220,7 @@ class Server:
         self.worker = threading.Thread(target=self._work, name="layeringdiff-worker", daemon=True)
         self.worker.start()
         if HAS_TCP_INFO:
-            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.stopping)
+            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.limits.max_memory, self.stopping)
             self.watch.start()
         self.idle_rss = self.process.memory_info().rss
         log.info("limits: %s", self.limits.describe())
@@ -346,9 +347,9 @@ class Server:
         while self.watch is not None and not self.watch.hung_up.empty():
             conn, buffered = self.watch.hung_up.get()
             peers = [p for p in self.peers.values() if p.fd == conn.fd and p.address == conn.address]
-            log.warning("closed the connection from %s: %s of a message not received yet, more than the limit "
-                        "of %s", self._label(peers[0]) if peers else conn.address, gib(buffered),
-                        gib(self.limits.hard_message))
+            log.warning("closed the connection from %s: %s of a message not received yet (the limit is %s, the "
+                        "memory budget %s)", self._label(peers[0]) if peers else conn.address, gib(buffered),
+                        gib(self.limits.hard_message), gib(self.limits.max_memory))
             for peer in peers:
                 self._cut(peer, "it sent a message over the size limit", quiet=True)
             release_memory()
@@ -421,6 +422,9 @@ class Server:
                     kept.append(frame)  # the header always: the answer names what is wrong in it
             if kept:
                 self._message(first.bytes, kept, count, total)
+            if total > RELEASE_BYTES:  # a large message refused or answered: its memory back to the system
+                del kept, first
+                release_memory()
 
     def _peer(self, identity: bytes, frame: Any) -> Peer:
         peer = self.peers.get(identity)

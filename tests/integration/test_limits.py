@@ -283,3 +283,29 @@ def test_a_running_job_that_goes_over_the_budget_is_stopped(monkeypatch):
         server.stop()
         loop.join(5)
         server.close()
+
+
+def test_peers_within_the_message_limit_together_over_the_budget_are_hung_up():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the in-flight check reads the kernel's TCP counters (Linux)")
+    server = BackendProcess("--max-memory", "600M", "--max-message", "200M")  # hard limit 264 MB a message
+    try:
+        process = psutil.Process(server.proc.pid)
+        peers = [RawPeer(server.endpoint), RawPeer(server.endpoint)]
+        open_, peak = [True, True], 0
+        for _ in range(250):  # 250 MB each, within the message limit; 500 MB together
+            for i, peer in enumerate(peers):
+                if open_[i]:
+                    try:
+                        peer.send_part(bytes(1 << 20))
+                    except OSError:
+                        open_[i] = False
+            peak = max(peak, process.memory_info().rss)
+        assert not all(open_)
+        assert peak < (600 << 20) + (64 << 20), f"peak {peak >> 20} MB"
+        assert logged(server, "the memory budget 600 MB")
+        for peer in peers:
+            peer.close()
+        assert pings_answered(server.endpoint) == 5
+    finally:
+        assert stop_time(server) < STOP_S
