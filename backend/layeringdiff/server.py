@@ -77,6 +77,7 @@ TRACK_BYTES = zmq.COPY_THRESHOLD  # smaller frames are copied by pyzmq, larger o
 BATCH = 256  # messages handled per turn of the loop, so replies and checks go on under a flood
 CHECK_S = 0.25  # connections, keys, memory, parent
 RELEASE_BYTES = 64 << 20
+IDLE_PEER_S = 600.0
 PARENT_CHECK_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.05  # progress events are coalesced to this rate, stage changes always go
 LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
@@ -265,6 +266,7 @@ class Server:
         self.stopping.set()
 
     def close(self) -> None:
+        self.stopping.set()  # the in-flight watch too
         for job in list(self.jobs.values()):
             job.stop(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
         self.queue.put(None)
@@ -355,10 +357,15 @@ class Server:
             release_memory()
         for fd in list(self.conns.by_fd):
             self.conns.still_open(fd)
+        now = time.monotonic()
+        busy = {job.identity for job in list(self.jobs.values())}
         for peer in list(self.peers.values()):
             conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
             if peer.fd is not None and (conn is None or conn.address != peer.address):
                 self._gone(peer)
+            elif peer.fd is None and now - peer.last_seen > IDLE_PEER_S and peer.identity not in busy \
+                    and not peer.queue and peer.identity not in self.waiting:
+                self.peers.pop(peer.identity, None)  # no descriptor to follow (not a TCP peer): forgotten when idle
 
     def _read_keys(self) -> None:
         assert self.config.keys is not None
