@@ -3,6 +3,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -29,7 +30,18 @@ class BackendProcess:
             [sys.executable, "-m", "layeringdiff", "serve", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
         )
+        # the log is read all along (as the plugin does): a full pipe would block the server's logging
+        self._log: list[str] = []
+        self._log_reader = threading.Thread(target=lambda: self._log.extend(self.proc.stderr), daemon=True)
+        self._log_reader.start()
         self.endpoint = self._wait_ready(60)
+
+    @property
+    def log(self) -> str:
+        """What the server wrote to stderr so far (all of it once it has exited)."""
+        if self.proc.poll() is not None:
+            self._log_reader.join(5)
+        return "".join(list(self._log))
 
     def _wait_ready(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -41,7 +53,7 @@ class BackendProcess:
                     self.ready = dict(f.split("=", 1) for f in line.split()[2:])  # protocol, version, server_key
                     return line.split()[1]
             if self.proc.poll() is not None:
-                raise RuntimeError(f"backend exited early: {self.proc.stderr.read()}")
+                raise RuntimeError(f"backend exited early: {self.log}")
         self.kill()
         raise RuntimeError("backend printed no READY line")
 

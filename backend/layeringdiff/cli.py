@@ -1,27 +1,52 @@
 """Command line: `layeringdiff split ...` writes an .ora + PNGs; `layeringdiff serve` runs the backend."""
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
-from .errors import InputError, NotAvailable
+from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
 from .progress import ProgressFn
 
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr too (argparse prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parse_box(text: str) -> tuple[int, int, int, int]:
     try:
-        values = tuple(int(round(float(v))) for v in text.split(","))
+        numbers = [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"box must be x0,y0,x1,y1 in pixels, got {text!r}") from None
-    if len(values) != 4:
+    if len(numbers) != 4:
         raise argparse.ArgumentTypeError(f"box must have 4 numbers x0,y0,x1,y1, got {text!r}")
-    return values  # type: ignore[return-value]
+    if not all(math.isfinite(v) and abs(v) < 2**31 for v in numbers):
+        raise argparse.ArgumentTypeError(f"box must be 4 finite pixel positions x0,y0,x1,y1, got {text!r}")
+    return tuple(int(round(v)) for v in numbers)  # type: ignore[return-value]
+
+
+def output_path(text: str) -> Path:
+    """-o: an .ora file (the suffix is added when missing), never an existing folder."""
+    given = Path(text)
+    if given.is_dir():
+        raise InputError(f"output '{given}' is a folder: give a file name such as {given / 'layers.ora'}")
+    return given if given.suffix.lower() == ".ora" else given.with_suffix(".ora")
+
+
+def layer_files(out: Path) -> dict[str, Path]:
+    """The PNGs written beside the .ora."""
+    return {name: out.with_name(f"{out.stem}_{name}.png") for name in ("foreground", "background", "alpha")}
 
 
 class ProgressBar:
@@ -54,55 +79,52 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import load_image, load_mask
+    from .io.images import load_image, load_mask, save_png
     from .io.ora import OraLayer, write_ora
+    from .io.outputs import Outputs
     from .stages.split import SplitOptions, split_layer
 
-    if args.example:
-        if args.image or args.mask:
-            raise InputError("--example replaces IMAGE and --mask; give one or the other")
-        image, box = example(args.example)
-        box = args.box or box
-        mask = None
-    else:
+    # the server's rules for the options; every output checked and reserved before any work
+    options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band})
+    if args.max_pixels < 1:
+        raise InputError("--max-pixels must be at least 1")
+    if args.example and (args.image or args.mask):
+        raise InputError("--example replaces IMAGE and --mask; give one or the other")
+    if not args.example:
         if not args.image:
             raise InputError("give an IMAGE (or --example NAME)")
         if (args.mask is None) == (args.box is None):
             raise InputError("give exactly one foreground hint: --mask FILE or --box x0,y0,x1,y1")
-        image = load_image(args.image)
-        mask = load_mask(args.mask) if args.mask else None
-        box = args.box
-    out = Path(args.output)
-    if out.suffix.lower() != ".ora":
-        out = out.with_suffix(".ora")
-    if not out.parent.exists():
-        raise InputError(f"output folder '{out.parent}' does not exist")
-    progress: ProgressFn = ProgressBar(enabled=not args.quiet)
-    options = SplitOptions(alpha_mode=args.alpha_mode, quantize=255, band=args.band)
-    result = split_layer(image, mask=mask, box=box, options=options, progress=progress)
-    h, w = image.shape[:2]
-    original = image if image.shape[2] == 4 else np.dstack([image, np.ones((h, w), np.float32)])
-    layers = [
-        OraLayer("foreground", result.foreground),
-        OraLayer("background", result.background),
-        OraLayer("original", original, visible=False),
-    ]
-    write_ora(out, layers, w, h)
-    written = [out]
-    if not args.no_png:
-        from .io.images import save_png
-
-        for name, px in (("foreground", result.foreground), ("background", result.background),
-                         ("alpha", result.alpha)):
-            path = out.with_name(f"{out.stem}_{name}.png")
-            save_png(path, px)
-            written.append(path)
+    out = output_path(args.output)
+    pngs = {} if args.no_png else layer_files(out)
+    with Outputs([out, *pngs.values()]) as outputs:
+        if args.example:
+            image, box = example(args.example)
+            box = args.box or box
+            mask = None
+        else:
+            image = load_image(args.image, args.max_pixels)
+            mask = load_mask(args.mask, args.max_pixels) if args.mask else None
+            box = args.box
+        progress: ProgressFn = ProgressBar(enabled=not args.quiet)
+        result = split_layer(image, mask=mask, box=box, options=options, progress=progress)
+        h, w = image.shape[:2]
+        original = image if image.shape[2] == 4 else np.dstack([image, np.ones((h, w), np.float32)])
+        layers = [
+            OraLayer("foreground", result.foreground),
+            OraLayer("background", result.background),
+            OraLayer("original", original, visible=False),
+        ]
+        write_ora(outputs.path(out), layers, w, h)
+        pixels = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
+        for name, path in pngs.items():
+            save_png(outputs.path(path), pixels[name])
     if not args.quiet:
         info = result.info
         print(f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in "
               f"{sum(info['timings'].values()):.2f}s; recomposition error "
               f"{info['recomposition_error'] * 255:.3f}/255", file=sys.stderr)
-    for path in written:
+    for path in (out, *pngs.values()):
         print(path)
     return 0
 
@@ -138,11 +160,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # before the server (and pymatting) is imported; the Krita docker shows these lines while it waits for READY
     ensure_prepared(lambda text: print(f"PREPARING {text}", flush=True))
+    from .limits import parse_size
     from .server import Server, ServerConfig
 
+    try:
+        memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
+        message = parse_size(args.max_message) if args.max_message else 0
+        backlog = parse_size(args.client_backlog) if args.client_backlog else 0
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    for name in ("max_pixels", "max_client_jobs", "max_jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
-                                 parent_pid=args.parent_pid, models=model_config(args), keys=args.keys))
-    return server.run()
+                                 parent_pid=args.parent_pid, models=model_config(args), keys=args.keys,
+                                 max_memory=memory, max_message=message, max_client_jobs=args.max_client_jobs or 0,
+                                 max_jobs=args.max_jobs or 0, client_backlog=backlog))
+    code = server.run()
+    # everything is closed and sent: skip the interpreter's teardown of the numerical libraries, which
+    # takes most of a second on a loaded machine (the stop after SIGTERM should take well under 2 s)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def psutil_total() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -183,38 +231,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from .io.images import load_image, save_png
     from .io.ora import OraLayer, write_ora
+    from .io.outputs import Outputs
     from .models import ModelManager
     from .pipeline import run_job
     from .wire import from_array, to_array
 
-    out = Path(args.output).with_suffix(".ora")
-    if not out.parent.exists():
-        raise InputError(f"output folder '{out.parent}' does not exist")
-    control_image = None
-    if args.control_image:
-        if not args.control:
-            raise InputError("--control-image needs --control canny|depth")
-        control_image = from_array(load_image(args.control_image)[..., :3], "f32", "RGB")
-    options = {"control": args.control} if args.control else {}
-    message = Generate(args.prompt, width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
-                       seed=args.seed, negative_prompt=args.negative or "", phrase=args.phrase,
-                       options=options, control_image=control_image)
-    progress: ProgressFn = ProgressBar(enabled=not args.quiet)
-    output = run_job(message, progress, ModelManager(model_config(args)))
-    fg, bg, alpha = to_array(output.foreground), to_array(output.background), to_array(output.alpha)[..., 0]
-    h, w = alpha.shape
-    phrases = output.info.get("phrases", [])
-    names = [f"{p} foreground" if p else "foreground" for p in phrases] or ["foreground"]
-    fgs = [OraLayer(names[0], fg)] + [OraLayer(names[i + 1] if i + 1 < len(names) else f"foreground {i + 2}",
-                                               to_array(img)) for i, img in enumerate(output.behind)]
-    write_ora(out, [*fgs, OraLayer("background", bg)], w, h)
+    out = output_path(args.output)
+    pngs = layer_files(out)
+    with Outputs([out, *pngs.values()]) as outputs:
+        control_image = None
+        if args.control_image:
+            if not args.control:
+                raise InputError("--control-image needs --control canny|depth")
+            control_image = from_array(load_image(args.control_image, args.max_pixels)[..., :3], "f32", "RGB")
+        options = {"control": args.control} if args.control else {}
+        message = Generate(args.prompt, width=args.width, height=args.height, steps=args.steps,
+                           guidance=args.guidance, seed=args.seed, negative_prompt=args.negative or "",
+                           phrase=args.phrase, options=options, control_image=control_image)
+        progress: ProgressFn = ProgressBar(enabled=not args.quiet)
+        output = run_job(message, progress, ModelManager(model_config(args)))
+        fg, bg, alpha = to_array(output.foreground), to_array(output.background), to_array(output.alpha)[..., 0]
+        h, w = alpha.shape
+        phrases = output.info.get("phrases", [])
+        names = [f"{p} foreground" if p else "foreground" for p in phrases] or ["foreground"]
+        fgs = [OraLayer(names[0], fg)] + [OraLayer(names[i + 1] if i + 1 < len(names) else f"foreground {i + 2}",
+                                                   to_array(img)) for i, img in enumerate(output.behind)]
+        write_ora(outputs.path(out), [*fgs, OraLayer("background", bg)], w, h)
+        for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
+            save_png(outputs.path(pngs[name]), px)
     if not args.quiet:
         print(f"layering: {output.info.get('method')}; stack error {output.info.get('stack_error', 0) * 255:.2f}/255",
               file=sys.stderr)
-    print(out)
-    for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
-        path = out.with_name(f"{out.stem}_{name}.png")
-        save_png(path, px)
+    for path in (out, *pngs.values()):
         print(path)
     return 0
 
@@ -354,7 +402,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from layering_protocol import DEFAULT_MAX_PIXELS
 
-    parser = argparse.ArgumentParser(prog="layeringdiff", description=__doc__)
+    parser = Parser(prog="layeringdiff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("split", help="split an image into foreground and background layers (offline)")
@@ -365,7 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="output .ora; PNGs are written beside it")
     sp.add_argument("--alpha-mode", choices=("matte", "mask"), default="matte",
                     help="matte: refine the hint by matting (default); mask: use the mask as the alpha")
-    sp.add_argument("--band", type=int, help="unknown band half-width in pixels (default: scaled to the object)")
+    sp.add_argument("--band", type=int, help="unknown band half-width, 1 to 500 pixels (default: scaled to the "
+                                             "object)")
+    sp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     sp.set_defaults(func=cmd_split)
@@ -376,7 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--keys", help="serve with CURVE encryption and client keys from this folder "
                                    "(`layeringdiff keys init`)")
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
-    sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image accepted")
+    sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
+    sv.add_argument("--max-memory", help="memory budget of the backend: jobs whose estimated peak would not fit are "
+                                         "refused (e.g. 12G or 60%%; default 75%% of the RAM)")
+    sv.add_argument("--max-message", help="largest request, all its frames together (e.g. 2G; default: the largest "
+                                          "valid split at --max-pixels, at most 1/8 of --max-memory)")
+    sv.add_argument("--max-client-jobs", type=int, help="queued + running jobs of one client (default 4)")
+    sv.add_argument("--max-jobs", type=int, help="queued + running jobs of all clients (default 32)")
+    sv.add_argument("--client-backlog", help="replies a client may leave unread before it is cut off (default 128M)")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
@@ -404,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--negative", help="negative prompt")
     gp.add_argument("--control", choices=("canny", "depth"), help="ControlNet guidance")
     gp.add_argument("--control-image", help="image for the ControlNet (edges are taken for canny; a depth map)")
+    gp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                    help=f"refuse a larger --control-image (default {DEFAULT_MAX_PIXELS})")
     gp.add_argument("-q", "--quiet", action="store_true")
     add_model_args(gp)
     gp.set_defaults(func=cmd_generate)
@@ -451,16 +512,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is one line on stderr: exit 2 for what the user can change (input, files, memory,
+    missing extras), 1 for a fault of this program (LAYERINGDIFF_DEBUG=1 shows its traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except (InputError, NotAvailable) as exc:
-        print(f"error: {exc.text}" + (f"\n  {exc.detail}" if exc.detail else ""), file=sys.stderr)
+        detail = f" ({_one_line(exc.detail)})" if exc.detail else ""
+        print(f"error: {_one_line(exc.text)}{detail}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: not enough memory for this image: try a smaller one", file=sys.stderr)
+        return EXIT_INPUT
+    except ModuleNotFoundError as exc:
+        module = missing_ml_module(exc)
+        if module is None:
+            return _internal(exc)
+        print(f"error: this needs {module}, which is not installed: {ML_HINT}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # disk full, permissions, a file that vanished
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> int:
+    if os.environ.get("LAYERINGDIFF_DEBUG"):
+        raise exc
+    print(f"error: internal error: {type(exc).__name__}: {_one_line(str(exc))[:300]} (set LAYERINGDIFF_DEBUG=1 "
+          "for the traceback, and please report it)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

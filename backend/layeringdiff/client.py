@@ -1,22 +1,33 @@
-"""Blocking ZeroMQ DEALER client for scripts, tests and benchmarks (the Krita plugin has its own)."""
+"""Blocking ZeroMQ DEALER client for scripts, tests and benchmarks (the Krita plugin has its own).
+
+While it waits it pings the backend every HEARTBEAT_S; a backend that answers nothing, not even a ping,
+for LOST_S is reported as gone (BackendLost) instead of waiting out the caller's timeout.
+"""
 
 import time
 from typing import Any, Iterator
 
 import zmq
-from layering_protocol import Cancelled, Envelope, Error, Result, decode, encode, new_id
+from layering_protocol import Cancelled, Envelope, Error, Ping, Pong, Result, decode, encode, new_id
 from layering_protocol.curve import client_key_pair, server_public_key
 
 from .wire import to_array
 
 TERMINAL = (Result, Error, Cancelled)
+HEARTBEAT_S = 1.0
+LOST_S = 8.0  # as the plugin's connection
+
+
+class BackendLost(ConnectionError):
+    """The backend answered nothing, not even a ping, for LOST_S seconds."""
 
 
 class Client:
     def __init__(self, endpoint: str, ctx: zmq.Context | None = None, server_key: str = "",
-                 client_key: str = "") -> None:
+                 client_key: str = "", heartbeat: bool = True) -> None:
         """server_key (Z85 text or server.key) + client_key (this machine's .key_secret): a backend served
-        with --keys."""
+        with --keys. heartbeat=False: no pings of its own (a test that counts every message)."""
+        self.endpoint = endpoint
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -24,6 +35,10 @@ class Client:
             self.sock.curve_publickey, self.sock.curve_secretkey = client_key_pair(client_key)
             self.sock.curve_serverkey = server_public_key(server_key)
         self.sock.connect(endpoint)
+        self.heartbeat = heartbeat
+        self._pings: set[str] = set()  # ids of our own heartbeat pings: their pongs are not the caller's
+        self._last_heard = 0.0
+        self._last_ping = 0.0
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -43,10 +58,38 @@ class Client:
         self.sock.send_multipart(frames)
 
     def recv(self, timeout: float = 30.0) -> Envelope:
-        if not self.sock.poll(int(timeout * 1000)):
-            raise TimeoutError(f"no reply within {timeout}s")
-        frames = self.sock.recv_multipart(copy=False)
-        return decode([f.buffer for f in frames], max_pixels=1 << 40)
+        """The next message; TimeoutError after `timeout`, BackendLost when the backend is silent for LOST_S."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while True:
+            now = time.monotonic()
+            heard = max(self._last_heard, start)
+            if self.heartbeat and now - heard > LOST_S:
+                self._pings.clear()
+                raise BackendLost(f"no answer from the backend at {self.endpoint} for {LOST_S:.0f} s: it is gone "
+                                  "or unreachable")
+            if now >= deadline:
+                raise TimeoutError(f"no reply within {timeout}s")
+            if self.heartbeat and now - self._last_ping >= HEARTBEAT_S:
+                self._last_ping = now
+                if len(self._pings) > 1000:  # pongs that never came: forget them
+                    self._pings.clear()
+                ping_id = new_id()
+                try:  # never block on a heartbeat: a backend that takes nothing is what LOST_S reports
+                    self.sock.send_multipart(encode(Ping(now), ping_id), zmq.NOBLOCK)
+                    self._pings.add(ping_id)
+                except zmq.Again:
+                    pass
+            wake = min(deadline, self._last_ping + HEARTBEAT_S, heard + LOST_S) if self.heartbeat else deadline
+            if not self.sock.poll(max(1, int((wake - now) * 1000))):
+                continue
+            frames = self.sock.recv_multipart(copy=False)
+            self._last_heard = time.monotonic()
+            env = decode([f.buffer for f in frames], max_pixels=1 << 40)
+            if env.reply_to in self._pings and isinstance(env.message, Pong):
+                self._pings.discard(env.reply_to)
+                continue
+            return env
 
     def request(self, message: Any, timeout: float = 30.0) -> Envelope:
         """Send and wait for the reply to this message (other messages are skipped)."""

@@ -21,3 +21,13 @@ class NotAvailable(RuntimeError):
 
 class JobCancelled(Exception):
     """Raised from a progress callback when the user cancelled; stages never catch it."""
+
+
+ML_MODULES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub")
+ML_HINT = "install torch (the build for your GPU), then pip install 'layeringdiff[ml]'"
+
+
+def missing_ml_module(exc: ModuleNotFoundError) -> str | None:
+    """The ml extra's package that an import failed on (a base install reached a model path), else None."""
+    module = (exc.name or "").split(".")[0]
+    return module if module in ML_MODULES else None

@@ -7,12 +7,13 @@ clients/ takes effect without restarting the server.
 """
 
 import logging
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import zmq
-import zmq.auth
 from layering_protocol.curve import client_key_pair, read_key_file
 
 log = logging.getLogger(__name__)
@@ -27,16 +28,57 @@ def require_curve() -> None:
         raise RuntimeError("this pyzmq/libzmq was built without CURVE security; install pyzmq from PyPI")
 
 
+def _write_file(path: Path, text: str, mode: int) -> None:
+    """Write a new file that has `mode` from its first byte: made under a temporary name with that mode
+    (never chmod-ed after writing) and renamed over any older file, whose looser mode it does not inherit."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _certificate(public: bytes, secret: bytes | None) -> str:
+    """The ZeroMQ certificate format (as pyzmq's zmq.auth writes it; read by layering_protocol.curve)."""
+    kind = "Secret" if secret else "Public"
+    lines = [f"#   ZeroMQ CURVE **{kind}** Certificate, made by layeringdiff on {time.strftime('%Y-%m-%d %H:%M')}"]
+    if secret:
+        lines.append("#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.")
+    lines += ["", "metadata", "curve", f'    public-key = "{public.decode()}"']
+    if secret:
+        lines.append(f'    secret-key = "{secret.decode()}"')
+    return "\n".join(lines) + "\n"
+
+
+def create_key_pair(folder: Path, name: str) -> tuple[Path, Path]:
+    """folder/NAME.key (public, 0644) and folder/NAME.key_secret (0600 from its first byte)."""
+    public, secret = zmq.curve_keypair()
+    secret_path = folder / f"{name}.key_secret"
+    _write_file(secret_path, _certificate(public, secret), 0o600)
+    public_path = folder / f"{name}.key"
+    _write_file(public_path, _certificate(public, None), 0o644)
+    return public_path, secret_path
+
+
 def init_keys(folder: str | Path) -> Path:
-    """Create the folder with the server's key pair (kept if already there); returns server.key."""
+    """Create the folder with the server's key pair (kept if already there); returns server.key. A new
+    folder and secrets/ are 0700, secret key files 0600."""
     require_curve()
     folder = Path(folder)
-    for sub in (folder, folder / "clients", folder / "secrets"):
-        sub.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    (folder / "clients").mkdir(exist_ok=True)
+    (folder / "secrets").mkdir(mode=0o700, exist_ok=True)
     (folder / "secrets").chmod(0o700)
     if not (folder / f"{SERVER}.key_secret").is_file():
-        _, secret = zmq.auth.create_certificates(str(folder), SERVER)
-        Path(secret).chmod(0o600)
+        create_key_pair(folder, SERVER)
     return folder / f"{SERVER}.key"
 
 
@@ -50,10 +92,9 @@ def add_client(folder: str | Path, name: str) -> Path:
         raise FileNotFoundError(f"{folder} has no server keys; run `layeringdiff keys init {folder}` first")
     if (folder / "clients" / f"{name}.key").exists():
         raise FileExistsError(f"a client named {name!r} exists; delete clients/{name}.key to revoke it first")
-    public, secret = zmq.auth.create_certificates(str(folder / "secrets"), name)
-    Path(secret).chmod(0o600)
+    public, secret = create_key_pair(folder / "secrets", name)
     shutil.move(public, folder / "clients" / f"{name}.key")
-    return Path(secret)
+    return secret
 
 
 def server_keys(folder: str | Path) -> tuple[bytes, bytes]:

@@ -259,6 +259,15 @@ class ModelManager:
         return torch.float16 if self.device() == "cuda" else torch.float32
 
     # ---- loaders ----------------------------------------------------------------------------------
+    def loaded(self) -> set[str]:
+        """Names of the models in memory (the server's memory estimate counts only the others' weights)."""
+        names = set()
+        for key in list(self._cache):
+            names.add("sdxl" if key[0] == "sdxl-base" else key[0])
+            if key[0] == "sdxl" and key[1]:
+                names.add(f"controlnet-{key[1]}")
+        return names
+
     def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._cache:

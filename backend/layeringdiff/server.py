@@ -1,8 +1,15 @@
-"""Backend server: a ZeroMQ ROUTER socket loop that stays responsive, and one worker thread for jobs.
+"""Backend server: a ZeroMQ ROUTER socket loop that no client can stall, and one worker thread for jobs.
 
 Only the loop thread touches the ROUTER socket. The worker sends its replies through an inproc PAIR
 socket, and the loop forwards them. Jobs run one at a time; cancel, ping and status are answered
-while a job runs; every failure becomes an error reply and the loop keeps serving.
+while a job runs; every failure becomes an error reply (a traceback goes to the log under an id that the
+reply names, never into the reply) and the loop keeps serving.
+
+Bounds (the numbers are in limits.py): a message is received frame by frame and no longer kept once over
+its limits; replies are sent without ever blocking and wait per client up to a backlog, beyond which the
+client is cut off (its replies dropped, its jobs cancelled, its connection closed); jobs are counted per
+client and overall; a job's estimated peak memory (job_memory.py) must fit the memory budget when it is
+queued and again when it starts, and a running job that takes the server over the budget is stopped.
 """
 
 import logging
@@ -12,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +28,7 @@ import zmq
 from layering_protocol import (
     DEFAULT_MAX_PIXELS,
     JOB_TYPES,
+    MAX_REQUEST_FRAMES,
     PROTOCOL_VERSION,
     Accepted,
     Cancel,
@@ -38,15 +46,20 @@ from layering_protocol import (
     Result,
     Status,
     StatusReply,
+    check_header,
+    clip,
     decode,
     encode,
     peek_id,
 )
 
 from . import __version__
-from .errors import InputError, JobCancelled, NotAvailable
-from .keys import ClientList, is_loopback, server_keys
+from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_module
+from .job_memory import estimate_job, models_needed, weight_bytes
+from .keys import ClientList, allowed_clients, is_loopback, server_keys
+from .limits import Limits, gib
 from .models import ModelConfig, ModelManager
+from .peers import HAS_TCP_INFO, Connections, InflightWatch, Outgoing, Peer, hang_up, release_memory
 from .pipeline import available_jobs, run_job
 
 log = logging.getLogger("layeringdiff.server")
@@ -54,10 +67,23 @@ log = logging.getLogger("layeringdiff.server")
 HEARTBEAT_MS = 2000  # ZeroMQ transport heartbeats: a dead peer's connection is dropped after the timeout
 HEARTBEAT_TIMEOUT_MS = 6000
 POLL_MS = 100
+WAITING_POLL_MS = 5  # while replies wait for room in some client's pipe
 IO_THREADS = 2  # a second I/O thread cuts 4096^2 transfers by ~15% on loopback
-SHUTDOWN_JOIN_S = 10.0
+SHUTDOWN_JOIN_S = 0.75  # a job that does not stop by then is left behind: the process exits without it
+LINGER_MS = 200
+SNDHWM = 64  # messages per client inside libzmq; larger replies are tracked by bytes (see Peer)
+RCVHWM = 64
+TRACK_BYTES = zmq.COPY_THRESHOLD  # smaller frames are copied by pyzmq, larger ones tracked until sent
+BATCH = 256  # messages handled per turn of the loop, so replies and checks go on under a flood
+CHECK_S = 0.25  # connections, keys, memory, parent
+RELEASE_BYTES = 64 << 20
+IDLE_PEER_S = 600.0
 PARENT_CHECK_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.05  # progress events are coalesced to this rate, stage changes always go
+LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
+LOG_CHARS = 300
+TEXT_CHARS = 1000  # error texts and details in replies
+DETAIL_CHARS = 2000
 
 
 def pid_alive(pid: int, started_ppid: int) -> bool:
@@ -68,6 +94,17 @@ def pid_alive(pid: int, started_ppid: int) -> bool:
     return psutil.pid_exists(pid)
 
 
+def _say(line: str) -> None:
+    """A line for whoever started us; stdout may be closed by now (the plugin gone): never raise."""
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        try:  # keep the interpreter's exit from failing on the same closed pipe
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -76,6 +113,16 @@ class ServerConfig:
     parent_pid: int | None = None  # stop when this process is gone (Krita started us and crashed)
     models: ModelConfig = field(default_factory=ModelConfig)
     keys: str | None = None  # CURVE keys folder (`layeringdiff keys init`); required beyond loopback
+    max_memory: int = 0  # bytes; 0: 75% of the machine's RAM
+    max_message: int = 0  # bytes; 0: from the pixel limit and the memory budget
+    max_client_jobs: int = 0  # 0: limits.CLIENT_JOBS
+    max_jobs: int = 0  # 0: limits.JOBS
+    client_backlog: int = 0  # bytes; 0: limits.CLIENT_BACKLOG_BYTES
+
+    def limits(self) -> Limits:
+        given = {k: v for k, v in (("client_jobs", self.max_client_jobs), ("jobs", self.max_jobs),
+                                   ("client_backlog", self.client_backlog)) if v}
+        return Limits.make(self.max_pixels, self.max_memory, self.max_message, **given)
 
 
 @dataclass
@@ -83,26 +130,56 @@ class Job:
     id: str
     identity: bytes
     message: Any
+    owner: str = ""  # the client's key, or its connection: what the per-client job limit counts
+    input_bytes: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     stage: str = "queued"
+    why: tuple[str, str] | None = None  # (code, text) when stopped for another reason than a cancel request
+
+    def stop(self, code: str, text: str) -> None:
+        if self.why is None:
+            self.why = (code, text)
+        self.cancel.set()
+
+
+def _frame_property(frame: Any, name: Any) -> Any:
+    try:
+        return frame.get(name)
+    except (zmq.ZMQError, OSError, ValueError, TypeError):
+        return None
 
 
 class Server:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
+        self.limits = self.config.limits()
         self.ctx: zmq.Context | None = None
         self.auth: Any = None  # pyzmq's ZAP authenticator thread when serving with keys
         self.public_key = ""
         self.router: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
         self.inbox: zmq.Socket | None = None
         self.endpoint = ""
         self.queue: queue.Queue[Job | None] = queue.Queue()
-        self.jobs: dict[str, Job] = {}  # queued or running, by id
+        self.jobs: dict[str, Job] = {}  # queued or running, by id (the worker removes finished ones)
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.worker: threading.Thread | None = None
         self.started_ppid = os.getppid()
         self.models = ModelManager(self.config.models)
+        self.peers: dict[bytes, Peer] = {}
+        self.waiting: set[bytes] = set()  # peers whose replies wait for room in their pipe
+        self.conns = Connections()
+        self.watch: InflightWatch | None = None
+        self.allowed: dict[str, str] = {}  # allowed client keys (Z85) -> names, when served with keys
+        self.names: dict[str, str] = {}  # every key seen allowed -> its name (for the log, after revocation)
+        self.process = psutil.Process()
+        self.idle_rss = 0
+        self.next_check = 0.0
+        self.next_parent_check = 0.0
+        self.log_second = 0
+        self.log_count = 0
+        self.log_skipped = 0
 
     # ---- set-up and tear-down -------------------------------------------------------------
     def bind(self) -> str:
@@ -121,12 +198,17 @@ class Server:
             self.router.curve_publickey, self.router.curve_secretkey = curve
             self.router.curve_server = True
             self.public_key = curve[0].decode()
-        self.router.setsockopt(zmq.LINGER, 500)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unreachable peer -> error, not silent drop
+            self._read_keys()
+        self.router.setsockopt(zmq.LINGER, LINGER_MS)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe -> EAGAIN (we queue), a gone peer -> error
+        self.router.setsockopt(zmq.SNDHWM, SNDHWM)
+        self.router.setsockopt(zmq.RCVHWM, RCVHWM)
         self.router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
         self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        # bound what one message may make us allocate: the largest f32 RGBA image plus slack
-        self.router.setsockopt(zmq.MAXMSGSIZE, self.config.max_pixels * 16 + (1 << 20))
+        # libzmq's own limit is per frame and drops the connection without a word; our limit on a whole
+        # message (answered with an error) is below it
+        self.router.setsockopt(zmq.MAXMSGSIZE, self.limits.hard_message)
+        self.monitor = self.router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
         address = f"tcp://{self.config.host}"
         if self.config.port:
             self.router.bind(f"{address}:{self.config.port}")
@@ -138,12 +220,18 @@ class Server:
         self.inbox.bind(f"inproc://worker-{id(self)}")
         self.worker = threading.Thread(target=self._work, name="layeringdiff-worker", daemon=True)
         self.worker.start()
+        if HAS_TCP_INFO:
+            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.limits.max_memory, self.stopping)
+            self.watch.start()
+        self.idle_rss = self.process.memory_info().rss
+        log.info("limits: %s", self.limits.describe())
         return self.endpoint
 
     def run(self) -> int:
         """Bind, print the READY line, serve until SIGINT/SIGTERM or stop(). Returns an exit code."""
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.raiseExceptions = False  # a closed stderr must not stop the server
         try:
             self.bind()
         except zmq.ZMQError as exc:
@@ -158,114 +246,276 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.stopping.set())
         key = f" server_key={self.public_key}" if self.public_key else ""
-        print(f"READY {self.endpoint} protocol={PROTOCOL_VERSION} version={__version__}{key}", flush=True)
+        _say(f"READY {self.endpoint} protocol={PROTOCOL_VERSION} version={__version__}{key}")
         try:
             self.loop()
         finally:
             self.close()
-        print("STOPPED", flush=True)
+        _say("STOPPED")
+        if self.worker is not None and self.worker.is_alive():
+            # a job step that cannot be interrupted still runs: leave without it rather than wait for it
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(0)
         return 0
 
     def stop(self) -> None:
         self.stopping.set()
 
     def close(self) -> None:
+        self.stopping.set()  # the in-flight watch too
         for job in list(self.jobs.values()):
-            job.cancel.set()
+            job.stop(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
         self.queue.put(None)
         if self.worker is not None:
-            self.worker.join(SHUTDOWN_JOIN_S)
+            deadline = time.monotonic() + SHUTDOWN_JOIN_S
+            while self.worker.is_alive() and time.monotonic() < deadline:
+                self.worker.join(0.05)
+                if self.inbox is not None:
+                    self._drain_inbox()  # the worker's last replies, and room for it to send them
         if self.inbox is not None:  # None when binding failed
             self._drain_inbox()
         for job in list(self.jobs.values()):
             self._send(job.identity, Error(ErrorCode.SHUTTING_DOWN, "the backend is shutting down", job=job.id),
                        reply_to=job.id)
         self.jobs.clear()
-        for sock in (self.inbox, self.router):
+        for identity in list(self.waiting):
+            self._flush(identity)
+        if self.router is not None and self.monitor is not None:
+            try:
+                self.router.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        for sock in (self.monitor, self.inbox, self.router):
             if sock is not None:
-                sock.close()
+                sock.close(linger=LINGER_MS if sock is self.router else 0)
         if self.auth is not None:
             self.auth.stop()
         if self.worker is not None and self.worker.is_alive():
-            # a step that cannot be interrupted (one long model call) still holds the worker's socket, and
-            # term() would wait for it: leave the context to the process exit instead of hanging here
+            # the running step still holds the worker's socket, and term() would wait for it; libzmq's I/O
+            # threads send the last replies (shutting_down) within the router's linger meanwhile
             log.warning("the running job did not stop within %.0f s; exiting without it", SHUTDOWN_JOIN_S)
+            time.sleep(LINGER_MS / 1000)
         elif self.ctx is not None:
             self.ctx.term()
 
     # ---- socket loop --------------------------------------------------------------------------
     def loop(self) -> None:
-        assert self.router is not None and self.inbox is not None
+        assert self.router is not None and self.inbox is not None and self.monitor is not None
         poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.inbox, zmq.POLLIN)
-        next_parent_check = time.monotonic()
+        for sock in (self.router, self.inbox, self.monitor):
+            poller.register(sock, zmq.POLLIN)
         while not self.stopping.is_set():
-            if self.config.parent_pid and time.monotonic() >= next_parent_check:
-                next_parent_check = time.monotonic() + PARENT_CHECK_S
-                if not pid_alive(self.config.parent_pid, self.started_ppid):
-                    log.warning("parent process %d is gone; stopping", self.config.parent_pid)
-                    self.stopping.set()
+            now = time.monotonic()
+            if now >= self.next_check:
+                self.next_check = now + CHECK_S
+                self._checks(now)
+                if self.stopping.is_set():
                     break
             try:
-                events = dict(poller.poll(POLL_MS))
+                events = dict(poller.poll(WAITING_POLL_MS if self.waiting else POLL_MS))
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.EINTR:  # a signal arrived during poll
                     continue
                 raise
+            if self.monitor in events:
+                self._monitor_events()
             if self.inbox in events:
                 self._drain_inbox()
             if self.router in events:
-                while True:
-                    try:
-                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._handle(frames[0].bytes, frames[1:])
+                self._receive()
+            for identity in list(self.waiting):
+                self._flush(identity)
 
-    def _drain_inbox(self) -> None:
-        assert self.inbox is not None
+    def _checks(self, now: float) -> None:
+        if self.config.parent_pid and now >= self.next_parent_check:
+            self.next_parent_check = now + PARENT_CHECK_S
+            if not pid_alive(self.config.parent_pid, self.started_ppid):
+                log.warning("parent process %d is gone; stopping", self.config.parent_pid)
+                self.stopping.set()
+                return
+        self._check_connections()
+        if self.config.keys:
+            self._check_keys()
+        self._check_memory()
+
+    def _check_connections(self) -> None:
+        """Connections the in-flight watch hung up (a message over the hard limit still arriving: libzmq keeps
+        an unfinished multipart message until its last frame, only the kernel's byte count shows it), and
+        connections libzmq closed (missed events)."""
+        while self.watch is not None and not self.watch.hung_up.empty():
+            conn, buffered = self.watch.hung_up.get()
+            peers = [p for p in self.peers.values() if p.fd == conn.fd and p.address == conn.address]
+            log.warning("closed the connection from %s: %s of a message not received yet (the limit is %s, the "
+                        "memory budget %s)", self._label(peers[0]) if peers else conn.address, gib(buffered),
+                        gib(self.limits.hard_message), gib(self.limits.max_memory))
+            for peer in peers:
+                self._cut(peer, "it sent a message over the size limit", quiet=True)
+            release_memory()
+        for fd in list(self.conns.by_fd):
+            self.conns.still_open(fd)
+        now = time.monotonic()
+        busy = {job.identity for job in list(self.jobs.values())}
+        for peer in list(self.peers.values()):
+            conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
+            if peer.fd is not None and (conn is None or conn.address != peer.address):
+                self._gone(peer)
+            elif peer.fd is None and now - peer.last_seen > IDLE_PEER_S and peer.identity not in busy \
+                    and not peer.queue and peer.identity not in self.waiting:
+                self.peers.pop(peer.identity, None)  # no descriptor to follow (not a TCP peer): forgotten when idle
+
+    def _read_keys(self) -> None:
+        assert self.config.keys is not None
+        self.allowed = {key.decode(): name for key, name in allowed_clients(self.config.keys).items()}
+        self.names.update(self.allowed)
+
+    def _check_keys(self) -> None:
+        """A key deleted from clients/ cuts its open connections off too, not only new ones."""
+        if not any(p.key for p in self.peers.values()):
+            return
+        self._read_keys()
+        for peer in list(self.peers.values()):
+            if peer.key and peer.key not in self.allowed and not peer.cut:
+                self._cut(peer, f"its key ({self.names.get(peer.key, 'unknown')}) was revoked")
+
+    def _check_memory(self) -> None:
+        rss = self.process.memory_info().rss
+        job = self.current
+        if job is None and self.queue.empty():
+            self.idle_rss = rss
+        elif job is not None and rss > self.limits.max_memory and job.why is None:
+            log.warning("job %s took the backend to %s, over its memory budget of %s; stopping it", job.id,
+                        gib(rss), gib(self.limits.max_memory))
+            job.stop(ErrorCode.TOO_LARGE, f"the job took the backend to {gib(rss)} of memory, over its budget of "
+                                          f"{gib(self.limits.max_memory)} (--max-memory)")
+
+    def _monitor_events(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        assert self.monitor is not None
         while True:
             try:
-                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._forward(frames[0].bytes, frames[1:])
+            fd = int(event["value"])
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self.conns.accepted(fd)
+            else:
+                self.conns.still_open(fd)
 
-    def _forward(self, identity: bytes, frames: list[Any]) -> None:
+    # ---- receiving ----------------------------------------------------------------------------
+    def _receive(self) -> None:
+        """Up to BATCH messages, frame by frame: past the frame or byte limit, frames are received (libzmq
+        has the whole message by now) and dropped at once instead of kept."""
         assert self.router is not None
-        try:
-            self.router.send_multipart([identity, *frames], copy=False)
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: the client went away; its jobs are pointless now
-            log.warning("client %s unreachable (%s); cancelling its jobs", identity.hex(), exc)
-            for job in self.jobs.values():
-                if job.identity == identity:
-                    job.cancel.set()
+        for _ in range(BATCH):
+            try:
+                first = self.router.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            kept: list[Any] = []
+            count = total = 0
+            more = first.more
+            while more:
+                frame = self.router.recv(copy=False)
+                more = frame.more
+                count += 1
+                total += len(frame)
+                if count == 1 or (count <= MAX_REQUEST_FRAMES and total <= self.limits.max_message):
+                    kept.append(frame)  # the header always: the answer names what is wrong in it
+            if kept:
+                self._message(first.bytes, kept, count, total)
+            if total > RELEASE_BYTES:  # a large message refused or answered: its memory back to the system
+                del kept, first
+                release_memory()
 
-    def _send(self, identity: bytes, message: Any, reply_to: str | None = None) -> None:
-        self._forward(identity, encode(message, reply_to=reply_to))
+    def _peer(self, identity: bytes, frame: Any) -> Peer:
+        peer = self.peers.get(identity)
+        if peer is None:
+            fd = _frame_property(frame, zmq.SRCFD)
+            key = _frame_property(frame, "User-Id") if self.auth is not None else None
+            peer = Peer(identity, fd if isinstance(fd, int) and fd >= 0 else None, key or "")
+            self.peers[identity] = peer
+        peer.last_seen = time.monotonic()
+        return peer
 
-    def _handle(self, identity: bytes, frames: list[Any]) -> None:
+    def _message(self, identity: bytes, frames: list[Any], count: int, total: int) -> None:
+        peer = self._peer(identity, frames[0])
+        if peer.fd is not None:
+            conn = self.conns.received(peer.fd, total, count)
+            if peer.address is None:
+                peer.address = conn.address
+        if peer.cut:
+            return
+        if self.config.keys and peer.key not in self.allowed:
+            self._read_keys()  # a key added after the last look is fine; one deleted is cut off at once
+            if peer.key not in self.allowed:
+                self._cut(peer, "its key is not (or no longer) allowed")
+                return
         buffers = [f.buffer for f in frames]
         msg_id = None
         try:
-            envelope = decode(buffers, self.config.max_pixels)
+            if count > MAX_REQUEST_FRAMES or total > self.limits.max_message:
+                self._oversized(buffers[0], count, total)
+            envelope = decode(buffers, self.limits.max_pixels)
             msg_id = envelope.id
-            self._dispatch(identity, envelope.id, envelope.message)
+            self._dispatch(peer, envelope.id, envelope.message, total)
         except ProtocolError as exc:
-            msg_id = msg_id or (peek_id(buffers) if buffers else None)
-            log.info("rejected message from %s: %s", identity.hex(), exc)
-            self._send(identity, Error(exc.code, exc.text, exc.detail), reply_to=msg_id)
-        except Exception as exc:  # one bad request never stops the loop
-            log.exception("failed handling a message")
-            self._send(identity, Error(ErrorCode.INTERNAL, f"internal error: {exc}", traceback.format_exc()),
+            msg_id = msg_id or (peek_id(buffers) if count else None)
+            self._rejected(peer, f"{exc.code}: {exc.text}")
+            self._send(identity, Error(exc.code, exc.text, exc.detail,
+                                       job=msg_id if exc.code in (ErrorCode.BUSY, ErrorCode.TOO_LARGE) else None),
                        reply_to=msg_id)
+        except Exception:  # one bad request never stops the loop
+            incident = self._incident("handling a message")
+            self._send(identity, Error(ErrorCode.INTERNAL, f"internal error (log id {incident}): the backend's log "
+                                                           "has the details"), reply_to=msg_id)
 
-    def _dispatch(self, identity: bytes, msg_id: str, message: Any) -> None:
+    def _oversized(self, header: Any, count: int, total: int) -> None:
+        """Refuse a message over the frame or byte limit, naming what is wrong in its header first."""
+        _, images = check_header(header, self.limits.max_pixels)
+        if count > MAX_REQUEST_FRAMES:
+            raise ProtocolError(ErrorCode.FRAME_MISMATCH, f"message has {count} frames, a request has at most "
+                                                          f"{MAX_REQUEST_FRAMES} (its header describes {images} "
+                                                          "image frames)")
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {total} bytes, more than the backend's limit of "
+                                                 f"{self.limits.max_message} bytes",
+                            "send a smaller layer, or raise the backend's --max-message")
+
+    def _incident(self, what: str) -> str:
+        incident = uuid.uuid4().hex[:8]
+        log.exception("internal error %s %s", incident, what)
+        return incident
+
+    def _rejected(self, peer: Peer, text: str) -> None:
+        """Log a refused message: cut short, and at most LOG_BURST lines a second (a fuzzing client would
+        otherwise fill the disk)."""
+        second = int(time.monotonic())
+        if second != self.log_second:
+            if self.log_skipped:
+                log.info("... and %d more rejected messages", self.log_skipped)
+            self.log_second, self.log_count, self.log_skipped = second, 0, 0
+        self.log_count += 1
+        if self.log_count <= LOG_BURST:
+            log.info("rejected a message from %s: %s", self._label(peer), clip(text, LOG_CHARS))
+        else:
+            self.log_skipped += 1
+
+    def _label(self, peer: Peer) -> str:
+        if peer.key:
+            return f"client {self.names.get(peer.key, peer.key[:8])}"
+        return f"client {peer.identity.hex()[:10]}"
+
+    def _dispatch(self, peer: Peer, msg_id: str, message: Any, nbytes: int) -> None:
+        identity = peer.identity
         if isinstance(message, Hello):
             models = {row["model"]: row["state"] for row in self.models.status()}
             caps = Capabilities(f"layeringdiff {__version__}", PROTOCOL_VERSION, available_jobs(),
-                                self.config.max_pixels, models)
+                                self.limits.max_pixels, models)
             self._send(identity, caps, reply_to=msg_id)
         elif isinstance(message, Ping):
             self._send(identity, Pong(message.time, self.current is not None), reply_to=msg_id)
@@ -281,9 +531,8 @@ class Server:
         elif isinstance(message, Cancel):
             self._cancel(identity, msg_id, message.job)
         elif type(message).TYPE in JOB_TYPES:
-            if msg_id in self.jobs:
-                raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {msg_id} is already in use")
-            job = Job(msg_id, identity, message)
+            job = Job(msg_id, identity, message, owner=peer.key or identity.hex(), input_bytes=nbytes)
+            self._admit(job)
             self.jobs[msg_id] = job
             self._send(identity, Accepted(msg_id, self.queue.qsize() + (self.current is not None)),
                        reply_to=msg_id)
@@ -291,14 +540,137 @@ class Server:
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"'{type(message).TYPE}' is a reply, not a request")
 
+    def _admit(self, job: Job) -> None:
+        """Queue limits and a first memory check (the pixels alone; the full estimate when it starts)."""
+        if job.id in self.jobs:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {job.id} is already in use")
+        jobs = list(self.jobs.values())
+        mine = sum(1 for j in jobs if j.owner == job.owner)
+        if mine >= self.limits.client_jobs:
+            raise ProtocolError(ErrorCode.BUSY, f"this client has {mine} jobs queued or running, the limit is "
+                                                f"{self.limits.client_jobs}", "wait for one to finish, or cancel one")
+        if len(jobs) >= self.limits.jobs:
+            raise ProtocolError(ErrorCode.BUSY, f"the backend has {len(jobs)} jobs queued or running, the limit is "
+                                                f"{self.limits.jobs}", "try again in a while")
+        queued = sum(j.input_bytes for j in jobs if j is not self.current) + job.input_bytes
+        if queued > self.limits.queued_input:
+            raise ProtocolError(ErrorCode.BUSY, f"the queued jobs' images would take {gib(queued)}, more than the "
+                                                f"backend's limit of {gib(self.limits.queued_input)}",
+                                "try again when the queue is shorter")
+        estimate = estimate_job(job.message, weights=lambda name: 0, on_gpu=True)  # the least it can need
+        if estimate.nbytes > self.limits.max_memory - self.idle_rss:
+            raise self._too_large(estimate.what, estimate.nbytes, self.idle_rss)
+
+    def _too_large(self, what: str, need: int, in_use: int) -> ProtocolError:
+        return ProtocolError(ErrorCode.TOO_LARGE,
+                             f"{what} needs about {gib(need)} of memory; the backend's budget is "
+                             f"{gib(self.limits.max_memory)} (--max-memory), {gib(in_use)} of it in use",
+                             "split a smaller layer or a selection of it, or raise the backend's --max-memory")
+
     def _cancel(self, identity: bytes, msg_id: str, job_id: str) -> None:
         job = self.jobs.get(job_id)
         if job is None or job.identity != identity:  # only the client that sent a job may cancel it
-            self._send(identity, Error(ErrorCode.UNKNOWN_JOB, f"no queued or running job {job_id}", job=job_id),
-                       reply_to=msg_id)
+            self._send(identity, Error(ErrorCode.UNKNOWN_JOB, f"no queued or running job {clip(job_id, 40)}",
+                                       job=job_id), reply_to=msg_id)
             return
         # the worker answers `cancelled` when it reaches the job (queued) or its next step (running)
         job.cancel.set()
+
+    # ---- sending ------------------------------------------------------------------------------
+    def _send(self, identity: bytes, message: Any, reply_to: str | None = None) -> None:
+        if isinstance(message, Error):  # texts may quote what a client sent: bounded
+            message = Error(message.code, clip(message.text, TEXT_CHARS), clip(message.detail, DETAIL_CHARS),
+                            message.job if message.job is None else clip(message.job, 128))
+        try:
+            frames = encode(message, reply_to=reply_to)
+        except ProtocolError as exc:  # a reply over the header limit: say so instead
+            incident = self._incident(f"encoding a {type(message).__name__}")
+            frames = encode(Error(exc.code, f"internal error (log id {incident}): {exc.text}"), reply_to=reply_to)
+        self._forward(identity, frames)
+
+    def _forward(self, identity: bytes, frames: list[Any]) -> None:
+        """Queue a reply for its client and send what its pipe takes, without ever blocking."""
+        peer = self.peers.get(identity)
+        if peer is None or peer.cut:  # the client is gone or cut off: nothing more goes to it
+            return
+        nbytes = sum(memoryview(f).nbytes for f in frames)
+        peer.queue.append(Outgoing(frames, nbytes))
+        peer.queued_bytes += nbytes
+        self._flush(identity)
+        messages, backlog = peer.backlog()
+        if messages > self.limits.client_backlog_messages or backlog > self.limits.client_backlog_bytes:
+            self._cut(peer, f"it does not read its replies ({messages} messages, {gib(backlog)} waiting)")
+
+    def _flush(self, identity: bytes) -> None:
+        assert self.router is not None
+        peer = self.peers.get(identity)
+        if peer is None or peer.cut:
+            self.waiting.discard(identity)
+            return
+        while peer.queue:
+            out = peer.queue[0]
+            try:
+                trackers = self._send_now(identity, out.frames)
+            except zmq.Again:  # its pipe is full: the client is slow or not reading
+                self.waiting.add(identity)
+                return
+            except zmq.ZMQError as exc:  # EHOSTUNREACH: the client went away; its jobs are pointless now
+                log.info("%s unreachable (%s); cancelling its jobs", self._label(peer), exc)
+                self._gone(peer)
+                return
+            peer.queue.popleft()
+            peer.queued_bytes -= out.nbytes
+            if trackers:
+                peer.sending.append((trackers, out.nbytes))
+                peer.sending_bytes += out.nbytes
+        self.waiting.discard(identity)
+
+    def _send_now(self, identity: bytes, frames: list[Any]) -> list[zmq.MessageTracker]:
+        """One message, all or nothing: ROUTER checks the peer's pipe at the identity frame only."""
+        assert self.router is not None
+        self.router.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
+        trackers = []
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            flags = zmq.NOBLOCK | (zmq.SNDMORE if i < last else 0)
+            if memoryview(frame).nbytes >= TRACK_BYTES:  # zero-copy: tracked until libzmq lets go of it
+                trackers.append(self.router.send(frame, flags, copy=False, track=True))
+            else:
+                self.router.send(frame, flags)
+        return trackers
+
+    def _cut(self, peer: Peer, why: str, quiet: bool = False) -> None:
+        """This client gets nothing more: its replies are dropped, its jobs cancelled, its connection closed."""
+        if peer.cut:
+            return
+        peer.cut = why
+        peer.drop()
+        self.waiting.discard(peer.identity)
+        for job in list(self.jobs.values()):
+            if job.identity == peer.identity:
+                job.stop(ErrorCode.SHUTTING_DOWN, "cut off")
+        closed = peer.fd is not None and hang_up(peer.fd, peer.address)
+        release_memory()
+        if not quiet:
+            log.warning("cut off %s: %s; its replies are dropped, its jobs cancelled%s", self._label(peer), why,
+                        ", its connection closed" if closed else "")
+
+    def _gone(self, peer: Peer) -> None:
+        for job in list(self.jobs.values()):
+            if job.identity == peer.identity:
+                job.cancel.set()
+        peer.drop()
+        self.waiting.discard(peer.identity)
+        self.peers.pop(peer.identity, None)
+
+    def _drain_inbox(self) -> None:
+        assert self.inbox is not None
+        while True:
+            try:
+                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._forward(frames[0].bytes, [f.buffer for f in frames[1:]])
 
     # ---- worker -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -316,11 +688,15 @@ class Server:
                 finally:
                     self.current = None
                     self.jobs.pop(job.id, None)
+                    release_memory()
         finally:
             out.close(linger=1000)
 
     def _run(self, job: Job, out: zmq.Socket) -> None:
         def send(message: Any) -> None:
+            if isinstance(message, Error):
+                message = Error(message.code, clip(message.text, TEXT_CHARS), clip(message.detail, DETAIL_CHARS),
+                                message.job)
             out.send_multipart([job.identity, *encode(message, reply_to=job.id)], copy=False)
 
         last = [0.0, ""]
@@ -336,18 +712,44 @@ class Server:
 
         try:
             progress("start", 0.0)
+            self._check_room(job)
             output = run_job(job.message, progress, self.models)
             if job.cancel.is_set():
                 raise JobCancelled()
             send(Result(job.id, output.foreground, output.background, output.alpha, output.info, output.behind))
         except JobCancelled:
-            send(Cancelled(job.id))
+            send(Error(*job.why, job=job.id) if job.why else Cancelled(job.id))
+        except ProtocolError as exc:
+            send(Error(exc.code, exc.text, exc.detail, job=job.id))
         except InputError as exc:
             send(Error(ErrorCode.BAD_INPUT, exc.text, exc.detail, job=job.id))
         except NotAvailable as exc:
             send(Error(ErrorCode.NOT_AVAILABLE, exc.text, exc.detail, job=job.id))
+        except ModuleNotFoundError as exc:
+            module = missing_ml_module(exc)
+            if module is None:
+                incident = self._incident(f"in job {job.id}")
+                send(Error(ErrorCode.INTERNAL, f"internal error (log id {incident}): a module is missing: {exc.name}",
+                           job=job.id))
+            else:
+                send(Error(ErrorCode.NOT_AVAILABLE, f"this job needs {module}, which is not installed with the "
+                                                    "backend (the ml extra)", ML_HINT, job=job.id))
         except MemoryError:
-            send(Error(ErrorCode.INTERNAL, "out of memory: try a smaller layer", job=job.id))
-        except Exception as exc:
-            log.exception("job %s failed", job.id)
-            send(Error(ErrorCode.INTERNAL, f"internal error: {exc}", traceback.format_exc(), job=job.id))
+            send(Error(ErrorCode.TOO_LARGE, "the backend ran out of memory: try a smaller layer", job=job.id))
+        except Exception:
+            incident = self._incident(f"in job {job.id}")
+            send(Error(ErrorCode.INTERNAL, f"internal error (log id {incident}): the backend's log has the details",
+                       job=job.id))
+
+    def _check_room(self, job: Job) -> None:
+        """The full estimate (models not loaded yet included) against what the budget leaves now."""
+        message = job.message
+        names = models_needed(message)
+        if names:  # a job that cannot run says why (not_available) before whether it would fit
+            self.models.require(names)
+        on_gpu = bool(names) and self.models.accelerated()
+        estimate = estimate_job(message, weight_bytes(self.models), on_gpu)
+        rss = self.process.memory_info().rss
+        if estimate.nbytes > self.limits.max_memory - rss:
+            raise self._too_large(estimate.what, estimate.nbytes, rss)
+

@@ -1,8 +1,9 @@
 """Wire protocol between the Krita plugin and the LayeringDiff backend (stdlib + msgpack only)."""
 
-from .codec import Envelope, decode, encode, new_id, peek_id
+from .codec import Envelope, check_header, decode, encode, new_id, peek_id
 from .errors import ErrorCode, ProtocolError
 from .images import DEFAULT_MAX_PIXELS, DTYPE_SIZES, ORDERS, Image
+from .limits import MAX_HEADER_BYTES, MAX_ID_LENGTH, MAX_REQUEST_FRAMES, clip, short
 from .messages import (
     JOB_TYPES,
     MESSAGE_TYPES,
@@ -28,9 +29,10 @@ from .prompt import background_prompt, parse_prompt
 from .version import PROTOCOL_VERSION
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION",
+    "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MAX_HEADER_BYTES", "MAX_ID_LENGTH", "MAX_REQUEST_FRAMES",
+    "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION",
     "Accepted", "Cancel", "Cancelled", "Capabilities", "Echo", "EchoReply", "Envelope", "Error",
     "ErrorCode", "Generate", "Hello", "Image", "Peel", "Ping", "Pong", "Progress", "ProtocolError",
-    "Result", "Split", "Status", "StatusReply", "background_prompt", "decode", "encode", "new_id",
-    "parse_prompt", "peek_id",
+    "Result", "Split", "Status", "StatusReply", "background_prompt", "check_header", "clip", "decode", "encode",
+    "new_id", "parse_prompt", "peek_id", "short",
 ]

@@ -14,10 +14,9 @@ import msgpack
 
 from .errors import ErrorCode, ProtocolError
 from .images import DEFAULT_MAX_PIXELS, Image, check_spec, image_from_frame
+from .limits import MAX_HEADER_BYTES, MAX_ID_LENGTH, MAX_TYPE_LENGTH, short
 from .messages import MESSAGE_TYPES
 from .version import PROTOCOL_VERSION
-
-MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass
@@ -101,66 +100,109 @@ def encode(message: Any, msg_id: Optional[str] = None, reply_to: Optional[str] =
         "body": body,
         "images": images,
     }
-    return [msgpack.packb(header, use_bin_type=True), *frames]
+    packed = msgpack.packb(header, use_bin_type=True)
+    if len(packed) > MAX_HEADER_BYTES:  # the other side would refuse it: say so here, where it is made
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"'{cls.TYPE}' header of {len(packed)} bytes, more than the "
+                                                 f"limit of {MAX_HEADER_BYTES}")
+    return [packed, *frames]
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
 
 
 def peek_id(frames: Sequence[Any]) -> Optional[str]:
-    """Best-effort message id of a message that failed to decode, so the error can answer it."""
+    """Best-effort message id of a message that failed to decode, so the error can answer it (only an id
+    within the protocol's bounds: an oversized one is never echoed)."""
     try:
+        if memoryview(frames[0]).nbytes > MAX_HEADER_BYTES:
+            return None
         header = msgpack.unpackb(bytes(frames[0]), raw=False, strict_map_key=False)
         msg_id = header.get("id")
-        return msg_id if isinstance(msg_id, str) and msg_id else None
+        return msg_id if _valid_id(msg_id) else None
     except Exception:
         return None
+
+
+def _is_version(value: Any) -> bool:
+    """Exactly the integer version: msgpack's true and 1.0 compare equal to 1 in Python, but are not it."""
+    return type(value) is int and value == PROTOCOL_VERSION
+
+
+def _header(raw: Any) -> Tuple[dict, type, str, Optional[str]]:
+    """The header frame -> (header, message class, id, reply-to), each checked."""
+    if memoryview(raw).nbytes > MAX_HEADER_BYTES:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {memoryview(raw).nbytes} bytes, more than the limit "
+                                                 f"of {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header is not valid msgpack", short(str(exc))) from None
+    if not isinstance(header, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header must be a map, got {type(header).__name__}")
+    version = header.get("v")
+    if not _is_version(version):
+        raise ProtocolError(
+            ErrorCode.VERSION_MISMATCH,
+            f"protocol version {short(version)} received, this side speaks {PROTOCOL_VERSION}",
+            "update the Krita plugin and the backend to the same release",
+        )
+    msg_id = header.get("id")
+    if not _valid_id(msg_id):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header lacks a message id (a string of 1 to {MAX_ID_LENGTH} "
+                                                   "characters)")
+    reply_to = header.get("re")
+    if reply_to is not None and not _valid_id(reply_to):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'re' must be a message id (1 to {MAX_ID_LENGTH} characters) "
+                                                   "or nil")
+    type_name = header.get("type")
+    if not isinstance(type_name, str) or len(type_name) > MAX_TYPE_LENGTH:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'type' must be a message type name, got {short(type_name)}")
+    cls = MESSAGE_TYPES.get(type_name)
+    if cls is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {short(type_name)}")
+    if not isinstance(header.get("body", {}), dict) or not isinstance(header.get("images", []), list):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'body' must be a map and 'images' a list")
+    return header, cls, msg_id, reply_to
+
+
+def _image_specs(cls: type, images: list, max_pixels: int) -> List[Tuple[str, dict]]:
+    """The header's image entries, each a field of the message with a valid spec within the pixel limit."""
+    schema = {name: tp for name, tp, _ in _schema(cls)}
+    out = []
+    for entry in images:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "each 'images' entry must be [field, spec]")
+        name, spec = entry
+        if name not in schema or not _is_image_type(schema[name]):
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no image field {short(name)}")
+        check_spec(spec, name, max_pixels)
+        out.append((name, spec))
+    return out
+
+
+def check_header(raw: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[str, int]:
+    """Check a header without its image frames (a message refused for its size is answered with what is
+    wrong in it first); returns (message id, number of image frames it describes)."""
+    header, cls, msg_id, _ = _header(raw)
+    return msg_id, len(_image_specs(cls, header.get("images", []), max_pixels))
 
 
 def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envelope:
     """Frames -> Envelope, raising ProtocolError with a precise code for anything malformed."""
     if not frames:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "empty message")
-    raw = frames[0]
-    if memoryview(raw).nbytes > MAX_HEADER_BYTES:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header larger than {MAX_HEADER_BYTES} bytes")
-    try:
-        header = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header is not valid msgpack", str(exc)) from None
-    if not isinstance(header, dict):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"header must be a map, got {type(header).__name__}")
-    version = header.get("v")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(
-            ErrorCode.VERSION_MISMATCH,
-            f"protocol version {version!r} received, this side speaks {PROTOCOL_VERSION}",
-            "update the Krita plugin and the backend to the same release",
-        )
-    msg_id = header.get("id")
-    if not isinstance(msg_id, str) or not msg_id:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "header lacks a message id")
-    reply_to = header.get("re")
-    if reply_to is not None and not isinstance(reply_to, str):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'re' must be a message id or nil")
-    cls = MESSAGE_TYPES.get(header.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {header.get('type')!r}")
+    header, cls, msg_id, reply_to = _header(frames[0])
     body = header.get("body", {})
     images = header.get("images", [])
-    if not isinstance(body, dict) or not isinstance(images, list):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'body' must be a map and 'images' a list")
     if len(images) != len(frames) - 1:
         raise ProtocolError(
             ErrorCode.FRAME_MISMATCH,
             f"header describes {len(images)} image frame(s), message has {len(frames) - 1}",
         )
     schema = {name: (tp, required) for name, tp, required in _schema(cls)}
-    kwargs = {}
-    for i, entry in enumerate(images):
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, "each 'images' entry must be [field, spec]")
-        name, spec = entry
-        if name not in schema or not _is_image_type(schema[name][0]):
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no image field '{name}'")
-        check_spec(spec, name, max_pixels)
+    kwargs: dict = {}
+    for i, (name, spec) in enumerate(_image_specs(cls, images, max_pixels)):
         image = image_from_frame(spec, frames[i + 1], name)
         if _is_image_list(schema[name][0]):
             kwargs.setdefault(name, []).append(image)
@@ -170,7 +212,7 @@ def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envel
             kwargs[name] = image
     for name, value in body.items():
         if name not in schema:
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no field '{name}'")
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"'{cls.TYPE}' has no field {short(name)}")
         tp = schema[name][0]
         if _is_image_type(tp):
             raise ProtocolError(ErrorCode.BAD_FIELD, f"'{name}' must travel as an image frame")
@@ -182,4 +224,4 @@ def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envel
     for name, (_, required) in schema.items():
         if required and name not in kwargs:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"'{cls.TYPE}' needs field '{name}'")
-    return Envelope(cls(**kwargs), msg_id, reply_to, version)
+    return Envelope(cls(**kwargs), msg_id, reply_to, PROTOCOL_VERSION)

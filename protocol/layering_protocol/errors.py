@@ -9,6 +9,8 @@ class ErrorCode:
     BAD_FIELD = "bad_field"
     FRAME_MISMATCH = "frame_mismatch"  # frame count or byte size differs from the header
     IMAGE_TOO_LARGE = "image_too_large"
+    TOO_LARGE = "too_large"  # a message, or a job's estimated memory, over the backend's limits
+    BUSY = "busy"  # the job queue (this client's or the backend's) is full: try again later
     BAD_INPUT = "bad_input"  # well-formed request the pipeline cannot work on (empty mask, ...)
     NOT_AVAILABLE = "not_available"  # feature needs models or stages not present
     UNKNOWN_JOB = "unknown_job"

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any, Dict
 
 from .errors import ErrorCode, ProtocolError
+from .limits import short
 
 DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}  # f16: Krita's half-float documents
 # Channel orders; "BGRA" is what Krita's pixelData gives for 8-bit RGBA layers, "L" is one channel.
@@ -50,16 +51,17 @@ def check_spec(spec: Any, field: str, max_pixels: int) -> None:
     for key, value in (("w", w), ("h", h), ("channels", channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ProtocolError(
-                ErrorCode.BAD_FIELD, f"image '{field}': '{key}' must be a positive integer, got {value!r}"
+                ErrorCode.BAD_FIELD, f"image '{field}': '{key}' must be a positive integer, got {short(value)}"
             )
-    if spec["dtype"] not in DTYPE_SIZES:
+    # isinstance first: a list or map is no dict key (a TypeError, not an answer, otherwise)
+    if not isinstance(spec["dtype"], str) or spec["dtype"] not in DTYPE_SIZES:
         raise ProtocolError(
             ErrorCode.BAD_FIELD,
-            f"image '{field}': dtype {spec['dtype']!r} not one of {sorted(DTYPE_SIZES)}",
+            f"image '{field}': dtype {short(spec['dtype'])} not one of {sorted(DTYPE_SIZES)}",
         )
-    if spec["order"] not in ORDERS:
+    if not isinstance(spec["order"], str) or spec["order"] not in ORDERS:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"image '{field}': order {spec['order']!r} not one of {sorted(ORDERS)}"
+            ErrorCode.BAD_FIELD, f"image '{field}': order {short(spec['order'])} not one of {sorted(ORDERS)}"
         )
     if ORDERS[spec["order"]] != channels:
         raise ProtocolError(

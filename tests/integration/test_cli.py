@@ -1,7 +1,11 @@
 """`layeringdiff split` as a user runs it: a real process, real files."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +86,8 @@ def test_cli_errors(inputs, tmp_path, args, words):
     proc = run("split", *[a.format(d=inputs) for a in args], "-o", tmp_path / "x.ora")
     assert proc.returncode == 2
     assert words in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "x.ora").exists()
+    assert len(error_lines(proc)) == 1, proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing left behind
 
 
 def test_bad_box_syntax(inputs, tmp_path):
@@ -93,3 +98,110 @@ def test_bad_box_syntax(inputs, tmp_path):
 def test_missing_output_folder(inputs, tmp_path):
     proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "no" / "x.ora")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def error_lines(proc) -> list[str]:
+    """stderr without the progress lines ("  5.0% trimap (0.1s)") that came before the failure."""
+    return [line for line in proc.stderr.splitlines() if line.strip() and not re.match(r"\s*\d+\.\d%", line)]
+
+
+def one_line_failure(proc, words):
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def unwritable_folder(tmp_path):
+    """A folder this process cannot create files in (root ignores permissions: /proc then)."""
+    if os.geteuid() == 0:
+        return Path("/proc")
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    return folder
+
+
+@pytest.mark.parametrize("case,words", [
+    ("output is a folder", "is a folder"),
+    ("parent is a file", "is a file, not a folder"),
+    ("unwritable", "cannot write to"),
+    ("a PNG name is a folder", "x_foreground.png' is a folder"),
+    ("no such folder", "does not exist"),
+])
+def test_every_output_is_checked_before_anything_is_written(inputs, tmp_path, case, words):
+    out = tmp_path / "x.ora"
+    if case == "output is a folder":
+        out = tmp_path / "folder.ora"
+        out.mkdir()
+    elif case == "parent is a file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "x.ora"
+    elif case == "unwritable":
+        out = unwritable_folder(tmp_path) / "x.ora"
+    elif case == "a PNG name is a folder":
+        (tmp_path / "x_foreground.png").mkdir()
+    else:
+        out = tmp_path / "none" / "x.ora"
+    before = sorted(tmp_path.rglob("*"))
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", out)
+    one_line_failure(proc, words)
+    assert sorted(tmp_path.rglob("*")) == before  # no .ora written anyway, no *.tmp or part files
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--box", "inf,0,50,50"], "finite"),
+    (["--box", "nan,0,50,50"], "finite"),
+    (["--box", "1e300,0,50,50"], "finite"),
+    (["--mask", "{d}/mask.png", "--band", "100000"], "band must be an integer in 1..500"),
+    (["--mask", "{d}/mask.png", "--band", "0"], "band must be an integer in 1..500"),
+    (["--mask", "{d}/mask.png", "--band", "-5"], "band must be an integer in 1..500"),
+    (["--mask", "{d}/mask.png", "--band", "wide"], "invalid int value"),
+    (["--mask", "{d}/mask.png", "--max-pixels", "1000"], "more than the limit of 1000"),
+    (["--mask", "{d}/mask.png", "--alpha-mode", "magic"], "invalid choice"),
+])
+def test_bad_options_are_one_line(inputs, tmp_path, args, words):
+    proc = run("split", inputs / "photo.png", *[a.format(d=inputs) for a in args], "-o", tmp_path / "x.ora")
+    one_line_failure(proc, words)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    """35 KB of PNG that would decode to 17000x17000 pixels (gigabytes): refused at the default limit, the
+    server's, before decoding."""
+    Image.new("1", (17000, 17000)).save(tmp_path / "bomb.png", optimize=True)
+    assert (tmp_path / "bomb.png").stat().st_size < 100_000
+    limit = 1 << 31  # address space: decoding would need more than this
+
+    def small_memory():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(tmp_path / "bomb.png"), "--box",
+                           "1,1,50,50", "-o", str(tmp_path / "b.ora")], capture_output=True, text=True, timeout=300,
+                          preexec_fn=small_memory)
+    one_line_failure(proc, "17000x17000 = 289000000 pixels, more than the limit of 268435456")
+    assert not (tmp_path / "b.ora").exists()
+
+
+def test_sixteen_bit_inputs_split_as_they_look(inputs, tmp_path):
+    photo = np.asarray(Image.open(inputs / "photo.png").convert("L"), np.float32) / 255
+    Image.fromarray((photo * 65535 + 0.5).astype(np.uint16)).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I;16")
+    proc = run("split", tmp_path / "grey16.png", "--mask", inputs / "mask.png", "-o", tmp_path / "g.ora", "-q")
+    assert proc.returncode == 0, proc.stderr
+    layers, w, h = read_ora(tmp_path / "g.ora")
+    original = layers[2].pixels[..., 0]
+    assert np.abs(original - photo).max() <= 1 / 255 + 1e-6  # not clipped to white
+
+
+def test_ctrl_c_leaves_no_partial_files(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "layeringdiff", "split", "--example", "coffee", "-o",
+                             str(tmp_path / "c.ora")], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "trimap" in line or "matting" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    assert list(tmp_path.iterdir()) == []

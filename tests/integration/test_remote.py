@@ -79,3 +79,80 @@ def test_clients_are_added_and_revoked_without_a_restart(secure_backend, curve_k
     assert answers(secure_backend, **bob)
     (curve_keys / "clients" / "bob.key").unlink()
     assert not answers(secure_backend, **bob)
+
+
+def test_revoking_a_key_cuts_off_its_open_connection(secure_backend, curve_keys):
+    """Deleting clients/NAME.key while that machine is connected and running a job: within a second its
+    requests go unanswered, its job is cancelled and its connection is closed; others keep working."""
+    import time
+
+    import zmq
+    from layering_protocol import Accepted, Ping, Pong, Result
+    from layeringdiff.client import BackendLost
+
+    carol = {"server_key": str(curve_keys / "server.key"), "client_key": str(add_client(curve_keys, "carol"))}
+    alice = {"server_key": str(curve_keys / "server.key"),
+             "client_key": str(curve_keys / "secrets" / "alice.key_secret")}
+    with Client(secure_backend.local, **carol) as c:
+        monitor = c.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        assert isinstance(c.request(Ping(1.0), 10).message, Pong)
+        _, image, mask = layer_and_mask(1024)
+        job = c.send(Split(image, mask=mask))
+        assert isinstance(c.recv(30).message, Accepted)
+        (curve_keys / "clients" / "carol.key").unlink()
+        start = time.monotonic()
+        assert monitor.poll(5000), "the server did not close the revoked machine's connection"
+        closed_after = time.monotonic() - start
+        late = c.send(Ping(2.0))
+        replies = []
+        with pytest.raises((TimeoutError, BackendLost)):
+            while True:
+                replies.append(c.recv(3))
+        assert not any(r.reply_to == late for r in replies)  # refused: no answer
+        assert not any(isinstance(r.message, Result) for r in replies if r.reply_to == job)
+        monitor.close(0)
+    assert closed_after < 3.0  # the target is 1 s; slack for a loaded machine
+    deadline = time.monotonic() + 10
+    while "carol) was revoked" not in secure_backend.log and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "cut off client carol: its key (carol) was revoked" in secure_backend.log
+    assert "its jobs cancelled, its connection closed" in secure_backend.log
+    assert answers(secure_backend, **alice)
+    assert not answers(secure_backend, **carol)
+
+
+def test_secret_key_files_are_private_from_their_first_byte(tmp_path, monkeypatch):
+    """Every secret key file is created 0600 (never written first and chmod-ed after), new key folders
+    0700."""
+    import os
+    import stat
+
+    created = []
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *args, **kwargs):
+        if flags & os.O_CREAT:
+            created.append((str(path), flags, mode))
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    folder = tmp_path / "new" / "keys"
+    init_keys(folder)
+    secret = add_client(folder, "dora")
+    secrets = [c for c in created if c[0].endswith(".key_secret") or ".key_secret." in c[0]]
+    assert len(secrets) == 2
+    assert all(mode == 0o600 and flags & os.O_EXCL for _, flags, mode in secrets)
+    for path in (folder / "server.key_secret", secret):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for path in (folder, folder / "secrets"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    assert client_key_pair(str(secret))[0] == read_key_file(folder / "clients" / "dora.key")["public"]
+    assert stat.S_IMODE((folder / "clients" / "dora.key").stat().st_mode) == 0o644 & ~current_umask()
+
+
+def current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,5 +1,6 @@
 """The real backend process on loopback, driven through real ZeroMQ sockets."""
 
+import importlib.util
 import os
 import signal
 
@@ -228,12 +229,30 @@ def test_bad_jobs_get_clear_errors(client, case, code):
     assert isinstance(err, Error) and err.code == code and err.job == final.reply_to and err.text
 
 
+ML_INSTALLED = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
+
+
 def test_generate_names_the_missing_models(client):
     final, events = client.run(Generate("[a cat] on a sofa", width=512, height=512))
     assert isinstance(events[0].message, Accepted)
     err = final.message
     assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE
-    assert "sdxl" in err.text and "sam" in err.text and "layeringdiff models fetch" in err.detail
+    if ML_INSTALLED:
+        assert "sdxl" in err.text and "sam" in err.text and "layeringdiff models fetch" in err.detail
+    else:  # the base install: what to install first
+        assert "ml extra" in err.text and "torch" in err.text and "pip install" in err.detail
+
+
+@pytest.mark.parametrize("layering", ["fbdd", "zero-shot"])
+def test_a_diffusion_layering_path_names_what_is_missing(client, layering):
+    _, image, mask = layer_and_mask(64)
+    final, _ = client.run(Split(image, mask=mask, options={"layering": layering}))
+    err = final.message
+    assert isinstance(err, Error) and err.code == ErrorCode.NOT_AVAILABLE, err
+    if ML_INSTALLED:  # no weights on this machine
+        assert ("layering" if layering == "fbdd" else "sd2-inpaint") in err.text
+    else:
+        assert "torch" in err.text and "pip install 'layeringdiff[ml]'" in err.detail
 
 
 def test_echo_returns_identical_bytes(client):
@@ -347,3 +366,81 @@ def test_close_does_not_hang_on_a_step_that_ignores_cancel(monkeypatch):
             assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
     finally:
         release.set()
+
+
+def test_hostile_headers_get_errors_that_name_the_problem(client):
+    """Lists and maps where names belong, a 1 MB id, versions that only compare equal to 1."""
+    spec = {"w": 2, "h": 2, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    hdr = {"v": PROTOCOL_VERSION, "id": "h", "re": None, "type": "echo", "body": {}, "images": [["image", spec]]}
+    cases = [({**hdr, "type": ["split"]}, ErrorCode.BAD_MESSAGE), ({**hdr, "type": {"a": 1}}, ErrorCode.BAD_MESSAGE),
+             ({**hdr, "images": [["image", {**spec, "dtype": ["u8"]}]]}, ErrorCode.BAD_FIELD),
+             ({**hdr, "images": [["image", {**spec, "order": {"RGBA": 1}}]]}, ErrorCode.BAD_FIELD),
+             ({**hdr, "v": True}, ErrorCode.VERSION_MISMATCH), ({**hdr, "v": 1.0}, ErrorCode.VERSION_MISMATCH)]
+    for header, code in cases:
+        client.send_raw([msgpack.packb(header), b"\0" * 16])
+        reply = client.recv(20)
+        assert isinstance(reply.message, Error) and reply.message.code == code, (header, reply.message)
+        assert reply.reply_to == "h"
+    client.send_raw([msgpack.packb({**hdr, "id": "i" * (1 << 20)}), b"\0" * 16])
+    reply = client.recv(20)  # decodable: the id is not echoed
+    assert isinstance(reply.message, Error) and reply.message.code == ErrorCode.TOO_LARGE
+    assert reply.reply_to is None and len(reply.message.text) < 200
+    client.send_raw([msgpack.packb({**hdr, "id": "i" * 1000}), b"\0" * 16])
+    reply = client.recv(20)
+    assert reply.message.code == ErrorCode.BAD_MESSAGE and reply.reply_to is None and "i" * 100 not in str(reply)
+    assert isinstance(client.request(Ping(0.0)).message, Pong)
+
+
+def test_no_reply_carries_a_traceback(monkeypatch, caplog):
+    """In process: a job that fails unexpectedly is answered `internal` with a log id; the traceback is
+    in the log under that id, not in the reply."""
+    import re
+    import threading
+
+    import layeringdiff.server as server_module
+    from layeringdiff.server import Server
+
+    def broken(*args):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(server_module, "run_job", broken)
+    server = Server()
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        with caplog.at_level("ERROR", logger="layeringdiff.server"), Client(endpoint) as c:
+            _, image, mask = layer_and_mask(64)
+            err = c.run(Split(image, mask=mask))[0].message
+            assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
+            assert "Traceback" not in err.text + err.detail and "secret internal detail" not in err.text + err.detail
+            incident = re.search(r"log id (\w+)", err.text).group(1)
+        logged = [r for r in caplog.records if incident in r.getMessage()]
+        assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+    finally:
+        server.stop()
+        loop.join(5)
+        server.close()
+
+
+def test_the_client_notices_a_dead_backend_within_seconds():
+    """A backend frozen mid-job (SIGSTOP: its connection stays open) is reported gone after the client's
+    8 s heartbeat, not after the job's 120 s timeout."""
+    import time
+
+    from layeringdiff.client import LOST_S, BackendLost
+
+    server = BackendProcess()
+    try:
+        with Client(server.endpoint) as c:
+            _, image, mask = layer_and_mask(1024)
+            job = c.send(Split(image, mask=mask))
+            assert isinstance(c.recv(30).message, Accepted)
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            with pytest.raises(BackendLost, match="no answer"):
+                list(c.events(job, timeout=120))
+            assert LOST_S - 1 < time.monotonic() - start < LOST_S + 4
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.kill()

@@ -247,3 +247,81 @@ def test_curve_key_files(tmp_path):
         read_key_file(str(bad))
     with pytest.raises(ValueError, match="40-character"):
         server_public_key("short")
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", [1], None])
+def test_the_version_is_exactly_the_integer(version):
+    with pytest.raises(ProtocolError) as info:
+        decode([header(v=version)])
+    assert info.value.code == ErrorCode.VERSION_MISMATCH
+
+
+@pytest.mark.parametrize("field,value,code", [
+    ("type", ["split"], ErrorCode.BAD_MESSAGE),
+    ("type", {"a": 1}, ErrorCode.BAD_MESSAGE),
+    ("type", 5, ErrorCode.BAD_MESSAGE),
+    ("dtype", ["u8"], ErrorCode.BAD_FIELD),
+    ("dtype", {"u8": 1}, ErrorCode.BAD_FIELD),
+    ("order", ["RGBA"], ErrorCode.BAD_FIELD),
+    ("order", {"x": []}, ErrorCode.BAD_FIELD),
+])
+def test_lists_and_maps_where_names_belong_are_refused_not_crashed_on(field, value, code):
+    if field == "type":
+        frames = [header(type=value)]
+    else:
+        frames = split_frames({field: value})
+    with pytest.raises(ProtocolError) as info:
+        decode(frames)
+    assert info.value.code == code
+
+
+def test_ids_and_headers_are_bounded_and_never_echoed():
+    from layering_protocol import MAX_HEADER_BYTES, MAX_ID_LENGTH, peek_id
+
+    huge = "x" * (1 << 20)
+    for over in ({"id": huge}, {"id": "a" * (MAX_ID_LENGTH + 1)}, {"re": "b" * (MAX_ID_LENGTH + 1)}):
+        frames = [header(**over)]
+        with pytest.raises(ProtocolError) as info:
+            decode(frames)
+        assert info.value.code in (ErrorCode.BAD_MESSAGE, ErrorCode.TOO_LARGE)
+        assert len(info.value.text) < 200
+        assert peek_id(frames) == ("x" if "re" in over else None)
+    with pytest.raises(ProtocolError) as info:  # a header over the limit is not even parsed
+        decode([header(body={"time": 1.0}, pad="p" * MAX_HEADER_BYTES)])
+    assert info.value.code == ErrorCode.TOO_LARGE and str(MAX_HEADER_BYTES) in info.value.text
+    assert decode([header(id="i" * MAX_ID_LENGTH)]).id == "i" * MAX_ID_LENGTH
+    with pytest.raises(ProtocolError) as info:  # nor is one made that the other side would refuse
+        encode(Error(ErrorCode.BAD_INPUT, "t" * MAX_HEADER_BYTES))
+    assert info.value.code == ErrorCode.TOO_LARGE
+
+
+def test_hostile_values_are_cut_short_in_error_texts():
+    for frames in ([header(type="t" * 60)], [header(v="v" * 100_000)], [header(body={"k" * 100_000: 1})],
+                   split_frames({"dtype": "d" * 100_000}), split_frames({"w": [[[[[[[[[[1]]]]]]]]]] * 1000})):
+        with pytest.raises(ProtocolError) as info:
+            decode(frames)
+        assert len(info.value.text) < 300, info.value.text
+
+
+def test_check_header_names_the_pixel_limit_without_the_frames():
+    from layering_protocol import check_header
+
+    frames = split_frames({"w": 5000, "h": 5000})
+    assert check_header(split_frames()[0]) == ("x", 1)
+    with pytest.raises(ProtocolError) as info:
+        check_header(frames[0], max_pixels=1000)
+    assert info.value.code == ErrorCode.IMAGE_TOO_LARGE
+
+
+def test_every_request_fits_the_frame_limit():
+    import dataclasses
+
+    from layering_protocol import MAX_REQUEST_FRAMES
+    from layering_protocol.codec import _is_image_list, _is_image_type, _schema
+
+    for cls in MESSAGE_TYPES.values():
+        images = [tp for _, tp, _ in _schema(cls) if _is_image_type(tp)]
+        if cls in (Hello, Ping, Split, Peel, Generate, Echo, Cancel, Status):
+            assert not any(_is_image_list(tp) for tp in images)
+            assert 1 + len(images) <= MAX_REQUEST_FRAMES, cls.TYPE
+        assert dataclasses.is_dataclass(cls)

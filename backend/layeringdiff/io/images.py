@@ -2,50 +2,90 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
+from layering_protocol import DEFAULT_MAX_PIXELS
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
-# Refuse decompression bombs with a clear message instead of PIL's warning/exception.
-MAX_FILE_PIXELS = 16384 * 16384
+MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets another per call
+GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def _open(path: str | Path) -> Image.Image:
+def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
+    """Open and decode, after checking the size the header gives: a small file can describe a huge image
+    (a 281 KB PNG of 17000^2 pixels decodes to 10 GB), and Pillow's own guard only acts at twice its limit."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cannot read '{path}': no such file")
-    Image.MAX_IMAGE_PIXELS = MAX_FILE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's guard (a warning, an error only at twice it): ours replaces it
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        img = Image.open(path)  # reads the header only
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(f"cannot read '{path}' as an image", str(exc)) from None
-    return img
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise InputError(f"'{path}' is {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}",
+                         "scale it down, or raise the limit with --max-pixels")
+    rawmode = _rawmode(img)  # decoding clears it
+    try:
+        img.load()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read '{path}' as an image", str(exc)) from None
+    return img, rawmode
+
+
+def _rawmode(img: Image.Image) -> str:
+    """How the file stores its pixels ("RGB;16B" for a 16-bit PNG that Pillow hands out as 8-bit RGB)."""
+    tile = getattr(img, "tile", None) or []
+    args = tile[0].args if tile and hasattr(tile[0], "args") else (tile[0][3] if tile else "")
+    return args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
+
+
+def _deep_colour(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray | None:
+    """16-bit colour files at full precision (Pillow reads only their high bytes): HxWxC float32 RGB(A)."""
+    if img.mode in GREY16 or ";16" not in rawmode:
+        return None
+    data = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3:
+        return None
+    rgb = data[..., [2, 1, 0, 3][: data.shape[2]]] if data.shape[2] in (3, 4) else data
+    return rgb.astype(np.float32) / 65535.0
 
 
 def _to_float(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32)
+    if img.mode in GREY16:
+        arr = np.asarray(img).astype(np.float32)
         return np.clip(arr / 65535.0, 0, 1)
     if img.mode == "F":
         return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """RGB or RGBA file -> HxWx3 / HxWx4 float32 (RGBA kept when the file has transparency)."""
-    img = _open(path)
+def load_image(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
+    """RGB or RGBA file -> HxWx3 / HxWx4 float32 (RGBA kept when the file has transparency). 16-bit files
+    (grey or colour) keep their precision."""
+    img, rawmode = _open(path, max_pixels)
+    if img.mode in GREY16:  # converting these to RGB would clip them to white
+        return np.repeat(_to_float(img)[..., None], 3, axis=2)
+    deep = _deep_colour(img, rawmode, path)
+    if deep is not None and deep.shape[2] in (3, 4):
+        return deep
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
 
 
-def load_mask(path: str | Path) -> np.ndarray:
+def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """Grey or RGBA file -> HxW float32: the alpha channel if the file has one, else the grey level."""
-    img = _open(path)
+    img, rawmode = _open(path, max_pixels)
     if img.mode in ("RGBA", "LA", "PA"):
+        deep = _deep_colour(img, rawmode, path)
+        if deep is not None and deep.shape[2] == 4:
+            return deep[..., 3]
         return _to_float(img.getchannel("A"))
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in GREY16 or img.mode == "F":
         return _to_float(img)
     return _to_float(img.convert("L"))
 

@@ -1,7 +1,9 @@
 """OpenRaster (.ora) files: a zip of PNG layers + stack.xml, opened by Krita, GIMP and MyPaint."""
 
+import contextlib
 import io
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -53,13 +55,23 @@ def flatten(layers: list[OraLayer], width: int, height: int) -> np.ndarray:
     return canvas
 
 
+@contextlib.contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """A full disk or Ctrl+C while writing leaves no half-written file behind."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def write_ora(path: str | Path, layers: list[OraLayer], width: int, height: int) -> None:
     """Write layers (top first). The merged image and thumbnail are the visible stack."""
     image = ElementTree.Element("image", version="0.0.3", w=str(width), h=str(height))
     stack = ElementTree.SubElement(image, "stack")
     merged = flatten(layers, width, height)
     tmp = Path(str(path) + ".tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
+    with _removed_on_failure(tmp), zipfile.ZipFile(tmp, "w") as zf:
         # the spec requires 'mimetype' first and stored uncompressed
         zf.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
         for i, layer in enumerate(layers):

@@ -1,0 +1,72 @@
+"""All-or-nothing output files for the CLI.
+
+Every target is checked and reserved (a temporary file beside it) before the work starts, so a bad output
+path fails in a second, not after the split; each file is written under its temporary name and all are
+renamed into place only once every one is written. On any failure, or Ctrl+C, the temporary files are
+removed: no half-written or stale file is left behind.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import InputError
+
+
+class Outputs:
+    def __init__(self, targets: list[Path]) -> None:
+        self.targets = targets
+        self.temps: dict[Path, Path] = {}
+
+    def __enter__(self) -> "Outputs":
+        for target in self.targets:
+            parent = target.parent
+            if not parent.exists():
+                raise InputError(f"output folder '{parent}' does not exist")
+            if not parent.is_dir():
+                raise InputError(f"'{parent}' is a file, not a folder: cannot write '{target.name}' in it")
+            if target.is_dir():
+                raise InputError(f"'{target}' is a folder: choose another output name")
+            if target.exists() and not target.is_file():
+                raise InputError(f"'{target}' exists and is not a regular file")
+        try:
+            for target in self.targets:
+                self.temps[target] = self._reserve(target)
+        except BaseException:
+            self.discard()
+            raise
+        return self
+
+    @staticmethod
+    def _reserve(target: Path) -> Path:
+        """An empty file beside the target, with the target's extension (writers pick the format by it)."""
+        temp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.part{target.suffix}")
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as exc:
+            raise InputError(f"cannot write to '{target.parent}': {exc.strerror}") from None
+        return temp
+
+    def path(self, target: Path) -> Path:
+        """Where to write `target` for now."""
+        return self.temps[target]
+
+    def commit(self) -> None:
+        for target in self.targets:
+            os.replace(self.temps.pop(target), target)
+
+    def discard(self) -> None:
+        for temp in self.temps.values():
+            temp.unlink(missing_ok=True)
+        self.temps.clear()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            try:
+                self.commit()
+            except OSError as error:
+                self.discard()
+                raise InputError(f"cannot write the output files: {error.strerror}: {error.filename}") from None
+        else:
+            self.discard()

@@ -1,0 +1,253 @@
+"""Soak: 100,000 mixed messages against `layeringdiff serve`, its RSS over time and at most; then how long
+SIGTERM takes to stop it in several states. Prints figures.
+
+    .venv/bin/python benchmarks/bench_soak.py [--messages 100000] [--max-memory 2G]
+
+Mixed: mutated and hostile messages (tests/integration/fuzz.py), pings, status, hellos, echoes of 1 KB to
+8 MB, messages of 65-100 MB (over the size limit), small split jobs (many refused busy), from four clients
+at once; plus a client that stops reading (2,500 echoes of 256 KB, never read) and a raw peer that leaves a
+multipart message unfinished. The server runs with --max-memory (its budget) and --max-message 64M.
+"""
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import zmq  # noqa: E402
+from layering_protocol import Echo, Error, Hello, Ping, Pong, Split, Status, encode  # noqa: E402
+from layeringdiff.client import Client  # noqa: E402
+from layeringdiff.wire import from_array  # noqa: E402
+
+from tests.conftest import BackendProcess  # noqa: E402
+from tests.integration.fuzz import mutate  # noqa: E402
+from tests.integration.rawpeer import RawPeer  # noqa: E402
+
+CLIENTS = 4
+BATCH = 200
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.every = psutil.Process(pid), every
+        self.samples: list[tuple[float, int]] = []
+        self.done = threading.Event()
+        self.start_time = time.monotonic()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                self.samples.append((time.monotonic() - self.start_time, self.proc.memory_info().rss))
+            except psutil.Error:
+                return
+
+    @property
+    def peak(self) -> int:
+        return max(rss for _, rss in self.samples)
+
+
+def mixed(rng: random.Random, echoes: dict[int, object], split: Split) -> object:
+    """One message: frames (bytes) for raw ones, a protocol message otherwise."""
+    roll = rng.random()
+    if roll < 0.55:  # 55% mutated
+        return mutate(rng)
+    if roll < 0.67:  # 12% echoes
+        return Echo(echoes[rng.choices([1 << 10, 64 << 10, 1 << 20, 8 << 20], [50, 35, 14, 1])[0]])
+    if roll < 0.675:  # 0.5% split jobs
+        return split
+    if roll < 0.6755:  # 0.05% over the size limit
+        spec = {"w": 64, "h": 64, "channels": 4, "dtype": "u8", "order": "RGBA"}
+        import msgpack
+
+        header = msgpack.packb({"v": 1, "id": f"big{rng.getrandbits(32)}", "type": "echo", "body": {},
+                                "images": [["image", spec]]})
+        return [header, bytes(rng.choice([65, 100]) << 20)]  # over --max-message 64M: too_large
+    return rng.choice([Ping(1.0), Status(), Hello("soak", 1)])
+
+
+def soak(server: BackendProcess, messages: int, sampler: RssSampler) -> dict[str, int]:
+    rng = random.Random(7)
+    echoes = {n: from_array(np.zeros((1, n // 4, 4), np.float32), "u8", "RGBA") for n in
+              (1 << 10, 64 << 10, 1 << 20, 8 << 20)}
+    rgba = np.random.default_rng(0).random((96, 96, 4)).astype(np.float32)
+    rgba[..., 3] = 1
+    mask = np.zeros((96, 96), np.float32)
+    mask[24:72, 24:72] = 1
+    split = Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L"))
+    clients = [Client(server.endpoint, heartbeat=False) for _ in range(CLIENTS)]
+    codes: dict[str, int] = {}
+    sent = 0
+    next_report = 0
+    try:
+        while sent < messages:
+            for c in clients:
+                for _ in range(BATCH // CLIENTS):
+                    m = mixed(rng, echoes, split)
+                    if isinstance(m, list):
+                        c.send_raw(m)
+                    else:
+                        c.send(m)
+                    sent += 1
+            for c in clients:  # everything before this ping is answered by the time its pong comes
+                sentinel = c.send(Ping(0.0))
+                while True:
+                    env = c.recv(120)
+                    if env.reply_to == sentinel:
+                        break
+                    if isinstance(env.message, Error):
+                        codes[env.message.code] = codes.get(env.message.code, 0) + 1
+            if sent >= next_report:
+                t, rss = sampler.samples[-1] if sampler.samples else (0.0, 0)
+                print(f"  {sent:>7} messages  {t:6.1f} s  RSS {rss / 2**20:6.0f} MB  (max {sampler.peak / 2**20:.0f})",
+                      flush=True)
+                next_report += messages // 10
+    finally:
+        for c in clients:
+            c.close()
+    return codes
+
+
+def slow_reader(server: BackendProcess) -> tuple[int, float]:
+    """The issue's reproduction: a client sends 2,500 echoes of 256 KB and never reads. Returns pings answered
+    of 14 meanwhile and how long the cut-off took to show in the log."""
+    ctx = zmq.Context()
+    bad = ctx.socket(zmq.DEALER)
+    bad.setsockopt(zmq.LINGER, 0)
+    bad.setsockopt(zmq.SNDTIMEO, 2000)
+    bad.connect(server.endpoint)
+    frames = encode(Echo(from_array(np.zeros((256, 256, 4), np.float32), "u8", "RGBA")))
+    start = time.monotonic()
+    for _ in range(2500):
+        try:
+            bad.send_multipart(frames, copy=False)
+        except zmq.Again:  # it has been cut off and its own queue is full
+            break
+    answered = 0
+    with Client(server.endpoint) as c:
+        for _ in range(14):
+            try:
+                answered += isinstance(c.request(Ping(1.0), 2).message, Pong)
+            except (TimeoutError, ConnectionError):
+                pass
+    while "does not read its replies" not in server.log and time.monotonic() - start < 30:
+        time.sleep(0.05)
+    bad.close()
+    ctx.term()
+    return answered, time.monotonic() - start
+
+
+def unfinished(server: BackendProcess) -> int:
+    peer = RawPeer(server.endpoint)
+    sent = 0
+    try:
+        for _ in range(2000):
+            peer.send_part(bytes(1 << 20))
+            sent += 1
+    except OSError:
+        pass
+    peer.close()
+    return sent
+
+
+def stop_time(server: BackendProcess) -> float:
+    start = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    return time.monotonic() - start
+
+
+def stop_times() -> dict[str, float]:
+    out = {}
+    server = BackendProcess()
+    out["idle"] = stop_time(server)
+    server = BackendProcess()
+    with Client(server.endpoint) as c:
+        rgba = np.random.default_rng(0).random((2048, 2048, 4)).astype(np.float32)
+        mask = np.zeros((2048, 2048), np.float32)
+        mask[500:1500, 500:1500] = 1
+        job = c.send(Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L")))
+        for env in c.events(job, 120):
+            if getattr(env.message, "stage", "") == "matting":
+                break
+        out["during a 2048^2 split (matting)"] = stop_time(server)
+    server = BackendProcess("--client-backlog", "16M")
+    slow_reader(server)
+    out["with a client cut off for not reading"] = stop_time(server)
+    script = textwrap.dedent("""
+        import sys, time
+        import layeringdiff.server as server_module
+        server_module.run_job = lambda *args: time.sleep(600)  # one call that never checks for cancel
+        sys.exit(server_module.Server().run())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    endpoint = proc.stdout.readline().split()[1]
+    with Client(endpoint) as c:
+        c.send(split_message())
+        c.recv(30)
+        time.sleep(0.5)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        out["in a step that cannot be interrupted"] = time.monotonic() - start
+    return out
+
+
+def split_message() -> Split:
+    rgba = np.ones((64, 64, 4), np.float32)
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 16:48] = 1
+    return Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--max-memory", default="2G")
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
+    server = BackendProcess("--max-memory", args.max_memory, "--max-message", "64M")
+    sampler = RssSampler(server.proc.pid)
+    sampler.start()
+    try:
+        start = time.monotonic()
+        print(f"{args.messages} mixed messages from {CLIENTS} clients (server RSS sampled every 0.2 s):")
+        codes = soak(server, args.messages, sampler)
+        elapsed = time.monotonic() - start
+        print(f"  done in {elapsed:.0f} s ({args.messages / elapsed:.0f} messages/s); errors by code: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
+        answered, cut = slow_reader(server)
+        print(f"a client sending 2,500 echoes of 256 KB and never reading: {answered}/14 pings of another client "
+              f"answered meanwhile; cut off after {cut:.1f} s")
+        sent = unfinished(server)
+        print(f"a raw peer leaving a multipart message unfinished: hung up after {sent} MB")
+        time.sleep(1)
+        alive = Client(server.endpoint)
+        ok = isinstance(alive.request(Ping(0.0), 10).message, Pong)
+        alive.close()
+        print(f"server answers afterwards: {ok}; log {len(server.log) / 1e6:.2f} MB; 'Traceback' in the log: "
+              f"{'Traceback' in server.log}")
+    finally:
+        sampler.done.set()
+        server.terminate()
+    print(f"server RSS: start {sampler.samples[0][1] / 2**20:.0f} MB, max {sampler.peak / 2**20:.0f} MB "
+          f"(budget {args.max_memory})")
+    print("SIGTERM to exit:")
+    for state, seconds in stop_times().items():
+        print(f"  {state}: {seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Reading image files: 16-bit grey and colour at full precision, and the pixel limit checked from the header."""
+
+import cv2
+import numpy as np
+import pytest
+from layeringdiff.errors import InputError
+from layeringdiff.io.images import load_image, load_mask
+from PIL import Image, ImageFile
+
+RAMP = (np.linspace(0, 65535, 48 * 32).reshape(32, 48)).astype(np.uint16)
+
+
+def test_sixteen_bit_grey_is_not_clipped_to_white(tmp_path):
+    Image.fromarray(RAMP).save(tmp_path / "g.png")
+    image = load_image(tmp_path / "g.png")
+    assert image.shape == (32, 48, 3)
+    np.testing.assert_allclose(image[..., 1], RAMP / 65535, atol=1e-6)
+    np.testing.assert_allclose(load_mask(tmp_path / "g.png"), RAMP / 65535, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_colour_keeps_its_precision(tmp_path, suffix, channels):
+    rgba = np.dstack([RAMP, RAMP[::-1], np.full_like(RAMP, 30001), np.full_like(RAMP, 40003)])[..., :channels]
+    path = tmp_path / f"c{suffix}"
+    cv2.imwrite(str(path), rgba[..., [2, 1, 0, 3][:channels]])  # OpenCV writes BGR(A)
+    image = load_image(path)
+    assert image.shape == (32, 48, channels)
+    np.testing.assert_allclose(image, rgba / 65535, atol=1e-6)  # 8-bit reading would be 1/255 off
+    if channels == 4:
+        np.testing.assert_allclose(load_mask(path), 40003 / 65535, atol=1e-6)
+
+
+def test_eight_bit_files_are_unchanged(tmp_path):
+    rgb = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "c.png"), rgb / np.float32(255))
+
+
+def test_the_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
+    Image.new("RGB", (300, 200)).save(tmp_path / "big.png")
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or real_load(self))
+    for loader in (load_image, load_mask):
+        with pytest.raises(InputError, match="300x200 = 60000 pixels, more than the limit of 59999"):
+            loader(tmp_path / "big.png", max_pixels=59_999)
+    assert not decoded
+    assert load_image(tmp_path / "big.png", max_pixels=60_000).shape == (200, 300, 3)
+    assert decoded

@@ -1,0 +1,77 @@
+"""The backend's limits and the job memory estimate (the estimate's accuracy: benchmarks/bench_job_memory.py)."""
+
+import pytest
+from layering_protocol import Generate, Image, Split
+from layeringdiff.errors import NotAvailable
+from layeringdiff.job_memory import SPLIT_BYTES_PER_PIXEL, estimate_job, models_needed, split_bytes, weight_bytes
+from layeringdiff.limits import Limits, parse_size
+
+
+@pytest.mark.parametrize("text,total,expected", [
+    ("12G", None, 12 << 30), ("800M", None, 800 << 20), ("1.5g", None, 3 << 29), ("4096", None, 4096),
+    ("64KiB", None, 64 << 10), ("60%", 1000, 600), ("100%", 1000, 1000),
+])
+def test_sizes(text, total, expected):
+    assert parse_size(text, total) == expected
+
+
+@pytest.mark.parametrize("text,total", [("", None), ("-1G", None), ("0", None), ("12X", None), ("60%", None),
+                                        ("0%", 1000), ("101%", 1000), ("x%", 1000)])
+def test_bad_sizes(text, total):
+    with pytest.raises(ValueError):
+        parse_size(text, total)
+
+
+def test_defaults_follow_the_machine_and_the_pixel_limit():
+    limits = Limits.make(max_pixels=10_000, max_memory=8 << 30)
+    assert limits.max_message == 10_000 * 20 + (1 << 20)  # the largest valid split at that pixel limit
+    assert limits.hard_message == limits.max_message + (64 << 20)  # room to answer an oversized one
+    big = Limits.make(max_memory=8 << 30)
+    assert big.max_message == 1 << 30  # at most 1/8 of the memory budget
+    assert big.queued_input == 2 << 30
+    assert Limits.make().max_memory > 0
+
+
+def _split(w, h, **kwargs):
+    return Split(Image(w, h, "RGBA", "u8", b""), **kwargs)
+
+
+def test_the_estimate_grows_with_the_canvas_and_counts_models_not_loaded():
+    small, big = estimate_job(_split(1024, 1024)), estimate_job(_split(4096, 4096))
+    assert big.nbytes - small.nbytes == SPLIT_BYTES_PER_PIXEL * (4096 * 4096 - 1024 * 1024)
+    assert big.what == "a 4096x4096 split" and small.nbytes == split_bytes(1024 * 1024)
+    phrase = estimate_job(_split(1024, 1024, phrase="a cat"))
+    assert phrase.nbytes > small.nbytes + 1e9  # stage-2 weights, as the registry gives them
+    loaded = estimate_job(_split(1024, 1024, phrase="a cat"), weights=lambda name: 0)
+    on_gpu = estimate_job(_split(1024, 1024, phrase="a cat"), weights=lambda name: 0, on_gpu=True)
+    assert phrase.nbytes > loaded.nbytes > on_gpu.nbytes == small.nbytes
+    generate = estimate_job(Generate("[a cat]", width=1024, height=1024))
+    assert generate.nbytes > 7e9 and "1024x1024" in generate.what
+    assert models_needed(Generate("[a]", options={"control": "depth"}))[:2] == ["sdxl", "controlnet-depth"]
+    assert models_needed(_split(8, 8, options={"layering": "fbdd"})) == ["layering"]
+    assert models_needed(_split(8, 8, box=[0, 0, 4, 4])) == []
+
+
+class FakeModels:
+    def __init__(self, folders: dict, loaded: set) -> None:
+        self.folders, self._loaded = folders, loaded
+
+    def loaded(self) -> set:
+        return self._loaded
+
+    def resolve(self, name: str) -> str:
+        if name not in self.folders:
+            raise NotAvailable(f"{name} missing")
+        return self.folders[name]
+
+
+def test_weights_are_read_from_the_model_folders(tmp_path):
+    """What loading reads: the weight files in the folder (a tiny test model is not 7 GB); nothing for a
+    model in memory already, or missing (that job answers not_available first)."""
+    sam = tmp_path / "sam"
+    (sam / "sub").mkdir(parents=True)
+    (sam / "model.safetensors").write_bytes(b"\0" * 1000)
+    (sam / "sub" / "extra.bin").write_bytes(b"\0" * 500)
+    (sam / "config.json").write_text("{}" * 100)
+    size = weight_bytes(FakeModels({"sam": str(sam), "vitmatte": str(sam)}, loaded={"vitmatte"}))
+    assert size("sam") == 1500 and size("vitmatte") == 0 and size("grounding-dino") == 0
