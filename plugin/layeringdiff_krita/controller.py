@@ -32,8 +32,9 @@ from .settings import Settings
 STARTING_UPDATE_S = 1.0  # how often the starting backend's elapsed time is refreshed
 # ControlNets of the backend: lines of a sketch layer, or a depth-map layer (and how messages name them)
 GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
-USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE,
-                     ErrorCode.VERSION_MISMATCH)  # the first start of a new backend compiles its numba kernels
+# errors whose detail tells the user what to do (other details, e.g. a log id, stay in the backend's log)
+USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE, ErrorCode.TOO_LARGE,
+                     ErrorCode.BUSY, ErrorCode.VERSION_MISMATCH)
 
 
 class UserError(Exception):

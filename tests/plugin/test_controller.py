@@ -346,3 +346,17 @@ def test_a_slow_first_start_is_shown_as_starting_never_lost(tmp_path):
         assert "exited (code 3)" in view.connection[1] and "boom: the kernels did not compile" in view.connection[1]
     finally:
         ctl.shutdown()
+
+
+def test_a_job_over_the_backends_memory_budget_says_why_and_what_to_do():
+    server = BackendProcess("--max-memory", "40M")
+    c, view = make(server.endpoint)
+    try:
+        c.split_selected("cat")
+        pump(c, lambda: c.job is None)
+        text, error = view.last
+        assert error and "budget" in text and "--max-memory" in text and "smaller layer" in text, text
+        assert not c.bridge.applied
+    finally:
+        c.shutdown()
+        server.terminate()
