@@ -58,6 +58,69 @@ def test_fbdd_unet_takes_72_channels():
         widen_conv_in(unet.conv_in)
 
 
+def test_widened_conv_in_stays_on_the_device_and_dtype_of_the_old_one():
+    old = torch.nn.Conv2d(9, 16, 3, padding=1, device="meta", dtype=torch.bfloat16)
+    new = widen_conv_in(old)
+    assert new.weight.device.type == "meta" and new.weight.dtype == torch.bfloat16
+    assert new.bias.device.type == "meta" and new.in_channels == FBDD_IN_CHANNELS
+
+
+# ---- the noise schedule ------------------------------------------------------------------------------
+# As stabilityai/stable-diffusion-2-inpainting ships scheduler/scheduler_config.json: PNDM, epsilon by default,
+# and no clip_sample, prediction_type or timestep_spacing keys (diffusers fills in its own defaults for those).
+SD2_INPAINTING_SCHEDULER = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
+                            "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+                            "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1,
+                            "trained_betas": None}
+EXPLICIT = {"prediction_type": "v_prediction", "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
+            "timestep_spacing": "leading", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+            "num_train_timesteps": 1000, "thresholding": False}
+
+
+def sd2_inpainting_like_pipeline(tmp_path):
+    """The tiny inpainting pipeline with SD2-inpainting's real scheduler config, loaded as diffusers loads it."""
+    import json
+
+    from diffusers import PNDMScheduler
+
+    folder = tmp_path / "scheduler"
+    folder.mkdir()
+    (folder / "scheduler_config.json").write_text(json.dumps(SD2_INPAINTING_SCHEDULER))
+    pipe = sd2_inpaint_pipeline()
+    pipe.scheduler = PNDMScheduler.from_pretrained(folder)
+    assert pipe.scheduler.config.prediction_type == "epsilon"  # what the hub model predicts
+    return pipe
+
+
+def test_sampler_and_training_schedulers_set_every_field_from_an_sd2_inpainting_config(tmp_path):
+    from diffusers import DDIMScheduler, DDPMScheduler
+    from layeringdiff.stages.layering import fbdd_scheduler
+
+    torch.manual_seed(0)
+    fbdd = FBDD.from_inpainting(sd2_inpainting_like_pipeline(tmp_path))
+    assert isinstance(fbdd.scheduler, DDIMScheduler)
+    assert {k: fbdd.scheduler.config[k] for k in EXPLICIT} == EXPLICIT
+    fbdd.save(tmp_path / "fbdd")  # and after a save and load
+    loaded = FBDD.from_folder(tmp_path / "fbdd")
+    assert {k: loaded.scheduler.config[k] for k in EXPLICIT} == EXPLICIT
+    training = fbdd_scheduler(fbdd.scheduler.config, DDPMScheduler)
+    assert isinstance(training, DDPMScheduler)
+    assert {k: training.config[k] for k in EXPLICIT if k != "set_alpha_to_one"} == {
+        k: v for k, v in EXPLICIT.items() if k != "set_alpha_to_one"}
+    # a predicted clean latent far outside +-1 is not clipped by the sampler
+    sched = fbdd.scheduler
+    sched.set_timesteps(5)
+    t = sched.timesteps[-1]
+    x0 = torch.full((1, 4, 2, 2), 3.0)
+    noise = torch.zeros_like(x0)
+    sample = sched.add_noise(x0, noise, t[None])
+    v = sched.get_velocity(x0, noise, t[None])
+    out = sched.step(v, t, sample)
+    assert torch.allclose(out.pred_original_sample, x0, atol=1e-4)
+    # the same v target in training
+    assert torch.allclose(training.get_velocity(x0, noise, t[None]), v)
+
+
 # ---- FBDD sampling ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fbdd():
@@ -132,9 +195,40 @@ def test_high_frequency_loss_hand_computed():
     assert float(high_frequency_loss(pred, target)) == pytest.approx(9 * 4 / 64, rel=1e-5)
     assert float(high_frequency_loss(target, target)) == 0.0
     assert float(fan_loss(pred, target)) == pytest.approx(4 / 64, rel=1e-5)
-    assert float(ban_loss(pred, target)) == pytest.approx(4 / 64 + 0.2 * 9 * 4 / 64, rel=1e-5)
+    assert float(ban_loss(pred, target, target)) == pytest.approx(4 / 64 + 0.2 * 9 * 4 / 64, rel=1e-5)
     with pytest.raises(ValueError, match="divisible by 8"):
         high_frequency_loss(torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12))
+
+
+def test_ban_loss_takes_high_frequencies_from_the_fbdd_output_not_the_truth():
+    """Eq. 2: L_BAN = MSE(B, B_gt) + 0.2 L_H(B, B^), B^ the decoded background, here != B_gt."""
+    target = torch.zeros(1, 1, 8, 8)
+    pred = target.clone()
+    pred[0, 0, 0, 0] = 2.0  # MSE(B, B_gt) = 4 / 64
+    decoded = torch.full((1, 1, 8, 8), 0.25)  # a colour shift alone has no high frequencies
+    decoded[0, 0, 5, 5] += 2.0
+    # B - B^: +2 at (0, 0), -2 at (5, 5), -0.25 everywhere. Scales 0 and 1 see each delta in its own block:
+    # 2 x 3 * 4 / 64 each; scale 2 sees LL1 values +0.5 and -0.5 on a diagonal: H = V = 0.5, D = 0 -> 0.5.
+    assert float(high_frequency_loss(pred, decoded)) == pytest.approx(12 * 4 / 64 + 0.5, rel=1e-5)
+    assert float(ban_loss(pred, target, decoded)) == pytest.approx(4 / 64 + 0.2 * (48 / 64 + 0.5), rel=1e-5)
+    # B^ with the same details as B: only the MSE term is left, whatever B^'s colour
+    assert float(ban_loss(pred, target, pred + 0.3)) == pytest.approx(4 / 64, rel=1e-5)
+
+
+def test_hfa_batch_loss_uses_the_decoded_background_for_l_h():
+    from layeringdiff.train.hfa import hfa_losses
+
+    torch.manual_seed(0)
+    hfa = HFA.new(base_channels=8, levels=2)  # untrained: each net returns its decoded input
+    b_gt = torch.rand(1, 16, 16, 3)
+    decoded_bg = b_gt.clone()
+    decoded_bg[0, 3, 3] += 0.5  # B^ differs from B_gt; BAN's output is B^, so L_H(B, B^) = 0
+    batch = {"composite": torch.rand(1, 16, 16, 3), "alpha": torch.rand(1, 16, 16),
+             "foreground": torch.rand(1, 16, 16, 3), "background": b_gt, "decoded_fg": torch.rand(1, 16, 16, 3),
+             "decoded_bg": decoded_bg.clamp(0, 1)}
+    _, parts = hfa_losses(hfa.fan, hfa.ban, batch)
+    want = float(((batch["decoded_bg"] - b_gt) ** 2).mean())
+    assert float(parts["loss_ban"]) == pytest.approx(want, rel=1e-5)
 
 
 # ---- which layering runs, and peeling ---------------------------------------------------------------------

@@ -36,8 +36,9 @@ def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
     """
     if conv.in_channels != INPAINT_IN_CHANNELS:
         raise ValueError(f"expected an inpainting conv_in with {INPAINT_IN_CHANNELS} channels, got {conv.in_channels}")
+    # made where the old layer lives (a GPU, or the meta device of a lazy load), in its dtype
     new = nn.Conv2d(FBDD_IN_CHANNELS, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+                    bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         w = torch.zeros_like(new.weight)
         w[:, 0:4] = conv.weight[:, 0:4]
@@ -46,7 +47,28 @@ def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
         new.weight.copy_(w)
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
-    return new.to(conv.weight.dtype)
+    return new
+
+
+# The noise schedule of Stable Diffusion 2, every field set here rather than taken from a hub config that may lack
+# it (SD2-inpainting ships a PNDM/epsilon config without clip_sample, and DDIM's default clip_sample=True would
+# clip the predicted latents to +-1). FBDD predicts v (paper, Sec. 3.4).
+SD2_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "trained_betas": None, "prediction_type": "v_prediction", "clip_sample": False, "thresholding": False,
+    "set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "leading", "rescale_betas_zero_snr": False,
+}
+
+
+def fbdd_scheduler(config: Any = None, cls: Any = None) -> Any:
+    """The sampler (DDIM, default) or the training noise scheduler (`cls` = DDPMScheduler) of FBDD, from any
+    scheduler config with SD2_SCHEDULE's fields forced."""
+    if cls is None:
+        from diffusers import DDIMScheduler
+
+        cls = DDIMScheduler
+    base = {k: v for k, v in dict(config or {}).items() if not k.startswith("_")}
+    return cls.from_config({**base, **SD2_SCHEDULE})
 
 
 def fbdd_unet_from_inpainting(unet: Any) -> Any:
@@ -86,16 +108,13 @@ class FBDD:
         """Initialise both UNets from an SD2-inpainting pipeline (training starts here)."""
         import copy
 
-        from diffusers import DDIMScheduler
-
         tokens = pipe.tokenizer([""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                                 return_tensors="pt")
         with torch.no_grad():
             null = pipe.text_encoder(tokens.input_ids.to(pipe.text_encoder.device))[0]
         fg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
         bg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
-        scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction")
-        return cls(fg, bg, pipe.vae, scheduler, null)
+        return cls(fg, bg, pipe.vae, fbdd_scheduler(pipe.scheduler.config), null)
 
     @classmethod
     def from_folder(cls, folder: str | Path, device: Any = "cpu", dtype: Any = torch.float32) -> "FBDD":
@@ -107,7 +126,7 @@ class FBDD:
         fg = UNet2DConditionModel.from_pretrained(folder / "unet_fg", **kw).to(device).eval()
         bg = UNet2DConditionModel.from_pretrained(folder / "unet_bg", **kw).to(device).eval()
         vae = AutoencoderKL.from_pretrained(folder / "vae", **kw).to(device).eval()
-        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
+        scheduler = fbdd_scheduler(DDIMScheduler.load_config(folder / "scheduler"))
         null = load_file(str(folder / "null_embedding.safetensors"))["null_embedding"].to(device, dtype)
         for unet in (fg, bg):
             if unet.config.in_channels != FBDD_IN_CHANNELS:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..stages.layering import FBDD, fbdd_input
+from ..stages.layering import FBDD, fbdd_input, fbdd_scheduler
 from . import checkpoints
 
 
@@ -82,7 +82,7 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     set_seed(config.seed)
     fbdd = load_fbdd(config.init)
     fbdd.vae.requires_grad_(False)
-    noise_scheduler = DDPMScheduler.from_config(fbdd.scheduler.config, prediction_type="v_prediction")
+    noise_scheduler = fbdd_scheduler(fbdd.scheduler.config, DDPMScheduler)
     unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
     if config.gradient_checkpointing:
         unet_fg.enable_gradient_checkpointing()

@@ -63,7 +63,8 @@ def hfa_losses(hfa_fan: Any, hfa_ban: Any,
                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     c, a = _chw(batch["composite"]), _chw(batch["alpha"])
     fan = fan_loss(hfa_fan(c, a, _chw(batch["decoded_fg"])), _chw(batch["foreground"]))
-    ban = ban_loss(hfa_ban(c, a, _chw(batch["decoded_bg"])), _chw(batch["background"]))
+    decoded_bg = _chw(batch["decoded_bg"])
+    ban = ban_loss(hfa_ban(c, a, decoded_bg), _chw(batch["background"]), decoded_bg)
     return fan + ban, {"loss_fan": fan.detach(), "loss_ban": ban.detach()}
 
 
