@@ -11,7 +11,15 @@ from layeringdiff.pipeline import run_job
 from layeringdiff.progress import no_progress
 from layeringdiff.stages.layering import FBDD, HFA
 from layeringdiff.train.dataset import DatasetConfig, LayerDataset
-from layeringdiff.train.fbdd import FBDDTrainConfig, _batch_tensors, fbdd_loss, load_fbdd, train_fbdd
+from layeringdiff.train.fbdd import (
+    FBDDTrainConfig,
+    _batch_tensors,
+    _ema_update,
+    fbdd_loss,
+    load_fbdd,
+    prepare_training,
+    train_fbdd,
+)
 from layeringdiff.train.hfa import DecodedLayers, HFATrainConfig, hfa_losses, train_hfa
 from layeringdiff.wire import from_array
 
@@ -51,6 +59,32 @@ def test_fbdd_training_lowers_the_loss_resumes_and_exports(tiny_layering_models,
     config.steps = 30
     train_fbdd(config, data, lambda step, values: seen.append(step))
     assert seen == list(range(21, 31)) and steps_logged(run) == [5, 10, 15, 20, 25, 30]
+
+
+class GPUAccelerator:
+    """Stands in for accelerate on a GPU machine, where `prepare` moves the models to the accelerator's device.
+    The meta device plays the GPU here: a tensor on it can no more be added into a CPU tensor than a CUDA one."""
+
+    device = torch.device("meta")
+
+    def prepare(self, *objects):
+        return tuple(o.to(self.device) if isinstance(o, torch.nn.Module) else o for o in objects)
+
+    def unwrap_model(self, model):
+        return model
+
+
+def test_ema_copies_live_on_the_accelerators_device(tiny_layering_models, tmp_path):
+    root, _ = tiny_layering_models
+    fbdd = load_fbdd(str(root / "sd2-inpaint"))
+    config = FBDDTrainConfig(init="", out=str(tmp_path), batch_size=2, ema_decay=0.999)
+    unet_fg, unet_bg, _, _, ema = prepare_training(GPUAccelerator(), fbdd, config, LayerDataset(DATA))
+    assert ema is not None and len(ema) == 2
+    for copy, model in zip(ema, (unet_fg, unet_bg), strict=True):
+        pairs = list(zip(copy.parameters(), model.parameters(), strict=True))
+        assert pairs and all(e.device == m.device and e.dtype == m.dtype for e, m in pairs)
+        assert all(not e.requires_grad for e, _ in pairs)
+    _ema_update(ema, (unet_fg, unet_bg), 0.999)  # the first step's update does not mix devices
 
 
 def test_hfa_training_lowers_the_loss_and_exports(tmp_path):

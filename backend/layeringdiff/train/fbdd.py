@@ -83,18 +83,7 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     fbdd = load_fbdd(config.init)
     fbdd.vae.requires_grad_(False)
     noise_scheduler = fbdd_scheduler(fbdd.scheduler.config, DDPMScheduler)
-    unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
-    if config.gradient_checkpointing:
-        unet_fg.enable_gradient_checkpointing()
-        unet_bg.enable_gradient_checkpointing()
-    ema = [copy.deepcopy(u).eval().requires_grad_(False) for u in (unet_fg, unet_bg)] if config.ema_decay else None
-    params = list(unet_fg.parameters()) + list(unet_bg.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr)
-    loader = torch.utils.data.DataLoader(
-        _TorchView(dataset), batch_size=config.batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
-    unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
-    fbdd.vae.to(accelerator.device)
+    unet_fg, unet_bg, optimizer, loader, ema = prepare_training(accelerator, fbdd, config, dataset)
     step = checkpoints.resume(accelerator, out, ema)
     log = checkpoints.open_log(accelerator, out, ["loss", "loss_fg", "loss_bg"], asdict(config))
     generator = checkpoints.process_generator(config.seed, accelerator, step)
@@ -124,6 +113,35 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     return export
 
 
+def prepare_training(accelerator: Any, fbdd: FBDD, config: FBDDTrainConfig,
+                     dataset: Any) -> tuple[Any, Any, Any, Any, list | None]:
+    """UNets, optimizer and loader through `accelerator.prepare` (which moves the UNets to its device), then the
+    EMA copies, made from the prepared UNets so that they live on the same device (an EMA made before would stay
+    on the CPU while the UNets train on the GPU)."""
+    unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
+    if config.gradient_checkpointing:
+        unet_fg.enable_gradient_checkpointing()
+        unet_bg.enable_gradient_checkpointing()
+    params = list(unet_fg.parameters()) + list(unet_bg.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    loader = data_loader(dataset, config.batch_size, config.seed, config.num_workers,
+                         pin_memory=accelerator.device.type == "cuda")
+    unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
+    fbdd.vae.to(accelerator.device)
+    ema = None
+    if config.ema_decay:
+        ema = [copy.deepcopy(accelerator.unwrap_model(u)).eval().requires_grad_(False) for u in (unet_fg, unet_bg)]
+    return unet_fg, unet_bg, optimizer, loader, ema
+
+
+def data_loader(dataset: Any, batch_size: int, seed: int, num_workers: int = 0, pin_memory: bool = False) -> Any:
+    """Shuffled batches; `num_workers` processes read and decode samples while the model trains."""
+    return torch.utils.data.DataLoader(
+        _TorchView(dataset), batch_size=batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(seed), num_workers=num_workers, pin_memory=pin_memory,
+        persistent_workers=num_workers > 0)
+
+
 class _TorchView(torch.utils.data.Dataset):
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -139,4 +157,4 @@ def _ema_update(ema: list, models: tuple, decay: float) -> None:
     with torch.no_grad():
         for e, m in zip(ema, models, strict=True):
             for pe, pm in zip(e.parameters(), m.parameters(), strict=True):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+                pe.lerp_(pm.detach().to(pe.dtype), 1 - decay)
