@@ -290,6 +290,107 @@ def test_prompt_with_two_phrases_peels_three_layers(tiny_layering_models):
     assert np.abs(stacked - composite).max() < 1e-4
 
 
+def u8(x):
+    return np.round(np.clip(x, 0, 1) * 255) / 255
+
+
+def test_the_foreground_decoder_shapes_the_final_foreground_and_the_layers_still_recomposite(fbdd):
+    """The least-change composition step keeps what FBDD's foreground UNet made: another foreground output gives
+    another final F, and the stored 8-bit layers still recomposite to the composite within 1/255."""
+    import copy
+
+    from layeringdiff.stages.layering import fbdd_method
+    from layeringdiff.stages.split import SplitOptions, split_layer
+
+    comp, alpha, _, _ = synthetic_composite(72, 88, seed=4)
+    comp, alpha = u8(comp), u8(alpha)
+    other_fg = copy.deepcopy(fbdd.unet_fg)
+    with torch.no_grad():
+        other_fg.conv_out.bias += 0.7
+    other = FBDD(other_fg, fbdd.unet_bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding)
+    torch.manual_seed(0)
+    hfa = HFA.new(base_channels=8, levels=2)
+    results = [split_layer(comp, mask=alpha, options=SplitOptions(alpha_mode="mask", quantize=255),
+                           method=fbdd_method(model, hfa, steps=2, seed=0, size=64)) for model in (fbdd, other)]
+    mixed = (alpha > 0.05) & (alpha < 0.95)
+    f1, f2 = (r.foreground[..., :3] for r in results)
+    assert np.abs(f1 - f2)[mixed].mean() > 0.01
+    for r in results:
+        assert r.info["composition"] == "least-change" and 0 <= r.info["composition_fallback"] < 0.5
+        a = u8(r.foreground[..., 3:4])
+        visible = a[..., 0] < 1
+        stored = a * u8(r.foreground[..., :3]) + (1 - a) * u8(r.background[..., :3])
+        assert np.abs(stored - comp)[visible].max() <= 1 / 255 + 1e-6
+        assert np.array_equal(r.foreground[..., :3][alpha >= 1], comp[alpha >= 1])  # copy-through
+        assert np.array_equal(r.background[..., :3][alpha <= 0], comp[alpha <= 0])
+
+
+def test_fbdd_runs_at_its_working_size_whatever_the_crop():
+    from layeringdiff.stages.layering import decompose_at_working_size, tile_starts, working_shape
+
+    assert working_shape(4096, 4096, 512) == (512, 512) and working_shape(100, 400, 512) == (256, 1024)
+    assert working_shape(3000, 1000, 512) == (888, 296)
+    assert tile_starts(500, 512, 64) == [0] and tile_starts(900, 512, 64) == [0, 388]
+    starts = tile_starts(4096, 512, 64)
+    assert starts[0] == 0 and starts[-1] == 4096 - 512
+    assert all(b - a <= 512 - 64 for a, b in zip(starts, starts[1:], strict=False))
+
+    seen = []
+
+    class Recorder:
+        size = 64
+
+        def decompose(self, rgb, alpha, steps, seed, progress):
+            seen.append(alpha.shape)
+            return rgb, rgb
+
+    comp, alpha, _, _ = synthetic_composite(300, 200, seed=1)
+    fg, bg = decompose_at_working_size(Recorder(), comp, alpha, 2, 0)
+    assert seen == [(80, 56)] and fg.shape == bg.shape == (300, 200, 3)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        decompose_at_working_size(Recorder(), comp, alpha, 2, 0, size=100)
+
+
+def test_hfa_in_tiles_matches_hfa_on_the_whole_where_it_is_local():
+    """An untrained HFA is the identity: tiles blend back exactly; with weights, tiles stay close to the whole
+    (GroupNorm sees each tile's own statistics, as in training on 512 px samples)."""
+    from layeringdiff.stages.layering import refine_tiled
+
+    torch.manual_seed(0)
+    hfa = HFA.new(base_channels=8, levels=2)
+    rng = np.random.default_rng(0)
+    comp, fg, bg = (rng.uniform(0, 1, (150, 130, 3)).astype(np.float32) for _ in range(3))
+    alpha = rng.uniform(0, 1, (150, 130)).astype(np.float32)
+    f, b = refine_tiled(hfa, comp, alpha, fg, bg, tile=64, overlap=16)
+    assert np.allclose(f, fg, atol=1e-5) and np.allclose(b, bg, atol=1e-5)
+    with torch.no_grad():
+        hfa.fan.out.weight.normal_(0, 0.01)
+    f_tiled, _ = refine_tiled(hfa, comp, alpha, fg, bg, tile=96, overlap=32)
+    f_whole, _ = hfa.refine(comp, alpha, fg, bg)
+    assert np.abs(f_tiled - f_whole).mean() < 0.25 * np.abs(f_whole - fg).mean()
+
+
+def test_a_4096_canvas_splits_with_fbdd_in_bounded_memory():
+    """FBDD at its working size on the object's crop and HFA in tiles: a 4096x4096 split in a fresh process stays
+    within a fixed memory bound (at the canvas's native size the diffusion models alone would need tens of GB)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_layering.py"
+    proc = subprocess.run([sys.executable, str(script), "--one", "4096", "--radius", "0.15", "--steps", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["stored_error_255"] <= 1.0 + 1e-3
+    x0, y0, x1, y1 = r["crop"]
+    assert x1 - x0 > 2000 and y1 - y0 > 2000  # the crop is big: the working size does the bounding
+    # measured 2.3 GB with the object covering the canvas (benchmarks/bench_layering.py); the canvas's own float32
+    # arrays (image, two RGBA layers, alpha) are 0.8 GB of it
+    assert r["peak_rss_mb"] < 3500, r
+
+
 def test_fbdd_cancels_between_steps(fbdd):
     from layeringdiff.errors import JobCancelled
 
