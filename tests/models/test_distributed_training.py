@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from layeringdiff.stages.layering import FBDD, HFA
-from layeringdiff.train.dataset import DatasetConfig, LayerDataset, write_shards
+from layeringdiff.train.dataset import DatasetConfig, LayerDataset, write_dataset
 
 pytest.importorskip("accelerate")
 
@@ -41,7 +41,7 @@ def finish(proc: subprocess.Popen) -> tuple[str, list[str]]:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shards")
-    write_shards(LayerDataset(DatasetConfig(size=64, length=8, seed=3)), folder, 4)
+    write_dataset(LayerDataset(DatasetConfig(size=64, length=8, seed=3)), folder)
     return folder
 
 

@@ -109,7 +109,8 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     log.plot()
     export = out / "export" / "fbdd"
     fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
-    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding).save(export)
+    side = int(dataset[0]["alpha"].shape[0])  # the working size the backend runs it at
+    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding, size=side).save(export)
     return export
 
 
