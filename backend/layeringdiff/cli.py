@@ -279,7 +279,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     dataset = _dataset(args)
     if not isinstance(dataset, LayerDataset):
         raise InputError("dataset writes a new dataset: give --count/--size/--seed/--split, not --data")
-    print(write_dataset(dataset, args.out, args.num_workers, _count_progress(args, "samples")))
+    print(write_dataset(dataset, args.out, args.num_workers, _count_progress(args, "samples"), args.codec))
     return 0
 
 
@@ -429,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("dataset", help="synthesise a training or test set (8-bit, PNG-coded, random access)")
     add_data_args(ds, 1000)
     ds.add_argument("-o", "--out", required=True)
+    ds.add_argument("--codec", choices=("png", "raw"), default="png",
+                    help="png: lossless, a third of the bytes; raw: 3x the disk, no decoding (for few CPU cores)")
     ds.add_argument("-q", "--quiet", action="store_true")
     ds.set_defaults(func=cmd_dataset)
 

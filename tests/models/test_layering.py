@@ -226,7 +226,9 @@ def test_hfa_batch_loss_uses_the_decoded_background_for_l_h():
     batch = {"composite": torch.rand(1, 16, 16, 3), "alpha": torch.rand(1, 16, 16),
              "foreground": torch.rand(1, 16, 16, 3), "background": b_gt, "decoded_fg": torch.rand(1, 16, 16, 3),
              "decoded_bg": decoded_bg.clamp(0, 1)}
-    _, parts = hfa_losses(hfa.fan, hfa.ban, batch)
+    from layeringdiff.train.fbdd import _batch_tensors
+
+    _, parts = hfa_losses(hfa.fan, hfa.ban, _batch_tensors(batch, "cpu"))
     want = float(((batch["decoded_bg"] - b_gt) ** 2).mean())
     assert float(parts["loss_ban"]) == pytest.approx(want, rel=1e-5)
 

@@ -92,7 +92,8 @@ def test_hfa_training_lowers_the_loss_and_exports(tmp_path):
     data = LayerDataset(DATA)
     decode_to_disk(data, None, tmp_path / "decoded", 0, 0)
     decoded = DecodedLayers(data, tmp_path / "decoded")
-    batch = {k: torch.as_tensor(np.stack([decoded[i][k] for i in range(4)])) for k in decoded[0]}
+    batch = _batch_tensors({k: torch.as_tensor(np.stack([decoded[i][k] for i in range(4)])) for k in decoded[0]},
+                           "cpu")
     torch.manual_seed(0)
     fresh = HFA.new(base_channels=8, levels=2)
     with torch.no_grad():

@@ -161,6 +161,10 @@ def test_stored_dataset_round_trips_exactly_in_any_order_and_resumes(tmp_path):
         StoredDataset(tmp_path)
     write_dataset(ds, tmp_path)  # resumed
     assert np.array_equal(StoredDataset(tmp_path)[4]["composite"], ds[4]["composite"])
+    raw = tmp_path / "raw"  # no decoding at all: for machines with few cores
+    write_dataset(ds, raw, codec="raw")
+    assert StoredDataset(raw).reader.bytes_per_sample() > 48 * 48 * 7
+    assert all(np.array_equal(StoredDataset(raw)[i]["composite"], ds[i]["composite"]) for i in range(5))
 
 
 def test_errors_hand_computed():

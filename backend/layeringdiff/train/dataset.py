@@ -197,10 +197,13 @@ class StoredDataset:
     def __len__(self) -> int:
         return int(self.manifest["count"])
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def sample_u8(self, index: int) -> dict[str, np.ndarray]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return to_float(self.reader[index])
+        return self.reader[index]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return to_float(self.sample_u8(index))
 
 
 _WORKER_DATASETS: dict[str, LayerDataset] = {}
@@ -215,9 +218,10 @@ def _make(args: tuple[DatasetConfig, int]) -> tuple[int, dict[str, np.ndarray]]:
 
 
 def write_dataset(dataset: LayerDataset, out: str | Path, workers: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+                  progress: Callable[[int, int], None] | None = None, codec: str = "png") -> Path:
     """All samples into out/ (pack + index + manifest.json); samples already there are kept, so an interrupted
-    run resumes. `workers` processes synthesise samples in parallel (0: this process)."""
+    run resumes. `workers` processes synthesise samples in parallel (0: this process). `codec` "png" (a third of
+    the bytes) or "raw" (no decoding when read)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = PackReader(out, FIELDS) if any(out.glob("*.idx")) else None
@@ -225,11 +229,11 @@ def write_dataset(dataset: LayerDataset, out: str | Path, workers: int = 0,
     if old is not None and old["config"] != asdict(dataset.config):
         raise ValueError(f"{out} holds a dataset of another configuration: write into an empty folder")
     manifest = {"config": asdict(dataset.config), "count": len(dataset), "fields": list(FIELDS), "dtype": "uint8",
-                "layout": "samples.pack (PNG-coded fields) + samples.idx", "equation": "C = a F + (1 - a) B",
+                "layout": f"samples.pack ({codec}-coded fields) + samples.idx", "equation": "C = a F + (1 - a) B",
                 "foreground_where_alpha_is_0": "the foreground's colours extended outward (extend_foreground)"}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     todo = [i for i in range(len(dataset)) if done is None or i not in done]
-    with PackWriter(out, "samples", FIELDS) as writer:
+    with PackWriter(out, "samples", FIELDS, codec) as writer:
         if workers > 0:
             with ProcessPoolExecutor(workers) as pool:
                 made = pool.map(_make, [(dataset.config, i) for i in todo], chunksize=4)

@@ -33,10 +33,16 @@ class FBDDTrainConfig:
 
 
 def _batch_tensors(batch: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:
+    """A loader batch -> float32 NCHW tensors on `device`. Batches of 8-bit samples (what the loader moves: a
+    quarter of the bytes) are converted there, and the composite is made there, C = a F + (1 - a) B."""
     out = {}
-    for key in ("composite", "foreground", "background"):
-        out[key] = batch[key].permute(0, 3, 1, 2).to(device, torch.float32)
-    out["alpha"] = batch["alpha"][:, None].to(device, torch.float32)
+    for key, value in batch.items():
+        t = torch.as_tensor(value).to(device, non_blocking=True)
+        t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        out[key] = t.permute(0, 3, 1, 2) if t.ndim == 4 else t[:, None]
+    if "composite" not in out:
+        a = out["alpha"]
+        out["composite"] = a * out["foreground"] + (1.0 - a) * out["background"]
     return out
 
 
@@ -144,14 +150,17 @@ def data_loader(dataset: Any, batch_size: int, seed: int, num_workers: int = 0, 
 
 
 class _TorchView(torch.utils.data.Dataset):
+    """The loader's view of a dataset: its 8-bit samples when it has them (sample_u8), else its float ones."""
+
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
+        self.get = getattr(dataset, "sample_u8", dataset.__getitem__)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        return self.dataset[i]
+        return self.get(i)
 
 
 def _ema_update(ema: list, models: tuple, decay: float) -> None:

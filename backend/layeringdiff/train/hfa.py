@@ -20,7 +20,7 @@ from ..stages.classical import complete_background
 from ..stages.layering import FBDD, HFA
 from . import checkpoints
 from .dataset import to_u8
-from .fbdd import data_loader
+from .fbdd import _batch_tensors, data_loader
 from .store import PackReader, PackWriter
 
 DECODED_FIELDS = ("decoded_fg", "decoded_bg")
@@ -91,21 +91,23 @@ class DecodedLayers(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def sample_u8(self, i: int) -> dict[str, np.ndarray]:
+        """8-bit F, B, alpha and decoded layers (when the dataset has 8-bit samples): what the loader moves."""
+        sample = self.dataset.sample_u8(i) if hasattr(self.dataset, "sample_u8") else self.dataset[i]
+        return {**sample, **self.reader[i]}
+
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         decoded = self.reader[i]
         return {**self.dataset[i], **{k: v.astype(np.float32) / 255.0 for k, v in decoded.items()}}
 
 
-def _chw(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
-
-
 def hfa_losses(hfa_fan: Any, hfa_ban: Any,
                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    c, a = _chw(batch["composite"]), _chw(batch["alpha"])
-    fan = fan_loss(hfa_fan(c, a, _chw(batch["decoded_fg"])), _chw(batch["foreground"]))
-    decoded_bg = _chw(batch["decoded_bg"])
-    ban = ban_loss(hfa_ban(c, a, decoded_bg), _chw(batch["background"]), decoded_bg)
+    """FAN's and BAN's losses on a batch of NCHW float tensors (fbdd._batch_tensors makes them)."""
+    c, a = batch["composite"], batch["alpha"]
+    fan = fan_loss(hfa_fan(c, a, batch["decoded_fg"]), batch["foreground"])
+    decoded_bg = batch["decoded_bg"]
+    ban = ban_loss(hfa_ban(c, a, decoded_bg), batch["background"], decoded_bg)
     return fan + ban, {"loss_fan": fan.detach(), "loss_ban": ban.detach()}
 
 
@@ -124,7 +126,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
     accelerator.wait_for_everyone()
     fbdd = FBDD.from_folder(config.fbdd, accelerator.device) if config.fbdd else None
     decode_to_disk(dataset, fbdd, decoded, config.fbdd_steps, config.seed, accelerator.process_index,
-                   accelerator.num_processes, decode_progress)
+                   accelerator.num_processes, decode_progress if accelerator.is_main_process else None)
     del fbdd  # its memory goes back before training
     accelerator.wait_for_everyone()
     hfa = HFA.new(config.base_channels, config.levels)
@@ -139,8 +141,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
         for batch in loader:
             if step >= config.steps:
                 break
-            batch = {k: v.to(accelerator.device, torch.float32) for k, v in batch.items()}
-            loss, parts = hfa_losses(fan, ban, batch)
+            loss, parts = hfa_losses(fan, ban, _batch_tensors(batch, accelerator.device))
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()

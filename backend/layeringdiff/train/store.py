@@ -1,8 +1,10 @@
 """Samples on disk with cheap random access: 8-bit fields, each PNG-coded (lossless, about a third of the raw
-bytes), appended to a pack file; an index file maps each sample id to its offset. Reading one sample is one
+bytes) or stored raw (.npy bytes: no decoding, for few CPU cores), appended to a pack file; an index file maps
+each sample id to its offset. Reading one sample is one
 positioned read and a PNG decode per field, in any order, without mapping or caching the whole file, so memory
 stays flat in the number of samples. Several writers (processes) each append to their own pack + index."""
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -13,9 +15,17 @@ import numpy as np
 PNG_LEVEL = 1  # higher levels save under 1% on photos and cost encode time
 
 
-def encode(array: np.ndarray) -> bytes:
+CODECS = ("png", "raw")
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def encode(array: np.ndarray, codec: str = "png") -> bytes:
     if array.dtype != np.uint8:
         raise ValueError(f"store 8-bit fields, got {array.dtype}")
+    if codec == "raw":
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array))
+        return buffer.getvalue()
     ok, data = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
     if not ok:
         raise ValueError(f"cannot PNG-encode an array of shape {array.shape}")
@@ -23,6 +33,9 @@ def encode(array: np.ndarray) -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray:
+    """Either codec: a field says which it is by its first bytes."""
+    if data[:6] == NPY_MAGIC:
+        return np.load(io.BytesIO(data))
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # channel order is kept as written
 
 
@@ -30,8 +43,11 @@ class PackWriter:
     """Appends samples to NAME.pack and their index records (id, offset, length per field) to NAME.idx; a record
     is written after its data, so a run cut short leaves only whole samples behind and can be resumed."""
 
-    def __init__(self, folder: str | Path, name: str, fields: tuple[str, ...]) -> None:
+    def __init__(self, folder: str | Path, name: str, fields: tuple[str, ...], codec: str = "png") -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}, got {codec!r}")
         folder = Path(folder)
+        self.codec = codec
         folder.mkdir(parents=True, exist_ok=True)
         self.fields = fields
         self.record = struct.Struct(f"<{2 + len(fields)}q")
@@ -42,7 +58,7 @@ class PackWriter:
         self.index = open(index, "ab")  # noqa: SIM115
 
     def add(self, sample_id: int, arrays: dict[str, np.ndarray]) -> int:
-        blobs = [encode(arrays[f]) for f in self.fields]
+        blobs = [encode(arrays[f], self.codec) for f in self.fields]
         offset = self.data.seek(0, os.SEEK_END)
         for blob in blobs:
             self.data.write(blob)
