@@ -267,6 +267,16 @@ def test_split_with_each_layering_path_recomposites(tiny_layering_models, choice
     assert np.abs(a * fg[..., :3] + (1 - a) * bg[..., :3] - comp)[visible].max() < 1e-4
 
 
+def test_layering_size_option_is_checked_before_any_model_loads(tiny_models):
+    from layeringdiff.errors import InputError
+
+    root, _ = tiny_models
+    manager = ModelManager(ModelConfig().with_models_dir(str(root)))
+    for bad, words in ((100, "multiple of 8"), (32, "64..4096"), ("big", "integer")):
+        with pytest.raises(InputError, match=words):
+            layering_method(manager, {"layering": "fbdd", "layering_size": bad}, "", 0)
+
+
 def test_missing_fbdd_weights_named_when_asked_for(tiny_models):
     root, _ = tiny_models
     manager = ModelManager(ModelConfig().with_models_dir(str(root)))
