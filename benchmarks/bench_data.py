@@ -69,6 +69,21 @@ def read_rate(dataset, batch_size: int, workers: int, samples: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def cpu_cost(dataset) -> float:
+    """CPU seconds per shuffled sample in this process, independent of other load on the machine."""
+    import numpy as np
+    import torch
+    from layeringdiff.train.fbdd import _batch_tensors
+
+    order = np.random.default_rng(0).permutation(len(dataset))[:32]
+    torch.set_num_threads(1)
+    start = time.process_time()
+    for i in order:
+        sample = dataset.sample_u8(int(i))
+        _batch_tensors({k: torch.from_numpy(v)[None] for k, v in sample.items()}, "cpu")
+    return (time.process_time() - start) / len(order)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", help="an existing dataset folder (default: write one)")
@@ -96,6 +111,9 @@ def main() -> int:
           f"{total / len(dataset) / 1e6:.2f} MB on disk per sample "
           f"(float32 composite + alpha + F + B would be {side * side * 10 * 4 / 1e6:.1f} MB)")
     print(f"{os.cpu_count()} CPU cores, {args.num_workers} loader workers, batch {args.batch_size}", flush=True)
+    cost = cpu_cost(dataset)
+    print(f"CPU time per sample (read, decode, convert to float32 and compose; one process): {cost * 1e3:.1f} ms, "
+          f"so about {2 / cost:.0f} samples/s on 2 free cores", flush=True)
     for state in ("cold", "warm"):
         if state == "cold":
             for f in files:
