@@ -267,6 +267,37 @@ def test_split_with_each_layering_path_recomposites(tiny_layering_models, choice
     assert np.abs(a * fg[..., :3] + (1 - a) * bg[..., :3] - comp)[visible].max() < 1e-4
 
 
+def test_vae_tiling_reaches_the_fbdd_vae_when_configured(tiny_layering_models):
+    root, _ = tiny_layering_models
+    tiled = ModelManager(ModelConfig(device="cpu", vae_tiling=True).with_models_dir(str(root)))
+    plain = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    assert tiled.layering()[0].vae.use_tiling and not plain.layering()[0].vae.use_tiling
+
+
+def test_evaluation_gives_every_method_vitmattes_alpha(tiny_models):
+    from layeringdiff.evaluate import evaluate, germer, vitmatte_alpha
+    from layeringdiff.train.dataset import DatasetConfig, LayerDataset
+
+    root, _ = tiny_models
+    manager = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    alphas = []
+
+    def method(comp, alpha):
+        alphas.append(alpha)
+        return germer(comp, alpha)
+
+    ds = LayerDataset(DatasetConfig(size=64, length=2, seed=0, split="test"))
+    result = evaluate(ds, {"germer": method}, alpha_fn=vitmatte_alpha(*manager.vitmatte()),
+                      alpha_source="ViTMatte alpha", lpips=None)
+    assert result["alpha"] == "ViTMatte alpha" and np.isfinite(result["methods"]["germer"]["fg_MAD"])
+    # the alpha of the composite's own trimap (evaluate draws it seeded): its 0 and 1 kept, ViTMatte's in between
+    from layeringdiff.evaluate import trimap_like_xu
+
+    trimap = trimap_like_xu(ds[0]["alpha"], np.random.default_rng(0))
+    assert len(alphas) == 2 and not np.array_equal(alphas[0], ds[0]["alpha"])
+    assert np.all(alphas[0][trimap == 1.0] == 1.0) and np.all(alphas[0][trimap == 0.0] == 0.0)
+
+
 def test_layering_size_option_is_checked_before_any_model_loads(tiny_models):
     from layeringdiff.errors import InputError
 
