@@ -1,6 +1,6 @@
-"""GPU smoke test of training: a few real FBDD and HFA steps on tiny models, timed. Prints figures.
+"""GPU smoke test of training: real FBDD (with EMA) and HFA steps on tiny models, timed. Prints figures.
 
-    .venv/bin/python benchmarks/smoke_train_gpu.py [--steps 20] [--precision bf16]
+    .venv/bin/python benchmarks/smoke_train_gpu.py [--steps 50] [--precision bf16] [--ema 0.999]
     accelerate launch --multi_gpu --num_processes 2 benchmarks/smoke_train_gpu.py     # several GPUs
 
 Needs CUDA (says so and stops otherwise); `--cpu` runs it anyway to check the script itself (figures then
@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the FBDD weights (0: off)")
+    parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--precision", choices=("no", "fp16", "bf16"), default="bf16")
     parser.add_argument("--cpu", action="store_true", help="run without CUDA (to check the script)")
@@ -49,14 +51,17 @@ def main() -> int:
     data = LayerDataset(DatasetConfig(size=args.size, length=16))
     say = print if state.is_main_process else (lambda *a, **k: None)
     device = torch.cuda.get_device_name() if cuda else "cpu"
-    say(f"device {device} x {state.num_processes}, precision {args.precision}, {args.size}px, {args.steps} steps")
+    say(f"device {device} x {state.num_processes}, precision {args.precision}, {args.size}px, {args.steps} steps, "
+        f"EMA {args.ema or 'off'}")
     for name, run in (
         ("fbdd", lambda: train_fbdd(FBDDTrainConfig(init=str(work_dir / "models" / "sd2-inpaint"),
                                                     out=str(work_dir / "fbdd"), steps=args.steps, batch_size=4,
                                                     lr=1e-4, mixed_precision=args.precision,
-                                                    gradient_checkpointing=True, checkpoint_every=args.steps), data)),
+                                                    gradient_checkpointing=True, checkpoint_every=args.steps,
+                                                    ema_decay=args.ema, num_workers=args.num_workers), data)),
         ("hfa", lambda: train_hfa(HFATrainConfig(out=str(work_dir / "hfa"), steps=args.steps, batch_size=4,
-                                                 mixed_precision=args.precision, checkpoint_every=args.steps), data)),
+                                                 mixed_precision=args.precision, checkpoint_every=args.steps,
+                                                 num_workers=args.num_workers), data)),
     ):
         if cuda:
             torch.cuda.reset_peak_memory_stats()

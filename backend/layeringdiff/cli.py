@@ -308,28 +308,46 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset(args: argparse.Namespace):  # -> LayerDataset | ShardDataset
-    from .train.dataset import DatasetConfig, LayerDataset, ShardDataset
+def _dataset(args: argparse.Namespace):  # -> LayerDataset | StoredDataset
+    from .train.dataset import DatasetConfig, LayerDataset, StoredDataset
 
-    if getattr(args, "data", None):
-        return ShardDataset(args.data)
-    return LayerDataset(DatasetConfig(size=args.size, seed=args.seed, length=args.count,
-                                      foregrounds=args.foregrounds, backgrounds=args.backgrounds))
+    try:
+        if getattr(args, "data", None):
+            return StoredDataset(args.data)
+        return LayerDataset(DatasetConfig(size=args.size, seed=args.seed, length=args.count, split=args.split,
+                                          foregrounds=args.foregrounds, backgrounds=args.backgrounds))
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from None
 
 
-def add_data_args(parser: argparse.ArgumentParser, count: int) -> None:
-    parser.add_argument("--data", help="shards written by `layeringdiff dataset` (default: synthesise on the fly)")
+def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "train") -> None:
+    parser.add_argument("--data", help="a dataset written by `layeringdiff dataset` (default: synthesise on the fly)")
     parser.add_argument("--count", type=int, default=count, help="samples when synthesising")
     parser.add_argument("--size", type=int, default=512, help="sample side (shorter side resized, centre crop)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("train", "test"), default=split,
+                        help=f"which part of the sources: training, or the held-out test part (default {split})")
     parser.add_argument("--foregrounds", help="folder of RGBA foregrounds (default: procedural)")
     parser.add_argument("--backgrounds", help="folder of backgrounds (default: photos shipped in scikit-image)")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="processes that make or read samples beside the main one (default 0)")
+
+
+def _count_progress(args: argparse.Namespace, what: str):  # -> Callable[[int, int], None]
+    def report(done: int, total: int) -> None:
+        if not getattr(args, "quiet", False) and (done % 50 == 0 or done == total):
+            print(f"{what} {done}/{total}", file=sys.stderr)
+
+    return report
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from .train.dataset import write_shards
+    from .train.dataset import LayerDataset, write_dataset
 
-    print(write_shards(_dataset(args), args.out, args.shard_size))
+    dataset = _dataset(args)
+    if not isinstance(dataset, LayerDataset):
+        raise InputError("dataset writes a new dataset: give --count/--size/--seed/--split, not --data")
+    print(write_dataset(dataset, args.out, args.num_workers, _count_progress(args, "samples"), args.codec))
     return 0
 
 
@@ -347,43 +365,61 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = FBDDTrainConfig(init=args.init, out=args.out, steps=args.steps, batch_size=args.batch_size,
                                  lr=args.lr or 1e-5, mixed_precision=args.mixed_precision,
                                  gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema,
-                                 checkpoint_every=args.checkpoint_every, seed=args.seed)
+                                 checkpoint_every=args.checkpoint_every, seed=args.seed, num_workers=args.num_workers)
         export = train_fbdd(config, _dataset(args), report)
     else:
         from .train.hfa import HFATrainConfig, train_hfa
 
         config = HFATrainConfig(out=args.out, fbdd=args.fbdd, steps=args.steps, batch_size=args.batch_size,
                                 lr=args.lr or 1e-4, mixed_precision=args.mixed_precision,
-                                checkpoint_every=args.checkpoint_every, seed=args.seed)
-        export = train_hfa(config, _dataset(args), report)
+                                checkpoint_every=args.checkpoint_every, seed=args.seed, num_workers=args.num_workers)
+        export = train_hfa(config, _dataset(args), report, _count_progress(args, "decoded layers"))
     if export is not None:  # the main process of a multi-process run
         print(export)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import classical, evaluate, germer, germer_inpaint, parse_scales, write_report
+    from .evaluate import (
+        classical,
+        classical_least_change,
+        evaluate,
+        germer,
+        germer_inpaint,
+        parse_scales,
+        write_report,
+    )
 
     try:
         scales = parse_scales(args.scales)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    alpha_fn, alpha_source = None, "true alpha"
+    if args.alpha != "true":
+        from .evaluate import vitmatte_alpha
+        from .models import ModelManager
 
-    methods = {"germer (a)": germer, "germer + inpainting (b)": germer_inpaint, "layeringdiff classical": classical}
+        manager = ModelManager(model_config(args))
+        if manager.available("vitmatte"):
+            alpha_fn, alpha_source = vitmatte_alpha(*manager.vitmatte()), "ViTMatte alpha"
+        elif args.alpha == "vitmatte":
+            manager.require(["vitmatte"])
+        else:
+            alpha_source = "true alpha (ViTMatte's weights are not on this machine)"
+    methods = {"Germer et al.": germer, "Germer et al. + Inp. (push-pull)": germer_inpaint,
+               "this project, classical (projection; the product)": classical,
+               "this project, classical + least-change composition": classical_least_change}
     if args.layering:
-        from .imaging.compose import exact_layers
-        from .stages.layering import FBDD, HFA, copy_through
+        from .evaluate import fbdd_hfa_method
+        from .stages.layering import FBDD, HFA
 
         fbdd = FBDD.from_folder(Path(args.layering) / "fbdd")
         hfa = HFA.from_folder(Path(args.layering) / "hfa")
-
-        def fbdd_hfa(comp, alpha):
-            fg, bg = fbdd.decompose(comp, alpha, args.layering_steps, args.seed)
-            fg, bg = copy_through(comp, alpha, *hfa.refine(comp, alpha, fg, bg))
-            return exact_layers(comp, alpha, fg, bg)
-
-        methods["layeringdiff fbdd+hfa"] = fbdd_hfa
-    result = evaluate(_dataset(args), methods, args.seed, scales)
+        methods["LayeringDiff FBDD + HFA (this project's training)"] = fbdd_hfa_method(fbdd, hfa, args.layering_steps,
+                                                                                        args.seed)
+    dataset = _dataset(args)
+    result = evaluate(dataset, methods, args.seed, scales, alpha_fn, alpha_source,
+                      progress=_count_progress(args, "composites"))
     if args.generated:
         from .evaluate import layer_statistics
         from .io.ora import read_ora
@@ -475,10 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(mp)
     mp.set_defaults(func=cmd_models)
 
-    ds = sub.add_parser("dataset", help="synthesise a training/test set as shards + manifest")
+    ds = sub.add_parser("dataset", help="synthesise a training or test set (8-bit, PNG-coded, random access)")
     add_data_args(ds, 1000)
     ds.add_argument("-o", "--out", required=True)
-    ds.add_argument("--shard-size", type=int, default=64)
+    ds.add_argument("--codec", choices=("png", "raw"), default="png",
+                    help="png: lossless, a third of the bytes; raw: 3x the disk, no decoding (for few CPU cores)")
+    ds.add_argument("-q", "--quiet", action="store_true")
     ds.set_defaults(func=cmd_dataset)
 
     tr = sub.add_parser("train", help="train FBDD or HFA (use `accelerate launch -m layeringdiff train ...` "
@@ -498,12 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(tr, 10000)
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="foreground/background estimation metrics vs baselines (paper Table 4)")
-    add_data_args(ev, 100)
+    ev = sub.add_parser("evaluate", help="layer decomposition metrics vs baselines (paper Table 4)")
+    add_data_args(ev, 1000, split="test")
     ev.add_argument("-o", "--out", required=True, help="folder for results.json and results.md")
     ev.add_argument("--layering", help="folder with fbdd/ and hfa/ to evaluate as well")
     ev.add_argument("--layering-steps", type=int, default=25)
-    ev.add_argument("--scales", default="", help="metric factors, e.g. MAD=1e3,MSE=1e3,SAD=1e-3 (the default)")
+    ev.add_argument("--scales", default="",
+                    help="metric factors (default Table 4's: MAD=1e3,MSE=1e3,SAD=1e-3,LPIPS=1e2)")
+    ev.add_argument("--alpha", choices=("auto", "vitmatte", "true"), default="auto",
+                    help="the alpha every method gets: ViTMatte's from the trimap (auto: when its weights are here, "
+                         "else the true alpha) or the true one")
+    ev.add_argument("-q", "--quiet", action="store_true")
+    add_model_args(ev)
     ev.add_argument("--generated", help="folder of generated .ora files: Table 2 statistics of their top layer")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -1,5 +1,7 @@
-"""Training losses of the layering stage (paper, Sec. 3.3): FAN uses MSE; BAN uses MSE plus 0.2 times a
-high-frequency loss L_H on Haar wavelet detail bands at scales 0, 1, 2 (directions H, V, D)."""
+"""Training losses of the layering stage (paper, Sec. 3.4): FAN uses MSE against the true foreground; BAN uses
+Eq. 2, L_BAN = MSE(B, B_gt) + 0.2 L_H(B, B^), with B^ the FBDD's decoded background (BAN's own input): the
+high-frequency term keeps the FBDD's texture where the background is hidden. L_H is Eq. 3 on Haar wavelet
+detail bands at scales 0, 1, 2 (directions H, V, D)."""
 
 from typing import Any
 
@@ -41,5 +43,6 @@ def fan_loss(pred: Any, target: Any) -> Any:
     return ((pred - target) ** 2).mean()
 
 
-def ban_loss(pred: Any, target: Any) -> Any:
-    return ((pred - target) ** 2).mean() + BAN_HF_WEIGHT * high_frequency_loss(pred, target)
+def ban_loss(pred: Any, target: Any, decoded: Any) -> Any:
+    """Eq. 2: pixel MSE against the true background, high frequencies against the FBDD's decoded one."""
+    return ((pred - target) ** 2).mean() + BAN_HF_WEIGHT * high_frequency_loss(pred, decoded)

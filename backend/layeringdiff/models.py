@@ -329,6 +329,8 @@ class ModelManager:
             from .stages.layering import FBDD, HFA
 
             fbdd = FBDD.from_folder(folder / "fbdd", self.device(), self.dtype())
+            if self.config.vae_tiling:  # large working sizes on a small GPU
+                fbdd.vae.enable_tiling()
             return fbdd, HFA.from_folder(folder / "hfa", self.device())
 
         return self._cached(("layering",), build)

@@ -13,7 +13,7 @@ from .stages.split import LayerMethod, SplitOptions, split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
 SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
-LAYERING_KEYS = ("layering", "layering_steps")
+LAYERING_KEYS = ("layering", "layering_steps", "layering_size")
 LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
 GENERATE_SHARE = 0.7  # of a generate job's progress bar: denoising dominates its time
@@ -94,13 +94,16 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     if choice not in LAYERING_CHOICES:
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
     steps = int(_number(options, "layering_steps", LAYERING_STEPS, 1, 200, int))
+    size = options.get("layering_size")  # FBDD's working size; default: the size it was trained at
+    if size is not None and (int(_number(options, "layering_size", 512, 64, 4096, int)) % 8):
+        raise InputError(f"option layering_size must be a multiple of 8, got {size}")
     if choice == "auto" and not models.accelerated():
         return None  # the classical default
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
         from .stages.layering import fbdd_method
 
         fbdd, hfa = models.layering()
-        return fbdd_method(fbdd, hfa, steps, seed)
+        return fbdd_method(fbdd, hfa, steps, seed, size)
     if choice == "zero-shot" or (choice == "auto" and models.available("sd2-inpaint")):
         from .stages.zero_shot import zero_shot_method
 

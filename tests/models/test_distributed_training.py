@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from layeringdiff.stages.layering import FBDD, HFA
-from layeringdiff.train.dataset import DatasetConfig, LayerDataset, write_shards
+from layeringdiff.train.dataset import DatasetConfig, LayerDataset, write_dataset
 
 pytest.importorskip("accelerate")
 
@@ -41,7 +41,7 @@ def finish(proc: subprocess.Popen) -> tuple[str, list[str]]:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shards")
-    write_shards(LayerDataset(DatasetConfig(size=64, length=8, seed=3)), folder, 4)
+    write_dataset(LayerDataset(DatasetConfig(size=64, length=8, seed=3)), folder)
     return folder
 
 
@@ -82,11 +82,11 @@ def test_two_nodes_train_hfa_over_loopback(shards, tmp_path):
 def test_gpu_smoke_script_runs_its_code_path_on_the_cpu():
     """The CUDA smoke benchmark, forced onto the CPU (--cpu) so its own code is checked here too."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "smoke_train_gpu.py"
-    proc = subprocess.run([sys.executable, str(script), "--cpu", "--precision", "no", "--steps", "2", "--size", "64"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script), "--cpu", "--precision", "no", "--steps", "2", "--size", "64",
+                           "--num-workers", "0"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("device cpu x 1, precision no, 64px, 2 steps")
+    assert lines[0].startswith("device cpu x 1, precision no, 64px, 2 steps, EMA 0.999")
     for name, line in zip(("fbdd", "hfa"), lines[1:], strict=True):
         assert line.startswith(f"{name}: ") and line.endswith(f"/export/{name}") and "ms/step" in line
         shutil.rmtree(Path(line.split(" -> ")[1]).parents[2], ignore_errors=True)

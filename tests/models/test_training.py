@@ -3,6 +3,7 @@
 import csv
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDPMScheduler
 from layering_protocol import Split
@@ -11,8 +12,16 @@ from layeringdiff.pipeline import run_job
 from layeringdiff.progress import no_progress
 from layeringdiff.stages.layering import FBDD, HFA
 from layeringdiff.train.dataset import DatasetConfig, LayerDataset
-from layeringdiff.train.fbdd import FBDDTrainConfig, _batch_tensors, fbdd_loss, load_fbdd, train_fbdd
-from layeringdiff.train.hfa import DecodedLayers, HFATrainConfig, hfa_losses, train_hfa
+from layeringdiff.train.fbdd import (
+    FBDDTrainConfig,
+    _batch_tensors,
+    _ema_update,
+    fbdd_loss,
+    load_fbdd,
+    prepare_training,
+    train_fbdd,
+)
+from layeringdiff.train.hfa import DecodedLayers, HFATrainConfig, decode_to_disk, hfa_losses, train_hfa
 from layeringdiff.wire import from_array
 
 DATA = DatasetConfig(size=64, length=4, seed=1)
@@ -53,10 +62,38 @@ def test_fbdd_training_lowers_the_loss_resumes_and_exports(tiny_layering_models,
     assert seen == list(range(21, 31)) and steps_logged(run) == [5, 10, 15, 20, 25, 30]
 
 
+class GPUAccelerator:
+    """Stands in for accelerate on a GPU machine, where `prepare` moves the models to the accelerator's device.
+    The meta device plays the GPU here: a tensor on it can no more be added into a CPU tensor than a CUDA one."""
+
+    device = torch.device("meta")
+
+    def prepare(self, *objects):
+        return tuple(o.to(self.device) if isinstance(o, torch.nn.Module) else o for o in objects)
+
+    def unwrap_model(self, model):
+        return model
+
+
+def test_ema_copies_live_on_the_accelerators_device(tiny_layering_models, tmp_path):
+    root, _ = tiny_layering_models
+    fbdd = load_fbdd(str(root / "sd2-inpaint"))
+    config = FBDDTrainConfig(init="", out=str(tmp_path), batch_size=2, ema_decay=0.999)
+    unet_fg, unet_bg, _, _, ema = prepare_training(GPUAccelerator(), fbdd, config, LayerDataset(DATA))
+    assert ema is not None and len(ema) == 2
+    for copy, model in zip(ema, (unet_fg, unet_bg), strict=True):
+        pairs = list(zip(copy.parameters(), model.parameters(), strict=True))
+        assert pairs and all(e.device == m.device and e.dtype == m.dtype for e, m in pairs)
+        assert all(not e.requires_grad for e, _ in pairs)
+    _ema_update(ema, (unet_fg, unet_bg), 0.999)  # the first step's update does not mix devices
+
+
 def test_hfa_training_lowers_the_loss_and_exports(tmp_path):
     data = LayerDataset(DATA)
-    decoded = DecodedLayers(data, None, 0, 0)
-    batch = {k: torch.as_tensor(np.stack([decoded[i][k] for i in range(4)])) for k in decoded[0]}
+    decode_to_disk(data, None, tmp_path / "decoded", 0, 0)
+    decoded = DecodedLayers(data, tmp_path / "decoded")
+    batch = _batch_tensors({k: torch.as_tensor(np.stack([decoded[i][k] for i in range(4)])) for k in decoded[0]},
+                           "cpu")
     torch.manual_seed(0)
     fresh = HFA.new(base_channels=8, levels=2)
     with torch.no_grad():
@@ -73,6 +110,30 @@ def test_hfa_training_lowers_the_loss_and_exports(tmp_path):
     config.steps = 33
     train_hfa(config, data, lambda step, values: seen.append(step))
     assert seen == [31, 32, 33]
+
+
+def test_decoded_layers_are_written_once_and_streamed_with_flat_memory(tmp_path):
+    import tracemalloc
+
+    data = LayerDataset(DatasetConfig(size=96, length=16, seed=2))
+    calls = []
+    decode_to_disk(data, None, tmp_path / "decoded", 0, 0, progress=lambda done, total: calls.append(done))
+    assert calls == list(range(1, 17))
+    decode_to_disk(data, None, tmp_path / "decoded", 0, 0, progress=lambda done, total: calls.append(done))
+    assert len(calls) == 16  # a second run decodes nothing again
+    layers = DecodedLayers(data, tmp_path / "decoded")
+    assert layers.reader.bytes_per_sample() < 96 * 96 * 6  # 8-bit, PNG-coded
+    first = layers[3]
+    tracemalloc.start()
+    for i in range(len(layers)):
+        sample = layers[i]
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 2 * sum(v.nbytes for v in sample.values())  # the last sample, not all of them
+    assert np.array_equal(layers[3]["decoded_bg"], first["decoded_bg"])
+    assert first["decoded_bg"].dtype == np.float32 and first["decoded_bg"].shape == (96, 96, 3)
+    with pytest.raises(ValueError, match="lacks the decoded layers of 4 samples"):
+        DecodedLayers(LayerDataset(DatasetConfig(size=96, length=20, seed=2)), tmp_path / "decoded")
 
 
 def test_exported_weights_load_in_the_backend_and_run(tiny_layering_models, tmp_path):
@@ -107,7 +168,7 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    run("dataset", "--count", "4", "--size", "64", "-o", tmp_path / "data", "--shard-size", "2")
+    run("dataset", "--count", "4", "--size", "64", "-o", tmp_path / "data", "--num-workers", "2", "-q")
     assert (tmp_path / "data" / "manifest.json").is_file()
     fbdd = run("train", "fbdd", "--init", root / "sd2-inpaint", "--data", tmp_path / "data", "--steps", "2",
                "--batch-size", "2", "-o", tmp_path / "run", "-q").strip()
@@ -121,7 +182,7 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     generated.mkdir()
     run("split", "--example", "coffee", "-o", generated / "coffee.ora", "-q", "--no-png")
     run("evaluate", "--data", tmp_path / "data", "--layering", layering, "--layering-steps", "2", "-o",
-        tmp_path / "eval", "--generated", generated, "--scales", "SAD=1")
+        tmp_path / "eval", "--generated", generated, "--scales", "SAD=1", "--alpha", "true", "-q")
     table = (tmp_path / "eval" / "results.md").read_text()
-    assert "germer (a)" in table and "layeringdiff fbdd+hfa" in table and "1 generated layers" in table
-    assert "MAD x 1000, MSE x 1000, SAD x 1;" in table
+    assert "| Germer et al. |" in table and "| LayeringDiff FBDD + HFA" in table and "1 generated layers" in table
+    assert "MAD x 1000, MSE x 1000, SAD x 1, LPIPS x 100;" in table and "given the true alpha" in table

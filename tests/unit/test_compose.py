@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from layeringdiff.imaging.compose import (
     compose,
+    compose_layers,
     exact_layers,
     layer_alphas,
+    least_change_layers,
     recomposition_error,
     unmix_background,
 )
@@ -48,6 +50,63 @@ def test_exact_layers_keep_a_consistent_guess():
     inner = (alpha > 0.01) & (alpha < 0.99)
     assert np.allclose(b[inner], bg[inner], atol=1e-4)
     assert np.allclose(f[inner], fg[inner], atol=1e-3)
+
+
+def test_least_change_hand_computed():
+    # a = 0.5, C = 0.5, F = 0.8, B = 0.4: r = 0.5 - 0.4 - 0.2 = -0.1, a^2 + (1-a)^2 = 0.5,
+    # F += 0.5 * -0.1 / 0.5 = -0.1 -> 0.7 and B += -0.1 -> 0.3 (0.5 * 0.7 + 0.5 * 0.3 = 0.5)
+    # a = 0.8, C = 0.5, F = 0.5, B = 0.9: r = 0.5 - 0.4 - 0.18 = -0.08, norm 0.68,
+    # F += 0.8 * -0.08 / 0.68, B += 0.2 * -0.08 / 0.68
+    alpha = np.array([[0.5, 0.8]], np.float32)
+    comp = np.full((1, 2, 3), 0.5, np.float32)
+    fg = np.array([[[0.8] * 3, [0.5] * 3]], np.float32)
+    bg = np.array([[[0.4] * 3, [0.9] * 3]], np.float32)
+    f, b, fallback = least_change_layers(comp, alpha, fg, bg)
+    assert np.allclose(f[0, 0], 0.7) and np.allclose(b[0, 0], 0.3)
+    assert np.allclose(f[0, 1], 0.5 - 0.064 / 0.68) and np.allclose(b[0, 1], 0.9 - 0.016 / 0.68)
+    assert fallback == 0.0 and recomposition_error(comp, alpha, f, b) < 1e-6
+    # the projection would have kept B and put the whole residual into F
+    fp, bp = exact_layers(comp, alpha, fg, bg)
+    assert np.allclose(bp[0, 0], 0.4) and np.allclose(fp[0, 0], 0.6)
+
+
+def test_least_change_falls_back_to_the_projection_only_where_clipping_breaks_it():
+    # a = 0.5, C = 1, F = 0.2, B = 1: r = 0.4, F -> 0.6, B -> 1.4 clipped to 1: 0.8 != 1. The projection keeps
+    # B = 1 (the only value allowed) and F = (1 - 0.5) / 0.5 = 1.
+    alpha = np.array([[0.5, 0.5, 0.0, 1.0]], np.float32)
+    comp = np.array([[[1.0] * 3, [0.5] * 3, [0.3] * 3, [0.6] * 3]], np.float32)
+    fg = np.array([[[0.2] * 3, [0.8] * 3, [0.9] * 3, [0.1] * 3]], np.float32)
+    bg = np.array([[[1.0] * 3, [0.4] * 3, [0.9] * 3, [0.7] * 3]], np.float32)
+    f, b, fallback = least_change_layers(comp, alpha, fg, bg)
+    assert np.allclose(f[0, 0], 1.0) and np.allclose(b[0, 0], 1.0)
+    assert np.allclose(f[0, 1], 0.7) and np.allclose(b[0, 1], 0.3)  # untouched by the fallback
+    assert fallback == 0.5  # one of the two mixed pixels
+    # copy-through at a = 0 (B = C, F keeps its guess) and a = 1 (F = C, B keeps its guess)
+    assert np.allclose(b[0, 2], 0.3) and np.allclose(f[0, 2], 0.9)
+    assert np.allclose(f[0, 3], 0.6) and np.allclose(b[0, 3], 0.7)
+    assert recomposition_error(comp, alpha, f, b) < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_least_change_holds_the_equation_for_any_guess_and_uses_the_foreground(seed):
+    alpha, fg, bg = random_layers(seed)
+    comp = compose(alpha, fg, bg)
+    rng = np.random.default_rng(200 + seed)
+    bg_guess = rng.uniform(-0.2, 1.2, bg.shape).astype(np.float32)
+    f1, b1, share = compose_layers(comp, alpha, rng.uniform(0, 1, fg.shape).astype(np.float32), bg_guess)
+    f2, b2, _ = compose_layers(comp, alpha, rng.uniform(0, 1, fg.shape).astype(np.float32), bg_guess)
+    assert 0.0 <= share < 1.0
+    for f, b in ((f1, b1), (f2, b2)):
+        assert f.min() >= 0 and f.max() <= 1 and b.min() >= 0 and b.max() <= 1
+        assert recomposition_error(comp, alpha, f, b) < 1e-5
+    mixed = (alpha > 0.05) & (alpha < 0.95)
+    assert np.abs(f1 - f2)[mixed].mean() > 0.05  # another foreground guess, another F
+    # the projection ignores the foreground guess wherever it can
+    p1, _, _ = compose_layers(comp, alpha, f1 * 0, bg_guess, "projection")
+    p2, _, _ = compose_layers(comp, alpha, f1 * 0 + 1, bg_guess, "projection")
+    assert np.abs(p1 - p2)[mixed].mean() < 1e-6
+    with pytest.raises(ValueError, match="composition"):
+        compose_layers(comp, alpha, fg, bg, "average")
 
 
 def test_recomposition_error_ignores_hidden_pixels():

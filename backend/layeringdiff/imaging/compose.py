@@ -1,5 +1,6 @@
 """The composition model C = a*F + (1-a)*B and its exact inversions."""
 
+import cv2
 import numpy as np
 
 # Alpha above 1 - ALPHA_EPS counts as opaque foreground, below ALPHA_EPS as pure background.
@@ -41,6 +42,63 @@ def exact_layers(
     return fg, bg
 
 
+# A corrected pixel whose equation is off by more than this after clipping falls back to the projection.
+COMPOSITION_TOL = 1e-5
+LEAST_CHANGE = "least-change"
+PROJECTION = "projection"
+COMPOSITIONS = (LEAST_CHANGE, PROJECTION)
+
+
+def least_change_layers(
+    image: np.ndarray, alpha: np.ndarray, fg_guess: np.ndarray, bg_guess: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The composition step that uses both layers (this project's addition to the paper): F, B in [0,1] with
+    a F + (1-a) B == C, changing the guesses as little as possible.
+
+    Per pixel and channel the smallest change (in the sum of squares) of (F, B) that satisfies the equation is
+    r = C - a F - (1-a) B;  F += a r / (a^2 + (1-a)^2);  B += (1-a) r / (a^2 + (1-a)^2):
+    each layer takes the share of the residual its alpha gives it, so the foreground's guess (FBDD's foreground
+    decoder, FAN) counts as much as the background's. The result is clipped to [0,1]; on the pixels where that
+    clipping breaks the equation, exact_layers' projection takes over (returned: their share of the pixels with
+    0 < a < 1). Copy-through as in the paper: F = C where a = 1, B = C where a = 0.
+    """
+    fg = np.clip(fg_guess, 0.0, 1.0).astype(np.float32)
+    bg = np.clip(bg_guess, 0.0, 1.0).astype(np.float32)
+    opaque = alpha >= 1.0 - ALPHA_EPS
+    clear = alpha <= ALPHA_EPS
+    fg[opaque] = image[opaque]
+    bg[clear] = image[clear]
+    mixed = ~(opaque | clear)
+    if not mixed.any():
+        return fg, bg, 0.0
+    a = alpha[mixed][:, None].astype(np.float32)
+    c, f, b = image[mixed], fg[mixed], bg[mixed]
+    r = c - a * f - (1.0 - a) * b
+    norm = a * a + (1.0 - a) * (1.0 - a)
+    f = np.clip(f + a * r / norm, 0.0, 1.0)
+    b = np.clip(b + (1.0 - a) * r / norm, 0.0, 1.0)
+    broken = (np.abs(a * f + (1.0 - a) * b - c) > COMPOSITION_TOL).any(axis=1)
+    if broken.any():  # the projection of the (corrected, clipped) background, F re-derived
+        ab, cb = a[broken], c[broken]
+        b[broken] = np.clip(b[broken], np.maximum(0.0, (cb - ab) / (1.0 - ab)), np.minimum(1.0, cb / (1.0 - ab)))
+        f[broken] = np.clip((cb - (1.0 - ab) * b[broken]) / ab, 0.0, 1.0)
+    fg[mixed], bg[mixed] = f, b
+    return fg, bg, float(broken.mean())
+
+
+def compose_layers(image: np.ndarray, alpha: np.ndarray, fg_guess: np.ndarray, bg_guess: np.ndarray,
+                   composition: str = LEAST_CHANGE) -> tuple[np.ndarray, np.ndarray, float]:
+    """The exact composition step by name: LEAST_CHANGE (both layers corrected) or PROJECTION (the background
+    projected, the foreground re-derived). Returns F, B and the share of mixed pixels that fell back to the
+    projection (1.0 for PROJECTION itself)."""
+    if composition == LEAST_CHANGE:
+        return least_change_layers(image, alpha, fg_guess, bg_guess)
+    if composition == PROJECTION:
+        fg, bg = exact_layers(image, alpha, fg_guess, bg_guess)
+        return fg, bg, 1.0
+    raise ValueError(f"composition must be one of {COMPOSITIONS}, got {composition!r}")
+
+
 def recomposition_error(
     image: np.ndarray, alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray, eps: float = ALPHA_EPS
 ) -> float:
@@ -63,3 +121,30 @@ def layer_alphas(layer_alpha: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray
     ba = np.where(denom > ALPHA_EPS, layer_alpha * (1.0 - alpha) / np.maximum(denom, ALPHA_EPS), 1.0)
     ba = np.where(layer_alpha >= 1.0 - ALPHA_EPS, 1.0, ba)
     return fa.astype(np.float32), np.clip(ba, 0.0, 1.0).astype(np.float32)
+
+
+def extend_foreground(fg: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """The foreground layer's colours where alpha = 0, defined (the paper leaves them open): its colours where
+    alpha > 0 (`visible`) kept, and extended outward by push-pull: averages of the visible pixels down a pyramid,
+    each invisible pixel taking the finest level that saw any. Training targets (train/dataset.py) and the
+    whole-layer metrics (evaluate.py) both use this definition."""
+    out = np.array(fg, dtype=np.float32, copy=True)
+    if visible.all() or not visible.any():
+        return out
+    weight = visible.astype(np.float32)
+    levels = [(out * weight[..., None], weight)]
+    while not (levels[-1][1] > 0).all() and min(levels[-1][1].shape) > 1:
+        colour, w = levels[-1]
+        size = (max(1, (w.shape[1] + 1) // 2), max(1, (w.shape[0] + 1) // 2))
+        levels.append((cv2.resize(colour, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1),
+                       cv2.resize(w, size, interpolation=cv2.INTER_AREA)))
+    colour, w = levels[-1]
+    filled = colour / np.maximum(w, 1e-12)[..., None]
+    for colour, w in reversed(levels[:-1]):
+        h, wd = w.shape
+        up = cv2.resize(filled, (wd, h), interpolation=cv2.INTER_LINEAR).reshape(h, wd, -1)
+        own = colour / np.maximum(w, 1e-12)[..., None]
+        trust = np.clip(w, 0.0, 1.0)[..., None]
+        filled = trust * own + (1.0 - trust) * up
+    out[~visible] = filled[~visible]
+    return np.clip(out, 0.0, 1.0)

@@ -5,17 +5,24 @@ FBDD UNets have the Stable Diffusion 2 inpainting architecture with conv_in wide
 noisy latent (4) + VAE latent of the composite (4) + pixel_unshuffle(alpha, 8) (64). v-prediction,
 null prompt. Weights come from this project's training (train/); none are public, so pipeline.py falls
 back to a zero-shot path when they are absent.
+
+At any canvas size FBDD runs on the object's crop at a working size near its training size (512 px); its layers
+are brought back up, and HFA (in overlapping tiles when large), copy-through and the composition step restore the
+full resolution from the composite.
 """
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging.compose import LEAST_CHANGE
 from ..progress import ProgressFn, no_progress
 from .split import LayerMethod
 
@@ -25,6 +32,10 @@ ALPHA_CHANNELS = VAE_FACTOR * VAE_FACTOR  # pixel_unshuffle(alpha, 8)
 FBDD_IN_CHANNELS = 2 * LATENT_CHANNELS + ALPHA_CHANNELS  # 72
 INPAINT_IN_CHANNELS = 9  # SD2 inpainting: latent 4 + mask 1 + masked-image latent 4
 HFA_IN_CHANNELS = 7  # composite 3 + alpha 1 + decoded layer 3
+TRAIN_SIZE = 512  # paper, Sec. 3.4: 512x512 training samples; FBDD's working size unless fbdd.json says otherwise
+HFA_TILE = 512  # HFA runs in tiles of its training size on larger crops (GroupNorm statistics as in training)
+HFA_OVERLAP = 64  # blended with linear ramps over the overlap, so no seams
+FBDD_CONTEXT = 0.5  # of the object's box size: the margin of context FBDD sees around the object
 
 
 def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
@@ -36,8 +47,9 @@ def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
     """
     if conv.in_channels != INPAINT_IN_CHANNELS:
         raise ValueError(f"expected an inpainting conv_in with {INPAINT_IN_CHANNELS} channels, got {conv.in_channels}")
+    # made where the old layer lives (a GPU, or the meta device of a lazy load), in its dtype
     new = nn.Conv2d(FBDD_IN_CHANNELS, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+                    bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         w = torch.zeros_like(new.weight)
         w[:, 0:4] = conv.weight[:, 0:4]
@@ -46,7 +58,28 @@ def widen_conv_in(conv: nn.Conv2d) -> nn.Conv2d:
         new.weight.copy_(w)
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
-    return new.to(conv.weight.dtype)
+    return new
+
+
+# The noise schedule of Stable Diffusion 2, every field set here rather than taken from a hub config that may lack
+# it (SD2-inpainting ships a PNDM/epsilon config without clip_sample, and DDIM's default clip_sample=True would
+# clip the predicted latents to +-1). FBDD predicts v (paper, Sec. 3.4).
+SD2_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "trained_betas": None, "prediction_type": "v_prediction", "clip_sample": False, "thresholding": False,
+    "set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "leading", "rescale_betas_zero_snr": False,
+}
+
+
+def fbdd_scheduler(config: Any = None, cls: Any = None) -> Any:
+    """The sampler (DDIM, default) or the training noise scheduler (`cls` = DDPMScheduler) of FBDD, from any
+    scheduler config with SD2_SCHEDULE's fields forced."""
+    if cls is None:
+        from diffusers import DDIMScheduler
+
+        cls = DDIMScheduler
+    base = {k: v for k, v in dict(config or {}).items() if not k.startswith("_")}
+    return cls.from_config({**base, **SD2_SCHEDULE})
 
 
 def fbdd_unet_from_inpainting(unet: Any) -> Any:
@@ -77,16 +110,16 @@ def pad8(image: np.ndarray) -> tuple[np.ndarray, int, int]:
 class FBDD:
     """Foreground/background decomposition by two conditional diffusion UNets sharing a VAE."""
 
-    def __init__(self, unet_fg: Any, unet_bg: Any, vae: Any, scheduler: Any, null_embedding: torch.Tensor) -> None:
+    def __init__(self, unet_fg: Any, unet_bg: Any, vae: Any, scheduler: Any, null_embedding: torch.Tensor,
+                 size: int = TRAIN_SIZE) -> None:
         self.unet_fg, self.unet_bg, self.vae, self.scheduler = unet_fg, unet_bg, vae, scheduler
         self.null_embedding = null_embedding  # the empty prompt's text embedding, computed once
+        self.size = size  # the side of the samples it was trained on: its working size
 
     @classmethod
     def from_inpainting(cls, pipe: Any) -> "FBDD":
         """Initialise both UNets from an SD2-inpainting pipeline (training starts here)."""
         import copy
-
-        from diffusers import DDIMScheduler
 
         tokens = pipe.tokenizer([""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                                 return_tensors="pt")
@@ -94,8 +127,7 @@ class FBDD:
             null = pipe.text_encoder(tokens.input_ids.to(pipe.text_encoder.device))[0]
         fg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
         bg = fbdd_unet_from_inpainting(copy.deepcopy(pipe.unet))
-        scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction")
-        return cls(fg, bg, pipe.vae, scheduler, null)
+        return cls(fg, bg, pipe.vae, fbdd_scheduler(pipe.scheduler.config), null)
 
     @classmethod
     def from_folder(cls, folder: str | Path, device: Any = "cpu", dtype: Any = torch.float32) -> "FBDD":
@@ -107,12 +139,13 @@ class FBDD:
         fg = UNet2DConditionModel.from_pretrained(folder / "unet_fg", **kw).to(device).eval()
         bg = UNet2DConditionModel.from_pretrained(folder / "unet_bg", **kw).to(device).eval()
         vae = AutoencoderKL.from_pretrained(folder / "vae", **kw).to(device).eval()
-        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
+        scheduler = fbdd_scheduler(DDIMScheduler.load_config(folder / "scheduler"))
         null = load_file(str(folder / "null_embedding.safetensors"))["null_embedding"].to(device, dtype)
         for unet in (fg, bg):
             if unet.config.in_channels != FBDD_IN_CHANNELS:
                 raise ValueError(f"{folder}: FBDD UNets need {FBDD_IN_CHANNELS} input channels")
-        return cls(fg, bg, vae, scheduler, null)
+        meta = json.loads((folder / "fbdd.json").read_text()) if (folder / "fbdd.json").is_file() else {}
+        return cls(fg, bg, vae, scheduler, null, int(meta.get("size", TRAIN_SIZE)))
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
@@ -124,6 +157,7 @@ class FBDD:
         self.scheduler.save_pretrained(folder / "scheduler")
         save_file({"null_embedding": self.null_embedding.detach().cpu().contiguous()},
                   str(folder / "null_embedding.safetensors"))
+        (folder / "fbdd.json").write_text(json.dumps({"size": self.size}))
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) in [0,1] -> scaled VAE latent (N,4,H/8,W/8)."""
@@ -253,6 +287,77 @@ class HFA:
         return out[0], out[1]
 
 
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """1 inside, rising linearly over `overlap` pixels at an edge shared with another tile."""
+    w = np.ones(length, np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+    if not first:
+        w[:overlap] = np.minimum(w[:overlap], ramp)
+    if not last:
+        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def refine_tiled(hfa: HFA, composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray,
+                 tile: int = HFA_TILE, overlap: int = HFA_OVERLAP,
+                 progress: ProgressFn = no_progress) -> tuple[np.ndarray, np.ndarray]:
+    """HFA on overlapping tiles blended with linear ramps: memory bounded by the tile, whatever the canvas."""
+    h, w = alpha.shape
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    if len(ys) == len(xs) == 1:
+        return hfa.refine(composite, alpha, fg, bg)
+    out_fg, out_bg = np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32)
+    weight = np.zeros((h, w, 1), np.float32)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            win = (slice(y, min(y + tile, h)), slice(x, min(x + tile, w)))
+            f, b = hfa.refine(composite[win], alpha[win], fg[win], bg[win])
+            wy = _ramp(win[0].stop - y, overlap, i == 0, i == len(ys) - 1)
+            wx = _ramp(win[1].stop - x, overlap, j == 0, j == len(xs) - 1)
+            wt = (wy[:, None] * wx[None, :])[..., None]
+            out_fg[win] += wt * f
+            out_bg[win] += wt * b
+            weight[win] += wt
+            progress("hfa", (i * len(xs) + j + 1) / (len(ys) * len(xs)))
+    out_fg /= weight
+    out_bg /= weight
+    return out_fg, out_bg
+
+
+def working_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(height, width) with the area of size x size and the crop's aspect ratio, multiples of 8."""
+    scale = size / math.sqrt(h * w)
+    return (max(VAE_FACTOR, round(h * scale / VAE_FACTOR) * VAE_FACTOR),
+            max(VAE_FACTOR, round(w * scale / VAE_FACTOR) * VAE_FACTOR))
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    shrink = h * w < image.shape[0] * image.shape[1]
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def decompose_at_working_size(fbdd: FBDD, rgb: np.ndarray, alpha: np.ndarray, steps: int, seed: int,
+                              size: int | None = None,
+                              progress: ProgressFn = no_progress) -> tuple[np.ndarray, np.ndarray]:
+    """FBDD at a working size near its training size (`size`, default fbdd.size; a multiple of 8), the decoded
+    layers brought back to the crop's size: a 4096 px canvas costs what a 512 px one does."""
+    h, w = alpha.shape
+    size = size or fbdd.size
+    if size % VAE_FACTOR:
+        raise ValueError(f"the FBDD working size must be a multiple of {VAE_FACTOR}, got {size}")
+    wh, ww = working_shape(h, w, size)
+    fg, bg = fbdd.decompose(_resize(rgb, wh, ww), _resize(alpha, wh, ww), steps, seed, progress)
+    return _resize(fg, h, w), _resize(bg, h, w)
+
+
 def copy_through(composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,
                  bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The paper's last step: composite pixels where alpha = 1 (foreground) and alpha = 0 (background)."""
@@ -262,14 +367,16 @@ def copy_through(composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,
     return fg, bg
 
 
-def fbdd_method(fbdd: FBDD, hfa: HFA, steps: int, seed: int) -> LayerMethod:
-    """The layering stage as a layer method of split.split_layer: FBDD decomposition, HFA refinement,
-    copy-through; split_layer then makes a F + (1 - a) B reproduce the composite exactly."""
+def fbdd_method(fbdd: FBDD, hfa: HFA, steps: int, seed: int, size: int | None = None) -> LayerMethod:
+    """The layering stage as a layer method of split.split_layer: FBDD decomposition at the working size, HFA
+    refinement at full resolution, copy-through; split_layer then applies the least-change composition step,
+    which keeps what FBDD's foreground decoder and FAN made (this project's addition: see compose.py)."""
 
     def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-        fg, bg = fbdd.decompose(rgb, alpha, steps, seed, progress)
+        fg, bg = decompose_at_working_size(fbdd, rgb, alpha, steps, seed, size,
+                                           lambda stage, f: progress(stage, 0.9 * f))
+        fg, bg = refine_tiled(hfa, rgb, alpha, fg, bg, progress=lambda stage, f: progress(stage, 0.9 + 0.1 * f))
         progress("hfa", 1.0)
-        fg, bg = hfa.refine(rgb, alpha, fg, bg)
         return copy_through(rgb, alpha, fg, bg)
 
-    return LayerMethod("fbdd+hfa", layers)
+    return LayerMethod("fbdd+hfa", layers, local=True, composition=LEAST_CHANGE, context=FBDD_CONTEXT)

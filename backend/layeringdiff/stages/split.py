@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError
-from ..imaging.compose import exact_layers, layer_alphas, recomposition_error
+from ..imaging.compose import COMPOSITIONS, LEAST_CHANGE, PROJECTION, compose_layers, layer_alphas, recomposition_error
 from ..imaging.matting import estimate_alpha
 from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
 from ..progress import ProgressFn, no_progress, sub_progress
@@ -32,6 +32,15 @@ class LayerMethod:
     name: str
     layers: LayersFn
     local: bool = False
+    # the exact composition step after the method's guesses (imaging/compose.py): PROJECTION keeps the background
+    # guess where it can and re-derives F; LEAST_CHANGE (this project's addition) corrects both layers, for methods
+    # whose foreground guess carries information of its own (FBDD + HFA)
+    composition: str = PROJECTION
+    context: float = 0.0  # a local method's margin around the object, as a fraction of the object's box size
+
+    def __post_init__(self) -> None:
+        if self.composition not in COMPOSITIONS:
+            raise ValueError(f"composition must be one of {COMPOSITIONS}, got {self.composition!r}")
 
 
 @dataclass
@@ -81,6 +90,14 @@ def object_crop(alpha: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice,
         return slice(0, h), slice(0, w)
     return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
             slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+
+
+def context_margin(alpha: np.ndarray, context: float) -> int:
+    """CROP_MARGIN_PX, or `context` times the object's box size when that is more."""
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0 or context <= 0:
+        return CROP_MARGIN_PX
+    return max(CROP_MARGIN_PX, round(context * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)))
 
 
 def box_region(box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
@@ -168,11 +185,15 @@ def split_layer(
 
     # Outside the object's box (plus a margin of context) alpha is 0: F is never seen and B = C, so a local
     # method runs on that crop only.
-    crop = object_crop(alpha) if method.local else (slice(0, h), slice(0, w))
+    crop = object_crop(alpha, context_margin(alpha, method.context)) if method.local else (slice(0, h), slice(0, w))
     c_rgb, c_alpha = rgb[crop], alpha[crop]
     fg_est, bg_guess = method.layers(c_rgb, c_alpha, sub_progress(timer, *METHOD_SHARE))
     timer("layers", METHOD_SHARE[1])
-    c_fg, c_bg = exact_layers(c_rgb, c_alpha, fg_est, bg_guess)
+    c_fg, c_bg, fallback = compose_layers(c_rgb, c_alpha, fg_est, bg_guess, method.composition)
+    del fg_est, bg_guess
+    info["composition"] = method.composition
+    if method.composition == LEAST_CHANGE:  # the share of mixed pixels where clipping needed the projection
+        info["composition_fallback"] = round(fallback, 4)
     info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, c_fg, c_bg)
     info["crop"] = [int(v) for v in (crop[1].start, crop[0].start, crop[1].stop, crop[0].stop)]  # msgpack-able
     # each layer written once into its final RGBA array: on a 4096^2 canvas every extra copy is 256 MB

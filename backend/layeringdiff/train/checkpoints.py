@@ -69,7 +69,7 @@ def resume(accelerator: Any, out: Path, ema: list | None = None) -> int:
         return 0
     accelerator.load_state(str(done[-1]))
     if ema is not None and (done[-1] / "ema.pt").is_file():
-        for e, state in zip(ema, torch.load(done[-1] / "ema.pt"), strict=True):
+        for e, state in zip(ema, torch.load(done[-1] / "ema.pt", map_location="cpu"), strict=True):
             e.load_state_dict(state)
     return json.loads((done[-1] / "step.json").read_text())["step"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..stages.layering import FBDD, fbdd_input
+from ..stages.layering import FBDD, fbdd_input, fbdd_scheduler
 from . import checkpoints
 
 
@@ -33,10 +33,16 @@ class FBDDTrainConfig:
 
 
 def _batch_tensors(batch: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:
+    """A loader batch -> float32 NCHW tensors on `device`. Batches of 8-bit samples (what the loader moves: a
+    quarter of the bytes) are converted there, and the composite is made there, C = a F + (1 - a) B."""
     out = {}
-    for key in ("composite", "foreground", "background"):
-        out[key] = batch[key].permute(0, 3, 1, 2).to(device, torch.float32)
-    out["alpha"] = batch["alpha"][:, None].to(device, torch.float32)
+    for key, value in batch.items():
+        t = torch.as_tensor(value).to(device, non_blocking=True)
+        t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        out[key] = t.permute(0, 3, 1, 2) if t.ndim == 4 else t[:, None]
+    if "composite" not in out:
+        a = out["alpha"]
+        out["composite"] = a * out["foreground"] + (1.0 - a) * out["background"]
     return out
 
 
@@ -82,19 +88,8 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     set_seed(config.seed)
     fbdd = load_fbdd(config.init)
     fbdd.vae.requires_grad_(False)
-    noise_scheduler = DDPMScheduler.from_config(fbdd.scheduler.config, prediction_type="v_prediction")
-    unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
-    if config.gradient_checkpointing:
-        unet_fg.enable_gradient_checkpointing()
-        unet_bg.enable_gradient_checkpointing()
-    ema = [copy.deepcopy(u).eval().requires_grad_(False) for u in (unet_fg, unet_bg)] if config.ema_decay else None
-    params = list(unet_fg.parameters()) + list(unet_bg.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr)
-    loader = torch.utils.data.DataLoader(
-        _TorchView(dataset), batch_size=config.batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(config.seed), num_workers=config.num_workers)
-    unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
-    fbdd.vae.to(accelerator.device)
+    noise_scheduler = fbdd_scheduler(fbdd.scheduler.config, DDPMScheduler)
+    unet_fg, unet_bg, optimizer, loader, ema = prepare_training(accelerator, fbdd, config, dataset)
     step = checkpoints.resume(accelerator, out, ema)
     log = checkpoints.open_log(accelerator, out, ["loss", "loss_fg", "loss_bg"], asdict(config))
     generator = checkpoints.process_generator(config.seed, accelerator, step)
@@ -120,23 +115,56 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
     log.plot()
     export = out / "export" / "fbdd"
     fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
-    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding).save(export)
+    side = int(dataset[0]["alpha"].shape[0])  # the working size the backend runs it at
+    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding, size=side).save(export)
     return export
 
 
+def prepare_training(accelerator: Any, fbdd: FBDD, config: FBDDTrainConfig,
+                     dataset: Any) -> tuple[Any, Any, Any, Any, list | None]:
+    """UNets, optimizer and loader through `accelerator.prepare` (which moves the UNets to its device), then the
+    EMA copies, made from the prepared UNets so that they live on the same device (an EMA made before would stay
+    on the CPU while the UNets train on the GPU)."""
+    unet_fg, unet_bg = fbdd.unet_fg.train(), fbdd.unet_bg.train()
+    if config.gradient_checkpointing:
+        unet_fg.enable_gradient_checkpointing()
+        unet_bg.enable_gradient_checkpointing()
+    params = list(unet_fg.parameters()) + list(unet_bg.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    loader = data_loader(dataset, config.batch_size, config.seed, config.num_workers,
+                         pin_memory=accelerator.device.type == "cuda")
+    unet_fg, unet_bg, optimizer, loader = accelerator.prepare(unet_fg, unet_bg, optimizer, loader)
+    fbdd.vae.to(accelerator.device)
+    ema = None
+    if config.ema_decay:
+        ema = [copy.deepcopy(accelerator.unwrap_model(u)).eval().requires_grad_(False) for u in (unet_fg, unet_bg)]
+    return unet_fg, unet_bg, optimizer, loader, ema
+
+
+def data_loader(dataset: Any, batch_size: int, seed: int, num_workers: int = 0, pin_memory: bool = False) -> Any:
+    """Shuffled batches; `num_workers` processes read and decode samples while the model trains."""
+    return torch.utils.data.DataLoader(
+        _TorchView(dataset), batch_size=batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(seed), num_workers=num_workers, pin_memory=pin_memory,
+        persistent_workers=num_workers > 0)
+
+
 class _TorchView(torch.utils.data.Dataset):
+    """The loader's view of a dataset: its 8-bit samples when it has them (sample_u8), else its float ones."""
+
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
+        self.get = getattr(dataset, "sample_u8", dataset.__getitem__)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        return self.dataset[i]
+        return self.get(i)
 
 
 def _ema_update(ema: list, models: tuple, decay: float) -> None:
     with torch.no_grad():
         for e, m in zip(ema, models, strict=True):
             for pe, pm in zip(e.parameters(), m.parameters(), strict=True):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+                pe.lerp_(pm.detach().to(pe.dtype), 1 - decay)
