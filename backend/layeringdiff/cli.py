@@ -12,6 +12,7 @@ from .progress import ProgressFn
 
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
+SPLIT_FILLS = ("texture", "smooth", "lama")  # stages.split.FILLS, default first (not imported: --help stays fast)
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -75,8 +76,14 @@ def cmd_split(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise InputError(f"output folder '{out.parent}' does not exist")
     progress: ProgressFn = ProgressBar(enabled=not args.quiet)
-    options = SplitOptions(alpha_mode=args.alpha_mode, quantize=255, band=args.band)
-    result = split_layer(image, mask=mask, box=box, options=options, progress=progress)
+    options = SplitOptions(alpha_mode=args.alpha_mode, quantize=255, band=args.band, fill=args.fill)
+    method = None
+    if args.fill == "lama":  # its model is loaded before any work, so a missing one is reported at once
+        from .models import ModelManager
+        from .pipeline import model_fill_method
+
+        method = model_fill_method(ModelManager(model_config(args)), {"fill": "lama"})
+    result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
     h, w = image.shape[:2]
     original = image if image.shape[2] == 4 else np.dstack([image, np.ones((h, w), np.float32)])
     layers = [
@@ -346,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--alpha-mode", choices=("matte", "mask"), default="matte",
                     help="matte: refine the hint by matting (default); mask: use the mask as the alpha")
     sp.add_argument("--band", type=int, help="unknown band half-width in pixels (default: scaled to the object)")
+    sp.add_argument("--fill", choices=SPLIT_FILLS, default=SPLIT_FILLS[0],
+                    help="hidden background: texture (exemplar-based completion, the default), smooth (colour "
+                         "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    add_model_args(sp)
     sp.set_defaults(func=cmd_split)
 
     sv = sub.add_parser("serve", help="run the backend for the Krita plugin (ZeroMQ on loopback)")

@@ -12,7 +12,7 @@ from .progress import ProgressFn, sub_progress
 from .stages.split import LayerMethod, SplitOptions, split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
-SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
+SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band", "fill")
 LAYERING_KEYS = ("layering", "layering_steps")
 LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
@@ -108,9 +108,20 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     return None
 
 
+def model_fill_method(models: ModelManager, options: dict[str, Any]) -> LayerMethod | None:
+    """The classical method with the LaMa fill when options["fill"] is "lama" (its model loaded now, so a missing
+    one is reported before any work); None for the fills that need no model."""
+    if options.get("fill") != "lama":
+        return None
+    from .imaging.lama import lama_fill
+    from .stages.classical import classical_method
+
+    return classical_method("lama", lama_fill(models.lama()))
+
+
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
     _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS)
-    method = layering_method(models, msg.options, "", 0)
+    method = layering_method(models, msg.options, "", 0) or model_fill_method(models, msg.options)
     if msg.mask is not None and msg.box is not None:
         raise InputError("give a mask or a box, not both")
     if msg.box is not None and len(msg.box) != 4:
@@ -174,7 +185,8 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
     # the background prompt for zero-shot inpainting: the scene without its foreground phrases
-    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
+    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed) \
+        or model_fill_method(models, msg.options)
     fg_options = _foreground_options(msg.options)
     # peel front to back: each phrase is split off the background left by the previous one
     stack, fg_infos, current = [], [], composite

@@ -18,6 +18,10 @@ from ..progress import ProgressFn, no_progress, sub_progress
 
 CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
 ALPHA_MODES = ("matte", "mask")
+# How the classical method fills the hidden background: "smooth" (colour propagation), "texture" (exemplar-based
+# completion, imaging/patchmatch.py), "lama" (the LaMa ONNX model, imaging/lama.py; needs its weights).
+FILLS = ("smooth", "texture", "lama")
+DEFAULT_FILL = "texture"
 METHOD_SHARE = (0.6, 0.9)  # of the split's progress bar
 
 # (rgb, alpha, progress) -> (foreground guess, background guess), HxWx3 float32 each
@@ -32,6 +36,7 @@ class LayerMethod:
     name: str
     layers: LayersFn
     local: bool = False
+    fill: str | None = None  # the classical method's fill, reported in the split's info
 
 
 @dataclass
@@ -39,10 +44,11 @@ class SplitOptions:
     alpha_mode: str = "matte"  # "matte": refine the hint by matting; "mask": the mask is the alpha
     quantize: int | None = None  # alpha levels of the stored result (255 for 8-bit), un-mixing uses them
     band: int | None = None  # trimap band half-width in pixels; None scales it to the object
+    fill: str = DEFAULT_FILL  # the classical method's fill of the hidden background (FILLS)
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "SplitOptions":
-        unknown = set(options) - {"alpha_mode", "quantize", "band"}
+        unknown = set(options) - {"alpha_mode", "quantize", "band", "fill"}
         if unknown:
             raise InputError(f"unknown split option(s): {', '.join(sorted(unknown))}")
         opts = cls(**options)
@@ -52,6 +58,8 @@ class SplitOptions:
             raise InputError(f"quantize must be an integer in 1..65535, got {opts.quantize!r}")
         if opts.band is not None and not (isinstance(opts.band, int) and 1 <= opts.band <= 500):
             raise InputError(f"band must be an integer in 1..500 pixels, got {opts.band!r}")
+        if opts.fill not in FILLS:
+            raise InputError(f"fill must be one of {FILLS}, got {opts.fill!r}")
         return opts
 
 
@@ -145,11 +153,11 @@ def split_layer(
 
     `method` estimates the layers (default: the offline classical method); its guesses always pass through
     the exact composition step, so the layers recomposite to the input."""
-    if method is None:
-        from .classical import CLASSICAL
-
-        method = CLASSICAL
     options = options or SplitOptions()
+    if method is None:
+        from .classical import classical_method
+
+        method = classical_method(options.fill)
     timer = StageTimer(progress)
     image = check_image(image)
     h, w = image.shape[:2]
@@ -159,6 +167,8 @@ def split_layer(
         raise InputError("the layer is fully transparent: nothing to split")
     info: dict[str, Any] = {"method": method.name, "alpha_mode": options.alpha_mode,
                             "hint": "mask" if box is None else "box"}
+    if method.fill:
+        info["fill"] = method.fill
     alpha = split_alpha(rgb, mask, box, options, timer, info)
     if layer_alpha is not None:
         alpha[layer_alpha <= 0] = 0.0
