@@ -91,15 +91,18 @@ def cmd_split(args: argparse.Namespace) -> int:
         OraLayer("background", result.background),
         OraLayer("original", original, visible=False),
     ]
-    write_ora(out, layers, w, h)
+    # the layers recomposite the source (within 1/255): it is the merged image, encoded once with the original
+    encoded = write_ora(out, layers, w, h, merged=original)
     written = [out]
     if not args.no_png:
         from .io.images import save_png
 
-        for name, px in (("foreground", result.foreground), ("background", result.background),
-                         ("alpha", result.alpha)):
+        for name in ("foreground", "background", "alpha"):
             path = out.with_name(f"{out.stem}_{name}.png")
-            save_png(path, px)
+            if name in encoded:
+                path.write_bytes(encoded[name])  # the .ora's own PNG of that layer
+            else:
+                save_png(path, result.alpha)
             written.append(path)
     if not args.quiet:
         info = result.info
