@@ -6,11 +6,11 @@ a smooth fill is the best guess in the mean, and looks like a hole). Three figur
   Gaussian blur of sigma HF_SIGMA). 1 is right; a smooth fill is far below, noise or ringing above.
 - lowpass_MAD: MAD (x 255) of Gaussian-blurred versions (sigma LOWPASS_SIGMA): structure and colour, without the
   texture's phase, which no completion can know.
-- patch_dist: the mean distance (RMS per pixel and channel, x 255) of each 7x7 patch of the fill to its nearest
-  7x7 patch of the true hidden region, averaged with the same the other way round (each true patch to its nearest
-  fill patch). Noise cannot fake it (noisy patches are near no true patch), nor a flat fill (the true textured
-  patches are near none of its patches), nor copying the visible surroundings (the reference patches are the
-  hidden region's own).
+- patch_SW: how far the fill's 7x7 patches are, as a distribution, from the true hidden region's (sliced
+  Wasserstein distance, x 255). Noise cannot fake it (its patches have the wrong correlations), nor a flat or
+  blurred fill (too little spread). The mean distance of each fill patch to its nearest true patch was tried first
+  and dropped: on gravel and grass a perfect texture (another crop of the same photo) scored worse than a flat fill
+  (16.0 against 15.4 on gravel) and a blurred crop best (13.3), the same reward for blur as MAD's.
 """
 
 import cv2
@@ -20,9 +20,8 @@ HIDDEN_ALPHA = 0.95
 HF_SIGMA = 2.0
 LOWPASS_SIGMA = 8.0
 PATCH_RADIUS = 3
-MAX_QUERY_PATCHES = 1500  # fill patches compared (a fixed random subset of the hidden region's)
-REFERENCE_STRIDE = 2  # true patches on this grid
-BLOCK = 256  # query patches per distance block (memory)
+PATCH_SAMPLES = 4000  # patch centres compared (a fixed random subset of the region's)
+SW_DIRECTIONS = 128
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -55,44 +54,36 @@ def _patches(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, r: int = PATCH_R
     return image[yy, xx].reshape(len(ys), -1).astype(np.float32)
 
 
-def _centres(region: np.ndarray, stride: int, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _centres(region: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patch centres in `region` (at least a patch radius from the border), a fixed random subset of `limit`."""
     r = PATCH_RADIUS
     h, w = region.shape
-    keep = np.zeros_like(region)
-    keep[r:h - r:stride, r:w - r:stride] = True
-    ys, xs = np.nonzero(region & keep)
+    inside = np.zeros_like(region)
+    inside[r:h - r, r:w - r] = True
+    ys, xs = np.nonzero(region & inside)
     if ys.size > limit:
         pick = np.sort(np.random.default_rng(seed).choice(ys.size, limit, replace=False))
         ys, xs = ys[pick], xs[pick]
     return ys, xs
 
 
-def _nearest(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """RMS distance (x 255) of each query patch to its nearest reference patch (exact)."""
-    ref_sq = np.einsum("ij,ij->i", refs, refs)
-    best = []
-    for start in range(0, len(queries), BLOCK):
-        q = queries[start:start + BLOCK]
-        d2 = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None, :] - 2.0 * (q @ refs.T)
-        best.append(np.maximum(d2.min(axis=1), 0.0))
-    return np.sqrt(np.concatenate(best) / refs.shape[1]) * 255.0
-
-
-def nearest_patch_distance(fill: np.ndarray, truth: np.ndarray, region: np.ndarray, seed: int = 0) -> tuple:
-    """(coherence, completeness) over 7x7 patches centred in `region`: the mean RMS distance (x 255) of fill
-    patches to their nearest true patch, and of true patches to their nearest fill patch (Simakov et al.'s
-    bidirectional similarity). A fill made of one plausible patch scores well on the first only, a copy of the
-    wrong texture on neither. Exact search between a fixed random subset of one side and a grid of the other."""
+def patch_distribution_distance(fill: np.ndarray, truth: np.ndarray, region: np.ndarray, seed: int = 0) -> float:
+    """Sliced Wasserstein distance (x 255) between the 7x7 patches of the fill and of the truth in `region`: the
+    patches of both at the same centres, projected on SW_DIRECTIONS fixed random directions, each projection's
+    sorted values compared (Rabin et al. 2011; Heitz et al. 2021 use it as a texture loss). It compares what the
+    patches look like, not where they are, so the texture's phase does not count, while a flat fill (all patches
+    at one point), a blur (too little spread) and white noise (the wrong correlations between pixels) all
+    score far from a real texture of the same kind."""
     fill3 = fill if fill.ndim == 3 else fill[..., None]
     truth3 = truth if truth.ndim == 3 else truth[..., None]
-    figures = []
-    for query_img, ref_img in ((fill3, truth3), (truth3, fill3)):
-        qy, qx = _centres(region, 1, MAX_QUERY_PATCHES, seed)
-        ry, rx = _centres(region, REFERENCE_STRIDE, 1 << 30, seed)
-        if qy.size == 0 or ry.size == 0:
-            return float("nan"), float("nan")
-        figures.append(float(_nearest(_patches(query_img, qy, qx), _patches(ref_img, ry, rx)).mean()))
-    return figures[0], figures[1]
+    ys, xs = _centres(region, PATCH_SAMPLES, seed)
+    if ys.size == 0:
+        return float("nan")
+    a, b = _patches(fill3, ys, xs), _patches(truth3, ys, xs)
+    directions = np.random.default_rng(seed).standard_normal((a.shape[1], SW_DIRECTIONS)).astype(np.float32)
+    directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+    pa, pb = np.sort(a @ directions, axis=0), np.sort(b @ directions, axis=0)
+    return float(np.sqrt(np.mean((pa - pb) ** 2)) * 255.0)
 
 
 def hidden_texture_metrics(background: np.ndarray, truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
@@ -107,11 +98,9 @@ def hidden_texture_metrics(background: np.ndarray, truth: np.ndarray, alpha: np.
     inner = inner if inner.any() else region
     true_hf = float(np.sqrt(np.mean(detail(gt)[inner] ** 2)))
     hf = float(np.sqrt(np.mean(detail(bg)[inner] ** 2)))
-    coherence, completeness = nearest_patch_distance(bg, gt, region)
     return {"hf_ratio": hf / max(true_hf, 1e-6),
             "lowpass_MAD": float(np.abs(lowpass(bg) - lowpass(gt))[region].mean()) * 255.0,
-            "patch_dist": 0.5 * (coherence + completeness), "patch_coherence": coherence,
-            "patch_completeness": completeness}
+            "patch_SW": patch_distribution_distance(bg, gt, region)}
 
 
 def matched_noise(fill: np.ndarray, truth: np.ndarray, alpha: np.ndarray, seed: int = 0) -> np.ndarray:

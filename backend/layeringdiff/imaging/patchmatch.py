@@ -43,6 +43,8 @@ GUIDE_SIGMA = 2.0
 # spread would costs this RMS difference per patch value, so the hole does not collapse onto a few patches.
 OCCURRENCE_RMS = 0.015
 OCCURRENCE_CELL = 4
+FINAL_PERCENTILE = 25.0  # the full-size vote trusts the better matches more
+FINAL_RADIUS = 1  # and takes fewer of them (3x3): measured sharper (hf 0.84 -> 0.90) and closer in patch_SW
 
 _U64 = np.uint64
 
@@ -361,10 +363,10 @@ class _Level:
         self.dist = np.zeros((h, w), np.float64)
 
 
-def _vote_weights(level: _Level) -> np.ndarray:
+def _vote_weights(level: _Level, percentile: float = 75.0) -> np.ndarray:
     """Wexler et al.: patches that match well count more (Gaussian in their distance, scaled per level)."""
     d = level.dist[level.ty, level.tx]
-    sigma2 = max(float(np.percentile(d, 75)), 1e-9)
+    sigma2 = max(float(np.percentile(d, percentile)), 1e-9)
     weight = np.zeros(level.dist.shape, np.float64)
     weight[level.ty, level.tx] = np.exp(-d / (2.0 * sigma2))
     return weight
@@ -475,9 +477,9 @@ def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = No
         iters = round(EM_ITERS_FINE + (EM_ITERS_COARSE - EM_ITERS_FINE) * (k - finest) / span)
         _em(level, iters, PM_ITERS, max(level.hole.shape), seed + 7919 * k, r)
         prev, prev_k = level, k
-    if prev_k == 0:
-        colour[hole] = prev.image[..., :channels][hole]
-    else:  # full size straight from the working level's field: no per-pixel field is stored at full size
-        _distances(prev.image, prev.ty, prev.tx, prev.nny, prev.nnx, prev.dist, r)
-        _vote_up(colour, source, hole, prev.nny, prev.nnx, _vote_weights(prev), 2 ** prev_k, r, colour)
+    # the full size straight from the working level's field (at any factor, 1 included): no per-pixel field is
+    # ever stored at full size
+    _distances(prev.image, prev.ty, prev.tx, prev.nny, prev.nnx, prev.dist, r)
+    _vote_up(colour, source, hole, prev.nny, prev.nnx, _vote_weights(prev, FINAL_PERCENTILE), 2 ** prev_k,
+             FINAL_RADIUS, colour)
     return out
