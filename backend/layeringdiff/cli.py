@@ -311,7 +311,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
-    methods = {"germer (a)": germer, "germer + inpainting (b)": germer_inpaint, "layeringdiff classical": classical}
+    methods = {"germer (a)": germer, "germer + inpainting (b)": germer_inpaint, "layeringdiff classical": classical,
+               "layeringdiff classical, smooth fill": lambda comp, alpha: classical(comp, alpha, fill="smooth")}
     if args.layering:
         from .imaging.compose import exact_layers
         from .stages.layering import FBDD, HFA, copy_through

@@ -12,7 +12,8 @@ import numpy as np
 from .imaging.compose import exact_layers
 from .imaging.foreground import estimate_foreground
 from .imaging.inpaint import inpaint
-from .stages.classical import HIDDEN_ALPHA, complete_background
+from .stages.classical import HIDDEN_ALPHA, complete_background, texture_fill
+from .texture_metrics import hidden_texture_metrics
 
 # Reported numbers are scaled as is usual in matting tables: MAD and MSE x 1e3, SAD / 1e3. The paper's own
 # factors could not be read here; `layeringdiff evaluate --scales` changes them.
@@ -76,10 +77,11 @@ def germer_inpaint(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.
     return fg, inpaint(bg, alpha > HIDDEN_ALPHA)
 
 
-def classical(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """This project's offline layering: un-mixing + fill + exact composition."""
+def classical(comp: np.ndarray, alpha: np.ndarray, fill: str = "texture") -> tuple[np.ndarray, np.ndarray]:
+    """This project's offline layering: un-mixing + fill ("texture" or "smooth") + exact composition."""
     fg, bg = estimate_foreground(comp, alpha)
-    return exact_layers(comp, alpha, fg, complete_background(comp, alpha, fg, bg))
+    texture = texture_fill(alpha) if fill == "texture" else None
+    return exact_layers(comp, alpha, fg, complete_background(comp, alpha, fg, bg, texture))
 
 
 def layer_statistics(alpha: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -135,6 +137,7 @@ def evaluate(dataset: Any, methods: dict[str, Callable], seed: int = 0,
             fg, bg = method(comp, alpha)
             row = {f"fg_{k}": v for k, v in errors(fg, fg_gt, unknown, alpha, scales).items()}
             row.update({f"bg_{k}": v for k, v in errors(bg, bg_gt, covered, scales=scales).items()})
+            row.update({f"hidden_{k}": v for k, v in hidden_texture_metrics(bg, bg_gt, alpha).items()})
             if lp is not None:
                 row["bg_LPIPS"] = lp(bg.astype(np.float32), bg_gt.astype(np.float32))
             for k, v in row.items():
