@@ -1,11 +1,17 @@
-"""Big-canvas benchmark (issue 13): the CLI on a 4096x4096 image with a 2200x2750 object, wall time and peak memory
-of the real `layeringdiff split` process, then the same work in one process stage by stage (reading, each split
-stage, writing). Prints figures.
+"""Big-canvas benchmark (issue 13). Prints figures.
 
-    .venv/bin/python benchmarks/bench_big.py [--fill texture|smooth|lama] [--runs N] [--size 4096]
-        [--object 2200x2750] [--keep DIR]
+    .venv/bin/python benchmarks/bench_big.py [--case cli|backend] [--fill texture|smooth|lama] [--runs N]
+        [--size 4096] [--object WxH] [--keep DIR]
 
-Targets on 2 cores: CLI <= 12 s wall. Run it with `nice` on a shared machine and give `uptime` with the figures.
+--case cli (default object 2200x2750): the real `layeringdiff split` process on a 4096x4096 PNG and its mask, wall
+time and peak RSS, then the same work in one process stage by stage (reading, each split stage, writing).
+--case backend (default object 2200x1800, the Krita case without Krita): a real `layeringdiff serve` process gets
+the layer (u8 BGRA) and selection (u8) as the plugin sends them; time from sending to the result in hand (transfer
+both ways included), the split's stage times, and the server's peak RSS (VmHWM). benchmarks/bench_krita.py runs
+the same case in the real Krita.
+
+Targets on 2 cores: CLI <= 12 s wall; Krita case <= 8 s click to layers, backend peak <= 1.5 GB. Run it with `nice`
+on a shared machine and give the load (printed) with the figures.
 """
 
 import argparse
@@ -139,19 +145,69 @@ def stages(img: Path, mask: Path, out: Path, fill: str) -> None:
     print(f"  total in one process {total:6.2f} s, peak RSS {peak:.0f} MB; unknown band {band:.1%} of the image")
 
 
+def vm_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def backend_case(size: int, box_w: int, box_h: int, fill: str, runs: int) -> None:
+    """The Krita case without Krita: the plugin's request to a real backend process."""
+    from layering_protocol import Result, Split
+    from layeringdiff.client import Client
+    from layeringdiff.wire import from_array
+
+    image, mask = big_scene(size, box_w, box_h)
+    layer = from_array(np.dstack([image, np.ones(image.shape[:2], np.float32)]), "u8", "BGRA")
+    selection = from_array(mask[..., None], "u8", "L")
+    del image, mask
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f} (1 min); backend: {size}x{size} layer, "
+          f"{box_w}x{box_h} object, fill {fill}")
+    proc = subprocess.Popen([sys.executable, "-m", "layeringdiff", "serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = proc.stdout.readline().split()[1]
+        with Client(endpoint) as client:
+            warm = Split(from_array(np.full((64, 64, 4), 0.5, np.float32), "u8", "BGRA"),
+                         mask=from_array(np.pad(np.ones((32, 32, 1), np.float32), ((16, 16), (16, 16), (0, 0))),
+                                         "u8", "L"), options={"fill": fill})
+            client.run(warm, timeout=600)  # numba kernels from the cache
+            idle = vm_hwm_mb(proc.pid)
+            for _ in range(runs):
+                start = time.perf_counter()
+                final, _ = client.run(Split(layer, mask=selection, options={"fill": fill}), timeout=600)
+                wall = time.perf_counter() - start
+                if not isinstance(final.message, Result):
+                    raise SystemExit(f"the backend answered {final.message}")
+                info = final.message.info
+                stages_text = ", ".join(f"{k} {v:.2f}" for k, v in info.get("timings", {}).items())
+                print(f"  request to layers in hand: {wall:.2f} s (split {sum(info['timings'].values()):.2f} s: "
+                      f"{stages_text}); server peak RSS {vm_hwm_mb(proc.pid):.0f} MB (idle {idle:.0f} MB); "
+                      f"load {os.getloadavg()[0]:.2f}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--case", default="cli", choices=("cli", "backend"))
     parser.add_argument("--fill", default="texture", choices=("texture", "smooth", "lama"))
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--object", default="2200x2750", help="object box WxH in pixels")
+    parser.add_argument("--object", help="object box WxH in pixels (default 2200x2750 cli, 2200x1800 backend)")
     parser.add_argument("--keep", help="folder for the inputs and outputs (default: a temporary one)")
     parser.add_argument("--stages-of", nargs=3, metavar=("IMAGE", "MASK", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stages_of:
         stages(*map(Path, args.stages_of), args.fill)
         return
-    box_w, box_h = (int(v) for v in args.object.lower().split("x"))
+    box_w, box_h = (int(v) for v in (args.object or ("2200x2750" if args.case == "cli" else "2200x1800"))
+                    .lower().split("x"))
+    if args.case == "backend":
+        backend_case(args.size, box_w, box_h, args.fill, args.runs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -77,11 +77,15 @@ def plain(value: Any) -> Any:
 
 
 def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None) -> JobOutput:
-    """The front split's foreground and alpha, further foregrounds, and the last split's background."""
+    """The front split's foreground and alpha, further foregrounds, and the last split's background (each float
+    layer let go once converted: on a 4096^2 canvas they are 268 MB each)."""
     behind = behind or []
-    background = (behind[-1] if behind else result).background
-    out = JobOutput(from_array(result.foreground, dtype, order), from_array(background, dtype, order),
-                    from_array(result.alpha, dtype, "L"), plain(info))
+    last = behind[-1] if behind else result
+    foreground = from_array(result.foreground, dtype, order)
+    result.foreground = None
+    background = from_array(last.background, dtype, order)
+    last.background = None
+    out = JobOutput(foreground, background, from_array(result.alpha, dtype, "L"), plain(info))
     out.behind = [from_array(r.foreground, dtype, order) for r in behind]
     return out
 
@@ -135,10 +139,10 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
             raise InputError(
                 f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
-                             progress=progress, method=method)
+                             progress=progress, method=method, overwrite_input=True)
     elif msg.box is not None:
         result = split_layer(image, box=tuple(msg.box), options=_split_options(msg.options, dtype),  # type: ignore
-                             progress=progress, method=method)
+                             progress=progress, method=method, overwrite_input=True)
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
@@ -148,7 +152,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
         alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
                                                         sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                             progress=sub_progress(progress, 0.5, 1.0), method=method)
+                             progress=sub_progress(progress, 0.5, 1.0), method=method, overwrite_input=True)
     else:
         raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
     info.update(result.info)
