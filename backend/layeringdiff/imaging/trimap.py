@@ -53,12 +53,12 @@ def is_feathered(mask: np.ndarray) -> bool:
     return selection_ramp(mask) >= FEATHER_MIN_RAMP_PX
 
 
-def band_radius(mask: np.ndarray) -> int:
-    """The unknown band's half-width: 2% of the object's size, and for a feathered selection at least a fixed
-    width plus a quarter of its ramp (the selection's own imprecision)."""
+def band_radius(mask: np.ndarray, ramp: float | None = None) -> int:
+    """The unknown band's half-width: 2% of the object's size, and for a feathered selection (`ramp`, measured
+    when not given) at least a fixed width plus a quarter of its ramp (the selection's own imprecision)."""
     area = float(np.count_nonzero(mask >= 0.5))
     r = BAND_FRACTION * np.sqrt(area)
-    ramp = selection_ramp(mask)
+    ramp = selection_ramp(mask) if ramp is None else ramp
     if ramp >= FEATHER_MIN_RAMP_PX:
         r = max(r, FEATHER_BAND_PX + FEATHER_BAND_PER_RAMP * ramp)
     return int(np.clip(round(r), BAND_MIN_PX, BAND_MAX_PX))
@@ -74,22 +74,29 @@ def trimap_from_mask(mask: np.ndarray, radius: int | None = None) -> np.ndarray:
     soft mask pixel is unknown too; the automatic band of a feathered selection replaces its ramp.
 
     The band shrinks for thin objects so some sure foreground survives. Distances instead of an erosion by a
-    disk: the same band, at a cost that does not grow with its width.
+    disk, on the mask's box only: the cost follows the object, not the band's width or the canvas.
     """
     mask = check_mask(mask)
-    hard = (mask >= 0.5).astype(np.uint8)
-    r = band_radius(mask) if radius is None else max(1, int(radius))
-    inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # to the nearest pixel outside
+    ramp = selection_ramp(mask) if radius is None else 0.0
+    feathered = ramp >= FEATHER_MIN_RAMP_PX
+    r = band_radius(mask, ramp) if radius is None else max(1, int(radius))
+    trimap = np.zeros(mask.shape, np.float32)
+    h, w = mask.shape
+    rows, cols = np.flatnonzero((mask > SOFT_LO).any(axis=1)), np.flatnonzero((mask > SOFT_LO).any(axis=0))
+    box = (slice(max(0, rows[0] - r - 2), min(h, rows[-1] + r + 3)),
+           slice(max(0, cols[0] - r - 2), min(w, cols[-1] + r + 3)))
+    sub = mask[box]
+    hard = (sub >= 0.5).astype(np.uint8)
+    inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)  # to the nearest pixel outside
     depth = float(inside.max())
     while depth <= r and r > 1:
         r //= 2
-    fg = inside > r if depth > r else hard > 0
-    bg = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > r
-    trimap = np.full(mask.shape, UNKNOWN, np.float32)
-    trimap[fg] = 1.0
-    trimap[bg] = 0.0
-    if radius is not None or not is_feathered(mask):
-        trimap[(mask > SOFT_LO) & (mask < SOFT_HI)] = UNKNOWN
+    part = np.full(sub.shape, UNKNOWN, np.float32)
+    part[inside > r if depth > r else hard > 0] = 1.0
+    part[cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5) > r] = 0.0
+    if not feathered:
+        part[(sub > SOFT_LO) & (sub < SOFT_HI)] = UNKNOWN
+    trimap[box] = part
     if not np.any(trimap == 0.0):
         raise InputError("the mask leaves no background around the object", "select a smaller region")
     return trimap
