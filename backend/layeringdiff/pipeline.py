@@ -98,8 +98,10 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     if choice not in LAYERING_CHOICES:
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
     steps = int(_number(options, "layering_steps", LAYERING_STEPS, 1, 200, int))
+    if choice == "auto" and not (models.available("layering") or models.available("sd2-inpaint")):
+        return None  # the classical default, without importing torch to look for a GPU (seconds, ~300 MB)
     if choice == "auto" and not models.accelerated():
-        return None  # the classical default
+        return None
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
         from .stages.layering import fbdd_method
 
