@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
-TUNING_SEEDS = range(0, 24)
+TUNING_SEEDS = range(0, 60)
 HELD_OUT_SEEDS = range(1000, 1024)
 FIXED_WIDTHS = (15, 30, 45)
 

@@ -7,7 +7,9 @@ import pytest
 from layeringdiff.edge_scenes import FIXED_WIDTHS, HELD_OUT_SEEDS, TUNING_SEEDS, edge_error, edge_scene
 from layeringdiff.imaging.trimap import (
     BAND_FRACTION,
+    FEATHER_BAND_PER_RAMP,
     FEATHER_BAND_PX,
+    FEATHER_RAMP_FREE_PX,
     UNKNOWN,
     band_radius,
     selection_ramp,
@@ -46,7 +48,8 @@ def test_the_ramp_of_a_feathered_selection_is_measured(sigma):
     feathered = cv2.GaussianBlur(disk(), (0, 0), sigma)
     # SOFT_LO..SOFT_HI of a Gaussian edge spans about +-2.05 sigma
     assert selection_ramp(feathered) == pytest.approx(4.1 * sigma, rel=0.15)
-    assert band_radius(feathered) >= FEATHER_BAND_PX + selection_ramp(feathered) / 4 - 1
+    wide = max(0.0, selection_ramp(feathered) - FEATHER_RAMP_FREE_PX)
+    assert band_radius(feathered) == round(FEATHER_BAND_PX + FEATHER_BAND_PER_RAMP * wide)
 
 
 def test_a_hard_selection_keeps_the_object_scaled_band():
