@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--object", default="2200x1800")
+    parser.add_argument("--backend-python", default=sys.executable,
+                        help="the Python (or a wrapper script) the docker starts the backend with: another checkout's "
+                             "backend for a before/after figure")
     args = parser.parse_args()
     if krita_missing():
         raise SystemExit(krita_missing())
@@ -56,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home, out = Path(tmp) / "home", Path(tmp) / "out"
         out.mkdir()
-        make_home(home, settings={"python": sys.executable, "autostart": True})  # the backend's default fill
+        make_home(home, settings={"python": args.backend_python, "autostart": True})  # the backend's default fill
         image, mask = big_scene(args.size, box_w, box_h)
         u8 = (image * 255 + 0.5).astype(np.uint8)
         bgra = np.concatenate([u8[..., ::-1], np.full(u8.shape[:2] + (1,), 255, np.uint8)], axis=-1)

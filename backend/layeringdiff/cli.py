@@ -5,8 +5,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .errors import InputError, NotAvailable
 from .progress import ProgressFn
 
@@ -52,7 +50,7 @@ class ProgressBar:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from .examples import example
-    from .io.images import load_image, load_mask
+    from .io.images import load_image, load_mask, png_file_bytes
     from .io.ora import OraLayer, write_ora
     from .stages.split import SplitOptions, split_layer
 
@@ -85,14 +83,15 @@ def cmd_split(args: argparse.Namespace) -> int:
         method = model_fill_method(ModelManager(model_config(args)), {"fill": "lama"})
     result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
     h, w = image.shape[:2]
-    original = image if image.shape[2] == 4 else np.dstack([image, np.ones((h, w), np.float32)])
     layers = [
         OraLayer("foreground", result.foreground),
         OraLayer("background", result.background),
-        OraLayer("original", original, visible=False),
+        OraLayer("original", image, visible=False),
     ]
-    # the layers recomposite the source (within 1/255): it is the merged image, encoded once with the original
-    encoded = write_ora(out, layers, w, h, merged=original)
+    # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original, which
+    # is the input file itself when that is an 8-bit PNG
+    source_png = png_file_bytes(args.image) if not args.example else None
+    encoded = write_ora(out, layers, w, h, merged=image, encoded={"original": source_png} if source_png else None)
     written = [out]
     if not args.no_png:
         from .io.images import save_png

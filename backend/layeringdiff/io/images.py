@@ -82,6 +82,18 @@ def png_bytes(array: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+def png_file_bytes(path: str | Path) -> bytes | None:
+    """The file's bytes when it is an 8-bit RGB or RGBA PNG, which a layered file can store as it is (the source
+    layer needs no encoding); None otherwise."""
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG" or img.mode not in ("RGB", "RGBA"):
+                return None
+    except (OSError, UnidentifiedImageError):
+        return None
+    return Path(path).read_bytes()
+
+
 def save_png(path: str | Path, array: np.ndarray) -> None:
     """HxW, HxWx3 or HxWx4 float32 -> 8-bit PNG (straight alpha)."""
     Path(path).write_bytes(png_bytes(array))

@@ -59,21 +59,28 @@ def _thumbnail(merged: np.ndarray) -> np.ndarray:
 
 
 def write_ora(path: str | Path, layers: list[OraLayer], width: int, height: int,
-              merged: np.ndarray | None = None) -> dict[str, bytes]:
+              merged: np.ndarray | None = None, encoded: dict[str, bytes] | None = None) -> dict[str, bytes]:
     """Write layers (top first); returns each layer's PNG bytes by name, for callers that also write them as files
-    (nothing is encoded twice). The merged image and thumbnail are the visible stack: pass `merged` when it is
-    known (a split's layers recomposite its source), else it is composited here. A `merged` that is one of the
-    layers' own arrays is encoded once for both."""
+    (nothing is encoded twice). `encoded`: PNGs the caller already has, by layer name (a source file stored as it
+    is). The merged image and thumbnail are the visible stack: pass `merged` when it is known (a split's layers
+    recomposite its source), else it is composited here. A `merged` that is one of the layers' own arrays is
+    encoded once for both."""
     image = ElementTree.Element("image", version="0.0.3", w=str(width), h=str(height))
     stack = ElementTree.SubElement(image, "stack")
     if merged is None:
         merged = flatten(layers, width, height)
     same = next((i for i, layer in enumerate(layers) if layer.pixels is merged), None)
+    given = encoded or {}
+
+    def encode(i: int) -> bytes:
+        array = layers[i].pixels if i < len(layers) else merged
+        return given[layers[i].name] if i < len(layers) and layers[i].name in given else png_bytes(array)
+
     with ThreadPoolExecutor(WRITERS) as pool:
-        encoded = list(pool.map(png_bytes, [layer.pixels for layer in layers]
-                                + ([merged] if same is None else [])))
-        merged_png = encoded[same] if same is not None else encoded[-1]
+        encoded_all = list(pool.map(encode, range(len(layers) + (same is None))))
+        merged_png = encoded_all[same] if same is not None else encoded_all[-1]
         thumb = png_bytes(_thumbnail(merged))
+    encoded = encoded_all
     tmp = Path(str(path) + ".tmp")
     with zipfile.ZipFile(tmp, "w") as zf:
         # the spec requires 'mimetype' first and stored uncompressed
