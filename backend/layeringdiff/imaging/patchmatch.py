@@ -328,7 +328,7 @@ def _vote_up(img, source, hole, cny, cnx, cweight, factor, r, out):  # pragma: n
 @njit(cache=True, nogil=True, parallel=True)
 def _pick_up(img, source, hole, cny, cnx, coarse, factor, lowpass_weight, band, out):  # pragma: no cover - numba
     """The full size from a level `factor` times smaller, one source pixel per hole pixel: among the offsets of the
-    3x3 coarse cells around it (scaled up) and those just picked for its left and upper neighbours, the one whose
+    2x2 nearest coarse cells (scaled up) and those just picked for its left and upper neighbours, the one whose
     source best continues the already filled causal neighbours (left, up-left, up, up-right) and best agrees with
     the coarse result (`coarse`, that level's image brought up). Copies run on coherently and their seams follow
     the texture instead of the coarse grid. Rows in bands of `band` processed in parallel (each band starts
@@ -343,8 +343,8 @@ def _pick_up(img, source, hole, cny, cnx, coarse, factor, lowpass_weight, band, 
         oy = np.zeros((2, w), np.int64)
         ox = np.zeros((2, w), np.int64)
         have = np.zeros((2, w), np.bool_)
-        cand_y = np.empty(11, np.int64)
-        cand_x = np.empty(11, np.int64)
+        cand_y = np.empty(6, np.int64)
+        cand_x = np.empty(6, np.int64)
         for y in range(y0, y1):
             cur = y & 1
             prv = 1 - cur
@@ -355,12 +355,14 @@ def _pick_up(img, source, hole, cny, cnx, coarse, factor, lowpass_weight, band, 
                 n = 0
                 cy0 = min(y // factor, ch_ - 1)
                 cx0 = min(x // factor, cw_ - 1)
-                for dy in range(-1, 2):
-                    cy = cy0 + dy
+                ny_ = -1 if 2 * (y - cy0 * factor) < factor else 1  # the nearer neighbouring cell row / column
+                nx_ = -1 if 2 * (x - cx0 * factor) < factor else 1
+                for dy in range(2):
+                    cy = cy0 + dy * ny_
                     if cy < 0 or cy >= ch_:
                         continue
-                    for dx in range(-1, 2):
-                        cx = cx0 + dx
+                    for dx in range(2):
+                        cx = cx0 + dx * nx_
                         if cx < 0 or cx >= cw_ or cny[cy, cx] < 0:
                             continue
                         cand_y[n] = (cny[cy, cx] - cy) * factor
