@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
-
 from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
 from .progress import ProgressFn
 
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
+SPLIT_FILLS = ("texture", "smooth", "lama")  # stages.split.FILLS, default first (not imported: --help stays fast)
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,13 +78,14 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import load_image, load_mask, save_png
+    from .io.images import load_image, load_mask, png_file_bytes, save_png
     from .io.ora import OraLayer, write_ora
     from .io.outputs import Outputs
     from .stages.split import SplitOptions, split_layer
 
     # the server's rules for the options; every output checked and reserved before any work
-    options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band})
+    options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band,
+                                      "fill": args.fill})
     if args.max_pixels < 1:
         raise InputError("--max-pixels must be at least 1")
     if args.example and (args.image or args.mask):
@@ -106,19 +106,30 @@ def cmd_split(args: argparse.Namespace) -> int:
             image = load_image(args.image, args.max_pixels)
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
+        method = None
+        if args.fill == "lama":  # its model is loaded before any work, so a missing one is reported at once
+            from .models import ModelManager
+            from .pipeline import model_fill_method
+
+            method = model_fill_method(ModelManager(model_config(args)), {"fill": "lama"})
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
-        result = split_layer(image, mask=mask, box=box, options=options, progress=progress)
+        result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
         h, w = image.shape[:2]
-        original = image if image.shape[2] == 4 else np.dstack([image, np.ones((h, w), np.float32)])
         layers = [
             OraLayer("foreground", result.foreground),
             OraLayer("background", result.background),
-            OraLayer("original", original, visible=False),
+            OraLayer("original", image, visible=False),
         ]
-        write_ora(outputs.path(out), layers, w, h)
-        pixels = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
+        # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
+        # which is the input file itself when that is an 8-bit PNG
+        source_png = png_file_bytes(args.image) if not args.example else None
+        encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
+                            encoded={"original": source_png} if source_png else None)
         for name, path in pngs.items():
-            save_png(outputs.path(path), pixels[name])
+            if name in encoded:
+                outputs.path(path).write_bytes(encoded[name])  # the .ora's own PNG of that layer
+            else:
+                save_png(outputs.path(path), result.alpha)
     if not args.quiet:
         info = result.info
         print(f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in "
@@ -383,6 +394,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import (
         classical,
         classical_least_change,
+        classical_smooth,
         evaluate,
         germer,
         germer_inpaint,
@@ -407,7 +419,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             alpha_source = "true alpha (ViTMatte's weights are not on this machine)"
     methods = {"Germer et al.": germer, "Germer et al. + Inp. (push-pull)": germer_inpaint,
-               "this project, classical (projection; the product)": classical,
+               "this project, classical (texture fill, projection; the product)": classical,
+               "this project, classical, smooth fill": classical_smooth,
                "this project, classical + least-change composition": classical_least_change}
     if args.layering:
         from .evaluate import fbdd_hfa_method
@@ -453,8 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
                                              "object)")
     sp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
+    sp.add_argument("--fill", choices=SPLIT_FILLS, default=SPLIT_FILLS[0],
+                    help="hidden background: texture (exemplar-based completion, the default), smooth (colour "
+                         "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    add_model_args(sp)
     sp.set_defaults(func=cmd_split)
 
     sv = sub.add_parser("serve", help="run the backend for the Krita plugin (ZeroMQ on loopback)")

@@ -22,7 +22,10 @@ import numpy as np
 from .imaging.compose import LEAST_CHANGE, PROJECTION, compose_layers, extend_foreground
 from .imaging.foreground import estimate_foreground
 from .imaging.inpaint import inpaint
-from .stages.classical import HIDDEN_ALPHA, complete_background
+from .progress import no_progress
+from .stages.classical import HIDDEN_ALPHA, classical_method
+from .stages.split import DEFAULT_FILL
+from .texture_metrics import hidden_texture_metrics
 
 SCALES = {"MAD": 1e3, "MSE": 1e3, "SAD": 1e-3, "LPIPS": 1e2}  # Table 4's caption
 METRICS = ("MAD", "MSE", "SAD", "LPIPS")
@@ -93,16 +96,19 @@ def germer_inpaint(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.
     return fg, inpaint(bg, alpha > HIDDEN_ALPHA)
 
 
-def classical_with(composition: str) -> Method:
+def classical_with(composition: str, fill: str = DEFAULT_FILL) -> Method:
+    """This project's offline layer method (stages/classical.py) with that fill, through that composition step."""
+    layers = classical_method(fill).layers
+
     def method(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fg, bg = estimate_foreground(comp, alpha)
-        f, b, _ = compose_layers(comp, alpha, fg, complete_background(comp, alpha, fg, bg), composition)
+        f, b, _ = compose_layers(comp, alpha, *layers(comp, alpha, no_progress), composition)
         return f, b
 
     return method
 
 
-classical = classical_with(PROJECTION)  # this project's offline split, as the product runs it
+classical = classical_with(PROJECTION)  # this project's offline split, as the product runs it (texture fill)
+classical_smooth = classical_with(PROJECTION, "smooth")  # ... with the smooth fill of the hidden background
 classical_least_change = classical_with(LEAST_CHANGE)  # the same guesses through the least-change step
 
 
@@ -188,6 +194,7 @@ def evaluate(dataset: Any, methods: dict[str, Method], seed: int = 0, scales: di
             fg = extend_foreground(fg, visible)  # F where alpha = 0 by the dataset's definition
             row = {f"fg_{k}": v for k, v in errors(fg, fg_gt, scales=scales).items()}
             row.update({f"bg_{k}": v for k, v in errors(bg, bg_gt, scales=scales).items()})
+            row.update({f"hidden_{k}": v for k, v in hidden_texture_metrics(bg, bg_gt, alpha_gt).items()})
             if lp is not None:
                 row["fg_LPIPS"] = lp(fg, fg_gt) * scales["LPIPS"]
                 row["bg_LPIPS"] = lp(bg, bg_gt) * scales["LPIPS"]

@@ -29,6 +29,7 @@ class ModelSpec:
     role: str
     size_gb: float
     alternatives: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # fetch only these files of the repo (patterns); empty: all
 
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
@@ -43,6 +44,9 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2),
     # no public FBDD/HFA weights exist: a folder made by this project's training (fbdd/ + hfa/)
     ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0),
+    # LaMa as ONNX for the CPU: its input/output contract is imaging/lama.py's LamaContract (lama.json in the folder)
+    ModelSpec("lama", "Carve/LaMa-ONNX", "offline split: learned fill of the hidden background (--fill lama)", 0.21,
+              files=("lama_fp32.onnx", "*.json", "README.md")),
 )}
 
 
@@ -223,7 +227,8 @@ class ModelManager:
                                f"{free_gb:.1f} GB free", "free some space or fetch into another folder (--models-dir)")
         progress(f"fetching {key} ({src}, about {spec.size_gb:g} GB) into {target or 'the Hugging Face cache'}...")
         try:  # tqdm progress bars on stderr
-            return snapshot_download(src, cache_dir=self.config.cache_dir, local_dir=str(target) if target else None)
+            return snapshot_download(src, cache_dir=self.config.cache_dir, local_dir=str(target) if target else None,
+                                     allow_patterns=list(spec.files) or None)
         except Exception as exc:  # network, authorisation, disk: all end the same way for the user
             cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise NotAvailable(
@@ -353,3 +358,14 @@ class ModelManager:
 
     def vitmatte(self) -> tuple[Any, Any]:
         return self._transformers("vitmatte", "VitMatteForImageMatting", "AutoImageProcessor")
+
+    def lama(self) -> Any:
+        """The LaMa ONNX session (onnxruntime, CPU); ModelMissing at once when its folder is not there."""
+
+        def build() -> Any:
+            folder = self.resolve("lama")
+            from .imaging.lama import LamaModel
+
+            return LamaModel(folder)
+
+        return self._cached(("lama",), build)

@@ -12,7 +12,7 @@ from .progress import ProgressFn, sub_progress
 from .stages.split import LayerMethod, SplitOptions, split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
-SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band")
+SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band", "fill")
 LAYERING_KEYS = ("layering", "layering_steps", "layering_size")
 LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
@@ -77,11 +77,15 @@ def plain(value: Any) -> Any:
 
 
 def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None) -> JobOutput:
-    """The front split's foreground and alpha, further foregrounds, and the last split's background."""
+    """The front split's foreground and alpha, further foregrounds, and the last split's background (each float
+    layer let go once converted: on a 4096^2 canvas they are 268 MB each)."""
     behind = behind or []
-    background = (behind[-1] if behind else result).background
-    out = JobOutput(from_array(result.foreground, dtype, order), from_array(background, dtype, order),
-                    from_array(result.alpha, dtype, "L"), plain(info))
+    last = behind[-1] if behind else result
+    foreground = from_array(result.foreground, dtype, order)
+    result.foreground = None
+    background = from_array(last.background, dtype, order)
+    last.background = None
+    out = JobOutput(foreground, background, from_array(result.alpha, dtype, "L"), plain(info))
     out.behind = [from_array(r.foreground, dtype, order) for r in behind]
     return out
 
@@ -97,8 +101,10 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     size = options.get("layering_size")  # FBDD's working size; default: the size it was trained at
     if size is not None and (int(_number(options, "layering_size", 512, 64, 4096, int)) % 8):
         raise InputError(f"option layering_size must be a multiple of 8, got {size}")
+    if choice == "auto" and not (models.available("layering") or models.available("sd2-inpaint")):
+        return None  # the classical default, without importing torch to look for a GPU (seconds, ~300 MB)
     if choice == "auto" and not models.accelerated():
-        return None  # the classical default
+        return None
     if choice == "fbdd" or (choice == "auto" and models.available("layering")):
         from .stages.layering import fbdd_method
 
@@ -111,9 +117,20 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     return None
 
 
+def model_fill_method(models: ModelManager, options: dict[str, Any]) -> LayerMethod | None:
+    """The classical method with the LaMa fill when options["fill"] is "lama" (its model loaded now, so a missing
+    one is reported before any work); None for the fills that need no model."""
+    if options.get("fill") != "lama":
+        return None
+    from .imaging.lama import lama_fill
+    from .stages.classical import classical_method
+
+    return classical_method("lama", lama_fill(models.lama()))
+
+
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
     _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS)
-    method = layering_method(models, msg.options, "", 0)
+    method = layering_method(models, msg.options, "", 0) or model_fill_method(models, msg.options)
     if msg.mask is not None and msg.box is not None:
         raise InputError("give a mask or a box, not both")
     if msg.box is not None and len(msg.box) != 4:
@@ -127,10 +144,10 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
             raise InputError(
                 f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
-                             progress=progress, method=method)
+                             progress=progress, method=method, overwrite_input=True)
     elif msg.box is not None:
         result = split_layer(image, box=tuple(msg.box), options=_split_options(msg.options, dtype),  # type: ignore
-                             progress=progress, method=method)
+                             progress=progress, method=method, overwrite_input=True)
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
@@ -140,7 +157,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
         alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
                                                         sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
-                             progress=sub_progress(progress, 0.5, 1.0), method=method)
+                             progress=sub_progress(progress, 0.5, 1.0), method=method, overwrite_input=True)
     else:
         raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
     info.update(result.info)
@@ -177,7 +194,8 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
     # the background prompt for zero-shot inpainting: the scene without its foreground phrases
-    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
+    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed) \
+        or model_fill_method(models, msg.options)
     fg_options = _foreground_options(msg.options)
     # peel front to back: each phrase is split off the background left by the previous one
     stack, fg_infos, current = [], [], composite

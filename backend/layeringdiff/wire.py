@@ -7,18 +7,21 @@ NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2
 SCALE = {"u8": 255.0, "u16": 65535.0, "f16": 1.0, "f32": 1.0}
 QUANTIZE = {"u8": 255, "u16": 65535, "f16": None, "f32": None}
 FLOATS = ("f16", "f32")
+ROWS = 256  # rows converted at a time
 
 
 def to_array(image: Image) -> np.ndarray:
-    """Image -> HxWxC float32 in RGB(A) order, [0,1] (values outside are clipped; NaN kept for checks)."""
+    """Image -> HxWxC float32 in RGB(A) order, [0,1] (values outside are clipped; NaN kept for checks).
+    Written channel by channel into one array: a 4096^2 RGBA layer costs its 268 MB, not three times that."""
     arr = np.frombuffer(image.data, dtype=NP_DTYPES[image.dtype]).reshape(
         image.height, image.width, image.channels
     )
-    out = arr.astype(np.float32) / SCALE[image.dtype]
-    if image.order in ("BGRA", "BGR"):
-        out = out[..., [2, 1, 0, 3][: image.channels]]
+    out = np.empty(arr.shape, np.float32)
+    order = [2, 1, 0, 3][: image.channels] if image.order in ("BGRA", "BGR") else range(image.channels)
+    for dst, src in enumerate(order):
+        np.divide(arr[..., src], SCALE[image.dtype], out=out[..., dst], dtype=np.float32)
     if image.dtype in FLOATS:
-        out = np.clip(out, 0.0, 1.0)  # NaN stays NaN, so the stage's own check reports it
+        np.clip(out, 0.0, 1.0, out=out)  # NaN stays NaN, so the stage's own check reports it
     return out
 
 
@@ -29,13 +32,17 @@ def to_mask(image: Image) -> np.ndarray:
 
 
 def from_array(array: np.ndarray, dtype: str, order: str) -> Image:
-    """HxW or HxWxC float32 RGB(A) [0,1] -> Image with the given dtype and channel order."""
+    """HxW or HxWxC float32 RGB(A) [0,1] -> Image with the given dtype and channel order (a band of rows at a
+    time: no full-size float temporaries)."""
     if array.ndim == 2:
         array = array[..., None]
-    if order in ("BGRA", "BGR"):
-        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    channels = [2, 1, 0, 3][: array.shape[2]] if order in ("BGRA", "BGR") else slice(None)
     if dtype in FLOATS:
-        data = np.ascontiguousarray(array, dtype=NP_DTYPES[dtype])
+        data = np.ascontiguousarray(array[..., channels], dtype=NP_DTYPES[dtype])
     else:
-        data = (np.clip(array, 0.0, 1.0) * SCALE[dtype] + 0.5).astype(NP_DTYPES[dtype])
-    return Image(array.shape[1], array.shape[0], order, dtype, memoryview(np.ascontiguousarray(data)).cast("B"))
+        data = np.empty(array.shape, NP_DTYPES[dtype])
+        for y in range(0, array.shape[0], ROWS):
+            band = np.clip(array[y:y + ROWS][..., channels], 0.0, 1.0) * SCALE[dtype]
+            band += 0.5
+            data[y:y + ROWS] = band
+    return Image(array.shape[1], array.shape[0], order, dtype, memoryview(data).cast("B"))

@@ -118,7 +118,7 @@ def test_progress_stages_in_order_and_cancel_propagates():
     seen = []
     split_layer(comp, mask=(alpha_gt > 0.5).astype(np.float32), progress=lambda s, f: seen.append((s, f)))
     stages = [s for s, _ in seen]
-    assert stages == ["hint", "trimap", "matting", "foreground", "background", "layers", "done"]
+    assert stages == ["hint", "trimap", "matting", "foreground", "background", "fill", "layers", "done"]
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 

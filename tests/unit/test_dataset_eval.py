@@ -7,7 +7,8 @@ import pytest
 from layeringdiff.evaluate import (
     SCALES,
     classical,
-    classical_least_change,
+    classical_smooth,
+    classical_with,
     describe_scales,
     errors,
     evaluate,
@@ -19,7 +20,7 @@ from layeringdiff.evaluate import (
     trimap_like_xu,
     write_report,
 )
-from layeringdiff.imaging.compose import extend_foreground
+from layeringdiff.imaging.compose import LEAST_CHANGE, extend_foreground
 from layeringdiff.io.images import save_png
 from layeringdiff.train.dataset import (
     SHIPPED_PHOTOS,
@@ -251,10 +252,14 @@ def test_baselines_and_report(tmp_path):
 
 
 def test_the_offline_split_beats_the_baselines_it_builds_on():
-    """The README's evaluation claim, on a small seeded set of held-out sources."""
+    """The README's evaluation claim, on a small seeded set of held-out sources. In MAD the smooth fill is the one
+    to compare (MAD rewards blur; the texture fill has its own figures, tested in test_texture_fill.py)."""
     ds = LayerDataset(DatasetConfig(size=256, length=8, seed=2, split="test"))
-    table = evaluate(ds, {"a": germer, "b": germer_inpaint, "ours": classical, "lc": classical_least_change},
+    least_change = classical_with(LEAST_CHANGE, "smooth")
+    table = evaluate(ds, {"a": germer, "b": germer_inpaint, "ours": classical_smooth, "lc": least_change},
                      seed=2, lpips=None)["methods"]
     assert table["ours"]["fg_band_MAD"] < 0.9 * table["a"]["fg_band_MAD"]
     assert table["ours"]["fg_MAD"] < table["a"]["fg_MAD"]
     assert table["ours"]["bg_MAD"] < min(table["a"]["bg_MAD"], table["b"]["bg_MAD"])
+    # why the classical method keeps the projection: the least-change step raises its foreground error
+    assert table["ours"]["fg_MAD"] < table["lc"]["fg_MAD"]

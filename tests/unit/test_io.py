@@ -12,6 +12,7 @@ from PIL import Image
 def test_ora_is_valid_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     top = rng.uniform(0, 1, (20, 30, 4)).astype(np.float32)
+    top[0, :5, 3] = 0.0
     bottom = np.dstack([rng.uniform(0, 1, (20, 30, 3)), np.ones((20, 30))]).astype(np.float32)
     path = tmp_path / "x.ora"
     write_ora(path, [OraLayer("fg", top), OraLayer("bg", bottom), OraLayer("orig", bottom, visible=False)], 30, 20)
@@ -23,7 +24,9 @@ def test_ora_is_valid_and_round_trips(tmp_path):
     layers, w, h = read_ora(path)
     assert (w, h) == (30, 20) and [la.name for la in layers] == ["fg", "bg", "orig"]
     assert [la.visible for la in layers] == [True, True, False]
-    assert np.abs(layers[0].pixels - top).max() <= 0.5 / 255 + 1e-6
+    shown = np.round(top[..., 3] * 255) > 0  # the colour of fully transparent pixels is not kept (written black)
+    assert np.abs(layers[0].pixels - top)[shown].max() <= 0.5 / 255 + 1e-6
+    assert (~shown).any() and np.all(layers[0].pixels[~shown] == 0)
     merged = np.asarray(Image.open(zipfile.ZipFile(path).open("mergedimage.png")), np.float32) / 255
     assert np.abs(merged - flatten(layers, 30, 20)).max() <= 1.5 / 255  # both from rounded layers
 

@@ -1,15 +1,17 @@
 """The offline layer method (no weights): multi-level foreground estimation, exact un-mixing of the partly
-visible background and inpainting of the hidden part. The split around it is split.py."""
+visible background and completion of the hidden part (smooth, texture or LaMa). The split around it is split.py."""
 
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..imaging.compose import unmix_background
 from ..imaging.foreground import estimate_foreground
+from ..imaging.patchmatch import complete
 from ..progress import ProgressFn
-from .split import LayerMethod
+from .split import DEFAULT_FILL, FILLS, LayerMethod
 
 # Above this alpha the background is treated as hidden and completed by inpainting (paper: 0.95).
 HIDDEN_ALPHA = 0.95
@@ -17,9 +19,13 @@ HIDDEN_ALPHA = 0.95
 # hands over to the multi-level background estimate by this alpha (on `layeringdiff evaluate`'s synthetic set
 # this cut background MAD 15% and foreground MAD 16% against handing over at 0.5 -> 0.95 to a push-pull fill).
 UNMIX_ALPHA = 0.3
-# A generative fill of the hidden part blends in from this alpha.
+# A generative or texture fill of the hidden part blends in from this alpha.
 TRUSTED_ALPHA = 0.5
 HOLE_GROW_PX = 2
+# The texture fill rebuilds everything from this alpha up (the guess is mostly the smooth estimate there), so its
+# patches at the border see the un-mixed band, and copies exemplars only from where the background shows.
+TEXTURE_FROM_ALPHA = 0.3
+SOURCE_ALPHA = 0.02
 
 FillFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -29,15 +35,29 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, bg_est: np.ndarray,
-                        fill: FillFn | None = None) -> np.ndarray:
-    """Background guess: exactly un-mixed where it shows clearly, the multi-level estimate (`bg_est`) where
-    it is mostly or wholly hidden. That estimate's coarse-to-fine propagation is the offline inpainting of
-    the hidden part: on the synthetic evaluation set it beat push-pull, Telea and Navier-Stokes fills of the
-    hidden region. A generative `fill` (SD2 inpainting) replaces it where hidden (alpha >= HIDDEN_ALPHA)."""
+def texture_fill(alpha: np.ndarray, seed: int = 0) -> FillFn:
+    """Exemplar-based completion (imaging/patchmatch.py) of the background where alpha >= TEXTURE_FROM_ALPHA,
+    from patches where it shows (alpha < SOURCE_ALPHA)."""
+
+    def fill(guess: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        region = hole | (alpha >= TEXTURE_FROM_ALPHA)
+        return complete(guess, region, source=alpha < SOURCE_ALPHA, seed=seed)
+
+    return fill
+
+
+def background_guess(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, bg_est: np.ndarray) -> np.ndarray:
+    """Exactly un-mixed where the background shows clearly, the multi-level estimate (`bg_est`) where it is mostly
+    or wholly hidden. That estimate's coarse-to-fine propagation is the smooth fill of the hidden part: on the
+    synthetic evaluation set it beat push-pull, Telea and Navier-Stokes fills of the hidden region (in MAD)."""
     unmixed = np.clip(unmix_background(image, alpha, fg_est), 0.0, 1.0)
     towards_estimate = smoothstep(alpha / UNMIX_ALPHA)[..., None]
-    guess = (1.0 - towards_estimate) * unmixed + towards_estimate * bg_est
+    return (1.0 - towards_estimate) * unmixed + towards_estimate * bg_est
+
+
+def blend_fill(guess: np.ndarray, alpha: np.ndarray, fill: FillFn | None) -> np.ndarray:
+    """`fill` (texture, LaMa, SD2) replaces the guess where the background is hidden (alpha >= HIDDEN_ALPHA,
+    grown by HOLE_GROW_PX), blending in from TRUSTED_ALPHA."""
     hole = alpha >= HIDDEN_ALPHA
     if fill is None or not hole.any():
         return guess
@@ -46,11 +66,29 @@ def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray
     return (1.0 - weight) * guess + weight * fill(guess, hole)
 
 
-def classical_layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-    progress("foreground", 0.0)
-    fg_est, bg_est = estimate_foreground(rgb, alpha)
-    progress("background", 0.5)
-    return fg_est, complete_background(rgb, alpha, fg_est, bg_est)
+def complete_background(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, bg_est: np.ndarray,
+                        fill: FillFn | None = None) -> np.ndarray:
+    """Background guess (background_guess), with the hidden part replaced by `fill` when one is given."""
+    return blend_fill(background_guess(image, alpha, fg_est, bg_est), alpha, fill)
 
 
-CLASSICAL = LayerMethod("classical", classical_layers, local=True)
+def classical_method(fill: str = DEFAULT_FILL, model_fill: FillFn | None = None, seed: int = 0) -> LayerMethod:
+    """The offline layer method with the hidden background filled by `fill`: "smooth" (the multi-level
+    estimate's propagation), "texture" (exemplar-based completion, deterministic for `seed`) or "lama"
+    (`model_fill`, the LaMa ONNX model's; see imaging/lama.py)."""
+    if fill not in FILLS:
+        raise InputError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "lama" and model_fill is None:
+        raise InputError("the lama fill needs its model", "run it through the backend or the CLI (--fill lama)")
+
+    def layers(rgb: np.ndarray, alpha: np.ndarray, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
+        progress("foreground", 0.0)
+        fg_est, bg_est = estimate_foreground(rgb, alpha)
+        progress("background", 0.5)
+        guess = background_guess(rgb, alpha, fg_est, bg_est)
+        if fill == "smooth":
+            return fg_est, guess
+        progress("fill", 0.6)
+        return fg_est, blend_fill(guess, alpha, texture_fill(alpha, seed) if fill == "texture" else model_fill)
+
+    return LayerMethod("classical", layers, local=True, fill=fill)

@@ -18,6 +18,10 @@ from ..progress import ProgressFn, no_progress, sub_progress
 
 CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
 ALPHA_MODES = ("matte", "mask")
+# How the classical method fills the hidden background: "smooth" (colour propagation), "texture" (exemplar-based
+# completion, imaging/patchmatch.py), "lama" (the LaMa ONNX model, imaging/lama.py; needs its weights).
+FILLS = ("smooth", "texture", "lama")
+DEFAULT_FILL = "texture"
 METHOD_SHARE = (0.6, 0.9)  # of the split's progress bar
 
 # (rgb, alpha, progress) -> (foreground guess, background guess), HxWx3 float32 each
@@ -37,6 +41,7 @@ class LayerMethod:
     # whose foreground guess carries information of its own (FBDD + HFA)
     composition: str = PROJECTION
     context: float = 0.0  # a local method's margin around the object, as a fraction of the object's box size
+    fill: str | None = None  # the classical method's fill, reported in the split's info
 
     def __post_init__(self) -> None:
         if self.composition not in COMPOSITIONS:
@@ -48,10 +53,11 @@ class SplitOptions:
     alpha_mode: str = "matte"  # "matte": refine the hint by matting; "mask": the mask is the alpha
     quantize: int | None = None  # alpha levels of the stored result (255 for 8-bit), un-mixing uses them
     band: int | None = None  # trimap band half-width in pixels; None scales it to the object
+    fill: str = DEFAULT_FILL  # the classical method's fill of the hidden background (FILLS)
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "SplitOptions":
-        unknown = set(options) - {"alpha_mode", "quantize", "band"}
+        unknown = set(options) - {"alpha_mode", "quantize", "band", "fill"}
         if unknown:
             raise InputError(f"unknown split option(s): {', '.join(sorted(unknown))}")
         opts = cls(**options)
@@ -61,6 +67,8 @@ class SplitOptions:
             raise InputError(f"quantize must be an integer in 1..65535, got {opts.quantize!r}")
         if opts.band is not None and not (isinstance(opts.band, int) and 1 <= opts.band <= 500):
             raise InputError(f"band must be an integer in 1..500 pixels, got {opts.band!r}")
+        if opts.fill not in FILLS:
+            raise InputError(f"fill must be one of {FILLS}, got {opts.fill!r}")
         return opts
 
 
@@ -79,7 +87,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
         raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split")
     if not np.all(np.isfinite(image)):
         raise InputError("image contains NaN or infinite values")
-    return np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)
+    image = image.astype(np.float32, copy=False)
+    if image.min() < 0.0 or image.max() > 1.0:  # a copy only when needed: on a 4096^2 layer it is 268 MB
+        image = np.clip(image, 0.0, 1.0)
+    return image
 
 
 def object_crop(alpha: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice, slice]:
@@ -157,18 +168,23 @@ def split_layer(
     options: SplitOptions | None = None,
     progress: ProgressFn = no_progress,
     method: LayerMethod | None = None,
+    overwrite_input: bool = False,
 ) -> SplitResult:
     """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box.
 
     `method` estimates the layers (default: the offline classical method); its guesses always pass through
-    the exact composition step, so the layers recomposite to the input."""
-    if method is None:
-        from .classical import CLASSICAL
-
-        method = CLASSICAL
+    the exact composition step, so the layers recomposite to the input. `overwrite_input`: a caller that no
+    longer needs `image` (float32 RGBA) lets its buffer become the background layer (a 4096^2 canvas: 268 MB
+    less at the peak)."""
     options = options or SplitOptions()
+    if method is None:
+        from .classical import classical_method
+
+        method = classical_method(options.fill)
     timer = StageTimer(progress)
+    given = image
     image = check_image(image)
+    reuse = overwrite_input and image is given and image.shape[2] == 4
     h, w = image.shape[:2]
     rgb = image[..., :3]
     layer_alpha = image[..., 3] if image.shape[2] == 4 else None
@@ -176,7 +192,10 @@ def split_layer(
         raise InputError("the layer is fully transparent: nothing to split")
     info: dict[str, Any] = {"method": method.name, "alpha_mode": options.alpha_mode,
                             "hint": "mask" if box is None else "box"}
+    if method.fill:
+        info["fill"] = method.fill
     alpha = split_alpha(rgb, mask, box, options, timer, info)
+    del mask  # memory: not needed from here on
     if layer_alpha is not None:
         alpha[layer_alpha <= 0] = 0.0
     if options.quantize:
@@ -190,23 +209,28 @@ def split_layer(
     fg_est, bg_guess = method.layers(c_rgb, c_alpha, sub_progress(timer, *METHOD_SHARE))
     timer("layers", METHOD_SHARE[1])
     c_fg, c_bg, fallback = compose_layers(c_rgb, c_alpha, fg_est, bg_guess, method.composition)
-    del fg_est, bg_guess
+    del fg_est, bg_guess  # memory: the full-size layers are allocated next
     info["composition"] = method.composition
     if method.composition == LEAST_CHANGE:  # the share of mixed pixels where clipping needed the projection
         info["composition_fallback"] = round(fallback, 4)
     info["recomposition_error"] = recomposition_error(c_rgb, c_alpha, c_fg, c_bg)
     info["crop"] = [int(v) for v in (crop[1].start, crop[0].start, crop[1].stop, crop[0].stop)]  # msgpack-able
-    # each layer written once into its final RGBA array: on a 4096^2 canvas every extra copy is 256 MB
-    foreground, background = np.empty((h, w, 4), np.float32), np.empty((h, w, 4), np.float32)
-    foreground[..., :3] = rgb  # copy-through outside the crop: F = B = C where alpha = 0
-    background[..., :3] = rgb
+    # each layer written once into its final RGBA array (on a 4096^2 canvas every extra copy is 256 MB), the crop's
+    # own copy freed before the next is allocated; copy-through outside the crop: F = B = C where alpha = 0
+    foreground = np.empty((h, w, 4), np.float32)
+    foreground[..., :3] = rgb
     foreground[crop + (slice(0, 3),)] = c_fg
-    background[crop + (slice(0, 3),)] = c_bg
-    if layer_alpha is None:
-        foreground[..., 3] = alpha
-        background[..., 3] = 1.0
+    del c_fg
+    if layer_alpha is None or layer_alpha.min() >= 1.0:  # an opaque layer (the usual paint layer): a_F = a, a_B = 1
+        foreground[..., 3], background_alpha = alpha, 1.0
     else:
-        foreground[..., 3], background[..., 3] = layer_alphas(layer_alpha, alpha)
+        foreground[..., 3], background_alpha = layer_alphas(layer_alpha, alpha)
+    background = image if reuse else np.empty((h, w, 4), np.float32)
+    if not reuse:
+        background[..., :3] = rgb
+    background[crop + (slice(0, 3),)] = c_bg
+    del c_bg
+    background[..., 3] = background_alpha
     timer("done", 1.0)
     info["timings"] = timer.timings
     info["foreground_fraction"] = round(float(np.mean(alpha)), 4)

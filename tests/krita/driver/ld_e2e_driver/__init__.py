@@ -280,8 +280,41 @@ def scenario_remote():
     dump("projection.bgra", doc.pixelData(0, 0, w, h))
 
 
+def scenario_timed_split():
+    """Timed splits (benchmarks/bench_krita.py), each in a new document (left open: closing one crashed Krita 5.1.5
+    under Xvfb): click to layers, the time of every stage the docker shows, the backend's peak memory (VmHWM)."""
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 120, "backend connected")
+    marks = []
+    shown = d.controller.view.set_progress
+
+    def set_progress(stage, fraction):
+        if not marks or marks[-1][0] != stage:
+            marks.append((stage, time.perf_counter()))
+        shown(stage, fraction)
+
+    d.controller.view.set_progress = set_progress
+    for run in range(spec.get("runs", 1)):
+        doc, layer = new_document(w, h, "photo.bgra")
+        select(doc, w, h, "mask1.u8")
+        doc.waitForDone()
+        marks.clear()
+        start = time.perf_counter()
+        d.split_button.click()  # reads the layer and the selection, sends the job
+        sent = time.perf_counter()
+        yield from job_done(d, doc, f"timed split {run} finished", 600)
+        end = time.perf_counter()
+        with open(f"/proc/{d.controller.process.proc.pid}/status") as fh:
+            hwm = next((int(line.split()[1]) // 1024 for line in fh if line.startswith("VmHWM:")), -1)
+        step(f"timed split {run}", message=d.message.text(), click_to_layers=round(end - start, 3),
+             read_and_send=round(sent - start, 3), backend_peak_mb=hwm, tree=tree(doc.rootNode()),
+             stages=[(name, round(t - start, 3)) for name, t in marks if name])
+
+
 SCENARIOS = {"models": scenario_models, "depths": scenario_depths, "split_peel": scenario_split_peel,
-             "cancel_kill": scenario_cancel_kill, "remote": scenario_remote}
+             "cancel_kill": scenario_cancel_kill, "remote": scenario_remote, "timed_split": scenario_timed_split}
 
 
 # ---- undo, layer properties, docker size, first start -----------------------------------------------------
