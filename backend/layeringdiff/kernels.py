@@ -21,6 +21,8 @@ from . import __version__
 
 Say = Callable[[str], None]
 SCANNED_PACKAGES = ("layeringdiff", "pymatting")
+FILLS_WITHOUT_MODELS = ("smooth", "texture")
+WARM_UP_LARGE = 320  # a hole this size is completed at reduced size and brought back up (more kernels)
 
 
 def numba_modules() -> list[str]:
@@ -44,21 +46,34 @@ def cached_kernels() -> Iterator[tuple[str, object]]:
             continue
         for attr, value in list(vars(module).items()):
             if isinstance(value, Dispatcher) and id(value) not in seen and \
-                    type(value._cache).__name__ != "NullCache":  # cache=True
+                    type(value._cache).__name__ != "NullCache" and \
+                    value.targetoptions.get("inline") != "always":  # cache=True, compiled on its own
                 seen.add(id(value))
                 yield f"{module_name}.{attr}", value
+
+
+def on_disk(kernel: object) -> bool:
+    """Whether numba keeps machine code of this kernel on disk: a helper kernel called only by other kernels is
+    not loaded when they come from the cache (its code is linked into theirs), yet it was cached when compiled."""
+    try:
+        return os.path.exists(kernel._cache._cache_file._index_path)  # type: ignore[attr-defined]
+    except AttributeError:  # another numba's cache layout: count it as compiled only when loaded
+        return False
 
 
 def warm_up() -> None:
     """A tiny split of every kind, so that kernels compiled on their first call are compiled now."""
     from .stages.split import SplitOptions, split_layer
 
-    size = 48
-    yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
-    image = np.dstack([xx, yy, 1 - xx, np.ones_like(xx)]).astype(np.float32)
-    mask = (((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.08).astype(np.float32)
-    for options in (SplitOptions(), SplitOptions(band=3, quantize=255), SplitOptions(alpha_mode="mask")):
-        split_layer(image, mask=mask, options=options)
+    for size, fills in ((48, FILLS_WITHOUT_MODELS), (WARM_UP_LARGE, ("texture",))):
+        yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
+        grain = 0.5 + 0.5 * np.sin(40 * xx) * np.cos(23 * yy)  # something for the texture fill to continue
+        image = np.dstack([xx, yy, grain, np.ones_like(xx)]).astype(np.float32)
+        mask = (((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.08).astype(np.float32)
+        for fill in fills:
+            for options in (SplitOptions(fill=fill), SplitOptions(band=3, quantize=255, fill=fill),
+                            SplitOptions(alpha_mode="mask", fill=fill)):
+                split_layer(image, mask=mask, options=options)
 
 
 def prepare(say: Say = print) -> list[str]:
@@ -68,7 +83,7 @@ def prepare(say: Say = print) -> list[str]:
     for name in numba_modules():
         importlib.import_module(name)
     warm_up()
-    missing = [name for name, kernel in cached_kernels() if not kernel.signatures]
+    missing = [name for name, kernel in cached_kernels() if not (kernel.signatures or on_disk(kernel))]
     say(f"image kernels ready ({time.perf_counter() - start:.0f} s)")
     return missing
 
