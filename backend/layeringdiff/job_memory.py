@@ -18,10 +18,14 @@ from layering_protocol import Generate, Peel, Split
 from .errors import NotAvailable
 from .models import REGISTRY
 
-# Offline split, RSS above the job's start (its input already received). 2 cores, 2026-11-26: 99-160 B per
-# canvas pixel (float32 copies of the layer, the foreground and background RGBA results, the 8-bit output).
-SPLIT_BYTES_PER_PIXEL = 136
-SPLIT_FIXED_BYTES = 48 << 20
+# Offline split, RSS above the job's start (its input already received), fitted on the benchmark scenes (2 cores,
+# 2026-11-26, after the texture fill and the memory work of the big-canvas issue): the whole canvas's layers and
+# conversions, plus the work on the object's crop (matting, estimation, the fill), plus a wider input frame.
+SPLIT_FIXED_BYTES = 100 << 20
+SPLIT_CANVAS_BYTES_PER_PIXEL = 46
+SPLIT_CROP_BYTES_PER_PIXEL = 32
+WIDE_INPUT_BYTES_PER_BYTE = 1  # per byte of the layer's pixels beyond 8-bit RGBA (u16, f16, f32 layers)
+CROP_MARGIN_PX = 64  # stages.split's context around the object (not imported: the server's loop stays light)
 # A diffusion or vision model working at the job's size on the CPU (activations, VAE decoding): an allowance,
 # not measured here (no weights on the machines this was written on); on a GPU they live in its memory.
 MODEL_BYTES_PER_PIXEL = 3072
@@ -34,8 +38,36 @@ class Estimate:
     what: str  # "a 4096x4096 split" ...
 
 
-def split_bytes(pixels: int) -> int:
-    return SPLIT_FIXED_BYTES + SPLIT_BYTES_PER_PIXEL * pixels
+def split_bytes(pixels: int, crop_pixels: int | None = None, wide_bytes: int = 0) -> int:
+    """A split of a canvas of `pixels` whose object's box (plus context) has `crop_pixels` (None: the canvas);
+    `wide_bytes`: bytes of the layer's frame beyond 8-bit RGBA."""
+    crop = pixels if crop_pixels is None else min(pixels, crop_pixels)
+    return (SPLIT_FIXED_BYTES + SPLIT_CANVAS_BYTES_PER_PIXEL * pixels + SPLIT_CROP_BYTES_PER_PIXEL * crop
+            + WIDE_INPUT_BYTES_PER_BYTE * wide_bytes)
+
+
+def crop_pixels(message: Any) -> int | None:
+    """Pixels of the object's box plus context, from the hint (a selection's bounding box, or the box); None when
+    the whole canvas is worked on (a phrase, or a selection that cannot be read)."""
+    w, h = message.image.width, message.image.height
+    if message.box is not None and len(message.box) == 4:
+        x0, y0, x1, y1 = (int(v) for v in message.box)
+        return _grown(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), w, h)
+    mask = message.mask
+    if mask is None or mask.dtype != "u8" or (mask.width, mask.height) != (w, h):
+        return None
+    import numpy as np  # the server has it; a 4096^2 selection is scanned in milliseconds
+
+    data = np.frombuffer(mask.data, np.uint8).reshape(h, w, mask.channels)[..., -1]  # L, or the alpha of RGBA
+    rows, cols = np.flatnonzero(data.any(axis=1)), np.flatnonzero(data.any(axis=0))
+    if rows.size == 0:
+        return 0
+    return _grown(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1, w, h)
+
+
+def _grown(x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> int:
+    m = CROP_MARGIN_PX
+    return max(0, min(w, x1 + m) - max(0, x0 - m)) * max(0, min(h, y1 + m) - max(0, y0 - m))
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -88,6 +120,8 @@ def models_needed(message: Any) -> list[str]:
         names.append("layering")
     elif layering == "zero-shot":
         names.append("sd2-inpaint")
+    elif message.options.get("fill") == "lama":
+        names.append("lama")
     return names
 
 
@@ -99,8 +133,11 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
     if isinstance(message, Generate):
         return Estimate(split_bytes(_pixels(message)) + models, f"generating {message.width}x{message.height}")
     if isinstance(message, (Split, Peel)):
-        w, h = message.image.width, message.image.height
-        return Estimate(split_bytes(w * h) + models, f"a {w}x{h} {message.TYPE}")
+        image = message.image
+        w, h = image.width, image.height
+        wide = max(0, image.expected_nbytes - 4 * w * h)
+        crop = None if names else crop_pixels(message)  # a model (stage 2, generative layering) sees it all
+        return Estimate(split_bytes(w * h, crop, wide) + models, f"a {w}x{h} {message.TYPE}")
     return Estimate(0, type(message).__name__)
 
 

@@ -3,7 +3,15 @@
 import pytest
 from layering_protocol import Generate, Image, Split
 from layeringdiff.errors import NotAvailable
-from layeringdiff.job_memory import SPLIT_BYTES_PER_PIXEL, estimate_job, models_needed, split_bytes, weight_bytes
+from layeringdiff.job_memory import (
+    CROP_MARGIN_PX,
+    SPLIT_CANVAS_BYTES_PER_PIXEL,
+    SPLIT_CROP_BYTES_PER_PIXEL,
+    estimate_job,
+    models_needed,
+    split_bytes,
+    weight_bytes,
+)
 from layeringdiff.limits import Limits, parse_size
 
 
@@ -38,7 +46,8 @@ def _split(w, h, **kwargs):
 
 def test_the_estimate_grows_with_the_canvas_and_counts_models_not_loaded():
     small, big = estimate_job(_split(1024, 1024)), estimate_job(_split(4096, 4096))
-    assert big.nbytes - small.nbytes == SPLIT_BYTES_PER_PIXEL * (4096 * 4096 - 1024 * 1024)
+    per_pixel = SPLIT_CANVAS_BYTES_PER_PIXEL + SPLIT_CROP_BYTES_PER_PIXEL  # no hint to read: all of it is worked on
+    assert big.nbytes - small.nbytes == per_pixel * (4096 * 4096 - 1024 * 1024)
     assert big.what == "a 4096x4096 split" and small.nbytes == split_bytes(1024 * 1024)
     phrase = estimate_job(_split(1024, 1024, phrase="a cat"))
     assert phrase.nbytes > small.nbytes + 1e9  # stage-2 weights, as the registry gives them
@@ -75,3 +84,18 @@ def test_weights_are_read_from_the_model_folders(tmp_path):
     (sam / "config.json").write_text("{}" * 100)
     size = weight_bytes(FakeModels({"sam": str(sam), "vitmatte": str(sam)}, loaded={"vitmatte"}))
     assert size("sam") == 1500 and size("vitmatte") == 0 and size("grounding-dino") == 0
+
+
+def test_a_small_object_on_a_big_canvas_costs_its_crop_and_a_wide_layer_its_bytes():
+    """The work follows the object's box (plus context), read from the selection's bounding box or the box."""
+    w = h = 4096
+    mask = bytearray(w * h)
+    for y in range(1000, 1512):
+        mask[y * w + 2000:y * w + 2512] = b"\xff" * 512
+    by_mask = estimate_job(Split(Image(w, h, "RGBA", "u8", b""), mask=Image(w, h, "L", "u8", bytes(mask))))
+    by_box = estimate_job(_split(w, h, box=[2000, 1000, 2512, 1512]))
+    crop = (512 + 2 * CROP_MARGIN_PX) ** 2
+    assert by_mask.nbytes == by_box.nbytes == split_bytes(w * h, crop)
+    assert by_mask.nbytes < estimate_job(_split(w, h)).nbytes - SPLIT_CROP_BYTES_PER_PIXEL * (w * h - crop) + 1
+    f32 = estimate_job(Split(Image(w, h, "RGBA", "f32", b""), box=[2000, 1000, 2512, 1512]))
+    assert f32.nbytes - by_box.nbytes == 12 * w * h  # 16 bytes a pixel instead of 4
