@@ -32,6 +32,10 @@ from .settings import Settings
 STARTING_UPDATE_S = 1.0  # how often the starting backend's elapsed time is refreshed
 # ControlNets of the backend: lines of a sketch layer, or a depth-map layer (and how messages name them)
 GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
+# how the backend completes the background hidden behind the foreground (its split option "fill"), and what the
+# docker calls each: the exemplar-based texture fill is the backend's default
+FILLS = {"texture": "Texture (continues the surroundings)", "smooth": "Smooth (soft colours to paint over)",
+         "lama": "LaMa (learned; needs the lama model)"}
 # errors whose detail tells the user what to do (other details, e.g. a log id, stay in the backend's log)
 USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE, ErrorCode.TOO_LARGE,
                      ErrorCode.BUSY, ErrorCode.VERSION_MISMATCH)
@@ -191,11 +195,11 @@ class Controller:
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
-    def split_selected(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0) -> None:
-        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, edge))
+    def split_selected(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
+        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, edge, fill))
 
-    def peel_next(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0) -> None:
-        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, edge))
+    def peel_next(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
+        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, edge, fill))
 
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
@@ -232,9 +236,9 @@ class Controller:
         except UserError as exc:
             self.view.show_message(str(exc), error=True)
 
-    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, edge: int = 0) -> None:
+    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
         """edge: half-width in pixels of the band around the selection's edge that matting decides
-        (0: scaled to the object)."""
+        (0: scaled to the object); fill: how the hidden background is completed (FILLS; "": the backend's default)."""
         self._require_idle_connection()
         doc = self.bridge.active_document()
         layer = self.bridge.read_active_layer(doc)
@@ -254,6 +258,10 @@ class Controller:
         options: dict = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
         if edge > 0 and mask is not None and not exact_alpha:
             options["band"] = int(edge)
+        if fill:
+            if fill not in FILLS:
+                raise UserError(f"Unknown fill '{fill}': choose one of {', '.join(FILLS)}.")
+            options["fill"] = fill
         note = ""
         index = self.bridge.peel_index(layer) if kind == "peel" else None
         if kind == "peel" and index is None:
@@ -375,8 +383,9 @@ class Controller:
         seconds = self.clock() - job.started
         if result.info.get("control"):
             text += f", guided by {GUIDE_NAMES.get(result.info['control'], result.info['control'])}"
-        self.view.show_message(text + f" ({seconds:.1f} s" + (f", max error {err * 255:.2f}/255)" if err is not None
-                                                               else ")"))
+        fill = f", {result.info['fill']} fill" if result.info.get("fill") else ""
+        self.view.show_message(text + f" ({seconds:.1f} s{fill}" + (f", max error {err * 255:.2f}/255)"
+                                                                    if err is not None else ")"))
 
     def _finish(self) -> None:
         self.job = None

@@ -3,7 +3,7 @@
 from krita import DockWidget, Krita
 
 from .connection import State
-from .controller import Controller
+from .controller import FILLS, Controller
 from .krita_bridge import KritaBridge
 from .qt import (
     QApplication,
@@ -138,10 +138,20 @@ class LayeringDiffDocker(DockWidget):
         self.edge.setSpecialValueText("auto")
         self.edge.setSuffix(" px")
         self.edge.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
-                             "(auto: 2% of the object's size)")
+                             "(auto: 2% of the object's size, more for a feathered selection's soft ramp)")
         self.exact_alpha.toggled.connect(lambda on: self.edge.setEnabled(not on))
         edge_row.addWidget(self.edge, 1)
         split_form.addLayout(edge_row)
+        fill_row = QHBoxLayout()
+        fill_row.addWidget(QLabel("Hidden part"))
+        self.fill = QComboBox()
+        self.fill.setObjectName("ld_fill")
+        for value, text in FILLS.items():
+            self.fill.addItem(text, value)
+        self.fill.setToolTip("how the background behind the foreground is completed: from the texture around it, "
+                             "as a smooth colour to paint over, or by the LaMa model")
+        fill_row.addWidget(self.fill, 1)
+        split_form.addLayout(fill_row)
         buttons = QHBoxLayout()
         self.split_button = _button("Split selected layer", "ld_split", self.on_split)
         self.peel_button = _button("Peel next", "ld_peel", self.on_peel)
@@ -297,6 +307,9 @@ class LayeringDiffDocker(DockWidget):
         for child in self.settings_box.findChildren(QWidget):
             child.setVisible(on)
 
+    def fill_value(self) -> str:
+        return self.fill.currentData() or ""
+
     def guide_value(self) -> str:
         return self.guide.currentData() or ""
 
@@ -321,10 +334,12 @@ class LayeringDiffDocker(DockWidget):
                                  self.guide_strength.value())
 
     def on_split(self) -> None:
-        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value())
+        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value(),
+                                       self.fill_value())
 
     def on_peel(self) -> None:
-        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value())
+        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value(),
+                                  self.fill_value())
 
     def on_cancel(self) -> None:
         self.controller.cancel()

@@ -106,6 +106,7 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
         shutil.copy2(tmp_path / shot, artifacts_for(report) / shot)
 
     # peel: second foreground inside the same group, above the new background; old background hidden
+    assert "texture fill" in steps["split done"]["message"] and "smooth fill" in steps["peel done"]["message"]
     group = next(n for n in steps["peel done"]["tree"] if n["name"] == "cat")
     assert [(c["name"], c["visible"]) for c in group["children"]] == [
         ("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]

@@ -360,3 +360,24 @@ def test_a_job_over_the_backends_memory_budget_says_why_and_what_to_do():
     finally:
         c.shutdown()
         server.terminate()
+
+
+def test_the_fill_choice_reaches_the_backend_and_lama_without_its_model_says_how_to_get_it(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_selected("cat", fill="smooth")
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, Split)][-1].options == {"fill": "smooth"}
+    assert ctl.bridge.applied[-1][2].info["fill"] == "smooth" and "smooth fill" in ctl.view.last[0]
+    ctl.split_selected("cat")  # the backend's default: the texture fill
+    pump(ctl, lambda: ctl.job is None)
+    assert ctl.bridge.applied[-1][2].info["fill"] == "texture"
+    applied = len(ctl.bridge.applied)
+    ctl.split_selected("cat", fill="lama")
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "lama" in text and "models fetch lama" in text and "Settings" in text, text
+    assert len(ctl.bridge.applied) == applied
+    ctl.split_selected("cat", fill="sharp")
+    assert "Unknown fill" in ctl.view.last[0] and ctl.job is None
