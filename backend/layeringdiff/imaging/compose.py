@@ -1,7 +1,8 @@
 """The composition model C = a*F + (1-a)*B and its exact inversions."""
 
-import cv2
 import numpy as np
+
+from .inpaint import inpaint
 
 # Alpha above 1 - ALPHA_EPS counts as opaque foreground, below ALPHA_EPS as pure background.
 ALPHA_EPS = 1e-4
@@ -125,26 +126,9 @@ def layer_alphas(layer_alpha: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray
 
 def extend_foreground(fg: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """The foreground layer's colours where alpha = 0, defined (the paper leaves them open): its colours where
-    alpha > 0 (`visible`) kept, and extended outward by push-pull: averages of the visible pixels down a pyramid,
-    each invisible pixel taking the finest level that saw any. Training targets (train/dataset.py) and the
-    whole-layer metrics (evaluate.py) both use this definition."""
-    out = np.array(fg, dtype=np.float32, copy=True)
+    alpha > 0 (`visible`) kept, and extended outward by push-pull (inpaint.py: averages of the visible pixels down
+    a pyramid, each invisible pixel taking the finest level that saw any). Training targets (train/dataset.py)
+    and the whole-layer metrics (evaluate.py) both use this definition."""
     if visible.all() or not visible.any():
-        return out
-    weight = visible.astype(np.float32)
-    levels = [(out * weight[..., None], weight)]
-    while not (levels[-1][1] > 0).all() and min(levels[-1][1].shape) > 1:
-        colour, w = levels[-1]
-        size = (max(1, (w.shape[1] + 1) // 2), max(1, (w.shape[0] + 1) // 2))
-        levels.append((cv2.resize(colour, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1),
-                       cv2.resize(w, size, interpolation=cv2.INTER_AREA)))
-    colour, w = levels[-1]
-    filled = colour / np.maximum(w, 1e-12)[..., None]
-    for colour, w in reversed(levels[:-1]):
-        h, wd = w.shape
-        up = cv2.resize(filled, (wd, h), interpolation=cv2.INTER_LINEAR).reshape(h, wd, -1)
-        own = colour / np.maximum(w, 1e-12)[..., None]
-        trust = np.clip(w, 0.0, 1.0)[..., None]
-        filled = trust * own + (1.0 - trust) * up
-    out[~visible] = filled[~visible]
-    return np.clip(out, 0.0, 1.0)
+        return np.array(fg, dtype=np.float32, copy=True)
+    return inpaint(np.asarray(fg, dtype=np.float32), ~visible)
