@@ -19,27 +19,36 @@ def unmix_background(image: np.ndarray, alpha: np.ndarray, fg: np.ndarray) -> np
     return (image - a * fg) / np.maximum(1.0 - a, ALPHA_EPS)
 
 
-def exact_layers(
-    image: np.ndarray, alpha: np.ndarray, fg_guess: np.ndarray, bg_guess: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """F, B in [0,1] with a F + (1-a) B == C exactly (float rounding) for every pixel.
-
-    B is the guess projected onto the interval the equation allows with F in [0,1]:
-    [(C - a)/(1 - a), C/(1 - a)] clipped to [0,1]; then F = (C - (1-a) B)/a, which lands in [0,1].
-    Where a ~ 0, B = C (copy-through); where a ~ 1, F = C (copy-through) and B is the guess.
-    """
+def _copied_through(image: np.ndarray, alpha: np.ndarray, fg_guess: np.ndarray,
+                    bg_guess: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The guesses clipped to [0,1], with the composite copied through: F = C where a ~ 1, B = C where a ~ 0.
+    Also returns the mixed pixels (0 < a < 1, usually a thin band), the only ones the composition steps change."""
     fg = np.clip(fg_guess, 0.0, 1.0).astype(np.float32)
     bg = np.clip(bg_guess, 0.0, 1.0).astype(np.float32)
     opaque = alpha >= 1.0 - ALPHA_EPS
     clear = alpha <= ALPHA_EPS
     fg[opaque] = image[opaque]
     bg[clear] = image[clear]
-    mixed = ~(opaque | clear)  # usually a thin band: work on it alone
-    a = alpha[mixed][:, None].astype(np.float32)
-    c = image[mixed]
-    b = np.clip(bg[mixed], np.maximum(0.0, (c - a) / (1.0 - a)), np.minimum(1.0, c / (1.0 - a)))
-    bg[mixed] = b
-    fg[mixed] = np.clip((c - (1.0 - a) * b) / a, 0.0, 1.0)
+    return fg, bg, ~(opaque | clear)
+
+
+def _project(a: np.ndarray, c: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel (rows of a, c, b): B projected onto the interval the equation allows with F in [0,1],
+    [(C - a)/(1 - a), C/(1 - a)] clipped to [0,1]; then F = (C - (1-a) B)/a, which lands in [0,1]."""
+    b = np.clip(b, np.maximum(0.0, (c - a) / (1.0 - a)), np.minimum(1.0, c / (1.0 - a)))
+    return np.clip((c - (1.0 - a) * b) / a, 0.0, 1.0), b
+
+
+def exact_layers(
+    image: np.ndarray, alpha: np.ndarray, fg_guess: np.ndarray, bg_guess: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """F, B in [0,1] with a F + (1-a) B == C exactly (float rounding) for every pixel: the projection.
+
+    B is the guess projected onto the range the equation allows and F re-derived (_project). Where a ~ 0,
+    B = C (copy-through); where a ~ 1, F = C (copy-through) and B is the guess.
+    """
+    fg, bg, mixed = _copied_through(image, alpha, fg_guess, bg_guess)
+    fg[mixed], bg[mixed] = _project(alpha[mixed][:, None].astype(np.float32), image[mixed], bg[mixed])
     return fg, bg
 
 
@@ -63,13 +72,7 @@ def least_change_layers(
     clipping breaks the equation, exact_layers' projection takes over (returned: their share of the pixels with
     0 < a < 1). Copy-through as in the paper: F = C where a = 1, B = C where a = 0.
     """
-    fg = np.clip(fg_guess, 0.0, 1.0).astype(np.float32)
-    bg = np.clip(bg_guess, 0.0, 1.0).astype(np.float32)
-    opaque = alpha >= 1.0 - ALPHA_EPS
-    clear = alpha <= ALPHA_EPS
-    fg[opaque] = image[opaque]
-    bg[clear] = image[clear]
-    mixed = ~(opaque | clear)
+    fg, bg, mixed = _copied_through(image, alpha, fg_guess, bg_guess)
     if not mixed.any():
         return fg, bg, 0.0
     a = alpha[mixed][:, None].astype(np.float32)
@@ -80,9 +83,7 @@ def least_change_layers(
     b = np.clip(b + (1.0 - a) * r / norm, 0.0, 1.0)
     broken = (np.abs(a * f + (1.0 - a) * b - c) > COMPOSITION_TOL).any(axis=1)
     if broken.any():  # the projection of the (corrected, clipped) background, F re-derived
-        ab, cb = a[broken], c[broken]
-        b[broken] = np.clip(b[broken], np.maximum(0.0, (cb - ab) / (1.0 - ab)), np.minimum(1.0, cb / (1.0 - ab)))
-        f[broken] = np.clip((cb - (1.0 - ab) * b[broken]) / ab, 0.0, 1.0)
+        f[broken], b[broken] = _project(a[broken], c[broken], b[broken])
     fg[mixed], bg[mixed] = f, b
     return fg, bg, float(broken.mean())
 
