@@ -23,25 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_big import big_scene  # noqa: E402
 
-from tests.krita import harness  # noqa: E402
 from tests.krita.harness import krita_missing, make_home, run_krita  # noqa: E402
-
-
-class NoResetXvfb(harness.Xvfb):
-    """Xvfb with -noreset: Krita disconnects and reconnects while starting, and a server that resets when its last
-    client leaves refuses it now and then ("could not connect to display")."""
-
-    def __init__(self) -> None:
-        read, write = os.pipe()
-        self.proc = harness.subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp", "-noreset"],
-            pass_fds=(write,), stderr=harness.subprocess.DEVNULL)
-        os.close(write)
-        with os.fdopen(read) as fh:
-            self.display = ":" + fh.readline().strip()
-
-
-harness.Xvfb = NoResetXvfb
 
 
 def main() -> None:
