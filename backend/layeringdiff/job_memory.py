@@ -29,6 +29,9 @@ CROP_MARGIN_PX = 64  # stages.split's context around the object (not imported: t
 # A diffusion or vision model working at the job's size on the CPU (activations, VAE decoding): an allowance,
 # not measured here (no weights on the machines this was written on); on a GPU they live in its memory.
 MODEL_BYTES_PER_PIXEL = 3072
+# A model that works at its own fixed size on the object's crop, on the CPU (LaMa: 512 x 512 whatever the canvas):
+# its working memory, an allowance as above.
+FIXED_SIZE_MODEL_BYTES = {"lama": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
 
 
@@ -70,7 +73,7 @@ def _grown(x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> int:
     return max(0, min(w, x1 + m) - max(0, x0 - m)) * max(0, min(h, y1 + m) - max(0, y0 - m))
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
 
 
 def registry_bytes(name: str) -> int:
@@ -129,14 +132,17 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
     """Peak bytes a job adds to the server's RSS. `weights(name)`: bytes loading that model reads into
     memory; `on_gpu`: the models' working memory is the GPU's."""
     names = models_needed(message)
-    models = sum(weights(n) for n in names) + (0 if on_gpu or not names else MODEL_BYTES_PER_PIXEL * _pixels(message))
+    whole = [n for n in names if n not in FIXED_SIZE_MODEL_BYTES]  # models that see the whole image at its size
+    models = sum(weights(n) for n in names) + sum(FIXED_SIZE_MODEL_BYTES.get(n, 0) for n in names)
+    if whole and not on_gpu:
+        models += MODEL_BYTES_PER_PIXEL * _pixels(message)
     if isinstance(message, Generate):
         return Estimate(split_bytes(_pixels(message)) + models, f"generating {message.width}x{message.height}")
     if isinstance(message, (Split, Peel)):
         image = message.image
         w, h = image.width, image.height
         wide = max(0, image.expected_nbytes - 4 * w * h)
-        crop = None if names else crop_pixels(message)  # a model (stage 2, generative layering) sees it all
+        crop = None if whole else crop_pixels(message)  # stage 2 and generative layering see it all
         return Estimate(split_bytes(w * h, crop, wide) + models, f"a {w}x{h} {message.TYPE}")
     return Estimate(0, type(message).__name__)
 

@@ -20,6 +20,8 @@ CONFIG_ENV = "LAYERINGDIFF_MODELS_CONFIG"
 TRAIN_HINT = ("no public FBDD/HFA weights exist: train them with `layeringdiff train fbdd` and `layeringdiff train "
               "hfa` (README: Training and evaluation)")
 DEFAULT_CONFIG = Path.home() / ".config" / "layeringdiff" / "models.json"
+ML_PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub")
+ML_INSTALL = "install torch (the build for your GPU) and then pip install 'layeringdiff[ml]'"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class ModelSpec:
     size_gb: float
     alternatives: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # fetch only these files of the repo (patterns); empty: all
+    packages: tuple[str, ...] = ML_PACKAGES  # what running it needs installed ...
+    install: str = ML_INSTALL  # ... and how to install that
+    on_cpu: bool = False  # always runs on the CPU (its working memory is the server's, whatever GPU there is)
 
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
@@ -46,7 +51,8 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0),
     # LaMa as ONNX for the CPU: its input/output contract is imaging/lama.py's LamaContract (lama.json in the folder)
     ModelSpec("lama", "Carve/LaMa-ONNX", "offline split: learned fill of the hidden background (--fill lama)", 0.21,
-              files=("lama_fp32.onnx", "*.json", "README.md")),
+              files=("lama_fp32.onnx", "*.json", "README.md"), packages=("onnxruntime",),
+              install="pip install 'layeringdiff[lama]'", on_cpu=True),
 )}
 
 
@@ -163,11 +169,12 @@ class ModelManager:
         """Check a job's models up front, naming every missing one, before any of them is loaded."""
         import importlib.util
 
-        absent = [m for m in ("torch", "diffusers", "transformers", "huggingface_hub")
-                  if importlib.util.find_spec(m) is None]
-        if absent:
-            raise NotAvailable(f"the model stack needs the ml extra ({', '.join(absent)} not installed)",
-                               "install torch (the build for your GPU) and then pip install 'layeringdiff[ml]'")
+        for key in keys:  # each model's own packages (torch for the diffusion stack, onnxruntime for LaMa)
+            spec = REGISTRY[key]
+            absent = [m for m in spec.packages if importlib.util.find_spec(m) is None]
+            if absent:
+                what = "the model stack needs the ml extra" if spec.packages == ML_PACKAGES else f"model '{key}' needs"
+                raise NotAvailable(f"{what} ({', '.join(absent)} not installed)", spec.install)
         missing: dict[str, ModelMissing] = {}
         for key in keys:
             try:

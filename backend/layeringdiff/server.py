@@ -58,7 +58,7 @@ from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_
 from .job_memory import estimate_job, models_needed, weight_bytes
 from .keys import ClientList, allowed_clients, is_loopback, server_keys
 from .limits import Limits, gib
-from .models import ModelConfig, ModelManager
+from .models import REGISTRY, ModelConfig, ModelManager
 from .peers import HAS_TCP_INFO, Connections, InflightWatch, Outgoing, Peer, hang_up, release_memory
 from .pipeline import available_jobs, run_job
 
@@ -747,7 +747,8 @@ class Server:
         names = models_needed(message)
         if names:  # a job that cannot run says why (not_available) before whether it would fit
             self.models.require(names)
-        on_gpu = bool(names) and self.models.accelerated()
+        # only models that can use a GPU ask for one (that imports torch into the server)
+        on_gpu = any(not REGISTRY[n].on_cpu for n in names) and self.models.accelerated()
         estimate = estimate_job(message, weight_bytes(self.models), on_gpu)
         rss = self.process.memory_info().rss
         if estimate.nbytes > self.limits.max_memory - rss:

@@ -5,6 +5,7 @@ from layering_protocol import Generate, Image, Split
 from layeringdiff.errors import NotAvailable
 from layeringdiff.job_memory import (
     CROP_MARGIN_PX,
+    FIXED_SIZE_MODEL_BYTES,
     SPLIT_CANVAS_BYTES_PER_PIXEL,
     SPLIT_CROP_BYTES_PER_PIXEL,
     estimate_job,
@@ -99,3 +100,15 @@ def test_a_small_object_on_a_big_canvas_costs_its_crop_and_a_wide_layer_its_byte
     assert by_mask.nbytes < estimate_job(_split(w, h)).nbytes - SPLIT_CROP_BYTES_PER_PIXEL * (w * h - crop) + 1
     f32 = estimate_job(Split(Image(w, h, "RGBA", "f32", b""), box=[2000, 1000, 2512, 1512]))
     assert f32.nbytes - by_box.nbytes == 12 * w * h  # 16 bytes a pixel instead of 4
+
+
+def test_a_lama_fill_costs_its_fixed_working_memory_on_the_objects_crop(tmp_path):
+    """LaMa works at its own size on the hole's crop, on the CPU: no per-pixel model allowance, the crop kept."""
+    w = h = 4096
+    plain = estimate_job(_split(w, h, box=[2000, 1000, 2512, 1512]))
+    lama = estimate_job(_split(w, h, box=[2000, 1000, 2512, 1512], options={"fill": "lama"}), weights=lambda n: 0)
+    assert lama.nbytes - plain.nbytes == FIXED_SIZE_MODEL_BYTES["lama"]
+    onnx_file = tmp_path / "lama" / "lama_fp32.onnx"
+    onnx_file.parent.mkdir()
+    onnx_file.write_bytes(b"\0" * 2000)
+    assert weight_bytes(FakeModels({"lama": str(onnx_file.parent)}, loaded=set()))("lama") == 2000
