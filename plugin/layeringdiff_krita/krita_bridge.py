@@ -67,6 +67,7 @@ class Applied:
     after: Optional[History]
     fingerprint: list
     active_id: Any  # the layer that was active before
+    steps: int  # the undo entries it made
     shown_again: List[Any] = field(default_factory=list)  # layers hidden without undo (to show again)
 
 
@@ -181,9 +182,9 @@ class KritaBridge:
         group = self._build(doc, name, [(bg_name, result.background), (fg_name, result.foreground)], x, y,
                             like=source, look=source)
         group = self._insert(doc, parent, group, source)
-        shown = [] if self._hide(doc, source, group) else [source]
+        hide_steps, shown = self._hide(doc, source, group)
         self._activate(doc, self._child(group, bg_name))  # ready for Peel next with a new selection
-        self._record(doc, "split", f"split of '{layer.name}'", before, active_id, shown)
+        self._record(doc, "split", f"split of '{layer.name}'", before, active_id, shown, 1 + hide_steps)
         hidden = (f"'{layer.name}' is hidden, not changed" if group.visible()
                   else f"'{layer.name}' was hidden, so the group is hidden too")
         return f"Split '{layer.name}' into group '{name}' ({fg_name}, {bg_name}); {hidden}" + self._undo_note(shown)
@@ -201,11 +202,12 @@ class KritaBridge:
         peel = self._build(doc, f"peel {job.index}", [(bg_name, result.background), (fg_name, result.foreground)],
                            x, y, like=old, look=old if keep_group else None, layers_like=None if keep_group else old)
         peel = self._insert(doc, parent, peel, old)
-        shown = [] if self._hide(doc, old, peel) else [old]
+        hide_steps, shown = self._hide(doc, old, peel)
         grouped = keep_group or not self._ungroup(doc, peel, old)
         background = self._child(peel, bg_name) if grouped else self._child(parent, bg_name)
         self._activate(doc, background)
-        self._record(doc, "peel", f"peel of '{layer.name}'", before, active_id, shown)
+        self._record(doc, "peel", f"peel of '{layer.name}'", before, active_id, shown,
+                     1 + hide_steps + (0 if grouped else 1))
         where = f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if grouped else ""
         return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
                 "not changed" + self._undo_note(shown))
@@ -225,7 +227,7 @@ class KritaBridge:
         group = self._build(doc, name, stack, 0, 0)
         group = self._insert(doc, doc.rootNode(), group, None)  # on top
         self._activate(doc, self._child(group, bg_name))
-        self._record(doc, "generate", f"generated group '{name}'", before, active_id, [])
+        self._record(doc, "generate", f"generated group '{name}'", before, active_id, [], 1)
         return f"Generated group '{name}' ({', '.join(names)}, {bg_name})"
 
     def _generate_into_new_document(self, job: Job, stack: list, bg_name: str) -> str:
@@ -263,8 +265,10 @@ class KritaBridge:
         if op.before is None or op.after is None or now is None:
             raise UserError("Cannot read Krita's undo history (the History docker), so the "
                             f"{op.kind} cannot be taken back safely here: use Edit > Undo.")
+        # the steps are counted from what the operation did, not from the history's index: once Krita's undo stack
+        # is at its limit, every new entry drops the oldest and the index stays where it is
         (texts, index), (after_texts, after_index) = now, op.after
-        steps = after_index - op.before[1]
+        steps = op.steps
         if index > after_index or texts[:after_index + 1] != after_texts[:after_index + 1]:
             newest = texts[index] if 0 <= index < len(texts) else "?"
             raise UserError(f"The document changed after the {op.kind} ('{newest}'), so Undo {op.kind} would take "
@@ -287,7 +291,7 @@ class KritaBridge:
         op.doc.refreshProjection()
         self.last = None
         left = self.ui.history()
-        if left is None or left[1] != op.before[1]:
+        if left is None or left[1] != index - steps:
             raise UserError(f"Krita's undo history did not go back as expected: check the {op.kind} in the History "
                             "docker.")
         return f"Took back the {op.what}: the document is as it was before."
@@ -355,17 +359,18 @@ class KritaBridge:
             raise UserError("Krita did not insert the new layers; the document is unchanged.")
         return found
 
-    def _hide(self, doc: Any, node: Any, other: Any) -> bool:
-        """Hide node with Krita's own action, so undo shows it again. False: hidden without an undo entry."""
+    def _hide(self, doc: Any, node: Any, other: Any) -> tuple[int, list]:
+        """Hide node with Krita's own action, so undo shows it again. Returns the undo entries made (0 or 1) and the
+        layers hidden without one (Krita refused the action), which the docker's Undo shows again by hand."""
         if not node.visible():
-            return True
+            return 0, []
         if self._select_only(doc, node, other):
             Krita.instance().action("toggle_layer_visibility").trigger()
             doc.waitForDone()
             if not node.visible():
-                return True
+                return 1, []
         node.setVisible(False)
-        return False
+        return 0, [node]
 
     def _ungroup(self, doc: Any, group: Any, other: Any) -> bool:
         """Dissolve group into its parent with Krita's quick_ungroup (one undo entry)."""
@@ -453,10 +458,10 @@ class KritaBridge:
         return self.ui.history() if self.can_apply(doc) else None, active.uniqueId() if active is not None else None
 
     def _record(self, doc: Any, kind: str, what: str, before: Optional[History], active_id: Any,
-                shown_again: list) -> None:
+                shown_again: list, steps: int) -> None:
         doc.refreshProjection()
         after = self.ui.history() if self.can_apply(doc) else None
-        self.last = Applied(doc, kind, what, before, after, self._fingerprint(doc), active_id, shown_again)
+        self.last = Applied(doc, kind, what, before, after, self._fingerprint(doc), active_id, steps, shown_again)
 
     def _undo_note(self, shown_again: list) -> str:
         if shown_again:

@@ -199,6 +199,9 @@ class Selection:
         return b"".join(rows)
 
 
+UNDO_LIMIT = 30  # Krita's default undo stack size (Settings > Configure Krita > General)
+
+
 class Document:
     def __init__(self, w, h, depth="U8", model="RGBA", name="doc"):
         self.w, self.h, self.depth, self.model, self._name = w, h, depth, model, name
@@ -211,11 +214,15 @@ class Document:
         self.closed = False
 
     def record(self, text, undo, redo):
-        """Run redo now and keep the entry, like a command pushed on Krita's undo stack."""
+        """Run redo now and keep the entry, like a command pushed on Krita's undo stack (which keeps at most
+        UNDO_LIMIT entries: the oldest goes, and the index stays where it is)."""
         redo()
         del self.history[self.index:]
         self.history.append((text, undo, redo))
         self.index += 1
+        if len(self.history) > UNDO_LIMIT:
+            del self.history[0]
+            self.index -= 1
 
     def undo(self):
         if self.index > 0:

@@ -127,6 +127,28 @@ def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
         bridge.undo_last()
 
 
+@pytest.mark.parametrize("kind", ["split", "peel"])
+def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
+    """Krita keeps a limited undo history: once full, each new step drops the oldest and the index stands still."""
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    if kind == "peel":
+        bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    for i in range(fake_krita.UNDO_LIMIT):  # strokes fill the history
+        doc.record(f"Stroke {i}", lambda: None, lambda: None)
+    before_tree, before_picture = tree(doc.rootNode()), doc.projection()
+    px = bridge.read_active_layer(doc)
+    if kind == "peel":
+        bridge.apply_peel(Job("2", "peel", doc, px, "ball", index=2), result(20, 10))
+    else:
+        bridge.apply_split(Job("2", "split", doc, px, "cat"), result(20, 10))
+    assert len(doc.history) == fake_krita.UNDO_LIMIT and doc.index == fake_krita.UNDO_LIMIT
+    assert "Took back" in bridge.undo_last()
+    assert tree(doc.rootNode()) == before_tree and doc.projection() == before_picture
+    assert doc.index == fake_krita.UNDO_LIMIT - (3 if kind == "peel" else 2)
+
+
 @pytest.mark.parametrize("change,words", [
     (lambda doc, mk: doc.rootNode().childNodes()[0].remove(), "changed after the split"),
     (lambda doc, mk: mk.Krita.instance().action("edit_undo").trigger(), "already taken back"),
