@@ -156,3 +156,34 @@ def test_models_fetch_lama_takes_only_the_export_it_uses(lama_dir, tmp_path):
         assert next(ln for ln in listing.stdout.splitlines() if ln.startswith("lama")).split()[1] == "ready"
     finally:
         hub.close()
+
+
+@pytest.mark.parametrize("setting,words", [
+    ({"input_range": 5}, "two different numbers"), ({"context": "0.3"}, "a number from 0 to 4"),
+    ({"size": True}, "whole number"), ({"file": ""}, "non-empty text"), ({"hole_value": 2}, "from 0 to 1"),
+    ({"output_range": [1, 1]}, "two different numbers"),
+])
+def test_a_bad_setting_in_lama_json_is_named(tmp_path, setting, words):
+    (tmp_path / "lama.json").write_text(json.dumps(setting))
+    with pytest.raises(NotAvailable, match=words) as info:
+        LamaContract.load(tmp_path)
+    assert next(iter(setting)) in info.value.text
+
+
+def test_an_oblong_hole_reaches_the_model_unsquashed(lama_dir, monkeypatch):
+    """A wide hole's box is grown to a square before it is resized to the model's square input."""
+    from layeringdiff.imaging import lama as lama_module
+
+    seen = []
+    model = LamaModel(lama_dir)
+    real_run = model.run
+    monkeypatch.setattr(model, "run", lambda image, hole: seen.append(hole) or real_run(image, hole))
+    image = np.full((300, 900, 3), 0.5, np.float32)
+    hole = np.zeros((300, 900), bool)
+    hole[140:160, 100:800] = True  # 700 x 20
+    out = lama_module.lama_fill(model)(image, hole)
+    ys, xs = np.nonzero(seen[0])
+    aspect = (xs.max() - xs.min() + 1) / (ys.max() - ys.min() + 1)
+    assert 25 < aspect < 45  # the hole's own 35:1, not squashed to 1:1 by the square input
+    assert np.array_equal(out[~hole], image[~hole])
+    assert np.abs(out[145:155, 110:790] - FILL).max() < 3 / 255  # the hole's middle (its edge is resampled)

@@ -8,7 +8,7 @@ set of settings (LamaContract), read from `lama.json` in the model folder when t
 """
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -49,15 +49,32 @@ class LamaContract:
         unknown = set(data) - known if isinstance(data, dict) else {"(not an object)"}
         if unknown:
             raise NotAvailable(f"unknown setting(s) {sorted(unknown)} in {path}", f"known: {', '.join(sorted(known))}")
-        for key in ("input_range", "output_range"):
-            if key in data:
-                data[key] = tuple(float(v) for v in data[key])
-        contract = cls(**data)
-        if not (isinstance(contract.size, int) and 8 <= contract.size <= 4096) or contract.context < 0 \
-                or contract.input_range[0] == contract.input_range[1] \
-                or contract.output_range[0] == contract.output_range[1]:
-            raise NotAvailable(f"bad settings in {path}: {asdict(contract)}")
-        return contract
+        for key, value in data.items():
+            problem = _setting_problem(key, value)
+            if problem:
+                raise NotAvailable(f"bad setting {key!r} in {path}: {problem}, got {value!r}",
+                                   f"fix it or remove it (the default is {getattr(cls(), key)!r})")
+        return cls(**{k: tuple(float(x) for x in v) if k.endswith("_range") else v for k, v in data.items()})
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _setting_problem(key: str, value: object) -> str:
+    """What is wrong with one lama.json setting, or "" when it is fine."""
+    if key in ("file", "image_input", "mask_input", "output"):
+        return "" if isinstance(value, str) and value else "it must be a non-empty text"
+    if key == "size":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 8 <= value <= 4096
+        return "" if ok else "it must be a whole number of pixels, 8 to 4096"
+    if key == "hole_value":
+        return "" if _number(value) and 0 <= value <= 1 else "it must be a number from 0 to 1"
+    if key == "context":
+        return "" if _number(value) and 0 <= value <= 4 else "it must be a number from 0 to 4"
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value) \
+        and value[0] != value[1]
+    return "" if ok else "it must be two different numbers, [black, white]"
 
 
 class LamaModel:
@@ -112,6 +129,20 @@ def hole_box(hole: np.ndarray, context: float) -> tuple[slice, slice]:
             slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)))
 
 
+def square_box(box: tuple[slice, slice], h: int, w: int) -> tuple[slice, slice]:
+    """The box grown to a square around its centre (the model's input is square: an oblong box would be squashed),
+    kept inside the h x w image (so it stays oblong only when the image itself is narrower)."""
+    ys, xs = box
+    side = max(ys.stop - ys.start, xs.stop - xs.start)
+
+    def grown(s: slice, limit: int) -> slice:
+        length = min(side, limit)
+        start = min(max(0, (s.start + s.stop - length) // 2), limit - length)
+        return slice(start, start + length)
+
+    return grown(ys, h), grown(xs, w)
+
+
 def lama_fill(model: LamaModel) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A `fill` for classical.blend_fill: the hole's box with context at the model's size, the output brought
     back to the box's size and pasted into the hole."""
@@ -121,15 +152,18 @@ def lama_fill(model: LamaModel) -> Callable[[np.ndarray, np.ndarray], np.ndarray
         if not hole.any():
             return out
         size = model.contract.size
-        box = hole_box(hole, model.contract.context)
+        box = square_box(hole_box(hole, model.contract.context), *hole.shape)
         crop, crop_hole = out[box], hole[box]
         bh, bw = crop_hole.shape
-        shrink = max(bh, bw) > size
-        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        small_hole = cv2.resize(crop_hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
+        side = max(bh, bw)  # a box at the image's edge can stay oblong: mirrored out to a square, not squashed
+        square = cv2.copyMakeBorder(crop, 0, side - bh, 0, side - bw, cv2.BORDER_REFLECT_101)
+        square_hole = np.pad(crop_hole, ((0, side - bh), (0, side - bw)))
+        shrink = side > size
+        small = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        small_hole = cv2.resize(square_hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
         result = model.run(np.clip(small, 0.0, 1.0), small_hole)
-        back = cv2.resize(result, (bw, bh), interpolation=cv2.INTER_CUBIC if shrink else cv2.INTER_AREA)
-        crop[crop_hole] = np.clip(back, 0.0, 1.0)[crop_hole]
+        back = cv2.resize(result, (side, side), interpolation=cv2.INTER_CUBIC if shrink else cv2.INTER_AREA)
+        crop[crop_hole] = np.clip(back[:bh, :bw], 0.0, 1.0)[crop_hole]
         return out
 
     return fill
