@@ -181,6 +181,7 @@ def evaluate(dataset: Any, methods: dict[str, Method], seed: int = 0, scales: di
     rng = np.random.default_rng(seed)
     lp = lpips_metric() if lpips == "auto" else lpips
     sums: dict[str, dict[str, float]] = {m: {} for m in methods}
+    counts: dict[str, dict[str, int]] = {m: {} for m in methods}  # a figure a sample cannot give is left out
     stats = []
     for i in range(len(dataset)):
         s = dataset[i]
@@ -201,11 +202,12 @@ def evaluate(dataset: Any, methods: dict[str, Method], seed: int = 0, scales: di
             row.update({f"fg_band_{k}": v for k, v in errors(fg, fg_gt, trimap == 0.5, alpha_gt, scales).items()})
             row.update({f"bg_covered_{k}": v for k, v in errors(bg, bg_gt, visible, scales=scales).items()})
             for k, v in row.items():
-                sums[name][k] = sums[name].get(k, 0.0) + v
+                if np.isfinite(v):
+                    sums[name][k] = sums[name].get(k, 0.0) + v
+                    counts[name][k] = counts[name].get(k, 0) + 1
         if progress:
             progress(i + 1, len(dataset))
-    n = max(len(dataset), 1)
-    table = {m: {k: v / n for k, v in vals.items()} for m, vals in sums.items()}
+    table = {m: {k: v / counts[m][k] for k, v in vals.items()} for m, vals in sums.items()}
     mean_stats = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
     shape = list(dataset[0]["alpha"].shape) if len(dataset) else []
     return {"count": len(dataset), "size": shape, "scales": scales, "alpha": alpha_source, "lpips": lp is not None,

@@ -22,6 +22,7 @@ from layeringdiff.evaluate import (
 )
 from layeringdiff.imaging.compose import LEAST_CHANGE, extend_foreground
 from layeringdiff.io.images import save_png
+from layeringdiff.texture_metrics import hidden_texture_metrics
 from layeringdiff.train.dataset import (
     SHIPPED_PHOTOS,
     DatasetConfig,
@@ -263,3 +264,24 @@ def test_the_offline_split_beats_the_baselines_it_builds_on():
     assert table["ours"]["bg_MAD"] < min(table["a"]["bg_MAD"], table["b"]["bg_MAD"])
     # why the classical method keeps the projection: the least-change step raises its foreground error
     assert table["ours"]["fg_MAD"] < table["lc"]["fg_MAD"]
+
+
+def test_a_figure_some_samples_cannot_give_is_averaged_over_the_others():
+    """Each mean is over the samples that gave that figure: the hidden-region figures need a hidden region, and a
+    NaN from one sample must not poison the mean."""
+    ds = [{"composite": np.zeros((16, 16, 3), np.float32), "alpha": np.zeros((16, 16), np.float32),
+           "foreground": np.zeros((16, 16, 3), np.float32), "background": np.zeros((16, 16, 3), np.float32)}
+          for _ in range(3)]
+    ds[0]["alpha"][4:12, 4:12] = 1.0  # only the first sample hides part of its background
+
+    calls = iter([4.0, float("nan"), 6.0])
+
+    def method(comp, alpha):
+        return np.zeros_like(comp), np.full_like(comp, next(calls) / 1000)  # B off by 4, NaN, 6 (x 1e-3)
+
+    table = evaluate(ds, {"m": method}, lpips=None)["methods"]["m"]
+    assert table["bg_MAD"] == pytest.approx(5.0, rel=1e-4)  # (4 + 6) / 2: the NaN sample left out
+    own = hidden_texture_metrics(np.full((16, 16, 3), 0.004, np.float32), ds[0]["background"], ds[0]["alpha"])
+    assert own and {f"hidden_{k}" for k in own} <= set(table)
+    for k, v in own.items():  # the one sample with a hidden region gives them: not divided by all three
+        assert table[f"hidden_{k}"] == pytest.approx(v, rel=1e-5, abs=1e-6)
