@@ -186,3 +186,23 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     table = (tmp_path / "eval" / "results.md").read_text()
     assert "| Germer et al. |" in table and "| LayeringDiff FBDD + HFA" in table and "1 generated layers" in table
     assert "MAD x 1000, MSE x 1000, SAD x 1, LPIPS x 100;" in table and "given the true alpha" in table
+
+
+def test_layers_decoded_by_an_fbdd_trained_further_are_not_reused(tmp_path):
+    """The decoded folder remembers the FBDD's files: training it further into the same folder makes them stale."""
+    from layeringdiff.train.hfa import check_decoded_folder, weights_stamp
+
+    fbdd = tmp_path / "export" / "fbdd"
+    (fbdd / "unet_bg").mkdir(parents=True)
+    weights = fbdd / "unet_bg" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"\0" * 10)
+
+    def fingerprint():
+        return {"fbdd": str(fbdd), "fbdd_weights": weights_stamp(fbdd), "fbdd_steps": 25, "seed": 0, "count": 4}
+
+    decoded = tmp_path / "runs" / "hfa" / "decoded"
+    check_decoded_folder(decoded, fingerprint())
+    check_decoded_folder(decoded, fingerprint())  # the same FBDD: resumed
+    weights.write_bytes(b"\1" * 12)  # trained further
+    with pytest.raises(ValueError, match="decoded for another run"):
+        check_decoded_folder(decoded, fingerprint())

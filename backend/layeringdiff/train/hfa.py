@@ -68,6 +68,14 @@ def decode_to_disk(dataset: Any, fbdd: FBDD | None, folder: str | Path, steps: i
                 progress(n + 1, len(todo))
 
 
+def weights_stamp(folder: str | Path) -> list:
+    """Size and modification time of every file of an FBDD folder: an FBDD trained further into the same folder
+    makes the layers decoded by the old one stale."""
+    root = Path(folder)
+    return [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(root.rglob("*")) if p.is_file()]
+
+
 def check_decoded_folder(folder: Path, fingerprint: dict) -> None:
     """The decoded layers in `folder` must come from the same FBDD, steps, seed and data as this run."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,6 +129,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
     decoded = out / "decoded"
     if accelerator.is_main_process:
         check_decoded_folder(decoded, {"fbdd": str(Path(config.fbdd).resolve()) if config.fbdd else None,
+                                       "fbdd_weights": weights_stamp(config.fbdd) if config.fbdd else None,
                                        "fbdd_steps": config.fbdd_steps, "seed": config.seed, "count": len(dataset),
                                        "sample": list(dataset[0]["alpha"].shape)})
     accelerator.wait_for_everyone()
