@@ -5,6 +5,7 @@ from krita import DockWidget, Krita
 from .connection import State
 from .controller import FILLS, Controller
 from .krita_bridge import KritaBridge
+from .messages import status_html
 from .qt import (
     QApplication,
     QCheckBox,
@@ -272,7 +273,7 @@ class LayeringDiffDocker(DockWidget):
     # ---- view interface used by the controller ---------------------------------------------------
     def set_connection(self, state: str, text: str) -> None:
         colour = STATE_COLOURS.get(state, "#888")
-        self.status.setText(f"<span style='color:{colour}'>&#9679;</span> {state}: {text}".replace("\n", "<br>"))
+        self.status.setText(status_html(state, text, colour))
         controller = getattr(self, "controller", None)  # None while the shared controller is being made
         if controller is not None:
             self.restart_button.setText(controller.restart_label())

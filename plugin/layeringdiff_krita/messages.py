@@ -1,5 +1,6 @@
 """Sentences the docker shows that are built from the backend's words. Pure Python."""
 
+import html
 import re
 
 # the backend says this while it prepares its kernels before READY (backend/layeringdiff/kernels.py)
@@ -38,3 +39,10 @@ def model_hint(detail: str, models_dir: str) -> str:
     then = (f"then press Apply and reconnect in this docker's Settings (Models is {models_dir})" if models_dir
             else f"then choose {folder} as Models in this docker's Settings and press Apply and reconnect")
     return ", and ".join(steps) + ", " + then
+
+
+def status_html(state: str, text: str, colour: str) -> str:
+    """The docker's status line as rich text: a coloured dot, the state, then the text as it is (a backend's
+    traceback has `<module>` and the like, which rich text would swallow), line breaks kept."""
+    return f"<span style='color:{colour}'>&#9679;</span> {html.escape(state)}: " + \
+        html.escape(text).replace("\n", "<br>")

@@ -44,3 +44,13 @@ def test_names_read_front_to_back_and_never_repeat():
 def test_krita_type_ids_become_words():
     assert type_name("grouplayer") == "group layer" and with_article("vectorlayer") == "a vector layer"
     assert with_article("filelayer") == "a file layer" and with_article("transparencymask") == "a transparency mask"
+
+
+def test_the_status_line_shows_a_backends_error_output_as_it_is():
+    from layeringdiff_krita.messages import status_html
+
+    text = 'the backend exited (code 1):\n  File "<frozen runpy>", line 198, in <module>\nValueError: a < b & c'
+    out = status_html("lost", text, "#d33")
+    assert out.startswith("<span style='color:#d33'>&#9679;</span> lost: ")
+    assert "&lt;frozen runpy&gt;" in out and "&lt;module&gt;" in out and "a &lt; b &amp; c" in out
+    assert out.count("<br>") == 2 and "\n" not in out
