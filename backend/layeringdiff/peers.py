@@ -9,6 +9,7 @@ down only while it still leads to the same peer address.
 
 import ctypes
 import ctypes.util
+import functools
 import queue
 import socket
 import sys
@@ -210,13 +211,20 @@ class InflightWatch(threading.Thread):
             self.hung_up.put((conn, buffered))
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once (find_library runs `ldconfig -p`); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_memory() -> None:
     """Give freed heap memory back to the system (glibc keeps it otherwise, so the RSS would stay at its
     high-water mark after a large message or job)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

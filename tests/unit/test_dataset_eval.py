@@ -1,6 +1,7 @@
 """Dataset synthesis, its on-disk layout, and the evaluation protocol of Table 4 (no torch needed)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -285,3 +286,13 @@ def test_a_figure_some_samples_cannot_give_is_averaged_over_the_others():
     assert own and {f"hidden_{k}" for k in own} <= set(table)
     for k, v in own.items():  # the one sample with a hidden region gives them: not divided by all three
         assert table[f"hidden_{k}"] == pytest.approx(v, rel=1e-5, abs=1e-6)
+
+
+def test_stored_samples_read_without_pread(tmp_path, monkeypatch):
+    """Windows has no os.pread: the reader seeks and reads its own descriptor instead."""
+    ds = LayerDataset(DatasetConfig(size=32, length=3, seed=4))
+    write_dataset(ds, tmp_path)
+    monkeypatch.delattr(os, "pread")
+    back = StoredDataset(tmp_path)
+    for i in (2, 0, 1):
+        assert all(np.array_equal(back[i][k], ds[i][k]) for k in ds[i])

@@ -78,6 +78,22 @@ class PackWriter:
         self.close()
 
 
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    """os.pread where there is one (no shared file position: safe in threads); elsewhere (Windows) seek + read,
+    on this process's own descriptor."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, length, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    parts = []
+    while length > 0:
+        part = os.read(fd, length)
+        if not part:
+            break
+        parts.append(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
 class PackReader:
     """Reads what PackWriters wrote into a folder (every *.idx there with its .pack). File handles are opened per
     process, so a reader can be handed to DataLoader workers."""
@@ -107,12 +123,12 @@ class PackReader:
         if self._pid != os.getpid():  # in a forked worker: its own descriptors
             self._files, self._pid = {}, os.getpid()
         if name not in self._files:
-            self._files[name] = os.open(self.folder / name, os.O_RDONLY)
+            self._files[name] = os.open(self.folder / name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         return self._files[name]
 
     def __getitem__(self, sample_id: int) -> dict[str, np.ndarray]:
         name, offset, lengths = self.where[sample_id]
-        raw = os.pread(self._fd(name), sum(lengths), offset)
+        raw = _read_at(self._fd(name), sum(lengths), offset)
         out, start = {}, 0
         for field, length in zip(self.fields, lengths, strict=True):
             out[field] = decode(raw[start:start + length])
