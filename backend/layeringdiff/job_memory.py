@@ -61,7 +61,9 @@ def crop_pixels(message: Any) -> int | None:
         return None
     import numpy as np  # the server has it; a 4096^2 selection is scanned in milliseconds
 
-    data = np.frombuffer(mask.data, np.uint8).reshape(h, w, mask.channels)[..., -1]  # L, or the alpha of RGBA
+    from .wire import mask_channel
+
+    data = np.frombuffer(mask.data, np.uint8).reshape(h, w, mask.channels)[..., mask_channel(mask.order)]
     rows, cols = np.flatnonzero(data.any(axis=1)), np.flatnonzero(data.any(axis=0))
     if rows.size == 0:
         return 0

@@ -25,10 +25,16 @@ def to_array(image: Image) -> np.ndarray:
     return out
 
 
+def mask_channel(order: str) -> int:
+    """Which channel of a mask image's frame is the mask: its only one, the alpha of RGBA/BGRA, the red of RGB/BGR."""
+    return {"RGBA": 3, "BGRA": 3, "RGB": 0, "BGR": 2}.get(order, 0)
+
+
 def to_mask(image: Image) -> np.ndarray:
-    """Mask image -> HxW float32: its only channel, or the alpha of an RGBA/BGRA image."""
-    arr = to_array(image)
-    return arr[..., 3] if arr.shape[2] == 4 else arr[..., 0]
+    """Mask image -> HxW float32 (mask_channel's channel)."""
+    arr = np.frombuffer(image.data, dtype=NP_DTYPES[image.dtype]).reshape(image.height, image.width, image.channels)
+    out = arr[..., mask_channel(image.order)].astype(np.float32) / SCALE[image.dtype]
+    return np.clip(out, 0.0, 1.0) if image.dtype in FLOATS else out  # NaN stays NaN, for the stage's own check
 
 
 def from_array(array: np.ndarray, dtype: str, order: str) -> Image:

@@ -112,3 +112,19 @@ def test_a_lama_fill_costs_its_fixed_working_memory_on_the_objects_crop(tmp_path
     onnx_file.parent.mkdir()
     onnx_file.write_bytes(b"\0" * 2000)
     assert weight_bytes(FakeModels({"lama": str(onnx_file.parent)}, loaded=set()))("lama") == 2000
+
+
+def test_the_estimate_reads_the_mask_from_the_channel_the_split_uses():
+    """An RGB mask: the split takes its red channel (wire.to_mask), and so does the crop of the estimate."""
+    import numpy as np
+    from layeringdiff.wire import to_mask
+
+    w = h = 1024
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[100:200, 300:400, 0] = 255  # red: the object
+    rgb[:, :, 2] = 255  # blue everywhere: not the mask
+    for order, frame in (("RGB", rgb), ("BGR", rgb[..., ::-1])):
+        mask = Image(w, h, order, "u8", np.ascontiguousarray(frame).tobytes())
+        assert to_mask(mask)[150, 350] == 1.0 and to_mask(mask)[0, 0] == 0.0
+        estimate = estimate_job(Split(Image(w, h, "RGBA", "u8", b""), mask=mask))
+        assert estimate.nbytes == split_bytes(w * h, (100 + 2 * CROP_MARGIN_PX) ** 2)
