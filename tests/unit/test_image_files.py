@@ -29,6 +29,9 @@ def test_sixteen_bit_colour_keeps_its_precision(tmp_path, suffix, channels):
     np.testing.assert_allclose(image, rgba / 65535, atol=1e-6)  # 8-bit reading would be 1/255 off
     if channels == 4:
         np.testing.assert_allclose(load_mask(path), 40003 / 65535, atol=1e-6)
+    else:  # a colour mask is its grey level (Pillow's weights), at full precision
+        grey = (0.299 * RAMP + 0.587 * RAMP[::-1] + 0.114 * 30001) / 65535
+        np.testing.assert_allclose(load_mask(path), grey, atol=1e-5)
 
 
 def test_eight_bit_files_are_unchanged(tmp_path):

@@ -77,16 +77,21 @@ def load_image(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarra
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Pillow's RGB -> L weights (ITU-R 601-2)
+
+
 def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """Grey or RGBA file -> HxW float32: the alpha channel if the file has one, else the grey level."""
     img, rawmode = _open(path, max_pixels)
+    deep = _deep_colour(img, rawmode, path)
     if img.mode in ("RGBA", "LA", "PA"):
-        deep = _deep_colour(img, rawmode, path)
         if deep is not None and deep.shape[2] == 4:
             return deep[..., 3]
         return _to_float(img.getchannel("A"))
     if img.mode in GREY16 or img.mode == "F":
         return _to_float(img)
+    if deep is not None and deep.shape[2] >= 3:  # 16-bit colour: its grey level at full precision
+        return np.ascontiguousarray(deep[..., :3] @ LUMA)
     return _to_float(img.convert("L"))
 
 

@@ -53,8 +53,33 @@ class Outputs:
         return self.temps[target]
 
     def commit(self) -> None:
-        for target in self.targets:
-            os.replace(self.temps.pop(target), target)
+        """Rename every file into place; if one rename fails, the ones done are undone (the files that were there
+        before come back), so the outputs are all new or all as they were."""
+        done: list[tuple[Path, Path | None]] = []  # (target, the file it replaced, moved aside)
+        try:
+            for target in self.targets:
+                old = None
+                if target.exists():
+                    old = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.old{target.suffix}")
+                    os.replace(target, old)
+                try:
+                    os.replace(self.temps[target], target)
+                except OSError:
+                    if old is not None:
+                        os.replace(old, target)
+                    raise
+                del self.temps[target]
+                done.append((target, old))
+        except OSError:
+            for target, old in reversed(done):
+                if old is not None:
+                    os.replace(old, target)
+                else:
+                    target.unlink(missing_ok=True)
+            raise
+        for _, old in done:
+            if old is not None:
+                old.unlink(missing_ok=True)
 
     def discard(self) -> None:
         for temp in self.temps.values():
