@@ -17,6 +17,7 @@ from layering_protocol import Generate, Peel, Split
 
 from .errors import NotAvailable
 from .models import REGISTRY
+from .stages.split import CROP_MARGIN_PX
 
 # Offline split, RSS above the job's start (its input already received), fitted on the benchmark scenes (2 cores,
 # 2026-11-26, after the texture fill and the memory work of the big-canvas issue): the whole canvas's layers and
@@ -25,7 +26,6 @@ SPLIT_FIXED_BYTES = 100 << 20
 SPLIT_CANVAS_BYTES_PER_PIXEL = 46
 SPLIT_CROP_BYTES_PER_PIXEL = 32
 WIDE_INPUT_BYTES_PER_BYTE = 1  # per byte of the layer's pixels beyond 8-bit RGBA (u16, f16, f32 layers)
-CROP_MARGIN_PX = 64  # stages.split's context around the object (not imported: the server's loop stays light)
 # A diffusion or vision model working at the job's size on the CPU (activations, VAE decoding): an allowance,
 # not measured here (no weights on the machines this was written on); on a GPU they live in its memory.
 MODEL_BYTES_PER_PIXEL = 3072

@@ -111,9 +111,6 @@ class Connections:
             self.by_fd[fd] = known = Connection(fd, address)
         return known
 
-    def closed(self, fd: int) -> None:
-        self.by_fd.pop(fd, None)
-
     def still_open(self, fd: int) -> bool:
         """Forget the connection if libzmq closed it (its descriptor gone, or reused for another peer)."""
         conn = self.by_fd.get(fd)

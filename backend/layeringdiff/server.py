@@ -94,6 +94,14 @@ def pid_alive(pid: int, started_ppid: int) -> bool:
     return psutil.pid_exists(pid)
 
 
+def bounded(message: Any) -> Any:
+    """An error's texts may quote what a client sent: cut to a bounded length."""
+    if not isinstance(message, Error):
+        return message
+    return Error(message.code, clip(message.text, TEXT_CHARS), clip(message.detail, DETAIL_CHARS),
+                 message.job if message.job is None else clip(message.job, 128))
+
+
 def _say(line: str) -> None:
     """A line for whoever started us; stdout may be closed by now (the plugin gone): never raise."""
     try:
@@ -578,11 +586,8 @@ class Server:
 
     # ---- sending ------------------------------------------------------------------------------
     def _send(self, identity: bytes, message: Any, reply_to: str | None = None) -> None:
-        if isinstance(message, Error):  # texts may quote what a client sent: bounded
-            message = Error(message.code, clip(message.text, TEXT_CHARS), clip(message.detail, DETAIL_CHARS),
-                            message.job if message.job is None else clip(message.job, 128))
         try:
-            frames = encode(message, reply_to=reply_to)
+            frames = encode(bounded(message), reply_to=reply_to)
         except ProtocolError as exc:  # a reply over the header limit: say so instead
             incident = self._incident(f"encoding a {type(message).__name__}")
             frames = encode(Error(exc.code, f"internal error (log id {incident}): {exc.text}"), reply_to=reply_to)
@@ -694,10 +699,7 @@ class Server:
 
     def _run(self, job: Job, out: zmq.Socket) -> None:
         def send(message: Any) -> None:
-            if isinstance(message, Error):
-                message = Error(message.code, clip(message.text, TEXT_CHARS), clip(message.detail, DETAIL_CHARS),
-                                message.job)
-            out.send_multipart([job.identity, *encode(message, reply_to=job.id)], copy=False)
+            out.send_multipart([job.identity, *encode(bounded(message), reply_to=job.id)], copy=False)
 
         last = [0.0, ""]
 

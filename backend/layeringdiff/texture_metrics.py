@@ -16,7 +16,8 @@ a smooth fill is the best guess in the mean, and looks like a hole). Three figur
 import cv2
 import numpy as np
 
-HIDDEN_ALPHA = 0.95
+from .stages.classical import HIDDEN_ALPHA
+
 HF_SIGMA = 2.0
 LOWPASS_SIGMA = 8.0
 PATCH_RADIUS = 3

@@ -32,8 +32,12 @@ def test_mounts_are_inside_the_namespace_only(krita_target):
     inside = subprocess.run(krita_target.command(["cat", "/proc/self/mountinfo"]), capture_output=True, text=True,
                             timeout=60)
     points = {line.split()[4] for line in inside.stdout.splitlines()}
-    repo = str(Path(__file__).resolve().parents[2])
-    assert {"/proc", "/dev", "/tmp", repo, os.path.realpath(sys.base_prefix)} <= points, points
+    # the checkout, its venv and base Python at their own paths (one bind for a folder inside another bound one:
+    # a checkout under /tmp comes with /tmp)
+    assert {"/proc", "/dev", "/tmp", *(str(p) for p in roots.default_binds())} <= points, points
+    repo = Path(__file__).resolve().parents[2]
+    seen = subprocess.run(krita_target.command(["test", "-f", str(repo / "pyproject.toml")]), timeout=60)
+    assert seen.returncode == 0, f"{repo} is not visible inside the root"
     assert host_mounts_under(krita_target.root) == []
     # the backend's Python runs inside the root, with the venv's packages
     proc = subprocess.run(krita_target.command([sys.executable, "-c", "import layeringdiff, numpy, zmq; print('ok')"]),

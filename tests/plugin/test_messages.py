@@ -54,3 +54,14 @@ def test_the_status_line_shows_a_backends_error_output_as_it_is():
     assert out.startswith("<span style='color:#d33'>&#9679;</span> lost: ")
     assert "&lt;frozen runpy&gt;" in out and "&lt;module&gt;" in out and "a &lt; b &amp; c" in out
     assert out.count("<br>") == 2 and "\n" not in out
+
+
+def test_the_fills_the_docker_and_the_cli_offer_are_the_backends():
+    """The fill names live in three places that cannot import each other cheaply (the plugin has no backend; the
+    CLI's --help imports no pipeline): they must agree, the backend's default first."""
+    from layeringdiff.cli import SPLIT_FILLS
+    from layeringdiff.stages.split import DEFAULT_FILL, FILLS
+    from layeringdiff_krita.controller import FILLS as DOCKER_FILLS
+
+    assert set(SPLIT_FILLS) == set(DOCKER_FILLS) == set(FILLS)
+    assert SPLIT_FILLS[0] == next(iter(DOCKER_FILLS)) == DEFAULT_FILL

@@ -51,10 +51,6 @@ def selection_ramp(mask: np.ndarray) -> float:
     return float(soft / length) if length > 0 else 0.0
 
 
-def is_feathered(mask: np.ndarray) -> bool:
-    return selection_ramp(mask) >= FEATHER_MIN_RAMP_PX
-
-
 def band_radius(mask: np.ndarray, ramp: float | None = None) -> int:
     """The unknown band's half-width: 2% of the object's size, and for a feathered selection (`ramp`, measured
     when not given) at least a fixed width, more for a very wide ramp (the selection's own imprecision)."""

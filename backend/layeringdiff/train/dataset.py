@@ -26,7 +26,7 @@ import numpy as np
 
 from ..examples import soft_alpha
 from ..imaging.compose import extend_foreground
-from ..io.images import load_image
+from ..io.images import load_image, to_u8
 from .store import PackReader, PackWriter
 
 # The photos that ship in scikit-image, split once: training sources and held-out test sources.
@@ -90,10 +90,6 @@ def split_files(folder: str, split: str) -> list[Path]:
         raise FileNotFoundError(f"none of the {len(files)} images in {folder} falls in the {split} split "
                                 f"({TEST_PERCENT}% of the names are held out for testing)")
     return chosen
-
-
-def to_u8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def to_float(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
