@@ -31,6 +31,8 @@ class Client:
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # a DEALER with no connection (a refused key exchange drops it) blocks on send: give up as LOST_S does
+        self.sock.setsockopt(zmq.SNDTIMEO, int(LOST_S * 1000))
         if server_key:
             self.sock.curve_publickey, self.sock.curve_secretkey = client_key_pair(client_key)
             self.sock.curve_serverkey = server_public_key(server_key)
@@ -51,11 +53,18 @@ class Client:
 
     def send(self, message: Any, msg_id: str | None = None) -> str:
         msg_id = msg_id or new_id()
-        self.sock.send_multipart(encode(message, msg_id), copy=False)
+        self._send(encode(message, msg_id), copy=False)
         return msg_id
 
     def send_raw(self, frames: list[bytes]) -> None:
-        self.sock.send_multipart(frames)
+        self._send(frames)
+
+    def _send(self, frames: list[Any], copy: bool = True) -> None:
+        try:
+            self.sock.send_multipart(frames, copy=copy)
+        except zmq.Again:
+            raise BackendLost(f"could not send to the backend at {self.endpoint} for {LOST_S:.0f} s: no connection "
+                              "(is it running? does it need keys, or refuse these?)") from None
 
     def recv(self, timeout: float = 30.0) -> Envelope:
         """The next message; TimeoutError after `timeout`, BackendLost when the backend is silent for LOST_S."""

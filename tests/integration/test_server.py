@@ -444,3 +444,21 @@ def test_the_client_notices_a_dead_backend_within_seconds():
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
         server.kill()
+
+
+def test_the_client_never_hangs_on_send_without_a_connection():
+    """A DEALER with no connection blocks on send (a refused key exchange drops it): the client gives up as a
+    silent backend does, instead of hanging its caller forever."""
+    import time
+
+    from layeringdiff import client as client_module
+    from layeringdiff.client import BackendLost, Client
+
+    c = Client("tcp://127.0.0.1:9")  # nothing listens: the connection never comes
+    c.sock.disconnect("tcp://127.0.0.1:9")  # and no pipe to queue in, as after a refused key exchange
+    c.sock.setsockopt(zmq.SNDTIMEO, 500)
+    start = time.monotonic()
+    with pytest.raises(BackendLost, match="could not send"):
+        c.send(Ping())
+    assert time.monotonic() - start < 5 and client_module.LOST_S >= 1
+    c.close()
