@@ -32,6 +32,10 @@ LOST_S = 8.0
 CLIENT_NAME = "layeringdiff-krita"
 
 
+class SendFailed(RuntimeError):
+    """A message could not be queued for the backend (no connection to queue it on)."""
+
+
 class State:
     STARTING = "starting"  # the docker's own backend process has not said READY yet (no time limit)
     CONNECTING = "connecting"
@@ -84,7 +88,10 @@ class BackendClient:
         self.detail = f"connecting to {self.endpoint}"
         now = self.clock()
         self._last_heard = self._last_ping = now
-        self._hello_id = self.send(Hello(CLIENT_NAME, PROTOCOL_VERSION))
+        try:
+            self._hello_id = self.send(Hello(CLIENT_NAME, PROTOCOL_VERSION))
+        except SendFailed:  # not queued: no answer comes, and LOST_S of silence says so
+            self._hello_id = ""
 
     def _use_keys(self) -> None:
         if not zmq.has("curve"):
@@ -140,10 +147,15 @@ class BackendClient:
         return self.state == State.CONNECTED
 
     def send(self, message: Any) -> str:
+        """Queue a message, never blocking Krita: SendFailed when there is no connection to queue it on (a DEALER
+        whose key exchange was refused has none) or its queue is full."""
         if self.sock is None:
-            raise RuntimeError("not connected")
+            raise SendFailed(f"not connected to {self.endpoint}")
         msg_id = new_id()
-        self.sock.send_multipart(encode(message, msg_id), copy=False)
+        try:
+            self.sock.send_multipart(encode(message, msg_id), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise SendFailed(f"the backend at {self.endpoint} takes no messages now (no connection)") from None
         return msg_id
 
     def poll(self, max_messages: int = 100) -> List[Envelope]:
@@ -203,4 +215,7 @@ class BackendClient:
             return
         if self.state == State.CONNECTED and now - self._last_ping >= HEARTBEAT_S:
             self._last_ping = now
-            self.send(Ping(now))
+            try:
+                self.send(Ping(now))
+            except SendFailed:  # nothing goes out: LOST_S of silence says so
+                pass

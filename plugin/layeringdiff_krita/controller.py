@@ -24,7 +24,7 @@ from layering_protocol import (
 )
 
 from .backend_process import BackendProcess
-from .connection import BackendClient, State
+from .connection import BackendClient, SendFailed, State
 from .messages import model_hint, starting_status
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
@@ -227,7 +227,10 @@ class Controller:
         if job is None or self.client is None:
             return
         job.state = "cancelling"
-        self.client.send(Cancel(job.id))
+        try:
+            self.client.send(Cancel(job.id))
+        except SendFailed:  # the connection is gone: the lost backend fails the job, leaving the document alone
+            return
         self.view.set_progress("cancelling", -1)
 
     def _guard(self, action: Callable[[], None]) -> None:
@@ -235,6 +238,9 @@ class Controller:
             action()
         except UserError as exc:
             self.view.show_message(str(exc), error=True)
+        except SendFailed as exc:
+            self.view.show_message(f"Not sent: {exc}. The document is unchanged; see the status line above.",
+                                   error=True)
 
     def _split(self, kind: str, phrase: str, exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
         """edge: half-width in pixels of the band around the selection's edge that matting decides

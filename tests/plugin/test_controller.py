@@ -381,3 +381,18 @@ def test_the_fill_choice_reaches_the_backend_and_lama_without_its_model_says_how
     assert len(ctl.bridge.applied) == applied
     ctl.split_selected("cat", fill="sharp")
     assert "Unknown fill" in ctl.view.last[0] and ctl.job is None
+
+
+def test_a_send_with_no_connection_never_blocks_krita(backend):
+    """A DEALER with no connection to queue on blocks on send: the docker must never freeze Krita for it."""
+    c, view = make(backend.endpoint)
+    try:
+        c.client.sock.disconnect(c.client.endpoint)  # no pipe left, as after a refused key exchange
+        start = time.monotonic()
+        c.split_selected("cat")
+        assert time.monotonic() - start < 1.0
+        text, error = view.last
+        assert error and text.startswith("Not sent") and "unchanged" in text and c.job is None
+        c.tick()  # the heartbeat's ping cannot go out either: no exception
+    finally:
+        c.shutdown()
