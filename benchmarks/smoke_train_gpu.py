@@ -8,6 +8,7 @@ mean nothing; on the CPU use --precision no).
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -27,8 +28,10 @@ def main() -> int:
     parser.add_argument("--precision", choices=("no", "fp16", "bf16"), default="bf16")
     parser.add_argument("--cpu", action="store_true", help="run without CUDA (to check the script)")
     args = parser.parse_args()
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.cpu:
+    cuda = torch.cuda.is_available() and not args.cpu
+    if args.cpu:  # accelerate (and so the training loops) keep to the CPU even where a GPU is
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    elif not cuda:
         print("no CUDA device: this smoke test is for a GPU machine (the CPU path is covered by the test suite)")
         return 0
     from accelerate import PartialState

@@ -3,6 +3,7 @@
 The same launch lines run several GPUs or nodes on a CUDA machine; here each process is one CPU rank."""
 
 import csv
+import os
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,9 @@ def launch(*args, machines: int = 1, rank: int = 0, port: int) -> subprocess.Pop
            "--num_machines", str(machines), "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
            "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "layeringdiff", "train", *map(str, args)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the gloo group of machines without GPUs, also where one is: NCCL would need a GPU per process
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def finish(proc: subprocess.Popen) -> tuple[str, list[str]]:

@@ -22,6 +22,8 @@ from layeringdiff.stages.layering import (
 )
 from layeringdiff.wire import from_array, to_array
 
+from tests.models.runtime import model_config
+
 from .tiny import sd2_inpaint_pipeline, sd2_unet
 
 LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0}
@@ -255,7 +257,7 @@ def test_layering_path_follows_the_weights_present(tiny_layering_models, tiny_mo
 @pytest.mark.parametrize("choice,method", [("fbdd", "fbdd+hfa"), ("zero-shot", "zero-shot (sd2-inpaint)")])
 def test_split_with_each_layering_path_recomposites(tiny_layering_models, choice, method):
     root, _ = tiny_layering_models
-    manager = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    manager = ModelManager(model_config().with_models_dir(str(root)))
     comp, alpha, _, _ = synthetic_composite(48, 64, seed=3)
     image = from_array(np.dstack([comp, np.ones(alpha.shape, np.float32)]), "f32", "RGBA")
     mask = from_array((alpha > 0.5).astype(np.float32), "u8", "L")
@@ -269,8 +271,8 @@ def test_split_with_each_layering_path_recomposites(tiny_layering_models, choice
 
 def test_vae_tiling_reaches_the_fbdd_vae_when_configured(tiny_layering_models):
     root, _ = tiny_layering_models
-    tiled = ModelManager(ModelConfig(device="cpu", vae_tiling=True).with_models_dir(str(root)))
-    plain = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    tiled = ModelManager(model_config(vae_tiling=True).with_models_dir(str(root)))
+    plain = ModelManager(model_config().with_models_dir(str(root)))
     assert tiled.layering()[0].vae.use_tiling and not plain.layering()[0].vae.use_tiling
 
 
@@ -279,7 +281,7 @@ def test_evaluation_gives_every_method_vitmattes_alpha(tiny_models):
     from layeringdiff.train.dataset import DatasetConfig, LayerDataset
 
     root, _ = tiny_models
-    manager = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    manager = ModelManager(model_config().with_models_dir(str(root)))
     alphas = []
 
     def method(comp, alpha):
@@ -317,7 +319,7 @@ def test_missing_fbdd_weights_named_when_asked_for(tiny_models):
 
 def test_prompt_with_two_phrases_peels_three_layers(tiny_layering_models):
     root, _ = tiny_layering_models
-    manager = ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    manager = ModelManager(model_config().with_models_dir(str(root)))
     message = Generate("[a cat] and [a dog] on a sofa", width=64, height=64, steps=2, seed=3,
                        options={**LOOSE, "layering": "fbdd", "layering_steps": 2, "dtype": "f32"})
     out = run_job(message, no_progress, manager)

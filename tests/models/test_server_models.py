@@ -13,6 +13,7 @@ from layeringdiff.io.ora import read_ora
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess
+from tests.models.runtime import server_args
 
 LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0}
 
@@ -20,7 +21,7 @@ LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0}
 @pytest.fixture(scope="module")
 def model_backend(tiny_models):
     root, _ = tiny_models
-    server = BackendProcess("--models-dir", str(root), "--device", "cpu")
+    server = BackendProcess("--models-dir", str(root), *server_args())
     yield server
     server.terminate()
 
@@ -97,7 +98,7 @@ def test_cli_generate_writes_layers(tiny_models, tmp_path):
 
 def test_layered_generate_with_fbdd_through_the_server(tiny_layering_models):
     root, _ = tiny_layering_models
-    server = BackendProcess("--models-dir", str(root), "--device", "cpu")
+    server = BackendProcess("--models-dir", str(root), *server_args())
     try:
         with Client(server.endpoint) as c:
             final, events = c.run(Generate("[a cat] and [a dog] on a sofa", width=64, height=64, steps=2, seed=2,

@@ -5,7 +5,7 @@ import pytest
 from layeringdiff.errors import InputError, JobCancelled
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.trimap import UNKNOWN
-from layeringdiff.models import ModelConfig, ModelManager
+from layeringdiff.models import ModelManager
 from layeringdiff.stages.foreground import (
     Detection,
     ForegroundOptions,
@@ -20,13 +20,15 @@ from layeringdiff.stages.foreground import (
 )
 from layeringdiff.stages.generate import GenerateParams, control_condition, generate_composite
 
+from tests.models.runtime import model_config
+
 LOOSE = ForegroundOptions(box_threshold=0.0, text_threshold=0.0)
 
 
 @pytest.fixture(scope="module")
 def manager(tiny_models):
     root, _ = tiny_models
-    return ModelManager(ModelConfig(device="cpu").with_models_dir(str(root)))
+    return ModelManager(model_config().with_models_dir(str(root)))
 
 
 @pytest.fixture(scope="module")

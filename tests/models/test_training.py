@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 from layering_protocol import Split
-from layeringdiff.models import ModelConfig, ModelManager
+from layeringdiff.models import ModelManager
 from layeringdiff.pipeline import run_job
 from layeringdiff.progress import no_progress
 from layeringdiff.stages.layering import FBDD, HFA
@@ -23,6 +23,8 @@ from layeringdiff.train.fbdd import (
 )
 from layeringdiff.train.hfa import DecodedLayers, HFATrainConfig, decode_to_disk, hfa_losses, train_hfa
 from layeringdiff.wire import from_array
+
+from tests.models.runtime import model_config
 
 DATA = DatasetConfig(size=64, length=4, seed=1)
 
@@ -73,6 +75,20 @@ class GPUAccelerator:
 
     def unwrap_model(self, model):
         return model
+
+
+def test_more_processes_than_gpus_is_refused_before_the_group_forms(monkeypatch, tmp_path):
+    """Seen on a one-GPU machine: two processes fail deep in NCCL ("Duplicate GPU detected"). Refused plainly."""
+    from layeringdiff.errors import InputError
+    from layeringdiff.train.checkpoints import make_accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with pytest.raises(InputError, match="2 training processes on this machine but 1 GPU.*--num_processes 1"):
+        make_accelerator("no", tmp_path)
 
 
 def test_ema_copies_live_on_the_accelerators_device(tiny_layering_models, tmp_path):
@@ -147,7 +163,7 @@ def test_exported_weights_load_in_the_backend_and_run(tiny_layering_models, tmp_
     layering.mkdir()
     (layering / "fbdd").symlink_to(fbdd_export)
     (layering / "hfa").symlink_to(hfa_export)
-    manager = ModelManager(ModelConfig(device="cpu", paths={"layering": str(layering)}))
+    manager = ModelManager(model_config(paths={"layering": str(layering)}))
     sample = data[0]
     image = from_array(np.dstack([sample["composite"], np.ones((64, 64), np.float32)]), "f32", "RGBA")
     mask = from_array(sample["alpha"], "f32", "L")

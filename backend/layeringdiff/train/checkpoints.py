@@ -11,12 +11,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .logs import LossLog
 
 
 def _no_accelerator() -> bool:
     xpu = getattr(torch, "xpu", None)
     return not torch.cuda.is_available() and not (xpu is not None and xpu.is_available())
+
+
+def _check_one_gpu_per_process(launched: int) -> None:
+    """NCCL needs a GPU of its own for every process of a machine; with fewer it fails deep inside the first
+    collective ("Duplicate GPU detected", seen on a one-GPU machine with --num_processes 2): say it plainly first."""
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", str(launched)))
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if launched > 1 and not use_cpu and torch.cuda.is_available() and here > torch.cuda.device_count():
+        gpus = torch.cuda.device_count()
+        raise InputError(f"{here} training processes on this machine but {gpus} GPU(s): each process needs a GPU "
+                         f"of its own; launch with --num_processes {gpus} per machine (or add --cpu to train on "
+                         f"the CPU)")
 
 
 def make_accelerator(mixed_precision: str, out: Path) -> Any:
@@ -27,6 +40,7 @@ def make_accelerator(mixed_precision: str, out: Path) -> Any:
 
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     cpu = launched > 1 and _no_accelerator()
+    _check_one_gpu_per_process(launched)
     accelerator = Accelerator(mixed_precision=mixed_precision, project_dir=str(out), cpu=cpu)
     if accelerator.num_processes != launched:
         raise RuntimeError(f"{launched} processes were launched but accelerate formed a group of "
