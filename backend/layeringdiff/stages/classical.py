@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.compose import unmix_background
 from ..imaging.foreground import estimate_foreground
+from ..imaging.membrane import harmonic_fill
 from ..imaging.patchmatch import complete
 from ..progress import ProgressFn
 from .split import DEFAULT_FILL, FILLS, LayerMethod
@@ -19,6 +20,11 @@ HIDDEN_ALPHA = 0.95
 # hands over to the multi-level background estimate by this alpha (on `layeringdiff evaluate`'s synthetic set
 # this cut background MAD 15% and foreground MAD 16% against handing over at 0.5 -> 0.95 to a push-pull fill).
 UNMIX_ALPHA = 0.3
+# From UNMIX_ALPHA to HIDDEN_ALPHA the multi-level estimate hands over in turn to the membrane (imaging/membrane.py)
+# spanned by where the background shows (alpha < SOURCE_ALPHA): inside a large opaque object the estimate has no
+# data and its coarse levels mix in the object's own colours (a pale disc behind a white cup), while the membrane
+# continues the surrounding tone and its gradients. On evaluate's held-out set (60 composites): background MAD
+# 16.49 -> 15.82, MSE 3.86 -> 3.41, hidden lowpass_MAD 19.1 -> 16.7, foreground MAD 11.31 -> 11.07.
 # A generative or texture fill of the hidden part blends in from this alpha.
 TRUSTED_ALPHA = 0.5
 HOLE_GROW_PX = 2
@@ -26,6 +32,9 @@ HOLE_GROW_PX = 2
 # patches at the border see the un-mixed band, and copies exemplars only from where the background shows.
 TEXTURE_FROM_ALPHA = 0.3
 SOURCE_ALPHA = 0.02
+# The texture fill keeps its detail and takes its low frequencies from the guess (the membrane where hidden): a
+# Gaussian of this many pixels at the fill's working size (imaging/patchmatch.complete's lowpass_sigma).
+TEXTURE_LOWPASS_SIGMA = 4.0
 
 FillFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -37,22 +46,30 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
 
 def texture_fill(alpha: np.ndarray, seed: int = 0) -> FillFn:
     """Exemplar-based completion (imaging/patchmatch.py) of the background where alpha >= TEXTURE_FROM_ALPHA,
-    from patches where it shows (alpha < SOURCE_ALPHA)."""
+    from patches where it shows (alpha < SOURCE_ALPHA), guided by the guess and keeping its low frequencies: the
+    texture's detail on the guess's tone, joined without a seam of tone to the background around it."""
 
     def fill(guess: np.ndarray, hole: np.ndarray) -> np.ndarray:
         region = hole | (alpha >= TEXTURE_FROM_ALPHA)
-        return complete(guess, region, source=alpha < SOURCE_ALPHA, seed=seed)
+        return complete(guess, region, source=alpha < SOURCE_ALPHA, seed=seed, lowpass_sigma=TEXTURE_LOWPASS_SIGMA)
 
     return fill
 
 
 def background_guess(image: np.ndarray, alpha: np.ndarray, fg_est: np.ndarray, bg_est: np.ndarray) -> np.ndarray:
     """Exactly un-mixed where the background shows clearly, the multi-level estimate (`bg_est`) where it is mostly
-    or wholly hidden. That estimate's coarse-to-fine propagation is the smooth fill of the hidden part: on the
-    synthetic evaluation set it beat push-pull, Telea and Navier-Stokes fills of the hidden region (in MAD)."""
+    hidden (from UNMIX_ALPHA) and the membrane spanned by the clearly visible background where it is wholly hidden
+    (by HIDDEN_ALPHA): the smooth fill of the hidden part, and the texture fill's guide and tone."""
     unmixed = np.clip(unmix_background(image, alpha, fg_est), 0.0, 1.0)
     towards_estimate = smoothstep(alpha / UNMIX_ALPHA)[..., None]
-    return (1.0 - towards_estimate) * unmixed + towards_estimate * bg_est
+    guess = (1.0 - towards_estimate) * unmixed + towards_estimate * bg_est
+    towards_membrane = smoothstep((alpha - UNMIX_ALPHA) / (HIDDEN_ALPHA - UNMIX_ALPHA))[..., None]
+    if towards_membrane.any():
+        membrane = harmonic_fill(guess, alpha < SOURCE_ALPHA)
+        membrane -= guess
+        membrane *= towards_membrane
+        guess += membrane
+    return guess
 
 
 def blend_fill(guess: np.ndarray, alpha: np.ndarray, fill: FillFn | None) -> np.ndarray:
