@@ -7,11 +7,19 @@ import cv2
 import numpy as np
 import pytest
 from layeringdiff.examples import photo
-from layeringdiff.imaging.compose import exact_layers
+from layeringdiff.imaging.compose import exact_layers, unmix_background
 from layeringdiff.imaging.foreground import estimate_foreground
 from layeringdiff.imaging.membrane import harmonic_fill, match_low_frequencies
 from layeringdiff.imaging.patchmatch import complete
-from layeringdiff.stages.classical import SOURCE_ALPHA, background_guess, complete_background, texture_fill
+from layeringdiff.stages.classical import (
+    HIDDEN_ALPHA,
+    SOURCE_ALPHA,
+    UNMIX_ALPHA,
+    background_guess,
+    complete_background,
+    smoothstep,
+    texture_fill,
+)
 from layeringdiff.texture_metrics import border_region, border_tone, hidden_region, hidden_texture_metrics
 
 
@@ -96,7 +104,9 @@ def test_match_low_frequencies_takes_the_tone_and_keeps_the_detail_up_to_the_bor
     fill = target.copy()
     fill[region] += 0.2 + checker[region]
     for scale in (1, 4):
-        out = match_low_frequencies(fill, target, region, sigma=8.0, scale=scale)
+        given = fill.copy()
+        out = match_low_frequencies(given, target, region, sigma=8.0, scale=scale)
+        assert out is given  # in place: no full-size copy
         assert np.array_equal(out[~region], fill[~region])
         rim = region & (cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0)
         for part in (region, rim):
@@ -119,6 +129,28 @@ def test_complete_with_lowpass_sigma_keeps_the_starting_tone():
     assert abs(float(toned[hole].mean()) - want) < 0.02 < abs(float(plain[hole].mean()) - want)
     detail = lambda x: float(np.std((x - cv2.GaussianBlur(x, (0, 0), 2))[hole]))  # noqa: E731
     assert detail(toned) > 0.8 * detail(plain)
+
+
+# --- the guess
+
+
+def test_background_guess_is_unmixed_then_the_estimate_then_the_membrane():
+    """One pass over the pixels (a numba kernel, on a crop view as the split passes it) that gives what the
+    formulas say: exact un-mixing handing over to the multi-level estimate by UNMIX_ALPHA, then to the membrane
+    of the clearly visible background by HIDDEN_ALPHA."""
+    rng = np.random.default_rng(3)
+    h, w = 90, 120
+    image = rng.uniform(0, 1, (h + 4, w + 4, 3)).astype(np.float32)[2:-2, 2:-2]
+    fg, bg_est = (rng.uniform(0, 1, (h, w, 3)).astype(np.float32) for _ in range(2))
+    alpha = cv2.GaussianBlur((ellipse(h, w, (0.3, 0.3)) > 0.5).astype(np.float32), (0, 0), 4)
+    guess = background_guess(image, alpha, fg, bg_est)
+    t = smoothstep(alpha / UNMIX_ALPHA)[..., None]
+    before = (1 - t) * np.clip(unmix_background(image, alpha, fg), 0, 1) + t * bg_est
+    assert np.allclose(guess[alpha <= UNMIX_ALPHA], before[alpha <= UNMIX_ALPHA], atol=1e-5)
+    membrane = harmonic_fill(before.astype(np.float32), alpha < SOURCE_ALPHA)
+    m = smoothstep((alpha - UNMIX_ALPHA) / (HIDDEN_ALPHA - UNMIX_ALPHA))[..., None]
+    assert np.allclose(guess, (1 - m) * before + m * membrane, atol=1e-4)
+    assert guess.dtype == np.float32 and guess.shape == (h, w, 3)
 
 
 # --- the border figure

@@ -595,5 +595,5 @@ def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = No
                             interpolation=cv2.INTER_LINEAR).reshape(colour.shape)
         _pick_up(colour, source, hole, prev.nny, prev.nnx, coarse, 2 ** prev_k, PICK_LOWPASS, PICK_BAND, colour)
     if lowpass_sigma > 0:
-        return match_low_frequencies(out, image, hole, lowpass_sigma * 2 ** prev_k, 2 ** prev_k)
+        match_low_frequencies(colour, image.reshape(colour.shape), hole, lowpass_sigma * 2 ** prev_k, 2 ** prev_k)
     return out
