@@ -6,7 +6,8 @@ it was tuned on TUNING_PHOTOS, seed 0). Prints a row per image and the means, an
         [--backgrounds DIR]   # any folder of texture images instead (e.g. Krita's /usr/share/krita/patterns)
 
 Targets: hf_ratio 0.7..1.3, lowpass_MAD <= 1.1x the smooth fill's, patch_SW below the smooth fill's and below the
-smooth fill plus matched noise.
+smooth fill plus matched noise. border_tone (a ring of another tone around the hole, texture_metrics.py) is printed
+beside them.
 """
 
 import argparse
@@ -28,7 +29,7 @@ from layeringdiff.texture_metrics import (
     textured_set,
 )
 
-FIGURES = ("hf_ratio", "lowpass_MAD", "patch_SW")
+FIGURES = ("hf_ratio", "lowpass_MAD", "patch_SW", "border_tone")
 
 
 def folder_set(folder: str, per_image: int, size: int, seed: int) -> list[tuple]:
@@ -56,7 +57,7 @@ def main() -> None:
         data = textured_set(HELD_OUT_PHOTOS if args.set == "held-out" else TUNING_PHOTOS, args.per_photo, args.size,
                             seed)
     print(f"load {os.getloadavg()[0]:.2f}; {len(data)} composites of {args.size}x{args.size}; figures over the hidden "
-          "region (true alpha >= 0.95): hf_ratio / lowpass_MAD / patch_SW")
+          "region (true alpha >= 0.95): hf_ratio / lowpass_MAD / patch_SW / border_tone")
     rows: dict[str, list[dict]] = {"smooth": [], "smooth + matched noise": [], "texture": []}
     fill_times = []
     for name, comp, alpha, _, bg in data:
@@ -73,9 +74,9 @@ def main() -> None:
             f"{key.split()[0][:6]} " + " ".join(f"{r[-1][f]:6.2f}" for f in FIGURES) for key, r in rows.items()),
             flush=True)
     means = {key: {f: statistics.mean(r[f] for r in rs) for f in FIGURES} for key, rs in rows.items()}
-    print("\n| fill | hf_ratio | lowpass_MAD | patch_SW |\n|---|---|---|---|")
+    print("\n| fill | hf_ratio | lowpass_MAD | patch_SW | border_tone |\n|---|---|---|---|---|")
     for key, m in means.items():
-        print(f"| {key} | {m['hf_ratio']:.2f} | {m['lowpass_MAD']:.2f} | {m['patch_SW']:.2f} |")
+        print(f"| {key} | " + " | ".join(f"{m[f]:.2f}" for f in FIGURES) + " |")
     t, s, n = means["texture"], means["smooth"], means["smooth + matched noise"]
     checks = {"hf_ratio in 0.7..1.3": 0.7 <= t["hf_ratio"] <= 1.3,
               "lowpass_MAD <= 1.1x smooth": t["lowpass_MAD"] <= 1.1 * s["lowpass_MAD"],

@@ -11,6 +11,10 @@ a smooth fill is the best guess in the mean, and looks like a hole). Three figur
   blurred fill (too little spread). The mean distance of each fill patch to its nearest true patch was tried first
   and dropped: on gravel and grass a perfect texture (another crop of the same photo) scored worse than a flat fill
   (16.0 against 15.4 on gravel) and a blurred crop best (13.3), the same reward for blur as MAD's.
+- border_tone: how much lighter or darker the fill is, on average, than the truth along the hole's border (the
+  partly hidden band 0.3 <= alpha < 0.95 and the hidden pixels within BORDER_PX of it; |mean luma difference|,
+  x 255): an outline or a ring of another tone around the hole, which the eye finds at once and lowpass_MAD,
+  averaged over the whole hole, dilutes.
 """
 
 import cv2
@@ -19,6 +23,8 @@ import numpy as np
 from .stages.classical import HIDDEN_ALPHA
 
 HF_SIGMA = 2.0
+BORDER_ALPHA = 0.3
+BORDER_PX = 6
 LOWPASS_SIGMA = 8.0
 PATCH_RADIUS = 3
 PATCH_SAMPLES = 4000  # patch centres compared (a fixed random subset of the region's)
@@ -87,9 +93,24 @@ def patch_distribution_distance(fill: np.ndarray, truth: np.ndarray, region: np.
     return float(np.sqrt(np.mean((pa - pb) ** 2)) * 255.0)
 
 
+def border_region(alpha: np.ndarray) -> np.ndarray:
+    """The hole's border: BORDER_ALPHA <= alpha < HIDDEN_ALPHA, and alpha >= HIDDEN_ALPHA within BORDER_PX of it."""
+    hidden = (alpha >= HIDDEN_ALPHA).astype(np.uint8)
+    near = cv2.distanceTransform(np.pad(hidden, 1, constant_values=1), cv2.DIST_L2, 3)[1:-1, 1:-1] <= BORDER_PX
+    return (alpha >= BORDER_ALPHA) & ((alpha < HIDDEN_ALPHA) | near)
+
+
+def border_tone(background: np.ndarray, truth: np.ndarray, alpha: np.ndarray) -> float:
+    """|mean luma difference| (x 255) of the background against the truth over border_region; nan if it is empty."""
+    ring = border_region(alpha)
+    if not ring.any():
+        return float("nan")
+    return abs(float(np.mean(_luma(background[..., :3])[ring] - _luma(truth[..., :3])[ring]))) * 255.0
+
+
 def hidden_texture_metrics(background: np.ndarray, truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
-    """The three figures for a background layer (HxWx3, [0,1]) against the true one, over true alpha >= 0.95.
-    Empty dict when nothing is hidden."""
+    """The four figures for a background layer (HxWx3, [0,1]) against the true one, over true alpha >= 0.95 (and
+    its border). Empty dict when nothing is hidden."""
     region = hidden_region(alpha)
     if region.sum() < (2 * PATCH_RADIUS + 1) ** 2:
         return {}
@@ -101,7 +122,8 @@ def hidden_texture_metrics(background: np.ndarray, truth: np.ndarray, alpha: np.
     hf = float(np.sqrt(np.mean(detail(bg)[inner] ** 2)))
     return {"hf_ratio": hf / max(true_hf, 1e-6),
             "lowpass_MAD": float(np.abs(lowpass(bg) - lowpass(gt))[region].mean()) * 255.0,
-            "patch_SW": patch_distribution_distance(bg, gt, region)}
+            "patch_SW": patch_distribution_distance(bg, gt, region),
+            "border_tone": border_tone(bg, gt, alpha)}
 
 
 def matched_noise(fill: np.ndarray, truth: np.ndarray, alpha: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .inpaint import inpaint
+from .membrane import match_low_frequencies
 
 PATCH_RADIUS = 3  # 7x7 patches
 # Hole pixels at the finest EM level (the working size); the full size is voted straight from its field.
@@ -527,12 +528,16 @@ def texture_energy(image: np.ndarray, known: np.ndarray, sigma: float = FEATURE_
     return inpaint(energy[..., None], den < 0.5)[..., 0]
 
 
-def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = None, seed: int = 0,
+             lowpass_sigma: float = 0.0) -> np.ndarray:
     """Fill `hole` (HxW bool) of `image` (HxW or HxWxC float32) from exemplar patches lying wholly in `source`
     (default: outside the hole). The hole's current values are the starting guess at the coarsest level (a
-    smooth fill is a good one). Returns a new image; outside the hole it equals the input. Deterministic for a
-    seed. A source too thin for the coarse levels starts at the first level where it holds MIN_SOURCE_CENTRES whole
-    patches; with none at any level the input comes back unchanged."""
+    smooth fill is a good one) and, blurred, a guide for the matching. `lowpass_sigma` > 0 (in pixels of the
+    working size): the result keeps the texture's detail and takes its low frequencies from the starting guess
+    (membrane.match_low_frequencies), so the guess's tone holds up to the hole's border even where the copied
+    patches come from lighter or darker parts of the source. Returns a new image; outside the hole it equals the
+    input. Deterministic for a seed. A source too thin for the coarse levels starts at the first level where it
+    holds MIN_SOURCE_CENTRES whole patches; with none at any level the input comes back unchanged."""
     image = np.ascontiguousarray(image, np.float32)
     out = image.copy()
     if not hole.any():
@@ -589,4 +594,6 @@ def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = No
         coarse = cv2.resize(np.ascontiguousarray(prev.image[..., :channels]), (hole.shape[1], hole.shape[0]),
                             interpolation=cv2.INTER_LINEAR).reshape(colour.shape)
         _pick_up(colour, source, hole, prev.nny, prev.nnx, coarse, 2 ** prev_k, PICK_LOWPASS, PICK_BAND, colour)
+    if lowpass_sigma > 0:
+        match_low_frequencies(colour, image.reshape(colour.shape), hole, lowpass_sigma * 2 ** prev_k, 2 ** prev_k)
     return out
