@@ -74,6 +74,8 @@ def warm_up() -> None:
             for options in (SplitOptions(fill=fill), SplitOptions(band=3, quantize=255, fill=fill),
                             SplitOptions(alpha_mode="mask", fill=fill)):
                 split_layer(image, mask=mask, options=options)
+            # an RGB image whose crop is the whole frame hands contiguous arrays to the kernels: other signatures
+            split_layer(np.ascontiguousarray(image[..., :3]), mask=mask, options=SplitOptions(fill=fill))
 
 
 def prepare(say: Say = print) -> list[str]:
