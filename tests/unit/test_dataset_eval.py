@@ -251,6 +251,18 @@ def test_baselines_and_report(tmp_path):
     assert json.loads(js.read_text())["count"] == 2 and "| ours |" in text and "given the a stand-in alpha" in text
     assert "| method | F MAD | F MSE | F SAD | F LPIPS | B MAD |" in text and "n/a" in text
     assert "F band MAD" in text and "B covered MAD" in text and "FBA matting" in text
+    assert "| method | hf_ratio | hf_ratio_median | lowpass_MAD | patch_SW | border_tone |" in text
+
+
+def test_the_hf_ratio_median_is_not_ruled_by_a_flat_truth(monkeypatch):
+    """A sample whose true hidden background is flat gives a huge ratio: the mean follows it, the median not."""
+    import layeringdiff.evaluate as ev
+
+    ratios = iter([1.0, 0.9, 40.0])
+    monkeypatch.setattr(ev, "hidden_texture_metrics", lambda bg, gt, alpha: {"hf_ratio": next(ratios)})
+    ds = LayerDataset(DatasetConfig(size=32, length=3, seed=2, split="test"))
+    vals = evaluate(ds, {"a": germer}, lpips=None)["methods"]["a"]
+    assert vals["hidden_hf_ratio"] == pytest.approx(41.9 / 3) and vals["hidden_hf_ratio_median"] == 1.0
 
 
 def test_the_offline_split_beats_the_baselines_it_builds_on():
