@@ -1,6 +1,7 @@
 """Command line: `layeringdiff split ...` writes an .ora + PNGs; `layeringdiff serve` runs the backend."""
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -190,12 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     code = server.run()
     # everything is closed and sent: skip the interpreter's teardown of the numerical libraries, which
     # takes most of a second on a loaded machine (the stop after SIGTERM should take well under 2 s)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    _exit_now(code)
 
 
 def psutil_total() -> int:
@@ -615,5 +611,26 @@ def _internal(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def run() -> None:
+    """The `layeringdiff` command: main(), then out without the interpreter's teardown. Its finalisers unload
+    numba's TBB thread pool, which can spin forever (seen: `evaluate` done and its results written, the process
+    still at 100% CPU an hour later in tbb::finalize). Everything is written and closed by then; training keeps
+    the normal exit, for its process group and accelerate's own clean-up."""
+    code = main()
+    if sys.argv[1:2] == ["train"]:
+        sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing more can reach it anyway
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -222,3 +222,24 @@ def test_ctrl_c_leaves_no_partial_files(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(120) == 130
     assert list(out.iterdir()) == []
+
+
+def test_the_command_ends_without_the_interpreters_teardown():
+    """Finalisers at exit can spin forever in numba's TBB pool (seen after `evaluate`): the command flushes what it
+    printed and ends at once, so no finaliser (nor atexit handler) runs."""
+    code = ("import atexit, sys; atexit.register(lambda: print('TEARDOWN RAN')); "
+            "sys.argv = ['layeringdiff', 'examples']; from layeringdiff.cli import run; run()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "coffee" in proc.stdout and "TEARDOWN RAN" not in proc.stdout
+
+
+def test_training_keeps_the_normal_exit(monkeypatch):
+    """accelerate and the process group clean up at exit: `train` leaves through sys.exit."""
+    from layeringdiff import cli
+
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    monkeypatch.setattr(cli.os, "_exit", lambda code: pytest.fail("os._exit after training"))
+    monkeypatch.setattr(sys, "argv", ["layeringdiff", "train", "fbdd"])
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 0
