@@ -72,17 +72,7 @@ def main() -> None:
     comp, alpha, _, _ = synthetic_composite(300, 300, seed=0)
     r = split_layer(comp, mask=(alpha > 0.5).astype(np.float32), options=SplitOptions(quantize=255))
     rows.append([fit(comp), fit(on_checker(r.foreground)), fit(np.dstack([r.alpha] * 3)), fit(r.background[..., :3])])
-    w = sum(t.width for t in rows[0]) + 10 * 3
-    canvas = Image.new("RGB", (w, sum(max(t.height for t in row) for row in rows) + 10), "white")
-    y = 0
-    for row in rows:
-        x = 0
-        for tile in row:
-            canvas.paste(tile, (x, y))
-            x += tile.width + 10
-        y += max(t.height for t in row) + 10
-    canvas.save(HERE / "split_examples.png", optimize=True)
-    print(HERE / "split_examples.png")
+    paste_rows(rows, HERE / "split_examples.png")
 
 
 if __name__ == "__main__":

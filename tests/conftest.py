@@ -1,3 +1,4 @@
+import contextlib
 import os
 import select
 import signal
@@ -7,6 +8,24 @@ import threading
 import time
 
 import pytest
+
+
+@contextlib.contextmanager
+def in_process_server(config=None):
+    """A Server bound on loopback in this process, its loop in a thread (for tests that patch its job runner);
+    yields the endpoint, and stops and closes it after."""
+    from layeringdiff.server import Server
+
+    server = Server(config)
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        loop.join(5)
+        server.close()
 
 
 def pytest_addoption(parser):

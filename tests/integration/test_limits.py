@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import msgpack
@@ -31,7 +30,7 @@ from layering_protocol import (
 from layeringdiff.client import BackendLost, Client
 from layeringdiff.wire import from_array
 
-from tests.conftest import BackendProcess
+from tests.conftest import BackendProcess, in_process_server
 from tests.integration.rawpeer import RawPeer
 from tests.integration.test_server import layer_and_mask
 
@@ -255,7 +254,7 @@ def test_a_client_cannot_queue_more_than_its_jobs():
 def test_a_running_job_that_goes_over_the_budget_is_stopped(monkeypatch):
     """In process: the job takes the server over its budget while it runs (an estimate can be wrong)."""
     import layeringdiff.server as server_module
-    from layeringdiff.server import Server, ServerConfig
+    from layeringdiff.server import ServerConfig
 
     held = []
 
@@ -268,21 +267,14 @@ def test_a_running_job_that_goes_over_the_budget_is_stopped(monkeypatch):
 
     monkeypatch.setattr(server_module, "run_job", greedy)
     rss = psutil.Process().memory_info().rss
-    server = Server(ServerConfig(max_memory=rss + (256 << 20)))
-    endpoint = server.bind()
-    loop = threading.Thread(target=server.loop, daemon=True)
-    loop.start()
     try:
-        with Client(endpoint) as c:
+        with in_process_server(ServerConfig(max_memory=rss + (256 << 20))) as endpoint, Client(endpoint) as c:
             _, image, mask = layer_and_mask(64)
             final, _ = c.run(Split(image, mask=mask), timeout=60)
             assert isinstance(final.message, Error) and final.message.code == ErrorCode.TOO_LARGE
             assert "budget" in final.message.text
     finally:
         held.clear()
-        server.stop()
-        loop.join(5)
-        server.close()
 
 
 def test_peers_within_the_message_limit_together_over_the_budget_are_hung_up():

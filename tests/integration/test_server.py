@@ -34,7 +34,7 @@ from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.compose import compose
 from layeringdiff.wire import from_array
 
-from tests.conftest import BackendProcess
+from tests.conftest import BackendProcess, in_process_server
 
 
 def layer_and_mask(size=256, dtype="u8", order="BGRA", seed=0):
@@ -395,20 +395,14 @@ def test_no_reply_carries_a_traceback(monkeypatch, caplog):
     """In process: a job that fails unexpectedly is answered `internal` with a log id; the traceback is
     in the log under that id, not in the reply."""
     import re
-    import threading
 
     import layeringdiff.server as server_module
-    from layeringdiff.server import Server
 
     def broken(*args):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(server_module, "run_job", broken)
-    server = Server()
-    endpoint = server.bind()
-    loop = threading.Thread(target=server.loop, daemon=True)
-    loop.start()
-    try:
+    with in_process_server() as endpoint:
         with caplog.at_level("ERROR", logger="layeringdiff.server"), Client(endpoint) as c:
             _, image, mask = layer_and_mask(64)
             err = c.run(Split(image, mask=mask))[0].message
@@ -417,10 +411,6 @@ def test_no_reply_carries_a_traceback(monkeypatch, caplog):
             incident = re.search(r"log id (\w+)", err.text).group(1)
         logged = [r for r in caplog.records if incident in r.getMessage()]
         assert logged and "secret internal detail" in str(logged[0].exc_info[1])
-    finally:
-        server.stop()
-        loop.join(5)
-        server.close()
 
 
 def test_the_client_notices_a_dead_backend_within_seconds():

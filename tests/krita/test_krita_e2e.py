@@ -230,6 +230,13 @@ def test_remote_backend_with_keys_typed_into_settings(secure_backend, curve_keys
 
 
 # ---- undo, layer properties, the docker's size, first start ---------------------------------------------------
+def two_selections_over_paper(out: Path, w: int, h: int, seed: int) -> None:
+    """A composite with two selections (the object's, then an ellipse for a peel) and the paper files."""
+    comp, alpha, _, _ = synthetic_composite(h, w, seed=seed)
+    prepare(out, w, h, comp, [((alpha > 0.5) * 255).astype(np.uint8), ellipse(w, h, (270, 215), (40, 30))])
+    paper_files(out, w, h)
+
+
 def paper_files(out: Path, w: int, h: int) -> None:
     """A paper layer with a pattern, the same with its right half transparent, and a left-to-right fade mask."""
     yy, xx = np.mgrid[:h, :w]
@@ -274,11 +281,7 @@ def states_match(out: Path, prefix: str, steps: int, w: int, h: int, before: np.
 
 def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
     w, h = 320, 256
-    comp, alpha, _, _ = synthetic_composite(h, w, seed=3)
-    mask1 = ((alpha > 0.5) * 255).astype(np.uint8)
-    mask2 = ellipse(w, h, (270, 215), (40, 30))
-    prepare(tmp_path, w, h, comp, [mask1, mask2])
-    paper_files(tmp_path, w, h)
+    two_selections_over_paper(tmp_path, w, h, seed=3)
     report = run_krita(home, tmp_path, "undo", screen=SCREENS["large"], timeout=300)
     check_report(report)
     steps = {s["step"]: s for s in report["steps"]}
@@ -319,11 +322,7 @@ def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
 
 def test_layer_properties_are_kept(home, tmp_path):
     w, h = 320, 256
-    comp, alpha, _, _ = synthetic_composite(h, w, seed=4)
-    mask1 = ((alpha > 0.5) * 255).astype(np.uint8)
-    mask2 = ellipse(w, h, (270, 215), (40, 30))
-    prepare(tmp_path, w, h, comp, [mask1, mask2])
-    paper_files(tmp_path, w, h)
+    two_selections_over_paper(tmp_path, w, h, seed=4)
     report = run_krita(home, tmp_path, "props", screen=SCREENS["small"], timeout=300)
     check_report(report)
     cases = report["cases"]
