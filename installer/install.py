@@ -145,9 +145,14 @@ def has_pip() -> bool:
     return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
 
 
-def vendor_wheels(target: Path, python_version: str, platform_tag: str) -> list[str]:
+def vendor_wheels(dest: Path, python_version: str, platform_tag: str) -> list[str]:
     """Download binary wheels of the runtime deps for Krita's Python (any CPython 3.10 to 3.14: its own
-    cpXY wheels, or abi3 ones built for an older version) and unpack them into target."""
+    cpXY wheels, or abi3 ones built for an older version), unpack each into vendor/deps/<wheel>/ of the plugin
+    at dest and index them for that Python (the layout of the release zip, which has every platform)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from plugin_tree import DEPS, tag_platform_key
+
+    deps = dest / DEPS
     with tempfile.TemporaryDirectory() as tmp:
         platforms = [platform_tag]
         if platform_tag.startswith("manylinux"):  # older manylinux tags are compatible too
@@ -164,9 +169,11 @@ def vendor_wheels(target: Path, python_version: str, platform_tag: str) -> list[
         unpacked = []
         for wheel in sorted(Path(tmp).glob("*.whl")):
             with zipfile.ZipFile(wheel) as zf:
-                zf.extractall(target)
-            unpacked.append(wheel.name)
-        return unpacked
+                zf.extractall(deps / wheel.stem)
+            unpacked.append(wheel.stem)
+    index = {tag_platform_key(platform_tag): {python_version: unpacked}}
+    (deps / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return unpacked
 
 
 def install(args: argparse.Namespace) -> int:
@@ -174,15 +181,12 @@ def install(args: argparse.Namespace) -> int:
     dest = pykrita / PLUGIN
     print(f"Krita plugin folder: {pykrita}")
     pykrita.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        shutil.rmtree(dest)
-        print(f"  removed the previous copy in {dest}")
-    shutil.copytree(ROOT / "plugin" / PLUGIN, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from plugin_tree import build_plugin_tree
+
+    build_plugin_tree(dest)  # the backend comes from this checkout's environment: no wheel in its bundle
     shutil.copy2(ROOT / "plugin" / f"{PLUGIN}.desktop", pykrita / f"{PLUGIN}.desktop")
-    vendor = dest / "vendor"
-    shutil.copytree(ROOT / "protocol" / "layering_protocol", vendor / "layering_protocol",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    print(f"  copied the plugin to {dest} and the protocol package to {vendor}")
+    print(f"  copied the plugin to {dest} and the protocol package to {dest / 'vendor'}")
 
     krita_python = args.krita_python or default_krita_python()
     modules = [IMPORT_NAMES[d] for d in RUNTIME_DEPS]
@@ -201,9 +205,9 @@ def install(args: argparse.Namespace) -> int:
                   "python3-msgpack), or run the installer with a Python that has pip (e.g. a venv's)",
                   file=sys.stderr)
             return 2
-        print(f"  pyzmq and msgpack: installing wheels for Python {version} ({tag}) into {vendor}")
+        print(f"  pyzmq and msgpack: installing wheels for Python {version} ({tag}) into {dest / 'vendor' / 'deps'}")
         try:
-            wheels = vendor_wheels(vendor, version, tag)
+            wheels = vendor_wheels(dest, version, tag)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -216,7 +220,7 @@ def install(args: argparse.Namespace) -> int:
                                              else "")
     settings: dict = {"python": backend_python, "autostart": True}
     if args.models_dir:
-        settings["model_dirs"] = {"all": str(Path(args.models_dir).expanduser().resolve())}
+        settings["models_dir"] = str(Path(args.models_dir).expanduser().resolve())
     if backend_python:
         edits.append(("layeringdiff", "settings", json.dumps(settings)))
     update_kritarc(rc, edits)

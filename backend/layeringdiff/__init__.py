@@ -1,3 +1,5 @@
 """LayeringDiff backend: layered image synthesis and layer splitting for Krita."""
 
-__version__ = "0.1.0"
+from layering_protocol.version import RELEASE as __version__  # the release number lives in one place
+
+__all__ = ["__version__"]

@@ -52,6 +52,7 @@ from layering_protocol import (
     encode,
     peek_id,
 )
+from layering_protocol.version import SERVER_NAME
 
 from . import __version__
 from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_module
@@ -522,7 +523,7 @@ class Server:
         identity = peer.identity
         if isinstance(message, Hello):
             models = {row["model"]: row["state"] for row in self.models.status()}
-            caps = Capabilities(f"layeringdiff {__version__}", PROTOCOL_VERSION, available_jobs(),
+            caps = Capabilities(f"{SERVER_NAME} {__version__}", PROTOCOL_VERSION, available_jobs(),
                                 self.limits.max_pixels, models)
             self._send(identity, caps, reply_to=msg_id)
         elif isinstance(message, Ping):

@@ -5,11 +5,12 @@ touched only when a result arrives for a job that is still wanted; errors, cance
 leave it as it was.
 """
 
+import shutil
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from layering_protocol import (
+    RELEASE,
     Accepted,
     Cancel,
     Cancelled,
@@ -20,14 +21,19 @@ from layering_protocol import (
     Progress,
     Result,
     Split,
+    compare_releases,
     parse_prompt,
+    server_release,
 )
 
 from .backend_process import BackendProcess
 from .connection import BackendClient, SendFailed, State
+from .jobs import Job, JobState, UserError
 from .messages import model_hint, starting_status
+from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
+from .setup_run import Bundle, Home
 
 STARTING_UPDATE_S = 1.0  # how often the starting backend's elapsed time is refreshed
 # ControlNets of the backend: lines of a sketch layer, or a depth-map layer (and how messages name them)
@@ -41,41 +47,18 @@ USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMA
                      ErrorCode.BUSY, ErrorCode.VERSION_MISMATCH)
 
 
-class UserError(Exception):
-    """Something the user can fix; shown in the docker as it is."""
-
-
-@dataclass
-class LayerPixels:
-    node: Any
-    rect: Tuple[int, int, int, int]  # x, y, w, h in document pixels
-    image: Any  # layering_protocol.Image
-    name: str
-
-
-@dataclass
-class Job:
-    id: str
-    kind: str  # split | peel | generate
-    doc: Any
-    layer: Optional[LayerPixels] = None
-    phrase: str = ""
-    index: int = 1
-    size: Tuple[int, int] = (0, 0)
-    state: str = "sent"  # sent | running | cancelling | waiting (result held until its document is active)
-    stage: str = ""
-    started: float = field(default_factory=time.monotonic)
-    note: str = ""  # said before the result's own message
-    result: Any = None  # a result waiting for its document
-
-
 class Controller:
     def __init__(self, bridge: Any, view: Any, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, home: Optional[Home] = None,
+                 bundle: Optional[Bundle] = None) -> None:
         self.bridge = bridge
         self.view = view
         self.settings = settings
         self.clock = clock
+        # the backend the docker sets up itself in <Krita's data folder>/layeringdiff (None: tests of other things)
+        self.own: Optional[OwnBackend] = None
+        if home is not None:
+            self.own = OwnBackend(view, home, bundle or Bundle(), self.start, self.shutdown, clock)
         self.process: Optional[BackendProcess] = None
         self.client: Optional[BackendClient] = None
         self.job: Optional[Job] = None
@@ -85,9 +68,22 @@ class Controller:
         self._in_tick = False
 
     # ---- backend lifecycle --------------------------------------------------------------------
+    def needs_setup(self) -> bool:
+        """No backend to start or reach: no Python set, none set up by the docker, no `layeringdiff` on PATH."""
+        return (self.own is not None and self.settings.autostart and not self.settings.python
+                and not self.own.python() and shutil.which("layeringdiff") is None)
+
     def start(self) -> None:
+        if self.needs_setup():
+            assert self.own is not None
+            self.own.need()
+            self._set_connection(State.CLOSED, "no backend set up yet: see Set up backend below")
+            return
+        if self.own is not None and not self.own.busy and self.own.state != SetupState.UPDATE:
+            self.own.set_state(SetupState.READY, "")
         if self.settings.autostart:
-            self.process = BackendProcess(self.settings.backend_command())
+            own_python = self.own.python() if self.own is not None else ""
+            self.process = BackendProcess(self.settings.backend_command(own_python))
             self._process_started = self.clock()
             if not self.process.start():
                 error, self.process = self.process.start_error, None
@@ -124,7 +120,34 @@ class Controller:
 
     def _set_connection(self, state: str, text: str) -> None:
         self._reported_state = state
+        if self.client is not None and self.client.capabilities is not None and state == State.CONNECTED:
+            text += self._compare_versions(self.client.capabilities.server)
+        elif state == State.INCOMPATIBLE and self._own_process():
+            assert self.own is not None
+            self.own.offer_update("of another protocol", RELEASE)
         self.view.set_connection(state, text)
+
+    def _own_process(self) -> bool:
+        """The running backend is the one the docker set up (so the docker can update it)."""
+        return self.own is not None and self.process is not None and not self.settings.python \
+            and bool(self.own.python())
+
+    def _compare_versions(self, server: str) -> str:
+        """The backend's release against the plugin's: an older one of the docker's own gets Update backend."""
+        backend = server_release(server)
+        order = compare_releases(backend) if backend else -1
+        if order == 0:
+            return ""
+        if order > 0:
+            return (f"\nThe backend ({backend}) is newer than this plugin ({RELEASE}): it works while the protocol "
+                    "is the same; import the plugin zip of the same release to match it.")
+        shown = backend or "of an older release"
+        if self._own_process():
+            assert self.own is not None
+            self.own.offer_update(shown, RELEASE)
+            return f"\nThe backend is {shown}, this plugin {RELEASE}: press Update backend."
+        return (f"\nThe backend is {shown}, this plugin {RELEASE}: update it (pip install -U layeringdiff, or the "
+                "wheel in this plugin's bundle folder) so that both are of the same release.")
 
     def tick(self) -> None:
         """Called from a Qt timer: never blocks. Krita API calls made while applying a result can spin
@@ -138,6 +161,8 @@ class Controller:
             self._in_tick = False
 
     def _tick(self) -> None:
+        if self.own is not None:
+            self.own.tick()
         if self.process is not None and self.client is None:
             if self.process.endpoint:
                 self._connect(self.process.endpoint)
@@ -170,7 +195,7 @@ class Controller:
 
     def _job_running(self) -> bool:
         """A job the backend still works on (a result waiting for its document needs no backend)."""
-        return self.job is not None and self.job.state != "waiting"
+        return self.job is not None and self.job.state != JobState.WAITING
 
     def _backend_gone(self, why: str) -> None:
         if self._job_running():
@@ -186,12 +211,15 @@ class Controller:
 
     # ---- user actions -------------------------------------------------------------------------
     def _require_idle_connection(self) -> None:
-        if self.job is not None and self.job.state == "waiting":
+        if self.job is not None and self.job.state == JobState.WAITING:
             raise UserError(f"The layers of the last {self.job.kind} wait for the document "
                             f"'{self.bridge.document_name(self.job.doc)}': switch to it to insert them, or press "
                             "Cancel to drop them.")
         if self.job is not None:
             raise UserError("A job is running: wait for it or press Cancel.")
+        if self.own is not None and self.own.state in (SetupState.NEEDED, SetupState.FINDING, SetupState.RUNNING,
+                                                        SetupState.FAILED):
+            raise UserError("Set up the backend first: press Set up backend.")
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
@@ -204,6 +232,22 @@ class Controller:
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
         self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative, guide, guide_strength))
+
+    def setup_backend(self) -> None:
+        """Set up backend, Retry and Update backend: the docker's own environment from the plugin's bundle."""
+        if self.own is None:
+            return
+        if self.job is not None:
+            self.view.show_message("A job is running: wait for it or press Cancel.", error=True)
+            return
+        self.own.start(self.settings.index_url)
+
+    def remove_backend(self, models: bool = False) -> None:
+        """Uninstall the docker's own environment (and its models folder when asked); the plugin stays."""
+        if self.own is None:
+            return
+        self._set_connection(State.CLOSED, "no backend set up yet: see Set up backend below")
+        self.view.show_message(self.own.remove(models))
 
     def undo_last(self) -> None:
         """The docker's Undo button: take back the last split, peel or generate in one step."""
@@ -219,14 +263,17 @@ class Controller:
         self.view.show_message(text)
 
     def cancel(self) -> None:
+        if self.own is not None and self.own.busy:
+            self.own.cancel()
+            return
         job = self.job
-        if job is not None and job.state == "waiting":  # the result is here: drop it
+        if job is not None and job.state == JobState.WAITING:  # the result is here: drop it
             self._finish()
             self.view.show_message("The result was dropped: the document is unchanged.")
             return
         if job is None or self.client is None:
             return
-        job.state = "cancelling"
+        job.state = JobState.CANCELLING
         try:
             self.client.send(Cancel(job.id))
         except SendFailed:  # the connection is gone: the lost backend fails the job, leaving the document alone
@@ -321,21 +368,21 @@ class Controller:
                 self.view.show_message(f"Backend: {msg.text}", error=True)
             return
         if isinstance(msg, Accepted):
-            job.state = "running" if job.state == "sent" else job.state
+            job.state = JobState.RUNNING if job.state == JobState.SENT else job.state
             ahead = f"queued, {msg.position} job{'s' if msg.position > 1 else ''} ahead" if msg.position else ""
             self.view.set_progress(ahead or "starting", 0.0)
         elif isinstance(msg, Progress):
             job.stage = msg.stage
-            if job.state != "cancelling":
+            if job.state != JobState.CANCELLING:
                 self.view.set_progress(msg.stage, msg.fraction)
         elif isinstance(msg, Result):
-            if job.state == "cancelling":
+            if job.state == JobState.CANCELLING:
                 self._finish()
                 self.view.show_message("Cancelled: the document is unchanged.")
                 return
             job.result = msg
             if job.doc is not None and self.bridge.document_is_open(job.doc) and not self.bridge.can_apply(job.doc):
-                job.state = "waiting"  # Krita's undoable actions act on the active document only
+                job.state = JobState.WAITING  # Krita's undoable actions act on the active document only
                 self.view.set_progress("waiting for its document", 1.0)
                 self.view.show_message(f"The layers are ready: switch to the document "
                                        f"'{self.bridge.document_name(job.doc)}' to insert them (Cancel drops them).")
@@ -349,14 +396,14 @@ class Controller:
             # details of these codes tell the user what to do; others (tracebacks) stay in the backend log
             hint = msg.detail if msg.code in USER_DETAIL_CODES else ""
             if msg.code == ErrorCode.NOT_AVAILABLE:
-                hint = model_hint(hint, self.settings.model_dirs.get("all", ""))
+                hint = model_hint(hint, self.settings.models_dir)
             text = msg.text[0].upper() + msg.text[1:] if msg.text else msg.code
             self.view.show_message(f"{text}." + (f" {hint[0].upper() + hint[1:]}." if hint else "")
                                    + " The document is unchanged.", error=True)
 
     def _insert_waiting_result(self) -> None:
         job = self.job
-        if job is None or job.state != "waiting":
+        if job is None or job.state != JobState.WAITING:
             return
         if not self.bridge.document_is_open(job.doc) or self.bridge.can_apply(job.doc):
             self._insert(job)

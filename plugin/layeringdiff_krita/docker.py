@@ -1,6 +1,10 @@
 """The LayeringDiff docker: widgets only. Behaviour lives in controller.Controller."""
 
+import os
+from typing import List
+
 from krita import DockWidget, Krita
+from layering_protocol import RELEASE
 
 from .connection import State
 from .controller import FILLS, Controller
@@ -18,6 +22,7 @@ from .qt import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -30,6 +35,7 @@ from .qt import (
     QWidget,
 )
 from .settings import Settings
+from .setup_run import Bundle, Home
 from .views import ViewGroup
 
 DOCKER_ID = "layeringdiff_docker"
@@ -74,13 +80,20 @@ def _text_area(label: QLabel, lines: int) -> QScrollArea:
     return area
 
 
+def _show_children(box: QGroupBox, on: bool) -> None:
+    """A checkable group box folds: its contents show only while it is checked."""
+    for child in box.findChildren(QWidget):
+        child.setVisible(on)
+
+
 _SHARED: dict = {}
 
 
 def shared_controller(settings: Settings) -> Controller:
     """Every window's docker shares one controller, one connection and one backend process."""
     if "controller" not in _SHARED:
-        controller = Controller(KritaBridge(), ViewGroup(), settings)
+        home = Home(os.path.join(Krita.instance().getAppDataLocation(), "layeringdiff"))
+        controller = Controller(KritaBridge(), ViewGroup(), settings, home=home, bundle=Bundle())
         timer = QTimer(QApplication.instance())  # lives as long as Krita, not as one docker
         timer.timeout.connect(controller.tick)
         timer.start(TICK_MS)
@@ -94,24 +107,14 @@ class LayeringDiffDocker(DockWidget):
     def __init__(self) -> None:
         super().__init__()
         self._undo_label = ""
-        self.setWindowTitle("LayeringDiff")
+        self._setup_state = ""
+        self.setWindowTitle(f"LayeringDiff {RELEASE}")
         self.settings = Settings.from_json(Krita.instance().readSetting(SETTINGS_GROUP, "settings", ""))
         root = QWidget(self)
         outer = QVBoxLayout(root)
         outer.setContentsMargins(4, 4, 4, 4)
-
-        # fixed at the top: the backend's status
-        status_row = QHBoxLayout()
-        self.status = QLabel("not connected")
-        self.status.setObjectName("ld_status")
-        self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
-        self.restart_button.setVisible(False)
-        status_row.addWidget(_text_area(self.status, TEXT_LINES), 1)
-        status_row.addWidget(self.restart_button, 0, Qt.AlignmentFlag.AlignTop)
-        outer.addLayout(status_row)
-
-        # the controls scroll when the docker is short
-        controls = QWidget()
+        outer.addLayout(self._status_row())  # fixed at the top: the backend's status
+        controls = QWidget()  # the controls scroll when the docker is short
         controls.setObjectName("ld_controls")
         layout = QVBoxLayout(controls)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -122,8 +125,98 @@ class LayeringDiffDocker(DockWidget):
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setMinimumHeight(60)
         outer.addWidget(self.scroll, 1)
+        layout.addWidget(self._setup_box())
+        self.disabled_reason = QLabel("Split and Generate need a backend: set it up above.")
+        self.disabled_reason.setObjectName("ld_disabled_reason")
+        self.disabled_reason.setWordWrap(True)
+        self.disabled_reason.setVisible(False)
+        layout.addWidget(self.disabled_reason)
+        self.split_box = self._split_box()
+        layout.addWidget(self.split_box)
+        self.generate_box = self._generate_box()
+        layout.addWidget(self.generate_box)
+        layout.addWidget(self._settings_box())
+        layout.addStretch(1)
+        # scroll up and down only: as wide as the controls need, so nothing is cut off at the right
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(controls.minimumSizeHint().width() + bar)
+        self._bottom(outer)  # fixed at the bottom: progress, Cancel, Undo and the last message
+        self.setWidget(root)
 
+        self.controller = shared_controller(self.settings)
+        self.controller.view.add(self)
+        self.destroyed.connect(lambda *_: self.controller.view.remove(self))
+
+    # ---- the docker's sections, top to bottom -------------------------------------------------------
+    def _status_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.status = QLabel("not connected")
+        self.status.setObjectName("ld_status")
+        self.restart_button = _button("Restart backend", "ld_restart", self.on_restart)
+        self.restart_button.setVisible(False)
+        row.addWidget(_text_area(self.status, TEXT_LINES), 1)
+        row.addWidget(self.restart_button, 0, Qt.AlignmentFlag.AlignTop)
+        return row
+
+    def _setup_box(self) -> QGroupBox:
+        """Set up, retry or update the docker's own backend, with progress, Cancel and the installer's log."""
+        box = QGroupBox(f"Backend (plugin {RELEASE})")
+        box.setObjectName("ld_setup_box")
+        form = QVBoxLayout(box)
+        self.setup_text = QLabel("")
+        self.setup_text.setObjectName("ld_setup_text")
+        self.setup_text.setWordWrap(True)
+        self.setup_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addWidget(self.setup_text)
+        self.setup_progress = QProgressBar()
+        self.setup_progress.setObjectName("ld_setup_progress")
+        self.setup_progress.setRange(0, 1000)
+        self.setup_progress.setTextVisible(False)
+        self.setup_step = QLabel("")
+        self.setup_step.setObjectName("ld_setup_step")
+        self.setup_step.setWordWrap(True)
+        form.addWidget(self.setup_progress)
+        form.addWidget(self.setup_step)
+        row = QHBoxLayout()
+        self.setup_button = _button("Set up backend", "ld_setup", self.on_setup)
+        self.setup_cancel = _button("Cancel", "ld_setup_cancel", self.on_cancel)
+        self.copy_log = _button("Copy log", "ld_copy_log", self.on_copy_log)
+        for widget in (self.setup_button, self.setup_cancel, self.copy_log):
+            row.addWidget(widget)
+        form.addLayout(row)
+        self.setup_log = QPlainTextEdit()
+        self.setup_log.setObjectName("ld_setup_log")
+        self.setup_log.setReadOnly(True)  # selectable and copyable
+        self.setup_log.setMaximumBlockCount(5000)
+        self.setup_log.setMaximumHeight(8 * self.setup_log.fontMetrics().lineSpacing() + 10)
+        form.addWidget(self.setup_log)
+        self.advanced = QGroupBox("Advanced")
+        self.advanced.setObjectName("ld_setup_advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        adv = QFormLayout(self.advanced)
+        self.index_url = _line(self.settings.index_url, "package index for the setup (empty: pip's own)",
+                               "ld_index_url")
+        adv.addRow("Package index", self.index_url)
+        self.existing_python = _line(self.settings.python, "a Python with layeringdiff, or the layeringdiff command",
+                                     "ld_existing_python")
+        adv.addRow("Existing Python", self.existing_python)
+        adv.addRow(_button("Use this Python", "ld_use_existing", self.on_use_existing))
+        adv.addRow(QLabel("A studio server: fill in its address and keys under Settings below."))
+        self.remove_models = QCheckBox("also delete the downloaded models")
+        self.remove_models.setObjectName("ld_remove_models")
+        adv.addRow(self.remove_models)
+        adv.addRow(_button("Remove the backend", "ld_remove_backend", self.on_remove_backend))
+        self.advanced.toggled.connect(lambda on: _show_children(self.advanced, on))
+        _show_children(self.advanced, False)
+        form.addWidget(self.advanced)
+        self.setup_box = box
+        return box
+
+    def _split_box(self) -> QGroupBox:
         split = QGroupBox("Split")
+        split.setObjectName("ld_split_box")
         split_form = QVBoxLayout(split)
         self.phrase = _line("", "foreground phrase (names the group; finds the object without a selection)",
                             "ld_phrase")
@@ -159,9 +252,11 @@ class LayeringDiffDocker(DockWidget):
         buttons.addWidget(self.split_button)
         buttons.addWidget(self.peel_button)
         split_form.addLayout(buttons)
-        layout.addWidget(split)
+        return split
 
+    def _generate_box(self) -> QGroupBox:
         gen = QGroupBox("Generate")
+        gen.setObjectName("ld_generate_box")
         gen_form = QFormLayout(gen)
         self.prompt = QPlainTextEdit()
         self.prompt.setObjectName("ld_prompt")
@@ -212,8 +307,9 @@ class LayeringDiffDocker(DockWidget):
         gen_form.addRow("Seed", self.seed)
         self.generate_button = _button("Generate layered", "ld_generate", self.on_generate)
         gen_form.addRow(self.generate_button)
-        layout.addWidget(gen)
+        return gen
 
+    def _settings_box(self) -> QGroupBox:
         self.settings_box = QGroupBox("Settings")
         self.settings_box.setCheckable(True)
         self.settings_box.setChecked(False)
@@ -221,8 +317,8 @@ class LayeringDiffDocker(DockWidget):
         self.autostart = QCheckBox("Start a local backend automatically")
         self.autostart.setChecked(self.settings.autostart)
         self.endpoint = QLineEdit(self.settings.endpoint)
-        self.python = _line(self.settings.python, "python with layeringdiff installed (empty: find it on PATH)")
-        self.model_dir = _line(self.settings.model_dirs.get("all", ""), "folder with downloaded models (optional)")
+        self.python = _line(self.settings.python, "python with layeringdiff installed (empty: the docker's own)")
+        self.model_dir = _line(self.settings.models_dir, "folder with downloaded models (optional)")
         self.server_key = _line(self.settings.server_key, "remote backend: the key `layeringdiff keys init` printed")
         self.client_key = _line(self.settings.client_key, "remote backend: this computer's .key_secret file")
         settings_form.addRow(self.autostart)
@@ -235,16 +331,11 @@ class LayeringDiffDocker(DockWidget):
         settings_form.addRow("Python", self.python)
         settings_form.addRow("Models", self.model_dir)
         settings_form.addRow(_button("Apply and reconnect", "ld_apply", self.on_apply_settings))
-        self.settings_box.toggled.connect(self._show_settings)
-        self._show_settings(False)
-        layout.addWidget(self.settings_box)
-        layout.addStretch(1)
-        # scroll up and down only: as wide as the controls need, so nothing is cut off at the right
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        bar = self.scroll.verticalScrollBar().sizeHint().width()
-        self.scroll.setMinimumWidth(controls.minimumSizeHint().width() + bar)
+        self.settings_box.toggled.connect(lambda on: _show_children(self.settings_box, on))
+        _show_children(self.settings_box, False)
+        return self.settings_box
 
-        # fixed at the bottom: progress, Cancel, Undo and the last message
+    def _bottom(self, outer: QVBoxLayout) -> None:
         progress_row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setObjectName("ld_progress")
@@ -264,11 +355,6 @@ class LayeringDiffDocker(DockWidget):
         self.message.setObjectName("ld_message")
         self.message_area = _text_area(self.message, TEXT_LINES)
         outer.addWidget(self.message_area)
-        self.setWidget(root)
-
-        self.controller = shared_controller(self.settings)
-        self.controller.view.add(self)
-        self.destroyed.connect(lambda *_: self.controller.view.remove(self))
 
     # ---- view interface used by the controller ---------------------------------------------------
     def set_connection(self, state: str, text: str) -> None:
@@ -284,6 +370,43 @@ class LayeringDiffDocker(DockWidget):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         self.undo_button.setEnabled(not busy and self._undo_label != "")
+
+    def set_setup(self, state: str, text: str) -> None:
+        """own_backend.SetupState: "" (ready), needed, finding, running, failed, update."""
+        self._setup_state = state
+        working = state in ("finding", "running")
+        blocked = state in ("needed", "finding", "running", "failed")
+        self.setup_text.setText(text)
+        self.setup_text.setStyleSheet("color: #d33;" if state == "failed" else "")
+        self.setup_text.setVisible(bool(state))
+        self.setup_button.setText({"failed": "Retry setup", "update": "Update backend"}.get(state, "Set up backend"))
+        self.setup_button.setVisible(state in ("needed", "failed", "update"))
+        self.setup_cancel.setVisible(working)
+        self.setup_progress.setVisible(working)
+        self.setup_step.setVisible(working)
+        has_log = self.setup_log.blockCount() > 1 or bool(self.setup_log.toPlainText())
+        self.setup_log.setVisible(working or (state in ("failed", "update") and has_log))
+        self.copy_log.setVisible(self.setup_log.isVisibleTo(self.setup_box))
+        if working and state == "finding":
+            self.setup_progress.setRange(0, 0)
+            self.setup_step.setText(text)
+        for box in (self.split_box, self.generate_box):
+            box.setEnabled(not blocked)
+        self.disabled_reason.setVisible(blocked)
+
+    def set_setup_progress(self, text: str, fraction: float) -> None:
+        self.setup_progress.setRange(0, 1000)
+        self.setup_progress.setValue(int(fraction * 1000))
+        self.setup_step.setText(text)
+
+    def add_setup_log(self, lines: List[str], reset: bool) -> None:
+        if reset:
+            self.setup_log.clear()
+        for line in lines:
+            self.setup_log.appendPlainText(line)
+        if lines and self._setup_state in ("finding", "running"):
+            self.setup_log.setVisible(True)
+            self.copy_log.setVisible(True)
 
     def set_undo(self, label: str) -> None:
         self._undo_label = label
@@ -304,10 +427,6 @@ class LayeringDiffDocker(DockWidget):
         self.message.setText(text)
 
     # ---- slots ------------------------------------------------------------------------------------
-    def _show_settings(self, on: bool) -> None:
-        for child in self.settings_box.findChildren(QWidget):
-            child.setVisible(on)
-
     def fill_value(self) -> str:
         return self.fill.currentData() or ""
 
@@ -348,6 +467,29 @@ class LayeringDiffDocker(DockWidget):
     def on_undo(self) -> None:
         self.controller.undo_last()
 
+    def on_setup(self) -> None:
+        self.settings.index_url = self.index_url.text().strip()
+        Krita.instance().writeSetting(SETTINGS_GROUP, "settings", self.settings.to_json())
+        self.controller.setup_backend()
+
+    def on_copy_log(self) -> None:
+        QApplication.clipboard().setText(self.setup_log.toPlainText())
+        self.show_message("The setup's log is on the clipboard.")
+
+    def on_use_existing(self) -> None:
+        self.settings.python = self.existing_python.text().strip()
+        self.settings.autostart = True
+        self.python.setText(self.settings.python)
+        self.autostart.setChecked(True)
+        self._save_and_restart()
+
+    def on_remove_backend(self) -> None:
+        models = self.remove_models.isChecked()
+        what = "the backend's environment" + (" and the downloaded models" if models else "")
+        answer = QMessageBox.question(self, "Remove the backend", f"Remove {what}? The plugin stays installed.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.controller.remove_backend(models)
+
     def on_restart(self) -> None:
         self.controller.restart()
 
@@ -357,10 +499,11 @@ class LayeringDiffDocker(DockWidget):
         self.settings.python = self.python.text().strip()
         self.settings.server_key = self.server_key.text().strip()
         self.settings.client_key = self.client_key.text().strip()
-        if self.model_dir.text().strip():
-            self.settings.model_dirs["all"] = self.model_dir.text().strip()
-        else:
-            self.settings.model_dirs.pop("all", None)
+        self.settings.models_dir = self.model_dir.text().strip()
+        self._save_and_restart()
+
+    def _save_and_restart(self) -> None:
+        self.settings.index_url = self.index_url.text().strip()
         Krita.instance().writeSetting(SETTINGS_GROUP, "settings", self.settings.to_json())
         self.controller.settings = self.settings
         self.controller.restart()

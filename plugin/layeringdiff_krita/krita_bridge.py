@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from krita import Krita
 
-from .controller import Job, LayerPixels, UserError
+from .jobs import Job, LayerPixels, UserError
 from .naming import foreground_number, group_name, is_background, layer_names, next_index, unique, with_article
 from .pixels import UnsupportedFormat, layer_format, layer_image
 

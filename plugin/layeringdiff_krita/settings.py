@@ -18,8 +18,10 @@ class Settings:
     endpoint: str = "tcp://127.0.0.1:5557"  # used when autostart is off
     server_key: str = ""  # a backend served with --keys: its public key (Z85 text or server.key path)
     client_key: str = ""  # ... and this machine's .key_secret file
-    python: str = ""  # empty: the `layeringdiff` command on PATH, else python3
-    model_dirs: Dict[str, str] = field(default_factory=dict)  # model name -> local folder
+    python: str = ""  # Python with the backend; empty: the docker's own (set up from the zip), else PATH's
+    models_dir: str = ""  # a folder with one sub-folder per model (`layeringdiff models fetch --models-dir`)
+    model_dirs: Dict[str, str] = field(default_factory=dict)  # model name -> its own local folder
+    index_url: str = ""  # the package index the docker's setup installs from (empty: pip's own setting)
     max_pixels: int = 64 * 1024 * 1024
 
     @classmethod
@@ -29,6 +31,10 @@ class Settings:
         except ValueError:
             data = {}
         known = {f.name for f in fields(cls)}
+        if isinstance(data, dict) and isinstance(data.get("model_dirs"), dict) and "all" in data["model_dirs"]:
+            # settings of 0.1: the models folder was model_dirs["all"]
+            dirs = dict(data["model_dirs"])
+            data = {**data, "model_dirs": dirs, "models_dir": data.get("models_dir") or dirs.pop("all")}
         settings = cls(**{k: v for k, v in data.items() if k in known}) if isinstance(data, dict) else cls()
         if os.environ.get(ENV_ENDPOINT):
             settings.autostart = False
@@ -44,15 +50,17 @@ class Settings:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
-    def backend_command(self) -> List[str]:
-        """Command that starts the backend on a free loopback port (it prints a READY line)."""
+    def backend_command(self, own_python: str = "") -> List[str]:
+        """Command that starts the backend on a free loopback port (it prints a READY line); own_python: the
+        docker's own environment's, used when no Python is set."""
         # --parent-pid: the backend exits by itself if Krita goes away without stopping it
         serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels), "--parent-pid", str(os.getpid())]
-        if self.model_dirs.get("all"):
-            serve += ["--models-dir", self.model_dirs["all"]]  # one sub-folder per model name
-        serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items()) if name != "all"]
-        if self.python:
-            return [self.python, "-m", "layeringdiff", *serve]
+        if self.models_dir:
+            serve += ["--models-dir", self.models_dir]  # one sub-folder per model name
+        serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items())]
+        python = self.python or own_python
+        if python:
+            return [python, "-m", "layeringdiff", *serve]
         exe = shutil.which("layeringdiff")
         if exe:
             return [exe, *serve]

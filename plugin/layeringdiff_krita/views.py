@@ -11,6 +11,9 @@ class ViewGroup:
         self._busy = False
         self._message: Tuple[str, bool] = ("", False)
         self._undo = ""
+        self._setup: Tuple[str, str] = ("", "")
+        self._setup_progress: Tuple[str, float] = ("", 0.0)
+        self._setup_log: List[str] = []
 
     def add(self, view: Any) -> None:
         self.views.append(view)
@@ -20,6 +23,10 @@ class ViewGroup:
         if self._message[0]:
             view.show_message(*self._message)
         view.set_undo(self._undo)
+        view.set_setup(*self._setup)
+        if self._setup[0] == "running":
+            view.set_setup_progress(*self._setup_progress)
+        view.add_setup_log(list(self._setup_log), True)
 
     def remove(self, view: Any) -> None:
         if view in self.views:
@@ -49,3 +56,22 @@ class ViewGroup:
         self._undo = label
         for view in list(self.views):
             view.set_undo(label)
+
+    def set_setup(self, state: str, text: str) -> None:
+        """The docker's own backend: own_backend.SetupState's value ("" hides the setup panel) and what to say."""
+        self._setup = (state, text)
+        for view in list(self.views):
+            view.set_setup(state, text)
+
+    def set_setup_progress(self, text: str, fraction: float) -> None:
+        self._setup_progress = (text, fraction)
+        for view in list(self.views):
+            view.set_setup_progress(text, fraction)
+
+    def add_setup_log(self, lines: List[str], reset: bool) -> None:
+        """Lines of the setup's log (reset: a new setup starts an empty log)."""
+        if reset:
+            self._setup_log = []
+        self._setup_log.extend(lines)
+        for view in list(self.views):
+            view.add_setup_log(lines, reset)

@@ -26,13 +26,13 @@ from .messages import (
     StatusReply,
 )
 from .prompt import background_prompt, parse_prompt
-from .version import PROTOCOL_VERSION
+from .version import PROTOCOL_VERSION, RELEASE, compare_releases, server_release
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MAX_HEADER_BYTES", "MAX_ID_LENGTH", "MAX_REQUEST_FRAMES",
-    "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION",
+    "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION", "RELEASE",
     "Accepted", "Cancel", "Cancelled", "Capabilities", "Echo", "EchoReply", "Envelope", "Error",
     "ErrorCode", "Generate", "Hello", "Image", "Peel", "Ping", "Pong", "Progress", "ProtocolError",
     "Result", "Split", "Status", "StatusReply", "background_prompt", "check_header", "clip", "decode", "encode",
-    "new_id", "parse_prompt", "peek_id", "short",
+    "compare_releases", "new_id", "parse_prompt", "peek_id", "server_release", "short",
 ]

@@ -131,7 +131,7 @@ def make_home(home: Path, models_dir: Path | None = None, settings: dict | None 
         sys.path.pop(0)
     edits = [("python", "enable_ld_e2e_driver", "true")]
     if models_dir is not None:
-        settings = {"python": sys.executable, "autostart": True, "model_dirs": {"all": str(models_dir)}}
+        settings = {"python": sys.executable, "autostart": True, "models_dir": str(models_dir)}
     if settings is not None:
         edits.append(("layeringdiff", "settings", json.dumps(settings)))
     install.update_kritarc(kritarc, edits)

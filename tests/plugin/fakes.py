@@ -5,7 +5,7 @@ import time
 import numpy as np
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.wire import from_array
-from layeringdiff_krita.controller import LayerPixels, UserError
+from layeringdiff_krita.jobs import LayerPixels, UserError
 
 
 class FakeClock:
@@ -28,6 +28,9 @@ class FakeView:
         self.progress = []
         self.messages = []
         self.undo = ""
+        self.setup = []
+        self.setup_progress = []
+        self.setup_log = []
 
     def set_connection(self, state, text):
         self.connection = (state, text)
@@ -43,6 +46,17 @@ class FakeView:
 
     def set_undo(self, label):
         self.undo = label
+
+    def set_setup(self, state, text):
+        self.setup.append((state, text))
+
+    def set_setup_progress(self, text, fraction):
+        self.setup_progress.append((text, fraction))
+
+    def add_setup_log(self, lines, reset):
+        if reset:
+            self.setup_log = []
+        self.setup_log.extend(lines)
 
     @property
     def last(self):

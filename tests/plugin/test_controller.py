@@ -318,7 +318,7 @@ def test_a_failed_generate_without_a_document_creates_none(ctl):
 
 
 def test_the_missing_model_message_points_at_the_dockers_settings(ctl):
-    ctl.settings.model_dirs["all"] = "/srv/models"
+    ctl.settings.models_dir = "/srv/models"
     ctl.generate("[a red fox] in a snowy forest", 512, 512, 4, 1)
     pump(ctl, lambda: ctl.job is None)
     text, _ = ctl.view.last
@@ -335,7 +335,7 @@ def test_a_slow_first_start_is_shown_as_starting_never_lost(tmp_path):
                       "sys.exit(3)\n")
     view, clock = FakeView(), FakeClock()
     ctl = Controller(FakeBridge(), view, Settings(autostart=True), clock=clock)
-    ctl.settings.backend_command = lambda: [sys.executable, str(script)]
+    ctl.settings.backend_command = lambda own_python="": [sys.executable, str(script)]
     ctl.start()
     try:
         clock.advance(600)  # ten minutes "pass": no time limit calls it lost

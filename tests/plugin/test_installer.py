@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = ROOT / "installer" / "install.py"
 sys.path.insert(0, str(ROOT / "installer"))
 import install  # noqa: E402
+from plugin_tree import tag_platform_key  # noqa: E402
 
 sys.path.pop(0)
 
@@ -101,8 +102,12 @@ def test_pip_finds_wheels_for_every_krita_python(tmp_path, version, platform_tag
     """Real downloads from the package index, as the installer makes them."""
     names = install.vendor_wheels(tmp_path, version, platform_tag)
     assert sorted(n.split("-")[0] for n in names) == ["msgpack", "pyzmq"], names
-    assert all(wheel_fits(n, version) for n in names), names
-    assert (tmp_path / "zmq" / "__init__.py").is_file() and (tmp_path / "msgpack" / "__init__.py").is_file()
+    assert all(wheel_fits(n + ".whl", version) for n in names), names
+    deps = tmp_path / "vendor" / "deps"
+    packages = dict(zip(sorted(names), ["msgpack", "zmq"], strict=True))
+    assert all((deps / n / package / "__init__.py").is_file() for n, package in packages.items())
+    index = json.loads((deps / "index.json").read_text())
+    assert index == {tag_platform_key(platform_tag): {version: names}}
 
 
 def test_default_platform_tags_have_wheels(monkeypatch):
@@ -125,15 +130,16 @@ def test_vendored_wheels_import_in_kritas_python(tmp_path, version):
     pykrita = tmp_path / "pykrita"
     proc = run("--pykrita", pykrita, "--kritarc", tmp_path / "kritarc", "--vendor-deps", "--krita-python", python)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    vendor = pykrita / "layeringdiff_krita" / "vendor"
-    assert list(vendor.glob("zmq")) and list(vendor.glob("msgpack"))
+    deps = pykrita / "layeringdiff_krita" / "vendor" / "deps"
+    assert list(deps.glob("*/zmq")) and list(deps.glob("*/msgpack"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    # the plugin package as Krita imports it (its __init__ puts the vendored folders first on sys.path)
     probe = subprocess.run([python, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                            "import zmq, msgpack; print(zmq.__file__); print(msgpack.__file__); "
-                            "print(zmq.zmq_version(), msgpack.unpackb(msgpack.packb([1, 'x'])))", str(vendor)],
+                            "import layeringdiff_krita, zmq, msgpack; print(zmq.__file__); print(msgpack.__file__); "
+                            "print(zmq.zmq_version(), msgpack.unpackb(msgpack.packb([1, 'x'])))", str(pykrita)],
                            capture_output=True, text=True, env=env)
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.count(str(vendor)) == 2 and "[1, 'x']" in probe.stdout
+    assert probe.stdout.count(str(deps)) == 2 and "[1, 'x']" in probe.stdout
 
 
 def test_vendoring_without_pip_says_what_to_do(tmp_path):

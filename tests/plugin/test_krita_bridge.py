@@ -2,7 +2,7 @@
 
 import pytest
 from layering_protocol import Image, Result
-from layeringdiff_krita.controller import Job, UserError
+from layeringdiff_krita.jobs import Job, UserError
 
 
 def setup_doc(mk, w=40, h=30, depth="U8", model="RGBA", layer_rect=(5, 4, 20, 10)):

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Set up the LayeringDiff backend in a private Python environment. Standard library only, Python 3.10+.
+
+The Krita docker runs this in a child process with a Python it found (never Krita's own) and reads its output:
+lines starting with EVENT_PREFIX carry one JSON event (step, download, error, done); every other line is the
+installers' own output, shown in the docker's log. By hand, from an unpacked release zip:
+
+    python3 backend_setup.py --home ~/.local/share/krita/layeringdiff --wheel layeringdiff-X-py3-none-any.whl
+
+Steps: check (Python, venv, disk space), environment (HOME/env, reused when it works: a retry resumes), pip (a
+pip that reports download progress), packages (the wheel and its dependencies from the package index), verify
+(every module imports, the version is the wheel's), prepare (`layeringdiff prepare` compiles the image kernels),
+then HOME/backend.json names the environment's Python. Nothing outside HOME is written except pip's own download
+cache, which lets a retry skip what it already fetched. A failed or cancelled run leaves backend.json out, so the
+docker offers the setup again; the next run repairs what it finds.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EVENT_PREFIX = "@layeringdiff "
+NEED_BYTES = 1_200_000_000  # environment (0.71 GB on Linux), pip's download cache (about 0.25 GB), margin
+MIN_PYTHON = (3, 10)
+STATE_FILE = "backend.json"
+# what must import once the packages are in: a dependency that pip left out is named here, not at the first split
+MODULES = ("layeringdiff", "layering_protocol", "numpy", "cv2", "PIL", "pymatting", "numba", "skimage", "zmq",
+           "msgpack", "psutil")
+STEPS = {"check": "checking Python and disk space", "environment": "making the private Python environment",
+         "pip": "updating pip", "packages": "installing the backend and its packages",
+         "verify": "checking the installed modules", "prepare": "compiling the image kernels"}
+_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)")
+_DOWNLOADING = re.compile(r"^\s*Downloading (\S+?)(?: \(([\d.]+) ([kMG]?B)\))?\s*$")
+_COLLECTING = re.compile(r"^\s*Collecting (\S+)")
+_NOT_FOUND = re.compile(r"(?:No matching distribution found for|satisfies the requirement) (\S+)")
+_BUILDING = re.compile(r"Building wheel for (\S+)")
+
+
+class SetupFailed(Exception):
+    def __init__(self, step: str, text: str, package: str = "") -> None:
+        super().__init__(text)
+        self.step, self.text, self.package = step, text, package
+
+
+def emit(event: str, **fields) -> None:
+    print(EVENT_PREFIX + json.dumps({"event": event, **fields}), flush=True)
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def env_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def package_name(requirement: str) -> str:
+    """'numpy>=1.24' -> 'numpy'; 'numpy-2.1.0-cp312-...whl' -> 'numpy'."""
+    name = os.path.basename(requirement)
+    if name.endswith((".whl", ".tar.gz", ".zip")):
+        return name.split("-")[0]
+    return re.split(r"[<>=!~;\[ (]", name, maxsplit=1)[0]
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes read-only files (Windows) and never stops half-way on one file."""
+    def retry(func, target, _exc):
+        try:
+            os.chmod(target, 0o700)
+            func(target)
+        except OSError:
+            pass
+    if path.exists():
+        shutil.rmtree(path, onerror=retry)
+    if path.exists():
+        raise OSError(f"cannot remove {path}: a program may still use it (close it and retry)")
+
+
+class Setup:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.home = Path(args.home).expanduser().resolve()
+        self.env = self.home / "env"
+        self.python = env_python(self.env)
+        self.order = [s for s in STEPS if not (s == "prepare" and args.no_prepare)]
+        self.step = "check"
+
+    def begin(self, step: str) -> None:
+        self.step = step
+        emit("step", step=step, n=self.order.index(step) + 1, of=len(self.order), text=STEPS[step])
+
+    def run(self, cmd: list, pip: bool = False) -> str:
+        """Run a command, passing its output line by line to the log (pip's progress lines become download
+        events); return its output; SetupFailed names the step and, for pip, the package it was on."""
+        log("$ " + " ".join(str(c) for c in cmd))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
+        env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PIP_NO_INPUT="1")
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, encoding="utf-8", errors="replace")
+        lines, current, failing = [], "", ""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            match = _PROGRESS.match(line) if pip else None
+            if match:  # pip --progress-bar raw: bytes of the file being downloaded
+                emit("download", package=current, done=int(match.group(1)), total=int(match.group(2)))
+                continue
+            lines.append(line)
+            log(line)
+            for pattern in (_DOWNLOADING, _COLLECTING, _BUILDING):
+                hit = pattern.search(line) if pip else None
+                if hit:
+                    current = package_name(hit.group(1))
+                    break
+            missing = _NOT_FOUND.search(line) if pip else None
+            if missing:
+                failing = package_name(missing.group(1))
+        code = proc.wait()
+        if code != 0:
+            errors = [ln.strip() for ln in lines if ln.strip().upper().startswith("ERROR")]
+            why = errors[-1] if errors else (lines[-1].strip() if lines else f"exit code {code}")
+            raise SetupFailed(self.step, why[:300], failing or current)
+        return "\n".join(lines)
+
+    # ---- the steps ---------------------------------------------------------------------------------
+    def check(self) -> None:
+        if sys.version_info[:2] < MIN_PYTHON:
+            raise SetupFailed("check", f"Python {sys.version.split()[0]} is too old: the backend needs 3.10 or later")
+        try:
+            import ensurepip  # noqa: F401  (Debian splits venv's pip out: python3-venv)
+            import venv  # noqa: F401
+        except ImportError:
+            raise SetupFailed("check", f"{sys.executable} cannot make environments (no venv/ensurepip module): "
+                                       "install python3-venv (Debian, Ubuntu) or Python from python.org") from None
+        wheel = Path(self.args.wheel)
+        if not wheel.is_file():
+            raise SetupFailed("check", f"the backend wheel {wheel} is missing: import the plugin zip again")
+        self.home.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.home).free
+        have = self.env_size() if self.env.exists() else 0
+        need = max(NEED_BYTES - have, 0)
+        log(f"Python {sys.version.split()[0]} at {sys.executable}; {free / 1e9:.1f} GB free in {self.home}, about "
+            f"{need / 1e9:.1f} GB needed")
+        if free < need:
+            raise SetupFailed("check", f"not enough disk space in {self.home}: about {need / 1e9:.1f} GB needed, "
+                                       f"{free / 1e9:.1f} GB free")
+
+    def env_size(self) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.env):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        return total
+
+    def environment(self) -> None:
+        if self.python.exists():
+            try:
+                subprocess.run([str(self.python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
+                log(f"reusing the environment in {self.env}")
+                return
+            except (OSError, subprocess.SubprocessError):
+                log(f"the environment in {self.env} does not run: making it again")
+        remove_tree(self.env)  # a half-made one (a cancelled or failed run) never blocks the retry
+        self.run([sys.executable, "-m", "venv", str(self.env)])
+
+    def pip_args(self) -> list:
+        args = ["--disable-pip-version-check", "--no-input"]
+        if self.args.index_url:
+            args += ["--index-url", self.args.index_url]
+        return args
+
+    def pip(self) -> None:
+        out = subprocess.run([str(self.python), "-m", "pip", "--version"], capture_output=True, text=True)
+        version = re.match(r"pip (\d+)\.(\d+)", out.stdout or "")
+        if version and (int(version.group(1)), int(version.group(2))) >= (24, 1):  # has --progress-bar raw
+            log(out.stdout.strip())
+            return
+        self.run([self.python, "-m", "pip", "install", "--upgrade", "pip", *self.pip_args(), "--progress-bar", "off"],
+                 pip=True)
+
+    def packages(self) -> None:
+        wheel = str(Path(self.args.wheel).resolve())
+        progress = ["--progress-bar", "raw"]
+        self.run([self.python, "-m", "pip", "install", *self.pip_args(), *progress, wheel], pip=True)
+        # the same version number with other code (a re-import of a rebuilt zip): the bundled wheel wins
+        self.run([self.python, "-m", "pip", "install", *self.pip_args(), "--no-deps", "--force-reinstall", wheel],
+                 pip=True)
+
+    def verify(self) -> None:
+        script = ("import importlib, sys\nmissing = []\nfor m in sys.argv[1:]:\n    try:\n"
+                  "        importlib.import_module(m)\n    except Exception as exc:\n"
+                  "        missing.append(f'{m} ({type(exc).__name__}: {exc})')\n"
+                  "print('MISSING ' + '; '.join(missing) if missing else 'OK')\n"
+                  "import layeringdiff; print('VERSION ' + layeringdiff.__version__)\n")
+        out = subprocess.run([str(self.python), "-c", script, *MODULES], capture_output=True, text=True)
+        log(out.stdout.strip() + ("\n" + out.stderr.strip() if out.stderr.strip() else ""))
+        missing = re.search(r"^MISSING (.*)$", out.stdout, re.M)
+        if missing:
+            name = missing.group(1).split(" ", 1)[0]
+            raise SetupFailed("verify", f"the module {missing.group(1)} does not import after the install", name)
+        version = re.search(r"^VERSION (\S+)", out.stdout, re.M)
+        expected = Path(self.args.wheel).name.split("-")[1]
+        if not version or version.group(1) != expected:
+            raise SetupFailed("verify", f"the environment has layeringdiff {version.group(1) if version else '?'}, "
+                                        f"not the plugin's {expected}", "layeringdiff")
+
+    def prepare(self) -> None:
+        self.run([self.python, "-m", "layeringdiff", "prepare"])
+
+    def main(self) -> int:
+        state = self.home / STATE_FILE
+        started = time.monotonic()
+        try:
+            for step in self.order:
+                self.begin(step)
+                if step == "environment":  # from here on the old environment is being changed: not ready
+                    state.unlink(missing_ok=True)
+                getattr(self, step)()
+        except SetupFailed as exc:
+            emit("error", step=exc.step, n=self.order.index(exc.step) + 1, of=len(self.order),
+                 text=STEPS[exc.step], why=exc.text, package=exc.package)
+            return 1
+        except OSError as exc:  # a full disk, a file in use
+            emit("error", step=self.step, n=self.order.index(self.step) + 1, of=len(self.order),
+                 text=STEPS[self.step], why=str(exc), package="")
+            return 1
+        release = Path(self.args.wheel).name.split("-")[1]
+        info = {"python": str(self.python), "release": release, "set_up": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": round(time.monotonic() - started, 1)}
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
+        os.replace(tmp, state)
+        emit("done", **info)
+        return 0
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", required=True, help="the folder for the environment (Krita's data/layeringdiff)")
+    parser.add_argument("--wheel", required=True, help="the backend wheel to install (from the plugin zip)")
+    parser.add_argument("--index-url", default="", help="package index to install from (default: pip's own)")
+    parser.add_argument("--no-prepare", action="store_true", help="do not compile the kernels now")
+    return Setup(parser.parse_args(argv)).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
