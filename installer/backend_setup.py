@@ -40,6 +40,8 @@ _DOWNLOADING = re.compile(r"^\s*Downloading (\S+?)(?: \(([\d.]+) ([kMG]?B)\))?\s
 _COLLECTING = re.compile(r"^\s*Collecting (\S+)")
 _NOT_FOUND = re.compile(r"(?:No matching distribution found for|satisfies the requirement) (\S+)")
 _BUILDING = re.compile(r"Building wheel for (\S+)")
+_UNREACHABLE = re.compile(r"Failed to establish a new connection: \[Errno -?\d+\] ([^'\")]+)|(Name or service not known|"
+                          r"Temporary failure in name resolution|SSLError|CERTIFICATE_VERIFY_FAILED|Read timed out)")
 
 
 class SetupFailed(Exception):
@@ -66,6 +68,21 @@ def package_name(requirement: str) -> str:
     if name.endswith((".whl", ".tar.gz", ".zip")):
         return name.split("-")[0]
     return re.split(r"[<>=!~;\[ (]", name, maxsplit=1)[0]
+
+
+def probe_index(url: str) -> str:
+    """'' when the index answers over HTTP (even with an error page), else why it cannot be reached."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=15).close()
+    except urllib.error.HTTPError:
+        return ""
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return (getattr(reason, "strerror", None) or str(reason)).lower()
+    return ""
 
 
 def remove_tree(path: Path) -> None:
@@ -103,7 +120,7 @@ class Setup:
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PIP_NO_INPUT="1")
         proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, encoding="utf-8", errors="replace")
-        lines, current, failing = [], "", ""
+        lines, current, failing, unreachable = [], "", "", ""
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
@@ -121,10 +138,18 @@ class Setup:
             missing = _NOT_FOUND.search(line) if pip else None
             if missing:
                 failing = package_name(missing.group(1))
+            network = _UNREACHABLE.search(line) if pip else None
+            if network:
+                unreachable = (network.group(1) or network.group(2)).strip().lower()
         code = proc.wait()
         if code != 0:
             errors = [ln.strip() for ln in lines if ln.strip().upper().startswith("ERROR")]
             why = errors[-1] if errors else (lines[-1].strip() if lines else f"exit code {code}")
+            if not unreachable and failing and self.args.index_url:  # pip says "from versions: none" either way
+                unreachable = probe_index(self.args.index_url)
+            if unreachable:
+                index = self.args.index_url or "pip's package index"
+                why = f"the package index ({index}) could not be reached: {unreachable}"
             raise SetupFailed(self.step, why[:300], failing or current)
         return "\n".join(lines)
 
@@ -178,18 +203,21 @@ class Setup:
             args += ["--index-url", self.args.index_url]
         return args
 
-    def pip(self) -> None:
+    def pip_reports_progress(self) -> bool:
+        """pip 24.1 and later print `Progress N of M` lines with --progress-bar raw."""
         out = subprocess.run([str(self.python), "-m", "pip", "--version"], capture_output=True, text=True)
+        log(out.stdout.strip())
         version = re.match(r"pip (\d+)\.(\d+)", out.stdout or "")
-        if version and (int(version.group(1)), int(version.group(2))) >= (24, 1):  # has --progress-bar raw
-            log(out.stdout.strip())
-            return
-        self.run([self.python, "-m", "pip", "install", "--upgrade", "pip", *self.pip_args(), "--progress-bar", "off"],
-                 pip=True)
+        return bool(version) and (int(version.group(1)), int(version.group(2))) >= (24, 1)
+
+    def pip(self) -> None:
+        if not self.pip_reports_progress():  # an older pip still installs, without download progress
+            self.run([self.python, "-m", "pip", "install", "--upgrade", "pip", *self.pip_args(), "--progress-bar",
+                      "off"], pip=True)
 
     def packages(self) -> None:
         wheel = str(Path(self.args.wheel).resolve())
-        progress = ["--progress-bar", "raw"]
+        progress = ["--progress-bar", "raw" if self.pip_reports_progress() else "off"]
         self.run([self.python, "-m", "pip", "install", *self.pip_args(), *progress, wheel], pip=True)
         # the same version number with other code (a re-import of a rebuilt zip): the bundled wheel wins
         self.run([self.python, "-m", "pip", "install", *self.pip_args(), "--no-deps", "--force-reinstall", wheel],

@@ -77,7 +77,6 @@ class Controller:
         if self.needs_setup():
             assert self.own is not None
             self.own.need()
-            self._set_connection(State.CLOSED, "no backend set up yet: see Set up backend below")
             return
         if self.own is not None and not self.own.busy and self.own.state != SetupState.UPDATE:
             self.own.set_state(SetupState.READY, "")
@@ -246,7 +245,6 @@ class Controller:
         """Uninstall the docker's own environment (and its models folder when asked); the plugin stays."""
         if self.own is None:
             return
-        self._set_connection(State.CLOSED, "no backend set up yet: see Set up backend below")
         self.view.show_message(self.own.remove(models))
 
     def undo_last(self) -> None:

@@ -43,7 +43,7 @@ TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
 TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
 MIN_TEXT_LINES = 3  # ... and at least this many when the docker is squeezed
-STATE_COLOURS = {State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
+STATE_COLOURS = {"setting up": "#c90", "not set up": "#888", State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 
@@ -108,6 +108,7 @@ class LayeringDiffDocker(DockWidget):
         super().__init__()
         self._undo_label = ""
         self._setup_state = ""
+        self._job_busy = False
         self.setWindowTitle(f"LayeringDiff {RELEASE}")
         self.settings = Settings.from_json(Krita.instance().readSetting(SETTINGS_GROUP, "settings", ""))
         root = QWidget(self)
@@ -164,6 +165,13 @@ class LayeringDiffDocker(DockWidget):
         box = QGroupBox(f"Backend (plugin {RELEASE})")
         box.setObjectName("ld_setup_box")
         form = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.setup_button = _button("Set up backend", "ld_setup", self.on_setup)
+        self.setup_cancel = _button("Cancel", "ld_setup_cancel", self.on_cancel)
+        self.copy_log = _button("Copy log", "ld_copy_log", self.on_copy_log)
+        for widget in (self.setup_button, self.setup_cancel, self.copy_log):
+            row.addWidget(widget)
+        form.addLayout(row)
         self.setup_text = QLabel("")
         self.setup_text.setObjectName("ld_setup_text")
         self.setup_text.setWordWrap(True)
@@ -178,13 +186,6 @@ class LayeringDiffDocker(DockWidget):
         self.setup_step.setWordWrap(True)
         form.addWidget(self.setup_progress)
         form.addWidget(self.setup_step)
-        row = QHBoxLayout()
-        self.setup_button = _button("Set up backend", "ld_setup", self.on_setup)
-        self.setup_cancel = _button("Cancel", "ld_setup_cancel", self.on_cancel)
-        self.copy_log = _button("Copy log", "ld_copy_log", self.on_copy_log)
-        for widget in (self.setup_button, self.setup_cancel, self.copy_log):
-            row.addWidget(widget)
-        form.addLayout(row)
         self.setup_log = QPlainTextEdit()
         self.setup_log.setObjectName("ld_setup_log")
         self.setup_log.setReadOnly(True)  # selectable and copyable
@@ -366,6 +367,7 @@ class LayeringDiffDocker(DockWidget):
         self.restart_button.setVisible(state in (State.LOST, State.INCOMPATIBLE, State.REFUSED))
 
     def set_busy(self, busy: bool) -> None:
+        self._job_busy = busy
         for button in (self.generate_button, self.split_button, self.peel_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
@@ -378,7 +380,7 @@ class LayeringDiffDocker(DockWidget):
         blocked = state in ("needed", "finding", "running", "failed")
         self.setup_text.setText(text)
         self.setup_text.setStyleSheet("color: #d33;" if state == "failed" else "")
-        self.setup_text.setVisible(bool(state))
+        self.setup_text.setVisible(bool(state) and not working)
         self.setup_button.setText({"failed": "Retry setup", "update": "Update backend"}.get(state, "Set up backend"))
         self.setup_button.setVisible(state in ("needed", "failed", "update"))
         self.setup_cancel.setVisible(working)
@@ -393,11 +395,16 @@ class LayeringDiffDocker(DockWidget):
         for box in (self.split_box, self.generate_box):
             box.setEnabled(not blocked)
         self.disabled_reason.setVisible(blocked)
+        # the fixed bottom row follows the setup too: its progress and Cancel stay in view however short the docker
+        self.cancel_button.setEnabled(working or self._job_busy)
+        if not working and not self._job_busy:
+            self.set_progress("", 0.0)
 
     def set_setup_progress(self, text: str, fraction: float) -> None:
         self.setup_progress.setRange(0, 1000)
         self.setup_progress.setValue(int(fraction * 1000))
         self.setup_step.setText(text)
+        self.set_progress("setting up the backend", fraction)
 
     def add_setup_log(self, lines: List[str], reset: bool) -> None:
         if reset:

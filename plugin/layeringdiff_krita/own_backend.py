@@ -25,8 +25,10 @@ class SetupState(str, Enum):
     UPDATE = "update"  # the backend is older than the plugin: offer Update backend
 
 
-NEEDED_TEXT = ("No backend is set up yet. Set up backend makes a private Python environment in {home} (about "
-               "0.3 GB to download, 1.2 GB of disk) and installs the backend there; it takes a few minutes.")
+SETTING_UP = "setting up"  # what the docker's status line says (its colour: docker.STATE_COLOURS)
+NOT_SET_UP = "not set up"
+NEEDED_TEXT = ("No backend is set up yet. Set up backend installs it in a private Python environment (about 0.3 GB "
+               "to download, 1.2 GB of disk, a few minutes) in {home}.")
 
 
 class OwnBackend:
@@ -55,6 +57,11 @@ class OwnBackend:
     def set_state(self, state: SetupState, text: str) -> None:
         self.state = state
         self.view.set_setup(state.value, text)
+        if state in (SetupState.NEEDED, SetupState.FAILED):
+            self.view.set_connection(NOT_SET_UP, "press Set up backend below" if state == SetupState.NEEDED
+                                     else "the setup did not finish: see below, then Retry setup")
+        elif state == SetupState.FINDING:
+            self.view.set_connection(SETTING_UP, text)
 
     def need(self) -> None:
         if not self.bundle.usable():
@@ -120,7 +127,9 @@ class OwnBackend:
             return
         if self.clock() - self._shown >= VIEW_UPDATE_S:
             self._shown = self.clock()
-            self.view.set_setup_progress(run.text(), run.fraction())
+            text = run.text()
+            self.view.set_setup_progress(text, run.fraction())
+            self.view.set_connection(SETTING_UP, text)  # the status line at the top: always in view
 
     def offer_update(self, backend: str, plugin: str) -> None:
         self.set_state(SetupState.UPDATE, f"The backend is {backend}, this plugin {plugin}: Update backend installs "

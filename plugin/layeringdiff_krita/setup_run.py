@@ -258,14 +258,14 @@ def setup_command(found: Found, bundle: Bundle, home: Home, index_url: str = "")
 class Finder:
     """find_python in a thread: probing Pythons takes a second or two, which Krita's UI must not wait for."""
 
-    def __init__(self, uv_dirs: List[str], find: Callable[..., Optional[Found]] = find_python) -> None:
+    def __init__(self, uv_dirs: List[str], find: Optional[Callable[..., Optional[Found]]] = None) -> None:
         self.found: Optional[Found] = None
         self.done = False
         self.error = ""
 
         def work() -> None:
             try:
-                self.found = find(uv_dirs=uv_dirs)
+                self.found = (find or find_python)(uv_dirs=uv_dirs)
                 if self.found is None:
                     self.error = NOT_FOUND
             except Exception as exc:  # a broken PATH entry must not end the docker's setup silently

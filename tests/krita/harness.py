@@ -110,6 +110,12 @@ def install_plugin(home: Path, target: KritaTarget, extra: tuple[str, ...] = ())
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
+def user_machine_pip() -> dict:
+    """pip as on an artist's machine: none of this workplace's pip settings (its local wheel folders, index
+    mirrors and constraints, in PIP_* variables and pip.conf files), so pip uses the public package index."""
+    return {k: None for k in os.environ if k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
+
+
 def make_home(home: Path, models_dir: Path | None = None, settings: dict | None = None,
               target: Optional[KritaTarget] = None) -> None:
     """A fresh HOME with the plugin installed by installer/install.py and the test driver enabled;
@@ -124,17 +130,47 @@ def make_home(home: Path, models_dir: Path | None = None, settings: dict | None 
         raise RuntimeError(f"installer failed in {target}:\n{proc.stdout}\n{proc.stderr}")
     shutil.copytree(DRIVER / "ld_e2e_driver", pykrita / "ld_e2e_driver")
     shutil.copy2(DRIVER / "ld_e2e_driver.desktop", pykrita / "ld_e2e_driver.desktop")
-    sys.path.insert(0, str(ROOT / "installer"))
-    try:
-        import install
-    finally:
-        sys.path.pop(0)
+    install = _installer_module()
     edits = [("python", "enable_ld_e2e_driver", "true")]
     if models_dir is not None:
         settings = {"python": sys.executable, "autostart": True, "models_dir": str(models_dir)}
     if settings is not None:
         edits.append(("layeringdiff", "settings", json.dumps(settings)))
     install.update_kritarc(kritarc, edits)
+
+
+def _installer_module():
+    sys.path.insert(0, str(ROOT / "installer"))
+    try:
+        import install
+    finally:
+        sys.path.pop(0)
+    return install
+
+
+def add_driver(home: Path, name: str, enabled: dict[str, bool]) -> None:
+    """Copy one of the test's driver plugins into HOME's pykrita folder; enable or disable plugins in kritarc."""
+    pykrita = home / ".local" / "share" / "krita" / "pykrita"
+    pykrita.mkdir(parents=True, exist_ok=True)
+    if not (pykrita / name).exists():
+        shutil.copytree(DRIVER / name, pykrita / name)
+        shutil.copy2(DRIVER / f"{name}.desktop", pykrita / f"{name}.desktop")
+    _installer_module().update_kritarc(home / ".config" / "kritarc",
+                                       [("python", f"enable_{plugin}", "true" if on else "false")
+                                        for plugin, on in enabled.items()])
+
+
+def import_release_zip(home: Path, zip_path: Path, out: Path, target: Optional[KritaTarget] = None) -> dict:
+    """A fresh HOME where Krita's own plugin importer imports the release zip and enables it, as an artist does
+    it from Tools > Scripts > Import Python Plugin from File... (Krita is started once for that, then quits)."""
+    (home / "run").mkdir(parents=True, exist_ok=True)
+    os.chmod(home / "run", 0o700)
+    add_driver(home, "ld_e2e_importer", {"ld_e2e_importer": True})
+    out.mkdir(parents=True, exist_ok=True)
+    report = run_krita(home, out, "import", target=target, env={"LD_E2E_ZIP": str(zip_path)})
+    # the second start runs the test driver beside the imported plugin
+    add_driver(home, "ld_e2e_driver", {"ld_e2e_importer": False, "ld_e2e_driver": True})
+    return report
 
 
 def write_xauthority(path: Path) -> None:
@@ -198,10 +234,11 @@ def end_tagged(tag: str) -> None:
 def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen: tuple[int, int] = DEFAULT_SCREEN,
               target: Optional[KritaTarget] = None, env: Optional[dict] = None) -> dict:
     """Start Krita with the driver running `scenario` on a screen of that size (env: more variables for Krita
-    and the backend it starts); return its report (and the log on failure)."""
+    and the backend it starts, None to remove one); return its report (and the log on failure)."""
     target = target or current_target()
     tag = uuid.uuid4().hex
     env = clean_env(home) | (env or {}) | {TAG_VAR: tag, "XAUTHORITY": str(out / "Xauthority")}
+    env = {k: v for k, v in env.items() if v is not None}  # env's None values remove a variable
     write_xauthority(out / "Xauthority")
     xvfb = Xvfb(target, screen, env, out / "xvfb.log", auth=out / "Xauthority")
     env |= {"DISPLAY": xvfb.display, "LD_E2E_OUT": str(out), "LD_E2E_SCENARIO": scenario}

@@ -30,7 +30,8 @@ ROOTS_DIR = Path(os.environ.get("LAYERINGDIFF_KRITA_ROOTS", "/var/cache/layering
 REPO = Path(__file__).resolve().parents[2]
 STAMP = ".layeringdiff-root.json"
 APT_OPTIONS = ('Acquire::Check-Valid-Until "false"', 'Acquire::Check-Date "false"')  # the mirror's files are old
-BASE_PACKAGES = ("ca-certificates", "xvfb", "xauth", "python3-zmq", "python3-msgpack", "fonts-dejavu-core")
+BASE_PACKAGES = ("ca-certificates", "xvfb", "xauth", "python3-zmq", "python3-msgpack", "fonts-dejavu-core",
+                 "python3-venv")  # the docker's own backend setup makes a venv with the system's python3
 # a package that is dropped or renamed upstream fails the build, which CI reports: say so clearly
 SMOKE_TIMEOUT_S = 120
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"  # by path: commands run with PATH=/usr/bin:/bin

@@ -682,6 +682,76 @@ def scenario_generate_undo():
     step("undo button", message=d.message.text(), tree=tree(doc.rootNode()))
 
 
+def shoot(name):
+    """A screenshot of the whole screen into OUT (the README shows the setup's steps from these)."""
+    QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, f"{name}.png"))
+
+
+def setup_view(d):
+    return {"state": d._setup_state, "text": d.setup_text.text(), "progress": d.setup_step.text(),
+            "button": d.setup_button.text(), "button_visible": d.setup_button.isVisible(),
+            "split_enabled": d.split_box.isEnabled(), "generate_enabled": d.generate_box.isEnabled(),
+            "reason_visible": d.disabled_reason.isVisible(), "status": d.status.text(), "title": d.windowTitle(),
+            "log_lines": d.setup_log.blockCount()}
+
+
+def scenario_setup():
+    """The plugin as the release zip installed it, from a HOME with no backend: the setup panel, Set up backend
+    (first with a package index that cannot be reached when spec's bad_index says so, then Retry), the docker's
+    progress while it runs, the connected backend, and a split with it (spec's full)."""
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    doc, layer = new_document(w, h, "photo.bgra")
+    yield from open_docker(d)
+    yield from fill_screen()
+    yield (lambda: d._setup_state == "needed", 30, "the setup panel")
+    step("needed", **setup_view(d))
+    shoot("setup_1_needed")
+    if spec.get("bad_index"):
+        d.advanced.setChecked(True)
+        d.index_url.setText(spec["bad_index"])
+        d.setup_button.click()
+        yield (lambda: d._setup_state == "failed", 300, "the setup with a bad index fails")
+        step("failed", **setup_view(d), log=d.setup_log.toPlainText()[-3000:])
+        shoot("setup_2_failed")
+        if not spec.get("full"):
+            return
+        d.index_url.setText("")  # the cause fixed: the package index pip knows
+        d.advanced.setChecked(False)
+    d.setup_button.click()
+    seen = []
+
+    def running():
+        text = d.setup_step.text()
+        if d._setup_state == "running" and text and (not seen or seen[-1] != text):
+            seen.append(text)
+        return d._setup_state == "running" and "MB/s" in text
+
+    yield (running, 600, "a download with its speed")
+    step("running", **setup_view(d))
+    shoot("setup_3_running")
+    def over():
+        running()  # keeps recording the steps the docker shows
+        return connected(d) or d._setup_state == "failed"
+
+    yield (over, 900, "the setup done and the backend connected")
+    step("connected", **setup_view(d), texts=seen[-40:], log=d.setup_log.toPlainText()[-3000:])
+    shoot("setup_4_connected")
+    if not connected(d):
+        return
+    select(doc, w, h, "mask1.u8")
+    d.phrase.setText("cat")
+    d.split_button.click()
+    yield from job_done(d, doc, "split finished", 300)
+    step("split done", message=d.message.text(), tree=tree(doc.rootNode()))
+    dump("split_fg.bgra", find(doc.rootNode(), "1 cat").pixelData(0, 0, w, h))
+    dump("split_bg.bgra", find(doc.rootNode(), "background 1").pixelData(0, 0, w, h))
+    dump("projection.bgra", doc.pixelData(0, 0, w, h))
+    shoot("setup_5_split")
+
+
+SCENARIOS.update(setup=scenario_setup)
 SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start,
                  generate_undo=scenario_generate_undo)
 

@@ -1,0 +1,229 @@
+"""The docker's own backend: the setup script's events as the docker reads them, Cancel, failures named by step
+and package, Retry, the version check. Real child processes throughout; the whole setup against the real package
+index runs in the real Krita (tests/krita/test_release_zip.py)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from layering_protocol import RELEASE, compare_releases, server_release
+from layeringdiff_krita.controller import Controller
+from layeringdiff_krita.own_backend import OwnBackend, SetupState
+from layeringdiff_krita.python_finder import Found
+from layeringdiff_krita.settings import Settings
+from layeringdiff_krita.setup_run import EVENT_PREFIX, Bundle, Home, SetupRun
+
+from .fakes import FakeBridge, FakeClock, FakeView
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = ROOT / "installer" / "backend_setup.py"
+
+
+def event(kind, **fields):
+    return EVENT_PREFIX + json.dumps({"event": kind, **fields})
+
+
+def test_the_docker_shows_step_download_speed_and_elapsed_time():
+    clock = FakeClock()
+    run = SetupRun(["true"], clock)
+    run.feed(event("step", step="packages", n=4, of=6, text="installing the backend and its packages"))
+    run.feed("Collecting numpy>=1.24")
+    run.feed(event("download", package="numpy", done=0, total=16_900_000))
+    clock.advance(2.0)
+    run.feed(event("download", package="numpy", done=8_000_000, total=16_900_000))
+    text = run.text()
+    assert text.startswith("step 4 of 6: installing the backend and its packages: numpy 8.0 MB of 16.9 MB, 4.0 MB/s")
+    assert text.endswith("2 s")
+    assert 3 / 6 < run.fraction() < 4 / 6
+    lines, count = run.lines_since(0)
+    assert "Collecting numpy>=1.24" in lines and "== step 4 of 6: installing the backend and its packages" in lines
+    assert run.lines_since(count) == ([], count)
+
+
+def test_a_failure_is_one_sentence_naming_the_step_and_the_package():
+    run = SetupRun(["true"])
+    run.feed(event("error", step="packages", n=4, of=6, text="installing the backend and its packages",
+                   why="the package index (http://x/simple) could not be reached: connection refused", package="numpy"))
+    assert run.failure() == ("The setup failed at step 4 of 6 (installing the backend and its packages) on package "
+                             "numpy: the package index (http://x/simple) could not be reached: connection refused.")
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cancel_ends_the_setup_and_everything_it_started(tmp_path):
+    pids = tmp_path / "pids"
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pids)!r}, "w").write(str(child.pid))
+        print("working", flush=True)
+        time.sleep(60)
+    """))
+    run = SetupRun([sys.executable, str(script)])
+    assert run.start()
+    deadline = time.monotonic() + 20
+    while not pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pids.read_text())
+    run.cancel()
+    while not run.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.finished and not run.succeeded
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)  # pip's own children end with the setup
+    assert "cancelled" in run.failure()
+
+
+def tiny_wheel(folder):
+    """A valid wheel named like the backend's that needs numpy from the index (and holds nothing else)."""
+    wheel = folder / f"layeringdiff-{RELEASE}-py3-none-any.whl"
+    info = f"layeringdiff-{RELEASE}.dist-info"
+    files = {f"{info}/METADATA": f"Metadata-Version: 2.1\nName: layeringdiff\nVersion: {RELEASE}\n"
+                                 "Requires-Dist: numpy>=1.24\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+        zf.writestr(f"{info}/RECORD", "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n")
+    return wheel
+
+
+def setup_script(home, wheel, *extra, env=None):
+    return subprocess.run([sys.executable, str(SETUP_SCRIPT), "--home", str(home), "--wheel", str(wheel), *extra],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def events(out):
+    return [json.loads(ln[len(EVENT_PREFIX):]) for ln in out.splitlines() if ln.startswith(EVENT_PREFIX)]
+
+
+def test_the_setup_script_names_an_unreachable_index_and_leaves_nothing_that_blocks_a_retry(tmp_path):
+    wheel = tiny_wheel(tmp_path)
+    home = tmp_path / "home"
+    (home / "env").mkdir(parents=True)  # what a cancelled run can leave: a folder without a working Python
+    # pip as on an artist's machine (none of this workplace's local wheel folders), giving up at once
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull,
+                                                                                "PIP_RETRIES": "0"}
+    proc = setup_script(home, wheel, "--index-url", "http://127.0.0.1:9/simple", "--no-prepare", env=env)
+    assert proc.returncode == 1
+    got = events(proc.stdout)
+    assert [e["step"] for e in got if e["event"] == "step"] == ["check", "environment", "pip", "packages"]
+    error = got[-1]
+    assert error["event"] == "error" and error["step"] == "packages" and error["n"] == 4 and error["of"] == 5
+    assert "could not be reached" in error["why"] and "127.0.0.1:9" in error["why"]
+    assert (home / "env" / ("Scripts" if os.name == "nt" else "bin")).is_dir()  # remade, not stuck on the old one
+    assert not (home / "backend.json").exists()
+
+
+def test_modules_missing_after_the_install_are_named(tmp_path):
+    """A package that installs but leaves a module out (the leading Krita AI plugin's most frequent complaint) is
+    found by the setup, not by the first split: here the wheel holds no code at all."""
+    proc = setup_script(tmp_path / "home", tiny_wheel(tmp_path), "--no-prepare")  # numpy from pip's own settings
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["step"] == "verify" and error["package"] == "layeringdiff", error
+    assert "does not import after the install" in error["why"]
+
+
+def test_the_setup_script_checks_its_wheel_before_touching_anything(tmp_path):
+    proc = setup_script(tmp_path / "home", tmp_path / "missing.whl")
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["step"] == "check" and "import the plugin zip again" in error["why"]
+    assert not (tmp_path / "home" / "env").exists()
+
+
+FAKE_SETUP = """
+import json, os, sys, time
+args = sys.argv[1:]
+home = args[args.index("--home") + 1]
+say = lambda kind, **f: print({prefix!r} + json.dumps(dict(event=kind, **f)), flush=True)
+say("step", step="check", n=1, of=2, text="checking")
+print("a line of the installer's own output", flush=True)
+if os.path.exists(os.path.join(home, "fail-once")):
+    os.remove(os.path.join(home, "fail-once"))
+    say("error", step="check", n=1, of=2, text="checking", why="the disk is full", package="numpy")
+    sys.exit(1)
+say("step", step="packages", n=2, of=2, text="installing")
+with open(os.path.join(home, "backend.json"), "w") as fh:
+    json.dump(dict(python=sys.executable, release="{release}"), fh)
+say("done", python=sys.executable, release="{release}")
+"""
+
+
+def fake_bundle(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "backend_setup.py").write_text(FAKE_SETUP.format(prefix=EVENT_PREFIX, release=RELEASE))
+    (bundle / f"layeringdiff-{RELEASE}-py3-none-any.whl").write_bytes(b"")
+    (bundle / "manifest.json").write_text(json.dumps({"wheel": f"layeringdiff-{RELEASE}-py3-none-any.whl"}))
+    return Bundle(str(bundle))
+
+
+def pump(own, until, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        own.tick()
+        time.sleep(0.02)
+    assert until(), own.state
+
+
+def test_a_failed_setup_says_why_and_retry_finishes_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", lambda **_: Found([sys.executable], "3.x"))
+    home = Home(str(tmp_path / "home"))
+    os.makedirs(home.folder)
+    Path(home.folder, "fail-once").write_text("")
+    view, started = FakeView(), []
+    own = OwnBackend(view, home, fake_bundle(tmp_path), lambda: started.append(True), lambda: None)
+    own.need()
+    assert view.setup[-1][0] == "needed" and "private Python environment" in view.setup[-1][1]
+    own.start()
+    pump(own, lambda: own.state == SetupState.FAILED)
+    assert view.setup[-1][1] == ("The setup failed at step 1 of 2 (checking) on package numpy: the disk is full.")
+    assert "a line of the installer's own output" in view.setup_log and not started
+    own.start()  # Retry
+    pump(own, lambda: own.state == SetupState.READY)
+    assert started == [True] and Path(home.python()).is_file()
+    assert view.setup_log[0].startswith("using Python 3.x")  # a new run starts a new log
+
+
+def test_no_backend_means_the_setup_panel_and_no_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `layeringdiff` command on it
+    view = FakeView()
+    ctl = Controller(FakeBridge(), view, Settings(), clock=FakeClock(), home=Home(str(tmp_path / "h")),
+                     bundle=fake_bundle(tmp_path))
+    ctl.start()
+    assert ctl.needs_setup() and ctl.process is None and view.setup[-1][0] == "needed"
+    assert view.connection == ("not set up", "press Set up backend below")
+    ctl.split_selected()
+    assert view.last == ("Set up the backend first: press Set up backend.", True)
+
+
+def test_releases_compare_and_an_older_own_backend_gets_update_backend(tmp_path):
+    assert server_release(f"layeringdiff {RELEASE}") == RELEASE and server_release("something 1.0") == ""
+    assert compare_releases("0.1.0", "0.2.0") == -1 and compare_releases("0.10.0", "0.9.1") == 1
+    assert compare_releases("0.2", "0.2.0") == 0 and compare_releases("0.2.0rc1", "0.2.0") == 0
+    home = Home(str(tmp_path))
+    Path(tmp_path, "backend.json").write_text(json.dumps({"python": sys.executable, "release": "0.1.0"}))
+    view = FakeView()
+    ctl = Controller(FakeBridge(), view, Settings(), clock=FakeClock(), home=home, bundle=fake_bundle(tmp_path))
+    ctl.process = object()  # the docker's own backend process is the one that answered
+    said = ctl._compare_versions("layeringdiff 0.1.0")
+    assert f"The backend is 0.1.0, this plugin {RELEASE}: press Update backend." in said
+    assert view.setup[-1][0] == "update" and "Update backend installs" in view.setup[-1][1]
+    assert "newer than this plugin" in ctl._compare_versions("layeringdiff 99.0.0")
+    ctl.settings.python = "/opt/other/python"  # a backend the user installed: the docker does not touch it
+    assert "pip install -U layeringdiff" in ctl._compare_versions("layeringdiff 0.1.0")
+    assert ctl._compare_versions(f"layeringdiff {RELEASE}") == ""
