@@ -40,8 +40,9 @@ _DOWNLOADING = re.compile(r"^\s*Downloading (\S+?)(?: \(([\d.]+) ([kMG]?B)\))?\s
 _COLLECTING = re.compile(r"^\s*Collecting (\S+)")
 _NOT_FOUND = re.compile(r"(?:No matching distribution found for|satisfies the requirement) (\S+)")
 _BUILDING = re.compile(r"Building wheel for (\S+)")
-_UNREACHABLE = re.compile(r"Failed to establish a new connection: \[Errno -?\d+\] ([^'\")]+)|(Name or service not known|"
-                          r"Temporary failure in name resolution|SSLError|CERTIFICATE_VERIFY_FAILED|Read timed out)")
+_UNREACHABLE = re.compile(r"Failed to establish a new connection: \[Errno -?\d+\] ([^'\")]+)|"
+                          r"(Name or service not known|Temporary failure in name resolution|SSLError|"
+                          r"CERTIFICATE_VERIFY_FAILED|Read timed out)")
 
 
 class SetupFailed(Exception):

@@ -43,7 +43,8 @@ TICK_MS = 30
 SETTINGS_GROUP = "layeringdiff"
 TEXT_LINES = 6  # the status and the message show this many lines, then scroll: the docker keeps a small height
 MIN_TEXT_LINES = 3  # ... and at least this many when the docker is squeezed
-STATE_COLOURS = {"setting up": "#c90", "not set up": "#888", State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
+STATE_COLOURS = {"setting up": "#c90", "not set up": "#888",
+                 State.CONNECTED: "#3a3", State.STARTING: "#c90", State.CONNECTING: "#c90", State.LOST: "#d33",
                  State.INCOMPATIBLE: "#d33", State.REFUSED: "#d33", State.CLOSED: "#888"}
 
 

@@ -181,7 +181,8 @@ def pump(own, until, timeout=30):
 
 
 def test_a_failed_setup_says_why_and_retry_finishes_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", lambda **_: Found([sys.executable], "3.x"))
+    found = Found([sys.executable], "3.x", "Python 3.x (this test's)")
+    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", lambda **_: found)
     home = Home(str(tmp_path / "home"))
     os.makedirs(home.folder)
     Path(home.folder, "fail-once").write_text("")
