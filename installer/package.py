@@ -41,6 +41,7 @@ FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # every entry's date: the same sources give 
 
 def build_wheel(out: Path) -> Path:
     """The backend (layeringdiff + layering_protocol) as a pure-Python wheel."""
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools reuses it: a removed module would ride along
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)]
     print("  $ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

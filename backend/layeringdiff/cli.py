@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from . import __version__
 from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
 from .progress import ProgressFn
 
@@ -33,15 +34,33 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
         raise argparse.ArgumentTypeError(f"box must have 4 numbers x0,y0,x1,y1, got {text!r}")
     if not all(math.isfinite(v) and abs(v) < 2**31 for v in numbers):
         raise argparse.ArgumentTypeError(f"box must be 4 finite pixel positions x0,y0,x1,y1, got {text!r}")
-    return tuple(int(round(v)) for v in numbers)  # type: ignore[return-value]
+    box = tuple(int(round(v)) for v in numbers)
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise argparse.ArgumentTypeError(f"box must be x0,y0,x1,y1 with x0 < x1 and y0 < y1 (left, top, right, "
+                                         f"bottom), got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def clip_box(box: tuple[int, int, int, int], w: int, h: int) -> tuple[tuple[int, int, int, int], str]:
+    """A box partly outside the image, clipped to it, and the note that says so ('' when it was inside)."""
+    clipped = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
+    if clipped == tuple(box):
+        return box, ""
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise InputError(f"box {','.join(map(str, box))} is outside the {w}x{h} image")
+    return clipped, (f"note: box {','.join(map(str, box))} reaches past the {w}x{h} image: clipped to "
+                     f"{','.join(map(str, clipped))}")
 
 
 def output_path(text: str) -> Path:
-    """-o: an .ora file (the suffix is added when missing), never an existing folder."""
+    """-o: an .ora file (the suffix is added when there is none), never an existing folder or another format."""
     given = Path(text)
     if given.is_dir():
         raise InputError(f"output '{given}' is a folder: give a file name such as {given / 'layers.ora'}")
-    return given if given.suffix.lower() == ".ora" else given.with_suffix(".ora")
+    if given.suffix and given.suffix.lower() != ".ora":
+        raise InputError(f"output '{given}' is not an .ora file: the layers go into {given.with_suffix('.ora')} and "
+                         f"PNGs beside it ({given.stem}_foreground.png, ...); name that file with -o")
+    return given if given.suffix else given.with_suffix(".ora")
 
 
 def layer_files(out: Path) -> dict[str, Path]:
@@ -107,6 +126,10 @@ def cmd_split(args: argparse.Namespace) -> int:
             image = load_image(args.image, args.max_pixels)
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
+        if box is not None:
+            box, note = clip_box(box, image.shape[1], image.shape[0])
+            if note:
+                print(note, file=sys.stderr)
         method = None
         if args.fill == "lama":  # its model is loaded before any work, so a missing one is reported at once
             from .models import ModelManager
@@ -141,12 +164,16 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_args(parser: argparse.ArgumentParser, diffusion: bool = True) -> None:
+    """Where models come from; diffusion: also where and how the torch models run (not for the offline split,
+    whose one model, LaMa, runs on the CPU with onnxruntime)."""
     group = parser.add_argument_group("models")
     group.add_argument("--models-config", help="JSON model config (default ~/.config/layeringdiff/models.json)")
     group.add_argument("--models-dir", help="folder with one sub-folder per model name (sdxl/, sam/, ...)")
     group.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
                        help="use a local folder for a model (repeatable); see `layeringdiff models list`")
+    if not diffusion:
+        return
     group.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where models run")
     group.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), help="model precision")
     group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
@@ -159,11 +186,11 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
     config = ModelConfig.load(args.models_config).with_models_dir(args.models_dir).with_overrides(args.model)
     for name in ("device", "dtype"):
-        if getattr(args, name):
+        if getattr(args, name, None):
             setattr(config, name, getattr(args, name))
-    config.offline = config.offline or args.offline
-    config.cpu_offload = config.cpu_offload or args.cpu_offload
-    config.vae_tiling = config.vae_tiling or args.vae_tiling
+    config.offline = config.offline or getattr(args, "offline", False)
+    config.cpu_offload = config.cpu_offload or getattr(args, "cpu_offload", False)
+    config.vae_tiling = config.vae_tiling or getattr(args, "vae_tiling", False)
     return config
 
 
@@ -448,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     from layering_protocol import DEFAULT_MAX_PIXELS
 
     parser = Parser(prog="layeringdiff", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"layeringdiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("split", help="split an image into foreground and background layers (offline)")
@@ -467,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    add_model_args(sp)
+    add_model_args(sp, diffusion=False)  # only --fill lama uses a model
     sp.set_defaults(func=cmd_split)
 
     sv = sub.add_parser("serve", help="run the backend for the Krita plugin (ZeroMQ on loopback)")

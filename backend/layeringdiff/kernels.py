@@ -23,6 +23,7 @@ Say = Callable[[str], None]
 SCANNED_PACKAGES = ("layeringdiff", "pymatting")
 FILLS_WITHOUT_MODELS = ("smooth", "texture")
 WARM_UP_LARGE = 320  # a hole this size is completed at reduced size and brought back up (more kernels)
+EXPECTED_TIME = "30 s to 3 min on a 2-core machine"
 
 
 def numba_modules() -> list[str]:
@@ -61,32 +62,57 @@ def on_disk(kernel: object) -> bool:
         return False
 
 
-def warm_up() -> None:
-    """A tiny split of every kind, so that kernels compiled on their first call are compiled now."""
+WARM_UPS = [(size, fill, kind) for size, fills in ((48, FILLS_WITHOUT_MODELS), (WARM_UP_LARGE, ("texture",)))
+            for fill in fills for kind in ("matting", "matting, fixed band", "exact alpha", "RGB")]
+
+
+def warm_up_split(size: int, fill: str, kind: str) -> None:
+    """A tiny split of one kind, so that the kernels compiled on their first call are compiled now."""
     from .stages.split import SplitOptions, split_layer
 
-    for size, fills in ((48, FILLS_WITHOUT_MODELS), (WARM_UP_LARGE, ("texture",))):
-        yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
-        grain = 0.5 + 0.5 * np.sin(40 * xx) * np.cos(23 * yy)  # something for the texture fill to continue
-        image = np.dstack([xx, yy, grain, np.ones_like(xx)]).astype(np.float32)
-        mask = (((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.08).astype(np.float32)
-        for fill in fills:
-            for options in (SplitOptions(fill=fill), SplitOptions(band=3, quantize=255, fill=fill),
-                            SplitOptions(alpha_mode="mask", fill=fill)):
-                split_layer(image, mask=mask, options=options)
-            # an RGB image whose crop is the whole frame hands contiguous arrays to the kernels: other signatures
-            split_layer(np.ascontiguousarray(image[..., :3]), mask=mask, options=SplitOptions(fill=fill))
+    yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
+    grain = 0.5 + 0.5 * np.sin(40 * xx) * np.cos(23 * yy)  # something for the texture fill to continue
+    image = np.dstack([xx, yy, grain, np.ones_like(xx)]).astype(np.float32)
+    mask = (((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.08).astype(np.float32)
+    options = {"matting": SplitOptions(fill=fill), "matting, fixed band": SplitOptions(band=3, quantize=255, fill=fill),
+               "exact alpha": SplitOptions(alpha_mode="mask", fill=fill), "RGB": SplitOptions(fill=fill)}[kind]
+    if kind == "RGB":  # an RGB image whose crop is the whole frame hands contiguous arrays to the kernels
+        image = np.ascontiguousarray(image[..., :3])
+    split_layer(image, mask=mask, options=options)
+
+
+def compiled_now() -> int:
+    """How many kernel signatures were compiled in this process rather than loaded from numba's disk cache."""
+    misses = 0
+    for _, kernel in cached_kernels():
+        try:
+            misses += sum(kernel.stats.cache_misses.values())  # type: ignore[attr-defined]
+        except AttributeError:
+            misses += len(kernel.signatures)  # another numba: count what it holds as compiled here
+    return misses
 
 
 def prepare(say: Say = print) -> list[str]:
-    """Compile every kernel; returns the names of cached kernels that are still not compiled."""
+    """Compile every kernel, saying which step of how many it is on; returns the names of cached kernels that
+    are still not compiled."""
     start = time.perf_counter()
-    say("compiling the image kernels (numba; once after installing)")
-    for name in numba_modules():
-        importlib.import_module(name)
-    warm_up()
+    say(f"compiling the image kernels (numba): {EXPECTED_TIME} the first time after installing, seconds after that")
+    steps: list[tuple[str, Callable[[], object]]] = [
+        (f"importing {name}", lambda n=name: importlib.import_module(n)) for name in numba_modules()]
+    steps.insert(0, ("importing pymatting (it compiles its kernels on import)",
+                     lambda: importlib.import_module("pymatting")))
+    steps += [(f"a {size} px split ({kind}, {fill} fill)", lambda a=(size, fill, kind): warm_up_split(*a))
+              for size, fill, kind in WARM_UPS]
+    for i, (what, call) in enumerate(steps, 1):
+        say(f"compiling the image kernels {i}/{len(steps)}: {what} ({time.perf_counter() - start:.0f} s)")
+        call()
     missing = [name for name, kernel in cached_kernels() if not (kernel.signatures or on_disk(kernel))]
-    say(f"image kernels ready ({time.perf_counter() - start:.0f} s)")
+    compiled = compiled_now()
+    seconds = time.perf_counter() - start
+    if compiled:
+        say(f"image kernels ready: {compiled} compiled in {seconds:.0f} s")
+    else:
+        say(f"image kernels ready: nothing needed compiling, all were on disk already ({seconds:.0f} s)")
     return missing
 
 
