@@ -1,6 +1,7 @@
 """Command line: `layeringdiff split ...` writes an .ora + PNGs; `layeringdiff serve` runs the backend."""
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -13,6 +14,7 @@ from . import __version__
 from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
 from .progress import ProgressFn
 
+EVENT_PREFIX = "@layeringdiff "  # the docker reads lines starting with it (plugin/layeringdiff_krita/setup_run.py)
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
 SPLIT_FILLS = ("texture", "smooth", "lama")  # stages.split.FILLS, default first (not imported: --help stays fast)
@@ -301,12 +303,50 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_rows(manager, models_dir: str | None) -> list[dict]:  # manager: ModelManager
+    """Every model of the registry with what it enables, its size, licence, state and what it needs installed."""
+    import importlib.util
+
+    from .hub_fetch import Store
+    from .models import REGISTRY
+
+    store = Store(models_dir) if models_dir else None
+    rows = []
+    for row in manager.status():
+        spec = REGISTRY[row["model"]]
+        state = row["state"]
+        if store is not None and store.state(spec.key) in ("partial", "broken"):
+            state = store.state(spec.key)
+        absent = [m for m in spec.packages if importlib.util.find_spec(m) is None]
+        rows.append({**row, "state": state, "enables": spec.enables, "size_gb": spec.size_gb,
+                     "licence": spec.licence, "fetchable": bool(spec.hub_id), "needs": absent,
+                     "install": spec.install if absent else ""})
+    return rows
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import REGISTRY, TRAIN_HINT, ModelManager
 
     if args.action == "fetch" and args.models_dir:
         Path(args.models_dir).expanduser().mkdir(parents=True, exist_ok=True)  # fetch fills it
     manager = ModelManager(model_config(args))
+    if args.action == "list" and args.json:
+        for row in model_rows(manager, args.models_dir):
+            print(json.dumps(row))
+        return 0
+    if args.action == "delete":
+        if not args.models_dir:
+            raise InputError("models delete needs --models-dir (a model in the Hugging Face cache: `hf cache`)")
+        from .hub_fetch import Store
+
+        names = list(REGISTRY) if args.names == ["all"] else args.names
+        unknown = [k for k in names if k not in REGISTRY]
+        if unknown:
+            raise InputError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
+        for key in names:
+            freed = Store(args.models_dir).delete(key)
+            print(f"deleted {key} ({freed / 1e9:.2f} GB freed)")
+        return 0
     if args.action == "list":
         for row in manager.status():
             print(f"{row['model']:<17} {row['state']:<8} {row['source']}  ({row['role']})")
@@ -320,11 +360,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     if unknown or not keys:
         raise InputError(f"unknown model(s) {unknown or keys}; choose from {', '.join(REGISTRY)} or all")
     failed = []
+
+    def event(data: dict) -> None:
+        if args.events:
+            print(EVENT_PREFIX + json.dumps(data), flush=True)
+
     for key in keys:  # one failure does not stop the others: a full fetch is tens of GB
         try:
-            print(manager.fetch(key, progress=lambda text: print(text, file=sys.stderr), into=args.models_dir))
+            folder = manager.fetch(key, progress=lambda text: print(text, file=sys.stderr), into=args.models_dir,
+                                   report=event)
+            print(folder, flush=True)
         except NotAvailable as exc:
-            print(f"error: {exc.text}\n  {exc.detail}", file=sys.stderr)
+            print(f"error: {exc.text}\n  {exc.detail}", file=sys.stderr, flush=True)
+            event({"event": "error", "model": key, "why": exc.text, "detail": exc.detail})
             failed.append(key)
     if everything and "layering" not in keys:
         print(f"note: 'layering' is not fetched: {TRAIN_HINT}", file=sys.stderr)
@@ -546,9 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(gp)
     gp.set_defaults(func=cmd_generate)
 
-    mp = sub.add_parser("models", help="list or fetch the model weights")
-    mp.add_argument("action", choices=("list", "fetch"))
-    mp.add_argument("names", nargs="*", default=["all"], help="model names for fetch (default all)")
+    mp = sub.add_parser("models", help="list, fetch or delete the model weights")
+    mp.add_argument("action", choices=("list", "fetch", "delete"))
+    mp.add_argument("names", nargs="*", default=["all"], help="model names for fetch or delete (default all)")
+    mp.add_argument("--json", action="store_true", help="list: one JSON object a model (the docker reads it)")
+    mp.add_argument("--events", action="store_true",
+                    help=f"fetch: progress as JSON lines starting with '{EVENT_PREFIX}' (the docker reads them)")
     add_model_args(mp)
     mp.set_defaults(func=cmd_models)
 

@@ -35,24 +35,35 @@ class ModelSpec:
     packages: tuple[str, ...] = ML_PACKAGES  # what running it needs installed ...
     install: str = ML_INSTALL  # ... and how to install that
     on_cpu: bool = False  # always runs on the CPU (its working memory is the server's, whatever GPU there is)
+    enables: str = ""  # what an artist gets with it (the docker's Models list)
+    licence: str = ""  # the weights' licence, as their model card names it
 
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
-    ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "stage 1: composite generation", 6.9),
-    ModelSpec("controlnet-canny", "diffusers/controlnet-canny-sdxl-1.0", "stage 1: optional canny ControlNet", 2.5),
-    ModelSpec("controlnet-depth", "diffusers/controlnet-depth-sdxl-1.0", "stage 1: optional depth ControlNet", 2.5),
+    ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "stage 1: composite generation", 6.9,
+              enables="Generate layered", licence="CreativeML Open RAIL++-M"),
+    ModelSpec("controlnet-canny", "diffusers/controlnet-canny-sdxl-1.0", "stage 1: optional canny ControlNet", 2.5,
+              enables="Generate: Guide by sketch lines", licence="CreativeML Open RAIL++-M"),
+    ModelSpec("controlnet-depth", "diffusers/controlnet-depth-sdxl-1.0", "stage 1: optional depth ControlNet", 2.5,
+              enables="Generate: Guide by depth map", licence="CreativeML Open RAIL++-M"),
     ModelSpec("grounding-dino", "IDEA-Research/grounding-dino-tiny", "stage 2: phrase -> box", 0.7,
-              ("IDEA-Research/grounding-dino-base",)),
-    ModelSpec("sam", "facebook/sam-vit-base", "stage 2: box -> mask", 0.4, ("facebook/sam-vit-huge",)),
+              ("IDEA-Research/grounding-dino-base",), enables="Split by phrase, Generate layered",
+              licence="Apache-2.0"),
+    ModelSpec("sam", "facebook/sam-vit-base", "stage 2: box -> mask", 0.4, ("facebook/sam-vit-huge",),
+              enables="Split by phrase, Generate layered", licence="Apache-2.0"),
     ModelSpec("vitmatte", "hustvl/vitmatte-small-composition-1k", "stage 2: trimap -> alpha", 0.1,
-              ("hustvl/vitmatte-base-composition-1k",)),
-    ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2),
+              ("hustvl/vitmatte-base-composition-1k",), enables="Split by phrase, Generate layered",
+              licence="Apache-2.0"),
+    ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2,
+              enables="Layering with a GPU (zero-shot), training FBDD", licence="CreativeML Open RAIL++-M"),
     # no public FBDD/HFA weights exist: a folder made by this project's training (fbdd/ + hfa/)
-    ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0),
+    ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0, enables="FBDD + HFA layering (the paper's)",
+              licence="your own training"),
     # LaMa as ONNX for the CPU: its input/output contract is imaging/lama.py's LamaContract (lama.json in the folder)
     ModelSpec("lama", "Carve/LaMa-ONNX", "offline split: learned fill of the hidden background (--fill lama)", 0.21,
               files=("lama_fp32.onnx", "*.json", "README.md"), packages=("onnxruntime",),
-              install="pip install 'layeringdiff[lama]'", on_cpu=True),
+              install="pip install 'layeringdiff[lama]'", on_cpu=True, enables="Hidden part: LaMa fill",
+              licence="Apache-2.0"),
 )}
 
 
@@ -96,7 +107,10 @@ class ModelConfig:
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise NotAvailable(f"models folder {root} does not exist")
-        found = {key: str(root / key) for key in REGISTRY if (root / key).is_dir()}
+        from .hub_fetch import Store
+
+        store = Store(root)  # a model whose fetch stopped part-way, or lost a file, is not used
+        found = {key: str(root / key) for key in REGISTRY if store.state(key) in ("ready", "present")}
         return ModelConfig(**{**asdict(self), "paths": {**self.paths, **found}})
 
     def with_overrides(self, overrides: list[str]) -> "ModelConfig":
@@ -108,6 +122,17 @@ class ModelConfig:
                 raise NotAvailable(f"--model takes NAME=FOLDER with NAME one of {', '.join(REGISTRY)}; got {item!r}")
             paths[key] = value
         return ModelConfig(**{**asdict(self), "paths": paths})
+
+
+def hf_cache() -> str:
+    """The Hugging Face cache folder (huggingface_hub's own default when it is installed)."""
+    try:
+        from huggingface_hub import constants
+
+        return constants.HF_HUB_CACHE
+    except ImportError:
+        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+        return os.path.join(home, "hub")
 
 
 def is_local(source: str) -> bool:
@@ -209,8 +234,10 @@ class ModelManager:
             rows.append({"model": key, "source": self.source(key), "role": spec.role, "state": state, "path": where})
         return rows
 
-    def fetch(self, key: str, progress: Callable[[str], None] = print, into: str | None = None) -> str:
-        """Download one model into the Hugging Face cache, or into `into`/KEY (the --models-dir layout).
+    def fetch(self, key: str, progress: Callable[[str], None] = print, into: str | None = None,
+              report: Callable[[dict], None] | None = None, cancelled: Callable[[], bool] = lambda: False) -> str:
+        """Download one model into the Hugging Face cache, or into `into`/KEY (the --models-dir layout, fetched by
+        hub_fetch: resumable, hash-checked, shared files once; report gets its events).
         Returns its folder; NotAvailable names the model, the cause and what to do."""
         if self.config.offline:
             raise NotAvailable("offline is set in the model config: fetching is disabled")
@@ -222,16 +249,27 @@ class ModelManager:
             raise NotAvailable(f"there are no public '{key}' weights to fetch", TRAIN_HINT)
         if is_local(src):
             return self.resolve(key)
-        try:
-            from huggingface_hub import constants, snapshot_download
-        except ImportError:
-            raise NotAvailable("fetching needs the ml extra", "pip install 'layeringdiff[ml]'") from None
-        disk = target.parent if target else Path(self.config.cache_dir or constants.HF_HUB_CACHE)
+        disk = target.parent if target else Path(self.config.cache_dir or hf_cache())
         disk.mkdir(parents=True, exist_ok=True)
         free_gb = shutil.disk_usage(disk).free / 1e9
-        if free_gb < spec.size_gb * 1.1:
+        if free_gb < spec.size_gb * 1.1:  # before anything is asked of the hub; the store checks exact sizes too
             raise NotAvailable(f"not enough disk space for '{key}' in {disk}: about {spec.size_gb:g} GB needed, "
                                f"{free_gb:.1f} GB free", "free some space or fetch into another folder (--models-dir)")
+        if target is not None:  # a models folder: resumable, checked, each file stored once (standard library)
+            from .hub_fetch import FetchError, Store
+
+            progress(f"fetching {key} ({src}, about {spec.size_gb:g} GB) into {target}...")
+            try:
+                return str(Store(target.parent).fetch(key, src, spec.files, report or (lambda e: None), cancelled))
+            except FetchError as exc:
+                raise NotAvailable(f"could not fetch '{key}' from {src}: {exc}",
+                                   "fetch it again to resume (HTTPS_PROXY for a proxy, HF_ENDPOINT for a mirror, "
+                                   "HF_TOKEN for a gated model), or download it elsewhere and name the folder: "
+                                   f"--model {key}=/path/to/folder") from None
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError:
+            raise NotAvailable("fetching needs the ml extra", "pip install 'layeringdiff[ml]'") from None
         progress(f"fetching {key} ({src}, about {spec.size_gb:g} GB) into {target or 'the Hugging Face cache'}...")
         try:  # tqdm progress bars on stderr
             return snapshot_download(src, cache_dir=self.config.cache_dir, local_dir=str(target) if target else None,

@@ -11,7 +11,7 @@ import pytest
 from layeringdiff.errors import NotAvailable
 from layeringdiff.models import REGISTRY, ModelConfig, ModelManager
 
-from .fakehub import FakeHub
+from ..fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_installer_fetches_models_and_points_the_docker_at_them(hub, tiny_models
               program=(str(ROOT / "installer" / "install.py"),))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "model weights fetched" in out.stdout and same_files(models / "sam", root / "sam")
-    assert f'"all": "{models}"' in rc.read_text().replace("\\\\", "\\")
+    assert f'"models_dir": "{models}"' in rc.read_text().replace("\\\\", "\\")
     out = run(hub, tmp_path, "--pykrita", tmp_path / "pykrita", "--kritarc", rc, "--backend-python", sys.executable,
               "--krita-python", sys.executable, "--fetch-models", "sdxl",
               program=(str(ROOT / "installer" / "install.py"),))

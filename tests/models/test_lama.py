@@ -23,7 +23,7 @@ from layeringdiff.wire import from_array, to_array  # noqa: E402
 
 from tests.lama_model import FILL, tiny_lama  # noqa: E402
 
-from .fakehub import FakeHub  # noqa: E402
+from ..fakehub import FakeHub  # noqa: E402
 
 
 @pytest.fixture(scope="module")
