@@ -7,6 +7,7 @@ n bytes (the connection drops), `corrupt[path] = k` serves damaged bytes k times
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -22,6 +23,7 @@ class FakeHub:
         self.drop_after: dict[str, int] = {}
         self.corrupt: dict[str, int] = {}
         self.lfs_suffixes = (".safetensors", ".bin", ".onnx", ".pt")
+        self.slow: dict[str, float] = {}  # path -> seconds per 64 kB sent (a slow network)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -105,6 +107,14 @@ class FakeHub:
                         self.wfile.write(data[start:start + cut])
                         self.wfile.flush()
                         self.close_connection = True
+                        return None
+                    if not head and name in hub.slow:
+                        self.send_response(206 if start else 200)
+                        self.send_header("Content-Length", str(len(data) - start))
+                        self.end_headers()
+                        for at in range(start, len(data), 65536):
+                            self.wfile.write(data[at:at + 65536])
+                            time.sleep(hub.slow[name])
                         return None
                     if start:
                         self.send_response(206)

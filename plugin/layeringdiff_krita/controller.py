@@ -5,9 +5,10 @@ touched only when a result arrives for a job that is still wanted; errors, cance
 leave it as it was.
 """
 
+import os
 import shutil
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from layering_protocol import (
     RELEASE,
@@ -30,6 +31,7 @@ from .backend_process import BackendProcess
 from .connection import BackendClient, SendFailed, State
 from .jobs import Job, JobState, UserError
 from .messages import model_hint, starting_status
+from .models_panel import ModelsPanel
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .settings import Settings
@@ -59,6 +61,7 @@ class Controller:
         self.own: Optional[OwnBackend] = None
         if home is not None:
             self.own = OwnBackend(view, home, bundle or Bundle(), self.start, self.shutdown, clock)
+        self.models = ModelsPanel(view, self._backend_cli, self._models_dir, self._model_fetched, clock)
         self.process: Optional[BackendProcess] = None
         self.client: Optional[BackendClient] = None
         self.job: Optional[Job] = None
@@ -82,7 +85,10 @@ class Controller:
             self.own.set_state(SetupState.READY, "")
         if self.settings.autostart:
             own_python = self.own.python() if self.own is not None else ""
-            self.process = BackendProcess(self.settings.backend_command(own_python))
+            models_dir = self._models_dir()
+            if models_dir:
+                os.makedirs(models_dir, exist_ok=True)
+            self.process = BackendProcess(self.settings.backend_command(own_python, models_dir))
             self._process_started = self.clock()
             if not self.process.start():
                 error, self.process = self.process.start_error, None
@@ -121,10 +127,27 @@ class Controller:
         self._reported_state = state
         if self.client is not None and self.client.capabilities is not None and state == State.CONNECTED:
             text += self._compare_versions(self.client.capabilities.server)
+            self.models.refresh()
         elif state == State.INCOMPATIBLE and self._own_process():
             assert self.own is not None
             self.own.offer_update("of another protocol", RELEASE)
         self.view.set_connection(state, text)
+
+    def _backend_cli(self) -> List[str]:
+        """The local backend's command line, for the Models list's child processes ([] with none to run)."""
+        if not self.settings.autostart or self.needs_setup():
+            return []
+        return self.settings.cli(self.own.python() if self.own is not None else "")
+
+    def _models_dir(self) -> str:
+        """The models folder the backend is started with: the one set, else the docker's own (beside its
+        environment), else '' (the Hugging Face cache)."""
+        return self.settings.models_dir or (self.own.home.models if self.own is not None else "")
+
+    def _model_fetched(self, key: str) -> None:
+        """A new model is only seen by a backend started after it arrived."""
+        if self.job is None and self.settings.autostart:
+            self.restart()
 
     def _own_process(self) -> bool:
         """The running backend is the one the docker set up (so the docker can update it)."""
@@ -162,6 +185,7 @@ class Controller:
     def _tick(self) -> None:
         if self.own is not None:
             self.own.tick()
+        self.models.tick()
         if self.process is not None and self.client is None:
             if self.process.endpoint:
                 self._connect(self.process.endpoint)
@@ -240,6 +264,16 @@ class Controller:
             self.view.show_message("A job is running: wait for it or press Cancel.", error=True)
             return
         self.own.start(self.settings.index_url)
+
+    def fetch_model(self, key: str) -> None:
+        why = self.models.fetch(key)
+        self.view.show_message(why or f"Downloading '{key}': Cancel in the Models list stops it, Download resumes.",
+                               error=bool(why))
+
+    def delete_model(self, key: str) -> None:
+        why = self.models.delete(key)
+        self.view.show_message(why or f"Deleting the files of '{key}' (those another model shares stay).",
+                               error=bool(why))
 
     def remove_backend(self, models: bool = False) -> None:
         """Uninstall the docker's own environment (and its models folder when asked); the plugin stays."""

@@ -31,6 +31,8 @@ from .qt import (
     QSpinBox,
     Qt,
     QTimer,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -87,6 +89,7 @@ def _show_children(box: QGroupBox, on: bool) -> None:
         child.setVisible(on)
 
 
+MODEL_COLUMNS = ("Model", "Enables", "Size", "Licence", "State")
 _SHARED: dict = {}
 
 
@@ -137,6 +140,7 @@ class LayeringDiffDocker(DockWidget):
         layout.addWidget(self.split_box)
         self.generate_box = self._generate_box()
         layout.addWidget(self.generate_box)
+        layout.addWidget(self._models_box())
         layout.addWidget(self._settings_box())
         layout.addStretch(1)
         # scroll up and down only: as wide as the controls need, so nothing is cut off at the right
@@ -311,6 +315,37 @@ class LayeringDiffDocker(DockWidget):
         gen_form.addRow(self.generate_button)
         return gen
 
+    def _models_box(self) -> QGroupBox:
+        """Every model: what it enables, size, licence, state; Download (resumes), Cancel, Delete."""
+        box = QGroupBox("Models")
+        box.setObjectName("ld_models_box")
+        box.setCheckable(True)
+        box.setChecked(False)
+        form = QVBoxLayout(box)
+        self.models_note = QLabel("")
+        self.models_note.setObjectName("ld_models_note")
+        self.models_note.setWordWrap(True)
+        form.addWidget(self.models_note)
+        self.models_list = QTreeWidget()
+        self.models_list.setObjectName("ld_models")
+        self.models_list.setColumnCount(len(MODEL_COLUMNS))
+        self.models_list.setHeaderLabels(list(MODEL_COLUMNS))
+        self.models_list.setRootIsDecorated(False)
+        self.models_list.setMinimumHeight(8 * self.models_list.fontMetrics().lineSpacing())
+        form.addWidget(self.models_list)
+        row = QHBoxLayout()
+        for text, name, slot in (("Download", "ld_model_fetch", self.on_model_fetch),
+                                 ("Cancel", "ld_model_cancel", self.on_model_cancel),
+                                 ("Delete", "ld_model_delete", self.on_model_delete),
+                                 ("Refresh", "ld_models_refresh", self.on_models_refresh)):
+            row.addWidget(_button(text, name, slot))
+        form.addLayout(row)
+        box.toggled.connect(lambda on: (_show_children(box, on), on and self.controller.models.refresh()))
+        _show_children(box, False)
+        self.models_box = box
+        self._model_rows: dict = {}
+        return box
+
     def _settings_box(self) -> QGroupBox:
         self.settings_box = QGroupBox("Settings")
         self.settings_box.setCheckable(True)
@@ -415,6 +450,53 @@ class LayeringDiffDocker(DockWidget):
         if lines and self._setup_state in ("finding", "running"):
             self.setup_log.setVisible(True)
             self.copy_log.setVisible(True)
+
+    def set_models(self, rows: List[dict], note: str = "") -> None:
+        self.models_list.clear()
+        self._model_rows = {}
+        for row in rows:
+            state = row.get("state", "")
+            if row.get("needs"):
+                state += f" (needs {', '.join(row['needs'])})"
+            size = f"{row.get('size_gb', 0):g} GB" if row.get("fetchable", True) else "-"
+            item = QTreeWidgetItem([row["model"], row.get("enables", ""), size, row.get("licence", ""), state])
+            item.setToolTip(1, row.get("role", ""))
+            item.setToolTip(4, row.get("path", "") or row.get("install", ""))
+            self.models_list.addTopLevelItem(item)
+            self._model_rows[row["model"]] = item
+        for column in range(len(MODEL_COLUMNS)):
+            self.models_list.resizeColumnToContents(column)
+        self.models_note.setText(note)
+        self.models_note.setVisible(bool(note) and self.models_box.isChecked())
+
+    def set_model_progress(self, key: str, text: str) -> None:
+        item = self._model_rows.get(key)
+        if item is not None and text:
+            item.setText(4, text)
+
+    def _selected_model(self) -> str:
+        item = self.models_list.currentItem()
+        if item is None:
+            self.show_message("Choose a model in the list first.", error=True)
+            return ""
+        return item.text(0)
+
+    def on_model_fetch(self) -> None:
+        key = self._selected_model()
+        if key:
+            self.controller.fetch_model(key)
+
+    def on_model_cancel(self) -> None:
+        self.controller.models.cancel()
+
+    def on_model_delete(self) -> None:
+        key = self._selected_model()
+        if key and QMessageBox.question(self, "Delete the model", f"Delete the downloaded files of '{key}'?") \
+                == QMessageBox.StandardButton.Yes:
+            self.controller.delete_model(key)
+
+    def on_models_refresh(self) -> None:
+        self.controller.models.refresh()
 
     def set_undo(self, label: str) -> None:
         self._undo_label = label

@@ -50,21 +50,26 @@ class Settings:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
-    def backend_command(self, own_python: str = "") -> List[str]:
-        """Command that starts the backend on a free loopback port (it prints a READY line); own_python: the
-        docker's own environment's, used when no Python is set."""
-        # --parent-pid: the backend exits by itself if Krita goes away without stopping it
-        serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels), "--parent-pid", str(os.getpid())]
-        if self.models_dir:
-            serve += ["--models-dir", self.models_dir]  # one sub-folder per model name
-        serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items())]
+    def cli(self, own_python: str = "") -> List[str]:
+        """The backend's command line: the Python set here (or a `layeringdiff` command), else the docker's own
+        environment's (own_python), else `layeringdiff` on PATH."""
         python = self.python or own_python
         if python:
-            return [python, "-m", "layeringdiff", *serve]
+            if os.path.basename(python).lower().startswith("layeringdiff"):  # the backend's own command
+                return [python]
+            return [python, "-m", "layeringdiff"]
         exe = shutil.which("layeringdiff")
-        if exe:
-            return [exe, *serve]
-        return ["python3", "-m", "layeringdiff", *serve]
+        return [exe] if exe else ["python3", "-m", "layeringdiff"]
+
+    def backend_command(self, own_python: str = "", models_dir: str = "") -> List[str]:
+        """Command that starts the backend on a free loopback port (it prints a READY line); own_python: the
+        docker's own environment's, used when no Python is set; models_dir: the folder when none is set."""
+        # --parent-pid: the backend exits by itself if Krita goes away without stopping it
+        serve = ["serve", "--port", "0", "--max-pixels", str(self.max_pixels), "--parent-pid", str(os.getpid())]
+        if self.models_dir or models_dir:
+            serve += ["--models-dir", self.models_dir or models_dir]  # one sub-folder per model name
+        serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items())]
+        return [*self.cli(own_python), *serve]
 
     def describe(self) -> Dict[str, Any]:
         return asdict(self)

@@ -108,22 +108,18 @@ class Download:
         return (b1 - b0) / (t1 - t0) if t1 > t0 and b1 >= b0 else 0.0
 
 
-class SetupRun:
-    """One run of the setup script in a child process. Readers fill the state from threads; the docker reads it
-    (text(), finished, error) from its timer."""
+class ChildRun:
+    """A child process of the docker (the setup, a model download): its output read in a thread, lines starting
+    with EVENT_PREFIX handed to on_event as JSON, the others kept as its log; Cancel ends it with its children."""
 
     def __init__(self, command: List[str], clock: Callable[[], float] = time.monotonic) -> None:
         self.command = command
         self.clock = clock
         self.proc: Optional[subprocess.Popen] = None
         self.started = clock()
-        self.step = ""
-        self.n, self.of = 0, 0
-        self.download = Download()
-        self.error: Dict[str, Any] = {}
-        self.result: Dict[str, Any] = {}
         self.cancelled = False
         self.exit_code: Optional[int] = None
+        self.start_error = ""
         self.log: List[str] = []
         self._dropped = 0  # lines cut from the front of a very long log
         self._lock = threading.Lock()
@@ -143,7 +139,7 @@ class SetupRun:
                                          stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", env=env,
                                          bufsize=1, **popen)
         except OSError as exc:
-            self.error = {"why": f"cannot run {self.command[0]}: {exc}", "text": "starting the setup", "n": 0, "of": 0}
+            self.start_error = f"cannot run {self.command[0]}: {exc}"
             self.exit_code = -1
             return False
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -179,6 +175,51 @@ class SetupRun:
         except ValueError:
             self.add_log(line)
             return
+        if isinstance(event, dict):
+            self.on_event(event)
+
+    def on_event(self, event: Dict[str, Any]) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return self.exit_code is not None and (self._reader is None or not self._reader.is_alive())
+
+    def cancel(self) -> None:
+        """End the child and every process it started; the next run cleans up what this one left half-done."""
+        self.cancelled = True
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        if os.name == "nt":
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)], capture_output=True,
+                           creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        else:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.add_log("== cancelled")
+
+
+class SetupRun(ChildRun):
+    """One run of the setup script: its steps, downloads, error and result, as the docker shows them."""
+
+    def __init__(self, command: List[str], clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(command, clock)
+        self.step = ""
+        self.n, self.of = 0, 0
+        self.download = Download()
+        self.error: Dict[str, Any] = {}
+        self.result: Dict[str, Any] = {}
+
+    def start(self) -> bool:
+        if not super().start():
+            self.error = {"why": self.start_error, "text": "starting the setup", "n": 0, "of": 0}
+            return False
+        return True
+
+    def on_event(self, event: Dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "step":
             self.step, self.n, self.of = str(event.get("text", "")), int(event.get("n", 0)), int(event.get("of", 0))
@@ -194,10 +235,6 @@ class SetupRun:
             self.add_log(f"== failed: {event.get('why', '')}")
         elif kind == "done":
             self.result = event
-
-    @property
-    def finished(self) -> bool:
-        return self.exit_code is not None and (self._reader is None or not self._reader.is_alive())
 
     @property
     def succeeded(self) -> bool:
@@ -232,22 +269,6 @@ class SetupRun:
             return f"The setup failed at {where}{package}: {str(e.get('why', '')).rstrip('.')}."
         tail = [ln for ln in self.log if ln.strip()][-1:] or ["(no output)"]
         return f"The setup stopped (exit code {self.exit_code}) at {self.step or 'its start'}: {tail[0]}."
-
-    def cancel(self) -> None:
-        """End the setup and every process it started; the next run cleans up what this one left half-done."""
-        self.cancelled = True
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        if os.name == "nt":
-            subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)], capture_output=True,
-                           creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-        else:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        self.add_log("== cancelled")
 
 
 def setup_command(found: Found, bundle: Bundle, home: Home, index_url: str = "") -> List[str]:

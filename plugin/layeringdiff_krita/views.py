@@ -14,6 +14,8 @@ class ViewGroup:
         self._setup: Tuple[str, str] = ("", "")
         self._setup_progress: Tuple[str, float] = ("", 0.0)
         self._setup_log: List[str] = []
+        self._models: Tuple[List[dict], str] = ([], "")
+        self._model_progress: dict = {}
 
     def add(self, view: Any) -> None:
         self.views.append(view)
@@ -27,6 +29,9 @@ class ViewGroup:
         if self._setup[0] == "running":
             view.set_setup_progress(*self._setup_progress)
         view.add_setup_log(list(self._setup_log), True)
+        view.set_models(*self._models)
+        for key, text in self._model_progress.items():
+            view.set_model_progress(key, text)
 
     def remove(self, view: Any) -> None:
         if view in self.views:
@@ -75,3 +80,18 @@ class ViewGroup:
         self._setup_log.extend(lines)
         for view in list(self.views):
             view.add_setup_log(lines, reset)
+
+    def set_models(self, rows: List[dict], note: str = "") -> None:
+        """The Models list: one row a model (`layeringdiff models list --json`), and a note when there is none."""
+        self._models = (rows, note)
+        for view in list(self.views):
+            view.set_models(rows, note)
+
+    def set_model_progress(self, key: str, text: str) -> None:
+        """A model's download in words ("" when it is over)."""
+        if text:
+            self._model_progress[key] = text
+        else:
+            self._model_progress.pop(key, None)
+        for view in list(self.views):
+            view.set_model_progress(key, text)

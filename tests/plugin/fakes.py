@@ -31,6 +31,8 @@ class FakeView:
         self.setup = []
         self.setup_progress = []
         self.setup_log = []
+        self.models = ([], "")
+        self.model_progress = []
 
     def set_connection(self, state, text):
         self.connection = (state, text)
@@ -52,6 +54,12 @@ class FakeView:
 
     def set_setup_progress(self, text, fraction):
         self.setup_progress.append((text, fraction))
+
+    def set_models(self, rows, note=""):
+        self.models = (rows, note)
+
+    def set_model_progress(self, key, text):
+        self.model_progress.append((key, text))
 
     def add_setup_log(self, lines, reset):
         if reset:

@@ -335,7 +335,7 @@ def test_a_slow_first_start_is_shown_as_starting_never_lost(tmp_path):
                       "sys.exit(3)\n")
     view, clock = FakeView(), FakeClock()
     ctl = Controller(FakeBridge(), view, Settings(autostart=True), clock=clock)
-    ctl.settings.backend_command = lambda own_python="": [sys.executable, str(script)]
+    ctl.settings.backend_command = lambda own_python="", models_dir="": [sys.executable, str(script)]
     ctl.start()
     try:
         clock.advance(600)  # ten minutes "pass": no time limit calls it lost

@@ -1,0 +1,157 @@
+"""The docker's Models list: every model of the backend's registry with what it enables, its size, licence and
+state; download (bytes, MB/s, ETA; resumable), cancel and delete. Krita-free: the work runs in child processes of
+the backend's own Python (`layeringdiff models list --json | fetch --events | delete`, into the same models folder
+the backend is started with), and the view gets rows and progress text.
+"""
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from .setup_run import ChildRun, Download, fmt_bytes, fmt_elapsed
+
+VIEW_UPDATE_S = 0.25
+
+
+class FetchRun(ChildRun):
+    """`layeringdiff models fetch KEY --events`: the model's bytes so far, over all its files."""
+
+    def __init__(self, command: List[str], key: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(command, clock)
+        self.key = key
+        self.progress = Download(key)
+        self.error = ""
+        self.done = False
+
+    def on_event(self, event: Dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "model":
+            self.progress.total = int(event.get("total", 0))
+        elif kind == "download":
+            self.progress.done = int(event.get("model_done", 0))
+            self.progress.total = int(event.get("model_total", self.progress.total))
+            self.progress.samples.append((self.clock(), self.progress.done))
+        elif kind == "file" and event.get("shared"):
+            self.add_log(f"{event.get('path')}: already stored for another model, linked")
+        elif kind == "retry":
+            self.add_log(f"{event.get('path')}: {event.get('why')}; resuming at {event.get('at')} bytes")
+        elif kind == "error":
+            self.error = f"{event.get('why', '')} {event.get('detail', '')}".strip()
+        elif kind == "done":
+            self.done = True
+
+    def text(self) -> str:
+        """'downloading 42% (1.20 GB of 2.87 GB, 35.0 MB/s, about 48 s left)'."""
+        p = self.progress
+        if not p.total:
+            return f"starting ({fmt_elapsed(self.clock() - self.started)})"
+        speed = p.speed()
+        left = f", about {fmt_elapsed((p.total - p.done) / speed)} left" if speed > 0 else ""
+        rate = f", {speed / 1e6:.1f} MB/s" if speed > 0 else ""
+        return f"downloading {100 * p.done / p.total:.0f}% ({fmt_bytes(p.done)} of {fmt_bytes(p.total)}{rate}{left})"
+
+
+class ModelsPanel:
+    def __init__(self, view: Any, cli: Callable[[], List[str]], models_dir: Callable[[], str],
+                 on_fetched: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.view = view
+        self.cli = cli  # the backend's command line ([] while there is none)
+        self.models_dir = models_dir  # the folder the backend is started with
+        self.on_fetched = on_fetched  # a model arrived: the backend restarts to see it
+        self.clock = clock
+        self.rows: List[Dict[str, Any]] = []
+        self.lister: Optional[ChildRun] = None
+        self.fetching: Optional[FetchRun] = None
+        self.deleting: Optional[ChildRun] = None
+        self._shown = 0.0
+
+    def _command(self, *args: str) -> List[str]:
+        folder = self.models_dir()
+        os.makedirs(folder, exist_ok=True)
+        return [*self.cli(), "models", *args, "--models-dir", folder]
+
+    def _ready(self) -> bool:
+        if not self.cli() or not self.models_dir():
+            self.view.set_models([], "Set up the backend first: the models are fetched with its Python.")
+            return False
+        return True
+
+    def refresh(self) -> None:
+        if not self._ready() or (self.lister is not None and not self.lister.finished):
+            return
+        self.lister = ChildRun(self._command("list", "--json"), self.clock)
+        self.lister.start()
+
+    def fetch(self, key: str) -> str:
+        """Start downloading one model; '' or why not."""
+        if not self._ready():
+            return "Set up the backend first."
+        if self.fetching is not None:
+            return f"'{self.fetching.key}' is downloading: wait for it or cancel it first."
+        row = next((r for r in self.rows if r["model"] == key), None)
+        if row is not None and not row.get("fetchable", True):
+            return f"There are no public '{key}' weights to download: {row.get('enables', '')} needs your own."
+        self.fetching = FetchRun(self._command("fetch", key, "--events"), key, self.clock)
+        self.fetching.start()
+        self.view.set_model_progress(key, "starting")
+        return ""
+
+    def cancel(self) -> bool:
+        if self.fetching is None:
+            return False
+        self.fetching.cancel()
+        return True
+
+    def delete(self, key: str) -> str:
+        if not self._ready():
+            return "Set up the backend first."
+        if self.fetching is not None and self.fetching.key == key:
+            return f"'{key}' is downloading: cancel it first."
+        self.deleting = ChildRun(self._command("delete", key), self.clock)
+        self.deleting.start()
+        return ""
+
+    @property
+    def busy(self) -> bool:
+        return self.fetching is not None
+
+    def tick(self) -> None:
+        lister = self.lister
+        if lister is not None and lister.finished:
+            self.lister = None
+            rows = []
+            for line in lister.log:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and "model" in row:
+                    rows.append(row)
+            self.rows = rows
+            note = "" if rows else f"Could not list the models: {(lister.log or ['(no output)'])[-1]}"
+            self.view.set_models(rows, note)
+        if self.deleting is not None and self.deleting.finished:
+            self.deleting = None
+            self.refresh()
+        run = self.fetching
+        if run is None:
+            return
+        if run.finished:
+            self.fetching = None
+            if run.cancelled:
+                self.view.set_model_progress(run.key, "")
+                self.view.show_message(f"The download of '{run.key}' was cancelled; Download resumes it.")
+            elif run.exit_code == 0 and run.done:
+                self.view.set_model_progress(run.key, "")
+                self.view.show_message(f"'{run.key}' is downloaded ({fmt_bytes(run.progress.total)}).")
+                self.on_fetched(run.key)
+            else:
+                self.view.set_model_progress(run.key, "")
+                why = run.error or (run.log[-1] if run.log else f"exit code {run.exit_code}")
+                self.view.show_message(f"The download of '{run.key}' failed: {why}", error=True)
+            self.refresh()
+            return
+        if self.clock() - self._shown >= VIEW_UPDATE_S:
+            self._shown = self.clock()
+            self.view.set_model_progress(run.key, run.text())

@@ -1,0 +1,91 @@
+"""The docker's Models list, Krita-free: real child processes of `layeringdiff models ...` against a hub stand-in
+on loopback (fake weights, a slow connection to cancel part-way), into the folder the backend is started with."""
+
+import hashlib
+import sys
+import time
+
+import pytest
+from layeringdiff.models import REGISTRY
+from layeringdiff_krita.models_panel import ModelsPanel
+
+from ..fakehub import FakeHub
+from .fakes import FakeView
+
+WEIGHTS = "lama_fp32.onnx"
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    repo = tmp_path / "lama-repo"
+    repo.mkdir()
+    (repo / WEIGHTS).write_bytes(hashlib.sha256(b"w").digest() * 100_000)  # 3.2 MB
+    (repo / "README.md").write_text("LaMa")
+    hub = FakeHub({REGISTRY["lama"].hub_id: repo})
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    yield hub
+    hub.close()
+
+
+def pump(panel, until, timeout=90):
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        panel.tick()
+        time.sleep(0.02)
+    assert until()
+
+
+def states(view):
+    return {row["model"]: row["state"] for row in view.models[0]}
+
+
+def test_list_download_cancel_resume_and_delete(hub, tmp_path):
+    view, fetched = FakeView(), []
+    models = tmp_path / "models"
+    panel = ModelsPanel(view, lambda: [sys.executable, "-m", "layeringdiff"], lambda: str(models), fetched.append)
+    panel.refresh()
+    pump(panel, lambda: view.models[0])
+    rows = {row["model"]: row for row in view.models[0]}
+    assert list(rows) == list(REGISTRY)  # every model of the registry
+    assert rows["lama"]["state"] == "missing" and rows["lama"]["licence"] == "Apache-2.0"
+    assert rows["sdxl"]["enables"] == "Generate layered" and rows["sdxl"]["size_gb"] == 6.9
+
+    hub.slow[WEIGHTS] = 0.05  # 64 kB each 50 ms: long enough to cancel part-way
+    assert panel.fetch("lama") == ""
+    assert panel.fetch("sam").startswith("'lama' is downloading")  # one download at a time
+    pump(panel, lambda: any(text.startswith("downloading ") and "MB/s" in text for _, text in view.model_progress))
+    text = next(t for _, t in reversed(view.model_progress) if t.startswith("downloading"))
+    assert "% (" in text and " of 3.2 MB" in text and "left)" in text, text
+    panel.cancel()
+    pump(panel, lambda: not panel.busy and view.models[0] and states(view)["lama"] == "partial")
+    assert "cancelled" in view.messages[-1][0] and fetched == []
+
+    del hub.slow[WEIGHTS]
+    panel.fetch("lama")
+    pump(panel, lambda: not panel.busy and states(view).get("lama") == "ready")
+    assert fetched == ["lama"] and (models / "lama" / WEIGHTS).read_bytes() == \
+        (hub.repos[REGISTRY["lama"].hub_id] / WEIGHTS).read_bytes()
+    assert any(name == WEIGHTS and r.startswith("bytes=") for name, r in hub.ranges)  # resumed, not restarted
+    assert "downloaded" in view.messages[-1][0]
+
+    assert panel.delete("lama") == ""
+    pump(panel, lambda: panel.deleting is None and states(view).get("lama") == "missing")
+    assert not (models / "lama").exists()
+
+
+def test_without_a_backend_the_list_says_to_set_it_up_first(tmp_path):
+    view = FakeView()
+    panel = ModelsPanel(view, lambda: [], lambda: str(tmp_path), lambda key: None)
+    panel.refresh()
+    assert view.models == ([], "Set up the backend first: the models are fetched with its Python.")
+    assert panel.fetch("lama") == "Set up the backend first."
+
+
+def test_a_failed_download_names_the_model_and_why(hub, tmp_path):
+    view = FakeView()
+    panel = ModelsPanel(view, lambda: [sys.executable, "-m", "layeringdiff"], lambda: str(tmp_path / "m"),
+                        lambda key: None)
+    panel.fetch("sam")  # the stand-in has no such repository
+    pump(panel, lambda: not panel.busy)
+    text, error = view.messages[-1]
+    assert error and text.startswith("The download of 'sam' failed: could not fetch 'sam' from facebook/sam-vit-base")
