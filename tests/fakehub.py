@@ -45,7 +45,7 @@ class FakeHub:
         entry = {"rfilename": name, "size": len(data),
                  "blobId": hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()}
         if name.endswith(self.lfs_suffixes):
-            entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
         return entry
 
     def _handler(self) -> type:

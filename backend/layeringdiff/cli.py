@@ -174,11 +174,11 @@ def add_model_args(parser: argparse.ArgumentParser, diffusion: bool = True) -> N
     group.add_argument("--models-dir", help="folder with one sub-folder per model name (sdxl/, sam/, ...)")
     group.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER",
                        help="use a local folder for a model (repeatable); see `layeringdiff models list`")
+    group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
     if not diffusion:
         return
     group.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where models run")
     group.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), help="model precision")
-    group.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
     group.add_argument("--cpu-offload", action="store_true", help="diffusers CPU offload for small GPUs")
     group.add_argument("--vae-tiling", action="store_true", help="decode large images in VAE tiles")
 

@@ -34,6 +34,7 @@ from .messages import model_hint, starting_status
 from .models_panel import ModelsPanel
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
+from .ports import Bridge, View
 from .settings import Settings
 from .setup_run import Bundle, Home
 
@@ -50,7 +51,7 @@ USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMA
 
 
 class Controller:
-    def __init__(self, bridge: Any, view: Any, settings: Settings,
+    def __init__(self, bridge: Bridge, view: View, settings: Settings,
                  clock: Callable[[], float] = time.monotonic, home: Optional[Home] = None,
                  bundle: Optional[Bundle] = None) -> None:
         self.bridge = bridge

@@ -9,6 +9,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from .ports import View
 from .setup_run import ChildRun, Download, fmt_bytes, fmt_elapsed
 
 VIEW_UPDATE_S = 0.25
@@ -53,7 +54,7 @@ class FetchRun(ChildRun):
 
 
 class ModelsPanel:
-    def __init__(self, view: Any, cli: Callable[[], List[str]], models_dir: Callable[[], str],
+    def __init__(self, view: View, cli: Callable[[], List[str]], models_dir: Callable[[], str],
                  on_fetched: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.view = view
         self.cli = cli  # the backend's command line ([] while there is none)

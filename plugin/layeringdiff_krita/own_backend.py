@@ -8,8 +8,9 @@ UPDATE, nothing for READY.
 import threading
 import time
 from enum import Enum
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
+from .ports import View
 from .setup_run import Bundle, Finder, Home, SetupRun, remove_folder, setup_command
 
 VIEW_UPDATE_S = 0.25  # progress and log refresh in the docker
@@ -32,7 +33,7 @@ NEEDED_TEXT = ("No backend is set up yet. Set up backend installs it in a privat
 
 
 class OwnBackend:
-    def __init__(self, view: Any, home: Home, bundle: Bundle, on_ready: Callable[[], None],
+    def __init__(self, view: View, home: Home, bundle: Bundle, on_ready: Callable[[], None],
                  on_stop: Callable[[], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.view = view
         self.home = home

@@ -93,6 +93,44 @@ def test_cli_errors(inputs, tmp_path, args, words):
 def test_bad_box_syntax(inputs, tmp_path):
     proc = run("split", inputs / "photo.png", "--box", "1,2,3", "-o", tmp_path / "x.ora")
     assert proc.returncode == 2 and "x0,y0,x1,y1" in proc.stderr
+    reversed_box = run("split", inputs / "photo.png", "--box", "160,140,40,20", "-o", tmp_path / "x.ora")
+    assert reversed_box.returncode == 2 and "x0 < x1 and y0 < y1" in reversed_box.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_box_partly_outside_the_image_is_clipped_and_said_so(inputs, tmp_path):
+    proc = run("split", inputs / "photo.png", "--box=-30,20,160,400", "-o", tmp_path / "x.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: box -30,20,160,400 reaches past the 200x160 image: clipped to 0,20,160,160" in proc.stderr
+
+
+def test_an_output_of_another_format_is_refused_not_renamed(inputs, tmp_path):
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "x.png")
+    assert proc.returncode == 2 and "is not an .ora file" in proc.stderr and str(tmp_path / "x.ora") in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    plain = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "layers", "--no-png")
+    assert plain.returncode == 0 and (tmp_path / "layers.ora").is_file()  # no suffix: .ora is added
+
+
+def test_version_and_the_split_help_shows_only_the_options_it_uses():
+    from layering_protocol import RELEASE
+
+    assert run("--version").stdout.strip() == f"layeringdiff {RELEASE}"
+    help_text = run("split", "--help").stdout
+    assert "--models-dir" in help_text and "--fill" in help_text
+    for unused in ("--device", "--dtype", "--cpu-offload", "--vae-tiling"):
+        assert unused not in help_text, unused
+    assert "--device" in run("generate", "--help").stdout
+
+
+def test_prepare_says_which_step_and_when_nothing_needed_compiling():
+    first = run("prepare")  # compiles what is not on disk yet (nothing, after the earlier tests)
+    again = run("prepare")
+    assert first.returncode == 0 and again.returncode == 0
+    assert re.search(r"compiling the image kernels 1/\d+: importing pymatting", again.stdout)
+    assert "30 s to 3 min" in again.stdout
+    assert again.stdout.strip().splitlines()[-1].startswith(
+        "image kernels ready: nothing needed compiling, all were on disk already")
 
 
 def test_missing_output_folder(inputs, tmp_path):
