@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,16 @@ def tiny_layering_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-models-all")
     return root, build_all(root)
+
+
+@pytest.fixture(scope="session")
+def release_zip(tmp_path_factory):
+    """dist/layeringdiff-krita-<release>.zip as `python3 installer/package.py` builds it (once a test session)."""
+    from layering_protocol import RELEASE
+
+    out = tmp_path_factory.mktemp("dist")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "installer" / "package.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / f"layeringdiff-krita-{RELEASE}.zip"

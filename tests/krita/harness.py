@@ -165,7 +165,7 @@ def import_release_zip(home: Path, zip_path: Path, out: Path, target: Optional[K
     it from Tools > Scripts > Import Python Plugin from File... (Krita is started once for that, then quits)."""
     (home / "run").mkdir(parents=True, exist_ok=True)
     os.chmod(home / "run", 0o700)
-    add_driver(home, "ld_e2e_importer", {"ld_e2e_importer": True})
+    add_driver(home, "ld_e2e_importer", {"ld_e2e_importer": True, "ld_e2e_driver": False})
     out.mkdir(parents=True, exist_ok=True)
     report = run_krita(home, out, "import", target=target, env={"LD_E2E_ZIP": str(zip_path)})
     # the second start runs the test driver beside the imported plugin

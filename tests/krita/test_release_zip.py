@@ -7,8 +7,6 @@ backend and a split checked by its pixels. Screenshots of each step go to tests/
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +15,15 @@ from layering_protocol import RELEASE
 from layeringdiff.examples import synthetic_composite
 
 from .conftest import artifacts_for
-from .harness import ROOT, import_release_zip, run_krita, user_machine_pip
+from .harness import import_release_zip, run_krita, user_machine_pip
 from .test_krita_e2e import check_report, prepare, read_bgra
 
 pytestmark = [pytest.mark.krita]
 BAD_INDEX = "http://127.0.0.1:9/simple"  # nothing listens on the discard port: the index cannot be reached
-FULL_SETUP_ON = ("host",)  # the whole setup (a few minutes of downloads and compiling) in one Krita; CI time
-
-
-@pytest.fixture(scope="session")
-def release_zip(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(ROOT / "installer" / "package.py"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / f"layeringdiff-krita-{RELEASE}.zip"
+# the whole setup (a few minutes of downloads and compiling) in the host's Krita (Python 3.11) and in Krita 6
+# (Python 3.14); Krita 5.3 (the same Python as 6) imports the zip and fails a setup: CI time
+FULL_SETUP_ON = ("host", "6.0")
+SET_UP: dict = {}  # Krita target -> the HOME whose docker set up its backend (the update test goes on from it)
 
 
 def test_the_release_zip_imports_and_sets_up_its_own_backend(krita_target, release_zip, tmp_path):
@@ -90,3 +82,42 @@ def test_the_release_zip_imports_and_sets_up_its_own_backend(krita_target, relea
     assert np.abs(recomposed - orig[..., :3]).max() <= 1.5 and bg[..., 3].min() == 255
     assert (fg[..., 3] > 127)[mask > 127].mean() > 0.9 and (fg[..., 3] > 127)[mask == 0].mean() < 0.05
     assert np.abs(read_bgra(out / "projection.bgra", w, h) - orig).max() <= 1
+    SET_UP[krita_target.name] = home
+
+
+def test_a_newer_zip_over_an_old_install_keeps_everything_and_updates_the_backend(krita_target, release_zip,
+                                                                                   tmp_path_factory):
+    """After the setup above (the same HOME): the backend in the kept environment is made to say it is an older
+    release, the zip is imported again over the install (the importer asks to overwrite), and Krita starts with
+    the settings, the environment and the models folder as they were: no setup, Update backend offered, one
+    click installs the zip's backend, then the Models list."""
+    if krita_target.name not in FULL_SETUP_ON:
+        pytest.skip("needs the full setup of the test above")
+    if krita_target.name not in SET_UP:
+        pytest.fail("the full setup of the test above did not finish in this Krita", pytrace=False)
+    home = SET_UP[krita_target.name]
+    data = home / ".local" / "share" / "krita" / "layeringdiff"
+    (data / "models" / "kept.txt").write_text("a file of the models folder")
+    state_before = (data / "backend.json").read_text()
+    installed = next((data / "env").rglob("site-packages/layering_protocol/version.py"))
+    installed.write_text(installed.read_text().replace(f'RELEASE = "{RELEASE}"', 'RELEASE = "0.1.9"'))
+    out = tmp_path_factory.mktemp("update")
+    imported = import_release_zip(home, release_zip, out / "import")
+    assert imported.get("done") and imported["overwrite_asked"] == ["layeringdiff_krita"], imported
+    (out / "photo.bgra").write_bytes(bytes(64 * 64 * 4))
+    report = run_krita(home, out, "update", timeout=900, env=user_machine_pip())
+    check_report(report, from_zip=True)
+    steps = {s["step"]: s for s in report["steps"]}
+    for shot in sorted(out.glob("setup_*.png")):
+        shutil.copy2(shot, artifacts_for(report) / shot.name)
+    offered = steps["update offered"]
+    assert offered["button"] == "Update backend" and "The backend is 0.1.9, this plugin" in offered["text"], offered
+    assert offered["split_enabled"]  # an older backend still splits meanwhile
+    updated = steps["updated"]
+    assert updated["state"] == "" and f"layeringdiff {RELEASE}" in updated["status"], updated
+    assert "reusing the environment" in updated["log"]
+    assert (data / "models" / "kept.txt").exists() and json.loads((data / "backend.json").read_text())[
+        "python"] == json.loads(state_before)["python"]
+    rows = {r[0]: r for r in steps["models"]["rows"]}
+    assert rows["sdxl"][1:4] == ["Generate layered", "6.9 GB", "CreativeML Open RAIL++-M"], rows["sdxl"]
+    assert rows["lama"][4].startswith("missing") and rows["layering"][2] == "-"

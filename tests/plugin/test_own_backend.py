@@ -228,3 +228,22 @@ def test_releases_compare_and_an_older_own_backend_gets_update_backend(tmp_path)
     ctl.settings.python = "/opt/other/python"  # a backend the user installed: the docker does not touch it
     assert "pip install -U layeringdiff" in ctl._compare_versions("layeringdiff 0.1.0")
     assert ctl._compare_versions(f"layeringdiff {RELEASE}") == ""
+
+
+def test_remove_the_backend_keeps_the_models_unless_asked(tmp_path):
+    home = Home(str(tmp_path / "h"))
+    for folder in (home.env, home.models):
+        os.makedirs(folder)
+        Path(folder, "file").write_text("x")
+    Path(home.folder, "backend.json").write_text(json.dumps({"python": sys.executable, "release": RELEASE}))
+    view, stopped = FakeView(), []
+    own = OwnBackend(view, home, fake_bundle(tmp_path), lambda: None, lambda: stopped.append(True))
+    said = own.remove(models=False)
+    own.removing.join(30)
+    own.tick()
+    assert stopped == [True] and "Removing" in said and not own.busy
+    assert not os.path.exists(home.env) and os.path.exists(Path(home.models, "file")) and home.python() == ""
+    assert view.setup[-1][0] == "needed"  # the docker offers the setup again
+    own.remove(models=True)
+    own.removing.join(30)
+    assert not os.path.exists(home.models)

@@ -47,6 +47,19 @@ def test_settings_round_trip_and_bad_json(monkeypatch):
     assert "serve" in s.backend_command() and "--port" in s.backend_command()
 
 
+def test_the_models_folder_of_older_settings_and_a_backend_command(monkeypatch):
+    monkeypatch.delenv(ENV_PYTHON, raising=False)
+    old = Settings.from_json(json.dumps({"model_dirs": {"all": "/srv/models", "sam": "/opt/sam"}}))  # plugin 0.1
+    assert old.models_dir == "/srv/models" and old.model_dirs == {"sam": "/opt/sam"}
+    command = old.backend_command()
+    assert command[command.index("--models-dir") + 1] == "/srv/models" and "--model=sam=/opt/sam" in command
+    own = Settings().backend_command("/home/a/krita/layeringdiff/env/bin/python", "/home/a/krita/layeringdiff/models")
+    assert own[:3] == ["/home/a/krita/layeringdiff/env/bin/python", "-m", "layeringdiff"]
+    assert own[own.index("--models-dir") + 1] == "/home/a/krita/layeringdiff/models"
+    # Advanced > Existing Python also takes the backend's own command
+    assert Settings(python="/opt/ld/bin/layeringdiff").backend_command()[:2] == ["/opt/ld/bin/layeringdiff", "serve"]
+
+
 def test_settings_environment_overrides(monkeypatch):
     monkeypatch.setenv(ENV_ENDPOINT, "tcp://127.0.0.1:6000")
     monkeypatch.setenv(ENV_PYTHON, "/venv/bin/python")

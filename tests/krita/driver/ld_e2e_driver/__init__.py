@@ -751,7 +751,31 @@ def scenario_setup():
     shoot("setup_5_split")
 
 
-SCENARIOS.update(setup=scenario_setup)
+def scenario_update():
+    """A newer plugin zip imported over an install whose backend is older: the docker connects with the kept
+    environment (no setup), offers Update backend, which installs the zip's backend in one click; then the Models
+    list of that backend."""
+    d = docker()
+    new_document(64, 64, "photo.bgra")
+    yield from open_docker(d)
+    yield from fill_screen()
+    yield (lambda: d._setup_state == "update", 300, "Update backend offered")  # the kernels compile again
+    step("update offered", **setup_view(d))
+    shoot("setup_6_update")
+    d.setup_button.click()
+    yield (lambda: d._setup_state == "running", 60, "the update running")
+    yield (lambda: d._setup_state == "" and connected(d) or d._setup_state == "failed", 600, "updated and connected")
+    step("updated", **setup_view(d), log=d.setup_log.toPlainText()[-3000:])
+    d.models_box.setChecked(True)
+    yield (lambda: d.models_list.topLevelItemCount() > 0, 60, "the Models list")
+    rows = [[d.models_list.topLevelItem(i).text(c) for c in range(5)] for i in range(d.models_list.topLevelItemCount())]
+    d.scroll.ensureWidgetVisible(d.models_list)
+    yield from settle()
+    step("models", rows=rows)
+    shoot("setup_7_models")
+
+
+SCENARIOS.update(setup=scenario_setup, update=scenario_update)
 SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start,
                  generate_undo=scenario_generate_undo)
 
