@@ -151,6 +151,9 @@ class Setup:
             if unreachable:
                 index = self.args.index_url or "pip's package index"
                 why = f"the package index ({index}) could not be reached: {unreachable}"
+                if "certificate" in unreachable:
+                    why += (" (a network that inspects encrypted traffic needs its certificate authority trusted: "
+                            "the system's certificate store, or PIP_CERT)")
             raise SetupFailed(self.step, why[:300], failing or current)
         return "\n".join(lines)
 

@@ -5,6 +5,7 @@ NEEDED, FINDING, RUNNING and FAILED (the split controls are disabled then, with 
 UPDATE, nothing for READY.
 """
 
+import os
 import threading
 import time
 from enum import Enum
@@ -145,8 +146,6 @@ class OwnBackend:
         state_file = f"{self.home.folder}/backend.json"
 
         def work() -> None:
-            import os
-
             try:
                 os.remove(state_file)
             except OSError:

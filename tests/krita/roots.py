@@ -35,6 +35,7 @@ BASE_PACKAGES = ("ca-certificates", "xvfb", "xauth", "python3-zmq", "python3-msg
 # a package that is dropped or renamed upstream fails the build, which CI reports: say so clearly
 SMOKE_TIMEOUT_S = 120
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"  # by path: commands run with PATH=/usr/bin:/bin
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle of the trusted certificate authorities
 
 
 class RootError(RuntimeError):
@@ -135,6 +136,11 @@ class Mounted:
         for path in self.binds:
             q, target = shlex.quote(str(path)), shlex.quote(str(self.root) + str(path))
             lines.append(f"mkdir -p {target} && mount --bind {q} {target}")
+        # the root trusts the certificate authorities this machine trusts (a network's own TLS proxy included), as
+        # this machine's programs do: pip in a root reaches the package index the same way as on the host
+        bundle = Path(CA_BUNDLE)
+        if bundle.is_file() and (self.root / CA_BUNDLE.lstrip("/")).is_file():
+            lines.append(f"mount --bind {shlex.quote(CA_BUNDLE)} {shlex.quote(str(self.root) + CA_BUNDLE)}")
         lines += ["echo ready", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done"]
         return "\n".join(lines)
 
