@@ -84,12 +84,13 @@ def _text_area(label: QLabel, lines: int) -> QScrollArea:
 
 
 def _show_children(box: QGroupBox, on: bool) -> None:
-    """A checkable group box folds: its contents show only while it is checked."""
+    """A checkable group box folds: its contents show only while it is checked, and it takes one line when not."""
     for child in box.findChildren(QWidget):
         child.setVisible(on)
+    box.setMaximumHeight(16777215 if on else box.fontMetrics().lineSpacing() + 12)
 
 
-MODEL_COLUMNS = ("Model", "Enables", "Size", "Licence", "State")
+MODEL_COLUMNS = ("Model", "State", "Size", "Enables", "Licence")
 _SHARED: dict = {}
 
 
@@ -459,9 +460,9 @@ class LayeringDiffDocker(DockWidget):
             if row.get("needs"):
                 state += f" (needs {', '.join(row['needs'])})"
             size = f"{row.get('size_gb', 0):g} GB" if row.get("fetchable", True) else "-"
-            item = QTreeWidgetItem([row["model"], row.get("enables", ""), size, row.get("licence", ""), state])
-            item.setToolTip(1, row.get("role", ""))
-            item.setToolTip(4, row.get("path", "") or row.get("install", ""))
+            item = QTreeWidgetItem([row["model"], state, size, row.get("enables", ""), row.get("licence", "")])
+            item.setToolTip(3, row.get("role", ""))
+            item.setToolTip(1, row.get("path", "") or row.get("install", ""))
             self.models_list.addTopLevelItem(item)
             self._model_rows[row["model"]] = item
         for column in range(len(MODEL_COLUMNS)):
@@ -472,7 +473,7 @@ class LayeringDiffDocker(DockWidget):
     def set_model_progress(self, key: str, text: str) -> None:
         item = self._model_rows.get(key)
         if item is not None and text:
-            item.setText(4, text)
+            item.setText(1, text)
 
     def _selected_model(self) -> str:
         item = self.models_list.currentItem()

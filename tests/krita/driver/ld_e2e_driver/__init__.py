@@ -682,9 +682,18 @@ def scenario_generate_undo():
     step("undo button", message=d.message.text(), tree=tree(doc.rootNode()))
 
 
-def shoot(name):
-    """A screenshot of the whole screen into OUT (the README shows the setup's steps from these)."""
+def shoot(name, d=None):
+    """A screenshot of the whole screen into OUT, and of the docker alone (the README shows the setup's steps)."""
     QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, f"{name}.png"))
+    if d is not None:
+        d.grab().save(os.path.join(OUT, f"{name}_docker.png"))
+
+
+def float_docker(d):
+    """The docker as a floating window of a comfortable size, as an artist may pull it out of the dock."""
+    d.setFloating(True)
+    d.setGeometry(40, 40, 560, 900)  # over the canvas: the Layers docker stays in view
+    yield from settle()
 
 
 def setup_view(d):
@@ -705,16 +714,17 @@ def scenario_setup():
     doc, layer = new_document(w, h, "photo.bgra")
     yield from open_docker(d)
     yield from fill_screen()
+    yield from float_docker(d)
     yield (lambda: d._setup_state == "needed", 30, "the setup panel")
     step("needed", **setup_view(d))
-    shoot("setup_1_needed")
+    shoot("setup_1_needed", d)
     if spec.get("bad_index"):
         d.advanced.setChecked(True)
         d.index_url.setText(spec["bad_index"])
         d.setup_button.click()
         yield (lambda: d._setup_state == "failed", 300, "the setup with a bad index fails")
         step("failed", **setup_view(d), log=d.setup_log.toPlainText()[-3000:])
-        shoot("setup_2_failed")
+        shoot("setup_2_failed", d)
         if not spec.get("full"):
             return
         d.index_url.setText("")  # the cause fixed: the package index pip knows
@@ -730,14 +740,14 @@ def scenario_setup():
 
     yield (running, 600, "a download with its speed")
     step("running", **setup_view(d))
-    shoot("setup_3_running")
+    shoot("setup_3_running", d)
     def over():
         running()  # keeps recording the steps the docker shows
         return connected(d) or d._setup_state == "failed"
 
     yield (over, 900, "the setup done and the backend connected")
     step("connected", **setup_view(d), texts=seen[-40:], log=d.setup_log.toPlainText()[-3000:])
-    shoot("setup_4_connected")
+    shoot("setup_4_connected", d)
     if not connected(d):
         return
     select(doc, w, h, "mask1.u8")
@@ -748,7 +758,7 @@ def scenario_setup():
     dump("split_fg.bgra", find(doc.rootNode(), "1 cat").pixelData(0, 0, w, h))
     dump("split_bg.bgra", find(doc.rootNode(), "background 1").pixelData(0, 0, w, h))
     dump("projection.bgra", doc.pixelData(0, 0, w, h))
-    shoot("setup_5_split")
+    shoot("setup_5_split", d)
 
 
 def scenario_update():
@@ -759,20 +769,21 @@ def scenario_update():
     new_document(64, 64, "photo.bgra")
     yield from open_docker(d)
     yield from fill_screen()
+    yield from float_docker(d)
     yield (lambda: d._setup_state == "update", 300, "Update backend offered")  # the kernels compile again
     step("update offered", **setup_view(d))
-    shoot("setup_6_update")
+    shoot("setup_6_update", d)
     d.setup_button.click()
     yield (lambda: d._setup_state == "running", 60, "the update running")
     yield (lambda: d._setup_state == "" and connected(d) or d._setup_state == "failed", 600, "updated and connected")
-    step("updated", **setup_view(d), log=d.setup_log.toPlainText()[-3000:])
+    step("updated", **setup_view(d), log=d.setup_log.toPlainText()[-20000:])
     d.models_box.setChecked(True)
     yield (lambda: d.models_list.topLevelItemCount() > 0, 60, "the Models list")
     rows = [[d.models_list.topLevelItem(i).text(c) for c in range(5)] for i in range(d.models_list.topLevelItemCount())]
     d.scroll.ensureWidgetVisible(d.models_list)
     yield from settle()
     step("models", rows=rows)
-    shoot("setup_7_models")
+    shoot("setup_7_models", d)
 
 
 SCENARIOS.update(setup=scenario_setup, update=scenario_update)
