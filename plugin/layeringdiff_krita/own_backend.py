@@ -5,14 +5,14 @@ NEEDED, FINDING, RUNNING and FAILED (the split controls are disabled then, with 
 UPDATE, nothing for READY.
 """
 
-import os
 import threading
 import time
 from enum import Enum
+from pathlib import Path
 from typing import Callable, List, Optional
 
 from .ports import View
-from .setup_run import Bundle, Finder, Home, SetupRun, remove_folder, setup_command
+from .setup_run import Bundle, Finder, Home, SetupRun, setup_command, setup_script_module
 
 VIEW_UPDATE_S = 0.25  # progress and log refresh in the docker
 UV_FOLDER = "uv"  # <home>/uv/uv[.exe]: a uv the user put there is found too
@@ -49,6 +49,7 @@ class OwnBackend:
         self._shown = 0.0
         self._log_sent = 0
         self.removing: Optional[threading.Thread] = None
+        self.remove_error = ""
 
     def python(self) -> str:
         return self.home.python()
@@ -101,6 +102,9 @@ class OwnBackend:
     def tick(self) -> None:
         if self.removing is not None and not self.removing.is_alive():
             self.removing = None
+            if self.remove_error:
+                self.view.show_message(f"The backend was not removed completely: {self.remove_error}", error=True)
+                self.remove_error = ""
         if self.state == SetupState.FINDING and self.finder is not None and self.finder.done:
             finder, self.finder = self.finder, None
             if finder.found is None:
@@ -147,11 +151,12 @@ class OwnBackend:
 
         def work() -> None:
             try:
-                os.remove(state_file)
-            except OSError:
-                pass
-            for folder in folders:
-                remove_folder(folder)
+                Path(state_file).unlink(missing_ok=True)
+                remove_tree = setup_script_module(self.bundle).remove_tree  # the setup's own, for its own files
+                for folder in folders:
+                    remove_tree(Path(folder))
+            except OSError as exc:  # a file still in use (Windows): said, and the next removal tries again
+                self.remove_error = str(exc)
 
         self.removing = threading.Thread(target=work, daemon=True)
         self.removing.start()

@@ -9,7 +9,6 @@ installers' own words, kept for the docker's log view. Pure Python apart from th
 import collections
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -296,14 +295,14 @@ class Finder:
         threading.Thread(target=work, daemon=True).start()
 
 
-def remove_folder(path: str) -> str:
-    """Delete a folder of the docker's own (the environment, the models); '' or why it could not."""
-    def retry(func, target, _exc):
-        try:
-            os.chmod(target, 0o700)
-            func(target)
-        except OSError:
-            pass
-    if os.path.isdir(path):
-        shutil.rmtree(path, onerror=retry)
-    return f"could not remove all of {path}: a program may still use it" if os.path.exists(path) else ""
+def setup_script_module(bundle: Bundle) -> Any:
+    """The bundle's setup script as a module (standard library only), for what the docker does in-process with the
+    files the setup made: removing them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("layeringdiff_backend_setup", bundle.script)
+    if spec is None or spec.loader is None:
+        raise OSError(f"cannot load {bundle.script}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -237,7 +237,7 @@ def test_remove_the_backend_keeps_the_models_unless_asked(tmp_path):
         Path(folder, "file").write_text("x")
     Path(home.folder, "backend.json").write_text(json.dumps({"python": sys.executable, "release": RELEASE}))
     view, stopped = FakeView(), []
-    own = OwnBackend(view, home, fake_bundle(tmp_path), lambda: None, lambda: stopped.append(True))
+    own = OwnBackend(view, home, Bundle(str(ROOT / "installer")), lambda: None, lambda: stopped.append(True))
     said = own.remove(models=False)
     own.removing.join(30)
     own.tick()
