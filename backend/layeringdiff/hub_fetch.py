@@ -127,7 +127,7 @@ class Store:
             return "ready"
         if (self.root / PARTIAL / key).is_dir():  # made when a fetch starts, removed when it ends well
             return "partial"
-        return "present" if folder.is_dir() and any(folder.iterdir()) else "missing"
+        return "present" if folder.is_dir() else "missing"
 
     def missing_bytes(self, files: list[RemoteFile]) -> int:
         return sum(f.size for f in files if not (f.digest and (self.root / BLOBS / f.digest).is_file()))

@@ -32,7 +32,7 @@ class FetchRun(ChildRun):
         elif kind == "download":
             self.progress.done = int(event.get("model_done", 0))
             self.progress.total = int(event.get("model_total", self.progress.total))
-            self.progress.samples.append((self.clock(), self.progress.done))
+            self.progress.add(self.clock(), self.progress.done)
         elif kind == "file" and event.get("shared"):
             self.add_log(f"{event.get('path')}: already stored for another model, linked")
         elif kind == "retry":

@@ -96,14 +96,23 @@ class Download:
     done: int = 0
     total: int = 0
     samples: Deque = field(default_factory=lambda: collections.deque(maxlen=64))  # (time, bytes)
+    first: Tuple[float, int] = (0.0, 0)  # the first sample: a finished file's speed is over all of it
+
+    def add(self, when: float, done: int) -> None:
+        if not self.samples:
+            self.first = (when, done)
+        self.samples.append((when, done))
 
     def speed(self) -> float:
-        """Bytes per second over the last SPEED_WINDOW_S (0 until two samples)."""
+        """Bytes per second over the last SPEED_WINDOW_S while it runs, over the whole file once done (0 until two
+        samples)."""
         if len(self.samples) < 2:
             return 0.0
         t1, b1 = self.samples[-1]
-        older = [(t, b) for t, b in self.samples if t1 - t <= SPEED_WINDOW_S]
-        t0, b0 = older[0]
+        if self.total and b1 >= self.total:
+            t0, b0 = self.first
+        else:
+            t0, b0 = next((t, b) for t, b in self.samples if t1 - t <= SPEED_WINDOW_S)
         return (b1 - b0) / (t1 - t0) if t1 > t0 and b1 >= b0 else 0.0
 
 
@@ -209,6 +218,7 @@ class SetupRun(ChildRun):
         self.step = ""
         self.n, self.of = 0, 0
         self.download = Download()
+        self.last_download: Optional[Download] = None  # shown, with its speed, until the next file is under way
         self.error: Dict[str, Any] = {}
         self.result: Dict[str, Any] = {}
 
@@ -222,13 +232,15 @@ class SetupRun(ChildRun):
         kind = event.get("event")
         if kind == "step":
             self.step, self.n, self.of = str(event.get("text", "")), int(event.get("n", 0)), int(event.get("of", 0))
-            self.download = Download()
+            self.download, self.last_download = Download(), None
             self.add_log(f"== step {self.n} of {self.of}: {self.step}")
         elif kind == "download":
             if event.get("package") != self.download.package:
+                if self.download.speed() > 0:
+                    self.last_download = self.download
                 self.download = Download(str(event.get("package", "")))
             self.download.done, self.download.total = int(event.get("done", 0)), int(event.get("total", 0))
-            self.download.samples.append((self.clock(), self.download.done))
+            self.download.add(self.clock(), self.download.done)
         elif kind == "error":
             self.error = event
             self.add_log(f"== failed: {event.get('why', '')}")
@@ -243,7 +255,9 @@ class SetupRun(ChildRun):
         """'step 3 of 6: installing the backend and its packages: numpy 4.2 of 16.9 MB, 8.1 MB/s, 35 s'."""
         parts = [f"step {self.n} of {self.of}: {self.step}" if self.n else "starting the setup"]
         d = self.download
-        if d.total and d.done < d.total:
+        if not (d.total and d.done < d.total) and d.speed() <= 0 and self.last_download is not None:
+            d = self.last_download  # a finished file too small to time: the last one that was, with its speed
+        if d.total:  # a finished file stays in view (speed over all of it) until the next one is under way
             speed = d.speed()
             parts.append(f"{d.package or 'downloading'} {fmt_bytes(d.done)} of {fmt_bytes(d.total)}"
                          + (f", {speed / 1e6:.1f} MB/s" if speed > 0 else ""))

@@ -41,6 +41,11 @@ def test_the_docker_shows_step_download_speed_and_elapsed_time():
     assert text.startswith("step 4 of 6: installing the backend and its packages: numpy 8.0 MB of 16.9 MB, 4.0 MB/s")
     assert text.endswith("2 s")
     assert 3 / 6 < run.fraction() < 4 / 6
+    clock.advance(1.0)
+    run.feed(event("download", package="numpy", done=16_900_000, total=16_900_000))
+    run.feed(event("download", package="tiny", done=9_000, total=9_000))  # one progress line: too small to time
+    # a file that finished stays in view with its speed over the whole file, until one under way replaces it
+    assert "numpy 16.9 MB of 16.9 MB, 5.6 MB/s" in run.text(), run.text()
     lines, count = run.lines_since(0)
     assert "Collecting numpy>=1.24" in lines and "== step 4 of 6: installing the backend and its packages" in lines
     assert run.lines_since(count) == ([], count)
