@@ -128,7 +128,8 @@ class Controller:
         self._reported_state = state
         if self.client is not None and self.client.capabilities is not None and state == State.CONNECTED:
             text += self._compare_versions(self.client.capabilities.server)
-            self.models.refresh()
+            if self.models.wanted:  # the Models list was opened: it follows the backend that answers now
+                self.models.refresh()
         elif state == State.INCOMPATIBLE and self._own_process():
             assert self.own is not None
             self.own.offer_update("of another protocol", RELEASE)

@@ -13,6 +13,8 @@ from .ports import View
 from .setup_run import ChildRun, Download, fmt_bytes, fmt_elapsed
 
 VIEW_UPDATE_S = 0.25
+NO_LOCAL_BACKEND = ("Set up the backend first: the models are fetched with its Python. (A studio server's models "
+                    "are fetched on that server: `layeringdiff models fetch --models-dir FOLDER`.)")
 
 
 class FetchRun(ChildRun):
@@ -65,6 +67,7 @@ class ModelsPanel:
         self.lister: Optional[ChildRun] = None
         self.fetching: Optional[FetchRun] = None
         self.deleting: Optional[ChildRun] = None
+        self.wanted = False  # the list was asked for once: it is refreshed when the backend changes
         self._shown = 0.0
 
     def _command(self, *args: str) -> List[str]:
@@ -74,11 +77,12 @@ class ModelsPanel:
 
     def _ready(self) -> bool:
         if not self.cli() or not self.models_dir():
-            self.view.set_models([], "Set up the backend first: the models are fetched with its Python.")
+            self.view.set_models([], NO_LOCAL_BACKEND)
             return False
         return True
 
     def refresh(self) -> None:
+        self.wanted = True
         if not self._ready() or (self.lister is not None and not self.lister.finished):
             return
         self.lister = ChildRun(self._command("list", "--json"), self.clock)
