@@ -26,7 +26,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # beside it, also when imported by path
+from plugin_tree import DEPS, ROOT, build_plugin_tree, tag_platform_key  # noqa: E402
+
 PLUGIN = "layeringdiff_krita"
 RUNTIME_DEPS = ("pyzmq", "msgpack")
 IMPORT_NAMES = {"pyzmq": "zmq", "msgpack": "msgpack"}
@@ -149,9 +151,6 @@ def vendor_wheels(dest: Path, python_version: str, platform_tag: str) -> list[st
     """Download binary wheels of the runtime deps for Krita's Python (any CPython 3.10 to 3.14: its own
     cpXY wheels, or abi3 ones built for an older version), unpack each into vendor/deps/<wheel>/ of the plugin
     at dest and index them for that Python (the layout of the release zip, which has every platform)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from plugin_tree import DEPS, tag_platform_key
-
     deps = dest / DEPS
     with tempfile.TemporaryDirectory() as tmp:
         platforms = [platform_tag]
@@ -181,9 +180,6 @@ def install(args: argparse.Namespace) -> int:
     dest = pykrita / PLUGIN
     print(f"Krita plugin folder: {pykrita}")
     pykrita.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from plugin_tree import build_plugin_tree
-
     build_plugin_tree(dest)  # the backend comes from this checkout's environment: no wheel in its bundle
     shutil.copy2(ROOT / "plugin" / f"{PLUGIN}.desktop", pykrita / f"{PLUGIN}.desktop")
     print(f"  copied the plugin to {dest} and the protocol package to {dest / 'vendor'}")

@@ -4,7 +4,7 @@ import collections
 import os
 import subprocess
 import threading
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from .messages import PREPARING_PREFIX
 
@@ -20,6 +20,14 @@ def parse_ready(line: str) -> Optional[str]:
     return parts[1] if len(parts) > 1 and parts[1].startswith("tcp://") else None
 
 
+def child_env() -> Dict[str, str]:
+    """The environment of the docker's child processes (the backend, the setup, a download, a Python's probe):
+    without Krita's own Python settings, which would break another Python, and with unbuffered UTF-8 output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    return env
+
+
 class BackendProcess:
     def __init__(self, command: List[str]) -> None:
         self.command = command
@@ -31,11 +39,7 @@ class BackendProcess:
         self._lock = threading.Lock()
 
     def start(self) -> bool:
-        env = dict(os.environ)
-        for var in ("PYTHONHOME", "PYTHONPATH"):  # Krita's own Python settings would break a venv's Python
-            env.pop(var, None)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
+        env = child_env()
         try:
             # UTF-8 both ways, never the locale's: Krita's embedded Python in a C/POSIX locale (or Windows)
             # reads ASCII, and one progress-bar character would end the reader thread and fill the pipe

@@ -54,9 +54,6 @@ class OwnBackend:
     def python(self) -> str:
         return self.home.python()
 
-    def release(self) -> str:
-        return str(self.home.state().get("release", ""))
-
     def set_state(self, state: SetupState, text: str) -> None:
         self.state = state
         self.view.set_setup(state.value, text)

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from .backend_process import child_env
+
 MIN_VERSION = (3, 10)
 # the best-supported first: every dependency of the backend ships wheels for these; then newer, then older
 PREFERRED = ((3, 12), (3, 13), (3, 11), (3, 14), (3, 10))
@@ -31,7 +33,7 @@ Run = Callable[[Sequence[str]], Tuple[int, str]]
 
 
 def run_command(cmd: Sequence[str]) -> Tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
+    env = child_env()
     flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window flashing up on Windows
     try:
         out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20, env=env, creationflags=flags,

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+from .backend_process import child_env
 from .python_finder import NOT_FOUND, Found, find_python
 
 EVENT_PREFIX = "@layeringdiff "  # installer/backend_setup.py writes it
@@ -134,8 +135,7 @@ class ChildRun:
         self._reader: Optional[threading.Thread] = None
 
     def start(self) -> bool:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV")}
-        env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+        env = child_env()
         popen: Dict[str, Any] = {}
         if os.name == "nt":  # its own group, no console window: Cancel ends the whole tree (taskkill /T)
             popen["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
