@@ -184,7 +184,9 @@ def read_stamp(root: Path) -> Optional[dict]:
 def _mounts_under(path: Path) -> list[str]:
     prefix = str(path.resolve()) + "/"
     with open("/proc/self/mountinfo") as fh:
-        return [line.split()[4] for line in fh if (line.split()[4] + "/").startswith(prefix)]
+        # the kernel writes a space, tab, newline or backslash in a mount point as an octal escape (\040)
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in fh]
+    return [p for p in points if (p + "/").startswith(prefix)]
 
 
 def _remove(path: Path) -> None:

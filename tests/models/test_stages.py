@@ -1,11 +1,13 @@
 """Stages 1 and 2 with tiny models of the real classes, loaded through the real ModelManager by folder."""
 
+import cv2
 import numpy as np
 import pytest
 from layeringdiff.errors import InputError, JobCancelled
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.trimap import UNKNOWN
 from layeringdiff.models import ModelManager
+from layeringdiff.stages import foreground
 from layeringdiff.stages.foreground import (
     Detection,
     ForegroundOptions,
@@ -86,12 +88,61 @@ def test_models_are_loaded_once(manager):
     assert manager.sam()[0] is manager.sam()[0]
 
 
-def test_determine_foreground_end_to_end(manager, photo):
+def rule_trimap(mask: np.ndarray) -> np.ndarray:
+    """The documented band rule written out (docs/offline-split.md), for a hard mask: unknown within r px of the
+    edge either side, r = 2% of sqrt(area) clamped to 2-80 px, halved while the object is no deeper than r."""
+    hard = mask.astype(np.uint8)
+    r = min(80, max(2, round(0.02 * np.sqrt(hard.sum()))))
+    inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # exact distances
+    outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    while inside.max() <= r and r > 1:
+        r //= 2
+    trimap = np.full(mask.shape, UNKNOWN, np.float32)
+    trimap[inside > r] = 1.0
+    trimap[outside > r] = 0.0
+    return trimap
+
+
+def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, photo, monkeypatch):
+    """Each stage gets the previous one's result: the phrase's best box goes to SAM, SAM's mask becomes the trimap
+    by the band rule, the transparent-thing boxes make their overlap with the object unknown, and ViTMatte's alpha
+    keeps the trimap's known pixels. The tiny random models' boxes, mask and alpha mean nothing in themselves."""
+    seen: dict = {}
+
+    def spy(name, real):
+        def call(*args):
+            out = real(*args)
+            seen.setdefault(name, []).append((args, out))
+            return out
+        return call
+
+    for name in ("detect", "segment", "matte"):
+        monkeypatch.setattr(foreground, name, spy(name, getattr(foreground, name)))
     stages = []
     alpha, info = determine_foreground(manager, photo, "a cat", LOOSE, lambda s, f: stages.append(s))
-    assert alpha.shape == photo.shape[:2] and 0 <= alpha.min() and alpha.max() <= 1
     assert stages[:4] == ["detect", "segment", "trimap", "matting"]
-    assert info["phrase"] == "a cat" and len(info["box"]) == 4 and info["detections"] >= 1
+    (phrase_call, dets), (glass_call, glass) = seen["detect"]
+    assert phrase_call[3] == "a cat" and glass_call[3] == LOOSE.transparent_query
+    assert info["detections"] == len(dets) >= 1
+    x0, y0, x1, y1 = dets[0].box  # the best box, floored and ceiled to pixels inside the 128x96 image
+    box = (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(128, int(np.ceil(x1))), min(96, int(np.ceil(y1))))
+    [(segment_call, mask)] = seen["segment"]
+    assert segment_call[3] == box and info["box"] == list(box)
+    [(matte_call, _)] = seen["matte"]
+    trimap = matte_call[3]
+    expected = rule_trimap(mask)
+    overlap = np.zeros(mask.shape, bool)
+    for gx0, gy0, gx1, gy1 in (d.box for d in glass):
+        overlap[max(0, int(gy0)):int(np.ceil(gy1)), max(0, int(gx0)):int(np.ceil(gx1))] = True
+    overlap &= mask
+    assert np.any(overlap & (expected == 1.0)), "no transparent box reaches the object's sure foreground"
+    expected[overlap] = UNKNOWN
+    assert np.array_equal(trimap, expected)
+    assert info["transparent_boxes"] == len(glass)
+    assert info["unknown_fraction"] == round(np.mean(expected == UNKNOWN), 4)
+    assert alpha.shape == photo.shape[:2] and alpha.dtype == np.float32
+    assert np.all(alpha[trimap == 1.0] == 1.0) and np.all(alpha[trimap == 0.0] == 0.0)
+    assert np.all((alpha[trimap == UNKNOWN] >= 0) & (alpha[trimap == UNKNOWN] <= 1))
 
 
 def test_no_detection_is_a_clear_error(manager, photo):

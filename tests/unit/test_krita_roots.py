@@ -1,6 +1,12 @@
-"""The pure parts of tests/krita/roots.py: which mirror, which Krita version, when a root is rebuilt."""
+"""The parts of tests/krita/roots.py that need no Krita: which mirror, which Krita version, when a root is rebuilt,
+and that a root with mounts inside is found out (real mounts, in a private mount namespace) and never deleted."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,9 +87,64 @@ def test_only_a_stamped_root_of_the_current_recipe_counts(tmp_path, monkeypatch)
     assert roots.check("6.0") is None
 
 
-def test_a_root_with_mounts_inside_is_never_deleted(tmp_path, monkeypatch):
+def test_detected_mounts_inside_a_root_stop_its_deletion(tmp_path, monkeypatch):
     (tmp_path / "root" / "tmp").mkdir(parents=True)
     monkeypatch.setattr(roots, "_mounts_under", lambda path: [str(path / "tmp")])
     with pytest.raises(roots.RootError, match="has mounts inside"):
         roots._remove(tmp_path / "root")
     assert (tmp_path / "root" / "tmp").is_dir()
+
+
+# Run inside the namespace, after its mounts: the real detection and the real _remove.
+PROBE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.krita import roots
+root, beside = Path(sys.argv[2]), Path(sys.argv[3])
+try:
+    roots._remove(root)
+    refused = ""
+except roots.RootError as exc:
+    refused = str(exc)
+print(json.dumps({"root": roots._mounts_under(root), "beside": roots._mounts_under(beside), "refused": refused}))
+"""
+MOUNTS = """set -e
+mount -t tmpfs layeringdiff-test "$2/tmp"
+mkdir "$2/tmp/deeper"
+mount -t tmpfs layeringdiff-test "$2/tmp/deeper"
+mount -t tmpfs layeringdiff-test "$3"
+exec "$4" -c "$5" "$1" "$2" "$3"
+"""
+
+
+def private_mount_namespace() -> list[str]:
+    """unshare's command line for a mount namespace of one's own (its mounts never reach the host and vanish
+    with its last process); skips where this machine allows none."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare (util-linux) for a private mount namespace")
+    command = [unshare, *([] if os.geteuid() == 0 else ["--map-root-user"]), "--mount", "--propagation", "private"]
+    probe = subprocess.run([*command, "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    return command
+
+
+@pytest.mark.parametrize("name", ["root", "a root"])  # mountinfo writes a space as \040
+def test_real_mounts_inside_a_root_are_detected_and_stop_its_deletion(tmp_path, name):
+    root, beside = tmp_path.resolve() / name, tmp_path.resolve() / f"{name}-beside"  # beside: the same prefix
+    (root / "tmp").mkdir(parents=True)
+    beside.mkdir()
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.run([*private_mount_namespace(), "sh", "-c", MOUNTS, "sh", repo, str(root), str(beside),
+                           sys.executable, PROBE], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert sorted(seen["root"]) == [str(root / "tmp"), str(root / "tmp" / "deeper")]
+    assert seen["beside"] == [str(beside)]  # a mount on the path itself counts; the root's prefix does not
+    assert "has mounts inside" in seen["refused"]
+    # the host never saw those mounts, and the refusal deleted nothing; without mounts the root goes
+    assert roots._mounts_under(root) == [] and (root / "tmp").is_dir()
+    roots._remove(root)
+    assert not root.exists()

@@ -21,8 +21,11 @@ def test_trimap_has_band_around_edge_only():
 
 
 def test_band_scales_with_object_size():
-    assert band_radius(disk(512, 512, 200)) > band_radius(disk(128, 128, 20))
-    assert band_radius(disk(64, 64, 3)) >= 2
+    # 2% of the object's size (sqrt of its area), at least 2 px: worked out by hand, not from the module's constants
+    assert band_radius(disk(512, 512, 200)) == 7  # area about 125,660 px: 354.5 px, 7.09 px
+    assert band_radius(disk(256, 256, 100)) == 4  # about 31,420 px: 177.2 px, 3.54 px
+    assert band_radius(disk(128, 128, 20)) == 2  # about 1,257 px: 35.4 px, 0.71 px, raised to 2
+    assert band_radius(disk(64, 64, 3)) == 2
 
 
 def test_soft_selection_edges_become_unknown():
