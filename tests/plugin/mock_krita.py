@@ -1,7 +1,10 @@
 """A small stand-in for Krita's `krita` module: the parts of the API the plugin's bridge uses.
 
-Nodes keep whole-canvas BGRA (or other depth) byte buffers, so pixel reads/writes at offsets behave
-like Krita's. The undo history follows what the real Krita 5.1.5 does (tests/krita checks the real one):
+Nodes keep the rectangles written to them (BGRA for integer depths, RGBA for float ones, one channel for
+masks), so reads at any offset see what was written there and transparency elsewhere, like Krita's.
+Document.projection() composes the visible layers as Krita does (isolated groups; normal and multiply
+blending; opacity; inherit alpha; transparency masks), so tests compare the picture a user would see.
+The undo history follows what the real Krita 5.1.5 does (tests/krita checks the real one):
 addChildNode, remove and setBlendingMode leave an entry (even on a node not in the document yet),
 setChildNodes, setVisible, setOpacity and setPixelData leave none; the toggle_layer_visibility and
 quick_ungroup actions act on the active view's selection and leave one entry each. Used for fast unit
@@ -11,7 +14,11 @@ tests; the real Krita runs in tests/krita.
 import itertools
 import types
 
+import numpy as np
+
 BYTES_PER_PIXEL = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
+CHANNEL = {"U8": ("<u1", 255.0), "U16": ("<u2", 65535.0), "F16": ("<f2", 1.0), "F32": ("<f4", 1.0)}
+MASKS = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
 _ids = itertools.count(1)
 
 
@@ -40,7 +47,7 @@ class Node:
         self._id = next(_ids)
         self._opacity, self._mode, self._inherit, self._label, self._locked, self._style = 255, "normal", False, 0, \
             False, ""
-        self.pixels = {}  # (x, y, w, h) -> bytes written
+        self.pixels = {}  # (x, y, w, h) -> bytes written there, oldest first (a later write wins where they overlap)
 
     def __eq__(self, other):
         return isinstance(other, Node) and other._id == self._id
@@ -118,18 +125,40 @@ class Node:
         self._model, self._depth = model, depth
         return True
 
+    def bytes_per_pixel(self):
+        channels = 1 if self._type in MASKS else 4
+        return channels * BYTES_PER_PIXEL[self._depth] // 4
+
     def bounds(self):
-        if self.pixels:
-            x, y, w, h = next(iter(self.pixels))
-            return Rect(x, y, w, h)
-        return Rect(0, 0, 0, 0)
+        """The union of the written rectangles (Krita's is the painted extent: close enough for the bridge)."""
+        if not self.pixels:
+            return Rect(0, 0, 0, 0)
+        x0, y0 = min(r[0] for r in self.pixels), min(r[1] for r in self.pixels)
+        x1, y1 = max(r[0] + r[2] for r in self.pixels), max(r[1] + r[3] for r in self.pixels)
+        return Rect(x0, y0, x1 - x0, y1 - y0)
 
     def pixelData(self, x, y, w, h):
-        return self.pixels.get((x, y, w, h), bytes(w * h * BYTES_PER_PIXEL[self._depth]))
+        bpp = self.bytes_per_pixel()
+        out = np.zeros((h, w, bpp), np.uint8)  # unpainted: transparent (all-zero bytes in every depth)
+        for (rx, ry, rw, rh), data in self.pixels.items():
+            src = np.frombuffer(data, np.uint8).reshape(rh, rw, bpp)
+            ax, ay, bx, by = max(x, rx), max(y, ry), min(x + w, rx + rw), min(y + h, ry + rh)
+            if ax < bx and ay < by:
+                out[ay - y:by - y, ax - x:bx - x] = src[ay - ry:by - ry, ax - rx:bx - rx]
+        return out.tobytes()
 
     def setPixelData(self, data, x, y, w, h):
-        assert len(data) == w * h * BYTES_PER_PIXEL[self._depth]
-        self.pixels = {(x, y, w, h): bytes(data)}
+        assert len(data) == w * h * self.bytes_per_pixel()
+        self.pixels.pop((x, y, w, h), None)
+        self.pixels[(x, y, w, h)] = bytes(data)
+
+    def rgba(self, w, h):
+        """The node's pixels over the canvas as straight RGBA floats in [0, 1] (masks: their one channel)."""
+        dtype, scale = CHANNEL[self._depth]
+        values = np.frombuffer(self.pixelData(0, 0, w, h), dtype).reshape(h, w, -1).astype(np.float64) / scale
+        if values.shape[2] == 4 and self._depth in ("U8", "U16"):
+            values = values[..., [2, 1, 0, 3]]  # BGRA -> RGBA
+        return values
 
     def parentNode(self):
         return self._parent
@@ -291,17 +320,50 @@ class Document:
         return True
 
     def projection(self):
-        """The visible paint layers, bottom first, as (name, pixels) (what a test compares)."""
-        out = []
+        """The picture the canvas shows: straight RGBA floats (H, W, 4), composed as Krita composes the visible
+        layers (each group apart, then onto what is below it with its opacity, blend mode and masks)."""
+        return _compose(self.root, self.w, self.h)
 
-        def walk(node, shown):
-            for n in node._children:
-                if n._type == "paintlayer" and shown and n._visible:
-                    out.append((n._name, dict(n.pixels)))
-                walk(n, shown and n._visible)
 
-        walk(self.root, True)
-        return out
+def _compose(group, w, h):
+    out = np.zeros((h, w, 4))
+    for node in group._children:
+        if not node._visible or node._type in MASKS:
+            continue
+        if node._type == "paintlayer":
+            src = node.rgba(w, h)
+        elif node._type == "grouplayer":
+            src = _compose(node, w, h)
+        else:
+            raise NotImplementedError(f"mock projection: {node._type}")
+        out = _blend(out, _masked(node, src, w, h), node._opacity / 255.0, node._mode, node._inherit)
+    return out
+
+
+def _masked(node, src, w, h):
+    """Transparency masks scale the layer's alpha; one with nothing painted hides nothing (as a new one in Krita)."""
+    src = src.copy()
+    for mask in node._children:
+        if mask._type == "transparencymask" and mask._visible and mask.pixels:
+            src[..., 3] *= mask.rgba(w, h)[..., 0]
+        elif mask._type in ("filtermask", "transformmask") and mask._visible:
+            raise NotImplementedError(f"mock projection: {mask._type}")
+    return src
+
+
+def _blend(dst, src, opacity, mode, inherit):
+    """W3C compositing of straight RGBA (Krita's KoCompositeOpGenericSC for separable blend modes)."""
+    blends = {"normal": lambda cs, cb: cs, "multiply": lambda cs, cb: cs * cb}
+    if mode not in blends:
+        raise NotImplementedError(f"mock projection: blend mode {mode}")
+    a_s, a_b = src[..., 3:] * opacity, dst[..., 3:]
+    cs, cb = src[..., :3], dst[..., :3]
+    if inherit:  # alpha inheritance: painted only where the layers below in the group are, their alpha kept
+        return np.concatenate([cb * (1 - a_s) + blends[mode](cs, cb) * a_s, a_b], axis=2)
+    a_o = a_s + a_b * (1 - a_s)
+    premul = a_s * (1 - a_b) * cs + a_s * a_b * blends[mode](cs, cb) + (1 - a_s) * a_b * cb
+    colour = np.divide(premul, a_o, out=np.zeros_like(premul), where=a_o > 0)
+    return np.concatenate([colour, a_o], axis=2)
 
 
 class View:

@@ -1,8 +1,17 @@
-"""KritaBridge against the mock `krita` module: reading layers/selections, building the layer tree."""
+"""KritaBridge against the mock `krita` module: reading layers/selections, building the layer tree, and the
+picture the canvas shows (the mock composes the visible layers) at every undo step."""
 
+import numpy as np
 import pytest
 from layering_protocol import Image, Result
 from layeringdiff_krita.jobs import Job, UserError
+
+
+def painting(w, h, seed):
+    """Opaque BGRA u8 pixels with distinct values everywhere (a swap or shift of layers changes the picture)."""
+    bgra = np.random.default_rng(seed).integers(1, 255, (h, w, 4), dtype=np.uint8)
+    bgra[..., 3] = 255
+    return bgra
 
 
 def setup_doc(mk, w=40, h=30, depth="U8", model="RGBA", layer_rect=(5, 4, 20, 10)):
@@ -12,15 +21,50 @@ def setup_doc(mk, w=40, h=30, depth="U8", model="RGBA", layer_rect=(5, 4, 20, 10
     layer = doc.createNode("photo", "paintlayer")
     doc.rootNode().addChildNode(layer, None)
     x, y, lw, lh = layer_rect
-    layer.setPixelData(bytes(lw * lh * mk.BYTES_PER_PIXEL[depth]), x, y, lw, lh)
+    data = painting(lw, lh, 1).tobytes() if depth == "U8" else bytes(lw * lh * mk.BYTES_PER_PIXEL[depth])
+    layer.setPixelData(data, x, y, lw, lh)
     doc.setActiveNode(layer)
     doc.history, doc.index = [], 0  # the document as opened: nothing to undo
     return doc, layer
 
 
+def soft_disc(w, h):
+    """An alpha with an opaque middle, a soft edge and a clear outside, as u8."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist = np.hypot((xx - w / 2) / w, (yy - h / 2) / h) * min(w, h)
+    return np.round(np.clip(min(w, h) / 3 - dist, 0, 1) * 255).astype(np.uint8)
+
+
+HIDDEN = (255, 128, 0)  # BGR of what the background shows where the foreground hides it
+
+
+def split_of(image):
+    """An exact split of an opaque layer: F = the layer under a soft alpha; B = the layer where any of it shows
+    and flat blue where the foreground hides it all, so aF + (1 - a)B recomposes the layer."""
+    w, h = image.width, image.height
+    c = np.frombuffer(image.data, np.uint8).reshape(h, w, 4)
+    a = soft_disc(w, h)
+    assert (a == 255).any() and ((a > 0) & (a < 255)).any() and (a == 0).any()
+    fg = c.copy()
+    fg[..., 3] = a
+    bg = c.copy()
+    bg[a == 255, :3] = HIDDEN
+    return Result("job", Image(w, h, "BGRA", "u8", fg.tobytes()), Image(w, h, "BGRA", "u8", bg.tobytes()),
+                  Image(w, h, "L", "u8", a.tobytes()), {"recomposition_error": 0.0})
+
+
 def result(w, h, depth_bytes=4):
     img = Image(w, h, "BGRA", "u8", bytes(w * h * depth_bytes))
     return Result("job", img, img, Image(w, h, "L", "u8", bytes(w * h)), {"recomposition_error": 0.0})
+
+
+def pixels_of(node, rect):
+    x, y, w, h = rect
+    return np.frombuffer(node.pixelData(x, y, w, h), np.uint8).reshape(h, w, 4)
+
+
+def same_picture(a, b):
+    return a.shape == b.shape and np.abs(a - b).max() <= 1e-9
 
 
 def test_reads_the_layer_at_its_offset_and_the_selection_under_it(fake_krita):
@@ -85,44 +129,75 @@ def tree(node):
     return [(n.name(), n.visible()) for n in node.childNodes()]
 
 
+def whole_tree(node):
+    return [(n.name(), n.visible(), whole_tree(n)) for n in node.childNodes()]
+
+
 def test_split_then_peel_keep_the_picture_at_every_undo_step(fake_krita):
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
     px = bridge.read_active_layer(doc)
-    before = doc.projection()
-    text = bridge.apply_split(Job("1", "split", doc, px, "cat"), result(20, 10))
+    picture = doc.projection()
+    assert picture[4:14, 5:25, 3].min() == 1 and picture[..., 3].sum() == 200  # the layer, and only it
+    res = split_of(px.image)
+    text = bridge.apply_split(Job("1", "split", doc, px, "cat"), res)
     assert text.startswith("Split 'photo' into group 'cat' (1 cat, background 1)")
     assert tree(doc.rootNode()) == [("photo", False), ("cat", True)]
     group = doc.rootNode().childNodes()[1]
     assert tree(group) == [("background 1", True), ("1 cat", True)]
-    assert list(group.childNodes()[1].pixels) == [(5, 4, 20, 10)]  # at the source's offset
+    fg, bg = group.childNodes()[1], group.childNodes()[0]
+    assert list(fg.pixels) == [(5, 4, 20, 10)]  # at the source's offset
+    assert pixels_of(fg, px.rect).tobytes() == res.foreground.data
+    assert pixels_of(bg, px.rect).tobytes() == res.background.data
+    assert same_picture(doc.projection(), picture)  # the hidden part of the background stays hidden
     assert doc.activeNode().name() == "background 1"
     assert [t for t, _, _ in doc.history] == ["Add Layer", "Property Changes"]  # one step per change of the picture
-    after = doc.projection()
+    states = [(tree(doc.rootNode()), tree(group))]
+    doc.undo()  # the source shows again under the group: the same picture
+    states.append((tree(doc.rootNode()), tree(group)))
+    assert states[-1][0] == [("photo", True), ("cat", True)] and same_picture(doc.projection(), picture)
     doc.undo()
-    assert doc.projection()[-1] == after[-1]  # the group is still on top: the picture is the one after the split
-    doc.undo()
-    assert doc.projection() == before
-    doc.redo()
-    doc.redo()
-    assert doc.projection() == after
+    assert tree(doc.rootNode()) == [("photo", True)] and same_picture(doc.projection(), picture)
+    for expected in reversed(states):
+        doc.redo()
+        assert (tree(doc.rootNode()), tree(group)) == expected and same_picture(doc.projection(), picture)
     # peel the background the split left active: one group, numbered front to back, flat
     bg_px = bridge.read_active_layer(doc)
-    assert bridge.peel_index(bg_px) == 2
-    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), result(20, 10))
-    assert tree(group) == [("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]
+    assert bg_px.image.data == res.background.data and bridge.peel_index(bg_px) == 2
+    peel = split_of(bg_px.image)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), peel)
+    peeled = [("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]
+    assert tree(group) == peeled
+    assert pixels_of(group.childNodes()[2], px.rect).tobytes() == peel.foreground.data
+    assert pixels_of(group.childNodes()[1], px.rect).tobytes() == peel.background.data
     assert [t for t, _, _ in doc.history][2:] == ["Add Layer", "Property Changes", "Quick Ungroup"]
     assert doc.activeNode().name() == "background 2" and "in group" not in text
+    assert same_picture(doc.projection(), picture)
+    # every step of the peel taken back and redone shows the same picture
+    steps = [tree(group)]
+    for _ in range(3):
+        doc.undo()
+        steps.append(tree(group))
+        assert same_picture(doc.projection(), picture)
+    assert steps[1][-2:] == [("peel 2", True), ("1 cat", True)]  # the ungroup undone: the peel's own group is back
+    assert steps[2] == [("background 1", True), ("peel 2", True), ("1 cat", True)]
+    assert steps[3] == [("background 1", True), ("1 cat", True)]
+    for expected in reversed(steps[:-1]):
+        doc.redo()
+        assert tree(group) == expected and same_picture(doc.projection(), picture)
 
 
 def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
-    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    picture = doc.projection()
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     assert "Took back the split of 'photo'" in bridge.undo_last()
     assert tree(doc.rootNode()) == [("photo", True)] and doc.activeNode() == layer
+    assert same_picture(doc.projection(), picture) and pixels_of(layer, px.rect).tobytes() == px.image.data
     with pytest.raises(UserError, match="Nothing to take back"):
         bridge.undo_last()
 
@@ -134,18 +209,20 @@ def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
     if kind == "peel":
-        bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+        px = bridge.read_active_layer(doc)
+        bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     for i in range(fake_krita.UNDO_LIMIT):  # strokes fill the history
         doc.record(f"Stroke {i}", lambda: None, lambda: None)
-    before_tree, before_picture = tree(doc.rootNode()), doc.projection()
+    before_tree, before_picture = whole_tree(doc.rootNode()), doc.projection()
     px = bridge.read_active_layer(doc)
     if kind == "peel":
-        bridge.apply_peel(Job("2", "peel", doc, px, "ball", index=2), result(20, 10))
+        bridge.apply_peel(Job("2", "peel", doc, px, "ball", index=2), split_of(px.image))
     else:
-        bridge.apply_split(Job("2", "split", doc, px, "cat"), result(20, 10))
+        bridge.apply_split(Job("2", "split", doc, px, "cat"), split_of(px.image))
     assert len(doc.history) == fake_krita.UNDO_LIMIT and doc.index == fake_krita.UNDO_LIMIT
+    assert whole_tree(doc.rootNode()) != before_tree and same_picture(doc.projection(), before_picture)
     assert "Took back" in bridge.undo_last()
-    assert tree(doc.rootNode()) == before_tree and doc.projection() == before_picture
+    assert whole_tree(doc.rootNode()) == before_tree and same_picture(doc.projection(), before_picture)
     assert doc.index == fake_krita.UNDO_LIMIT - (3 if kind == "peel" else 2)
 
 
@@ -167,15 +244,31 @@ def test_undo_split_refuses_when_the_document_changed_since(fake_krita, change, 
         bridge.undo_last()
 
 
+def backdrop(doc, mk):
+    """A painted layer under the source, so the source's blend mode, opacity and masks change the picture."""
+    under = doc.createNode("paper", "paintlayer")
+    under.setPixelData(painting(doc.width(), doc.height(), 7).tobytes(), 0, 0, doc.width(), doc.height())
+    doc.rootNode()._attach(under, 0)
+    return under
+
+
 def test_the_group_takes_the_sources_look_and_the_layers_inside_stay_plain(fake_krita):
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
+    backdrop(doc, fake_krita)
+    plain = doc.projection()
     layer._opacity, layer._mode, layer._inherit, layer._label, layer._style = 128, "multiply", True, 3, "<asl/>"
-    layer._attach(doc.createNode("fade", "transparencymask"), 0)
+    fade = doc.createNode("fade", "transparencymask")
+    fade.setPixelData(np.linspace(0, 255, 40 * 30).astype(np.uint8).tobytes(), 0, 0, 40, 30)
+    layer._attach(fade, 0)
     layer._attach(doc.createNode("local", "selectionmask"), 1)
+    picture = doc.projection()
+    assert not same_picture(picture, plain)  # the look changes the picture, so keeping it is checked below
     bridge = bridge_for(fake_krita)
-    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), ""), result(20, 10))
-    group = doc.rootNode().childNodes()[1]
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("1", "split", doc, px, ""), split_of(px.image))
+    assert same_picture(doc.projection(), picture)
+    group = doc.rootNode().childNodes()[2]
     assert group.name() == "photo split"
     assert (group.opacity(), group.blendingMode(), group.inheritAlpha(), group.colorLabel(),
             group.layerStyleToAsl()) == (128, "multiply", True, 3, "<asl/>")
@@ -191,8 +284,10 @@ def test_a_hidden_source_gives_a_hidden_group_in_one_step(fake_krita):
     shown(fake_krita, doc)
     layer.setVisible(False)
     bridge = bridge_for(fake_krita)
-    text = bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    px = bridge.read_active_layer(doc)
+    text = bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     assert tree(doc.rootNode()) == [("photo", False), ("cat", False)] and "hidden too" in text
+    assert doc.projection().max() == 0  # nothing shows, as before
     assert [t for t, _, _ in doc.history] == ["Add Layer"]
 
 
@@ -206,13 +301,17 @@ def test_a_source_with_a_colorize_mask_is_refused(fake_krita):
 def test_peel_of_a_background_with_a_look_of_its_own_keeps_it_on_a_group(fake_krita):
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
+    backdrop(doc, fake_krita)
     bridge = bridge_for(fake_krita)
-    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     background = doc.activeNode()
     background.setOpacity(100)
+    picture = doc.projection()
     bg_px = bridge.read_active_layer(doc)
-    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "", index=2), result(20, 10))
-    group = doc.rootNode().childNodes()[1]
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "", index=2), split_of(bg_px.image))
+    assert same_picture(doc.projection(), picture)
+    group = doc.rootNode().childNodes()[2]
     peel = group.childNodes()[1]
     assert (peel.name(), peel.opacity()) == ("peel 2", 100) and "in group 'peel 2'" in text
     assert tree(peel) == [("background 2", True), ("2 foreground", True)]
@@ -273,24 +372,28 @@ def test_generate_makes_its_document_only_with_the_result(fake_krita):
     bridge = bridge_for(fake_krita)
     assert bridge.current_document() is None and bridge.document_format(None) == ("u8", "BGRA")
     job = Job("1", "generate", None, None, "fox", size=(64, 48))
-    text = bridge.apply_generate(job, result(64, 48))
+    fox, ground = (Image(64, 48, "BGRA", "u8", painting(64, 48, seed).tobytes()) for seed in (1, 2))
+    text = bridge.apply_generate(job, Result("job", fox, ground, Image(64, 48, "L", "u8", bytes(64 * 48))))
     doc = job.doc
     assert (doc.width(), doc.height()) == (64, 48) and "new 64x48 document" in text
     group = doc.rootNode().childNodes()[-1]
     assert [n.name() for n in doc.rootNode().childNodes()] == ["fox"]  # no blank background beneath
     assert [n.name() for n in group.childNodes()] == ["background 1", "1 fox"] and not doc.history
+    assert same_picture(doc.projection()[..., [2, 1, 0]] * 255, painting(64, 48, 1)[..., :3].astype(float))
 
 
 def test_generate_with_several_phrases_numbers_them_front_to_back(fake_krita):
     doc, layer = setup_doc(fake_krita, 16, 8, layer_rect=(0, 0, 16, 8))
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
-    res = result(16, 8)
-    res.behind = [result(16, 8).foreground, result(16, 8).foreground]
+    images = [Image(16, 8, "BGRA", "u8", painting(16, 8, seed).tobytes()) for seed in range(4)]
+    res = Result("job", images[0], images[3], Image(16, 8, "L", "u8", bytes(128)), {}, behind=images[1:3])
     res.info["phrases"] = ["a cat", "a dog", "a ball"]
     bridge.apply_generate(Job("1", "generate", doc, None, "a cat", size=(16, 8)), res)
     group = doc.rootNode().childNodes()[-1]
     assert [n.name() for n in group.childNodes()] == ["background 3", "3 a ball", "2 a dog", "1 a cat"]
+    assert [pixels_of(n, (0, 0, 16, 8)).tobytes() for n in group.childNodes()] == [
+        images[3].data, images[2].data, images[1].data, images[0].data]
     assert [t for t, _, _ in doc.history] == ["Add Layer"]
 
 
@@ -325,11 +428,15 @@ def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krit
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
-    bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     background = doc.activeNode()
     background.setVisible(False)
     background.setColorLabel(5)
-    bridge.apply_peel(Job("2", "peel", doc, bridge.read_active_layer(doc), "ball", index=2), result(20, 10))
+    picture = doc.projection()
+    bg_px = bridge.read_active_layer(doc)
+    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert same_picture(doc.projection(), picture)
     group = doc.rootNode().childNodes()[1]
     assert [(n.name(), n.visible(), n.colorLabel()) for n in group.childNodes()] == [
         ("background 1", False, 5), ("background 2", False, 5), ("2 ball", False, 5), ("1 cat", True, 0)]
