@@ -152,3 +152,47 @@ def test_job_info_is_made_plain_for_the_wire():
     out = plain(info)
     want = {"crop": [3, 4], "err": 0.5, "arr": [0.0, 0.0], "nested": {"k": [1, 2]}}
     assert msgpack.unpackb(msgpack.packb(out)) == want
+
+
+def test_layers_come_back_as_float32_copies_whatever_the_inputs():
+    """The pipeline holds float32 layers (half the memory of float64) and never aliases its caller's arrays."""
+    alpha, fg, bg = random_layers(5)
+    comp = compose(alpha, fg, bg).astype(np.float64)
+    for composition in ("least-change", "projection"):
+        f, b, _ = compose_layers(comp, alpha.astype(np.float64), fg.astype(np.float64), bg.astype(np.float64),
+                                 composition)
+        assert f.dtype == b.dtype == np.float32
+    fa, ba = layer_alphas(alpha.astype(np.float64), alpha.astype(np.float64))
+    assert fa.dtype == ba.dtype == np.float32
+    from layeringdiff.imaging.compose import extend_foreground
+
+    for visible in (np.ones(alpha.shape, bool), np.zeros(alpha.shape, bool), alpha > 0.5):
+        out = extend_foreground(fg.astype(np.float64), visible)
+        assert out.dtype == np.float32 and np.allclose(out[visible], fg[visible])
+    same = extend_foreground(fg, np.ones(alpha.shape, bool))
+    assert np.array_equal(same, fg) and not np.shares_memory(same, fg)
+
+
+def test_alpha_at_the_thresholds_copies_the_composite_through():
+    """a <= 1e-4 is pure background (B = C), a >= 1 - 1e-4 opaque foreground (F = C): the documented bounds."""
+    alpha = np.array([[1e-4, 1 - 1e-4, 0.5]])
+    comp = np.full((1, 3, 3), 0.3)
+    f, b, share = compose_layers(comp, alpha, np.full((1, 3, 3), 0.9), np.full((1, 3, 3), 0.1))
+    assert np.allclose(b[0, 0], 0.3) and np.allclose(f[0, 1], 0.3)
+    assert not np.allclose(f[0, 0], 0.3) and not np.allclose(b[0, 1], 0.3)  # the other layer keeps its guess
+    _, _, share = compose_layers(comp, np.array([[0.0, 1.0, 1.0]]), comp, comp)
+    assert share == 0.0  # no mixed pixel, nothing fell back
+    assert compose_layers(comp, alpha, comp, comp, "projection")[2] == 1.0
+
+
+def test_recomposition_error_is_zero_with_no_visible_background_and_counts_from_its_bound():
+    comp, fg, bg = np.full((1, 1, 3), 0.5), np.full((1, 1, 3), 0.5), np.full((1, 1, 3), 0.0)
+    assert recomposition_error(comp, np.ones((1, 1)), fg, bg) == 0.0
+    assert recomposition_error(comp, np.full((1, 1), 0.5), fg, bg, eps=0.5) == 0.0  # a = 1 - eps: hidden
+    assert recomposition_error(comp, np.full((1, 1), 0.5), fg, bg, eps=0.4) == pytest.approx(0.25)
+
+
+def test_a_nearly_opaque_source_leaves_a_complete_background():
+    """a_B = 1 where the source layer is opaque within 1e-4, whatever the split's alpha."""
+    fa, ba = layer_alphas(np.full((1, 2), 1 - 5e-5), np.array([[0.5, 1.0]]))
+    assert ba.tolist() == [[1.0, 1.0]] and np.allclose(fa, [[0.5, 1.0]], atol=1e-4)
