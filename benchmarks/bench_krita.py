@@ -52,9 +52,12 @@ def main() -> None:
         print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f} (1 min); Krita: {args.size}x{args.size} canvas, "
               f"{box_w}x{box_h} object")
         report = run_krita(home, out, "timed_split", timeout=300 + 120 * args.runs)
+        clicks, peaks = [], []
         for s in report.get("steps", []):
             if not s["step"].startswith("timed split"):
                 continue
+            clicks.append(s["click_to_layers"])
+            peaks.append(s["backend_peak_mb"])
             marks, parts = s["stages"], []
             for (name, t), nxt in zip(marks, [*marks[1:], ("end", s["click_to_layers"])], strict=True):
                 parts.append(f"{name} {nxt[1] - t:.2f}")
@@ -65,6 +68,9 @@ def main() -> None:
             raise SystemExit(f"Krita run failed (exit {report.get('exit_code')}): {report.get('error', '')}\n"
                              f"{report.get('log_tail', '')[-1500:]}")
         print(f"  docker said: {report['steps'][-1]['message']}")
+        print(f"click to layers: {' / '.join(f'{c:.1f}' for c in clicks)} s ({len(clicks)} runs, target <= 8 s); "
+              f"backend peak RSS {min(peaks) / 1024:.2f}-{max(peaks) / 1024:.2f} GB (target <= 1.5 GB); load "
+              f"{os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def run_one(size: int, work_size: int, steps: int, radius: float = 0.35) -> dict
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from layeringdiff.stages.layering import FBDD, HFA, fbdd_method
+    from layeringdiff.stages.layering import FBDD, HFA, HFA_OVERLAP, HFA_TILE, fbdd_method, tile_starts
     from layeringdiff.stages.split import SplitOptions, split_layer
 
     from tests.models.tiny import sd2_inpaint_pipeline
@@ -58,7 +58,9 @@ def run_one(size: int, work_size: int, steps: int, radius: float = 0.35) -> dict
     visible = a[..., 0] < 1
     stored = np.round(a * 255) / 255 * np.round(result.foreground[..., :3] * 255) / 255 + \
         (1 - np.round(a * 255) / 255) * np.round(result.background[..., :3] * 255) / 255
-    return {"size": size, "seconds": round(seconds, 2), "crop": result.info["crop"],
+    x0, y0, x1, y1 = result.info["crop"]
+    tiles = len(tile_starts(y1 - y0, HFA_TILE, HFA_OVERLAP)) * len(tile_starts(x1 - x0, HFA_TILE, HFA_OVERLAP))
+    return {"size": size, "seconds": round(seconds, 2), "crop": result.info["crop"], "hfa_tiles": tiles,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "rss_before_split_mb": round(before), "timings": result.info["timings"],
             "composition_fallback": result.info.get("composition_fallback"),
@@ -83,8 +85,9 @@ def main() -> int:
                               capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{size}x{size}: {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB ({r['rss_before_split_mb']} MB before "
-              f"the split: Python, torch, the models, the canvas), crop {r['crop']}, stored layers recomposite within "
-              f"{r['stored_error_255']}/255, fallback {r['composition_fallback']}; stages {r['timings']}")
+              f"the split: Python, torch, the models, the canvas), crop {r['crop']} (HFA on {r['hfa_tiles']} tiles), "
+              f"stored layers recomposite within {r['stored_error_255']}/255, fallback {r['composition_fallback']}; "
+              f"stages {r['timings']}")
     return 0
 
 

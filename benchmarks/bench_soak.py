@@ -28,6 +28,7 @@ import psutil  # noqa: E402
 import zmq  # noqa: E402
 from layering_protocol import Echo, Error, Hello, Ping, Pong, Split, Status, encode  # noqa: E402
 from layeringdiff.client import Client  # noqa: E402
+from layeringdiff.limits import Limits, parse_size  # noqa: E402
 from layeringdiff.wire import from_array  # noqa: E402
 
 from tests.conftest import BackendProcess  # noqa: E402
@@ -36,6 +37,7 @@ from tests.integration.rawpeer import RawPeer  # noqa: E402
 
 CLIENTS = 4
 BATCH = 200
+MAX_MESSAGE = 64 << 20
 
 
 class RssSampler(threading.Thread):
@@ -218,7 +220,7 @@ def main() -> None:
     parser.add_argument("--max-memory", default="2G")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
-    server = BackendProcess("--max-memory", args.max_memory, "--max-message", "64M")
+    server = BackendProcess("--max-memory", args.max_memory, "--max-message", f"{MAX_MESSAGE >> 20}M")
     sampler = RssSampler(server.proc.pid)
     sampler.start()
     try:
@@ -232,7 +234,8 @@ def main() -> None:
         print(f"a client sending 2,500 echoes of 256 KB and never reading: {answered}/14 pings of another client "
               f"answered meanwhile; cut off after {cut:.1f} s")
         sent = unfinished(server)
-        print(f"a raw peer leaving a multipart message unfinished: hung up after {sent} MB")
+        hard = Limits.make(max_memory=parse_size(args.max_memory), max_message=MAX_MESSAGE).hard_message
+        print(f"a raw peer leaving a multipart message unfinished: hung up after {sent} MB (limit {hard >> 20} MB)")
         time.sleep(1)
         alive = Client(server.endpoint)
         ok = isinstance(alive.request(Ping(0.0), 10).message, Pong)

@@ -41,6 +41,28 @@ class RawPeer:
     def send_part(self, body: bytes, more: bool = True) -> None:
         self.sock.sendall(_frame(body, MORE if more else 0))
 
+    def send_parts(self, body: bytes, count: int, last: bool = False, piece: int = 1 << 16) -> None:
+        """`count` frames of `body`, written `piece` frames at a time; the last one ends the message if `last`."""
+        for start in range(0, count, piece):
+            n = min(piece, count - start)
+            ends = last and start + n == count
+            self.sock.sendall(_frame(body, MORE) * (n - ends) + (_frame(body) if ends else b""))
+
+    def recv_message(self, timeout: float) -> list[bytes]:
+        """The next message's frames; the server's heartbeats (PING commands) are answered on the way, as libzmq
+        would, so a long wait does not get the connection dropped."""
+        self.sock.settimeout(timeout)
+        frames = []
+        while True:
+            flags, body = self._read_frame()
+            if flags & COMMAND:
+                if body.startswith(b"\x04PING"):  # name, TTL (2 bytes), context: PONG echoes the context
+                    self.sock.sendall(_frame(b"\x04PONG" + body[7:], COMMAND))
+                continue
+            frames.append(body)
+            if not flags & MORE:
+                return frames
+
     def closed_by_server(self, timeout: float) -> bool:
         """True once the server has shut the connection (reads EOF or a reset)."""
         self.sock.settimeout(timeout)

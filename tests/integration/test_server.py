@@ -35,6 +35,7 @@ from layeringdiff.imaging.compose import compose
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess, in_process_server
+from tests.timing import LOADED_MARGIN_S, STOP_S
 
 
 def layer_and_mask(size=256, dtype="u8", order="BGRA", seed=0):
@@ -289,6 +290,8 @@ def test_oversized_image_refused_with_configured_limit():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_clean_shutdown_on_signal_during_a_job(sig):
+    import time
+
     server = BackendProcess()
     with Client(server.endpoint) as c:
         _, image, mask = layer_and_mask(1024)
@@ -296,6 +299,7 @@ def test_clean_shutdown_on_signal_during_a_job(sig):
         for env in c.events(job, 60):
             if isinstance(env.message, Progress):
                 break
+        start = time.monotonic()
         os.kill(server.proc.pid, sig)
         final = [e.message for e in c.events(job, 30)][-1]
         assert isinstance(final, (Cancelled, Error, Result))
@@ -303,8 +307,10 @@ def test_clean_shutdown_on_signal_during_a_job(sig):
             assert final.code == ErrorCode.SHUTTING_DOWN
     try:  # it stops by itself; a second signal could land after Python restored the default handlers
         assert server.proc.wait(30) == 0
+        stopped = time.monotonic() - start
     finally:
         server.kill()
+    assert stopped < STOP_S + LOADED_MARGIN_S, f"stopped {stopped:.2f} s after the signal"
     assert "STOPPED" in server.proc.stdout.read()
 
 
@@ -361,7 +367,7 @@ def test_close_does_not_hang_on_a_step_that_ignores_cancel(monkeypatch):
             loop.join(5)
             t = time.monotonic()
             server.close()
-            assert time.monotonic() - t < 5
+            assert time.monotonic() - t < STOP_S + LOADED_MARGIN_S
             final = [e.message for e in c.events(job, 10)][-1]
             assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
     finally:
@@ -430,25 +436,8 @@ def test_the_client_notices_a_dead_backend_within_seconds():
             start = time.monotonic()
             with pytest.raises(BackendLost, match="no answer"):
                 list(c.events(job, timeout=120))
-            assert LOST_S - 1 < time.monotonic() - start < LOST_S + 4
+            lost = time.monotonic() - start
+            assert LOST_S - 0.1 < lost < LOST_S + LOADED_MARGIN_S, f"reported gone after {lost:.2f} s"
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
         server.kill()
-
-
-def test_the_client_never_hangs_on_send_without_a_connection():
-    """A DEALER with no connection blocks on send (a refused key exchange drops it): the client gives up as a
-    silent backend does, instead of hanging its caller forever."""
-    import time
-
-    from layeringdiff import client as client_module
-    from layeringdiff.client import BackendLost, Client
-
-    c = Client("tcp://127.0.0.1:9")  # nothing listens: the connection never comes
-    c.sock.disconnect("tcp://127.0.0.1:9")  # and no pipe to queue in, as after a refused key exchange
-    c.sock.setsockopt(zmq.SNDTIMEO, 500)
-    start = time.monotonic()
-    with pytest.raises(BackendLost, match="could not send"):
-        c.send(Ping())
-    assert time.monotonic() - start < 5 and client_module.LOST_S >= 1
-    c.close()

@@ -255,6 +255,7 @@ def raw(out: Path, name: str, w: int, h: int) -> np.ndarray:
 
 def fits_the_screen(fit: dict) -> None:
     """The docker asks for at most 400 px of height and the message is on screen, inside the docker."""
+    print(f"the docker asks for {fit['min_height']} px of height (docs/krita.md; `pytest -rP` shows it)")
     assert fit["min_height"] <= 400 and fit["widget_min_height"] <= 400, fit
     mx, my, mw, mh = fit["message"]
     sx, sy, sw, sh = fit["screen"]

@@ -7,11 +7,13 @@ import time
 
 import pytest
 import zmq
-from layering_protocol import Result
-from layeringdiff.keys import init_keys
-from layeringdiff_krita.connection import BackendClient, State
+from layering_protocol import Ping, Result
+from layeringdiff.keys import add_client, init_keys
+from layeringdiff_krita.connection import BackendClient, SendFailed, State
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.settings import Settings
+
+from tests.timing import AT_ONCE_S, LOADED_MARGIN_S, returns_within
 
 from .fakes import FakeBridge, FakeView
 from .test_controller import make, pump
@@ -52,15 +54,39 @@ def test_an_allowed_machine_connects(secure_backend, alice):
 
 
 def test_a_key_the_server_does_not_allow_is_named(secure_backend, curve_keys, tmp_path):
-    from layeringdiff.keys import add_client
-
     stranger = tmp_path / "stranger"
     init_keys(stranger)
     started = time.monotonic()
     state, detail = connect(secure_backend.local, server_key=str(curve_keys / "server.key"),
                             client_key=str(add_client(stranger, "mallory")))
     assert state == State.REFUSED and "refused this computer's key" in detail
-    assert time.monotonic() - started < 5
+    named = time.monotonic() - started
+    assert named < AT_ONCE_S + LOADED_MARGIN_S, f"named after {named:.2f} s"  # not after LOST_S of silence
+
+
+def test_a_send_without_a_connection_never_blocks(secure_backend, curve_keys, tmp_path):
+    """A refused key exchange drops the DEALER's connection, and a DEALER with none blocks on send: the docker's
+    client, as shipped, fails such a send with SendFailed at once (Krita's UI thread sends), even before its
+    poll() has seen the refusal and closed the socket."""
+    stranger = tmp_path / "stranger"
+    init_keys(stranger)
+    ctx = zmq.Context()  # its own: the guard terminates it if a send blocks for good
+    client = BackendClient(secure_backend.local, ctx=ctx, server_key=str(curve_keys / "server.key"),
+                           client_key=str(add_client(stranger, "mallory")))
+
+    def send_until_refused() -> tuple[float, SendFailed]:
+        client.connect()  # its hello is queued while the key exchange lasts
+        for _ in range(100):  # no poll(): the socket stays open, without a connection once refused
+            start = time.monotonic()
+            try:
+                client.send(Ping(1.0))
+            except SendFailed as exc:
+                return time.monotonic() - start, exc
+            time.sleep(0.05)
+        raise AssertionError("every send was queued for 5 s: the refused connection was never dropped")
+
+    took, exc = returns_within(send_until_refused, 5 + AT_ONCE_S + LOADED_MARGIN_S, ctx, client.close)
+    assert "takes no messages now" in str(exc) and took < AT_ONCE_S + LOADED_MARGIN_S, f"{took:.2f} s: {exc}"
 
 
 @pytest.mark.parametrize("case,words", [
