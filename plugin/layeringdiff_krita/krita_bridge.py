@@ -216,7 +216,7 @@ class KritaBridge:
         doc = job.doc
         phrases = list(result.info.get("phrases") or [job.phrase or "generated"])
         layers = [result.foreground, *result.behind]  # front to back
-        labels = [phrases[i] if i < len(phrases) else f"object {i + 1}" for i in range(len(layers))]
+        labels = [phrases[i] if i < len(phrases) else "object" for i in range(len(layers))]  # named "2 object"
         names = [f"{i + 1} {label}" for i, label in enumerate(labels)]
         bg_name = f"background {len(layers)}"
         stack = [(bg_name, result.background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]

@@ -409,19 +409,126 @@ def test_a_guide_is_the_active_layer_over_the_generated_area(fake_krita, monkeyp
     assert len(image.data) == 64 * 48 * 4
 
 
-@pytest.mark.parametrize("case,words", [("group", "paint layer"), ("empty", "nothing inside"),
-                                        ("outside", "nothing inside"), ("grey", "RGB")])
-def test_guide_errors(fake_krita, case, words):
+GUIDE_OUTSIDE = ("The guide layer 'photo' has nothing inside the 32x32 area that will be generated (from the "
+                 "canvas's top-left corner).")
+
+
+@pytest.mark.parametrize("case,rect,message", [
+    ("group", (5, 4, 20, 10), "Choose the guide in the Layers docker: a paint layer with a sketch or a depth map."),
+    ("empty", (5, 4, 20, 10), GUIDE_OUTSIDE),
+    ("right of it", (32, 4, 8, 8), GUIDE_OUTSIDE),  # the first column past the area
+    ("below it", (4, 32, 8, 8), GUIDE_OUTSIDE),
+    ("grey", (5, 4, 20, 10), "LayeringDiff works on RGB layers; this layer is GRAYA/U8. Convert it with Image > "
+                             "Convert Image Color Space (or Layer > Convert > Layer Color Space) to RGB."),
+])
+def test_guide_errors(fake_krita, case, rect, message):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
-    doc, layer = setup_doc(fake_krita, model="GRAYA" if case == "grey" else "RGBA",
-                           layer_rect=(50, 40, 8, 8) if case == "outside" else (5, 4, 20, 10))
+    doc, layer = setup_doc(fake_krita, model="GRAYA" if case == "grey" else "RGBA", layer_rect=rect)
     if case == "group":
         doc.setActiveNode(doc.createGroupLayer("g"))
     if case == "empty":
         layer.pixels = {}
-    with pytest.raises(UserError, match=words):
+    with pytest.raises(UserError) as caught:
         KritaBridge().read_guide(doc, 32, 32)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("rect", [(31, 0, 1, 1), (0, 31, 1, 1), (31, 31, 1, 1)])
+def test_a_guide_of_one_pixel_at_the_areas_edge_is_read(fake_krita, rect):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita, layer_rect=rect)
+    image = KritaBridge().read_guide(doc, 32, 32)
+    x, y = rect[:2]
+    assert image.data[(y * 32 + x) * 4:(y * 32 + x + 1) * 4] == painting(1, 1, 1).tobytes()
+
+
+@pytest.mark.parametrize("look,grouped", [
+    (lambda n, d: n.setOpacity(254), True), (lambda n, d: n.setBlendingMode("multiply"), True),
+    (lambda n, d: n.setInheritAlpha(True), True), (lambda n, d: n.setLayerStyleFromAsl("<asl/>"), True),
+    (lambda n, d: n._attach(d.createNode("fade", "transparencymask"), 0), True),
+    (lambda n, d: n._attach(d.createNode("local", "selectionmask"), 0), False),  # a selection changes no pixel
+    (lambda n, d: n.setColorLabel(2), False),
+])
+def test_a_peel_keeps_a_group_only_for_a_look_the_layers_inside_cannot_carry(fake_krita, look, grouped):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    look(doc.activeNode(), doc)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    names = [n.name() for n in doc.rootNode().childNodes()[1].childNodes()]
+    assert ("peel 2" in names) == grouped and ("in group 'peel 2'" in text) == grouped
+
+
+def test_peel_is_offered_only_inside_a_split_group_with_numbered_foregrounds(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    bridge = bridge_for(fake_krita)
+    layer.setName("background 1")
+    doc.rootNode()._attach(doc.createNode("1 cat", "paintlayer"), 1)  # the same names, but not in a group
+    assert bridge.peel_index(bridge.read_active_layer(doc)) is None
+    group = doc.createGroupLayer("notes")
+    doc.rootNode()._attach(group, 0)
+    doc.rootNode()._detach(layer)
+    group._attach(layer, 0)
+    group._attach(doc.createNode("sketch", "paintlayer"), 1)  # a group, but no numbered foreground in it
+    assert bridge.peel_index(bridge.read_active_layer(doc)) is None
+    group._attach(doc.createNode("3 cat", "paintlayer"), 2)
+    assert bridge.peel_index(bridge.read_active_layer(doc)) == 4
+
+
+def test_documents_are_named_and_read_in_their_format(fake_krita):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    bridge = KritaBridge()
+    doc, _ = setup_doc(fake_krita, depth="U16")
+    assert bridge.document_format(doc) == ("u16", "BGRA")
+    assert bridge.document_name(doc) == "t"
+    doc._name = ""
+    assert bridge.document_name(doc) == "untitled"
+    doc.fileName = lambda: "/home/artist/cat.kra"
+    assert bridge.document_name(doc) == "cat.kra"
+    cmyk, _ = setup_doc(fake_krita, model="CMYKA")
+    with pytest.raises(UserError) as caught:
+        bridge.document_format(cmyk)
+    assert str(caught.value) == ("LayeringDiff works on RGB layers; this layer is CMYKA/U8. Convert it with Image > "
+                                 "Convert Image Color Space (or Layer > Convert > Layer Color Space) to RGB.")
+
+
+def test_new_layers_keep_the_depth_of_a_layer_unlike_its_document(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    layer.setColorSpace("RGBA", "U16", "sRGB")
+    layer.pixels = {(5, 4, 20, 10): bytes(20 * 10 * 8)}
+    bridge = bridge_for(fake_krita)
+    px = bridge.read_active_layer(doc)
+    assert (px.image.dtype, px.image.order) == ("u16", "BGRA")
+    image = Image(20, 10, "BGRA", "u16", (bytes(range(200)) * 8)[:1600])
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), Result("j", image, image, Image(20, 10, "L", "u8",
+                                                                                          bytes(200))))
+    group = doc.rootNode().childNodes()[1]
+    assert [n.colorDepth() for n in group.childNodes()] == ["U16", "U16"]
+    bg_px = bridge.read_active_layer(doc)
+    assert bg_px.image.data == image.data
+    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, Image(
+        20, 10, "L", "u8", bytes(200))))
+    assert [n.colorDepth() for n in group.childNodes()] == ["U16", "U16", "U16", "U16"]
+
+
+def test_a_generated_document_is_shown_ready_to_peel_and_closing_it_is_its_undo(fake_krita):
+    bridge = bridge_for(fake_krita)
+    k = fake_krita.Krita.instance()
+    job = Job("1", "generate", None, None, "", size=(16, 8))
+    image = Image(16, 8, "BGRA", "u8", painting(16, 8, 2).tobytes())
+    text = bridge.apply_generate(job, Result("job", image, image, Image(16, 8, "L", "u8", bytes(128))))
+    doc = job.doc
+    assert text == "Generated a new 16x8 document with group 'generated' (background 1, 1 generated)"
+    assert (doc.name(), doc.colorModel(), doc.colorDepth()) == ("LayeringDiff", "RGBA", "U8")
+    assert k.window.view.doc is doc and doc.activeNode().name() == "background 1"
+    with pytest.raises(UserError, match="^Nothing to take back"):
+        bridge.undo_last()
 
 
 def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krita):
@@ -441,3 +548,149 @@ def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krit
     assert [(n.name(), n.visible(), n.colorLabel()) for n in group.childNodes()] == [
         ("background 1", False, 5), ("background 2", False, 5), ("2 ball", False, 5), ("1 cat", True, 0)]
     assert [t for t, _, _ in doc.history][2:] == ["Add Layer", "Quick Ungroup"]  # nothing to hide: one step less
+
+
+def split_photo(mk, bridge, doc):
+    px = bridge.read_active_layer(doc)
+    return px, bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("nothing", "Nothing to take back: no split, peel or generate since Krita started (or it was already taken "
+                "back)."),
+    ("closed", "The document of the last split was closed."),
+    ("elsewhere", "Switch to the document 't' first: the split was made there."),
+    ("no history", "Cannot read Krita's undo history (the History docker), so the split cannot be taken back "
+                   "safely here: use Edit > Undo."),
+    ("stroke", "The document changed after the split ('Stroke'), so Undo split would take that back too: use "
+               "Edit > Undo or the History docker, step by step."),
+    ("one undo", "The split was already taken back with Edit > Undo (1 of 2 steps): press Ctrl+Z to finish, or "
+                 "Ctrl+Shift+Z."),
+    ("one undo of one", "The split was already taken back with Edit > Undo (1 of 1 step): press Ctrl+Z to finish, "
+                        "or Ctrl+Shift+Z."),
+    ("renamed", "Layers changed after the split without an undo entry (a script?), so it cannot be taken back "
+                "exactly: use Edit > Undo."),
+    ("undo ignored", "Krita's undo history did not go back as expected: check the split in the History docker."),
+])
+def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, message):
+    """The whole message the artist reads, for each reason (the words matter: they say what to do instead)."""
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    if case == "one undo of one":
+        layer.setVisible(False)  # nothing to hide: the split is one step
+    if case != "nothing":
+        split_photo(fake_krita, bridge, doc)
+    k = fake_krita.Krita.instance()
+    picture, history = doc.projection(), (list(doc.history), doc.index)
+    if case == "closed":
+        doc.close()
+    elif case == "elsewhere":
+        k.window.addView(k.createDocument(8, 8, "other", "RGBA", "U8", "", 72))
+    elif case == "no history":
+        monkeypatch.setattr(bridge.ui, "history", lambda: None)
+    elif case == "stroke":
+        doc.record("Stroke", lambda: None, lambda: None)
+        picture, history = doc.projection(), (list(doc.history), doc.index)
+    elif case.startswith("one undo"):
+        doc.undo()
+        picture, history = doc.projection(), (list(doc.history), doc.index)
+    elif case == "renamed":
+        doc.rootNode().childNodes()[1].setName("renamed")
+    elif case == "undo ignored":
+        monkeypatch.setattr(type(doc), "undo", lambda self: None)
+    with pytest.raises(UserError) as caught:
+        bridge.undo_last()
+    assert str(caught.value) == message
+    if case not in ("closed", "undo ignored"):  # a refusal changes nothing
+        assert same_picture(doc.projection(), picture) and (list(doc.history), doc.index) == history
+
+
+def test_a_source_krita_would_not_hide_with_undo_is_shown_again_by_undo_split(fake_krita, monkeypatch):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    picture = doc.projection()
+    monkeypatch.setattr(KritaBridge, "_select_only", lambda self, *a: False)  # e.g. several layers stay selected
+    _, text = split_photo(fake_krita, bridge, doc)
+    assert text == ("Split 'photo' into group 'cat' (1 cat, background 1); 'photo' is hidden, not changed. Krita "
+                    "would not hide it with an undo entry (several layers selected?): Undo split in this docker "
+                    "shows it again")
+    assert not layer.visible() and [t for t, _, _ in doc.history] == ["Add Layer"]
+    assert same_picture(doc.projection(), picture)
+    assert bridge.undo_last() == "Took back the split of 'photo': the document is as it was before."
+    assert layer.visible() and tree(doc.rootNode()) == [("photo", True)] and same_picture(doc.projection(), picture)
+
+
+def test_undo_peel_and_undo_generate_give_back_the_picture_and_the_active_layer(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background, picture, before = doc.activeNode(), doc.projection(), whole_tree(doc.rootNode())
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert text == "Peeled '2 ball' and 'background 2' from 'background 1'; 'background 1' is hidden, not changed"
+    assert bridge.undo_last() == "Took back the peel of 'background 1': the document is as it was before."
+    assert whole_tree(doc.rootNode()) == before and doc.activeNode() == background
+    assert same_picture(doc.projection(), picture)
+    images = [Image(40, 30, "BGRA", "u8", painting(40, 30, seed).tobytes()) for seed in (3, 4, 5)]
+    res = Result("job", images[0], images[2], Image(40, 30, "L", "u8", bytes(1200)), {"phrases": ["fox"]},
+                 behind=images[1:2])
+    text = bridge.apply_generate(Job("3", "generate", doc, None, "fox", size=(40, 30)), res)
+    assert text == "Generated group 'fox' (1 fox, 2 object, background 2)"
+    group = doc.rootNode().childNodes()[-1]
+    assert tree(group) == [("background 2", True), ("2 object", True), ("1 fox", True)]
+    assert doc.activeNode() == group.childNodes()[0]
+    assert bridge.undo_last() == "Took back the generated group 'fox': the document is as it was before."
+    assert whole_tree(doc.rootNode()) == before and doc.activeNode() == background
+    assert same_picture(doc.projection(), picture)
+
+
+def test_generated_groups_never_repeat_a_name_and_without_a_phrase_say_generated(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    image = Image(40, 30, "BGRA", "u8", painting(40, 30, 3).tobytes())
+    for job in (Job("1", "generate", doc, None, "", size=(40, 30)), Job("2", "generate", doc, None, "", size=(40, 30))):
+        bridge.apply_generate(job, Result("job", image, image, Image(40, 30, "L", "u8", bytes(1200))))
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["photo", "generated", "generated 2"]
+    assert tree(doc.rootNode().childNodes()[2]) == [("background 1", True), ("1 generated", True)]
+
+
+def test_a_peel_that_keeps_its_own_group_says_so_and_takes_back_in_two_steps(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    doc.activeNode().setOpacity(100)
+    bg_px = bridge.read_active_layer(doc)
+    history = len(doc.history)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert text == ("Peeled '2 ball' and 'background 2' from 'background 1' (in group 'peel 2', which keeps the look "
+                    "of 'background 1'); 'background 1' is hidden, not changed")
+    assert [t for t, _, _ in doc.history][history:] == ["Add Layer", "Property Changes"]  # no ungroup
+    peel = doc.rootNode().childNodes()[1].childNodes()[1]
+    assert doc.activeNode() == peel.childNodes()[0] and doc.activeNode().name() == "background 2"
+    bridge.undo_last()
+    assert len(doc.history) == history + 2 and doc.index == history
+
+
+def test_a_peel_krita_would_not_hide_names_undo_peel(fake_krita, monkeypatch):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    monkeypatch.setattr(KritaBridge, "_select_only", lambda self, *a: False)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert text.endswith("not changed. Krita would not hide it with an undo entry (several layers selected?): Undo "
+                         "peel in this docker shows it again")
+    assert "peel 2" in [n.name() for n in doc.rootNode().childNodes()[1].childNodes()]  # no ungroup either
+    bridge.undo_last()
+    assert background.visible()
