@@ -276,7 +276,7 @@ class Document:
         return self.h
 
     def resolution(self):
-        return 72
+        return getattr(self, "res", 72.0)
 
     def colorModel(self):
         return self.model
@@ -296,7 +296,9 @@ class Document:
     def setActiveNode(self, node):
         self.active = node
         view = Krita.instance().window.view
-        if view.doc is self:  # libkis: only the document of the current view
+        # libkis: only the document of the current view; activating a layer that is part of a multi-selection
+        # keeps that selection (Krita's layer box), activating any other layer selects it alone
+        if view.doc is self and not (node in view.selected and len(view.selected) > 1):
             view.selected = [node]
 
     def selection(self):
@@ -447,7 +449,12 @@ class _Krita:
         return list(self.docs)
 
     def createDocument(self, w, h, name, model, depth, profile, res):
+        # Krita's binding refuses anything but these types (a None raises TypeError there too)
+        assert isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0, (w, h)
+        assert all(isinstance(v, str) for v in (name, model, depth, profile)), (name, model, depth, profile)
+        assert isinstance(res, float), res
         doc = Document(w, h, depth, model, name)
+        doc.profile, doc.res = profile, res
         self.docs.append(doc)
         return doc
 
@@ -482,6 +489,7 @@ class FakeUi:
         pass
 
     def later(self, ms, action):
+        assert isinstance(ms, int) and ms > 0 and callable(action)  # QTimer.singleShot's types
         self.later_calls.append(action)
 
     def history(self):

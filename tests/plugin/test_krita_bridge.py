@@ -231,7 +231,7 @@ def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
     (lambda doc, mk: mk.Krita.instance().action("edit_undo").trigger(), "already taken back"),
     (lambda doc, mk: doc.rootNode().childNodes()[1].setName("renamed"), "without an undo entry"),
     (lambda doc, mk: mk.Krita.instance().window.addView(mk.Krita.instance().createDocument(8, 8, "other", "RGBA",
-                                                                                            "U8", "", 72)),
+                                                                                            "U8", "", 72.0)),
      "Switch to the document 't'"),
 ])
 def test_undo_split_refuses_when_the_document_changed_since(fake_krita, change, words):
@@ -586,7 +586,7 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
     if case == "closed":
         doc.close()
     elif case == "elsewhere":
-        k.window.addView(k.createDocument(8, 8, "other", "RGBA", "U8", "", 72))
+        k.window.addView(k.createDocument(8, 8, "other", "RGBA", "U8", "", 72.0))
     elif case == "no history":
         monkeypatch.setattr(bridge.ui, "history", lambda: None)
     elif case == "stroke":
@@ -694,3 +694,183 @@ def test_a_peel_krita_would_not_hide_names_undo_peel(fake_krita, monkeypatch):
     assert "peel 2" in [n.name() for n in doc.rootNode().childNodes()[1].childNodes()]  # no ungroup either
     bridge.undo_last()
     assert background.visible()
+
+
+def test_the_new_background_is_made_active_again_after_kritas_queued_signals(fake_krita):
+    """Krita activates each new layer from queued signals after the call returns: the bridge activates the
+    background again from a timer, unless its document was closed meanwhile."""
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    doc.setActiveNode(doc.rootNode().childNodes()[1].childNodes()[1])  # what Krita's queued signals do
+    for call in bridge.ui.later_calls:
+        call()
+    assert doc.activeNode() == background
+    doc.setActiveNode(layer)
+    doc.close()
+    for call in bridge.ui.later_calls:
+        call()
+    assert doc.activeNode() == layer  # a closed document is left alone
+
+
+def test_a_multi_selection_is_narrowed_to_the_source_before_hiding_it(fake_krita):
+    """Krita keeps a multi-selection when one of its layers is activated, and its hide action hides every selected
+    layer: the bridge activates another layer first, then the source alone."""
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    other = doc.createNode("sketch", "paintlayer")
+    doc.rootNode()._attach(other, 1)
+    fake_krita.Krita.instance().window.view.selected = [layer, other]
+    bridge = bridge_for(fake_krita)
+    _, text = split_photo(fake_krita, bridge, doc)
+    assert not layer.visible() and other.visible() and "would not hide" not in text
+    assert [t for t, _, _ in doc.history] == ["Add Layer", "Property Changes"]
+
+
+def test_when_krita_will_not_select_or_ungroup_the_peel_stays_in_its_group(fake_krita, monkeypatch):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    picture = doc.projection()
+    real_trigger = fake_krita.Action.trigger
+    monkeypatch.setattr(fake_krita.Action, "trigger",
+                        lambda self: None if self.name == "quick_ungroup" else real_trigger(self))
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "in group 'peel 2'" in text and doc.activeNode().name() == "background 2"
+    assert same_picture(doc.projection(), picture)
+    bridge.undo_last()
+    monkeypatch.setattr(KritaBridge, "_selected", lambda self, doc: [])  # the selection never follows
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("3", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "in group 'peel 2'" in text and "would not hide it" in text
+
+
+def test_layers_krita_did_not_insert_leave_the_document_unchanged(fake_krita, monkeypatch):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    px = bridge.read_active_layer(doc)
+    monkeypatch.setattr(fake_krita.Node, "addChildNode", lambda self, child, above: True)
+    with pytest.raises(UserError) as caught:
+        bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    assert str(caught.value) == "Krita did not insert the new layers; the document is unchanged."
+    assert tree(doc.rootNode()) == [("photo", True)] and not doc.history
+
+
+@pytest.mark.parametrize("kind", ["split", "peel"])
+def test_a_source_deleted_during_the_job_is_named(fake_krita, kind):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    if kind == "peel":
+        split_photo(fake_krita, bridge, doc)
+    px = bridge.read_active_layer(doc)
+    px.node.remove()
+    with pytest.raises(UserError) as caught:
+        apply = bridge.apply_peel if kind == "peel" else bridge.apply_split
+        apply(Job("2", kind, doc, px, "ball", index=2), split_of(px.image))
+    assert str(caught.value) == (f"The layer '{px.name}' was deleted while the job ran, so the result was not "
+                                 "inserted; the document is unchanged.")
+
+
+def test_a_split_deep_in_nested_groups_is_taken_back(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    outer, inner = doc.createGroupLayer("outer"), doc.createGroupLayer("inner")
+    doc.rootNode()._detach(layer)
+    doc.rootNode()._attach(outer, 0)
+    outer._attach(inner, 0)
+    inner._attach(layer, 0)
+    bridge = bridge_for(fake_krita)
+    picture = doc.projection()
+    split_photo(fake_krita, bridge, doc)
+    assert tree(inner) == [("photo", False), ("cat", True)] and same_picture(doc.projection(), picture)
+    assert bridge.undo_last().startswith("Took back the split of 'photo'")
+    assert tree(inner) == [("photo", True)]
+
+
+def test_krita_without_layer_styles_in_its_api_still_splits_and_peels_flat(fake_krita, monkeypatch):
+    """Krita before 5.2 has no layerStyleToAsl: no style to carry, and no group kept for one."""
+    monkeypatch.delattr(fake_krita.Node, "layerStyleToAsl")
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "in group" not in text
+
+
+def test_peeled_layers_never_take_a_name_the_group_has(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    group = doc.rootNode().childNodes()[1]
+    group._attach(doc.createNode("2 ball", "paintlayer"), 0)  # the artist's own layer, named as a peel would be
+    bg_px = bridge.read_active_layer(doc)
+    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    names = [n.name() for n in group.childNodes()]
+    assert names.count("2 ball") == 1 and "2 ball 2" in names
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("group", "'g' is a group layer: choose a paint layer to split (choose one of the paint layers inside it)."),
+    ("vectorlayer", "'v' is a vector layer: choose a paint layer to split (Layer > Convert > to Paint Layer makes "
+                    "one from it)."),
+    ("none", "Choose a layer in the Layers docker first."),
+    ("colorize", "'photo' has a colorize mask ('colours'), which the new layers cannot carry over: apply it or "
+                 "remove it first (its right-click menu in the Layers docker)."),
+    ("left of it", "Layer 'photo' is empty inside the canvas."),
+])
+def test_layers_that_cannot_be_split_say_exactly_why(fake_krita, kind, message):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita, layer_rect=(-20, 4, 20, 10) if kind == "left of it" else (5, 4, 20, 10))
+    if kind == "group":
+        doc.setActiveNode(doc.createGroupLayer("g"))
+    elif kind == "vectorlayer":
+        doc.setActiveNode(doc.createNode("v", "vectorlayer"))
+    elif kind == "none":
+        doc.setActiveNode(None)
+    elif kind == "colorize":
+        layer._attach(doc.createNode("colours", "colorizemask"), 0)
+    with pytest.raises(UserError) as caught:
+        KritaBridge().read_active_layer(doc)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("rect,read", [((0, 0, 40, 30), (0, 0, 40, 30)), ((-3, -2, 4, 3), (0, 0, 1, 1)),
+                                       ((39, 29, 5, 5), (39, 29, 1, 1))])
+def test_a_layer_is_read_over_its_part_inside_the_canvas(fake_krita, rect, read):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer = setup_doc(fake_krita, layer_rect=rect)
+    px = KritaBridge().read_active_layer(doc)
+    assert px.rect == read and px.image.data == layer.pixelData(*read)
+
+
+def test_refusals_after_a_generate_or_a_peel_name_it(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    image = Image(40, 30, "BGRA", "u8", painting(40, 30, 3).tobytes())
+    bridge.apply_generate(Job("1", "generate", doc, None, "fox", size=(40, 30)),
+                          Result("job", image, image, Image(40, 30, "L", "u8", bytes(1200))))
+    doc.record("Stroke", lambda: None, lambda: None)
+    with pytest.raises(UserError, match=r"^The document changed after the generate \('Stroke'\), so Undo generate "):
+        bridge.undo_last()
+
+
+def test_a_generated_document_has_the_printing_resolution_and_the_default_profile(fake_krita):
+    bridge = bridge_for(fake_krita)
+    job = Job("1", "generate", None, None, "fox", size=(16, 8))
+    image = Image(16, 8, "BGRA", "u8", painting(16, 8, 2).tobytes())
+    bridge.apply_generate(job, Result("job", image, image, Image(16, 8, "L", "u8", bytes(128))))
+    assert (job.doc.resolution(), job.doc.profile) == (300.0, "")

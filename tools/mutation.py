@@ -1,0 +1,179 @@
+"""Mutation testing of the core modules with mutmut 3: how many small edits of each module the tests catch.
+
+    .venv/bin/python tools/mutation.py                 # every module below, then the table
+    .venv/bin/python tools/mutation.py compose codec   # some of them
+    .venv/bin/python tools/mutation.py --table         # the table of the last runs only
+    .venv/bin/python tools/mutation.py --again compose  # only the last run's survivors, after new tests
+    .venv/bin/python tools/mutation.py --survivors compose   # each unexplained survivor's diff
+
+Why mutmut: it imports the code and collects the tests once, records which tests reach each function, then
+forks one child per mutant that runs only those tests. cosmic-ray starts the whole test command afresh for
+every mutant (numpy, OpenCV and ZeroMQ imports alone take over a second here), about ten times slower on
+this project's 2-core machines. mutmut expects one `src/` tree that tests import by package name, while
+this repository keeps three packages in three folders; so each module runs in its own staging folder,
+build/mutation/<module>/, holding copies of the packages under src/, the tests, and pyproject.toml with the
+module's [tool.mutmut] section added. Results are kept there: a rerun tests only the functions that changed.
+Survivors kept on purpose are listed in tools/mutation_kept.txt, each with a one-line reason (an equivalent
+mutant, or not worth a test); the table counts them apart, and --survivors shows only the unexplained ones.
+Needs `pip install -e '.[mutation]'`. Not part of .ci/run (about an hour for all modules on 2 cores).
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = ROOT / "build" / "mutation"
+KEPT = ROOT / "tools" / "mutation_kept.txt"
+PACKAGES = {"layeringdiff": "backend/layeringdiff", "layering_protocol": "protocol/layering_protocol",
+            "layeringdiff_krita": "plugin/layeringdiff_krita"}
+
+
+@dataclass(frozen=True)
+class Target:
+    files: tuple[str, ...]  # under src/ (package paths)
+    tests: tuple[str, ...]  # the tests that may reach them (mutmut keeps, per function, the ones that do)
+    functions: tuple[str, ...] = ("*",)  # fnmatch patterns of mutant names, to test part of a big module
+    deselect: tuple[str, ...] = ()  # tests that read the source files themselves (mutmut rewrites them)
+
+
+MODULES = {
+    "compose": Target(("layeringdiff/imaging/compose.py",), ("tests/unit",)),
+    "trimap": Target(("layeringdiff/imaging/trimap.py",), ("tests/unit",)),
+    "matting": Target(("layeringdiff/imaging/matting.py",), ("tests/unit",)),
+    "split": Target(("layeringdiff/stages/split.py",), ("tests/unit",)),
+    "codec": Target(("layering_protocol/codec.py",), ("tests/unit/test_protocol.py", "tests/integration/test_fuzz.py"),
+                    deselect=("tests/unit/test_protocol.py::test_protocol_package_imports_only_stdlib_and_msgpack",)),
+    # the server's limits and its job queue: admission, the per-message limit, cancelling, the reply backlog
+    "limits": Target(("layeringdiff/limits.py", "layeringdiff/server.py"),
+                     ("tests/unit/test_limits.py", "tests/integration/test_limits.py",
+                      "tests/integration/test_server.py"),
+                     ("layeringdiff.limits.*", "layeringdiff.server.xǁServerǁ_admit__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_message__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_oversized__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_receive__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_dispatch__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_cancel__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_forward__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_flush__mutmut_*",
+                      "layeringdiff.server.xǁServerǁ_check_room__mutmut_*")),
+    "krita_bridge": Target(("layeringdiff_krita/krita_bridge.py",),
+                           ("tests/plugin/test_krita_bridge.py", "tests/plugin/test_mock_projection.py")),
+}
+
+
+def toml_list(items: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def stage(name: str, target: Target) -> Path:
+    """A src/ layout copy of the packages and the tests, with this module's mutmut configuration."""
+    where = STAGE / name
+    for package, folder in PACKAGES.items():
+        shutil.copytree(ROOT / folder, where / "src" / package, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", where / "tests", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "artifacts"))
+    config = (ROOT / "pyproject.toml").read_text()
+    section = "\n".join([
+        "", "[tool.mutmut]",
+        'source_paths = ["src/"]',
+        f"only_mutate = {toml_list(['src/' + f for f in target.files])}",
+        f"pytest_add_cli_args_test_selection = {toml_list(target.tests)}",
+        "pytest_add_cli_args = " + toml_list(["-p", "no:cacheprovider", "-m", "not krita",
+                                              *(f"--deselect={t}" for t in target.deselect)]),
+        "use_git_change_detection = false", ""])
+    (where / "pyproject.toml").write_text(config + section)
+    return where
+
+
+def run(name: str, target: Target, again: bool = False) -> int:
+    """mutmut run on the target's mutants (named, so each is tested again: mutmut keeps a named mutant's old result
+    only when it is not named); with `again`, only those that survived or had no tests last time."""
+    names = list(target.functions)
+    if again:
+        names = [k for k, v in statuses(name, target).items() if v in ("survived", "no tests")]
+        if not names:
+            return 0
+    where = stage(name, target)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    print(f"== {name}: mutmut run in {where.relative_to(ROOT)} ({len(names)} names or patterns)", flush=True)
+    return subprocess.run([str(mutmut), "run", "--max-children", "2", *names], cwd=where).returncode
+
+
+def kept() -> dict[str, str]:
+    """Survivors kept on purpose: mutant name (or fnmatch pattern) -> the reason."""
+    out = {}
+    for line in KEPT.read_text().splitlines() if KEPT.exists() else []:
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            out[name] = reason.strip()
+    return out
+
+
+def explained(key: str, reasons: dict[str, str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(key, pattern) for pattern in reasons)
+
+
+def statuses(name: str, target: Target) -> dict[str, str]:
+    """Each mutant of the target -> killed / survived / timeout / no tests / ..., from mutmut's own records."""
+    from fnmatch import fnmatch
+
+    from mutmut.stats import status_by_exit_code
+
+    out = {}
+    for meta in (STAGE / name / "mutants" / "src").rglob("*.meta"):
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if any(fnmatch(key, p) for p in target.functions):
+                out[key] = status_by_exit_code[code]
+    return out
+
+
+def table(names: list[str]) -> str:
+    reasons = kept()
+    rows = ["| module | mutants | killed | timeout | survived: kept with a reason | unexplained | no tests | "
+            "killed share |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        found = statuses(name, MODULES[name])
+        count = {s: sum(1 for v in found.values() if v == s) for s in ("killed", "timeout", "survived", "no tests")}
+        with_reason = sum(1 for k, v in found.items() if v in ("survived", "no tests") and explained(k, reasons))
+        unexplained = count["survived"] + count["no tests"] - with_reason
+        total = len(found)
+        share = f"{100 * (count['killed'] + count['timeout']) / total:.0f}%" if total else "not run"
+        rows.append(f"| {name} | {total} | {count['killed']} | {count['timeout']} | {with_reason} | {unexplained} | "
+                    f"{count['no tests']} | {share} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="MODULE", default=[])
+    parser.add_argument("--table", action="store_true", help="print the table of the last runs, run nothing")
+    parser.add_argument("--survivors", action="store_true", help="show the unexplained survivors' diffs, run nothing")
+    parser.add_argument("--again", action="store_true", help="run only the last run's survivors again")
+    args = parser.parse_args()
+    names = args.modules or list(MODULES)
+    if args.survivors:
+        mutmut = Path(sys.executable).with_name("mutmut")
+        reasons = kept()
+        for name in names:
+            for key, status in sorted(statuses(name, MODULES[name]).items()):
+                if status in ("survived", "no tests") and not explained(key, reasons):
+                    print(f"# {status}", flush=True)
+                    subprocess.run([str(mutmut), "show", key], cwd=STAGE / name)
+        return 0
+    if not args.table:
+        for name in names:
+            run(name, MODULES[name], args.again)
+    print(table(names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
