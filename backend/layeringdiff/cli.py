@@ -8,16 +8,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
 from .progress import ProgressFn
 
+if TYPE_CHECKING:
+    from .io.images import Header
+
 EVENT_PREFIX = "@layeringdiff "  # the docker reads lines starting with it (plugin/layeringdiff_krita/setup_run.py)
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
 SPLIT_FILLS = ("texture", "smooth", "lama")  # stages.split.FILLS, default first (not imported: --help stays fast)
+# what `split` loads after its memory check (kernels, writers) beyond the server's job estimate; with it the estimate
+# was 1.2x to 1.7x the measured peak above the check's RSS, splits of 1536x1024 to 6144x4096 (2 cores, box and mask)
+SPLIT_CLI_FIXED_BYTES = 100 << 20
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,6 +76,84 @@ def layer_files(out: Path) -> dict[str, Path]:
     return {name: out.with_name(f"{out.stem}_{name}.png") for name in ("foreground", "background", "alpha")}
 
 
+def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, str | None]) -> None:
+    """An output that is an input file (same file by any path: ./, ../, a link) is refused: replacing it would
+    lose the input. `inputs`: what the user calls each input ('IMAGE', '--mask') -> its path."""
+    for target in (out, *pngs.values()):
+        for role, given in inputs.items():
+            if given and target.exists() and os.path.exists(given) and os.path.samefile(target, given):
+                beside = "" if target == out else f" (a PNG written beside -o {out}; or add --no-png)"
+                raise InputError(f"output '{target}'{beside} is the {role} file '{given}': writing it would "
+                                 f"replace that input; choose another -o")
+
+
+def print_paths(paths: list[Path]) -> None:
+    """The list of files written, on stdout: part of the result, so it fails the command if it cannot be written
+    (a full disk, a closed pipe), and then no output is kept."""
+    try:
+        for path in paths:
+            print(path)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise InputError(f"cannot write the list of output files to stdout ({exc.strerror or exc}): no output "
+                         "file was kept") from None
+
+
+def available_memory() -> tuple[int, str]:
+    """Bytes this process may still allocate, and what limits them: the RAM available now, or less under an
+    address-space limit (`ulimit -v`), which a Python process with its libraries already uses a share of."""
+    import psutil
+
+    free = int(psutil.virtual_memory().available)
+    try:
+        import resource
+    except ImportError:  # Windows: no address-space limit
+        return free, "of RAM available now"
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        room = max(0, soft - psutil.Process().memory_info().vms)
+        if room < free:
+            return room, "left under this process's address-space limit (ulimit -v)"
+    return free, "of RAM available now"
+
+
+def split_memory(image: "Header", mask: "Header | None", box: tuple[int, int, int, int] | None) -> int:
+    """Peak bytes a split from these files needs, from their headers: decoding them, and the split itself as
+    the server estimates it (its object's crop from the box; a mask is not decoded yet, so the whole canvas)."""
+    from .job_memory import split_bytes
+    from .stages.split import CROP_MARGIN_PX
+
+    crop = None
+    if box is not None:
+        m = CROP_MARGIN_PX
+        x0, y0, x1, y1 = box
+        crop = max(0, min(image.width, x1 + m) - max(0, x0 - m)) * max(0, min(image.height, y1 + m) - max(0, y0 - m))
+    channels = 4 if image.channels in (2, 4) else 3
+    wide = (4 * channels - 4) * image.pixels  # float32 layers held, beyond the server's 8-bit RGBA frame
+    need = SPLIT_CLI_FIXED_BYTES + image.load_bytes(channels) + split_bytes(image.pixels, crop, wide)
+    return need + (mask.load_bytes(1) if mask is not None else 0)
+
+
+def check_split_memory(args: argparse.Namespace, allowed: int) -> None:
+    """Refuse, from the headers alone, a split that would not fit in memory (a 0.75 MB PNG can be 16000^2
+    pixels, 20 GB of work), before decoding anything. `allowed`: --max-memory in bytes (0: what is available)."""
+    from .io.images import read_header
+    from .limits import gib
+
+    image = read_header(args.image, args.max_pixels)
+    mask = read_header(args.mask, args.max_pixels) if args.mask else None
+    need = split_memory(image, mask, args.box)
+    if args.fill == "lama":  # its weights and its working memory at its own size, as the server counts them
+        from .job_memory import FIXED_SIZE_MODEL_BYTES, registry_bytes
+
+        need += FIXED_SIZE_MODEL_BYTES["lama"] + registry_bytes("lama")
+    have, what = (allowed, "allowed by --max-memory") if allowed else available_memory()
+    if need > have:
+        raise InputError(f"'{args.image}' is {image.width}x{image.height} ({gib(image.decoded_bytes)} decoded): its "
+                         f"split needs about {gib(need)} of memory, more than the {gib(have)} {what}",
+                         "scale it down, or raise --max-memory if it would fit")
+
+
 class ProgressBar:
     """One line on stderr: a bar on a terminal, a line per stage otherwise (logs, CI)."""
 
@@ -103,6 +187,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from .io.images import load_image, load_mask, png_file_bytes, save_png
     from .io.ora import OraLayer, write_ora
     from .io.outputs import Outputs
+    from .limits import parse_size
     from .stages.split import SplitOptions, split_layer
 
     # the server's rules for the options; every output checked and reserved before any work
@@ -110,6 +195,10 @@ def cmd_split(args: argparse.Namespace) -> int:
                                       "fill": args.fill})
     if args.max_pixels < 1:
         raise InputError("--max-pixels must be at least 1")
+    try:
+        max_memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
+    except ValueError as exc:
+        raise InputError(f"--max-memory {exc}") from None
     if args.example and (args.image or args.mask):
         raise InputError("--example replaces IMAGE and --mask; give one or the other")
     if not args.example:
@@ -119,7 +208,10 @@ def cmd_split(args: argparse.Namespace) -> int:
             raise InputError("give exactly one foreground hint: --mask FILE or --box x0,y0,x1,y1")
     out = output_path(args.output)
     pngs = {} if args.no_png else layer_files(out)
-    with Outputs([out, *pngs.values()]) as outputs:
+    refuse_replacing_inputs(out, pngs, {"IMAGE": args.image, "--mask": args.mask})
+    if not args.example:
+        check_split_memory(args, max_memory)
+    with Outputs([out, *pngs.values()], report=lambda: print_paths([out, *pngs.values()])) as outputs:
         if args.example:
             image, box = example(args.example)
             box = args.box or box
@@ -161,8 +253,6 @@ def cmd_split(args: argparse.Namespace) -> int:
         print(f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in "
               f"{sum(info['timings'].values()):.2f}s; recomposition error "
               f"{info['recomposition_error'] * 255:.3f}/255", file=sys.stderr)
-    for path in (out, *pngs.values()):
-        print(path)
     return 0
 
 
@@ -274,7 +364,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = output_path(args.output)
     pngs = layer_files(out)
-    with Outputs([out, *pngs.values()]) as outputs:
+    refuse_replacing_inputs(out, pngs, {"--control-image": args.control_image})
+    with Outputs([out, *pngs.values()], report=lambda: print_paths([out, *pngs.values()])) as outputs:
         control_image = None
         if args.control_image:
             if not args.control:
@@ -298,8 +389,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"layering: {output.info.get('method')}; stack error {output.info.get('stack_error', 0) * 255:.2f}/255",
               file=sys.stderr)
-    for path in (out, *pngs.values()):
-        print(path)
     return 0
 
 
@@ -538,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "object)")
     sp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
+    sp.add_argument("--max-memory", help="memory the split may use (e.g. 12G or 60%%): a larger one is refused from "
+                                         "the file's header, before decoding (default: the RAM available now)")
     sp.add_argument("--fill", choices=SPLIT_FILLS, default=SPLIT_FILLS[0],
                     help="hidden background: texture (exemplar-based completion, the default), smooth (colour "
                          "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
@@ -695,17 +786,34 @@ def run() -> None:
     numba's TBB thread pool, which can spin forever (seen: `evaluate` done and its results written, the process
     still at 100% CPU an hour later in tbb::finalize). Everything is written and closed by then; training keeps
     the normal exit, for its process group and accelerate's own clean-up."""
+    _fill_closed_std_streams()
     code = main()
     if sys.argv[1:2] == ["train"]:
         sys.exit(code)
     _exit_now(code)
 
 
+def _fill_closed_std_streams() -> None:
+    """A standard stream the caller closed (`>&-`, `2>&-`) becomes /dev/null: what would go there is dropped, as
+    asked. Python leaves it None (print(file=None) then writes to stdout, flush fails) and the next file opened
+    would take its descriptor, where any stray write to fd 1 or 2 would land in an output file."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        null = open(os.devnull, mode)
+        try:
+            os.fstat(fd)
+        except OSError:  # free: hold it with /dev/null too
+            os.dup2(null.fileno(), fd)
+        setattr(sys, name, null)
+
+
 def _exit_now(code: int) -> None:
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):  # closed or gone: nothing more can reach it anyway
             pass
     os._exit(code)

@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,8 @@ def test_every_output_is_checked_before_anything_is_written(inputs, tmp_path, ca
     (["--mask", "{d}/mask.png", "--band", "wide"], "invalid int value"),
     (["--mask", "{d}/mask.png", "--max-pixels", "1000"], "more than the limit of 1000"),
     (["--mask", "{d}/mask.png", "--alpha-mode", "magic"], "invalid choice"),
+    (["--mask", "{d}/mask.png", "--max-memory", "50M"], "more than the 50 MB allowed by --max-memory"),
+    (["--mask", "{d}/mask.png", "--max-memory", "lots"], "--max-memory 'lots' is not a size"),
 ])
 def test_bad_options_are_one_line(inputs, tmp_path, args, words):
     proc = run("split", inputs / "photo.png", *[a.format(d=inputs) for a in args], "-o", tmp_path / "x.ora")
@@ -281,3 +284,96 @@ def test_training_keeps_the_normal_exit(monkeypatch):
     with pytest.raises(SystemExit) as stop:
         cli.run()
     assert stop.value.code == 0
+
+
+def run_with_closed(stream: str, *args):
+    """The CLI with stdout (`>&-`) or stderr (`2>&-`) closed by the shell, the other one captured."""
+    redirect = {"stdout": ">&-", "stderr": "2>&-"}[stream]
+    return subprocess.run(["sh", "-c", f'exec "$0" -m layeringdiff "$@" {redirect}', sys.executable, *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_closed_stdout_drops_the_list_and_keeps_the_outputs(inputs, tmp_path):
+    (tmp_path / "x.ora").write_text("an older result")  # replaced, as any existing output that is not an input
+    proc = run_with_closed("stdout", "split", "-q", inputs / "photo.png", "--mask", inputs / "mask.png", "-o",
+                           tmp_path / "x.ora")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.ora", "x_alpha.png", "x_background.png",
+                                                          "x_foreground.png"]
+    check_ora_recomposites(tmp_path / "x.ora", inputs / "photo.png")
+
+
+def test_a_closed_stderr_is_as_if_it_were_open(inputs, tmp_path):
+    proc = run_with_closed("stderr", "split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o",
+                           tmp_path / "x.ora")  # progress and summary on, with nowhere to go
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == [str(tmp_path / n) for n in ("x.ora", "x_foreground.png", "x_background.png",
+                                                                      "x_alpha.png")]  # nothing else leaked here
+    check_ora_recomposites(tmp_path / "x.ora", inputs / "photo.png")
+
+
+def test_a_list_of_outputs_that_cannot_be_written_fails_the_split_and_keeps_no_output(inputs, tmp_path):
+    """The paths on stdout are part of the result: on a full disk the command fails, and the outputs are as they
+    were (the older .ora back, no new PNG, no temporary file)."""
+    (tmp_path / "x.ora").write_text("an older result")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", "-q", str(inputs / "photo.png"),
+                               "--mask", str(inputs / "mask.png"), "-o", str(tmp_path / "x.ora")],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    one_line_failure(proc, "cannot write the list of output files to stdout (No space left on device): no output "
+                           "file was kept")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.ora"]
+    assert (tmp_path / "x.ora").read_text() == "an older result"
+
+
+@pytest.mark.parametrize("case", ["image named like a PNG output", "mask named like a PNG output", "by ../",
+                                  "through a link", "image named like the .ora"])
+def test_an_output_that_is_an_input_is_refused_before_any_work(inputs, tmp_path, case):
+    (tmp_path / "sub").mkdir()
+    image, mask, out = tmp_path / "in.png", tmp_path / "m.png", tmp_path / "x.ora"
+    if case == "image named like a PNG output":
+        image, words = tmp_path / "x_background.png", "output '{o}_background.png' (a PNG written beside -o"
+    elif case == "mask named like a PNG output":
+        mask, words = tmp_path / "x_alpha.png", "output '{o}_alpha.png' (a PNG written beside -o"
+    elif case == "by ../":
+        image, out = tmp_path / "x_foreground.png", tmp_path / "sub" / ".." / "x.ora"
+        words = "output '{o}_foreground.png'"
+    elif case == "through a link":
+        image = tmp_path / "sub" / "link.png"
+        image.symlink_to(tmp_path / "x_alpha.png")
+        (tmp_path / "x_alpha.png").write_bytes((inputs / "photo.png").read_bytes())
+        words = "output '{o}_alpha.png'"
+    else:
+        image, words = tmp_path / "x.ora", "output '{o}.ora' is the IMAGE file"  # a PNG by its content
+    if not image.exists():
+        image.write_bytes((inputs / "photo.png").read_bytes())
+    mask.write_bytes((inputs / "mask.png").read_bytes())
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    proc = run("split", image, "--mask", mask, "-o", out)
+    one_line_failure(proc, words.format(o=str(out)[:-4]))
+    assert "choose another -o" in proc.stderr and ("--mask" if "mask" in case else "IMAGE") in proc.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # inputs as they were
+
+
+def test_a_png_too_large_for_memory_is_refused_from_its_header(tmp_path):
+    """0.75 MB of PNG that decodes to 16000x16000 pixels, under the pixel limit: its split would need about 20 GB.
+    Under a 2 GiB address-space limit it is refused from the header, quickly, without decoding it (which alone
+    would need 8 GB: the limit would turn it into a MemoryError, not this line)."""
+    Image.new("RGB", (16000, 16000), (90, 120, 200)).save(tmp_path / "big.png")
+    assert (tmp_path / "big.png").stat().st_size < 1_000_000
+    limit = 1 << 31
+
+    def small_memory():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(tmp_path / "big.png"), "--box",
+                           "100,100,900,900", "-o", str(tmp_path / "b.ora")], capture_output=True, text=True,
+                          timeout=300, preexec_fn=small_memory)
+    one_line_failure(proc, f"'{tmp_path / 'big.png'}' is 16000x16000 (732 MB decoded): its split needs about ")
+    assert re.search(r"needs about \d+\.\d GB of memory, more than the [\d.]+ [MG]B left under this process's "
+                     r"address-space limit \(ulimit -v\) \(scale it down, or raise --max-memory", proc.stderr)
+    assert time.monotonic() - start < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]

@@ -1,5 +1,6 @@
 """Image files <-> float32 arrays in [0,1]."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -13,10 +14,36 @@ MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets
 GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
-    """Open and decode, after checking the size the header gives: a small file can describe a huge image
-    (a 281 KB PNG of 17000^2 pixels decodes to 10 GB), and Pillow's own guard only acts at twice its limit."""
-    path = Path(path)
+@dataclass(frozen=True)
+class Header:
+    """What a file's header says of its pixels, read before decoding any of them."""
+
+    width: int
+    height: int
+    channels: int
+    sample_bytes: int  # 1 (8-bit), 2 (16-bit), 4 (32-bit integer or float)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decoded_bytes(self) -> int:
+        """The pixels as the file stores them, decoded."""
+        return self.pixels * self.channels * self.sample_bytes
+
+    def load_bytes(self, out_channels: int) -> int:
+        """Peak memory of decoding it into an HxWx`out_channels` float32 array: Pillow's image (3-band pixels
+        take 4 bytes), its copy converted to RGB(A) or grey, and the float32 result with one temporary of its
+        size."""
+        stored = self.pixels * (4 if self.channels >= 3 else self.channels) * self.sample_bytes
+        converted = max(stored, self.pixels * (4 if out_channels >= 3 else 1))
+        return stored + converted + 2 * 4 * out_channels * self.pixels
+
+
+def _open_lazily(path: Path, max_pixels: int) -> Image.Image:
+    """The file opened, its header read and its size checked, nothing decoded: a small file can describe a huge
+    image (a 281 KB PNG of 17000^2 pixels decodes to 10 GB), and Pillow's own guard only acts at twice its limit."""
     if not path.is_file():
         raise InputError(f"cannot read '{path}': no such file")
     Image.MAX_IMAGE_PIXELS = None  # Pillow's guard (a warning, an error only at twice it): ours replaces it
@@ -29,6 +56,22 @@ def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
         img.close()
         raise InputError(f"'{path}' is {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}",
                          "scale it down, or raise the limit with --max-pixels")
+    return img
+
+
+def read_header(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> Header:
+    """The image's size, channels and sample size from its header (the pixel limit checked), without decoding."""
+    img = _open_lazily(Path(path), max_pixels)
+    with img:
+        rawmode = _rawmode(img)
+        deep = img.mode in GREY16 or ";16" in rawmode
+        sample = 4 if img.mode in ("I", "F") else (2 if deep else 1)
+        return Header(img.size[0], img.size[1], len(img.getbands()), sample)
+
+
+def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
+    """Open and decode, after checking the size the header gives."""
+    img = _open_lazily(Path(path), max_pixels)
     rawmode = _rawmode(img)  # decoding clears it
     try:
         img.load()

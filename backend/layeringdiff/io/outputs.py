@@ -3,11 +3,13 @@
 Every target is checked and reserved (a temporary file beside it) before the work starts, so a bad output
 path fails in a second, not after the split; each file is written under its temporary name and all are
 renamed into place only once every one is written. On any failure, or Ctrl+C, the temporary files are
-removed: no half-written or stale file is left behind.
+removed: no half-written or stale file is left behind. The report of the files written (the CLI's list on
+stdout) is part of it: if it cannot be written, the renames are undone.
 """
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -15,8 +17,9 @@ from ..errors import InputError
 
 
 class Outputs:
-    def __init__(self, targets: list[Path]) -> None:
+    def __init__(self, targets: list[Path], report: Callable[[], None] | None = None) -> None:
         self.targets = targets
+        self.report = report  # called once every file is in place; if it raises, they are taken back
         self.temps: dict[Path, Path] = {}
 
     def __enter__(self) -> "Outputs":
@@ -53,8 +56,9 @@ class Outputs:
         return self.temps[target]
 
     def commit(self) -> None:
-        """Rename every file into place; if one rename fails, the ones done are undone (the files that were there
-        before come back), so the outputs are all new or all as they were."""
+        """Rename every file into place, then report; if a rename or the report fails (or Ctrl+C comes), the
+        renames done are undone (the files that were there before come back), so the outputs are all new or all
+        as they were."""
         done: list[tuple[Path, Path | None]] = []  # (target, the file it replaced, moved aside)
         try:
             for target in self.targets:
@@ -70,7 +74,9 @@ class Outputs:
                     raise
                 del self.temps[target]
                 done.append((target, old))
-        except OSError:
+            if self.report is not None:
+                self.report()
+        except BaseException:
             for target, old in reversed(done):
                 if old is not None:
                     os.replace(old, target)
@@ -87,11 +93,14 @@ class Outputs:
         self.temps.clear()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None:
-            try:
-                self.commit()
-            except OSError as error:
-                self.discard()
-                raise InputError(f"cannot write the output files: {error.strerror}: {error.filename}") from None
-        else:
+        if kind is not None:
             self.discard()
+            return
+        try:
+            self.commit()
+        except OSError as error:
+            self.discard()
+            raise InputError(f"cannot write the output files: {error.strerror}: {error.filename}") from None
+        except BaseException:
+            self.discard()
+            raise
