@@ -4,12 +4,19 @@ A keys folder holds the server's key pair (server.key, server.key_secret), the p
 allowed in (clients/NAME.key) and, until they are handed out, those machines' secret keys
 (secrets/NAME.key_secret). The allowed list is read at every handshake: adding or deleting a file in
 clients/ takes effect without restarting the server.
+
+Whoever can write to clients/ (or the folder above it) can let a key of their own in, and whoever can read
+server.key_secret can pose as the server: as ssh does with private keys, the folders are kept 0700 and
+secret files 0600, and `serve` refuses keys that other users could read or change (POSIX only: Windows
+has no such modes).
 """
 
 import logging
 import os
 import re
+import shlex
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -21,6 +28,9 @@ log = logging.getLogger(__name__)
 SERVER = "server"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+PRIVATE_DIR = 0o700
+SECRET_FILE = 0o600
+CHECK_MODES = os.name == "posix"
 
 
 def require_curve() -> None:
@@ -66,18 +76,38 @@ def create_key_pair(folder: Path, name: str) -> tuple[Path, Path]:
     return public_path, secret_path
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Take group and other users' rights away from `path` (a folder found 0777 is not kept so); one we may
+    not chmod (another user's) is refused rather than used."""
+    if not CHECK_MODES or not _mode(path) & 0o077:
+        return
+    try:
+        path.chmod(mode)
+    except PermissionError:
+        raise PermissionError(f"{path} is open to other users (mode {_mode(path):04o}) and not ours to chmod: "
+                              "use a keys folder of your own") from None
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    _make_private(path, PRIVATE_DIR)
+
+
 def init_keys(folder: str | Path) -> Path:
-    """Create the folder with the server's key pair (kept if already there); returns server.key. A new
-    folder and secrets/ are 0700, secret key files 0600."""
+    """Create the folder with the server's key pair (kept if already there); returns server.key. The folder,
+    clients/ and secrets/ are made 0700 (also when they were there already), secret key files 0600."""
     require_curve()
     folder = Path(folder)
-    if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=0o700)
-    (folder / "clients").mkdir(exist_ok=True)
-    (folder / "secrets").mkdir(mode=0o700, exist_ok=True)
-    (folder / "secrets").chmod(0o700)
-    if not (folder / f"{SERVER}.key_secret").is_file():
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for path in (folder, folder / "clients", folder / "secrets"):
+        _private_dir(path)
+    if (folder / f"{SERVER}.key_secret").is_file():
+        _make_private(folder / f"{SERVER}.key_secret", SECRET_FILE)
+    else:
         create_key_pair(folder, SERVER)
     return folder / f"{SERVER}.key"
 
@@ -92,24 +122,50 @@ def add_client(folder: str | Path, name: str) -> Path:
         raise FileNotFoundError(f"{folder} has no server keys; run `layeringdiff keys init {folder}` first")
     if (folder / "clients" / f"{name}.key").exists():
         raise FileExistsError(f"a client named {name!r} exists; delete clients/{name}.key to revoke it first")
+    for path in (folder, folder / "clients", folder / "secrets"):
+        _private_dir(path)
     public, secret = create_key_pair(folder / "secrets", name)
     shutil.move(public, folder / "clients" / f"{name}.key")
     return secret
 
 
 def server_keys(folder: str | Path) -> tuple[bytes, bytes]:
-    """(public, secret) of the server, with a readable error when the folder is not a keys folder."""
+    """(public, secret) of the server, with a readable error when the folder is not a keys folder or other
+    users could read its secret or change its list of clients."""
     require_curve()
     path = Path(folder) / f"{SERVER}.key_secret"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}; create the keys with `layeringdiff keys init {folder}`")
+    check_private(Path(folder))
     return client_key_pair(str(path))
 
 
+def check_private(folder: Path) -> None:
+    """PermissionError (one line: what, and the chmod that fixes it) for a server secret key that other users
+    can read or change, or a keys folder or clients/ they can write to."""
+    if not CHECK_MODES:
+        return
+    checks = ((folder / f"{SERVER}.key_secret", 0o077, "other users can read or change it", SECRET_FILE),
+              (folder, 0o022, "other users can write to it", PRIVATE_DIR),
+              (folder / "clients", 0o022, "other users can write to it (and allow keys of their own)", PRIVATE_DIR))
+    for path, loose, what, fix in checks:
+        if path.exists() and _mode(path) & loose:
+            raise PermissionError(f"{path} has mode {_mode(path):04o}: {what}; not serving with it. Fix: "
+                                  f"chmod {fix:o} {shlex.quote(str(path))}")
+
+
 def allowed_clients(folder: str | Path) -> dict[bytes, str]:
-    """Public key -> client name, from clients/*.key (unreadable files are skipped and logged)."""
+    """Public key -> client name, from clients/*.key (unreadable files, and files other users can write to, are
+    skipped and logged)."""
     allowed = {}
     for path in sorted((Path(folder) / "clients").glob("*.key")):
+        try:
+            loose = CHECK_MODES and _mode(path) & 0o022
+        except OSError:  # deleted since the listing
+            continue
+        if loose:  # other users could put a key of their own in it
+            log.warning("skipping client key %s: other users can write to it (chmod 644 it)", path)
+            continue
         try:
             allowed[read_key_file(str(path))["public"]] = path.stem
         except ValueError as exc:

@@ -5,6 +5,12 @@ socket, and the loop forwards them. Jobs run one at a time; cancel, ping and sta
 while a job runs; every failure becomes an error reply (a traceback goes to the log under an id that the
 reply names, never into the reply) and the loop keeps serving.
 
+Job ids belong to the client that sent them: jobs are kept by (connection, id), so a client can neither
+take nor probe another's ids. An id is taken from `accepted` until the job's last reply (result, error or
+cancelled) is forwarded, by the loop thread, which alone keeps `jobs`. A queued job that is cancelled
+leaves the queue at once (answered `cancelled` then); a running one stops at its next step and stops
+counting toward the limits at once.
+
 Bounds (the numbers are in limits.py): a message is received frame by frame and no longer kept once over
 its limits; replies are sent without ever blocking and wait per client up to a backlog, beyond which the
 client is cut off (its replies dropped, its jobs cancelled, its connection closed); jobs are counted per
@@ -14,12 +20,12 @@ queued and again when it starts, and a running job that takes the server over th
 
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +140,7 @@ class ServerConfig:
         return Limits.make(self.max_pixels, self.max_memory, self.max_message, **given)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the queue finds a job without comparing its images
 class Job:
     id: str
     identity: bytes
@@ -169,8 +175,11 @@ class Server:
         self.monitor: zmq.Socket | None = None
         self.inbox: zmq.Socket | None = None
         self.endpoint = ""
-        self.queue: queue.Queue[Job | None] = queue.Queue()
-        self.jobs: dict[str, Job] = {}  # queued or running, by id (the worker removes finished ones)
+        # the queue, shared with the worker (under `ready`); a job leaves it when the worker takes it or it is cancelled
+        self.ready = threading.Condition()
+        self.pending: deque[Job] = deque()
+        self.closing = False  # the worker takes no more jobs
+        self.jobs: dict[tuple[bytes, str], Job] = {}  # queued or running, by (client, id); the loop thread's alone
         self.current: Job | None = None
         self.stopping = threading.Event()
         self.worker: threading.Thread | None = None
@@ -276,9 +285,12 @@ class Server:
 
     def close(self) -> None:
         self.stopping.set()  # the in-flight watch too
+        with self.ready:  # queued jobs are answered below with those the worker does not finish in time
+            self.closing = True
+            self.pending.clear()
+            self.ready.notify_all()
         for job in list(self.jobs.values()):
             job.stop(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
-        self.queue.put(None)
         if self.worker is not None:
             deadline = time.monotonic() + SHUTDOWN_JOIN_S
             while self.worker.is_alive() and time.monotonic() < deadline:
@@ -393,7 +405,7 @@ class Server:
     def _check_memory(self) -> None:
         rss = self.process.memory_info().rss
         job = self.current
-        if job is None and self.queue.empty():
+        if job is None and not self.pending:
             self.idle_rss = rss
         elif job is not None and rss > self.limits.max_memory and job.why is None:
             log.warning("job %s took the backend to %s, over its memory budget of %s; stopping it", job.id,
@@ -542,18 +554,22 @@ class Server:
         elif type(message).TYPE in JOB_TYPES:
             job = Job(msg_id, identity, message, owner=peer.key or identity.hex(), input_bytes=nbytes)
             self._admit(job)
-            self.jobs[msg_id] = job
-            self._send(identity, Accepted(msg_id, self.queue.qsize() + (self.current is not None)),
-                       reply_to=msg_id)
-            self.queue.put(job)
+            self.jobs[(identity, msg_id)] = job
+            with self.ready:
+                ahead = len(self.pending) + (self.current is not None)
+                self.pending.append(job)
+                self.ready.notify()
+            # before the worker's first progress: the loop forwards that only after this turn
+            self._send(identity, Accepted(msg_id, ahead), reply_to=msg_id)
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"'{type(message).TYPE}' is a reply, not a request")
 
     def _admit(self, job: Job) -> None:
-        """Queue limits and a first memory check (the pixels alone; the full estimate when it starts)."""
-        if job.id in self.jobs:
-            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {job.id} is already in use")
-        jobs = list(self.jobs.values())
+        """Queue limits and a first memory check (the pixels alone; the full estimate when it starts). A
+        cancelled job counts no more (a running one may take a while to reach its next step)."""
+        if (job.identity, job.id) in self.jobs:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {clip(job.id, 40)} is already in use")
+        jobs = [j for j in self.jobs.values() if not j.cancel.is_set()]
         mine = sum(1 for j in jobs if j.owner == job.owner)
         if mine >= self.limits.client_jobs:
             raise ProtocolError(ErrorCode.BUSY, f"this client has {mine} jobs queued or running, the limit is "
@@ -561,7 +577,8 @@ class Server:
         if len(jobs) >= self.limits.jobs:
             raise ProtocolError(ErrorCode.BUSY, f"the backend has {len(jobs)} jobs queued or running, the limit is "
                                                 f"{self.limits.jobs}", "try again in a while")
-        queued = sum(j.input_bytes for j in jobs if j is not self.current) + job.input_bytes
+        with self.ready:
+            queued = sum(j.input_bytes for j in self.pending if not j.cancel.is_set()) + job.input_bytes
         if queued > self.limits.queued_input:
             raise ProtocolError(ErrorCode.BUSY, f"the queued jobs' images would take {gib(queued)}, more than the "
                                                 f"backend's limit of {gib(self.limits.queued_input)}",
@@ -577,13 +594,27 @@ class Server:
                              "split a smaller layer or a selection of it, or raise the backend's --max-memory")
 
     def _cancel(self, identity: bytes, msg_id: str, job_id: str) -> None:
-        job = self.jobs.get(job_id)
-        if job is None or job.identity != identity:  # only the client that sent a job may cancel it
+        job = self.jobs.get((identity, job_id))  # only the client that sent a job may cancel it, or learn it exists
+        if job is None:
             self._send(identity, Error(ErrorCode.UNKNOWN_JOB, f"no queued or running job {clip(job_id, 40)}",
                                        job=job_id), reply_to=msg_id)
             return
-        # the worker answers `cancelled` when it reaches the job (queued) or its next step (running)
         job.cancel.set()
+        if self._withdraw(job):
+            self._send(identity, Cancelled(job.id), reply_to=job.id)
+        # else it runs: the worker answers `cancelled` at its next step
+
+    def _withdraw(self, job: Job) -> bool:
+        """Take a job the worker has not started off the queue, forgetting it and its images at once; False
+        when the worker has taken it already."""
+        with self.ready:
+            try:
+                self.pending.remove(job)
+            except ValueError:
+                return False
+        self.jobs.pop((job.identity, job.id), None)
+        job.message = None
+        return True
 
     # ---- sending ------------------------------------------------------------------------------
     def _send(self, identity: bytes, message: Any, reply_to: str | None = None) -> None:
@@ -655,6 +686,7 @@ class Server:
         for job in list(self.jobs.values()):
             if job.identity == peer.identity:
                 job.stop(ErrorCode.SHUTTING_DOWN, "cut off")
+                self._withdraw(job)
         closed = peer.fd is not None and hang_up(peer.fd, peer.address)
         release_memory()
         if not quiet:
@@ -665,18 +697,23 @@ class Server:
         for job in list(self.jobs.values()):
             if job.identity == peer.identity:
                 job.cancel.set()
+                self._withdraw(job)
         peer.drop()
         self.waiting.discard(peer.identity)
         self.peers.pop(peer.identity, None)
 
     def _drain_inbox(self) -> None:
+        """The worker's replies: [client, job id if it is the job's last reply else b"", *message]."""
         assert self.inbox is not None
         while True:
             try:
                 frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._forward(frames[0].bytes, [f.buffer for f in frames[1:]])
+            identity, last = frames[0].bytes, frames[1].bytes
+            self._forward(identity, [f.buffer for f in frames[2:]])
+            if last:  # the id is free again from the moment its last reply is on its way, not before
+                self.jobs.pop((identity, last.decode()), None)
 
     # ---- worker -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -685,22 +722,26 @@ class Server:
         out.connect(f"inproc://worker-{id(self)}")
         try:
             while True:
-                job = self.queue.get()
-                if job is None:
-                    return
-                self.current = job
+                with self.ready:
+                    while not self.pending and not self.closing:
+                        self.ready.wait()
+                    if self.closing:
+                        return
+                    job = self.pending.popleft()
+                    self.current = job
                 try:
                     self._run(job, out)
                 finally:
                     self.current = None
-                    self.jobs.pop(job.id, None)
+                    job.message = None  # its images, freed now rather than when the loop forgets the job
                     release_memory()
         finally:
             out.close(linger=1000)
 
     def _run(self, job: Job, out: zmq.Socket) -> None:
         def send(message: Any) -> None:
-            out.send_multipart([job.identity, *encode(bounded(message), reply_to=job.id)], copy=False)
+            last = job.id.encode() if isinstance(message, (Result, Error, Cancelled)) else b""
+            out.send_multipart([job.identity, last, *encode(bounded(message), reply_to=job.id)], copy=False)
 
         last = [0.0, ""]
 

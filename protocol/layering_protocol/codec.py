@@ -15,7 +15,7 @@ import msgpack
 from .errors import ErrorCode, ProtocolError
 from .images import DEFAULT_MAX_PIXELS, Image, check_spec, image_from_frame
 from .limits import MAX_HEADER_BYTES, MAX_ID_LENGTH, MAX_TYPE_LENGTH, short
-from .messages import MESSAGE_TYPES
+from .messages import MESSAGE_TYPES, check_ranges
 from .version import PROTOCOL_VERSION
 
 
@@ -224,4 +224,6 @@ def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envel
     for name, (_, required) in schema.items():
         if required and name not in kwargs:
             raise ProtocolError(ErrorCode.MISSING_FIELD, f"'{cls.TYPE}' needs field '{name}'")
-    return Envelope(cls(**kwargs), msg_id, reply_to, PROTOCOL_VERSION)
+    message = cls(**kwargs)
+    check_ranges(message)
+    return Envelope(message, msg_id, reply_to, PROTOCOL_VERSION)

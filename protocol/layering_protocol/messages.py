@@ -4,10 +4,20 @@ Fields typed `Image` (or Optional[Image]) travel as raw frames; everything else 
 A job request's envelope id is the job id: progress/result/error/cancelled carry it as `job`.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .errors import ErrorCode, ProtocolError
 from .images import Image
+
+# Ranges of request fields, checked when a request is decoded: a value out of range is refused before the
+# backend accepts the job (its stages check the same for callers that do not come over the wire)
+SIZE_MULTIPLE = 8  # generate: the VAE's downsampling factor
+MAX_SIDE = 2048
+MAX_STEPS = 200
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**64 - 1  # what torch's generators take; numpy's need it non-negative
 
 
 @dataclass
@@ -181,3 +191,30 @@ MESSAGE_TYPES = {
     )
 }
 JOB_TYPES = ("split", "peel", "generate")
+
+
+def _out_of_range(message: Any) -> Optional[str]:
+    """What is wrong with a request's numeric fields, or None."""
+    if isinstance(message, Peel) and message.index < 1:
+        return f"'peel.index' must be at least 1, got {message.index}"
+    if not isinstance(message, Generate):
+        return None
+    for name in ("width", "height"):
+        value = getattr(message, name)
+        if not SIZE_MULTIPLE <= value <= MAX_SIDE or value % SIZE_MULTIPLE:
+            return (f"'generate.{name}' must be a multiple of {SIZE_MULTIPLE} from {SIZE_MULTIPLE} to {MAX_SIDE}, "
+                    f"got {value}")
+    if not 1 <= message.steps <= MAX_STEPS:
+        return f"'generate.steps' must be from 1 to {MAX_STEPS}, got {message.steps}"
+    if not (math.isfinite(message.guidance) and 0 <= message.guidance <= MAX_GUIDANCE):
+        return f"'generate.guidance' must be from 0 to {MAX_GUIDANCE:g}, got {message.guidance}"
+    if not 0 <= message.seed <= MAX_SEED:
+        return f"'generate.seed' must be from 0 to 2**64 - 1, got {message.seed}"
+    return None
+
+
+def check_ranges(message: Any) -> None:
+    """ProtocolError (bad_field) for a request field out of its range; the codec calls it on every decode."""
+    problem = _out_of_range(message)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.BAD_FIELD, problem)

@@ -1,5 +1,6 @@
 """A backend served beyond loopback: CURVE keys made by the CLI, the real server process, real sockets."""
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from layering_protocol.curve import client_key_pair, read_key_file, server_publi
 from layeringdiff.client import LOST_S, BackendLost, Client
 from layeringdiff.keys import add_client, init_keys
 
+from tests.conftest import BackendProcess
 from tests.integration.test_server import layer_and_mask
 from tests.timing import LOADED_MARGIN_S, REVOKE_S, returns_within
 
@@ -178,3 +180,73 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+posix_modes = pytest.mark.skipif(os.name != "posix", reason="Windows has no such file modes")
+
+
+@posix_modes
+def test_keys_init_and_client_make_an_open_folder_private(tmp_path):
+    """A keys folder, clients/ and secrets/ found 0777 (made so by hand) end up 0700; a server secret key
+    found 0644 ends up 0600."""
+    folder = tmp_path / "k"
+    for path in (folder, folder / "clients", folder / "secrets"):
+        path.mkdir()
+        path.chmod(0o777)
+    assert cli("keys", "init", folder).returncode == 0
+    assert {path.name: mode(path) for path in (folder, folder / "clients", folder / "secrets")} == \
+        {"k": 0o700, "clients": 0o700, "secrets": 0o700}
+    assert mode(folder / "server.key_secret") == 0o600
+    for path in (folder, folder / "clients", folder / "secrets"):
+        path.chmod(0o777)
+    (folder / "server.key_secret").chmod(0o644)
+    out = cli("keys", "client", folder, "erin")
+    assert out.returncode == 0, out.stderr
+    assert [mode(p) for p in (folder, folder / "clients", folder / "secrets")] == [0o700] * 3
+    assert mode(folder / "secrets" / "erin.key_secret") == 0o600
+    assert cli("keys", "init", folder).returncode == 0 and mode(folder / "server.key_secret") == 0o600
+
+
+@posix_modes
+def test_serve_refuses_keys_that_other_users_can_read_or_change(tmp_path):
+    folder = tmp_path / "k"
+    init_keys(folder)
+    add_client(folder, "frank")
+    secret, clients = folder / "server.key_secret", folder / "clients"
+    for path, loose, fix in ((secret, 0o644, 0o600), (secret, 0o640, 0o600), (clients, 0o777, 0o700),
+                             (clients, 0o770, 0o700), (folder, 0o757, 0o700)):
+        path.chmod(loose)
+        out = cli("serve", "--keys", folder)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and "READY" not in out.stdout, out.stderr
+        assert len(lines) == 1 and str(path) in lines[0] and lines[0].endswith(f"chmod {fix:o} {path}"), lines
+        path.chmod(fix)
+    (folder / "secrets").chmod(0o755)  # secrets/ is not the server's: handed-out keys, readable or not
+    clients.chmod(0o755)  # readable by others is fine: public keys
+    server = BackendProcess("--keys", str(folder))
+    try:
+        assert server_public_key(server.ready["server_key"]) == read_key_file(folder / "server.key")["public"]
+        with Client(server.endpoint, server_key=str(folder / "server.key"),
+                    client_key=str(folder / "secrets" / "frank.key_secret")) as c:
+            assert isinstance(c.request(Hello("pytest", PROTOCOL_VERSION), 10).message, Capabilities)
+    finally:
+        server.terminate()
+
+
+@posix_modes
+def test_a_client_key_that_other_users_can_change_is_not_allowed(secure_backend, curve_keys):
+    gina = {"server_key": str(curve_keys / "server.key"), "client_key": str(add_client(curve_keys, "gina"))}
+    (curve_keys / "clients" / "gina.key").chmod(0o666)
+    try:
+        assert not answers(secure_backend, **gina)
+        assert "skipping client key" in secure_backend.log and "gina.key: other users can write to it" in \
+            secure_backend.log
+    finally:
+        (curve_keys / "clients" / "gina.key").chmod(0o644)
+    assert answers(secure_backend, **gina)
+
+
+def mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)

@@ -156,6 +156,31 @@ def test_cancel_unknown_job(client):
     assert isinstance(reply, Error) and reply.code == ErrorCode.UNKNOWN_JOB
 
 
+def test_a_job_id_can_be_used_again_as_soon_as_its_job_is_answered(client):
+    """Back to back, results and errors: the id is free by the time its last reply arrives."""
+    _, image, mask = layer_and_mask(64)
+    empty = from_array(np.zeros((64, 64), np.float32), "u8", "L")
+    for i in range(6):
+        job = client.send(Split(image, mask=mask if i % 2 else empty), "same")
+        events = [e.message for e in client.events(job, 60)]
+        assert isinstance(events[0], Accepted), events[0]
+        assert isinstance(events[-1], Result) if i % 2 else events[-1].code == ErrorCode.BAD_INPUT, events[-1]
+
+
+@pytest.mark.parametrize("fields,words", [
+    ({"width": -1024}, "'generate.width' must be a multiple of 8 from 8 to 2048, got -1024"),
+    ({"height": 4096}, "'generate.height'"),
+    ({"steps": 0}, "'generate.steps' must be from 1 to 200"),
+    ({"guidance": float("nan")}, "'generate.guidance'"),
+    ({"seed": -1}, "'generate.seed'"),
+])
+def test_generate_values_out_of_range_are_refused_before_accepted(client, fields, words):
+    job = client.send(Generate("[a cat] on a sofa", **fields))
+    first = next(iter(client.events(job, 10))).message  # the only reply: no `accepted` before it
+    assert isinstance(first, Error) and first.code == ErrorCode.BAD_FIELD and words in first.text, first
+    assert isinstance(client.request(Ping(1.0)).message, Pong)
+
+
 def malformed_messages():
     """50 different broken requests, each must get an error reply."""
     hdr = {"v": PROTOCOL_VERSION, "id": "m", "re": None, "type": "split", "body": {}, "images": []}

@@ -325,3 +325,41 @@ def test_every_request_fits_the_frame_limit():
             assert not any(_is_image_list(tp) for tp in images)
             assert 1 + len(images) <= MAX_REQUEST_FRAMES, cls.TYPE
         assert dataclasses.is_dataclass(cls)
+
+
+def generate_frames(**body):
+    return [header(type="generate", body={"prompt": "[a cat] on a sofa", **body})]
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"width": -1024}, "'generate.width' must be a multiple of 8 from 8 to 2048, got -1024"),
+    ({"height": 0}, "'generate.height'"),
+    ({"width": 1020}, "multiple of 8"),
+    ({"height": 2056}, "to 2048"),
+    ({"steps": 0}, "'generate.steps' must be from 1 to 200"),
+    ({"steps": 201}, "got 201"),
+    ({"guidance": -0.5}, "'generate.guidance' must be from 0 to 100"),
+    ({"guidance": float("nan")}, "got nan"),
+    ({"guidance": float("inf")}, "'generate.guidance'"),
+    ({"seed": -1}, "'generate.seed' must be from 0 to 2**64 - 1, got -1"),
+])
+def test_request_fields_out_of_range_are_refused_when_decoded(body, words):
+    with pytest.raises(ProtocolError) as info:
+        decode(generate_frames(**body))
+    assert info.value.code == ErrorCode.BAD_FIELD and words in info.value.text
+
+
+def test_request_fields_at_the_ends_of_their_ranges_are_taken():
+    for body in ({"width": 8, "height": 2048, "steps": 1, "guidance": 0.0, "seed": 0},
+                 {"width": 2048, "height": 8, "steps": 200, "guidance": 100, "seed": 2**64 - 1}):
+        message = decode(generate_frames(**body)).message
+        assert all(getattr(message, name) == value for name, value in body.items())
+    spec = {"w": 2, "h": 2, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    for index, ok in ((1, True), (0, False), (-3, False)):
+        frames = [header(type="peel", images=[["image", spec]], body={"box": [0, 0, 1, 1], "index": index}), bytes(16)]
+        if ok:
+            assert decode(frames).message.index == index
+        else:
+            with pytest.raises(ProtocolError, match="'peel.index' must be at least 1") as info:
+                decode(frames)
+            assert info.value.code == ErrorCode.BAD_FIELD

@@ -1,0 +1,164 @@
+"""The job queue over real sockets: what a cancelled job still holds, whose job ids are whose.
+
+The server runs in this process with a job runner that holds the worker until its job is cancelled (or the
+server stops), so which jobs run and which wait is certain.
+"""
+
+import contextlib
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import layeringdiff.server as server_module
+import pytest
+from layering_protocol import Accepted, Cancel, Cancelled, Error, ErrorCode, Progress, Split, encode
+from layeringdiff.client import Client
+from layeringdiff.limits import CLIENT_JOBS
+from layeringdiff.server import Server, ServerConfig
+
+from tests.integration.test_server import layer_and_mask
+
+HELD_S = 60.0
+
+
+def held(message: Any, progress: Any, models: Any) -> Any:
+    """A job that runs until it is cancelled: progress() raises then."""
+    deadline = time.monotonic() + HELD_S
+    while time.monotonic() < deadline:
+        progress("held", 0.5)
+        time.sleep(0.01)
+    raise AssertionError("never cancelled")
+
+
+@pytest.fixture
+def holding(monkeypatch):
+    monkeypatch.setattr(server_module, "run_job", held)
+
+
+@contextlib.contextmanager
+def serving(config: ServerConfig | None = None, **limits: Any):
+    """A bound Server with its loop in a thread (as tests/conftest.py's in_process_server); `limits` replace
+    fields of its Limits."""
+    server = Server(config)
+    server.limits = dataclasses.replace(server.limits, **limits)
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        loop.join(5)
+        server.close()
+
+
+def layer() -> Split:
+    _, image, mask = layer_and_mask(32)
+    return Split(image, mask=mask)
+
+
+def answer(c: Client, msg_id: str, *also: str, timeout: float = 10.0) -> Any:
+    """The first reply to msg_id (or to one of `also`) that is not a progress event; others are skipped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        env = c.recv(max(0.0, deadline - time.monotonic()))
+        if env.reply_to in (msg_id, *also) and not isinstance(env.message, Progress):
+            return env.message
+
+
+def submit(c: Client, job_id: str | None = None) -> tuple[str, Any]:
+    job_id = c.send(layer(), job_id)
+    return job_id, answer(c, job_id)
+
+
+def cancel(c: Client, job_id: str) -> Any:
+    """The answer to cancelling job_id: `cancelled` for the job, or an error for the cancel request."""
+    return answer(c, job_id, c.send(Cancel(job_id)))
+
+
+def started(c: Client, job_id: str, timeout: float = 10.0) -> None:
+    """Wait for the job's first progress event: the worker has it, jobs sent after it wait."""
+    deadline = time.monotonic() + timeout
+    while not (isinstance((env := c.recv(max(0.0, deadline - time.monotonic()))).message, Progress)
+               and env.reply_to == job_id):
+        pass
+
+
+def is_busy(reply: Any) -> bool:
+    return isinstance(reply, Error) and reply.code == ErrorCode.BUSY
+
+
+def test_cancelled_queued_jobs_count_no_more_at_once(holding):
+    """A client at its limit (one job running, three waiting) cancels the waiting ones: each is answered
+    `cancelled` at once, while the first still runs, and three new jobs take their places, of this client's
+    limit and of the backend's."""
+    assert CLIENT_JOBS == 4
+    with serving(ServerConfig(max_jobs=6)) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+        jobs = [submit(c) for _ in range(CLIENT_JOBS)]
+        started(c, jobs[0][0])
+        assert all(isinstance(reply, Accepted) for _, reply in jobs)
+        assert is_busy(submit(c)[1])
+        for job_id, _ in jobs[1:]:
+            assert isinstance(cancel(c, job_id), Cancelled)
+        again = [submit(c) for _ in range(CLIENT_JOBS - 1)]
+        assert all(isinstance(reply, Accepted) for _, reply in again), again
+        busy = submit(c)[1]
+        assert is_busy(busy) and "this client has 4 jobs" in busy.text
+        # the backend's limit (6): the other client's two cancelled jobs make room for two more
+        theirs = [submit(other) for _ in range(2)]
+        assert all(isinstance(reply, Accepted) for _, reply in theirs)
+        busy = submit(other)[1]
+        assert is_busy(busy) and "the backend has 6 jobs" in busy.text
+        for job_id, _ in theirs:
+            assert isinstance(cancel(other, job_id), Cancelled)
+        assert all(isinstance(submit(other)[1], Accepted) for _ in range(2))
+
+
+def test_a_cancelled_job_gives_its_queued_bytes_back_at_once(holding):
+    one = sum(memoryview(f).nbytes for f in encode(layer(), "x" * 32))  # a job's bytes, as client.send sends it
+    with serving(queued_input=one + one // 2) as endpoint, Client(endpoint) as c:
+        running = submit(c)
+        started(c, running[0])
+        waiting = submit(c)
+        assert isinstance(running[1], Accepted) and isinstance(waiting[1], Accepted)
+        busy = submit(c)[1]
+        assert is_busy(busy) and "queued jobs' images" in busy.text
+        assert isinstance(cancel(c, waiting[0]), Cancelled)
+        assert isinstance(submit(c)[1], Accepted)
+
+
+def test_a_job_id_is_free_again_once_its_job_is_answered(holding):
+    """Cancelled while waiting, cancelled while running, and reused at once each time; an id still in use is
+    refused."""
+    with serving() as endpoint, Client(endpoint) as c:
+        assert isinstance(submit(c, "running")[1], Accepted)
+        started(c, "running")
+        for _ in range(3):
+            assert isinstance(submit(c, "waiting")[1], Accepted)
+            refused = submit(c, "waiting")[1]
+            assert isinstance(refused, Error) and refused.code == ErrorCode.BAD_MESSAGE and "in use" in refused.text
+            assert isinstance(cancel(c, "waiting"), Cancelled)
+        for _ in range(3):  # the running job is answered at its next step; then its id is free
+            assert isinstance(cancel(c, "running"), Cancelled)
+            assert isinstance(submit(c, "running")[1], Accepted)
+
+
+def test_job_ids_are_each_clients_own(holding):
+    """Another client's job id answers exactly as an id that nobody uses: it can be used again, and a cancel
+    of it is `unknown_job` and leaves that job alone."""
+    with serving() as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+        assert isinstance(submit(c, "mine")[1], Accepted)
+        assert isinstance(submit(c, "second")[1], Accepted)
+        unknown = cancel(other, "nobody-has-it")
+        for job_id in ("mine", "second"):
+            refused = cancel(other, job_id)
+            assert isinstance(refused, Error)
+            assert (refused.code, refused.text.replace(job_id, "?"), refused.detail, refused.job) == \
+                (unknown.code, unknown.text.replace("nobody-has-it", "?"), unknown.detail, job_id)
+            assert isinstance(submit(other, job_id)[1], Accepted)  # the same id, this client's own job
+        # each client's cancel reaches its own job only
+        assert isinstance(cancel(other, "second"), Cancelled)
+        assert isinstance(cancel(c, "second"), Cancelled)
+        assert isinstance(cancel(c, "mine"), Cancelled)
+        assert isinstance(cancel(other, "mine"), Cancelled)
