@@ -11,7 +11,7 @@ forks one child per mutant that runs only those tests. cosmic-ray starts the who
 every mutant (numpy, OpenCV and ZeroMQ imports alone take over a second here), about ten times slower on
 this project's 2-core machines. mutmut expects one `src/` tree that tests import by package name, while
 this repository keeps three packages in three folders; so each module runs in its own staging folder,
-build/mutation/<module>/, holding copies of the packages under src/, the tests, and pyproject.toml with the
+.mutation/<module>/, holding copies of the packages under src/, the tests, and pyproject.toml with the
 module's [tool.mutmut] section added. Results are kept there: a rerun tests only the functions that changed.
 Survivors kept on purpose are listed in tools/mutation_kept.txt, each with a one-line reason (an equivalent
 mutant, or not worth a test); the table counts them apart, and --survivors shows only the unexplained ones.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE = ROOT / "build" / "mutation"
+STAGE = ROOT / ".mutation"  # not build/: installer/package.py empties that
 KEPT = ROOT / "tools" / "mutation_kept.txt"
 PACKAGES = {"layeringdiff": "backend/layeringdiff", "layering_protocol": "protocol/layering_protocol",
             "layeringdiff_krita": "plugin/layeringdiff_krita"}
