@@ -194,9 +194,13 @@ JOB_TYPES = ("split", "peel", "generate")
 
 
 def _out_of_range(message: Any) -> Optional[str]:
-    """What is wrong with a request's numeric fields, or None."""
+    """What is wrong with a request's numeric fields (or its mask's size), or None."""
     if isinstance(message, Peel) and message.index < 1:
         return f"'peel.index' must be at least 1, got {message.index}"
+    if isinstance(message, (Split, Peel)) and message.mask is not None \
+            and (message.mask.width, message.mask.height) != (message.image.width, message.image.height):
+        return (f"'{message.TYPE}.mask' is {message.mask.width}x{message.mask.height}, '{message.TYPE}.image' is "
+                f"{message.image.width}x{message.image.height}: sizes must match")
     if not isinstance(message, Generate):
         return None
     for name in ("width", "height"):
