@@ -90,10 +90,8 @@ def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: l
     return out
 
 
-def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> LayerMethod | None:
-    """Stage 3 as chosen by options["layering"]: "auto" takes FBDD + HFA when their weights are there,
-    else zero-shot SD2 inpainting when that model is there, else the classical offline method. On a
-    machine without a GPU "auto" stays classical (seconds, not minutes); name a path to force it."""
+def _layering_options(options: dict[str, Any]) -> tuple[str, int, Any]:
+    """(layering, layering_steps, layering_size), checked."""
     choice = options.get("layering", "auto")
     if choice not in LAYERING_CHOICES:
         raise InputError(f"layering must be one of {LAYERING_CHOICES}, got {choice!r}")
@@ -101,6 +99,14 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     size = options.get("layering_size")  # FBDD's working size; default: the size it was trained at
     if size is not None and (int(_number(options, "layering_size", 512, 64, 4096, int)) % 8):
         raise InputError(f"option layering_size must be a multiple of 8, got {size}")
+    return choice, steps, size
+
+
+def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, seed: int) -> LayerMethod | None:
+    """Stage 3 as chosen by options["layering"]: "auto" takes FBDD + HFA when their weights are there,
+    else zero-shot SD2 inpainting when that model is there, else the classical offline method. On a
+    machine without a GPU "auto" stays classical (seconds, not minutes); name a path to force it."""
+    choice, steps, size = _layering_options(options)
     if choice == "auto" and not (models.available("layering") or models.available("sd2-inpaint")):
         return None  # the classical default, without importing torch to look for a GPU (seconds, ~300 MB)
     if choice == "auto" and not models.accelerated():
@@ -128,21 +134,40 @@ def model_fill_method(models: ModelManager, options: dict[str, Any]) -> LayerMet
     return classical_method("lama", lama_fill(models.lama()))
 
 
-def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
+def check_request(msg: Any) -> None:
+    """Everything a job request can be refused for without its pixels or a model: its options and their values,
+    its hints, its sizes. The server runs it before `accepted` (PROTOCOL.md); the job runs it again."""
+    if isinstance(msg, (Split, Peel)):
+        _check_split_request(msg)
+    elif isinstance(msg, Generate):
+        _generate_request(msg)
+
+
+def _check_split_request(msg: Split | Peel) -> None:
     _check_options(msg.options, SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS)
-    method = layering_method(models, msg.options, "", 0) or model_fill_method(models, msg.options)
+    _layering_options(msg.options)
+    _split_options(msg.options, msg.image.dtype)
+    _foreground_options(msg.options)  # checked with a mask or a box too: a typo is not silently ignored
+    if msg.image.order not in ("RGB", "BGR", "RGBA", "BGRA"):
+        raise InputError(f"the layer to split must be RGB(A) or BGR(A), got {msg.image.order}")
     if msg.mask is not None and msg.box is not None:
         raise InputError("give a mask or a box, not both")
     if msg.box is not None and len(msg.box) != 4:
         raise InputError(f"box must be [x0, y0, x1, y1], got {msg.box}")
+    if msg.mask is not None and (msg.mask.width, msg.mask.height) != (msg.image.width, msg.image.height):
+        raise InputError(f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
+    if msg.mask is None and msg.box is None and not msg.phrase:
+        raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
+
+
+def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
+    _check_split_request(msg)
+    method = layering_method(models, msg.options, "", 0) or model_fill_method(models, msg.options)
     image = to_array(msg.image)
     dtype = msg.image.dtype
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
     info: dict[str, Any] = {}
     if msg.mask is not None:
-        if (msg.mask.width, msg.mask.height) != (msg.image.width, msg.image.height):
-            raise InputError(
-                f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
                              progress=progress, method=method, overwrite_input=True)
     elif msg.box is not None:
@@ -158,8 +183,6 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
                                                         sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
                              progress=sub_progress(progress, 0.5, 1.0), method=method, overwrite_input=True)
-    else:
-        raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
     info.update(result.info)
     if isinstance(msg, Peel):
         info["index"] = msg.index
@@ -169,11 +192,14 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
 GENERATE_KEYS = ("control", "control_scale", "dtype", "order") + SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS
 
 
-def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobOutput:
-    from .stages.foreground import determine_foreground
-    from .stages.generate import GenerateParams, generate_composite
+def _generate_request(msg: Generate) -> tuple[Any, list[str], str, str, Any]:
+    """The request checked: (GenerateParams, the phrases, output dtype, order, control)."""
+    from .stages.generate import GenerateParams
 
     _check_options(msg.options, GENERATE_KEYS)
+    _layering_options(msg.options)
+    _split_options(msg.options, "u8")
+    _foreground_options(msg.options)
     try:
         prompt, phrases = parse_prompt(msg.prompt)
     except ValueError as exc:
@@ -187,9 +213,18 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
         raise InputError(f"output dtype/order {dtype}/{order} not supported (u8/u16/f16/f32, RGBA/BGRA)")
     control = msg.options.get("control")
     params = GenerateParams(prompt, msg.width, msg.height, msg.steps, msg.guidance, msg.seed, msg.negative_prompt,
-                            control, to_array(msg.control_image) if msg.control_image is not None else None,
-                            _number(msg.options, "control_scale", 0.5, 0.0, 2.0, float))
-    params.check()  # before loading gigabytes of weights
+                            control, msg.control_image, _number(msg.options, "control_scale", 0.5, 0.0, 2.0, float))
+    params.check()  # before loading gigabytes of weights (the control image's pixels are converted by the job)
+    return params, phrases, dtype, order, control
+
+
+def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobOutput:
+    from .stages.foreground import determine_foreground
+    from .stages.generate import generate_composite
+
+    params, phrases, dtype, order, control = _generate_request(msg)
+    if msg.control_image is not None:
+        params.control_image = to_array(msg.control_image)
     models.require(["sdxl", *([f"controlnet-{control}"] if control else []), *STAGE2_MODELS])
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
@@ -209,7 +244,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
         stack.append(result)
         fg_infos.append(fg_info)
         current = result.background[..., :3]
-    info = {**stack[0].info, "foreground": fg_infos[0], "foregrounds": fg_infos, "prompt": prompt,
+    info = {**stack[0].info, "foreground": fg_infos[0], "foregrounds": fg_infos, "prompt": params.prompt,
             "phrase": phrases[0], "phrases": phrases, "seed": msg.seed,
             "stack_error": stack_error(composite, stack)}
     if control:

@@ -67,7 +67,7 @@ from .keys import ClientList, allowed_clients, is_loopback, server_keys
 from .limits import Limits, gib
 from .models import REGISTRY, ModelConfig, ModelManager
 from .peers import HAS_TCP_INFO, Connections, InflightWatch, Outgoing, Peer, hang_up, release_memory
-from .pipeline import available_jobs, run_job
+from .pipeline import available_jobs, check_request, run_job
 
 log = logging.getLogger("layeringdiff.server")
 
@@ -91,6 +91,8 @@ LOG_BURST = 20  # log lines about rejected messages per second; the rest are cou
 LOG_CHARS = 300
 TEXT_CHARS = 1000  # error texts and details in replies
 DETAIL_CHARS = 2000
+# refusals of a job request before `accepted` name the job (its id), so a client can tell which request it was
+JOB_REFUSALS = (ErrorCode.BUSY, ErrorCode.TOO_LARGE, ErrorCode.BAD_INPUT)
 
 
 def pid_alive(pid: int, started_ppid: int) -> bool:
@@ -489,7 +491,7 @@ class Server:
             msg_id = msg_id or (peek_id(buffers) if count else None)
             self._rejected(peer, f"{exc.code}: {exc.text}")
             self._send(identity, Error(exc.code, exc.text, exc.detail,
-                                       job=msg_id if exc.code in (ErrorCode.BUSY, ErrorCode.TOO_LARGE) else None),
+                                       job=msg_id if exc.code in JOB_REFUSALS else None),
                        reply_to=msg_id)
         except Exception:  # one bad request never stops the loop
             incident = self._incident("handling a message")
@@ -552,6 +554,10 @@ class Server:
         elif isinstance(message, Cancel):
             self._cancel(identity, msg_id, message.job)
         elif type(message).TYPE in JOB_TYPES:
+            try:  # what the request alone shows is refused now, before `accepted` (PROTOCOL.md)
+                check_request(message)
+            except InputError as exc:
+                raise ProtocolError(ErrorCode.BAD_INPUT, exc.text, exc.detail) from None
             job = Job(msg_id, identity, message, owner=peer.key or identity.hex(), input_bytes=nbytes)
             self._admit(job)
             self.jobs[(identity, msg_id)] = job

@@ -222,16 +222,22 @@ def test_fifty_malformed_messages_then_a_valid_job(client):
     assert isinstance(final.message, Result)
 
 
-@pytest.mark.parametrize("case,code", [
-    ("empty mask", ErrorCode.BAD_INPUT),
-    ("full mask", ErrorCode.BAD_INPUT),
-    ("mask size", ErrorCode.BAD_INPUT),
-    ("nan", ErrorCode.BAD_INPUT),
-    ("no hint", ErrorCode.BAD_INPUT),
-    ("bad option", ErrorCode.BAD_INPUT),
-    ("phrase", ErrorCode.NOT_AVAILABLE),
+# what the request alone shows is refused before `accepted` (PROTOCOL.md); what needs its pixels or a model after it
+@pytest.mark.parametrize("case,code,before", [
+    ("empty mask", ErrorCode.BAD_INPUT, False),
+    ("full mask", ErrorCode.BAD_INPUT, False),
+    ("nan", ErrorCode.BAD_INPUT, False),
+    ("mask size", ErrorCode.BAD_FIELD, True),
+    ("no hint", ErrorCode.BAD_INPUT, True),
+    ("bad option", ErrorCode.BAD_INPUT, True),
+    ("unknown option", ErrorCode.BAD_INPUT, True),
+    ("bad phrase option", ErrorCode.BAD_INPUT, True),
+    ("mask and box", ErrorCode.BAD_INPUT, True),
+    ("short box", ErrorCode.BAD_INPUT, True),
+    ("grey layer", ErrorCode.BAD_INPUT, True),
+    ("phrase", ErrorCode.NOT_AVAILABLE, False),
 ])
-def test_bad_jobs_get_clear_errors(client, case, code):
+def test_bad_jobs_get_clear_errors(client, case, code, before):
     rgba, image, mask = layer_and_mask(64)
     kwargs = {"mask": mask}
     if case == "empty mask":
@@ -248,11 +254,23 @@ def test_bad_jobs_get_clear_errors(client, case, code):
         kwargs = {}
     elif case == "bad option":
         kwargs["options"] = {"alpha_mode": "magic"}
+    elif case == "unknown option":
+        kwargs["options"] = {"bnad": 12}
+    elif case == "bad phrase option":
+        kwargs["options"] = {"box_threshold": 3}  # checked with a mask too: a typo is never silently ignored
+    elif case == "mask and box":
+        kwargs["box"] = [0, 0, 8, 8]
+    elif case == "short box":
+        kwargs = {"box": [0, 0, 8]}
+    elif case == "grey layer":
+        image = from_array(rgba[..., 0], "u8", "L")
     elif case == "phrase":
         kwargs = {"phrase": "a cat"}
-    final, _ = client.run(Split(image, **kwargs))
+    final, events = client.run(Split(image, **kwargs))
     err = final.message
-    assert isinstance(err, Error) and err.code == code and err.job == final.reply_to and err.text
+    assert isinstance(err, Error) and err.code == code and err.text
+    assert (len(events) == 1) == before, [type(e.message).__name__ for e in events]  # no `accepted` first
+    assert err.job == (None if code == ErrorCode.BAD_FIELD else final.reply_to)
 
 
 ML_INSTALLED = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))

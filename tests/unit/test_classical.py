@@ -179,3 +179,17 @@ def test_small_object_on_a_big_canvas_is_worked_on_in_its_crop():
     visible = r.alpha < 1 - ALPHA_EPS
     got = compose(r.alpha, r.foreground[..., :3], r.background[..., :3])
     assert np.abs(got - canvas)[visible].max() <= 1 / 255
+
+
+@pytest.mark.parametrize("options,words", [
+    ({"quantize": True}, "quantize must be an integer in 1..65535, got True"),
+    ({"band": False}, "band must be an integer in 1..500 pixels, got False"),
+    ({"band": 501}, "band must be an integer in 1..500 pixels, got 501"),
+    ({"quantize": 0}, "quantize must be an integer in 1..65535, got 0"),
+])
+def test_split_options_take_integers_only_in_their_range(options, words):
+    """true/false are not numbers on the wire (msgpack keeps them apart), so they are refused, not read as 1/0."""
+    with pytest.raises(InputError) as caught:
+        SplitOptions.from_dict(options)
+    assert str(caught.value) == words
+    assert SplitOptions.from_dict({"quantize": 65535, "band": 500}).band == 500

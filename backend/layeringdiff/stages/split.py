@@ -63,13 +63,18 @@ class SplitOptions:
         opts = cls(**options)
         if opts.alpha_mode not in ALPHA_MODES:
             raise InputError(f"alpha_mode must be one of {ALPHA_MODES}, got {opts.alpha_mode!r}")
-        if opts.quantize is not None and not (isinstance(opts.quantize, int) and 1 <= opts.quantize <= 65535):
+        # bool is an int in Python, not in the protocol: `true` is not a level count
+        if opts.quantize is not None and not (_integer(opts.quantize) and 1 <= opts.quantize <= 65535):
             raise InputError(f"quantize must be an integer in 1..65535, got {opts.quantize!r}")
-        if opts.band is not None and not (isinstance(opts.band, int) and 1 <= opts.band <= 500):
+        if opts.band is not None and not (_integer(opts.band) and 1 <= opts.band <= 500):
             raise InputError(f"band must be an integer in 1..500 pixels, got {opts.band!r}")
         if opts.fill not in FILLS:
             raise InputError(f"fill must be one of {FILLS}, got {opts.fill!r}")
         return opts
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
