@@ -71,6 +71,7 @@ class Node:
         return self._visible
 
     def setVisible(self, v):
+        assert isinstance(v, bool), v  # the binding takes a bool only
         self._visible = v
 
     def opacity(self):
@@ -122,6 +123,7 @@ class Node:
         return "sRGB"
 
     def setColorSpace(self, model, depth, profile):
+        assert all(isinstance(v, str) for v in (model, depth, profile)), (model, depth, profile)
         self._model, self._depth = model, depth
         return True
 
@@ -294,6 +296,7 @@ class Document:
         return self.active
 
     def setActiveNode(self, node):
+        assert node is not None  # libkis dereferences it (tests set `active` directly for "no active layer")
         self.active = node
         view = Krita.instance().window.view
         # libkis: only the document of the current view; activating a layer that is part of a multi-selection

@@ -103,7 +103,7 @@ def test_read_errors(fake_krita, case, words):
         return
     doc, layer = setup_doc(fake_krita, model="CMYKA" if case == "cmyk" else "RGBA")
     if case == "no layer":
-        doc.setActiveNode(None)
+        doc.active = None
     elif case == "group":
         doc.setActiveNode(doc.createGroupLayer("g"))
     elif case == "vector":
@@ -602,6 +602,9 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
     with pytest.raises(UserError) as caught:
         bridge.undo_last()
     assert str(caught.value) == message
+    if case == "closed":  # forgotten: the next press says there is nothing left to take back
+        with pytest.raises(UserError, match="^Nothing to take back"):
+            bridge.undo_last()
     if case not in ("closed", "undo ignored"):  # a refusal changes nothing
         assert same_picture(doc.projection(), picture) and (list(doc.history), doc.index) == history
 
@@ -798,6 +801,7 @@ def test_a_split_deep_in_nested_groups_is_taken_back(fake_krita):
 def test_krita_without_layer_styles_in_its_api_still_splits_and_peels_flat(fake_krita, monkeypatch):
     """Krita before 5.2 has no layerStyleToAsl: no style to carry, and no group kept for one."""
     monkeypatch.delattr(fake_krita.Node, "layerStyleToAsl")
+    monkeypatch.delattr(fake_krita.Node, "setLayerStyleFromAsl")
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
     bridge = bridge_for(fake_krita)
@@ -828,17 +832,19 @@ def test_peeled_layers_never_take_a_name_the_group_has(fake_krita):
     ("colorize", "'photo' has a colorize mask ('colours'), which the new layers cannot carry over: apply it or "
                  "remove it first (its right-click menu in the Layers docker)."),
     ("left of it", "Layer 'photo' is empty inside the canvas."),
+    ("above it", "Layer 'photo' is empty inside the canvas."),
 ])
 def test_layers_that_cannot_be_split_say_exactly_why(fake_krita, kind, message):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
-    doc, layer = setup_doc(fake_krita, layer_rect=(-20, 4, 20, 10) if kind == "left of it" else (5, 4, 20, 10))
+    rects = {"left of it": (-20, 4, 20, 10), "above it": (5, -10, 20, 10)}
+    doc, layer = setup_doc(fake_krita, layer_rect=rects.get(kind, (5, 4, 20, 10)))
     if kind == "group":
         doc.setActiveNode(doc.createGroupLayer("g"))
     elif kind == "vectorlayer":
         doc.setActiveNode(doc.createNode("v", "vectorlayer"))
     elif kind == "none":
-        doc.setActiveNode(None)
+        doc.active = None
     elif kind == "colorize":
         layer._attach(doc.createNode("colours", "colorizemask"), 0)
     with pytest.raises(UserError) as caught:
@@ -874,3 +880,69 @@ def test_a_generated_document_has_the_printing_resolution_and_the_default_profil
     image = Image(16, 8, "BGRA", "u8", painting(16, 8, 2).tobytes())
     bridge.apply_generate(job, Result("job", image, image, Image(16, 8, "L", "u8", bytes(128))))
     assert (job.doc.resolution(), job.doc.profile) == (300.0, "")
+
+
+def test_no_active_layer_when_the_result_arrives_is_fine(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    px = bridge.read_active_layer(doc)
+    doc.active = None  # the artist clicked away from every layer while the job ran
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    assert bridge.undo_last().startswith("Took back") and tree(doc.rootNode()) == [("photo", True)]
+
+
+def test_a_layer_moved_out_of_its_group_without_undo_is_noticed(fake_krita):
+    """The layer tree's depth counts, not only its order: moving the last layer of a group to just after the
+    group keeps the order of the layers and changes only their depth."""
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    outer = doc.createGroupLayer("outer")
+    doc.rootNode()._detach(layer)
+    doc.rootNode()._attach(outer, 0)
+    outer._attach(layer, 0)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    group = outer.childNodes()[1]
+    top = group.childNodes()[-1]
+    group._detach(top)  # a script's move: no undo entry
+    outer._attach(top, 2)
+    with pytest.raises(UserError, match="without an undo entry"):
+        bridge.undo_last()
+
+
+def test_a_multi_selection_is_narrowed_for_a_peel_too(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    sibling = doc.rootNode().childNodes()[1].childNodes()[1]
+    fake_krita.Krita.instance().window.view.selected = [background, sibling]
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "would not hide" not in text and "in group" not in text
+    assert not background.visible() and sibling.visible()
+
+
+def test_a_hidden_background_with_a_look_is_peeled_into_a_hidden_group_of_visible_layers(fake_krita):
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    bridge = bridge_for(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    background.setOpacity(100)
+    background.setVisible(False)
+    bg_px = bridge.read_active_layer(doc)
+    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    peel = doc.rootNode().childNodes()[1].childNodes()[1]
+    assert peel.name() == "peel 2" and not peel.visible()
+    assert tree(peel) == [("background 2", True), ("2 ball", True)]  # showing the group shows them
+
+
+def test_no_document_is_said_in_full(fake_krita):
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    with pytest.raises(UserError) as caught:
+        KritaBridge().active_document()
+    assert str(caught.value) == "Open or create a document first."
