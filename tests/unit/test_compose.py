@@ -171,6 +171,7 @@ def test_layers_come_back_as_float32_copies_whatever_the_inputs():
         assert out.dtype == np.float32 and np.allclose(out[visible], fg[visible])
     same = extend_foreground(fg, np.ones(alpha.shape, bool))
     assert np.array_equal(same, fg) and not np.shares_memory(same, fg)
+    assert np.array_equal(extend_foreground(fg, np.zeros(alpha.shape, bool)), fg)  # nothing to extend from: kept
 
 
 def test_alpha_at_the_thresholds_copies_the_composite_through():

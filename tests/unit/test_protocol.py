@@ -363,3 +363,45 @@ def test_request_fields_at_the_ends_of_their_ranges_are_taken():
             with pytest.raises(ProtocolError, match="'peel.index' must be at least 1") as info:
                 decode(frames)
             assert info.value.code == ErrorCode.BAD_FIELD
+
+
+def test_limits_are_inclusive_at_their_exact_size():
+    """A header of exactly MAX_HEADER_BYTES and a type name of exactly MAX_TYPE_LENGTH characters are within the
+    limits (PROTOCOL.md: "at most"); one more is not."""
+    from layering_protocol import MAX_HEADER_BYTES, peek_id
+    from layering_protocol.limits import MAX_TYPE_LENGTH
+
+    base = len(header(body={"time": 1.0}, pad="p" * 70_000))  # a str32 pad: its length prefix stays 5 bytes
+    exact = header(body={"time": 1.0}, pad="p" * (70_000 + MAX_HEADER_BYTES - base))
+    assert len(exact) == MAX_HEADER_BYTES
+    assert isinstance(decode([exact]).message, Ping) and peek_id([exact]) == "x"
+    over = header(body={"time": 1.0}, pad="p" * (70_001 + MAX_HEADER_BYTES - base))
+    assert len(over) == MAX_HEADER_BYTES + 1 and peek_id([over]) is None
+    with pytest.raises(ProtocolError) as info:
+        decode([over])
+    assert info.value.code == ErrorCode.TOO_LARGE
+    with pytest.raises(ProtocolError) as info:  # long enough to be a name: refused as unknown, not as malformed
+        decode([header(type="t" * MAX_TYPE_LENGTH)])
+    assert info.value.code == ErrorCode.UNKNOWN_TYPE and info.value.text.startswith("unknown message type 'ttt")
+    with pytest.raises(ProtocolError) as info:
+        decode([header(type="t" * (MAX_TYPE_LENGTH + 1))])
+    assert info.value.code == ErrorCode.BAD_MESSAGE
+
+
+def test_encoding_what_is_not_a_message_or_a_wrong_sized_image_says_what():
+    with pytest.raises(ProtocolError) as info:
+        encode(object())
+    assert (info.value.code, info.value.text) == (ErrorCode.UNKNOWN_TYPE, "not a protocol message: object")
+    with pytest.raises(ProtocolError) as info:
+        encode(Echo(Image(2, 2, "RGBA", "u8", bytes(15))))
+    assert (info.value.code, info.value.text) == (ErrorCode.FRAME_MISMATCH, "image 'image' has 15 bytes, expected 16")
+
+
+def test_a_header_that_is_not_msgpack_or_not_a_map_is_named():
+    with pytest.raises(ProtocolError) as info:
+        decode([b"\xc1"])
+    assert (info.value.code, info.value.text) == (ErrorCode.BAD_MESSAGE, "header is not valid msgpack")
+    assert info.value.detail
+    with pytest.raises(ProtocolError) as info:
+        decode([msgpack.packb([1, 2])])
+    assert (info.value.code, info.value.text) == (ErrorCode.BAD_MESSAGE, "header must be a map, got list")
