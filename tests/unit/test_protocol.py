@@ -405,3 +405,42 @@ def test_a_header_that_is_not_msgpack_or_not_a_map_is_named():
     with pytest.raises(ProtocolError) as info:
         decode([msgpack.packb([1, 2])])
     assert (info.value.code, info.value.text) == (ErrorCode.BAD_MESSAGE, "header must be a map, got list")
+
+
+@pytest.mark.parametrize("over,code,text,detail", [
+    ({"v": 2}, ErrorCode.VERSION_MISMATCH, "protocol version 2 received, this side speaks 1",
+     "update the Krita plugin and the backend to the same release"),
+    ({"id": ""}, ErrorCode.BAD_MESSAGE, "header lacks a message id (a string of 1 to 128 characters)", ""),
+    ({"re": 5}, ErrorCode.BAD_MESSAGE, "'re' must be a message id (1 to 128 characters) or nil", ""),
+    ({"body": []}, ErrorCode.BAD_MESSAGE, "'body' must be a map and 'images' a list", ""),
+    ({"images": {}}, ErrorCode.BAD_MESSAGE, "'body' must be a map and 'images' a list", ""),
+])
+def test_header_refusals_say_what_to_fix_in_full(over, code, text, detail):
+    with pytest.raises(ProtocolError) as info:
+        decode([header(**over)])
+    assert (info.value.code, info.value.text, info.value.detail) == (code, text, detail)
+
+
+def test_a_map_key_that_is_not_a_string_is_named_and_the_reply_still_finds_its_request():
+    """msgpack allows any key; the header is read anyway so that the refusal names the field and answers the
+    request's id (a strict reader would fail the whole header and lose the id)."""
+    from layering_protocol import peek_id
+
+    frames = [msgpack.packb({"v": PROTOCOL_VERSION, "id": "x", "re": None, "type": "ping", "body": {1: 2},
+                             "images": [], 7: "extra"})]
+    with pytest.raises(ProtocolError) as info:
+        decode(frames)
+    assert (info.value.code, info.value.text) == (ErrorCode.BAD_FIELD, "'ping' has no field 1")
+    assert peek_id(frames) == "x"
+
+
+def test_a_reply_header_of_exactly_the_limit_is_made():
+    from layering_protocol import MAX_HEADER_BYTES
+
+    def packed(n):
+        return len(encode(Error(ErrorCode.BAD_INPUT, "t" * n), msg_id="m", reply_to="r")[0])
+
+    n = 70_000 + MAX_HEADER_BYTES - packed(70_000)  # past 65535 characters the string's length prefix is fixed
+    assert packed(n) == MAX_HEADER_BYTES
+    with pytest.raises(ProtocolError):
+        packed(n + 1)
