@@ -1,17 +1,25 @@
 """Soak: 100,000 mixed messages against `layeringdiff serve`, its RSS over time and at most; then how long
-SIGTERM takes to stop it in several states. Prints figures.
+SIGTERM takes to stop it in several states; then three floods, each against a fresh server. Prints figures.
 
-    .venv/bin/python benchmarks/bench_soak.py [--messages 100000] [--max-memory 2G]
+    .venv/bin/python benchmarks/bench_soak.py [--messages 100000] [--max-memory 2G] [--attacks-only]
 
 Mixed: mutated and hostile messages (tests/integration/fuzz.py), pings, status, hellos, echoes of 1 KB to
 8 MB, messages of 65-100 MB (over the size limit), small split jobs (many refused busy), from four clients
 at once; plus a client that stops reading (2,500 echoes of 256 KB, never read) and a raw peer that leaves a
 multipart message unfinished. The server runs with --max-memory (its budget) and --max-message 64M.
+
+Floods (targets in brackets), each while another client pings every 50 ms; printed for each: that client's
+worst ping, the server's peak RSS against the budget, and the time SIGTERM takes to stop it afterwards:
+  connections: 10,000 TCP connection attempts, held open, against a server allowed 1024 open files [it survives]
+  frames: one message of 10,000,000 empty frames at full speed [no ping delayed past 0.25 s]
+  unfinished: 8 connections each sending 6,500,000 empty frames of a message never finished [RSS under budget]
 """
 
 import argparse
+import contextlib
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -19,6 +27,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,11 +42,17 @@ from layeringdiff.wire import from_array  # noqa: E402
 
 from tests.conftest import BackendProcess  # noqa: E402
 from tests.integration.fuzz import mutate  # noqa: E402
-from tests.integration.rawpeer import RawPeer  # noqa: E402
+from tests.integration.rawpeer import FileLimitedBackend, Pinger, RawPeer, open_connections  # noqa: E402
 
 CLIENTS = 4
 BATCH = 200
 MAX_MESSAGE = 64 << 20
+FLOOD_FILES = 1024
+FLOOD_CONNECTIONS = 10_000
+FLOOD_FRAMES = 10_000_000
+UNFINISHED_PEERS = 8
+UNFINISHED_FRAMES = 6_500_000
+SMALL_FLOOD_FRAMES = 300_000  # complete (in libzmq) before the in-flight watch can act: drained by the loop
 
 
 class RssSampler(threading.Thread):
@@ -214,12 +229,141 @@ def split_message() -> Split:
     return Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L"))
 
 
+def connection_flood(server: BackendProcess) -> str:
+    """FLOOD_CONNECTIONS idle connections opened in waves of 1,000 and held, then closed."""
+    socks: list = []
+    try:
+        for _ in range(FLOOD_CONNECTIONS // 1000):
+            socks += open_connections(server.endpoint, 1000)
+            time.sleep(0.2)
+        time.sleep(2)
+        alive = server.proc.poll() is None
+        open_fds = len(os.listdir(f"/proc/{server.proc.pid}/fd")) if alive else 0
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(1)
+    return (f"{len(socks)} attempts; server {'alive' if alive else 'DEAD'}, {open_fds} descriptors open "
+            f"(limit {FLOOD_FILES}); answers afterwards: {server.proc.poll() is None and pongs(server.endpoint)}")
+
+
+def frame_flood(server: BackendProcess, frames: int = FLOOD_FRAMES) -> str:
+    peer = RawPeer(server.endpoint)
+    peer.send_part(b"header")
+    sent = peer.flood(b"", frames, last=True)
+    closed = peer.closed_by_server(10)
+    peer.close()
+    return f"the flooder had written {sent:,} frames; cut off: {closed}; {held_line(server)}"
+
+
+def small_frame_flood(server: BackendProcess) -> str:
+    return frame_flood(server, SMALL_FLOOD_FRAMES)
+
+
+def unfinished_frames(server: BackendProcess) -> str:
+    sent: list[int] = []
+
+    def flood() -> None:
+        peer = RawPeer(server.endpoint)
+        peer.send_part(b"header")
+        sent.append(peer.flood(b"", UNFINISHED_FRAMES))
+        peer.close()
+
+    threads = [threading.Thread(target=flood) for _ in range(UNFINISHED_PEERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    time.sleep(2)
+    rss = psutil.Process(server.proc.pid).memory_info().rss
+    hung_up = server.log.count("frames of a message not received yet")
+    return (f"{hung_up} of {UNFINISHED_PEERS} hung up (each had written {min(sent):,} to {max(sent):,} frames); "
+            f"{held_line(server)}; RSS 2 s after: {rss / 2**20:.0f} MB")
+
+
+def held_line(server: BackendProcess) -> str:
+    """What the server's log says about the cut-off: the frames it held (the in-flight watch) or drained (the loop)."""
+    time.sleep(0.5)
+    held = [line.split("at least ", 1)[1].split(" frames")[0] for line in server.log.splitlines()
+            if "frames of a message not received yet" in line]
+    drained = [line.split("dropped the ", 1)[1].split(" frames")[0] for line in server.log.splitlines()
+               if "dropped the " in line]
+    if held:
+        return f"hung up holding at least {', '.join(held)} frames"
+    return f"complete before the watch acted: {', '.join(drained) or 'no'} frames drained by the loop"
+
+
+def pongs(endpoint: str) -> bool:
+    with Client(endpoint) as c:
+        return isinstance(c.request(Ping(0.0), 10).message, Pong)
+
+
+def proc_status(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def stop_during(start: Callable[..., BackendProcess], max_memory: str,
+                attack: Callable[[BackendProcess], str]) -> float:
+    """SIGTERM half a second into the attack, against a fresh server."""
+    server = start("--max-memory", max_memory)
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the server is gone under it: whatever that raises
+            attack(server)
+
+    thread = threading.Thread(target=run, daemon=True)
+    try:
+        thread.start()
+        time.sleep(0.5)
+        return stop_time(server)
+    finally:
+        server.kill()
+        thread.join(120)  # its sockets closed before the next server starts
+
+
+def attacks(max_memory: str) -> None:
+    print(f"floods (another client pinging every 50 ms; budget {max_memory}; peak RSS: the kernel's VmHWM):")
+    runs = ((f"{FLOOD_CONNECTIONS:,} connections, open-files limit {FLOOD_FILES}", connection_flood,
+             lambda *a: FileLimitedBackend(FLOOD_FILES, *a)),
+            (f"one message of {FLOOD_FRAMES:,} empty frames", frame_flood, BackendProcess),
+            (f"one message of {SMALL_FLOOD_FRAMES:,} empty frames in one write", small_frame_flood, BackendProcess),
+            (f"{UNFINISHED_PEERS} unfinished messages of {UNFINISHED_FRAMES:,} empty frames", unfinished_frames,
+             BackendProcess))
+    for name, attack, start in runs:
+        server = start("--max-memory", max_memory)
+        try:
+            pid = server.proc.pid
+            with open(f"/proc/{pid}/clear_refs", "w") as fh:
+                fh.write("5")  # VmHWM from here
+            idle = proc_status(pid, "VmRSS")
+            with Pinger(server.endpoint) as pinger:
+                outcome = attack(server)
+            peak = proc_status(pid, "VmHWM")
+            stop = stop_time(server) if server.proc.poll() is None else float("nan")
+        finally:
+            server.kill()
+        during = stop_during(start, max_memory, attack)
+        print(f"  {name}: {outcome}\n    worst ping {pinger.worst * 1000:.0f} ms ({pinger.pings} pings); peak RSS "
+              f"{peak / 2**20:.0f} MB (idle {idle / 2**20:.0f} MB, budget {max_memory}); SIGTERM after it "
+              f"{stop:.2f} s, half a second into it {during:.2f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--max-memory", default="2G")
+    parser.add_argument("--attacks-only", action="store_true", help="only the three floods (a few minutes)")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * FLOOD_CONNECTIONS)), hard))  # our sockets
+    if args.attacks_only:
+        attacks(args.max_memory)
+        return
     server = BackendProcess("--max-memory", args.max_memory, "--max-message", f"{MAX_MESSAGE >> 20}M")
     sampler = RssSampler(server.proc.pid)
     sampler.start()
@@ -250,6 +394,7 @@ def main() -> None:
     print("SIGTERM to exit:")
     for state, seconds in stop_times().items():
         print(f"  {state}: {seconds:.2f} s")
+    attacks(args.max_memory)
 
 
 if __name__ == "__main__":

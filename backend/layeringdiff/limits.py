@@ -22,6 +22,14 @@ JOBS = 32  # of all clients
 QUEUED_INPUT_SHARE = 4  # queued jobs' images together: at most 1/4 of the memory budget
 CLIENT_BACKLOG_BYTES = 128 << 20  # replies piling up for a client that does not read them
 CLIENT_BACKLOG_MESSAGES = 4096
+# a message more frames than this past MAX_REQUEST_FRAMES is no mistake: its sender is cut off instead of
+# answered (each frame costs the loop ~2 us, and libzmq 64 bytes until the message's last frame)
+FRAMES_CUT_MARGIN = 1024
+CONNECTIONS = 4096  # open at once (libzmq takes ~24 KB each); beyond it one is closed as another comes
+# descriptors kept free of connections under the open-files limit: the server's own files (logs, keys,
+# models, /proc) and libzmq's, and room for libzmq to accept a newcomer (the oldest idle connection then goes)
+RESERVED_FILES = 64
+MIN_CONNECTIONS = 8
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -59,6 +67,7 @@ class Limits:
     queued_input: int  # bytes of the images of queued jobs, all clients
     client_backlog_bytes: int
     client_backlog_messages: int
+    connections: int = CONNECTIONS
 
     @classmethod
     def make(cls, max_pixels: int = DEFAULT_MAX_PIXELS, max_memory: int = 0, max_message: int = 0,
@@ -73,4 +82,10 @@ class Limits:
     def describe(self) -> str:
         return (f"memory {gib(self.max_memory)}, message {gib(self.max_message)}, {self.max_pixels} pixels, "
                 f"{self.client_jobs} jobs a client, {self.jobs} in all, client backlog "
-                f"{gib(self.client_backlog_bytes)}")
+                f"{gib(self.client_backlog_bytes)}, {self.connections} connections")
+
+
+def connection_cap(open_files: int, in_use: int, wanted: int = CONNECTIONS) -> int:
+    """How many connections may be open at once under an open-files limit of `open_files` with `in_use`
+    descriptors taken already: RESERVED_FILES stay free for the server's own files."""
+    return max(MIN_CONNECTIONS, min(wanted, open_files - in_use - RESERVED_FILES))

@@ -5,13 +5,20 @@ came from (the SRCFD property) and the socket monitor names each accepted one. S
 down makes libzmq see the peer hang up: it drops the peer's pipe, frees what it buffered for it, and closes
 the descriptor itself. libzmq may have closed and reused a descriptor by the time we act, so it is shut
 down only while it still leads to the same peer address.
+
+Nothing here opens a file once the server runs (the RSS comes from a /proc descriptor opened at start, a
+connection's counters through its own descriptor): with every descriptor taken by a connection flood, the
+watch and the checks go on.
 """
 
 import ctypes
 import ctypes.util
 import functools
+import logging
+import os
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -21,17 +28,82 @@ from typing import Any, Callable
 
 import zmq
 
+if sys.platform.startswith("linux"):
+    import fcntl
+    import termios
+
 # struct tcp_info (linux/tcp.h): tcpi_bytes_received is a u64 at this offset (kernel 4.1+)
 _TCPI_BYTES_RECEIVED = 128
 _TCP_INFO_SIZE = 232
 HAS_TCP_INFO = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
-# protocol bytes that never reach the application: ZMTP frame headers and CURVE boxes (about 40 bytes a
-# frame), greeting and handshake, heartbeats; generous, since the limits it is compared with are megabytes
-OVERHEAD_PER_FRAME = 96
-OVERHEAD_FIXED = 1 << 20
+# protocol bytes that never reach the application besides each frame's own header (counted exactly, see
+# wire_bytes): greeting and handshake, heartbeats; generous, the limits compared with are megabytes
+OVERHEAD_FIXED = 64 << 10
 OVERHEAD_PER_SECOND = 256
-WATCH_S = 0.02  # a peer on loopback sends ~1 GB/s: checked this often, it overshoots the limit by ~20 MB
-GLOBAL_MIN_BYTES = 16 << 20  # over the memory budget, only a peer buffering more than this is hung up
+CURVE_FRAME = 33  # a CURVE MESSAGE command's name, nonce, MAC and flags around each frame
+WATCH_S = 0.01  # a peer on loopback sends ~1 GB/s: checked this often, it overshoots the limit by ~10 MB
+WATCH_BUSY_S = 0.002  # while some message is unfinished: libzmq takes ~10M tiny frames a second
+WATCH_SHARE = 3  # the watch sleeps at least this many times as long as a scan took (thousands of connections)
+# An unfinished message is libzmq's until its last frame: 64 bytes a frame (its zmq_msg_t) besides the bytes
+# (an empty frame takes 2 bytes on the wire: 31 bytes more than its wire bytes for each). The watch sees the
+# wire bytes libzmq takes from each connection (the kernel's count, less what waits in the socket) and the
+# process's RSS. Whenever the memory beyond what the loop holds and those bytes explain reaches a new high, the
+# growth is charged to the connections libzmq took bytes from meanwhile, those that took the fewest first (the
+# tiniest frames), each at most 31 times what it took; a large upload arriving meanwhile is left nothing.
+FRAME_HELD = 64
+HELD_PER_WIRE_BYTE = FRAME_HELD // 2 - 1
+UNEXPLAINED_SLACK = 8 << 20  # growth charged to nobody: the loop's own allocations (mixed traffic: < 4 MB)
+# only a message charged at least this share of what its bytes can hold (tiny frames: about 1; 8-byte frames
+# 0.17; a large image's: 0) is hung up for its frames
+FILLED_MIN = 0.25
+CHARGED_SCANS = 3  # and only once charged in this many looks (a flood grows in every look, a one-off does not)
+HIGH_DECAY = 32 << 20  # bytes a second: a high left by memory freed since (a large message dropped) sinks
+GLOBAL_MIN_BYTES = 4 << 20  # over the memory budget, only a peer holding more than this is hung up
+SETTLE_S = 1.0  # after a hang-up the memory-based rules wait (at most this long) for libzmq to free the message
+TRIM_S = 0.2  # before a hang-up on the memory's evidence, freed memory is given back (at most this often)
+
+log = logging.getLogger("layeringdiff.server")
+
+
+def wire_bytes(size: int, curve: bool = False) -> int:
+    """The fewest bytes a frame of `size` bytes takes on the wire (ZMTP 3: flags and a 1- or 8-byte length,
+    inside a CURVE MESSAGE command with keys), so that what the loop has received never counts as more than
+    the peer sent."""
+    body = size + CURVE_FRAME if curve else size
+    return body + (2 if body < 256 else 9)
+
+
+class Rss:
+    """The process's resident memory. On Linux from a /proc/self/statm descriptor opened once and re-read in
+    place: a reading needs no new descriptor, so it works while a connection flood holds all of them (psutil
+    opens the file each time). The last good figure when a reading fails."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self.fd: int | None = None
+        try:
+            self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+        except (OSError, AttributeError):
+            self.fd = None
+        self.last = 0
+        self.last = self()
+
+    def __call__(self) -> int:
+        try:
+            if self.fd is not None:
+                self.last = int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+            else:
+                import psutil
+
+                self.last = psutil.Process().memory_info().rss
+        except (OSError, ValueError, IndexError):
+            pass
+        return self.last
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _on_socket(fd: int, action: Callable[[socket.socket], Any]) -> Any:
@@ -50,6 +122,14 @@ def _on_socket(fd: int, action: Callable[[socket.socket], Any]) -> Any:
 
 def peer_address(fd: int) -> Any:
     return _on_socket(fd, lambda s: s.getpeername())
+
+
+def bytes_waiting(fd: int) -> int:
+    """Bytes received on this connection that libzmq has not read from the socket yet (Linux: SIOCINQ)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def tcp_bytes_received(fd: int) -> int | None:
@@ -80,19 +160,28 @@ class Connection:
     fd: int
     address: Any
     since: float = field(default_factory=time.monotonic)
-    delivered: int = 0  # payload bytes of the frames handed to the loop
-    frames: int = 0
+    delivered: int = 0  # wire bytes of the frames handed to the loop (wire_bytes: never more than sent)
+    closing: bool = False  # hung up; libzmq closes it next
+    # the in-flight watch's reckoning of this connection's unfinished message: bytes libzmq took (all along,
+    # and since the message began), the memory charged to it, and `delivered` when it began (a delivered
+    # message ends it)
+    taken: int | None = None
+    window_taken: int = 0
+    charge: int = 0
+    charged: int = 0  # looks in which it was charged
+    window_delivered: int = 0
 
     def buffered(self) -> int | None:
-        """Bytes libzmq holds for this connection that the loop has not received yet: an unfinished
-        multipart message (libzmq delivers a message only when its last frame is in), or complete ones
-        waiting. None where the kernel does not tell (not Linux)."""
+        """Bytes this connection sent that the loop has not received yet: an unfinished multipart message
+        (libzmq delivers a message only when its last frame is in), or complete ones waiting, in libzmq or
+        still in the socket. None where the kernel does not tell (not Linux)."""
         received = tcp_bytes_received(self.fd)
         if received is None:
             return None
-        overhead = (OVERHEAD_FIXED + OVERHEAD_PER_FRAME * self.frames
-                    + OVERHEAD_PER_SECOND * int(time.monotonic() - self.since))
-        return max(0, received - self.delivered - overhead)
+        return max(0, received - self.delivered - self.overhead())
+
+    def overhead(self) -> int:
+        return OVERHEAD_FIXED + OVERHEAD_PER_SECOND * int(time.monotonic() - self.since)
 
 
 class Connections:
@@ -122,13 +211,22 @@ class Connections:
             return False
         return True
 
-    def received(self, fd: int, nbytes: int, frames: int) -> Connection:
+    def received(self, fd: int, wire: int) -> Connection:
         conn = self.by_fd.get(fd) or self.accepted(fd)  # the frame may come before the monitor's event
         if conn is None:  # closed since: count it nowhere
             return Connection(fd, None)
-        conn.delivered += nbytes
-        conn.frames += frames
+        conn.delivered += wire
         return conn
+
+    def over(self, cap: int) -> Connection | None:
+        """With more than `cap` connections open, the one to close: the oldest that has sent no message yet
+        (a flood's idle connections give way to newcomers), or the newest when all have (the clients the
+        server has keep being served)."""
+        live = [c for c in list(self.by_fd.values()) if not c.closing]
+        if len(live) <= cap:
+            return None
+        silent = [c for c in live if not c.delivered]
+        return min(silent, key=lambda c: c.since) if silent else max(live, key=lambda c: c.since)
 
 
 @dataclass
@@ -175,37 +273,152 @@ class Peer:
         self.queued_bytes = 0
 
 
-class InflightWatch(threading.Thread):
-    """Hangs up a connection as soon as the bytes libzmq buffers for it pass `limit` (an unfinished multipart
-    message grows there, out of the loop's sight), or, while the process is over `memory`, the one with the
-    most buffered; reports each on `hung_up` for the loop to log."""
+@dataclass
+class HungUp:
+    """A connection the in-flight watch closed, for the loop to log."""
 
-    def __init__(self, conns: Connections, limit: int, memory: int, stop: threading.Event) -> None:
+    conn: Connection
+    buffered: int  # wire bytes of its unfinished message
+    held: int  # what that message holds in libzmq, as estimated
+    why: str  # "bytes", "frames" or "memory"
+    frames: int = 0  # at least so many frames, by the memory charged to it
+
+
+class InflightWatch(threading.Thread):
+    """Hangs up a connection whose unfinished message grows out of the loop's sight: once its bytes pass
+    `limit`, once it holds more than its bytes explain by more than `frames` frames (many tiny frames: libzmq
+    keeps 64 bytes for each), or, while the process is over `memory`, the one that holds the most. Reports
+    each on `hung_up` for the loop to log.
+
+    `known()` is what the loop itself holds (messages in hand, replies waiting, queued jobs' images); `busy()`
+    says a job runs in this process, whose allocations are nobody's unfinished message (no charges then)."""
+
+    def __init__(self, conns: Connections, limit: int, memory: int, frames: int, stop: threading.Event, rss: Rss,
+                 known: Callable[[], int], busy: Callable[[], bool]) -> None:
         super().__init__(name="layeringdiff-inflight", daemon=True)
-        self.conns, self.limit, self.memory, self.stop = conns, limit, memory, stop
-        self.hung_up: queue.SimpleQueue[tuple[Connection, int]] = queue.SimpleQueue()
+        self.conns, self.limit, self.memory, self.frames, self.stop = conns, limit, memory, frames, stop
+        self.rss, self.known, self.busy = rss, known, busy
+        self.hung_up: queue.SimpleQueue[HungUp] = queue.SimpleQueue()
+        self.settling: Connection | None = None
+        self.settle_until = 0.0
+        self.trimmed = 0.0
+        self.failed = False
+        self.base: int | None = None  # the unexplained memory when nothing was unfinished
+        self.high = UNEXPLAINED_SLACK  # above the base: the highest charged so far
+        self.looked = time.monotonic()
 
     def run(self) -> None:
-        import psutil
+        wait = WATCH_S
+        while not self.stop.wait(wait):
+            start = time.monotonic()
+            unfinished = False
+            try:
+                unfinished = self.scan()
+            except Exception:  # EMFILE, or a bug: logged once, the watch goes on
+                if not self.failed:
+                    log.exception("the in-flight watch failed (it goes on; logged once)")
+                self.failed = True
+            wait = max(WATCH_BUSY_S if unfinished else WATCH_S, WATCH_SHARE * (time.monotonic() - start))
 
-        process = psutil.Process()
-        while not self.stop.wait(WATCH_S):
-            largest: tuple[int, Connection | None] = (GLOBAL_MIN_BYTES, None)
-            for conn in list(self.conns.by_fd.values()):
-                buffered = conn.buffered()
-                if buffered is None:
-                    continue
-                if buffered > self.limit:
-                    self._hang_up(conn, buffered)
-                elif buffered > largest[0]:
-                    largest = (buffered, conn)
-            # several peers, each within the limit, together over the budget: the largest goes
-            if largest[1] is not None and process.memory_info().rss > self.memory:
-                self._hang_up(largest[1], largest[0])
+    def scan(self) -> bool:
+        """One look at every connection; True when some message is still arriving."""
+        rows = []
+        for conn in list(self.conns.by_fd.values()):
+            if conn.closing:
+                continue
+            received = tcp_bytes_received(conn.fd)
+            if received is None:
+                continue
+            buffered = max(0, received - conn.delivered - conn.overhead())
+            if buffered > self.limit:
+                self._hang_up(HungUp(conn, buffered, buffered, "bytes"))
+                continue
+            taken = received - bytes_waiting(conn.fd)  # by libzmq
+            rows.append((conn, buffered, min(buffered, max(0, taken - conn.delivered - conn.overhead())), taken))
+        if self._settled() and not self._charge(rows):
+            release_memory()  # memory freed but kept by the allocator is no connection's: judged again
+            self._charge(rows, trimmed=True)
+        return any(buffered for _, buffered, _, _ in rows)
 
-    def _hang_up(self, conn: Connection, buffered: int) -> None:
-        if hang_up(conn.fd, conn.address):
-            self.hung_up.put((conn, buffered))
+    def _settled(self) -> bool:
+        """After a hang-up on the memory's evidence: whether libzmq has let go of that message (closed the
+        connection, so its frames are freed) and the freed memory is given back."""
+        conn = self.settling
+        if conn is None:
+            return True
+        if peer_address(conn.fd) == conn.address and time.monotonic() < self.settle_until:
+            return False
+        self.settling = None
+        release_memory()
+        return False  # measured afresh on the next scan
+
+    def _charge(self, rows: list[tuple[Connection, int, int, int]], trimmed: bool = False) -> bool:
+        """Charge a new high of the unexplained memory to the connections libzmq took bytes from since the last
+        scan, and hang up one that holds too much; False when one would be, but freed memory should be given
+        back and the evidence read again first. Each row: (connection, bytes the loop has not received, those
+        of them in libzmq, bytes libzmq took all along)."""
+        saved = (self.base, self.high, self.looked,
+                 [(c.taken, c.window_taken, c.charge, c.charged, c.window_delivered) for c, *_ in rows])
+        rss = self.rss()
+        in_libzmq = sum(held for _, _, held, _ in rows)
+        free = rss - (self.known() if in_libzmq else 0) - in_libzmq
+        now = time.monotonic()
+        if self.base is None or not in_libzmq or self.busy():
+            # nothing unfinished, or a job runs in this process (its allocations are nobody's message): afresh
+            self.base, self.high = free, UNEXPLAINED_SLACK
+        # only growth beyond the highest so far is charged: memory freed since, and what the allocator keeps
+        # of it, is not charged twice (a high the memory has left sinks back slowly)
+        level = free - self.base
+        growth = max(0, level - self.high)
+        if growth:
+            self.high = level
+        else:
+            self.high = max(UNEXPLAINED_SLACK, level, self.high - int(HIGH_DECAY * (now - self.looked)))
+        self.looked = now
+        takers = []
+        for conn, _, held, taken in rows:
+            took = taken - conn.taken if conn.taken is not None else 0
+            conn.taken = taken
+            if not held or conn.delivered != conn.window_delivered:  # a new message: a new reckoning
+                conn.window_taken, conn.charge, conn.charged, conn.window_delivered = 0, 0, 0, conn.delivered
+            if held and took > 0:
+                conn.window_taken += took
+                takers.append((took, conn))
+        for took, conn in sorted(takers, key=lambda row: row[0]):  # the tiniest frames first
+            share = min(growth, HELD_PER_WIRE_BYTE * took)
+            conn.charge += share
+            conn.charged += share > 0
+            growth -= share
+        over: list[tuple[int, HungUp]] = []
+        largest: tuple[tuple[bool, int], HungUp] | None = None
+        for conn, buffered, held, _ in rows:
+            full = (conn.charge >= FILLED_MIN * HELD_PER_WIRE_BYTE * conn.window_taken > 0
+                    and conn.charged >= CHARGED_SCANS)
+            total = held + conn.charge
+            if full and (conn.charge > FRAME_HELD * self.frames or total > self.limit):
+                over.append((conn.charge, HungUp(conn, buffered, total, "frames", conn.charge // FRAME_HELD)))
+            if total > GLOBAL_MIN_BYTES and (largest is None or (full, total) > largest[0]):
+                largest = ((full, total), HungUp(conn, buffered, total, "memory"))
+        if (over or (largest is not None and rss > self.memory)) and not trimmed and now - self.trimmed > TRIM_S:
+            self.trimmed = now  # judged again as if this look had not been
+            self.base, self.high, self.looked = saved[0], saved[1], saved[2]
+            for (conn, *_), state in zip(rows, saved[3], strict=True):
+                conn.taken, conn.window_taken, conn.charge, conn.charged, conn.window_delivered = state
+            return False
+        # one at a time, and the memory it held given back before another is judged: the one charged most; over
+        # the budget, the one holding most (full ones first)
+        if over:
+            self._hang_up(max(over, key=lambda o: o[0])[1])
+        elif largest is not None and rss > self.memory:  # several, each within the limits, over the budget together
+            self._hang_up(largest[1])
+        return True
+
+    def _hang_up(self, what: HungUp) -> None:
+        if hang_up(what.conn.fd, what.conn.address):
+            what.conn.closing = True
+            self.hung_up.put(what)
+            if what.why != "bytes":
+                self.settling, self.settle_until = what.conn, time.monotonic() + SETTLE_S
 
 
 @functools.cache
@@ -221,7 +434,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def release_memory() -> None:
     """Give freed heap memory back to the system (glibc keeps it otherwise, so the RSS would stay at its
-    high-water mark after a large message or job)."""
-    trim = _malloc_trim()
+    high-water mark after a large message or job). Any thread may call it (glibc locks each arena)."""
+    try:
+        trim = _malloc_trim()
+    except OSError:  # no descriptor left to look the library up: next time
+        return
     if trim is not None:
         trim(0)

@@ -12,10 +12,12 @@ leaves the queue at once (answered `cancelled` then); a running one stops at its
 counting toward the limits at once.
 
 Bounds (the numbers are in limits.py): a message is received frame by frame and no longer kept once over
-its limits; replies are sent without ever blocking and wait per client up to a backlog, beyond which the
-client is cut off (its replies dropped, its jobs cancelled, its connection closed); jobs are counted per
-client and overall; a job's estimated peak memory (job_memory.py) must fit the memory budget when it is
-queued and again when it starts, and a running job that takes the server over the budget is stopped.
+its limits, and its sender is cut off once far over the frame limit; connections are capped below the
+open-files limit (raised to the hard limit at start), and no missing descriptor (EMFILE) stops the loop;
+replies are sent without ever blocking and wait per client up to a backlog, beyond which the client is cut
+off (its replies dropped, its jobs cancelled, its connection closed); jobs are counted per client and
+overall; a job's estimated peak memory (job_memory.py) must fit the memory budget when it is queued and again
+when it starts, and a running job that takes the server over the budget is stopped.
 """
 
 import logging
@@ -59,14 +61,26 @@ from layering_protocol import (
     peek_id,
 )
 from layering_protocol.version import SERVER_NAME
+from zmq.utils.monitor import recv_monitor_message  # imported now: a module found later needs a free descriptor
 
 from . import __version__
 from .errors import ML_HINT, InputError, JobCancelled, NotAvailable, missing_ml_module
 from .job_memory import estimate_job, models_needed, weight_bytes
 from .keys import ClientList, allowed_clients, is_loopback, server_keys
-from .limits import Limits, gib
+from .limits import FRAMES_CUT_MARGIN, Limits, connection_cap, gib
 from .models import REGISTRY, ModelConfig, ModelManager
-from .peers import HAS_TCP_INFO, Connections, InflightWatch, Outgoing, Peer, hang_up, release_memory
+from .peers import (
+    FRAME_HELD,
+    HAS_TCP_INFO,
+    Connections,
+    InflightWatch,
+    Outgoing,
+    Peer,
+    Rss,
+    hang_up,
+    release_memory,
+    wire_bytes,
+)
 from .pipeline import available_jobs, check_request, run_job
 
 log = logging.getLogger("layeringdiff.server")
@@ -82,12 +96,15 @@ SNDHWM = 64  # messages per client inside libzmq; larger replies are tracked by 
 RCVHWM = 64
 TRACK_BYTES = zmq.COPY_THRESHOLD  # smaller frames are copied by pyzmq, larger ones tracked until sent
 BATCH = 256  # messages handled per turn of the loop, so replies and checks go on under a flood
+TURN_FRAMES = 16384  # frames received per turn (~2 us each): a huge message is drained over many turns
 CHECK_S = 0.25  # connections, keys, memory, parent
 RELEASE_BYTES = 64 << 20
 IDLE_PEER_S = 600.0
 PARENT_CHECK_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.05  # progress events are coalesced to this rate, stage changes always go
 LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
+EVICT_LOG_S = 10.0  # connections closed over the limit: one log line at most this often
+FILES_WANTED = 1 << 16  # the soft open-files limit is raised this far at most (the hard limit where lower)
 LOG_CHARS = 300
 TEXT_CHARS = 1000  # error texts and details in replies
 DETAIL_CHARS = 2000
@@ -159,6 +176,71 @@ class Job:
         self.cancel.set()
 
 
+def raise_open_files() -> int:
+    """Raise the soft open-files limit (RLIMIT_NOFILE) to the hard one, so a connection flood meets the higher
+    limit (connections are capped below it anyway; beyond FILES_WANTED some libraries' loops over every
+    descriptor number grow long). Returns the soft limit now; 0 where there is none (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, FILES_WANTED)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return soft
+    for target in (want, 10240):  # macOS refuses more than OPEN_MAX (10240) with an unlimited hard limit
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_files() -> tuple[int, int]:
+    """(the soft open-files limit, descriptors open now); (0, 0) where they cannot be read."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except ImportError:
+        return 0, 0
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return soft, len(os.listdir(folder))
+        except OSError:
+            continue
+    return soft, 0
+
+
+class AllowedKeys(ClientList):
+    """The keys folder is read at each handshake (keys.ClientList). When it cannot be read (no descriptor left
+    under a connection flood) the list the loop read last decides: the handshake is answered either way (an
+    exception would end pyzmq's authenticator thread, and every later handshake would hang)."""
+
+    def __init__(self, server: "Server") -> None:
+        assert server.config.keys is not None
+        super().__init__(server.config.keys)
+        self.server = server
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        try:
+            return super().callback(domain, key)
+        except OSError as exc:
+            self.server._trouble("reading the keys folder", exc)
+            return key.decode() in self.server.allowed
+
+
+@dataclass
+class Draining:
+    """The rest of a message far over the frame limit, received a turn at a time and dropped (libzmq hands
+    out nothing else before its last frame, and offers no way to drop it)."""
+
+    peer: Peer
+    frames: int
+    nbytes: int
+
+
 def _frame_property(frame: Any, name: Any) -> Any:
     try:
         return frame.get(name)
@@ -193,8 +275,16 @@ class Server:
         self.watch: InflightWatch | None = None
         self.allowed: dict[str, str] = {}  # allowed client keys (Z85) -> names, when served with keys
         self.names: dict[str, str] = {}  # every key seen allowed -> its name (for the log, after revocation)
-        self.process = psutil.Process()
+        self.rss: Rss | None = None
         self.idle_rss = 0
+        self.curve = False
+        self.cut_frames = MAX_REQUEST_FRAMES + FRAMES_CUT_MARGIN
+        self.max_connections = self.limits.connections
+        self.draining: Draining | None = None
+        self.in_hand = 0  # bytes of the message the loop is handling (for the in-flight watch)
+        self.troubles: set[str] = set()  # OSErrors outlived, each logged once
+        self.evicted = 0  # connections closed over the limit since the last log line about it
+        self.evict_logged = -EVICT_LOG_S
         self.next_check = 0.0
         self.next_parent_check = 0.0
         self.log_second = 0
@@ -207,6 +297,8 @@ class Server:
             raise ValueError(f"serving on {self.config.host} would let anyone who can reach it run jobs: create keys "
                              "with `layeringdiff keys init DIR` and serve with --keys DIR")
         curve = server_keys(self.config.keys) if self.config.keys else None
+        self.rss = Rss()  # its descriptor opened now, while there are free ones
+        release_memory()  # looks malloc_trim up now (it runs `ldconfig -p`), not first under a flood
         self.ctx = zmq.Context(io_threads=IO_THREADS)
         self.router = self.ctx.socket(zmq.ROUTER)
         if curve is not None:
@@ -214,11 +306,12 @@ class Server:
 
             self.auth = ThreadAuthenticator(self.ctx)
             self.auth.start()
-            self.auth.configure_curve_callback(domain="*", credentials_provider=ClientList(self.config.keys))
+            self.auth.configure_curve_callback(domain="*", credentials_provider=AllowedKeys(self))
             self.router.curve_publickey, self.router.curve_secretkey = curve
             self.router.curve_server = True
+            self.curve = True
             self.public_key = curve[0].decode()
-            self._read_keys()
+            self._read_keys(strict=True)
         self.router.setsockopt(zmq.LINGER, LINGER_MS)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe -> EAGAIN (we queue), a gone peer -> error
         self.router.setsockopt(zmq.SNDHWM, SNDHWM)
@@ -241,10 +334,16 @@ class Server:
         self.worker = threading.Thread(target=self._work, name="layeringdiff-worker", daemon=True)
         self.worker.start()
         if HAS_TCP_INFO:
-            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.limits.max_memory, self.stopping)
+            self.watch = InflightWatch(self.conns, self.limits.hard_message, self.limits.max_memory, self.cut_frames,
+                                       self.stopping, self.rss, self._held, lambda: self.current is not None)
             self.watch.start()
-        self.idle_rss = self.process.memory_info().rss
-        log.info("limits: %s", self.limits.describe())
+        soft, in_use = open_files()
+        if soft:
+            self.max_connections = connection_cap(soft, in_use, self.limits.connections)
+        self.idle_rss = self.rss()
+        log.info("limits: %s%s", self.limits.describe(),
+                 f" (at most {self.max_connections} under the open-files limit of {soft})"
+                 if self.max_connections < self.limits.connections else "")
         return self.endpoint
 
     def run(self) -> int:
@@ -252,6 +351,7 @@ class Server:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.raiseExceptions = False  # a closed stderr must not stop the server
+        raise_open_files()
         try:
             self.bind()
         except zmq.ZMQError as exc:
@@ -324,6 +424,10 @@ class Server:
             time.sleep(LINGER_MS / 1000)
         elif self.ctx is not None:
             self.ctx.term()
+        if self.watch is not None:
+            self.watch.join(1.0)  # it reads through the RSS descriptor
+        if self.rss is not None and (self.watch is None or not self.watch.is_alive()):
+            self.rss.close()
 
     # ---- socket loop --------------------------------------------------------------------------
     def loop(self) -> None:
@@ -335,7 +439,10 @@ class Server:
             now = time.monotonic()
             if now >= self.next_check:
                 self.next_check = now + CHECK_S
-                self._checks(now)
+                try:
+                    self._checks(now)
+                except OSError as exc:  # no descriptor left (a connection flood): the next check may do
+                    self._trouble("a periodic check", exc)
                 if self.stopping.is_set():
                     break
             try:
@@ -344,14 +451,17 @@ class Server:
                 if exc.errno == zmq.EINTR:  # a signal arrived during poll
                     continue
                 raise
-            if self.monitor in events:
-                self._monitor_events()
-            if self.inbox in events:
-                self._drain_inbox()
-            if self.router in events:
-                self._receive()
-            for identity in list(self.waiting):
-                self._flush(identity)
+            try:
+                if self.monitor in events:
+                    self._monitor_events()
+                if self.inbox in events:
+                    self._drain_inbox()
+                if self.router in events:
+                    self._receive()
+                for identity in list(self.waiting):
+                    self._flush(identity)
+            except OSError as exc:  # no descriptor left for something (EMFILE): the loop outlives it
+                self._trouble("serving", exc)
 
     def _checks(self, now: float) -> None:
         if self.config.parent_pid and now >= self.next_parent_check:
@@ -370,17 +480,27 @@ class Server:
         an unfinished multipart message until its last frame, only the kernel's byte count shows it), and
         connections libzmq closed (missed events)."""
         while self.watch is not None and not self.watch.hung_up.empty():
-            conn, buffered = self.watch.hung_up.get()
+            item = self.watch.hung_up.get()
+            conn = item.conn
             peers = [p for p in self.peers.values() if p.fd == conn.fd and p.address == conn.address]
-            log.warning("closed the connection from %s: %s of a message not received yet (the limit is %s, the "
-                        "memory budget %s)", self._label(peers[0]) if peers else conn.address, gib(buffered),
-                        gib(self.limits.hard_message), gib(self.limits.max_memory))
+            who = self._label(peers[0]) if peers else conn.address
+            if item.why == "frames":
+                log.warning("closed the connection from %s: at least %d frames of a message not received yet, %s on "
+                            "the wire (libzmq keeps %d bytes for each until the last; a request has at most %d "
+                            "frames)", who, item.frames, gib(item.buffered), FRAME_HELD, MAX_REQUEST_FRAMES)
+            else:
+                log.warning("closed the connection from %s: %s of a message not received yet (the limit is %s, the "
+                            "memory budget %s)", who, gib(item.held), gib(self.limits.hard_message),
+                            gib(self.limits.max_memory))
             for peer in peers:
                 self._cut(peer, "it sent a message over the size limit", quiet=True)
             release_memory()
         for fd in list(self.conns.by_fd):
             self.conns.still_open(fd)
         now = time.monotonic()
+        if self.evicted and now - self.evict_logged >= EVICT_LOG_S:
+            log.info("... and closed %d more connections over the limit", self.evicted)
+            self.evict_logged, self.evicted = now, 0
         busy = {job.identity for job in list(self.jobs.values())}
         for peer in list(self.peers.values()):
             conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
@@ -390,9 +510,18 @@ class Server:
                     and not peer.queue and peer.identity not in self.waiting:
                 self.peers.pop(peer.identity, None)  # no descriptor to follow (not a TCP peer): forgotten when idle
 
-    def _read_keys(self) -> None:
+    def _read_keys(self, strict: bool = False) -> None:
+        """The allowed keys; once serving, a folder that cannot be read (no descriptor left) keeps the list
+        read last."""
         assert self.config.keys is not None
-        self.allowed = {key.decode(): name for key, name in allowed_clients(self.config.keys).items()}
+        try:
+            allowed = allowed_clients(self.config.keys)
+        except OSError as exc:
+            if strict:
+                raise
+            self._trouble("reading the keys folder", exc)
+            return
+        self.allowed = {key.decode(): name for key, name in allowed.items()}
         self.names.update(self.allowed)
 
     def _check_keys(self) -> None:
@@ -405,7 +534,8 @@ class Server:
                 self._cut(peer, f"its key ({self.names.get(peer.key, 'unknown')}) was revoked")
 
     def _check_memory(self) -> None:
-        rss = self.process.memory_info().rss
+        assert self.rss is not None
+        rss = self.rss()
         job = self.current
         if job is None and not self.pending:
             self.idle_rss = rss
@@ -416,8 +546,6 @@ class Server:
                                           f"{gib(self.limits.max_memory)} (--max-memory)")
 
     def _monitor_events(self) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
         assert self.monitor is not None
         while True:
             try:
@@ -426,35 +554,131 @@ class Server:
                 return
             fd = int(event["value"])
             if event["event"] == zmq.EVENT_ACCEPTED:
-                self.conns.accepted(fd)
+                if self.conns.accepted(fd) is not None:
+                    self._over_connections()
             else:
                 self.conns.still_open(fd)
 
+    def _over_connections(self) -> None:
+        """Keep the connections under the cap, so descriptors stay free for the server's own files and for
+        libzmq to accept the next one (at the open-files limit it would retry the accept, spinning)."""
+        while (conn := self.conns.over(self.max_connections)) is not None:
+            conn.closing = True  # closed by libzmq next (a descriptor that moved on is forgotten)
+            if not hang_up(conn.fd, conn.address):
+                self.conns.still_open(conn.fd)
+                continue
+            self.evicted += 1
+            now = time.monotonic()
+            if now - self.evict_logged >= EVICT_LOG_S:
+                log.warning("%d connections open, the most the backend keeps: closed %d (the oldest that sent "
+                            "nothing, else the newest)", self.max_connections, self.evicted)
+                self.evict_logged, self.evicted = now, 0
+
+    def _trouble(self, what: str, exc: OSError) -> None:
+        """An OSError the server outlives (typically EMFILE: a connection flood holds every descriptor),
+        logged once for each `what`."""
+        if what not in self.troubles:
+            self.troubles.add(what)
+            log.warning("%s failed: %s; the backend goes on serving (logged once)", what, exc)
+
+    def _held(self) -> int:
+        """Bytes of received messages and replies the loop holds (for the in-flight watch's thread, which
+        charges memory beyond them and the unreceived bytes to unfinished messages)."""
+        held = self.in_hand
+        for peer in list(self.peers.values()):
+            held += peer.queued_bytes + peer.sending_bytes
+        for job in list(self.jobs.values()):
+            held += job.input_bytes
+        return held
+
     # ---- receiving ----------------------------------------------------------------------------
     def _receive(self) -> None:
-        """Up to BATCH messages, frame by frame: past the frame or byte limit, frames are received (libzmq
-        has the whole message by now) and dropped at once instead of kept."""
+        """Up to BATCH messages or TURN_FRAMES frames, frame by frame: past the frame or byte limit, frames are
+        received (libzmq has the whole message by now) and dropped at once instead of kept; past the frame
+        limit by FRAMES_CUT_MARGIN, the sender is cut off and the rest drained a turn at a time, so checks,
+        replies and SIGTERM go on (other clients wait: libzmq hands out nothing else before its last frame)."""
         assert self.router is not None
+        budget = TURN_FRAMES
+        recv = self.router.recv
         for _ in range(BATCH):
+            if self.draining is not None:
+                budget = self._drain(budget)
+                if self.draining is not None:
+                    return
+            if budget <= 0:
+                return
             try:
-                first = self.router.recv(zmq.NOBLOCK, copy=False)
+                first = recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             kept: list[Any] = []
-            count = total = 0
+            frame = None
+            count = total = wire = 0
             more = first.more
             while more:
-                frame = self.router.recv(copy=False)
+                if count >= self.cut_frames:  # and more to come
+                    self._flood(first.bytes, kept[0], count, total, wire)
+                    break
+                frame = recv(copy=False)
                 more = frame.more
+                size = len(frame)
                 count += 1
-                total += len(frame)
+                total += size
+                wire += wire_bytes(size, self.curve)
                 if count == 1 or (count <= MAX_REQUEST_FRAMES and total <= self.limits.max_message):
                     kept.append(frame)  # the header always: the answer names what is wrong in it
-            if kept:
-                self._message(first.bytes, kept, count, total)
+            budget -= count
+            if kept and self.draining is None:
+                self.in_hand = total
+                try:
+                    self._message(first.bytes, kept, count, total, wire)
+                finally:
+                    kept = first = frame = None  # type: ignore[assignment]  # freed before the watch stops counting them
+                    self.in_hand = 0
             if total > RELEASE_BYTES:  # a large message refused or answered: its memory back to the system
-                del kept, first
                 release_memory()
+
+    def _flood(self, identity: bytes, header: Any, count: int, total: int, wire: int) -> None:
+        """A message past the frame limit by the margin: no mistake of a client. Its sender is cut off (logged
+        once, its connection closed) and the rest of its message drained without a reply."""
+        peer = self._peer(identity, header)
+        self._account(peer, wire)
+        conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
+        watched = conn is not None and conn.closing and conn.address == peer.address  # the watch closed it, and said so
+        self._cut(peer, f"it sent a message of more than {self.cut_frames} frames (a request has at most "
+                        f"{MAX_REQUEST_FRAMES})", quiet=watched)
+        self.draining = Draining(peer, count, total)
+
+    def _drain(self, budget: int) -> int:
+        """Up to `budget` more frames of the message being drained, dropped as they come; returns what is left
+        of the budget."""
+        assert self.router is not None and self.draining is not None
+        recv = self.router.recv
+        frames = size = 0
+        more = True
+        while more and frames < budget:
+            frame = recv(copy=False)
+            more = frame.more
+            frames += 1
+            size += len(frame)
+        drain = self.draining
+        drain.frames += frames
+        drain.nbytes += size
+        self._account(drain.peer, size + frames * wire_bytes(0, self.curve))  # the fewest wire bytes
+        if not more:
+            self.draining = None
+            log.info("dropped the %d frames (%s) of the message from %s", drain.frames, gib(drain.nbytes),
+                     self._label(drain.peer))
+            release_memory()
+        return budget - frames
+
+    def _account(self, peer: Peer, wire: int) -> None:
+        """Count what the loop received from this peer's connection (the in-flight watch compares it with the
+        kernel's count)."""
+        if peer.fd is not None:
+            conn = self.conns.received(peer.fd, wire)
+            if peer.address is None:
+                peer.address = conn.address
 
     def _peer(self, identity: bytes, frame: Any) -> Peer:
         peer = self.peers.get(identity)
@@ -466,12 +690,9 @@ class Server:
         peer.last_seen = time.monotonic()
         return peer
 
-    def _message(self, identity: bytes, frames: list[Any], count: int, total: int) -> None:
+    def _message(self, identity: bytes, frames: list[Any], count: int, total: int, wire: int) -> None:
         peer = self._peer(identity, frames[0])
-        if peer.fd is not None:
-            conn = self.conns.received(peer.fd, total, count)
-            if peer.address is None:
-                peer.address = conn.address
+        self._account(peer, wire)
         if peer.cut:
             return
         if self.config.keys and peer.key not in self.allowed:
@@ -694,6 +915,9 @@ class Server:
                 job.stop(ErrorCode.SHUTTING_DOWN, "cut off")
                 self._withdraw(job)
         closed = peer.fd is not None and hang_up(peer.fd, peer.address)
+        conn = self.conns.by_fd.get(peer.fd) if closed and peer.fd is not None else None
+        if conn is not None and conn.address == peer.address:
+            conn.closing = True  # the in-flight watch leaves it be (and does not log it again)
         release_memory()
         if not quiet:
             log.warning("cut off %s: %s; its replies are dropped, its jobs cancelled%s", self._label(peer), why,
@@ -800,7 +1024,8 @@ class Server:
         # only models that can use a GPU ask for one (that imports torch into the server)
         on_gpu = any(not REGISTRY[n].on_cpu for n in names) and self.models.accelerated()
         estimate = estimate_job(message, weight_bytes(self.models), on_gpu)
-        rss = self.process.memory_info().rss
+        assert self.rss is not None
+        rss = self.rss()
         if estimate.nbytes > self.limits.max_memory - rss:
             raise self._too_large(estimate.what, estimate.nbytes, rss)
 

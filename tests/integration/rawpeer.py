@@ -1,8 +1,21 @@
 """A peer that speaks ZMTP 3.0 (NULL mechanism) over a plain TCP socket, so a test can do what libzmq never
-does: send part of a multipart message and stop, or send frames slowly."""
+does: send part of a multipart message and stop, or send frames slowly; and the other misbehaving parties
+the limit tests and the soak benchmark share (a connection flood, a server under a low open-files limit, a
+client that pings all along)."""
 
+import os
 import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from layering_protocol import Ping
+from layeringdiff.client import BackendLost, Client
+
+from tests.conftest import BackendProcess
 
 MORE, LONG, COMMAND = 1, 2, 4
 
@@ -48,6 +61,22 @@ class RawPeer:
             ends = last and start + n == count
             self.sock.sendall(_frame(body, MORE) * (n - ends) + (_frame(body) if ends else b""))
 
+    def flood(self, body: bytes, count: int, last: bool = False, piece: int = 1 << 16, pause: float = 0.0,
+              stuck: float = 2.0) -> int:
+        """send_parts that stops when the server hangs up: a send that fails, or that finds no room for `stuck`
+        seconds (a server that shut its side down may leave the window closed). Returns the frames sent."""
+        self.sock.settimeout(stuck)
+        for start in range(0, count, piece):
+            n = min(piece, count - start)
+            ends = last and start + n == count
+            try:
+                self.sock.sendall(_frame(body, MORE) * (n - ends) + (_frame(body) if ends else b""))
+            except OSError:  # a reset, a broken pipe, or no room (TimeoutError)
+                return start
+            if pause:
+                time.sleep(pause)
+        return count
+
     def recv_message(self, timeout: float) -> list[bytes]:
         """The next message's frames; the server's heartbeats (PING commands) are answered on the way, as libzmq
         would, so a long wait does not get the connection dropped."""
@@ -76,3 +105,77 @@ class RawPeer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def open_connections(endpoint: str, count: int) -> list[socket.socket]:
+    """`count` plain TCP connections to the server that never say a word (connected without waiting: those the
+    server's backlog cannot take yet complete later, or never)."""
+    host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((host, int(port)))
+        except BlockingIOError:
+            pass
+        except OSError:  # this process's own descriptors or ports ran out: the flood is as large as it gets
+            sock.close()
+            break
+        socks.append(sock)
+    return socks
+
+
+class FileLimitedBackend(BackendProcess):
+    """`layeringdiff serve` started with an open-files limit of `files` (soft and hard, so the server cannot
+    raise it), set in the child before it runs (the prlimit binary is not always usable)."""
+
+    def __init__(self, files: int, *args: str) -> None:
+        import resource  # POSIX: the tests that use this run on Linux
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "layeringdiff", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True, preexec_fn=limit)
+        self._log: list[str] = []
+        self._log_reader = threading.Thread(target=lambda: self._log.extend(self.proc.stderr), daemon=True)
+        self._log_reader.start()
+        self.endpoint = self._wait_ready(60)
+
+
+class Pinger(threading.Thread):
+    """A client that pings every `every` seconds while another misbehaves; `worst` is the longest a pong took
+    (a ping left unanswered for `timeout` counts as `timeout`)."""
+
+    def __init__(self, endpoint: str, every: float = 0.05, timeout: float = 20.0, **keys: Any) -> None:
+        super().__init__(name="pinger", daemon=True)
+        self.endpoint, self.every, self.timeout, self.keys = endpoint, every, timeout, keys
+        self.worst = 0.0
+        self.pings = 0
+        self.done = threading.Event()
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        with Client(self.endpoint, **self.keys) as client:
+            client.request(Ping(0.0), self.timeout)  # connected before the misbehaviour starts
+            self.started.set()
+            while not self.done.is_set():
+                start = time.monotonic()
+                try:
+                    client.request(Ping(0.0), self.timeout)
+                except (TimeoutError, BackendLost):
+                    pass
+                self.worst = max(self.worst, time.monotonic() - start)
+                self.pings += 1
+                time.sleep(self.every)
+
+    def __enter__(self) -> "Pinger":
+        self.start()
+        self.started.wait(30)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+        self.join(self.timeout + 5)

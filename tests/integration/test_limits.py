@@ -6,9 +6,11 @@ real figures).
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import msgpack
@@ -17,9 +19,11 @@ import psutil
 import pytest
 import zmq
 from layering_protocol import (
+    MAX_REQUEST_FRAMES,
     PROTOCOL_VERSION,
     Accepted,
     Echo,
+    EchoReply,
     Error,
     ErrorCode,
     Ping,
@@ -30,10 +34,11 @@ from layering_protocol import (
     encode,
 )
 from layeringdiff.client import BackendLost, Client
+from layeringdiff.limits import FRAMES_CUT_MARGIN
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess, in_process_server
-from tests.integration.rawpeer import RawPeer
+from tests.integration.rawpeer import LONG, FileLimitedBackend, Pinger, RawPeer, open_connections
 from tests.integration.test_server import layer_and_mask
 from tests.timing import LOADED_MARGIN_S
 from tests.timing import STOP_S as STOP_PROMISE_S
@@ -41,8 +46,8 @@ from tests.timing import STOP_S as STOP_PROMISE_S
 STOP_S = STOP_PROMISE_S + LOADED_MARGIN_S
 
 
-def pings_answered(endpoint: str, count: int = 5, timeout: float = 3.0) -> int:
-    with Client(endpoint) as c:
+def pings_answered(endpoint: str, count: int = 5, timeout: float = 3.0, **keys: str) -> int:
+    with Client(endpoint, **keys) as c:
         answered = 0
         for _ in range(count):
             try:
@@ -224,45 +229,199 @@ def proc_status(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-TINY_FRAMES = 1_000_000
-TINY_FRAME = 16  # bytes: 16 MB in all, 16x --max-message 1M
-ZMQ_MSG_BYTES = 64  # sizeof(zmq_msg_t): what libzmq holds for a frame this small until the message is complete
-HELD_SLACK = 32 << 20  # the I/O threads' buffers, allocator rounding, the reply
+CUT_FRAMES = MAX_REQUEST_FRAMES + FRAMES_CUT_MARGIN  # docs/backend.md: more frames than this cut the sender off
 
 
-def test_frames_past_a_messages_limits_are_dropped_as_they_are_received():
-    """A raw peer sends, in pieces, a header and 1,000,000 frames of 16 bytes (a request has at most 3 frames, and
-    16 MB is over --max-message 1M). libzmq holds a message whole until its last frame (64 bytes a frame this
-    small), whatever the server does; the server's own share is what it keeps while taking the frames one by one:
-    past the limits, nothing. Kept, each would be a Python object (about 0.6 KB: 600 MB here), so tiny frames
-    show the difference that large ones, freed by libzmq or by the server at the same moment, would not."""
+def frames_message(frames: int, msg_id: str) -> list[bytes]:
+    """An echo header followed by empty frames, `frames` in all."""
+    spec = {"w": 64, "h": 64, "channels": 4, "dtype": "u8", "order": "RGBA"}
+    header = msgpack.packb({"v": PROTOCOL_VERSION, "id": msg_id, "type": "echo", "body": {},
+                            "images": [["image", spec]]})
+    return [header] + [b""] * (frames - 1)
+
+
+def cut_lines(server: BackendProcess) -> int:
+    """Log lines that say a client was cut off or its connection closed."""
+    return sum("cut off" in line or "closed the connection" in line for line in server.log.splitlines())
+
+
+def test_a_message_far_over_the_frame_limit_cuts_its_sender_off():
+    """Up to the margin past the frame limit a message is a client's mistake, answered frame_mismatch; one frame
+    more and it is no mistake: the sender is cut off (its connection closed, logged once), not answered, and the
+    rest of the message is dropped unread by anyone."""
+    server = BackendProcess()
+    try:
+        peer = RawPeer(server.endpoint)
+        for frame in frames_message(CUT_FRAMES - 1, "margin"):
+            peer.send_part(frame)
+        peer.send_part(b"", more=False)  # the last frame
+        reply = decode(peer.recv_message(20))
+        err = reply.message
+        assert isinstance(err, Error) and err.code == ErrorCode.FRAME_MISMATCH and reply.reply_to == "margin"
+        assert f"{CUT_FRAMES} frames" in err.text
+        for frame in frames_message(CUT_FRAMES, "over"):
+            peer.send_part(frame)
+        peer.send_part(b"", more=False)
+        assert peer.closed_by_server(10)  # no reply first: its replies are dropped
+        peer.close()
+        assert logged(server, f"more than {CUT_FRAMES} frames")
+        assert cut_lines(server) == 1
+        assert pings_answered(server.endpoint) == 5
+    finally:
+        assert stop_time(server) < STOP_S
+    assert "Traceback" not in server.log
+
+
+FLOOD_FRAMES = 1_000_000
+FLOOD_PIECE = 50_000  # frames a piece, one piece every 10 ms: 1M frames in about a quarter of a second
+FLOOD_PING_S = 0.25  # docs/backend.md: other clients' pings wait at most this long while one floods the server
+
+
+def test_an_empty_frame_flood_delays_nobody_and_its_sender_is_cut_off():
+    """One message of 1,000,000 empty frames (2 bytes each on the wire, 64 bytes each in libzmq until the last),
+    sent in pieces while another client pings every 50 ms: the pings are answered all along, the flooder is cut
+    off before its message is complete, and SIGTERM still stops the server at once."""
+    server = BackendProcess()
+    try:
+        with Pinger(server.endpoint) as pinger:
+            peer = RawPeer(server.endpoint)
+            peer.send_part(frames_message(1, "flood")[0])
+            sent = peer.flood(b"", FLOOD_FRAMES, last=True, piece=FLOOD_PIECE, pause=0.01)
+            assert peer.closed_by_server(10), f"not cut off after {sent} frames"
+            peer.close()
+            time.sleep(0.5)  # pings after the cut-off too
+        assert pinger.pings > 5
+        assert pinger.worst < FLOOD_PING_S + LOADED_MARGIN_S, f"a ping waited {pinger.worst:.2f} s"
+        assert logged(server, "frames")
+        assert cut_lines(server) == 1
+    finally:
+        assert stop_time(server) < STOP_S
+    assert "Traceback" not in server.log
+
+
+UNFINISHED_FRAMES = 6_500_000  # 13 MB on the wire, 420 MB in libzmq if it were all taken
+# the watch's slack (8 MB) and what libzmq takes in while a loaded machine's watch waits for a core (~10M tiny
+# frames a second, 64 bytes each: 64 MB in 0.1 s)
+HELD_BOUND = 128 << 20
+RSS_BACK = 16 << 20  # the RSS once the message is freed, over its idle figure
+
+
+def test_an_unfinished_message_of_empty_frames_is_hung_up_by_what_it_holds():
+    """A raw peer sends 6,500,000 empty frames of one message and never its last: few bytes on the wire, but
+    libzmq keeps 64 bytes for each until the message ends. The server hangs it up (logged) while its memory has
+    grown by less than HELD_BOUND, and its RSS comes back near the idle figure."""
     if not sys.platform.startswith("linux"):
-        pytest.skip("the peak RSS (VmHWM, reset through clear_refs) is read from Linux's /proc")
-    server = BackendProcess("--max-message", "1M")
+        pytest.skip("the in-flight check reads the kernel's TCP counters, the peak RSS /proc (Linux)")
+    server = BackendProcess("--max-memory", "1500M")
     try:
         pid = server.proc.pid
         with open(f"/proc/{pid}/clear_refs", "w") as fh:
             fh.write("5")  # resets VmHWM to the current RSS
         idle = proc_status(pid, "VmRSS")
         peer = RawPeer(server.endpoint)
-        spec = {"w": 64, "h": 64, "channels": 4, "dtype": "u8", "order": "RGBA"}
-        peer.send_part(msgpack.packb({"v": PROTOCOL_VERSION, "id": "many", "type": "echo", "body": {},
-                                      "images": [["image", spec]]}))
-        peer.send_parts(b"\0" * TINY_FRAME, TINY_FRAMES, last=True)
-        reply = decode(peer.recv_message(60))
+        peer.send_part(frames_message(1, "unfinished")[0])
+        sent = peer.flood(b"", UNFINISHED_FRAMES)
+        assert sent < UNFINISHED_FRAMES, "the server took all of it"
+        assert peer.closed_by_server(10)
         peer.close()
+        assert logged(server, "frames of a message not received yet")
         grown = proc_status(pid, "VmHWM") - idle
-        err = reply.message
-        assert isinstance(err, Error) and err.code == ErrorCode.FRAME_MISMATCH and reply.reply_to == "many"
-        assert f"{TINY_FRAMES + 1} frames" in err.text
-        bound = TINY_FRAMES * ZMQ_MSG_BYTES + HELD_SLACK
-        assert grown < bound, f"the server's peak grew by {grown >> 20} MB (bound {bound >> 20} MB: libzmq's own)"
-        with Client(server.endpoint) as c:  # and it serves a normal request after
-            _, image, _ = layer_and_mask(64)
-            echoed = c.request(Echo(image), 20).message
-            assert bytes(echoed.image.data) == bytes(image.data)
+        assert grown < HELD_BOUND, f"the server grew by {grown >> 20} MB before it hung up"
+        deadline = time.monotonic() + 5
+        while proc_status(pid, "VmRSS") - idle > RSS_BACK and time.monotonic() < deadline:
+            time.sleep(0.1)
+        back = proc_status(pid, "VmRSS") - idle
+        assert back < RSS_BACK, f"the RSS stayed {back >> 20} MB over its idle figure"
+        assert cut_lines(server) == 1
+        assert pings_answered(server.endpoint) == 5
     finally:
         assert stop_time(server) < STOP_S
+
+
+UPLOAD_SIDE = 4096  # a legitimate echo of 64 MB (RGBA u8), sent in 1 MB pieces, 10 ms apart
+UPLOAD_STALL_S = 0.5  # after its first piece, as over a network
+FLOODERS = 4
+
+
+def test_a_request_arriving_during_a_tiny_frame_flood_is_answered():
+    """A large echo is on its way (slowly, as over a network, and stalled after its first megabyte) when four raw
+    peers start unfinished messages of empty frames: the growth is theirs (their bytes could hold just that; the
+    upload's bytes, 32 MB of room, hold their own), so the four are hung up and the upload is answered."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the in-flight check reads the kernel's TCP counters (Linux)")
+    server = BackendProcess()
+    flooders: list[threading.Thread] = []
+    try:
+        upload = RawPeer(server.endpoint)
+        spec = {"w": UPLOAD_SIDE, "h": UPLOAD_SIDE, "channels": 4, "dtype": "u8", "order": "RGBA"}
+        upload.send_part(msgpack.packb({"v": PROTOCOL_VERSION, "id": "upload", "type": "echo", "body": {},
+                                        "images": [["image", spec]]}))
+        size = UPLOAD_SIDE * UPLOAD_SIDE * 4
+        upload.sock.sendall(bytes([LONG]) + struct.pack(">Q", size))  # one frame, its bytes to follow
+        piece = bytes(1 << 20)
+
+        def flood() -> None:
+            peer = RawPeer(server.endpoint)
+            peer.send_part(b"header")
+            peer.flood(b"", UNFINISHED_FRAMES)
+            peer.close()
+
+        for sent in range(0, size, len(piece)):
+            upload.sock.sendall(piece)
+            time.sleep(0.01)
+            if not sent:  # the upload began first (its reckoning sees all the flooders' growth), and stalls a while
+                flooders = [threading.Thread(target=flood, daemon=True) for _ in range(FLOODERS)]
+                for thread in flooders:
+                    thread.start()
+                time.sleep(UPLOAD_STALL_S)
+        reply = decode(upload.recv_message(60))
+        assert isinstance(reply.message, EchoReply) and reply.reply_to == "upload"
+        upload.close()
+        for thread in flooders:
+            thread.join(30)
+        assert logged(server, "frames of a message not received yet")
+        deadline = time.monotonic() + 5
+        while server.log.count("frames of a message not received yet") < FLOODERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.log.count("frames of a message not received yet") == FLOODERS
+        assert cut_lines(server) == FLOODERS  # the upload's connection was not closed
+    finally:
+        assert stop_time(server) < STOP_S
+
+
+FLOOD_FILES = 256  # the open-files limit the server runs under (soft and hard: it cannot raise it)
+FLOOD_CONNECTIONS = 600
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["loopback", "keys"])
+def test_a_connection_flood_under_a_low_open_files_limit_leaves_the_server_serving(keys, curve_keys):
+    """600 idle TCP connections against a server allowed 256 open files: it keeps its descriptors' reserve (the
+    oldest idle connections are closed as newcomers come), so it neither dies on EMFILE (its /proc reads, its
+    log, its keys folder) nor stops letting clients in: a real client's pings are answered during the flood and
+    after it."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("open-files limits of a child (POSIX), the in-flight watch (Linux)")
+    auth = {"server_key": str(curve_keys / "server.key"),
+            "client_key": str(curve_keys / "secrets" / "alice.key_secret")} if keys else {}
+    server = FileLimitedBackend(FLOOD_FILES, *(("--keys", str(curve_keys)) if keys else ()))
+    socks = []
+    try:
+        socks = open_connections(server.endpoint, FLOOD_CONNECTIONS)
+        assert len(socks) == FLOOD_CONNECTIONS
+        assert logged(server, "the most the backend keeps", 10)
+        assert server.proc.poll() is None
+        assert pings_answered(server.endpoint, 3, 10, **auth) == 3
+        for sock in socks:
+            sock.close()
+        socks = []
+        time.sleep(1)
+        assert server.proc.poll() is None
+        assert pings_answered(server.endpoint, 3, 10, **auth) == 3
+    finally:
+        for sock in socks:
+            sock.close()
+        assert stop_time(server) < STOP_S
+    assert "Too many open files" not in server.log and "Traceback" not in server.log
 
 
 def test_the_memory_budget_refuses_a_job_that_would_not_fit():
