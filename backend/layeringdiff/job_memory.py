@@ -1,31 +1,71 @@
 """A job's peak memory, estimated before it starts, so the server refuses what would not fit its budget.
 
-The split's figures are measured: `python benchmarks/bench_job_memory.py` runs the benchmark scenes
-(objects filling 1024^2 to 4096^2 canvases, a small object on a 4096^2 canvas, box and mask hints, u8
-and f32 layers) through the server's job code and prints the measured peak beside this estimate. Run it
-again whenever the pipeline changes and update the constants here; the estimate must stay within 2x of
-every measured peak (above it, preferably: refusing a job that would fit is the cheaper mistake).
+A split's memory follows what it works on more than its canvas: the trimap's unknown band (matting), the object's
+crop (the layer method), the texture fill's working level and the mixed pixels, and these follow the selection's
+shape. So the estimate reads them from the request (split_work: the selection a few rows at a time, or the box),
+as the split would make them, cheaply: milliseconds and a few MB for a 4096^2 selection. A noise mask's band is
+its whole box; two far corner pixels make the crop the whole canvas and a hole too small for a reduced-size fill.
+
+The figures are measured: `python benchmarks/bench_job_memory.py` runs objects filling 1024^2 to 4096^2 canvases,
+a small object on a big one, box and mask hints, u8 and f32 layers, and shapes that stress the rest (noise,
+strips, corner pixels, islands, a thin line, a feathered ramp) through the server's job code and prints the
+measured peak beside this estimate. Run it again whenever the pipeline changes and update the constants here; the
+estimate must stay within 1.25x of every measured peak (above it, preferably: refusing a job that would fit is the
+cheaper mistake).
 """
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 from layering_protocol import Generate, Peel, Split
 
 from .errors import NotAvailable
+from .imaging.matting import MAX_UNKNOWN
+from .imaging.patchmatch import FEATURE_LEVELS_FINER, MAX_WORK_PIXELS, MIN_SOURCE_CENTRES, PATCH_RADIUS
+from .imaging.trimap import (
+    BAND_FRACTION,
+    BAND_MAX_PX,
+    BAND_MIN_PX,
+    FEATHER_BAND_PER_RAMP,
+    FEATHER_BAND_PX,
+    FEATHER_MIN_RAMP_PX,
+    FEATHER_RAMP_FREE_PX,
+    SOFT_HI,
+    SOFT_LO,
+)
 from .models import REGISTRY
-from .stages.split import CROP_MARGIN_PX
+from .stages.classical import HOLE_GROW_PX, TEXTURE_FROM_ALPHA
+from .stages.split import CROP_MARGIN_PX, DEFAULT_FILL
+from .wire import NP_DTYPES, SCALE, mask_channel
 
-# Offline split, RSS above the job's start (its input already received), fitted on the benchmark scenes (2 cores,
-# 2026-11-26, after the texture fill and the memory work of the big-canvas issue): the whole canvas's layers and
-# conversions, plus the work on the object's crop (matting, estimation, the fill), plus a wider input frame.
-SPLIT_FIXED_BYTES = 100 << 20
-SPLIT_CANVAS_BYTES_PER_PIXEL = 46
-SPLIT_CROP_BYTES_PER_PIXEL = 32
-WIDE_INPUT_BYTES_PER_BYTE = 1  # per byte of the layer's pixels beyond 8-bit RGBA (u16, f16, f32 layers)
+# Offline split: RSS above the job's start (its input received), fitted on benchmarks/bench_job_memory.py's shapes
+# (2 cores, 2026-12-05). The peak is the largest of three phases, each the canvas's own arrays (the layer and the mask
+# as float32, the trimap, alpha, the result's layers and frames) plus what that phase works on:
+#   matting: each unknown pixel of the trimap (its sparse system and factorisation, about 2 KB; past MAX_UNKNOWN the
+#            band is solved at reduced size) and each pixel of the band's box (index, image and guided-filter arrays);
+#   layers:  each pixel of the object's crop (foreground estimation, the background guess, the fill's full-size
+#            passes), of the texture fill's energy level and working level, and each patch there that overlaps the hole;
+#   output:  the result's full-size layers and frames, the crop's layers copied in, and the composition step's
+#            per-pixel work on the mixed pixels (0 < alpha < 1).
+MATTING_CANVAS_BYTES_PER_PIXEL = 28
+MATTING_BYTES_PER_UNKNOWN = 2080
+MATTING_BOX_BYTES_PER_PIXEL = 27
+LAYERS_FIXED_BYTES = 100 << 20
+LAYERS_CANVAS_BYTES_PER_PIXEL = 13
+LAYERS_CROP_BYTES_PER_PIXEL = 83
+FILL_ENERGY_BYTES_PER_PIXEL = 26
+FILL_LEVEL_BYTES_PER_PIXEL = 58
+FILL_TARGET_BYTES = 52
+OUTPUT_FIXED_BYTES = 90 << 20
+OUTPUT_CANVAS_BYTES_PER_PIXEL = 35
+OUTPUT_CROP_BYTES_PER_PIXEL = 51
+OUTPUT_MIXED_BYTES = 45
+WIDE_OUTPUT_BYTES_PER_BYTE = 2  # per byte of the layer beyond 8-bit RGBA (u16, f16, f32): the result's frames
 # A diffusion or vision model working at the job's size on the CPU (activations, VAE decoding): an allowance,
 # not measured here (no weights on the machines this was written on); on a GPU they live in its memory.
 MODEL_BYTES_PER_PIXEL = 3072
@@ -33,6 +73,7 @@ MODEL_BYTES_PER_PIXEL = 3072
 # its working memory, an allowance as above.
 FIXED_SIZE_MODEL_BYTES = {"lama": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
+MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
 
 
 @dataclass(frozen=True)
@@ -41,38 +82,249 @@ class Estimate:
     what: str  # "a 4096x4096 split" ...
 
 
-def split_bytes(pixels: int, crop_pixels: int | None = None, wide_bytes: int = 0) -> int:
+@dataclass(frozen=True)
+class SplitWork:
+    """What drives a split's memory beyond its canvas, in pixels, as read from the request before it runs."""
+
+    crop: int  # the object's box plus context: where the layer method works
+    unknown: int  # the trimap's unknown band (matting's system)
+    box: int  # the unknown band's box plus matting's margin
+    mixed: int = 0  # pixels of 0 < alpha < 1 (the composition step's per-pixel work): the band, or the soft pixels
+    energy: int = 0  # the texture fill's texture-energy level (0: no texture fill)
+    level: int = 0  # the texture fill's working level, where the patch search runs (0: none)
+    targets: int = 0  # the patches there that overlap the hole
+
+
+def split_bytes(pixels: int, crop_pixels: int | None = None, wide_bytes: int = 0,
+                work: SplitWork | None = None) -> int:
     """A split of a canvas of `pixels` whose object's box (plus context) has `crop_pixels` (None: the canvas);
-    `wide_bytes`: bytes of the layer's frame beyond 8-bit RGBA."""
+    `wide_bytes`: bytes of the layer's frame beyond 8-bit RGBA; `work`: what the request says of the band and the
+    fill (mask_work, object_work), else an object filling its crop (object_work)."""
     crop = pixels if crop_pixels is None else min(pixels, crop_pixels)
-    return (SPLIT_FIXED_BYTES + SPLIT_CANVAS_BYTES_PER_PIXEL * pixels + SPLIT_CROP_BYTES_PER_PIXEL * crop
-            + WIDE_INPUT_BYTES_PER_BYTE * wide_bytes)
+    if work is None:
+        work = object_in_crop(crop)
+    matting = (MATTING_CANVAS_BYTES_PER_PIXEL * pixels + MATTING_BYTES_PER_UNKNOWN * min(work.unknown, MAX_UNKNOWN)
+               + MATTING_BOX_BYTES_PER_PIXEL * work.box)
+    layers = (LAYERS_FIXED_BYTES + LAYERS_CANVAS_BYTES_PER_PIXEL * pixels + LAYERS_CROP_BYTES_PER_PIXEL * work.crop
+              + FILL_ENERGY_BYTES_PER_PIXEL * work.energy + FILL_LEVEL_BYTES_PER_PIXEL * work.level
+              + FILL_TARGET_BYTES * work.targets)
+    output = (OUTPUT_FIXED_BYTES + OUTPUT_CANVAS_BYTES_PER_PIXEL * pixels + OUTPUT_CROP_BYTES_PER_PIXEL * work.crop
+              + OUTPUT_MIXED_BYTES * min(work.mixed, work.crop) + WIDE_OUTPUT_BYTES_PER_BYTE * wide_bytes)
+    return max(matting, layers, output)
 
 
-def crop_pixels(message: Any) -> int | None:
-    """Pixels of the object's box plus context, from the hint (a selection's bounding box, or the box); None when
-    the whole canvas is worked on (a phrase, or a selection that cannot be read)."""
+def split_work(message: Any) -> SplitWork | None:
+    """What the split of a Split/Peel request will work on, from its selection or its box; None when the
+    whole canvas is worked on by a model's mask (a phrase) or the selection cannot be read."""
     w, h = message.image.width, message.image.height
+    options = message.options or {}
+    exact = options.get("alpha_mode") == "mask"
+    band = options.get("band") if isinstance(options.get("band"), int) else None
+    fill = options.get("fill", DEFAULT_FILL)
     if message.box is not None and len(message.box) == 4:
         x0, y0, x1, y1 = (int(v) for v in message.box)
-        return _grown(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), w, h)
+        x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+        y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+        return object_work(x0, y0, x1, y1, w, h, band, exact, fill)
     mask = message.mask
-    if mask is None or mask.dtype != "u8" or (mask.width, mask.height) != (w, h):
+    if mask is None or mask.dtype not in NP_DTYPES or (mask.width, mask.height) != (w, h) or \
+            memoryview(mask.data).nbytes != mask.expected_nbytes:
         return None
-    import numpy as np  # the server has it; a 4096^2 selection is scanned in milliseconds
-
-    from .wire import mask_channel
-
-    data = np.frombuffer(mask.data, np.uint8).reshape(h, w, mask.channels)[..., mask_channel(mask.order)]
-    rows, cols = np.flatnonzero(data.any(axis=1)), np.flatnonzero(data.any(axis=0))
-    if rows.size == 0:
-        return 0
-    return _grown(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1, w, h)
+    data = np.frombuffer(mask.data, NP_DTYPES[mask.dtype]).reshape(h, w, mask.channels)[..., mask_channel(mask.order)]
+    return mask_work(data, band, exact, fill, SCALE[mask.dtype])
 
 
-def _grown(x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> int:
-    m = CROP_MARGIN_PX
-    return max(0, min(w, x1 + m) - max(0, x0 - m)) * max(0, min(h, y1 + m) - max(0, y0 - m))
+def mask_work(mask: np.ndarray, band: int | None = None, exact: bool = False, fill: str = DEFAULT_FILL,
+              scale: float = 255.0) -> SplitWork:
+    """What a split works on for a selection (HxW, 1.0 at `scale`: a u8 frame's channel), read a few rows at a
+    time: its bounding box grown by the band and the context (the crop, matting's box), the unknown band as the
+    trimap would make it (band_radius from its area and ramp; the pixels that near its edge, plus its soft pixels
+    unless feathered), the mixed pixels, and the texture fill's levels (the hole's size sets its working level; a
+    level whose source, the pixels the selection leaves clear, holds no whole patch is skipped, as the fill skips
+    it). `band`: the band option; `exact`: alpha_mode "mask" (no matting)."""
+    h, w = mask.shape
+    if mask.dtype.kind in "ui":  # the split's thresholds on values / scale, as integers of the frame
+        half, lo, hi, fill_from = (int(np.ceil(0.5 * scale)), int(np.floor(SOFT_LO * scale)) + 1,
+                                   int(np.ceil(SOFT_HI * scale)) - 1, int(np.ceil(TEXTURE_FROM_ALPHA * scale)))
+    else:
+        half, lo, hi, fill_from = 0.5 * scale, np.nextafter(SOFT_LO * scale, np.inf), \
+            np.nextafter(SOFT_HI * scale, -np.inf), TEXTURE_FROM_ALPHA * scale
+    # rows and columns with any pixel selected at all, beyond the soft threshold, at least half
+    spans = {name: (np.zeros(h, bool), np.zeros(w, bool)) for name in ("any", "kept", "hard")}
+    hard = soft = hole = edges = 0
+    # blocks of 2x2 pixels: with a pixel of the hard selection, with a soft pixel, with an edge pixel of the hard one
+    hard_blocks, soft_blocks, edge_blocks = (np.zeros(((h + 1) // 2, (w + 1) // 2), bool) for _ in range(3))
+    last = None
+    for y in range(0, h, MASK_ROWS):  # MASK_ROWS is even: the blocks of two rows stay whole
+        part = mask[y:y + MASK_ROWS]
+        n = part.shape[0]
+        on = part >= half
+        for name, selected in (("any", part > 0), ("kept", part >= lo), ("hard", on)):
+            spans[name][0][y:y + n] = selected.any(axis=1)
+            spans[name][1][:] |= selected.any(axis=0)
+        hard += np.count_nonzero(on)
+        mixed = (part >= lo) & (part <= hi)
+        soft += np.count_nonzero(mixed)
+        hole += np.count_nonzero(part >= fill_from)
+        edge = np.zeros(on.shape, bool)  # the pixel after each change of the hard selection, along x or y
+        np.not_equal(on[:, 1:], on[:, :-1], out=edge[:, 1:])
+        down = on[1:] != on[:-1]
+        edge[1:] |= down
+        edges += np.count_nonzero(edge[:, 1:]) + np.count_nonzero(down)
+        if last is not None:
+            across = on[0] != last
+            edge[0] |= across
+            edges += np.count_nonzero(across)
+        last = on[-1]
+        block = slice(y // 2, (y + n + 1) // 2)
+        hard_blocks[block], soft_blocks[block], edge_blocks[block] = _pool(on), _pool(mixed), _pool(edge)
+    hard, soft, hole, edges = int(hard), int(soft), int(hole), int(edges)
+    feathered = False
+    if exact:
+        r = 0
+    elif band is not None:
+        r = max(1, int(band))
+    else:  # trimap.band_radius, the contour's length from its edge pixels (L1 length: pi/4 on average)
+        ramp = soft / (edges * np.pi / 4) if edges else 0.0
+        feathered = ramp >= FEATHER_MIN_RAMP_PX
+        radius = BAND_FRACTION * np.sqrt(hard)
+        if feathered:
+            radius = max(radius, FEATHER_BAND_PX + FEATHER_BAND_PER_RAMP * max(0.0, ramp - FEATHER_RAMP_FREE_PX))
+        r = int(np.clip(round(radius), BAND_MIN_PX, BAND_MAX_PX))
+    # where alpha can be above 0: the selection itself (exact), else the trimap's: a feathered selection's band
+    # replaces its ramp, an unfeathered one's soft pixels are unknown
+    rows, cols = spans["any" if exact else "hard" if feathered else "kept"]
+    if not rows.any():
+        return SplitWork(0, 0, 0)  # an empty selection: refused before any work
+    y0, y1 = np.flatnonzero(rows)[[0, -1]]
+    x0, x1 = np.flatnonzero(cols)[[0, -1]]
+    box = _grown(x0, y0, x1 + 1, y1 + 1, w, h, r)
+    crop = _grown(x0, y0, x1 + 1, y1 + 1, w, h, r + CROP_MARGIN_PX)
+    unknown = 0 if exact else min(_area(box), _band_pixels(edge_blocks, None if feathered else soft_blocks, r))
+    work = SplitWork(_area(crop), unknown, 0 if exact else _area(crop), min(soft, _area(crop)) if exact else unknown)
+    if fill != "texture" or hole == 0:
+        return work
+    hole += edges * HOLE_GROW_PX  # grown by HOLE_GROW_PX all round
+    finest = _finest_level(hole)
+    work = replace(work, energy=_at_level(work.crop, finest - FEATURE_LEVELS_FINER))
+    # the fill's source (alpha < SOURCE_ALPHA): outside the selection, its feathered ramp but for the band included
+    levels = [hard_blocks if feathered and not exact else hard_blocks | soft_blocks]
+    for _ in range(1, finest):
+        levels.append(_pool(levels[-1]))
+    for k in range(finest, -1, -1):  # the fill's working level: its planned one, else the first finer with source
+        if k:
+            centres = _source_centres(levels[k - 1], k, crop)
+        else:
+            centres = _clear_pixels(mask, crop, half if feathered and not exact else lo)
+        if centres >= MIN_SOURCE_CENTRES:
+            level = _at_level(work.crop, k)
+            return replace(work, level=level, targets=min(level, _targets(hole, edges, k)))
+    return work  # no level holds a whole patch of source: the fill keeps its guess
+
+
+def object_work(x0: int, y0: int, x1: int, y1: int, w: int, h: int, band: int | None = None, exact: bool = False,
+                fill: str = DEFAULT_FILL) -> SplitWork:
+    """What a split works on for an object in a box (a box hint: what GrabCut will find is not known yet), taken as
+    the ellipse inscribed in the box: its area sets the band's width and the fill's level, its edge the band."""
+    bw, bh = max(1, x1 - x0), max(1, y1 - y0)
+    r = 0 if exact else max(1, int(band)) if band is not None else int(
+        np.clip(round(BAND_FRACTION * np.sqrt(np.pi / 4 * bw * bh)), BAND_MIN_PX, BAND_MAX_PX))
+    crop = _area(_grown(x0, y0, x1, y1, w, h, r + CROP_MARGIN_PX))
+    box = _area(_grown(x0, y0, x1, y1, w, h, r))
+    unknown = 0 if exact else min(box, 2 * (bw + bh) * (2 * r + 1))
+    work = SplitWork(crop, unknown, 0 if exact else crop, unknown)
+    if fill != "texture":
+        return work
+    edges = 2 * (bw + bh)
+    hole = np.pi / 4 * bw * bh + edges * HOLE_GROW_PX
+    finest = _finest_level(hole)
+    level = _at_level(crop, finest)
+    return replace(work, energy=_at_level(crop, finest - FEATURE_LEVELS_FINER), level=level,
+                   targets=min(level, _targets(hole, edges, finest)))
+
+
+def object_in_crop(crop: int, fill: str = DEFAULT_FILL) -> SplitWork:
+    """An object filling a square crop of `crop` pixels but for the context around it (a header-only estimate)."""
+    side = max(1, round(np.sqrt(crop)) - 2 * CROP_MARGIN_PX)
+    work = object_work(0, 0, side, side, side, side, fill=fill)
+    return replace(work, crop=crop, box=crop)
+
+
+def _band_pixels(edge: np.ndarray, soft: np.ndarray | None, r: int) -> int:
+    """Pixels within `r` of the hard selection's edge (trimap_from_mask's band), and the soft ones if given, counted
+    on blocks (of 2x2 pixels in `edge` and `soft`; merged up to blocks of r / 16 to r / 8 for a wide band): the blocks
+    within r of a block with an edge pixel (a band of a few pixels: a block's width either side of its edge)."""
+    size = 2
+    while size * 16 <= r:
+        edge, soft, size = _pool(edge), None if soft is None else _pool(soft), size * 2
+    if not edge.any():
+        band = np.zeros(edge.shape, bool)
+    else:
+        far = cv2.distanceTransform((~edge).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        reach = r / size
+        band = far <= (reach - 0.5 if reach >= 2 else reach)  # from block centres; a narrow band: its blocks whole
+    if soft is not None:
+        band |= soft
+    return int(np.count_nonzero(band)) * size * size
+
+
+def _pool(a: np.ndarray) -> np.ndarray:
+    """Blocks of 2x2 with any pixel set (the last row / column of an odd size alone)."""
+    h, w = a.shape
+    if h % 2 or w % 2:
+        a = np.pad(a, ((0, h % 2), (0, w % 2)))
+    return a[0::2, 0::2] | a[1::2, 0::2] | a[0::2, 1::2] | a[1::2, 1::2]
+
+
+def _source_centres(pooled: np.ndarray, k: int, crop: tuple[int, int, int, int]) -> int:
+    """The fill's whole-patch source centres at level k >= 1 (patchmatch._Level.valid): blocks of 2^k pixels of the
+    crop, none of them selected, farther than the patch radius plus the hole's growth from a selected block.
+    `pooled`: blocks of 2^k with any selected pixel."""
+    size = 2 ** k
+    x0, y0, x1, y1 = crop
+    sub = pooled[y0 // size:-(-y1 // size), x0 // size:-(-x1 // size)].view(np.uint8)
+    reach = PATCH_RADIUS + -(-HOLE_GROW_PX // size)
+    taken = cv2.dilate(sub, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    inner = taken[PATCH_RADIUS:taken.shape[0] - PATCH_RADIUS, PATCH_RADIUS:taken.shape[1] - PATCH_RADIUS]
+    return int(inner.size - np.count_nonzero(inner))
+
+
+def _clear_pixels(mask: np.ndarray, crop: tuple[int, int, int, int], selected: float) -> int:
+    """The fill's source centres at full size: pixels of the crop (less the patch radius at its border) with no
+    pixel of the mask at `selected` or above within the patch radius plus the hole's growth, a few rows at a time."""
+    x0, y0, x1, y1 = crop
+    reach, edge = PATCH_RADIUS + HOLE_GROW_PX, PATCH_RADIUS
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    clear = 0
+    for y in range(y0 + edge, y1 - edge, MASK_ROWS):
+        y_end = min(y + MASK_ROWS, y1 - edge)
+        top, bottom = max(y0, y - reach), min(y1, y_end + reach)
+        taken = cv2.dilate((mask[top:bottom, x0:x1] >= selected).view(np.uint8), kernel)
+        inner = taken[y - top:y_end - top, edge:x1 - x0 - edge]
+        clear += inner.size - np.count_nonzero(inner)
+    return int(clear)
+
+
+def _targets(hole: float, edges: int, k: int) -> int:
+    """Pixels of level k whose patch overlaps the hole (`hole` pixels, its edge `edges` long at full size)."""
+    return int((hole + edges * PATCH_RADIUS * 2 ** k) / 4 ** k)
+
+
+def _finest_level(hole: float) -> int:
+    """patchmatch._plan: the finest level keeps at most MAX_WORK_PIXELS pixels of the hole."""
+    return max(0, int(np.ceil(0.5 * np.log2(max(hole, 1) / MAX_WORK_PIXELS))))
+
+
+def _at_level(pixels: int, k: int) -> int:
+    return -(-pixels // 4 ** max(0, k))
+
+
+def _grown(x0: int, y0: int, x1: int, y1: int, w: int, h: int, m: int) -> tuple[int, int, int, int]:
+    return max(0, int(x0) - m), max(0, int(y0) - m), min(w, int(x1) + m), min(h, int(y1) + m)
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
@@ -144,8 +396,9 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
         image = message.image
         w, h = image.width, image.height
         wide = max(0, image.expected_nbytes - 4 * w * h)
-        crop = None if whole else crop_pixels(message)  # stage 2 and generative layering see it all
-        return Estimate(split_bytes(w * h, crop, wide) + models, f"a {w}x{h} {message.TYPE}")
+        work = None if whole else split_work(message)  # stage 2 and generative layering see it all
+        return Estimate(split_bytes(w * h, None if work is None else work.crop, wide, work) + models,
+                        f"a {w}x{h} {message.TYPE}")
     return Estimate(0, type(message).__name__)
 
 

@@ -441,21 +441,30 @@ def _square(radius: int) -> np.ndarray:
     return np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
 
 
-class _Level:
-    """One pyramid level: the image, its hole, the patch centres to match and the valid exemplar centres."""
+def _valid_centres(hole: np.ndarray, source: np.ndarray, r: int) -> np.ndarray:
+    """Centres of the patches that lie wholly in the source, outside the hole and inside the image."""
+    h, w = hole.shape
+    valid = cv2.erode((source & ~hole).astype(np.uint8), _square(r), borderValue=0) > 0
+    valid[:r] = valid[h - r:] = False
+    valid[:, :r] = valid[:, w - r:] = False
+    return valid
 
-    def __init__(self, image: np.ndarray, hole: np.ndarray, source: np.ndarray, r: int, n_vote: int = 0) -> None:
+
+class _Level:
+    """One pyramid level: the image, its hole, the patch centres to match and the valid exemplar centres.
+    `image` (float32, C order) is the level's own: the vote writes into it (a copy is taken of any other)."""
+
+    def __init__(self, image: np.ndarray, hole: np.ndarray, source: np.ndarray, r: int, n_vote: int = 0,
+                 valid: np.ndarray | None = None) -> None:
         h, w = hole.shape
         self.n_vote = n_vote or image.shape[2]  # channels rebuilt by the vote; the rest guide the matching
-        self.image = np.array(image, np.float32, order="C")  # a copy: the vote writes into it
+        self.image = np.ascontiguousarray(image, np.float32)  # memory: at full size a 7-channel copy is 28 B a pixel
         self.hole = hole
-        self.hy, self.hx = (a.astype(np.int64) for a in np.nonzero(hole))
+        self.hy, self.hx = (a.astype(np.int64, copy=False) for a in np.nonzero(hole))
         targets = cv2.dilate(hole.astype(np.uint8), _square(r)) > 0  # every patch that overlaps the hole
-        self.ty, self.tx = (a.astype(np.int64) for a in np.nonzero(targets))
-        inside = np.zeros((h, w), bool)
-        inside[r:h - r, r:w - r] = True
-        self.valid = (cv2.erode((source & ~hole).astype(np.uint8), _square(r), borderValue=0) > 0) & inside
-        self.vy, self.vx = (a.astype(np.int64) for a in np.nonzero(self.valid))
+        self.ty, self.tx = (a.astype(np.int64, copy=False) for a in np.nonzero(targets))
+        self.valid = _valid_centres(hole, source, r) if valid is None else valid
+        self.vy, self.vx = (a.astype(np.int64, copy=False) for a in np.nonzero(self.valid))
         self.nny = np.full((h, w), -1, np.int64)
         self.nnx = np.full((h, w), -1, np.int64)
         self.dist = np.zeros((h, w), np.float64)
@@ -561,14 +570,16 @@ def complete(image: np.ndarray, hole: np.ndarray, source: np.ndarray | None = No
         if k < finest and prev is not None:
             break
         img, hl, sr = pyramid[k]
-        if k not in energies:  # a start finer than the energy's level (a thin band of source)
-            energies[k] = cv2.resize(energy, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-        guide = GUIDE_WEIGHT * cv2.GaussianBlur(img, (0, 0), GUIDE_SIGMA).reshape(img.shape)
-        level = _Level(np.dstack([img, energies[k], guide]), hl, sr, r, channels + 1)
-        if level.vy.size < MIN_SOURCE_CENTRES:
+        valid = _valid_centres(hl, sr, r)  # memory: before the level's arrays, which a level without source skips
+        if np.count_nonzero(valid) < MIN_SOURCE_CENTRES:
             if prev is None:
                 continue  # a thin band of source vanishes at coarse levels: start finer
             break
+        if k not in energies:  # a start finer than the energy's level (a thin band of source)
+            energies[k] = cv2.resize(energy, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        guide = GUIDE_WEIGHT * cv2.GaussianBlur(img, (0, 0), GUIDE_SIGMA).reshape(img.shape)
+        level = _Level(np.dstack([img, energies[k], guide]), hl, sr, r, channels + 1, valid)
+        del guide
         if prev is None:
             _random_init(level.ty, level.tx, level.vy, level.vx, level.nny, level.nnx, seed)
             _onion_init(level.image, level.hole, level.valid, level.vy, level.vx, level.nny, level.nnx, r, seed,
