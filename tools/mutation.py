@@ -15,7 +15,7 @@ this repository keeps three packages in three folders; so each module runs in it
 module's [tool.mutmut] section added. Results are kept there: a rerun tests only the functions that changed.
 Survivors kept on purpose are listed in tools/mutation_kept.txt, each with a one-line reason (an equivalent
 mutant, or not worth a test); the table counts them apart, and --survivors shows only the unexplained ones.
-Needs `pip install -e '.[mutation]'`. Not part of .ci/run (about an hour for all modules on 2 cores).
+Needs `pip install -e '.[mutation]'`. Not part of .ci/run (hours for all modules on 2 cores).
 """
 
 import argparse
@@ -139,15 +139,17 @@ def statuses(name: str, target: Target) -> dict[str, str]:
 
 def table(names: list[str]) -> str:
     reasons = kept()
-    rows = ["| module | mutants | killed | timeout | survived: kept with a reason | unexplained | no tests | "
+    rows = ["| module | mutants | killed | timeout | survived or no tests: kept with a reason | unexplained | no tests (of them) | "
             "killed share |", "|---|---|---|---|---|---|---|---|"]
     for name in names:
         found = statuses(name, MODULES[name])
         count = {s: sum(1 for v in found.values() if v == s) for s in ("killed", "timeout", "survived", "no tests")}
         with_reason = sum(1 for k, v in found.items() if v in ("survived", "no tests") and explained(k, reasons))
         unexplained = count["survived"] + count["no tests"] - with_reason
-        total = len(found)
+        pending = sum(1 for v in found.values() if v == "not checked")  # a run stopped part-way
+        total = len(found) - pending
         share = f"{100 * (count['killed'] + count['timeout']) / total:.0f}%" if total else "not run"
+        share += f" ({pending} not run yet)" if pending else ""
         rows.append(f"| {name} | {total} | {count['killed']} | {count['timeout']} | {with_reason} | {unexplained} | "
                     f"{count['no tests']} | {share} |")
     return "\n".join(rows)
