@@ -12,12 +12,15 @@ import pytest
 
 
 @contextlib.contextmanager
-def in_process_server(config=None):
+def in_process_server(config=None, **limits):
     """A Server bound on loopback in this process, its loop in a thread (for tests that patch its job runner);
-    yields the endpoint, and stops and closes it after."""
+    `limits` replace fields of its Limits. Yields the endpoint, and stops and closes it after."""
+    import dataclasses
+
     from layeringdiff.server import Server
 
     server = Server(config)
+    server.limits = dataclasses.replace(server.limits, **limits)
     endpoint = server.bind()
     loop = threading.Thread(target=server.loop, daemon=True)
     loop.start()

@@ -4,9 +4,6 @@ The server runs in this process with a job runner that holds the worker until it
 server stops), so which jobs run and which wait is certain.
 """
 
-import contextlib
-import dataclasses
-import threading
 import time
 from typing import Any
 
@@ -15,8 +12,9 @@ import pytest
 from layering_protocol import Accepted, Cancel, Cancelled, Error, ErrorCode, Progress, Split, encode
 from layeringdiff.client import Client
 from layeringdiff.limits import CLIENT_JOBS
-from layeringdiff.server import Server, ServerConfig
+from layeringdiff.server import ServerConfig
 
+from tests.conftest import in_process_server
 from tests.integration.test_server import layer_and_mask
 
 HELD_S = 60.0
@@ -34,23 +32,6 @@ def held(message: Any, progress: Any, models: Any) -> Any:
 @pytest.fixture
 def holding(monkeypatch):
     monkeypatch.setattr(server_module, "run_job", held)
-
-
-@contextlib.contextmanager
-def serving(config: ServerConfig | None = None, **limits: Any):
-    """A bound Server with its loop in a thread (as tests/conftest.py's in_process_server); `limits` replace
-    fields of its Limits."""
-    server = Server(config)
-    server.limits = dataclasses.replace(server.limits, **limits)
-    endpoint = server.bind()
-    loop = threading.Thread(target=server.loop, daemon=True)
-    loop.start()
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-        loop.join(5)
-        server.close()
 
 
 def layer() -> Split:
@@ -94,7 +75,7 @@ def test_cancelled_queued_jobs_count_no_more_at_once(holding):
     `cancelled` at once, while the first still runs, and three new jobs take their places, of this client's
     limit and of the backend's."""
     assert CLIENT_JOBS == 4
-    with serving(ServerConfig(max_jobs=6)) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+    with in_process_server(ServerConfig(max_jobs=6)) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
         jobs = [submit(c) for _ in range(CLIENT_JOBS)]
         started(c, jobs[0][0])
         assert all(isinstance(reply, Accepted) for _, reply in jobs)
@@ -117,7 +98,7 @@ def test_cancelled_queued_jobs_count_no_more_at_once(holding):
 
 def test_a_cancelled_job_gives_its_queued_bytes_back_at_once(holding):
     one = sum(memoryview(f).nbytes for f in encode(layer(), "x" * 32))  # a job's bytes, as client.send sends it
-    with serving(queued_input=one + one // 2) as endpoint, Client(endpoint) as c:
+    with in_process_server(queued_input=one + one // 2) as endpoint, Client(endpoint) as c:
         running = submit(c)
         started(c, running[0])
         waiting = submit(c)
@@ -131,7 +112,7 @@ def test_a_cancelled_job_gives_its_queued_bytes_back_at_once(holding):
 def test_a_job_id_is_free_again_once_its_job_is_answered(holding):
     """Cancelled while waiting, cancelled while running, and reused at once each time; an id still in use is
     refused."""
-    with serving() as endpoint, Client(endpoint) as c:
+    with in_process_server() as endpoint, Client(endpoint) as c:
         assert isinstance(submit(c, "running")[1], Accepted)
         started(c, "running")
         for _ in range(3):
@@ -147,7 +128,7 @@ def test_a_job_id_is_free_again_once_its_job_is_answered(holding):
 def test_job_ids_are_each_clients_own(holding):
     """Another client's job id answers exactly as an id that nobody uses: it can be used again, and a cancel
     of it is `unknown_job` and leaves that job alone."""
-    with serving() as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+    with in_process_server() as endpoint, Client(endpoint) as c, Client(endpoint) as other:
         assert isinstance(submit(c, "mine")[1], Accepted)
         assert isinstance(submit(c, "second")[1], Accepted)
         unknown = cancel(other, "nobody-has-it")

@@ -125,6 +125,13 @@ def shown(mk, doc):
     return doc
 
 
+def ready(mk):
+    """The document with its 'photo' layer, in the active view, and a bridge to it."""
+    doc, layer = setup_doc(mk)
+    shown(mk, doc)
+    return doc, layer, bridge_for(mk)
+
+
 def tree(node):
     return [(n.name(), n.visible()) for n in node.childNodes()]
 
@@ -134,9 +141,7 @@ def whole_tree(node):
 
 
 def test_split_then_peel_keep_the_picture_at_every_undo_step(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     picture = doc.projection()
     assert picture[4:14, 5:25, 3].min() == 1 and picture[..., 3].sum() == 200  # the layer, and only it
@@ -189,9 +194,7 @@ def test_split_then_peel_keep_the_picture_at_every_undo_step(fake_krita):
 
 
 def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     picture = doc.projection()
     px = bridge.read_active_layer(doc)
     bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
@@ -205,9 +208,7 @@ def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
 @pytest.mark.parametrize("kind", ["split", "peel"])
 def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
     """Krita keeps a limited undo history: once full, each new step drops the oldest and the index stands still."""
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     if kind == "peel":
         px = bridge.read_active_layer(doc)
         bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
@@ -235,9 +236,7 @@ def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
      "Switch to the document 't'"),
 ])
 def test_undo_split_refuses_when_the_document_changed_since(fake_krita, change, words):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), "cat"), result(20, 10))
     change(doc, fake_krita)
     with pytest.raises(UserError, match=words):
@@ -324,9 +323,7 @@ def test_peel_is_offered_only_on_a_background_a_split_left(fake_krita):
 
 
 def test_splitting_a_background_names_a_new_group_without_repeating_words(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     bridge.apply_split(Job("1", "split", doc, bridge.read_active_layer(doc), ""), result(20, 10))
     bg_px = bridge.read_active_layer(doc)
     bridge.apply_split(Job("2", "split", doc, bg_px, ""), result(20, 10))
@@ -336,9 +333,7 @@ def test_splitting_a_background_names_a_new_group_without_repeating_words(fake_k
 
 
 def test_the_group_name_is_never_one_the_document_has(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     for i in range(2):
         doc.setActiveNode(layer)
         layer.setVisible(True)
@@ -347,9 +342,7 @@ def test_the_group_name_is_never_one_the_document_has(fake_krita):
 
 
 def test_refused_pixels_leave_the_document_unchanged(fake_krita, monkeypatch):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     monkeypatch.setattr(fake_krita.Node, "setPixelData", lambda self, *a: False)
     with pytest.raises(UserError, match="unchanged"):
@@ -359,9 +352,7 @@ def test_refused_pixels_leave_the_document_unchanged(fake_krita, monkeypatch):
 
 
 def test_a_source_deleted_during_the_job_is_reported(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     layer.remove()
     with pytest.raises(UserError, match="was deleted"):
@@ -452,9 +443,7 @@ def test_a_guide_of_one_pixel_at_the_areas_edge_is_read(fake_krita, rect):
     (lambda n, d: n.setColorLabel(2), False),
 ])
 def test_a_peel_keeps_a_group_only_for_a_look_the_layers_inside_cannot_carry(fake_krita, look, grouped):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     look(doc.activeNode(), doc)
     bg_px = bridge.read_active_layer(doc)
@@ -532,9 +521,7 @@ def test_a_generated_document_is_shown_ready_to_peel_and_closing_it_is_its_undo(
 
 
 def test_peel_of_a_hidden_background_adds_hidden_layers_with_its_label(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
     background = doc.activeNode()
@@ -574,9 +561,7 @@ def split_photo(mk, bridge, doc):
 ])
 def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, message):
     """The whole message the artist reads, for each reason (the words matter: they say what to do instead)."""
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     if case == "one undo of one":
         layer.setVisible(False)  # nothing to hide: the split is one step
     if case != "nothing":
@@ -612,9 +597,7 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
 def test_a_source_krita_would_not_hide_with_undo_is_shown_again_by_undo_split(fake_krita, monkeypatch):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     picture = doc.projection()
     monkeypatch.setattr(KritaBridge, "_select_only", lambda self, *a: False)  # e.g. several layers stay selected
     _, text = split_photo(fake_krita, bridge, doc)
@@ -628,9 +611,7 @@ def test_a_source_krita_would_not_hide_with_undo_is_shown_again_by_undo_split(fa
 
 
 def test_undo_peel_and_undo_generate_give_back_the_picture_and_the_active_layer(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     background, picture, before = doc.activeNode(), doc.projection(), whole_tree(doc.rootNode())
     bg_px = bridge.read_active_layer(doc)
@@ -653,9 +634,7 @@ def test_undo_peel_and_undo_generate_give_back_the_picture_and_the_active_layer(
 
 
 def test_generated_groups_never_repeat_a_name_and_without_a_phrase_say_generated(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     image = Image(40, 30, "BGRA", "u8", painting(40, 30, 3).tobytes())
     for job in (Job("1", "generate", doc, None, "", size=(40, 30)), Job("2", "generate", doc, None, "", size=(40, 30))):
         bridge.apply_generate(job, Result("job", image, image, Image(40, 30, "L", "u8", bytes(1200))))
@@ -664,9 +643,7 @@ def test_generated_groups_never_repeat_a_name_and_without_a_phrase_say_generated
 
 
 def test_a_peel_that_keeps_its_own_group_says_so_and_takes_back_in_two_steps(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     doc.activeNode().setOpacity(100)
     bg_px = bridge.read_active_layer(doc)
@@ -684,9 +661,7 @@ def test_a_peel_that_keeps_its_own_group_says_so_and_takes_back_in_two_steps(fak
 def test_a_peel_krita_would_not_hide_names_undo_peel(fake_krita, monkeypatch):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     background = doc.activeNode()
     monkeypatch.setattr(KritaBridge, "_select_only", lambda self, *a: False)
@@ -702,9 +677,7 @@ def test_a_peel_krita_would_not_hide_names_undo_peel(fake_krita, monkeypatch):
 def test_the_new_background_is_made_active_again_after_kritas_queued_signals(fake_krita):
     """Krita activates each new layer from queued signals after the call returns: the bridge activates the
     background again from a timer, unless its document was closed meanwhile."""
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     background = doc.activeNode()
     doc.setActiveNode(doc.rootNode().childNodes()[1].childNodes()[1])  # what Krita's queued signals do
@@ -735,9 +708,7 @@ def test_a_multi_selection_is_narrowed_to_the_source_before_hiding_it(fake_krita
 def test_when_krita_will_not_select_or_ungroup_the_peel_stays_in_its_group(fake_krita, monkeypatch):
     from layeringdiff_krita.krita_bridge import KritaBridge
 
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     picture = doc.projection()
     real_trigger = fake_krita.Action.trigger
@@ -755,9 +726,7 @@ def test_when_krita_will_not_select_or_ungroup_the_peel_stays_in_its_group(fake_
 
 
 def test_layers_krita_did_not_insert_leave_the_document_unchanged(fake_krita, monkeypatch):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     monkeypatch.setattr(fake_krita.Node, "addChildNode", lambda self, child, above: True)
     with pytest.raises(UserError) as caught:
@@ -768,9 +737,7 @@ def test_layers_krita_did_not_insert_leave_the_document_unchanged(fake_krita, mo
 
 @pytest.mark.parametrize("kind", ["split", "peel"])
 def test_a_source_deleted_during_the_job_is_named(fake_krita, kind):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     if kind == "peel":
         split_photo(fake_krita, bridge, doc)
     px = bridge.read_active_layer(doc)
@@ -802,9 +769,7 @@ def test_krita_without_layer_styles_in_its_api_still_splits_and_peels_flat(fake_
     """Krita before 5.2 has no layerStyleToAsl: no style to carry, and no group kept for one."""
     monkeypatch.delattr(fake_krita.Node, "layerStyleToAsl")
     monkeypatch.delattr(fake_krita.Node, "setLayerStyleFromAsl")
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     bg_px = bridge.read_active_layer(doc)
     text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
@@ -812,9 +777,7 @@ def test_krita_without_layer_styles_in_its_api_still_splits_and_peels_flat(fake_
 
 
 def test_peeled_layers_never_take_a_name_the_group_has(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     group = doc.rootNode().childNodes()[1]
     group._attach(doc.createNode("2 ball", "paintlayer"), 0)  # the artist's own layer, named as a peel would be
@@ -863,9 +826,7 @@ def test_a_layer_is_read_over_its_part_inside_the_canvas(fake_krita, rect, read)
 
 
 def test_refusals_after_a_generate_or_a_peel_name_it(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     image = Image(40, 30, "BGRA", "u8", painting(40, 30, 3).tobytes())
     bridge.apply_generate(Job("1", "generate", doc, None, "fox", size=(40, 30)),
                           Result("job", image, image, Image(40, 30, "L", "u8", bytes(1200))))
@@ -883,9 +844,7 @@ def test_a_generated_document_has_the_printing_resolution_and_the_default_profil
 
 
 def test_no_active_layer_when_the_result_arrives_is_fine(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
     doc.active = None  # the artist clicked away from every layer while the job ran
     bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
@@ -912,9 +871,7 @@ def test_a_layer_moved_out_of_its_group_without_undo_is_noticed(fake_krita):
 
 
 def test_a_multi_selection_is_narrowed_for_a_peel_too(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     background = doc.activeNode()
     sibling = doc.rootNode().childNodes()[1].childNodes()[1]
@@ -926,9 +883,7 @@ def test_a_multi_selection_is_narrowed_for_a_peel_too(fake_krita):
 
 
 def test_a_hidden_background_with_a_look_is_peeled_into_a_hidden_group_of_visible_layers(fake_krita):
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    bridge = bridge_for(fake_krita)
+    doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
     background = doc.activeNode()
     background.setOpacity(100)
