@@ -139,8 +139,8 @@ def statuses(name: str, target: Target) -> dict[str, str]:
 
 def table(names: list[str]) -> str:
     reasons = kept()
-    rows = ["| module | mutants | killed | timeout | survived or no tests: kept with a reason | unexplained | no tests (of them) | "
-            "killed share |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | killed | timeout | survived or no tests: kept with a reason | unexplained | "
+            "no tests (of them) | killed share |", "|---|---|---|---|---|---|---|---|"]
     for name in names:
         found = statuses(name, MODULES[name])
         count = {s: sum(1 for v in found.values() if v == s) for s in ("killed", "timeout", "survived", "no tests")}
