@@ -68,3 +68,56 @@ def test_box_grabcut_finds_object_inside_box():
 def test_bad_boxes(box):
     with pytest.raises(InputError):
         mask_from_box(np.zeros((120, 160, 3), np.float32), box)
+
+
+def scene(h, w, cy, cx, ry, rx):
+    """A yellow ellipse on a dark noisy background, and its true mask."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.0, 0.3, (h, w, 3)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    obj = ((yy - cy) ** 2 / ry**2 + (xx - cx) ** 2 / rx**2) <= 1
+    image[obj] = [0.9, 0.8, 0.1]
+    return image, obj
+
+
+def iou(mask, obj):
+    return np.logical_and(mask > 0.5, obj).sum() / np.logical_or(mask > 0.5, obj).sum()
+
+
+@pytest.mark.parametrize("box", [(130, 100, 30, 20), (-40, -30, 130, 100), (30, 20, 400, 300)])
+def test_a_box_is_read_in_any_corner_order_and_clipped_to_the_image(box):
+    image, obj = scene(120, 160, 60, 80, 30, 40)
+    mask = mask_from_box(image, box)
+    assert mask.dtype == np.float32 and set(np.unique(mask)) <= {0.0, 1.0} and iou(mask, obj) > 0.9
+
+
+def test_a_box_on_a_large_image_is_found_at_its_place_after_the_reduced_grabcut():
+    """GrabCut runs at most 512 px wide: the box is scaled down and the mask scaled back to full size."""
+    image, obj = scene(768, 1536, 500, 1100, 120, 200)
+    mask = mask_from_box(image, (850, 340, 1350, 660))
+    assert mask.shape == (768, 1536) and iou(mask, obj) > 0.9
+    assert not mask[:, :800].any()  # nothing outside the box's columns
+
+
+def test_boxes_at_the_limits_of_the_rule():
+    """At least 4 px each way; the whole image is refused only when the box covers both of its sides."""
+    image, obj = scene(120, 160, 60, 80, 30, 40)
+    wide = mask_from_box(image, (0, 20, 160, 100))  # the full width, not the full height: allowed
+    assert iou(wide, obj) > 0.8
+    tiny = np.zeros((120, 160, 3), np.float32)
+    tiny[60:64, 80:84] = [0.9, 0.8, 0.1]
+    with pytest.raises(InputError) as caught:
+        mask_from_box(tiny, (80, 60, 83, 70))
+    assert str(caught.value) == "box (80, 60, 83, 70) is empty or outside the 160x120 image"
+    with pytest.raises(InputError) as caught:
+        mask_from_box(image, (0, 0, 160, 120))
+    assert str(caught.value) == "the box covers the whole image: leave a margin of background around the object"
+
+
+def test_a_box_around_nothing_says_so():
+    image = np.full((120, 160, 3), 0.5, np.float32)  # a flat image: GrabCut finds no object
+    with pytest.raises(InputError) as caught:
+        mask_from_box(image, (30, 20, 130, 100))
+    assert str(caught.value).startswith(("no object found inside box (30, 20, 130, 100)",
+                                         "cannot find an object in box (30, 20, 130, 100)"))
+    assert caught.value.detail
