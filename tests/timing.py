@@ -51,3 +51,17 @@ def returns_within(call: Callable[[], Any], limit: float, ctx: zmq.Context, clos
     if exc is not None:
         raise exc
     return value
+
+
+def until_refused(send: Callable[[], Any], refused: type[BaseException], tries: int = 100,
+                  pause: float = 0.05) -> tuple[float, BaseException]:
+    """Call `send` until it raises `refused` (a refused key exchange drops the connection after a few sends are
+    queued): how long that last call took, and what it raised."""
+    for _ in range(tries):
+        start = time.monotonic()
+        try:
+            send()
+        except refused as exc:
+            return time.monotonic() - start, exc
+        time.sleep(pause)
+    raise AssertionError(f"every send was queued for {tries * pause:.0f} s: the refused connection was never dropped")
