@@ -75,6 +75,14 @@ def save(accelerator: Any, out: Path, step: int, ema: list | None = None) -> Non
     accelerator.wait_for_everyone()  # nobody resumes from, or deletes, a half-written checkpoint
 
 
+def finish(accelerator: Any) -> None:
+    """Every process waits for the export, then the process group is torn down before the interpreter exits:
+    a gloo group left to exit-time destructors can abort a process (SIGABRT, "terminate called without an
+    active exception") after its work is done, failing the whole launch."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
 def resume(accelerator: Any, out: Path, ema: list | None = None) -> int:
     """Load the latest complete checkpoint if there is one; returns the step to continue from."""
     folder = out / "checkpoints"

@@ -110,13 +110,14 @@ def train_fbdd(config: FBDDTrainConfig, dataset: Any,
             checkpoints.after_step(accelerator, out, step, config.steps, {"loss": loss, **parts},
                                    log, config.log_every, config.checkpoint_every, progress, ema)
     checkpoints.check_in_sync(accelerator, unet_fg, unet_bg)
-    if log is None:
-        return None  # not the main process: it exports
-    log.plot()
-    export = out / "export" / "fbdd"
-    fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
-    side = int(dataset[0]["alpha"].shape[0])  # the working size the backend runs it at
-    FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding, size=side).save(export)
+    export = None
+    if log is not None:  # only the main process exports
+        log.plot()
+        export = out / "export" / "fbdd"
+        fg, bg = ema if ema is not None else (accelerator.unwrap_model(unet_fg), accelerator.unwrap_model(unet_bg))
+        side = int(dataset[0]["alpha"].shape[0])  # the working size the backend runs it at
+        FBDD(fg, bg, fbdd.vae, fbdd.scheduler, fbdd.null_embedding, size=side).save(export)
+    checkpoints.finish(accelerator)
     return export
 
 

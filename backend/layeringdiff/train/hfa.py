@@ -158,9 +158,10 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
             checkpoints.after_step(accelerator, out, step, config.steps, {"loss": loss, **parts},
                                    log, config.log_every, config.checkpoint_every, progress)
     checkpoints.check_in_sync(accelerator, fan, ban)
-    if log is None:
-        return None  # not the main process: it exports
-    log.plot()
-    export = out / "export" / "hfa"
-    HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
+    export = None
+    if log is not None:  # only the main process exports
+        log.plot()
+        export = out / "export" / "hfa"
+        HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
+    checkpoints.finish(accelerator)
     return export
