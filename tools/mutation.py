@@ -93,10 +93,11 @@ def stage(name: str, target: Target) -> Path:
 
 def run(name: str, target: Target, again: bool = False) -> int:
     """mutmut run on the target's mutants (named, so each is tested again: mutmut keeps a named mutant's old result
-    only when it is not named); with `again`, only those that survived or had no tests last time."""
+    only when it is not named); with `again`, only those that survived, had no tests, or were not reached (a run
+    stopped part-way) last time."""
     names = list(target.functions)
     if again:
-        names = [k for k, v in statuses(name, target).items() if v in ("survived", "no tests")]
+        names = [k for k, v in statuses(name, target).items() if v in ("survived", "no tests", "not checked")]
         if not names:
             return 0
     where = stage(name, target)
@@ -160,7 +161,8 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="MODULE", default=[])
     parser.add_argument("--table", action="store_true", help="print the table of the last runs, run nothing")
     parser.add_argument("--survivors", action="store_true", help="show the unexplained survivors' diffs, run nothing")
-    parser.add_argument("--again", action="store_true", help="run only the last run's survivors again")
+    parser.add_argument("--again", action="store_true",
+                        help="run only the last run's survivors, and the mutants it did not reach, again")
     args = parser.parse_args()
     names = args.modules or list(MODULES)
     if args.survivors:

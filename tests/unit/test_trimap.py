@@ -121,3 +121,79 @@ def test_a_box_around_nothing_says_so():
     assert str(caught.value).startswith(("no object found inside box (30, 20, 130, 100)",
                                          "cannot find an object in box (30, 20, 130, 100)"))
     assert caught.value.detail
+
+
+def trimap_by_the_rule(mask, r, feathered=False):
+    """The documented rule on the whole canvas, without trimap_from_mask's crop to the mask's box: sure foreground
+    deeper than r inside the 0.5 contour, sure background farther than r outside it, unknown between; r halves
+    until some foreground is deeper than it (thin objects); soft pixels unknown unless the selection is feathered."""
+    import cv2
+
+    hard = (mask >= 0.5).astype(np.uint8)
+    inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)
+    outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5)
+    while inside.max() <= r and r > 1:
+        r //= 2
+    tri = np.full(mask.shape, 0.5, np.float32)
+    tri[inside > r if inside.max() > r else hard > 0] = 1.0
+    tri[outside > r] = 0.0
+    if not feathered:
+        tri[(mask > 0.02) & (mask < 0.98)] = 0.5
+    return tri
+
+
+def off_centre_masks():
+    """Objects of uneven shape anywhere on the canvas: near each side, in a corner, with soft pixels at the box's
+    extreme rows and columns, one row or column thin."""
+    yy, xx = np.mgrid[:90, :130]
+    blob = (((yy - 30) / 18.0) ** 2 + ((xx - 85) / 30.0) ** 2 <= 1).astype(np.float32)
+    corner = np.zeros((90, 130), np.float32)
+    corner[:25, 100:] = 1.0
+    soft_tips = blob.copy()
+    soft_tips[11, 85] = soft_tips[49, 85] = soft_tips[30, 54] = soft_tips[30, 116] = 0.3
+    bar = np.zeros((90, 130), np.float32)
+    bar[60:64, 3:127] = 1.0
+    column = np.zeros((90, 130), np.float32)
+    column[2:88, 40] = 1.0
+    return {"blob": blob, "corner": corner, "soft tips": soft_tips, "bar": bar, "column": column}
+
+
+@pytest.mark.parametrize("name", ["blob", "corner", "soft tips", "bar", "column"])
+@pytest.mark.parametrize("radius", [1, 2, 3, 6, 11])
+def test_the_trimap_is_the_rule_applied_to_the_whole_canvas(name, radius):
+    """Working on the mask's box only is for speed: every pixel, on each side of the box, is what the rule gives."""
+    mask = off_centre_masks()[name]
+    tri = trimap_from_mask(mask, radius=radius)
+    assert tri.dtype == np.float32 and tri.shape == mask.shape
+    np.testing.assert_array_equal(tri, trimap_by_the_rule(mask, radius))
+
+
+def test_a_radius_of_one_gives_a_band_one_pixel_each_side():
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1.0
+    row = trimap_from_mask(mask, radius=1)[20]
+    assert row[8] == 0.0 and row[9] == row[10] == UNKNOWN and row[11] == 1.0
+    assert row[28] == 1.0 and row[29] == row[30] == UNKNOWN and row[31] == 0.0
+
+
+def test_a_box_on_a_large_image_leaves_out_an_object_just_past_its_right_and_bottom_sides():
+    """The box is scaled down with the image: its size, not its far corner, nor grown by the scale."""
+    image, obj = scene(768, 1536, 300, 700, 150, 250)
+    yy, xx = np.mgrid[:768, :1536]
+    near = ((yy - 600) ** 2 + (xx - 1150) ** 2) <= 80**2  # a second object below and right of the box
+    image[near] = [0.9, 0.8, 0.1]
+    mask = mask_from_box(image, (420, 130, 980, 470))
+    assert iou(mask, obj) > 0.9 and not (mask > 0.5)[near].any()
+
+
+def test_a_box_on_an_rgba_image_finds_what_it_finds_on_the_colours():
+    image, obj = scene(120, 160, 60, 80, 30, 40)
+    rgba = np.concatenate([image, np.full((120, 160, 1), 0.7, np.float32)], axis=-1)
+    np.testing.assert_array_equal(mask_from_box(rgba, (30, 20, 130, 100)), mask_from_box(image, (30, 20, 130, 100)))
+
+
+def test_a_flat_box_says_no_object_and_how_to_go_on():
+    with pytest.raises(InputError) as caught:
+        mask_from_box(np.full((120, 160, 3), 0.5, np.float32), (30, 20, 130, 100))
+    assert str(caught.value) == "no object found inside box (30, 20, 130, 100)"
+    assert caught.value.detail == "draw the box tighter or give a mask"

@@ -62,10 +62,6 @@ def band_radius(mask: np.ndarray, ramp: float | None = None) -> int:
     return int(np.clip(round(r), BAND_MIN_PX, BAND_MAX_PX))
 
 
-def _disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-
 def trimap_from_mask(mask: np.ndarray, radius: int | None = None) -> np.ndarray:
     """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge (radius px either side
     of its 0.5 contour; band_radius when None). With a given radius, or a selection that is not feathered, every
