@@ -5,6 +5,8 @@
     .venv/bin/python tools/mutation.py --table         # the table of the last runs only
     .venv/bin/python tools/mutation.py --again compose  # only the last run's survivors, after new tests
     .venv/bin/python tools/mutation.py --survivors compose   # each unexplained survivor's diff
+    .venv/bin/python tools/mutation.py --brief compose       # the same, one line each
+    .venv/bin/python tools/mutation.py --kept compose        # the survivors kept, each with its reason
 
 Why mutmut: it imports the code and collects the tests once, records which tests reach each function, then
 forks one child per mutant that runs only those tests. cosmic-ray starts the whole test command afresh for
@@ -161,16 +163,28 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="MODULE", default=[])
     parser.add_argument("--table", action="store_true", help="print the table of the last runs, run nothing")
     parser.add_argument("--survivors", action="store_true", help="show the unexplained survivors' diffs, run nothing")
+    parser.add_argument("--brief", action="store_true", help="the unexplained survivors, one line each, run nothing")
+    parser.add_argument("--kept", action="store_true", help="the survivors kept with a reason, one line each with it")
     parser.add_argument("--again", action="store_true",
                         help="run only the last run's survivors, and the mutants it did not reach, again")
     args = parser.parse_args()
     names = args.modules or list(MODULES)
-    if args.survivors:
+    if args.survivors or args.brief or args.kept:
+        from fnmatch import fnmatch
+
         mutmut = Path(sys.executable).with_name("mutmut")
         reasons = kept()
         for name in names:
             for key, status in sorted(statuses(name, MODULES[name]).items()):
-                if status in ("survived", "no tests") and not explained(key, reasons):
+                if status in ("survived", "no tests") and explained(key, reasons) == args.kept:
+                    if args.brief or args.kept:  # one line: the name and the changed line as it became
+                        shown = subprocess.run([str(mutmut), "show", key], cwd=STAGE / name, capture_output=True,
+                                               text=True).stdout.splitlines()
+                        new = [line[1:].strip() for line in shown if line.startswith("+") and
+                               not line.startswith("+++")]
+                        why = next((r for p, r in reasons.items() if fnmatch(key, p)), "") if args.kept else status
+                        print(f"{key.rsplit('.', 1)[-1]} [{why}]: {' | '.join(new)[:160]}", flush=True)
+                        continue
                     print(f"# {status}", flush=True)
                     subprocess.run([str(mutmut), "show", key], cwd=STAGE / name)
         return 0
