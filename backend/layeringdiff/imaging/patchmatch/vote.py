@@ -6,6 +6,23 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _accumulate(acc, img, sy, sx, wt):  # pragma: no cover - numba
+    """One patch's vote for a pixel: its match's pixel (sy, sx) of `img`, weighted `wt`, added to `acc` (the first
+    len(acc) channels). Returns `wt`, for the caller's total of the weights (the mean is acc / total)."""
+    for c in range(acc.shape[0]):
+        acc[c] += wt * img[sy, sx, c]
+    return wt
+
+
+@njit(cache=True, inline="always")
+def _write_mean(out, y, x, acc, total):  # pragma: no cover - numba
+    """The pixel's vote: the accumulated values over the total weight, into `out` (left as it is without votes)."""
+    if total > 0:
+        for c in range(acc.shape[0]):
+            out[y, x, c] = acc[c] / total
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _vote(img, hy, hx, nny, nnx, weight, r, out, ch):  # pragma: no cover - numba
     """Each hole pixel: the weighted mean of what the patches covering it say (their match's pixel at the same
@@ -23,15 +40,8 @@ def _vote(img, hy, hx, nny, nnx, weight, r, out, ch):  # pragma: no cover - numb
                 px = x + dx
                 if px < 0 or px >= w or nny[py, px] < 0:
                     continue
-                wt = weight[py, px]
-                sy = nny[py, px] - dy
-                sx = nnx[py, px] - dx
-                for c in range(ch):
-                    acc[c] += wt * img[sy, sx, c]
-                total += wt
-        if total > 0:
-            for c in range(ch):
-                out[y, x, c] = acc[c] / total
+                total += _accumulate(acc, img, nny[py, px] - dy, nnx[py, px] - dx, weight[py, px])
+        _write_mean(out, y, x, acc, total)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -63,13 +73,8 @@ def _vote_up(img, source, hole, cny, cnx, cweight, factor, r, out):  # pragma: n
                     sx = x + (cnx[cy, cx] - cx) * factor
                     if sy < 0 or sy >= h or sx < 0 or sx >= w or not source[sy, sx]:
                         continue
-                    wt = cweight[cy, cx]
-                    for c in range(ch):
-                        acc[c] += wt * img[sy, sx, c]
-                    total += wt
-            if total > 0:
-                for c in range(ch):
-                    out[y, x, c] = acc[c] / total
+                    total += _accumulate(acc, img, sy, sx, cweight[cy, cx])
+            _write_mean(out, y, x, acc, total)
 
 
 @njit(cache=True, nogil=True, parallel=True)
