@@ -41,7 +41,7 @@ def pytest_addoption(parser):
 def pytest_sessionstart(session):
     """Compile the image kernels once before any test starts a backend (`serve` would otherwise do it
     before READY on a fresh installation: a minute or two on a busy 2-core machine)."""
-    from layeringdiff.kernels import ensure_prepared
+    from layeringdiff.prepare_kernels import ensure_prepared
 
     ensure_prepared(lambda text: print(f"\n{text}", file=sys.stderr, flush=True))
 

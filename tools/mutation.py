@@ -11,8 +11,9 @@ forks one child per mutant that runs only those tests. cosmic-ray starts the who
 every mutant (numpy, OpenCV and ZeroMQ imports alone take over a second here), about ten times slower on
 this project's 2-core machines. mutmut expects one `src/` tree that tests import by package name, while
 this repository keeps three packages in three folders; so each module runs in its own staging folder,
-.mutation/<module>/, holding copies of the packages under src/, the tests, and pyproject.toml with the
-module's [tool.mutmut] section added. Results are kept there: a rerun tests only the functions that changed.
+.mutation/<module>/, holding copies of the packages under src/, the tests, the benchmarks (tests import
+benchmarks/edge_scenes.py) and pyproject.toml with the module's [tool.mutmut] section added. Results are kept
+there: a rerun tests only the functions that changed.
 Survivors kept on purpose are listed in tools/mutation_kept.txt, each with a one-line reason (an equivalent
 mutant, or not worth a test); the table counts them apart, and --survivors shows only the unexplained ones.
 Needs `pip install -e '.[mutation]'`. Not part of .ci/run (hours for all modules on 2 cores).
@@ -78,10 +79,13 @@ def stage(name: str, target: Target) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests", where / "tests", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "artifacts"))
+    shutil.copytree(ROOT / "benchmarks", where / "benchmarks", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     config = (ROOT / "pyproject.toml").read_text()
     section = "\n".join([
         "", "[tool.mutmut]",
         'source_paths = ["src/"]',
+        'also_copy = ["benchmarks/"]',  # mutmut copies tests/ itself
         f"only_mutate = {toml_list(['src/' + f for f in target.files])}",
         f"pytest_add_cli_args_test_selection = {toml_list(target.tests)}",
         "pytest_add_cli_args = " + toml_list(["-p", "no:cacheprovider", "-m", "not krita",

@@ -182,7 +182,7 @@ class ProgressBar:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from .kernels import ensure_prepared
+    from .prepare_kernels import ensure_prepared
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
@@ -289,7 +289,7 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .kernels import ensure_prepared
+    from .prepare_kernels import ensure_prepared
 
     # before the server (and pymatting) is imported; the Krita docker shows these lines while it waits for READY
     ensure_prepared(lambda text: print(f"PREPARING {text}", flush=True))
@@ -327,7 +327,7 @@ def psutil_total() -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .kernels import prepare, stamp_path
+    from .prepare_kernels import prepare, stamp_path
 
     missing = prepare(lambda text: print(text, flush=True))
     if missing:
