@@ -296,7 +296,8 @@ class InflightWatch(threading.Thread):
     each on `hung_up` for the loop to log.
 
     `known()` is what the loop itself holds (messages in hand, replies waiting, queued jobs' images); `busy()`
-    says a job runs in this process, whose allocations are nobody's unfinished message (no charges then)."""
+    says a job's memory passes through this process (a request to a worker, a result from one), which is nobody's
+    unfinished message (no charges then)."""
 
     def __init__(self, conns: Connections, limit: int, memory: int, frames: int, stop: threading.Event, rss: Rss,
                  known: Callable[[], int], busy: Callable[[], bool]) -> None:

@@ -278,7 +278,8 @@ class Server:
 
     # ---- what the transport asks of us -----------------------------------------------------------
     def busy(self) -> bool:
-        return False  # jobs run in the workers: no allocation in this process is a job's
+        """Jobs run in the workers; only a request or result passing through is a job's memory here."""
+        return self.pool is not None and self.pool.transferring()
 
     def held_by_jobs(self) -> int:
         return sum(job.input_bytes for job in list(self.jobs.values()))

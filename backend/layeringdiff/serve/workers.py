@@ -12,13 +12,14 @@ leaves, hands the request over, forwards progress and the result to the loop, an
 - death: a worker that dies (a crash in a native library) is restarted and its job answered `internal`.
 """
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -39,6 +40,7 @@ CANCEL_GRACE_S = 0.5  # a cancelled job that has not stopped by then has its wor
 START_S = 120.0  # a worker that is not ready by then (imports on a slow disk) is given up and restarted
 RESTART_PAUSE_S = 1.0  # between failed starts
 LINGER_MS = 1000
+TRANSFER_SETTLE_S = 0.25  # a result forwarded is in the loop's hands (counted) by then
 
 
 def peak_rss(pid: int) -> int:
@@ -196,9 +198,10 @@ class Worker:
         self.cancel.clear()
         job.stage = "start"
         try:
-            self.conn.send(("job", job.id, len(job.frames)))
-            for frame in job.frames:
-                self.conn.send_bytes(frame)
+            with self.pool.transfer():
+                self.conn.send(("job", job.id, len(job.frames)))
+                for frame in job.frames:
+                    self.conn.send_bytes(frame)
         except (OSError, ValueError):
             pass  # it died meanwhile: seen below
         job.drop()  # the worker has its own copy
@@ -240,7 +243,8 @@ class Worker:
             self._send(out, job, self._stopped(job), last=True)
             return True
         _, last, count, extra = kind
-        frames = [self.conn.recv_bytes() for _ in range(count)]
+        with self.pool.transfer():
+            frames = [self.conn.recv_bytes() for _ in range(count)]
         if last:
             self.loaded = set(extra or ())
         elif extra:
@@ -322,6 +326,25 @@ class Pool:
         self.queue, self.limits, self.models, self.ctx, self.endpoint = queue, limits, models, ctx, endpoint
         self.server_rss = server_rss
         self.workers = [Worker(self, spec) for spec in specs]
+        self.transfers = 0  # requests and results passing through this process now
+        self.transferred = 0.0  # when the last one ended
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def transfer(self) -> Iterator[None]:
+        with self.lock:
+            self.transfers += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.transfers -= 1
+                self.transferred = time.monotonic()
+
+    def transferring(self) -> bool:
+        """A request or a result passes through the server's memory (until the loop has it): the in-flight
+        watch charges no growth to unfinished messages meanwhile."""
+        return self.transfers > 0 or time.monotonic() - self.transferred < TRANSFER_SETTLE_S
 
     def start(self) -> None:
         for worker in self.workers:
