@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 from layeringdiff.errors import InputError
-from layeringdiff.imaging.trimap import UNKNOWN, band_radius, check_mask, mask_from_box, trimap_from_mask
+from layeringdiff.imaging.trimap import (
+    UNKNOWN,
+    band_radius,
+    check_mask,
+    mask_from_box,
+    selection_ramp,
+    trimap_from_mask,
+)
 
 
 def disk(h=128, w=128, r=40):
@@ -144,21 +151,25 @@ def trimap_by_the_rule(mask, r, feathered=False):
 
 def off_centre_masks():
     """Objects of uneven shape anywhere on the canvas: near each side, in a corner, with soft pixels at the box's
-    extreme rows and columns, one row or column thin."""
+    extreme rows and columns (and at exactly the soft limits 0.02 and 0.98, and 0.5), one row or column thin."""
     yy, xx = np.mgrid[:90, :130]
     blob = (((yy - 30) / 18.0) ** 2 + ((xx - 85) / 30.0) ** 2 <= 1).astype(np.float32)
     corner = np.zeros((90, 130), np.float32)
     corner[:25, 100:] = 1.0
     soft_tips = blob.copy()
     soft_tips[11, 85] = soft_tips[49, 85] = soft_tips[30, 54] = soft_tips[30, 116] = 0.3
+    soft_tips[14, 58], soft_tips[30, 85] = 0.02, 0.98  # at the soft limits: neither is soft
+    soft_tips[30, 56:59] = 0.5  # on the edge: exactly half is inside
+    left = np.zeros((90, 130), np.float32)
+    left[30:60, :20] = 1.0  # against the left side
     bar = np.zeros((90, 130), np.float32)
     bar[60:64, 3:127] = 1.0
     column = np.zeros((90, 130), np.float32)
     column[2:88, 40] = 1.0
-    return {"blob": blob, "corner": corner, "soft tips": soft_tips, "bar": bar, "column": column}
+    return {"blob": blob, "corner": corner, "soft tips": soft_tips, "bar": bar, "column": column, "left": left}
 
 
-@pytest.mark.parametrize("name", ["blob", "corner", "soft tips", "bar", "column"])
+@pytest.mark.parametrize("name", ["blob", "corner", "soft tips", "bar", "column", "left"])
 @pytest.mark.parametrize("radius", [1, 2, 3, 6, 11])
 def test_the_trimap_is_the_rule_applied_to_the_whole_canvas(name, radius):
     """Working on the mask's box only is for speed: every pixel, on each side of the box, is what the rule gives."""
@@ -176,14 +187,30 @@ def test_a_radius_of_one_gives_a_band_one_pixel_each_side():
     assert row[28] == 1.0 and row[29] == row[30] == UNKNOWN and row[31] == 0.0
 
 
-def test_a_box_on_a_large_image_leaves_out_an_object_just_past_its_right_and_bottom_sides():
+def test_a_box_on_a_large_image_leaves_out_objects_just_past_its_right_and_bottom_sides():
     """The box is scaled down with the image: its size, not its far corner, nor grown by the scale."""
     image, obj = scene(768, 1536, 300, 700, 150, 250)
     yy, xx = np.mgrid[:768, :1536]
-    near = ((yy - 600) ** 2 + (xx - 1150) ** 2) <= 80**2  # a second object below and right of the box
-    image[near] = [0.9, 0.8, 0.1]
+    right = ((yy - 300) ** 2 + (xx - 1150) ** 2) <= 80**2  # beside the box, within its rows
+    below = ((yy - 600) ** 2 + (xx - 700) ** 2) <= 80**2  # under the box, within its columns
+    image[right | below] = [0.9, 0.8, 0.1]
     mask = mask_from_box(image, (420, 130, 980, 470))
-    assert iou(mask, obj) > 0.9 and not (mask > 0.5)[near].any()
+    assert iou(mask, obj) > 0.9 and not (mask > 0.5)[right | below].any()
+
+
+def test_boxes_of_exactly_four_pixels_each_way_are_taken_and_three_are_not():
+    image = np.random.default_rng(1).uniform(0.0, 0.3, (120, 160, 3)).astype(np.float32)
+    image[60:62, 80:82] = [0.9, 0.8, 0.1]
+    assert mask_from_box(image, (79, 59, 83, 63)).shape == (120, 160)  # 4 x 4: the smallest box there is
+    for box in ((79, 59, 82, 63), (79, 61, 83, 64)):  # 3 wide; 3 high (not at the top: y0 + y1 is no height)
+        with pytest.raises(InputError) as caught:
+            mask_from_box(image, box)
+        assert str(caught.value) == f"box {box} is empty or outside the 160x120 image"
+
+
+def test_a_box_as_high_as_the_image_but_not_as_wide_is_no_whole_image_box():
+    image, obj = scene(120, 160, 60, 80, 30, 40)
+    assert iou(mask_from_box(image, (10, 0, 160, 120)), obj) > 0.8  # x0 + x1 is past the width: no matter
 
 
 def test_a_box_on_an_rgba_image_finds_what_it_finds_on_the_colours():
@@ -197,3 +224,70 @@ def test_a_flat_box_says_no_object_and_how_to_go_on():
         mask_from_box(np.full((120, 160, 3), 0.5, np.float32), (30, 20, 130, 100))
     assert str(caught.value) == "no object found inside box (30, 20, 130, 100)"
     assert caught.value.detail == "draw the box tighter or give a mask"
+
+
+def test_a_mask_that_leaves_no_background_is_refused_with_a_hint():
+    mask = np.zeros((20, 20), np.float32)
+    mask[1:19, 1:19] = 1.0  # one pixel of background all round: inside the band
+    with pytest.raises(InputError) as caught:
+        trimap_from_mask(mask, radius=3)
+    assert (str(caught.value), caught.value.detail) == ("the mask leaves no background around the object",
+                                                        "select a smaller region")
+
+
+def test_a_selection_soft_all_over_is_all_unknown_around_it():
+    """A 40% selection (no pixel at least half selected): nothing is sure foreground, and that is no error."""
+    mask = np.zeros((60, 60), np.float32)
+    mask[20:40, 20:40] = 0.4
+    tri = trimap_from_mask(mask, radius=2)
+    assert not (tri == 1.0).any() and (tri[20:40, 20:40] == UNKNOWN).all() and tri[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("mask,text,detail", [
+    (np.full((8, 8), 0.02, np.float32), "the mask is empty: select or paint the foreground first", ""),
+    (np.full((8, 8), 0.98, np.float32), "the mask covers the whole image: nothing would be left for the "
+                                        "background", "select only the foreground object"),
+    (np.full((8, 8), np.inf, np.float32), "mask contains NaN or infinite values", ""),
+    (np.zeros((8, 8, 1), np.float32), "mask must be one channel, got shape (8, 8, 1)", ""),
+])
+def test_mask_refusals_in_full_at_the_limits(mask, text, detail):
+    """Soft means strictly between 0.02 and 0.98: all 0.02 is empty, all 0.98 is the whole image."""
+    with pytest.raises(InputError) as caught:
+        check_mask(mask)
+    assert (str(caught.value), caught.value.detail) == (text, detail)
+
+
+def test_a_mask_is_read_as_float32_clipped_to_0_1():
+    mask = np.array([[-0.5, 0.3], [1.7, 0.0]], np.float64)
+    out = check_mask(mask)
+    assert out.dtype == np.float32 and out.tolist() == [[0.0, np.float32(0.3)], [1.0, 0.0]]
+
+
+def square_with_ramp(extra: dict | None = None) -> np.ndarray:
+    """A 40 px square of 1 inside a one-pixel ring of 0.5: the 0.5 contour is the 42 px square's border."""
+    mask = np.zeros((100, 100), np.float32)
+    mask[29:71, 29:71] = 0.5
+    mask[30:70, 30:70] = 1.0
+    for (y, x), v in (extra or {}).items():
+        mask[y, x] = v
+    return mask
+
+
+def test_the_selection_ramp_is_soft_pixels_per_pixel_of_the_half_contour():
+    # 42 x 42 - 40 x 40 = 164 soft pixels; the contour through the ring's pixel centres, closed: 4 x 41 = 164 px
+    assert selection_ramp(square_with_ramp()) == pytest.approx(1.0)
+    # pixels at exactly 0.02 and 0.98 are not soft (a lone 0.98 pixel's contour has no length)
+    assert selection_ramp(square_with_ramp({(5, 5): 0.02, (90, 90): 0.98})) == pytest.approx(1.0)
+    ring = square_with_ramp()
+    ring[45:55, 45:55] = 0.0  # a hole: its border is contour too (10 x 10 hole: 4 x 11 = 44 px around it)
+    assert selection_ramp(ring) == pytest.approx(164 / (164 + 44), rel=0.02)
+    soft_only = np.full((20, 20), 0.3, np.float32)
+    assert selection_ramp(soft_only) == 0.0  # no contour: no ramp
+
+
+def test_the_band_rule_reads_half_selected_pixels_as_inside_and_a_ramp_of_three_as_feathered():
+    mask = np.zeros((400, 400), np.float32)
+    mask[50:350, 50:350] = 0.5  # 300 x 300 at exactly half: inside, 2% of 300 is 6 px
+    assert band_radius(mask, ramp=0.0) == 6
+    assert band_radius(mask, ramp=3.0) == 17  # a ramp of 3 px is a feathered selection: at least 17 px
+    assert band_radius(mask, ramp=2.9) == 6

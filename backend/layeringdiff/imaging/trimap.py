@@ -10,7 +10,7 @@ UNKNOWN = 0.5
 BAND_FRACTION = 0.02
 BAND_MIN_PX = 2
 BAND_MAX_PX = 80
-# A feathered selection (its soft ramp, SOFT_LO..SOFT_HI, is wider than FEATHER_MIN_RAMP_PX on average) gets at least
+# A feathered selection (its soft ramp, SOFT_LO..SOFT_HI, is FEATHER_MIN_RAMP_PX wide or more on average) gets at least
 # FEATHER_BAND_PX, plus FEATHER_BAND_PER_RAMP of its ramp beyond FEATHER_RAMP_FREE_PX, and only that band is unknown
 # (not the whole ramp). Fitted on 60 generated feathered selections (benchmarks/edge_scenes.py TUNING_SEEDS +
 # 24..59: object edges 1-21 px, feathers 2-16 px, selections up to 6 px off): 59 of 60 within 1.3x of the best of
