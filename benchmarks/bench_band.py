@@ -1,6 +1,6 @@
-"""The trimap's band rule on feathered selections (issue 13): for each generated scene (edge_scenes.py; the rule was
-tuned on TUNING_SEEDS, these are HELD_OUT_SEEDS), the alpha error in the true edge band with the automatic band
-against fixed bands of 15, 30 and 45 px. Prints a row per scene and the summary.
+"""The trimap's band rule on feathered selections (issue 13): for each generated scene (edge_scenes.py beside this
+script; the rule was tuned on TUNING_SEEDS, these are HELD_OUT_SEEDS), the alpha error in the true edge band with the
+automatic band against fixed bands of 15, 30 and 45 px. Prints a row per scene and the summary.
 
     .venv/bin/python benchmarks/bench_band.py [--seeds 1000-1023] [--size 512]
 
@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 
-from layeringdiff.edge_scenes import FIXED_WIDTHS, HELD_OUT_SEEDS, edge_error, edge_scene
+from edge_scenes import FIXED_WIDTHS, HELD_OUT_SEEDS, edge_error, edge_scene
 from layeringdiff.imaging.trimap import band_radius, selection_ramp
 from layeringdiff.progress import no_progress
 from layeringdiff.stages.split import SplitOptions, split_alpha

@@ -21,9 +21,7 @@ import os
 import random
 import resource
 import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -40,7 +38,7 @@ from layeringdiff.client import Client  # noqa: E402
 from layeringdiff.limits import Limits, parse_size  # noqa: E402
 from layeringdiff.wire import from_array  # noqa: E402
 
-from tests.conftest import BackendProcess  # noqa: E402
+from tests.conftest import BackendProcess, ServerProcess  # noqa: E402
 from tests.integration.fuzz import mutate  # noqa: E402
 from tests.integration.rawpeer import FileLimitedBackend, Pinger, RawPeer, open_connections  # noqa: E402
 
@@ -202,22 +200,14 @@ def stop_times() -> dict[str, float]:
     server = BackendProcess("--client-backlog", "16M")
     slow_reader(server)
     out["with a client cut off for not reading"] = stop_time(server)
-    script = textwrap.dedent("""
-        import sys, time
-        import layeringdiff.server as server_module
-        server_module.run_job = lambda *args: time.sleep(600)  # one call that never checks for cancel
-        sys.exit(server_module.Server().run())
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    endpoint = proc.stdout.readline().split()[1]
-    with Client(endpoint) as c:
+    server = ServerProcess(job_runner="tests.integration.runners:stuck")  # one call that never checks for cancel
+    with Client(server.endpoint) as c:
         c.send(split_message())
-        c.recv(30)
-        time.sleep(0.5)
+        while getattr(c.recv(30).message, "stage", "") != "stuck":
+            pass
         start = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(60)
         out["in a step that cannot be interrupted"] = time.monotonic() - start
     return out
 

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import os
 import select
 import signal
@@ -13,11 +14,12 @@ import pytest
 
 @contextlib.contextmanager
 def in_process_server(config=None, **limits):
-    """A Server bound on loopback in this process, its loop in a thread (for tests that patch its job runner);
-    `limits` replace fields of its Limits. Yields the endpoint, and stops and closes it after."""
+    """A Server bound on loopback in this process, its loop in a thread (its workers are processes, running the
+    config's job_runner); `limits` replace fields of its Limits. Yields the endpoint, and stops and closes it
+    after."""
     import dataclasses
 
-    from layeringdiff.server import Server
+    from layeringdiff.serve import Server
 
     server = Server(config)
     server.limits = dataclasses.replace(server.limits, **limits)
@@ -39,18 +41,23 @@ def pytest_addoption(parser):
 def pytest_sessionstart(session):
     """Compile the image kernels once before any test starts a backend (`serve` would otherwise do it
     before READY on a fresh installation: a minute or two on a busy 2-core machine)."""
-    from layeringdiff.kernels import ensure_prepared
+    from layeringdiff.prepare_kernels import ensure_prepared
 
     ensure_prepared(lambda text: print(f"\n{text}", file=sys.stderr, flush=True))
 
 
-class BackendProcess:
-    """`layeringdiff serve` as a real child process on loopback."""
+ROOT = Path(__file__).resolve().parents[1]
 
-    def __init__(self, *args: str) -> None:
+
+class BackendProcess:
+    """`layeringdiff serve` as a real child process on loopback (or `command`, a server of its own)."""
+
+    def __init__(self, *args: str, command: list[str] | None = None) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the repository on the path: a test's job runner (tests/integration/runners.py) is imported by the workers
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "layeringdiff", "serve", *args],
+            command or [sys.executable, "-m", "layeringdiff", "serve", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
         )
         # the log is read all along (as the plugin does): a full pipe would block the server's logging
@@ -92,6 +99,18 @@ class BackendProcess:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    def stop(self) -> int:
+        return self.terminate()
+
+
+class ServerProcess(BackendProcess):
+    """A Server with a config of the test's (a job runner of tests/integration/runners.py) in a child process."""
+
+    def __init__(self, **config: object) -> None:
+        script = ("import json, sys\nfrom layeringdiff.serve import Server, ServerConfig\n"
+                  f"sys.exit(Server(ServerConfig(**json.loads({json.dumps(json.dumps(config))}))).run())")
+        super().__init__(command=[sys.executable, "-c", script])
 
 
 @pytest.fixture(scope="module")

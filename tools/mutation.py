@@ -13,8 +13,9 @@ forks one child per mutant that runs only those tests. cosmic-ray starts the who
 every mutant (numpy, OpenCV and ZeroMQ imports alone take over a second here), about ten times slower on
 this project's 2-core machines. mutmut expects one `src/` tree that tests import by package name, while
 this repository keeps three packages in three folders; so each module runs in its own staging folder,
-.mutation/<module>/, holding copies of the packages under src/, the tests, and pyproject.toml with the
-module's [tool.mutmut] section added. Results are kept there: a rerun tests only the functions that changed.
+.mutation/<module>/, holding copies of the packages under src/, the tests, the benchmarks (tests import
+benchmarks/edge_scenes.py) and pyproject.toml with the module's [tool.mutmut] section added. Results are kept
+there: a rerun tests only the functions that changed.
 Survivors kept on purpose are listed in tools/mutation_kept.txt, each with a one-line reason (an equivalent
 mutant, or not worth a test); the table counts them apart, and --survivors shows only the unexplained ones.
 Needs `pip install -e '.[mutation]'`. Not part of .ci/run (hours for all modules on 2 cores).
@@ -50,19 +51,25 @@ MODULES = {
     "split": Target(("layeringdiff/stages/split.py",), ("tests/unit",)),
     "codec": Target(("layering_protocol/codec.py",), ("tests/unit/test_protocol.py", "tests/integration/test_fuzz.py"),
                     deselect=("tests/unit/test_protocol.py::test_protocol_package_imports_only_stdlib_and_msgpack",)),
-    # the server's limits and its job queue: admission, the per-message limit, cancelling, the reply backlog
-    "limits": Target(("layeringdiff/limits.py", "layeringdiff/server.py"),
-                     ("tests/unit/test_limits.py", "tests/integration/test_limits.py",
+    # the server's limits and its job queue: admission and the fair order (jobs.py), the per-message limit and
+    # the reply backlog (transport.py), requests and cancels (server.py), a job's room in the budget (workers.py)
+    "limits": Target(("layeringdiff/limits.py", "layeringdiff/serve/jobs.py", "layeringdiff/serve/transport.py",
+                      "layeringdiff/serve/server.py", "layeringdiff/serve/workers.py"),
+                     ("tests/unit/test_limits.py", "tests/unit/test_job_queue.py", "tests/integration/test_limits.py",
+                      "tests/integration/test_queue.py", "tests/integration/test_workers.py",
                       "tests/integration/test_server.py"),
-                     ("layeringdiff.limits.*", "layeringdiff.server.xǁServerǁ_admit__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_message__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_oversized__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_receive__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_dispatch__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_cancel__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_forward__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_flush__mutmut_*",
-                      "layeringdiff.server.xǁServerǁ_check_room__mutmut_*")),
+                     ("layeringdiff.limits.*", "layeringdiff.serve.jobs.*",
+                      "layeringdiff.serve.transport.xǁTransportǁreceive__mutmut_*",
+                      "layeringdiff.serve.transport.xǁTransportǁ_message__mutmut_*",
+                      "layeringdiff.serve.transport.xǁTransportǁforward__mutmut_*",
+                      "layeringdiff.serve.transport.xǁTransportǁflush__mutmut_*",
+                      "layeringdiff.serve.server.xǁServerǁon_message__mutmut_*",
+                      "layeringdiff.serve.server.xǁServerǁ_oversized__mutmut_*",
+                      "layeringdiff.serve.server.xǁServerǁ_dispatch__mutmut_*",
+                      "layeringdiff.serve.server.xǁServerǁ_cancel__mutmut_*",
+                      "layeringdiff.serve.server.xǁServerǁ_withdraw__mutmut_*",
+                      "layeringdiff.serve.workers.xǁWorkerǁ_check_room__mutmut_*",
+                      "layeringdiff.serve.workers.xǁPoolǁshare__mutmut_*")),
     "krita_bridge": Target(("layeringdiff_krita/krita_bridge.py",),
                            ("tests/plugin/test_krita_bridge.py", "tests/plugin/test_mock_projection.py")),
 }
@@ -80,10 +87,13 @@ def stage(name: str, target: Target) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests", where / "tests", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "artifacts"))
+    shutil.copytree(ROOT / "benchmarks", where / "benchmarks", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     config = (ROOT / "pyproject.toml").read_text()
     section = "\n".join([
         "", "[tool.mutmut]",
         'source_paths = ["src/"]',
+        'also_copy = ["benchmarks/"]',  # mutmut copies tests/ itself
         f"only_mutate = {toml_list(['src/' + f for f in target.files])}",
         f"pytest_add_cli_args_test_selection = {toml_list(target.tests)}",
         "pytest_add_cli_args = " + toml_list(["-p", "no:cacheprovider", "-m", "not krita",

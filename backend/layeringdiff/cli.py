@@ -5,14 +5,16 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .errors import ML_HINT, InputError, NotAvailable, missing_ml_module
+from .errors import InputError, NotAvailable
 from .progress import ProgressFn
+from .replies import to_reply
 
 if TYPE_CHECKING:
     from .io.images import Header
@@ -180,7 +182,7 @@ class ProgressBar:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from .kernels import ensure_prepared
+    from .prepare_kernels import ensure_prepared
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
@@ -287,12 +289,12 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .kernels import ensure_prepared
+    from .prepare_kernels import ensure_prepared
 
     # before the server (and pymatting) is imported; the Krita docker shows these lines while it waits for READY
     ensure_prepared(lambda text: print(f"PREPARING {text}", flush=True))
     from .limits import parse_size
-    from .server import Server, ServerConfig
+    from .serve import Server, ServerConfig
 
     try:
         memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
@@ -300,13 +302,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         backlog = parse_size(args.client_backlog) if args.client_backlog else 0
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    for name in ("max_pixels", "max_client_jobs", "max_jobs"):
+    for name in ("max_pixels", "max_client_jobs", "max_jobs", "workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    devices = tuple(d.strip() for d in (args.devices or "").split(",") if d.strip())
+    for device in devices:
+        if device != "cpu" and device != "mps" and not re.fullmatch(r"cuda(:\d+)?", device):
+            raise InputError(f"--devices: {device!r} is not a device", "name cuda:0, cuda:1, ..., mps or cpu")
     server = Server(ServerConfig(host=args.host, port=args.port, max_pixels=args.max_pixels,
                                  parent_pid=args.parent_pid, models=model_config(args), keys=args.keys,
                                  max_memory=memory, max_message=message, max_client_jobs=args.max_client_jobs or 0,
-                                 max_jobs=args.max_jobs or 0, client_backlog=backlog))
+                                 max_jobs=args.max_jobs or 0, client_backlog=backlog, devices=devices,
+                                 workers=args.workers or 0))
     code = server.run()
     # everything is closed and sent: skip the interpreter's teardown of the numerical libraries, which
     # takes most of a second on a loaded machine (the stop after SIGTERM should take well under 2 s)
@@ -320,7 +327,7 @@ def psutil_total() -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .kernels import prepare, stamp_path
+    from .prepare_kernels import prepare, stamp_path
 
     missing = prepare(lambda text: print(text, flush=True))
     if missing:
@@ -653,6 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-jobs", type=int, help="queued + running jobs of all clients (default 32)")
     sv.add_argument("--client-backlog", help="replies a client may leave unread before it is cut off (default 128M)")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
+    sv.add_argument("--devices", help="one worker process per device, comma-separated (e.g. cuda:0,cuda:1): a studio "
+                                      "box with several GPUs serves several jobs at once")
+    sv.add_argument("--workers", type=int, help="CPU worker processes (default 1 without --devices, else 0); each "
+                                                "runs one job at a time with its share of the cores and its own "
+                                                "loaded models")
     add_model_args(sv)
     sv.set_defaults(func=cmd_serve)
 
@@ -749,28 +761,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (InputError, NotAvailable) as exc:
-        detail = f" ({_one_line(exc.detail)})" if exc.detail else ""
-        print(f"error: {_one_line(exc.text)}{detail}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
-        print("error: not enough memory for this image: try a smaller one", file=sys.stderr)
-        return EXIT_INPUT
-    except ModuleNotFoundError as exc:
-        module = missing_ml_module(exc)
-        if module is None:
-            return _internal(exc)
-        print(f"error: this needs {module}, which is not installed: {ML_HINT}", file=sys.stderr)
-        return EXIT_INPUT
-    except OSError as exc:  # disk full, permissions, a file that vanished
+    except OSError as exc:  # disk full, permissions, a file that vanished: the files the user named
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as exc:
-        return _internal(exc)
+    except Exception as exc:  # the same words a client of the server gets (replies.to_reply)
+        failure = to_reply(exc)
+        if failure.internal:
+            return _internal(exc)
+        detail = f" ({_one_line(failure.detail)})" if failure.detail else ""
+        print(f"error: {_one_line(failure.text)}{detail}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 def _internal(exc: BaseException) -> int:

@@ -277,9 +277,9 @@ def _pool(a: np.ndarray) -> np.ndarray:
 
 
 def _source_centres(pooled: np.ndarray, k: int, crop: tuple[int, int, int, int]) -> int:
-    """The fill's whole-patch source centres at level k >= 1 (patchmatch._Level.valid): blocks of 2^k pixels of the
-    crop, none of them selected, farther than the patch radius plus the hole's growth from a selected block.
-    `pooled`: blocks of 2^k with any selected pixel."""
+    """The fill's whole-patch source centres at level k >= 1 (patchmatch.completion._Level.valid): blocks of 2^k
+    pixels of the crop, none of them selected, farther than the patch radius plus the hole's growth from a selected
+    block. `pooled`: blocks of 2^k with any selected pixel."""
     size = 2 ** k
     x0, y0, x1, y1 = crop
     sub = pooled[y0 // size:-(-y1 // size), x0 // size:-(-x1 // size)].view(np.uint8)
@@ -311,7 +311,7 @@ def _targets(hole: float, edges: int, k: int) -> int:
 
 
 def _finest_level(hole: float) -> int:
-    """patchmatch._plan: the finest level keeps at most MAX_WORK_PIXELS pixels of the hole."""
+    """patchmatch.completion._plan: the finest level keeps at most MAX_WORK_PIXELS pixels of the hole."""
     return max(0, int(np.ceil(0.5 * np.log2(max(hole, 1) / MAX_WORK_PIXELS))))
 
 

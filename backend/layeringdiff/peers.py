@@ -74,15 +74,17 @@ def wire_bytes(size: int, curve: bool = False) -> int:
 
 
 class Rss:
-    """The process's resident memory. On Linux from a /proc/self/statm descriptor opened once and re-read in
-    place: a reading needs no new descriptor, so it works while a connection flood holds all of them (psutil
-    opens the file each time). The last good figure when a reading fails."""
+    """A process's resident memory (this one's, or a worker's by pid). On Linux from a /proc/PID/statm
+    descriptor opened once and re-read in place: a reading needs no new descriptor, so it works while a
+    connection flood holds all of them (psutil opens the file each time). The last good figure when a reading
+    fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
         self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self.pid = pid  # another process (a worker); None: this one
         self.fd: int | None = None
         try:
-            self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+            self.fd = os.open(f"/proc/{pid or 'self'}/statm", os.O_RDONLY)
         except (OSError, AttributeError):
             self.fd = None
         self.last = 0
@@ -95,7 +97,10 @@ class Rss:
             else:
                 import psutil
 
-                self.last = psutil.Process().memory_info().rss
+                try:
+                    self.last = psutil.Process(self.pid).memory_info().rss
+                except psutil.Error:  # a worker gone: its last figure stands
+                    pass
         except (OSError, ValueError, IndexError):
             pass
         return self.last
@@ -291,7 +296,8 @@ class InflightWatch(threading.Thread):
     each on `hung_up` for the loop to log.
 
     `known()` is what the loop itself holds (messages in hand, replies waiting, queued jobs' images); `busy()`
-    says a job runs in this process, whose allocations are nobody's unfinished message (no charges then)."""
+    says a job's memory passes through this process (a request to a worker, a result from one), which is nobody's
+    unfinished message (no charges then)."""
 
     def __init__(self, conns: Connections, limit: int, memory: int, frames: int, stop: threading.Event, rss: Rss,
                  known: Callable[[], int], busy: Callable[[], bool]) -> None:

@@ -3,7 +3,7 @@
 import html
 import re
 
-# the backend says this while it prepares its kernels before READY (backend/layeringdiff/kernels.py)
+# the backend says this while it prepares its kernels before READY (backend/layeringdiff/prepare_kernels.py)
 PREPARING_PREFIX = "PREPARING "
 FIRST_START = ("The first start after installing compiles the image kernels (numba): up to a minute or two on a "
                "busy 2-core machine; later starts take seconds.")

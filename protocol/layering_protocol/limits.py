@@ -21,4 +21,8 @@ def short(value: Any) -> str:
 
 
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
+    """At most `limit` characters, saying how long the text was when it was cut."""
+    if len(text) <= limit:
+        return text
+    suffix = f"... ({len(text)} chars)"
+    return text[: max(0, limit - len(suffix))] + suffix

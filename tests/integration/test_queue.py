@@ -1,37 +1,21 @@
 """The job queue over real sockets: what a cancelled job still holds, whose job ids are whose.
 
-The server runs in this process with a job runner that holds the worker until its job is cancelled (or the
-server stops), so which jobs run and which wait is certain.
+The server runs in this process; its worker process runs a job runner that holds it until its job is cancelled
+(or the server stops), so which jobs run and which wait is certain.
 """
 
 import time
 from typing import Any
 
-import layeringdiff.server as server_module
-import pytest
 from layering_protocol import Accepted, Cancel, Cancelled, Error, ErrorCode, Progress, Split, encode
 from layeringdiff.client import Client
 from layeringdiff.limits import CLIENT_JOBS
-from layeringdiff.server import ServerConfig
+from layeringdiff.serve import ServerConfig
 
 from tests.conftest import in_process_server
 from tests.integration.test_server import layer_and_mask
 
-HELD_S = 60.0
-
-
-def held(message: Any, progress: Any, models: Any) -> Any:
-    """A job that runs until it is cancelled: progress() raises then."""
-    deadline = time.monotonic() + HELD_S
-    while time.monotonic() < deadline:
-        progress("held", 0.5)
-        time.sleep(0.01)
-    raise AssertionError("never cancelled")
-
-
-@pytest.fixture
-def holding(monkeypatch):
-    monkeypatch.setattr(server_module, "run_job", held)
+HELD = "tests.integration.runners:held"
 
 
 def layer() -> Split:
@@ -70,12 +54,13 @@ def is_busy(reply: Any) -> bool:
     return isinstance(reply, Error) and reply.code == ErrorCode.BUSY
 
 
-def test_cancelled_queued_jobs_count_no_more_at_once(holding):
+def test_cancelled_queued_jobs_count_no_more_at_once():
     """A client at its limit (one job running, three waiting) cancels the waiting ones: each is answered
     `cancelled` at once, while the first still runs, and three new jobs take their places, of this client's
     limit and of the backend's."""
     assert CLIENT_JOBS == 4
-    with in_process_server(ServerConfig(max_jobs=6)) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+    config = ServerConfig(max_jobs=6, job_runner=HELD)
+    with in_process_server(config) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
         jobs = [submit(c) for _ in range(CLIENT_JOBS)]
         started(c, jobs[0][0])
         assert all(isinstance(reply, Accepted) for _, reply in jobs)
@@ -96,9 +81,10 @@ def test_cancelled_queued_jobs_count_no_more_at_once(holding):
         assert all(isinstance(submit(other)[1], Accepted) for _ in range(2))
 
 
-def test_a_cancelled_job_gives_its_queued_bytes_back_at_once(holding):
+def test_a_cancelled_job_gives_its_queued_bytes_back_at_once():
     one = sum(memoryview(f).nbytes for f in encode(layer(), "x" * 32))  # a job's bytes, as client.send sends it
-    with in_process_server(queued_input=one + one // 2) as endpoint, Client(endpoint) as c:
+    config = ServerConfig(job_runner=HELD)
+    with in_process_server(config, queued_input=one + one // 2) as endpoint, Client(endpoint) as c:
         running = submit(c)
         started(c, running[0])
         waiting = submit(c)
@@ -109,10 +95,10 @@ def test_a_cancelled_job_gives_its_queued_bytes_back_at_once(holding):
         assert isinstance(submit(c)[1], Accepted)
 
 
-def test_a_job_id_is_free_again_once_its_job_is_answered(holding):
+def test_a_job_id_is_free_again_once_its_job_is_answered():
     """Cancelled while waiting, cancelled while running, and reused at once each time; an id still in use is
     refused."""
-    with in_process_server() as endpoint, Client(endpoint) as c:
+    with in_process_server(ServerConfig(job_runner=HELD)) as endpoint, Client(endpoint) as c:
         assert isinstance(submit(c, "running")[1], Accepted)
         started(c, "running")
         for _ in range(3):
@@ -125,10 +111,10 @@ def test_a_job_id_is_free_again_once_its_job_is_answered(holding):
             assert isinstance(submit(c, "running")[1], Accepted)
 
 
-def test_job_ids_are_each_clients_own(holding):
+def test_job_ids_are_each_clients_own():
     """Another client's job id answers exactly as an id that nobody uses: it can be used again, and a cancel
     of it is `unknown_job` and leaves that job alone."""
-    with in_process_server() as endpoint, Client(endpoint) as c, Client(endpoint) as other:
+    with in_process_server(ServerConfig(job_runner=HELD)) as endpoint, Client(endpoint) as c, Client(endpoint) as other:
         assert isinstance(submit(c, "mine")[1], Accepted)
         assert isinstance(submit(c, "second")[1], Accepted)
         unknown = cancel(other, "nobody-has-it")

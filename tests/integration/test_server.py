@@ -34,7 +34,7 @@ from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.compose import compose
 from layeringdiff.wire import from_array
 
-from tests.conftest import BackendProcess, in_process_server
+from tests.conftest import BackendProcess, ServerProcess
 from tests.timing import LOADED_MARGIN_S, STOP_S
 
 
@@ -385,38 +385,32 @@ def test_bad_options_get_clear_errors(client, options, words):
     assert isinstance(err, Error) and err.code == ErrorCode.BAD_INPUT and words in err.text
 
 
-def test_close_does_not_hang_on_a_step_that_ignores_cancel(monkeypatch):
+def test_close_does_not_hang_on_a_step_that_ignores_cancel():
     """In process: a job stuck in one long call (it never checks for cancel) must not keep the server
-    from stopping; the job's client is told the backend is shutting down."""
+    from stopping; its worker is killed and the job's client told the backend is shutting down."""
     import threading
     import time
 
-    import layeringdiff.server as server_module
-    from layeringdiff.server import Server
+    from layeringdiff.serve import Server, ServerConfig
 
-    release = threading.Event()
-    monkeypatch.setattr(server_module, "SHUTDOWN_JOIN_S", 0.5)
-    monkeypatch.setattr(server_module, "run_job", lambda *a: release.wait(30))
-    server = Server()
+    server = Server(ServerConfig(job_runner="tests.integration.runners:stuck"))
     endpoint = server.bind()
     loop = threading.Thread(target=server.loop, daemon=True)
     loop.start()
-    try:
-        with Client(endpoint) as c:
-            _, image, mask = layer_and_mask(64)
-            job = c.send(Split(image, mask=mask))
-            assert isinstance(c.recv(10).message, Accepted)
-            server.stop()
-            loop.join(5)
-            t = time.monotonic()
-            server.close()
-            assert time.monotonic() - t < STOP_S + LOADED_MARGIN_S
-            final = [e.message for e in c.events(job, 10)][-1]
-            assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
-    finally:
-        release.set()
-
-
+    with Client(endpoint) as c:
+        _, image, mask = layer_and_mask(64)
+        job = c.send(Split(image, mask=mask))
+        assert isinstance(c.recv(10).message, Accepted)
+        while getattr(c.recv(30).message, "stage", "") != "stuck":  # the worker is in the step now
+            pass
+        server.stop()
+        loop.join(5)
+        t = time.monotonic()
+        server.close()
+        assert time.monotonic() - t < STOP_S + LOADED_MARGIN_S
+        final = [e.message for e in c.events(job, 10)][-1]
+        assert isinstance(final, Error) and final.code == ErrorCode.SHUTTING_DOWN
+    assert not any(w.alive() for w in server.pool.workers)
 def test_hostile_headers_get_errors_that_name_the_problem(client):
     """Lists and maps where names belong, a 1 MB id, versions that only compare equal to 1."""
     spec = {"w": 2, "h": 2, "channels": 4, "dtype": "u8", "order": "RGBA"}
@@ -440,26 +434,25 @@ def test_hostile_headers_get_errors_that_name_the_problem(client):
     assert isinstance(client.request(Ping(0.0)).message, Pong)
 
 
-def test_no_reply_carries_a_traceback(monkeypatch, caplog):
-    """In process: a job that fails unexpectedly is answered `internal` with a log id; the traceback is
-    in the log under that id, not in the reply."""
+def test_no_reply_carries_a_traceback():
+    """A job that fails unexpectedly is answered `internal` with a log id; the traceback is in the server's log
+    (its worker's stderr) under that id, not in the reply; the worker goes on to the next job."""
     import re
 
-    import layeringdiff.server as server_module
-
-    def broken(*args):
-        raise RuntimeError("secret internal detail")
-
-    monkeypatch.setattr(server_module, "run_job", broken)
-    with in_process_server() as endpoint:
-        with caplog.at_level("ERROR", logger="layeringdiff.server"), Client(endpoint) as c:
+    server = ServerProcess(job_runner="tests.integration.runners:broken")
+    try:
+        with Client(server.endpoint) as c:
             _, image, mask = layer_and_mask(64)
-            err = c.run(Split(image, mask=mask))[0].message
-            assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
-            assert "Traceback" not in err.text + err.detail and "secret internal detail" not in err.text + err.detail
-            incident = re.search(r"log id (\w+)", err.text).group(1)
-        logged = [r for r in caplog.records if incident in r.getMessage()]
-        assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+            for _ in range(2):
+                err = c.run(Split(image, mask=mask))[0].message
+                assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL
+                assert "Traceback" not in err.text + err.detail and "secret" not in err.text + err.detail
+        incident = re.search(r"log id (\w+)", err.text).group(1)
+        server.stop()
+        logged = server.log.split(f"internal error {incident}", 1)[1]
+        assert "Traceback" in logged.split("internal error", 1)[0] and "secret internal detail" in logged
+    finally:
+        server.kill()
 
 
 def test_the_client_notices_a_dead_backend_within_seconds():

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from layering_protocol import Generate, Split
 from layeringdiff.examples import synthetic_composite
-from layeringdiff.losses import ban_loss, fan_loss, haar_dwt, high_frequency_loss
 from layeringdiff.models import ModelConfig, ModelManager
 from layeringdiff.pipeline import layering_method, run_job
 from layeringdiff.progress import no_progress
@@ -20,6 +19,7 @@ from layeringdiff.stages.layering import (
     fbdd_unet_from_inpainting,
     widen_conv_in,
 )
+from layeringdiff.train.losses import ban_loss, fan_loss, haar_dwt, high_frequency_loss
 from layeringdiff.wire import from_array, to_array
 
 from tests.models.runtime import model_config

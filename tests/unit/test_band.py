@@ -1,5 +1,5 @@
-"""The trimap's band rule for feathered selections (imaging/trimap.py), on generated scenes (edge_scenes.py) whose
-seeds were used neither for tuning the rule nor by benchmarks/bench_band.py.
+"""The trimap's band rule for feathered selections (imaging/trimap.py), on generated scenes
+(benchmarks/edge_scenes.py) whose seeds were used neither for tuning the rule nor by benchmarks/bench_band.py.
 
 Expected widths are the documented rule (docs/offline-split.md) worked out by hand for each mask, never the module's
 own constants: the band's half-width is 2% of the object's size (sqrt of its area at mask >= 0.5), rounded and
@@ -9,10 +9,11 @@ clamped to 2-80 px; a feathered selection (soft ramp 0.02..0.98 of at least 3 px
 import cv2
 import numpy as np
 import pytest
-from layeringdiff.edge_scenes import FIXED_WIDTHS, HELD_OUT_SEEDS, TUNING_SEEDS, edge_error, edge_scene
 from layeringdiff.imaging.trimap import UNKNOWN, band_radius, selection_ramp, trimap_from_mask
 from layeringdiff.progress import no_progress
 from layeringdiff.stages.split import SplitOptions, split_alpha
+
+from benchmarks.edge_scenes import FIXED_WIDTHS, HELD_OUT_SEEDS, TUNING_SEEDS, edge_error, edge_scene
 
 TEST_SEEDS = range(5000, 5006)
 

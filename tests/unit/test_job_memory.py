@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from layering_protocol import Generate, Image, Split
 from layeringdiff.errors import NotAvailable
-from layeringdiff.imaging import patchmatch
+from layeringdiff.imaging.patchmatch import completion
 from layeringdiff.imaging.trimap import UNKNOWN, trimap_from_mask
 from layeringdiff.job_memory import (
     FIXED_SIZE_MODEL_BYTES,
@@ -126,7 +126,7 @@ def test_two_corner_pixels_are_estimated_by_their_real_work():
 def _fill_levels(mask: np.ndarray, exact: bool) -> dict:
     """The texture fill's working level and texture-energy level (pixels) in a real split of this selection."""
     seen = {"level": 0}
-    em, energy = patchmatch._em, patchmatch.texture_energy
+    em, energy = completion._em, completion.texture_energy
 
     def record_em(level, *args, **kwargs):
         seen["level"] = level.hole.size
@@ -140,12 +140,12 @@ def _fill_levels(mask: np.ndarray, exact: bool) -> dict:
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     image = np.dstack([0.5 + 0.5 * np.sin(xx / 3), 0.5 + 0.5 * np.cos(yy / 5), (xx + yy) / (w + h),
                        np.ones((h, w))]).astype(np.float32)
-    patchmatch._em, patchmatch.texture_energy = record_em, record_energy
+    completion._em, completion.texture_energy = record_em, record_energy
     try:
         result = split_layer(image, mask=_u8(mask).astype(np.float32) / 255,
                              options=SplitOptions(alpha_mode="mask" if exact else "matte"))
     finally:
-        patchmatch._em, patchmatch.texture_energy = em, energy
+        completion._em, completion.texture_energy = em, energy
     x0, y0, x1, y1 = result.info["crop"]
     return seen | {"crop": (x1 - x0) * (y1 - y0)}
 

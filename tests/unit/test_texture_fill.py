@@ -1,4 +1,4 @@
-"""The texture fill of the hidden background (imaging/patchmatch.py through the classical method): deterministic for
+"""The texture fill of the hidden background (imaging/patchmatch/ through the classical method): deterministic for
 a seed, the layers still recomposite exactly, and on textured photographs it looks like the texture by the
 evaluation's own figures (texture_metrics.py), where the smooth fill and the smooth fill plus noise do not."""
 

@@ -12,9 +12,10 @@ BAND_MIN_PX = 2
 BAND_MAX_PX = 80
 # A feathered selection (its soft ramp, SOFT_LO..SOFT_HI, is FEATHER_MIN_RAMP_PX wide or more on average) gets at least
 # FEATHER_BAND_PX, plus FEATHER_BAND_PER_RAMP of its ramp beyond FEATHER_RAMP_FREE_PX, and only that band is unknown
-# (not the whole ramp). Fitted on 60 generated feathered selections (edge_scenes.py TUNING_SEEDS + 24..59: object
-# edges 1-21 px, feathers 2-16 px, selections up to 6 px off): 59 of 60 within 1.3x of the best of fixed 15/30/45 px
-# bands (the one left wants 30 px for a 21 px soft edge under a 2 px feather, which the selection cannot tell).
+# (not the whole ramp). Fitted on 60 generated feathered selections (benchmarks/edge_scenes.py TUNING_SEEDS +
+# 24..59: object edges 1-21 px, feathers 2-16 px, selections up to 6 px off): 59 of 60 within 1.3x of the best of
+# fixed 15/30/45 px bands (the one left wants 30 px for a 21 px soft edge under a 2 px feather, which the selection
+# cannot tell).
 FEATHER_MIN_RAMP_PX = 3.0
 FEATHER_BAND_PX = 17.0
 FEATHER_BAND_PER_RAMP = 0.25

@@ -49,7 +49,7 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def texture_fill(alpha: np.ndarray, seed: int = 0) -> FillFn:
-    """Exemplar-based completion (imaging/patchmatch.py) of the background where alpha >= TEXTURE_FROM_ALPHA,
+    """Exemplar-based completion (imaging/patchmatch/) of the background where alpha >= TEXTURE_FROM_ALPHA,
     from patches where it shows (alpha < SOURCE_ALPHA), guided by the guess and keeping its low frequencies: the
     texture's detail on the guess's tone, joined without a seam of tone to the background around it."""
 

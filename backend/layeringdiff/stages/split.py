@@ -19,7 +19,7 @@ from ..progress import ProgressFn, no_progress, sub_progress
 CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
 ALPHA_MODES = ("matte", "mask")
 # How the classical method fills the hidden background: "smooth" (colour propagation), "texture" (exemplar-based
-# completion, imaging/patchmatch.py), "lama" (the LaMa ONNX model, imaging/lama.py; needs its weights).
+# completion, imaging/patchmatch/), "lama" (the LaMa ONNX model, imaging/lama.py; needs its weights).
 FILLS = ("smooth", "texture", "lama")
 DEFAULT_FILL = "texture"
 METHOD_SHARE = (0.6, 0.9)  # of the split's progress bar

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..imaging.foreground import estimate_foreground
-from ..losses import ban_loss, fan_loss
 from ..stages.classical import complete_background
 from ..stages.layering import FBDD, HFA
 from . import checkpoints
 from .dataset import to_u8
 from .fbdd import _batch_tensors, data_loader
+from .losses import ban_loss, fan_loss
 from .store import PackReader, PackWriter
 
 DECODED_FIELDS = ("decoded_fg", "decoded_bg")

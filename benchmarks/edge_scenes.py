@@ -1,6 +1,7 @@
 """Generated scenes for the trimap's band rule: an object with soft edges of a known width over a photo, and the
 selection an artist would make of it (feathered by some radius, a few pixels off). Used by
-benchmarks/bench_band.py and tests/unit/test_band.py; the rule was tuned on TUNING_SEEDS and is checked on others."""
+benchmarks/bench_band.py and tests/unit/test_band.py (evaluation data, not part of the installed package); the rule
+was tuned on TUNING_SEEDS and is checked on others."""
 
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ def _blob(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def edge_scene(seed: int, size: int = 512) -> EdgeScene:
-    from .examples import photo
+    from layeringdiff.examples import photo
 
     rng = np.random.default_rng(seed)
     hard = _blob(size, rng)
