@@ -118,12 +118,16 @@ def prepare(say: Say = print) -> list[str]:
 
 
 def stamp_path() -> Path:
-    """A file saying the kernels were prepared for this installation (package folder, Python, numba)."""
+    """A file saying the kernels were prepared for this installation (package folder and its modules, Python,
+    numba, version)."""
     import numba
 
     folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "layeringdiff")
-    where = f"{Path(__file__).resolve().parent}|{sys.executable}|{numba.__version__}|{__version__}"
+    package = Path(__file__).resolve().parent
+    # the modules' names and sizes too: a checkout updated in place (kernels moved or changed) prepares again
+    sources = sorted(f"{p.relative_to(package)}:{p.stat().st_size}" for p in package.rglob("*.py"))
+    where = f"{package}|{sys.executable}|{numba.__version__}|{__version__}|{','.join(sources)}"
     return Path(folder) / f"kernels-{hashlib.sha256(where.encode()).hexdigest()[:16]}.ok"
 
 
