@@ -1,5 +1,5 @@
 """The job queue's order and positions, worked out by hand from the rule: clients take turns, the client whose
-last job was taken longest ago first (one with nothing taken yet before it), each client's jobs in order."""
+last job was taken longest ago first (one never served before it), each client's jobs in order."""
 
 import threading
 
@@ -77,3 +77,25 @@ def test_a_waiting_worker_takes_a_job_as_it_comes():
     queue.put(job("a", 1), workers=1)
     worker.join(2)
     assert [j.id for j in got] == ["a1"]
+
+
+def test_a_client_whose_jobs_were_all_taken_at_once_still_had_its_turn():
+    """A's first job went to a free worker at once (nothing of A waited); A's next job still queues behind a
+    client that had no turn yet."""
+    queue = JobQueue()
+    queue.put(job("a", 1), workers=2)
+    assert taken(queue, 1) == ["a1"]
+    queue.put(job("a", 2), workers=2)
+    queue.put(job("b", 1), workers=2)
+    assert taken(queue, 2) == ["b1", "a2"]
+
+
+def test_clients_long_gone_are_forgotten_past_a_thousand(monkeypatch):
+    import layeringdiff.serve.jobs as jobs
+
+    monkeypatch.setattr(jobs, "TURNS_KEPT", 3)
+    queue = JobQueue()
+    for owner in "abcde":
+        queue.put(job(owner, 1), workers=1)
+        queue.done(queue.take(lambda j: True, wait_s=0.01))
+    assert len(queue.last_turn) <= 4

@@ -17,6 +17,8 @@ from layering_protocol import ErrorCode, ProtocolError, clip
 from ..job_memory import estimate_job
 from ..limits import Limits, gib
 
+TURNS_KEPT = 1024  # clients whose last turn is remembered while they have nothing queued or running
+
 
 @dataclass(eq=False)  # compared by identity: the queue finds a job without comparing its images
 class Job:
@@ -43,14 +45,14 @@ class Job:
 
 
 class JobQueue:
-    """Waiting jobs by client, clients in turn: a worker takes the first job of the client whose last turn is the
-    oldest (a client with none waiting before that had no turn yet), among the jobs it should run. Shared by the
-    loop and the workers' threads."""
+    """Waiting jobs by client, clients in turn: a worker takes the first job of the client whose last job was taken
+    longest ago (a client never served first), among the jobs it should run. Shared by the loop and the workers'
+    threads."""
 
     def __init__(self) -> None:
         self.ready = threading.Condition()
         self.waiting: dict[str, deque[Job]] = {}  # owner -> its jobs, owners in the order they came
-        self.last_turn: dict[str, int] = {}  # owner -> when it last had a job taken (while it has jobs waiting)
+        self.last_turn: dict[str, int] = {}  # owner -> when it last had a job taken
         self.turns = 0
         self.running: set[Job] = set()
         self.closing = False
@@ -94,9 +96,12 @@ class JobQueue:
             return None
 
     def _forget(self, owner: str) -> None:
-        """Nothing of this client waits: it is no more in turn (its next job comes with no turn had)."""
+        """Nothing of this client waits. Its last turn is kept (its next job queues behind clients served less
+        lately), unless many clients come and go: then those with nothing waiting or running are forgotten."""
         del self.waiting[owner]
-        self.last_turn.pop(owner, None)
+        if len(self.last_turn) > TURNS_KEPT:
+            busy = set(self.waiting) | {job.owner for job in self.running}
+            self.last_turn = {o: turn for o, turn in self.last_turn.items() if o in busy}
 
     def done(self, job: Job) -> None:
         with self.ready:
