@@ -171,3 +171,13 @@ def test_the_real_pipeline_runs_in_the_worker_and_its_result_is_exact():
     with in_process_server() as endpoint, Client(endpoint) as c:
         result = final(c, c.send(layer(64)))
         assert isinstance(result, Result)
+
+
+def test_a_worker_that_cannot_start_answers_the_waiting_job_instead_of_leaving_it_waiting():
+    """Here its job runner cannot be imported (as a broken installation would fail): after three tries in a row
+    the job is answered `internal`, and the server goes on answering."""
+    config = ServerConfig(job_runner="tests.integration.no_such_module:run")
+    with in_process_server(config) as endpoint, Client(endpoint) as c:
+        err = final(c, c.send(layer()), timeout=120)
+        assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL and "log id" in err.text
+        assert isinstance(c.request(Ping(0.0), 10).message, Pong)

@@ -212,7 +212,10 @@ class Server:
             self.transport.send(job.identity, Error(ErrorCode.SHUTTING_DOWN, "the backend is shutting down",
                                                     job=job.id), reply_to=job.id)
         self.jobs.clear()
-        self.transport.close([self.inbox] if self.inbox is not None else [])
+        held = self.pool is not None and any(w.thread.is_alive() for w in self.pool.workers)
+        if held:
+            log.warning("a worker's thread did not end; exiting without waiting for it")
+        self.transport.close([self.inbox] if self.inbox is not None else [], term=not held)
 
     # ---- the loop ----------------------------------------------------------------------------
     def loop(self) -> None:

@@ -173,9 +173,10 @@ class Transport:
                  if self.max_connections < self.limits.connections else "")
         return self.endpoint
 
-    def close(self, others: list[zmq.Socket]) -> None:
+    def close(self, others: list[zmq.Socket], term: bool = True) -> None:
         """Send what waits (within the router's linger), close the sockets (ours and `others` of the same
-        context) and end the context."""
+        context) and end the context (not when `term` is False: a thread still holds a socket of it, and term()
+        would wait for that thread)."""
         for identity in list(self.waiting):
             self.flush(identity)
         if self.router is not None and self.monitor is not None:
@@ -188,7 +189,7 @@ class Transport:
                 sock.close(linger=LINGER_MS if sock is self.router else 0)
         if self.auth is not None:
             self.auth.stop()
-        if self.ctx is not None:
+        if self.ctx is not None and term:
             self.ctx.term()
         if self.watch is not None:
             self.watch.join(1.0)  # it reads through the RSS descriptor

@@ -39,6 +39,7 @@ TICK_S = 0.01  # how often a running worker's memory, liveness and cancel are lo
 CANCEL_GRACE_S = 0.5  # a cancelled job that has not stopped by then has its worker killed
 START_S = 120.0  # a worker that is not ready by then (imports on a slow disk) is given up and restarted
 RESTART_PAUSE_S = 1.0  # between failed starts
+FAILED_STARTS = 3  # in a row: the job waiting for the worker is answered instead of waiting on
 LINGER_MS = 1000
 TRANSFER_SETTLE_S = 0.25  # a result forwarded is in the loop's hands (counted) by then
 
@@ -66,6 +67,7 @@ class Worker:
         self.cancel: Any = None
         self.rss: Rss | None = None
         self.ready = False
+        self.failed_starts = 0
         self.started = 0.0
         self.idle_rss = 0
         self.reserved = 0  # the RSS its job may reach by its estimate (0 when idle)
@@ -127,11 +129,12 @@ class Worker:
             except (EOFError, OSError):
                 kind = None
             if kind and kind[0] == "ready":
-                self.ready = True
+                self.ready, self.failed_starts = True, 0
                 self.idle_rss = self.memory()
                 return True
         if not self.alive() or time.monotonic() - self.started > START_S:
             code = self.proc.exitcode if self.proc is not None else None
+            self.failed_starts += 1
             log.error("%s did not start (exit code %s); starting another", self.name, code)
             self.kill()
             time.sleep(RESTART_PAUSE_S)
@@ -145,8 +148,8 @@ class Worker:
             while not self.pool.queue.closing:
                 if not self.alive():
                     self.start()
-                if not self._await_ready(None):
-                    continue
+                if not self._await_ready(None) and self.failed_starts < FAILED_STARTS:
+                    continue  # still starting; once it has failed to start again and again, jobs are answered
                 self.idle_rss = self.memory()
                 job = self.pool.queue.take(self._fits, wait_s=0.25)
                 if job is None:
@@ -185,6 +188,10 @@ class Worker:
         while not self._await_ready(job):  # a worker restarted after the last job: wait for it
             if job.cancel.is_set():
                 self._send(out, job, self._stopped(job), last=True)
+                return
+            if self.failed_starts >= FAILED_STARTS:
+                failure = to_reply(RuntimeError(), lambda: _logged_start(self.name, job.id, self.failed_starts))
+                self._send(out, job, failure.error(job.id), last=True)
                 return
         if job.cancel.is_set():
             self._send(out, job, self._stopped(job), last=True)
@@ -255,9 +262,10 @@ class Worker:
     def _over_budget(self, job: Job, out: zmq.Socket) -> bool:
         rss = self.memory()
         share = self.pool.share(self)
-        if rss <= share:
+        proc = self.proc
+        if rss <= share or proc is None:
             return False
-        pid = self.proc.pid
+        pid = proc.pid
         try:
             os.kill(pid, signal.SIGSTOP)  # frozen while its peak is read
         except (OSError, AttributeError):
@@ -295,6 +303,15 @@ class Worker:
             raise too_large(estimate.what, estimate.nbytes, self.pool.limits.max_memory,
                             self.pool.limits.max_memory - free)
         self.reserved = self.memory() + estimate.nbytes
+
+
+def _logged_start(name: str, job_id: str, tries: int) -> str:
+    import uuid
+
+    key = uuid.uuid4().hex[:8]
+    log.error("internal error %s in job %s: %s failed to start %d times in a row (its errors are above)", key,
+              job_id, name, tries)
+    return key
 
 
 def _logged_death(name: str, job_id: str, code: Any) -> str:
