@@ -31,11 +31,11 @@ def broken(message: Any, progress: Any, models: Any) -> Any:
 
 
 def greedy(message: Any, progress: Any, models: Any) -> Any:
-    """16 MB more every 10 ms, never looking at cancel or reporting progress: only the worker's memory shows it."""
+    """8 MB more every 10 ms, never looking at cancel or reporting progress: only the worker's memory shows it."""
     progress("greedy", 0.1)
     held = []
-    for _ in range(4000):
-        held.append(np.ones(16 << 20, np.uint8))
+    for _ in range(8000):
+        held.append(np.ones(8 << 20, np.uint8))
         time.sleep(0.01)
     raise AssertionError("never stopped")
 
