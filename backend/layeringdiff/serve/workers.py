@@ -89,7 +89,8 @@ class Worker:
         self.rss = Rss(self.proc.pid)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.is_alive()
+        proc = self.proc
+        return proc is not None and proc.is_alive()
 
     def kill(self) -> None:
         with self.lock:
@@ -107,7 +108,8 @@ class Worker:
                 held.close()
 
     def memory(self) -> int:
-        return self.rss() if self.rss is not None and self.alive() else 0
+        rss = self.rss  # once: another thread may kill this worker meanwhile (a closed reading gives its last figure)
+        return rss() if rss is not None and self.alive() else 0
 
     def footprint(self) -> int:
         """What this worker takes of the budget: its memory, or its job's reservation where larger."""
