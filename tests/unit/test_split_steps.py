@@ -191,7 +191,8 @@ def test_a_stage_time_keeps_four_decimals(monkeypatch):
 
 # ---- split_layer ------------------------------------------------------------------------------------------
 class Recording:
-    """A layer method that records what it is given and guesses the image itself (F) and mid grey (B)."""
+    """A layer method that records what it is given and guesses a lighter image (F) and mid grey (B): guesses
+    that the two compositions correct differently."""
 
     def __init__(self, local: bool, context: float = 0.0, composition: str = PROJECTION) -> None:
         self.shapes: list[tuple[int, ...]] = []
@@ -200,7 +201,7 @@ class Recording:
     def layers(self, rgb, alpha, progress):
         self.shapes.append(rgb.shape)
         progress("guessing", 0.5)
-        return rgb.copy(), np.full_like(rgb, 0.5)
+        return np.clip(rgb * 0.5 + 0.4, 0, 1), np.full_like(rgb, 0.5)
 
 
 def rgba_scene(h=48, w=64):
@@ -209,10 +210,12 @@ def rgba_scene(h=48, w=64):
 
 
 def test_a_method_that_is_not_local_sees_the_whole_image():
-    image, mask = rgba_scene()
+    image, mask = rgba_scene(200, 240)
+    mask[:] = 0.0
+    mask[80:100, 100:140] = 1.0  # small: its crop would be 148 x 168
     recording = Recording(local=False)
     result = split_layer(image, mask, options=SplitOptions(alpha_mode="mask"), method=recording.method)
-    assert recording.shapes == [(48, 64, 3)] and result.info["crop"] == [0, 0, 64, 48]
+    assert recording.shapes == [(200, 240, 3)] and result.info["crop"] == [0, 0, 240, 200]
 
 
 def test_a_local_method_sees_the_object_and_its_context_margin():
@@ -228,17 +231,20 @@ def test_a_local_method_sees_the_object_and_its_context_margin():
 
 
 def test_the_layers_are_the_composition_step_of_the_method_s_guesses_named_in_the_info():
-    image, mask = rgba_scene()
+    import cv2
+
+    image, hard = rgba_scene()
+    mask = cv2.GaussianBlur(hard, (9, 9), 3)  # soft edges: mixed pixels, where the compositions differ
     for composition in (PROJECTION, LEAST_CHANGE):
         recording = Recording(local=False, composition=composition)
         result = split_layer(image, mask, options=SplitOptions(alpha_mode="mask"), method=recording.method)
-        fg, bg, fallback = compose_layers(image[..., :3], mask, image[..., :3].copy(),
+        fg, bg, fallback = compose_layers(image[..., :3], mask, np.clip(image[..., :3] * 0.5 + 0.4, 0, 1),
                                           np.full((48, 64, 3), 0.5, np.float32), composition)
         np.testing.assert_array_equal(result.foreground[..., :3], fg)
         np.testing.assert_array_equal(result.background[..., :3], bg)
         assert result.info["composition"] == composition
         if composition == LEAST_CHANGE:
-            assert result.info["composition_fallback"] == round(fallback, 4)
+            assert result.info["composition_fallback"] == round(fallback, 4) and 0 < fallback < 1
         else:
             assert "composition_fallback" not in result.info
 
