@@ -65,6 +65,11 @@ class BackendProcess:
         self._log_reader = threading.Thread(target=lambda: self._log.extend(self.proc.stderr), daemon=True)
         self._log_reader.start()
         self.endpoint = self._wait_ready(60)
+        # and its (first) worker ready: a test that stresses the server at once would otherwise share the CPU with
+        # the worker's imports (a second or two), and time that instead of the server
+        deadline = time.monotonic() + 60
+        while " ready: pid " not in self.log and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     @property
     def log(self) -> str:

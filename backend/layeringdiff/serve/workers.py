@@ -133,6 +133,7 @@ class Worker:
             if kind and kind[0] == "ready":
                 self.ready, self.failed_starts = True, 0
                 self.idle_rss = self.memory()
+                log.info("%s ready: pid %s, %s", self.name, kind[1], gib(self.idle_rss))
                 return True
         if not self.alive() or time.monotonic() - self.started > START_S:
             code = self.proc.exitcode if self.proc is not None else None
