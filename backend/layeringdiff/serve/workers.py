@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -193,7 +194,8 @@ class Worker:
                 self._send(out, job, self._stopped(job), last=True)
                 return
             if self.failed_starts >= FAILED_STARTS:
-                failure = to_reply(RuntimeError(), lambda: _logged_start(self.name, job.id, self.failed_starts))
+                why = f"in job {job.id}: {self.name} failed to start {self.failed_starts} times in a row (see above)"
+                failure = to_reply(RuntimeError(), _logged(why))
                 self._send(out, job, failure.error(job.id), last=True)
                 return
         if job.cancel.is_set():
@@ -291,7 +293,8 @@ class Worker:
         if job.why:  # stopped on purpose meanwhile (shutting down): say that
             self._send(out, job, self._stopped(job), last=True)
             return
-        failure = to_reply(RuntimeError(), lambda: _logged_death(self.name, job.id, code))
+        failure = to_reply(RuntimeError(), _logged(f"in job {job.id}: {self.name} died (exit code {code}); starting "
+                                                   "another"))
         self._send(out, job, failure.error(job.id), last=True)
 
     def _check_room(self, job: Job) -> None:
@@ -308,21 +311,16 @@ class Worker:
         self.reserved = self.memory() + estimate.nbytes
 
 
-def _logged_start(name: str, job_id: str, tries: int) -> str:
-    import uuid
+def _logged(text: str) -> Callable[[], str]:
+    """An incident id for a failure with no traceback of its own (a worker that died or never started), logged
+    with `text`."""
 
-    key = uuid.uuid4().hex[:8]
-    log.error("internal error %s in job %s: %s failed to start %d times in a row (its errors are above)", key,
-              job_id, name, tries)
-    return key
+    def incident() -> str:
+        key = uuid.uuid4().hex[:8]
+        log.error("internal error %s %s", key, text)
+        return key
 
-
-def _logged_death(name: str, job_id: str, code: Any) -> str:
-    import uuid
-
-    key = uuid.uuid4().hex[:8]
-    log.error("internal error %s in job %s: %s died (exit code %s); starting another", key, job_id, name, code)
-    return key
+    return incident
 
 
 class _Loaded:
