@@ -115,7 +115,7 @@ def soak(server: BackendProcess, messages: int, sampler: RssSampler) -> dict[str
                     else:
                         c.send(m)
                     sent += 1
-            for c in clients:  # every request before this ping has its first answer by its pong (a job's later replies may follow)
+            for c in clients:  # each request before this ping has its first answer by the pong
                 sentinel = c.send(Ping(0.0))
                 while True:
                     env = c.recv(120)
