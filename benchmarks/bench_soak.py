@@ -1,5 +1,5 @@
 """Soak: 100,000 mixed messages against `layeringdiff serve`, its RSS over time and at most; then how long
-SIGTERM takes to stop it in several states; then three floods, each against a fresh server. Prints figures.
+SIGTERM takes to stop it in several states; then the attacks, each against a fresh server. Prints figures.
 
     .venv/bin/python benchmarks/bench_soak.py [--messages 100000] [--max-memory 2G] [--attacks-only]
 
@@ -8,11 +8,19 @@ Mixed: mutated and hostile messages (tests/integration/fuzz.py), pings, status, 
 at once; plus a client that stops reading (2,500 echoes of 256 KB, never read) and a raw peer that leaves a
 multipart message unfinished. The server runs with --max-memory (its budget) and --max-message 64M.
 
-Floods (targets in brackets), each while another client pings every 50 ms; printed for each: that client's
-worst ping, the server's peak RSS against the budget, and the time SIGTERM takes to stop it afterwards:
+Attacks (targets in brackets), each while another client pings every 50 ms; printed for each: that client's
+worst ping, the peak RSS against the budget, and the time SIGTERM takes to stop it afterwards and during it:
   connections: 10,000 TCP connection attempts, held open, against a server allowed 1024 open files [it survives]
   frames: one message of 10,000,000 empty frames at full speed [no ping delayed past 0.25 s]
   unfinished: 8 connections each sending 6,500,000 empty frames of a message never finished [RSS under budget]
+  the connection flood again, with CURVE keys (--keys) [it survives]
+  a job that grows 8 MB every 10 ms without a step (a test job runner) [killed over its worker's share; RSS under
+  budget; answered too_large with its peak]
+  real splits whose work needs about 3 GB and about 1.8 GB (4096^2 and 3072^2, a selection of two corner pixels)
+  [refused or killed before the budget: RSS under it]
+The peak RSS is the server's and its workers' together, sampled every 5 ms (and the server's own, its VmHWM).
+Then the CLI's decoding cost: a 0.75 MB PNG of 16000^2 under a 2 GiB address-space limit [refused from its
+header: peak RSS far under the limit]. Cancel in every stage: benchmarks/bench_workers.py.
 """
 
 import argparse
@@ -21,7 +29,9 @@ import os
 import random
 import resource
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,6 +48,7 @@ from layeringdiff.client import Client  # noqa: E402
 from layeringdiff.limits import Limits, parse_size  # noqa: E402
 from layeringdiff.wire import from_array  # noqa: E402
 
+from benchmarks.bench_job_memory import scene_arrays  # noqa: E402
 from tests.conftest import BackendProcess, ServerProcess  # noqa: E402
 from tests.integration.fuzz import mutate  # noqa: E402
 from tests.integration.rawpeer import FileLimitedBackend, Pinger, RawPeer, open_connections  # noqa: E402
@@ -212,6 +223,36 @@ def stop_times() -> dict[str, float]:
     return out
 
 
+class TreePeak(threading.Thread):
+    """The largest RSS of a process and its children together (the server and its workers), every 5 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.005):
+            try:
+                total = self.proc.memory_info().rss
+                children = self.proc.children()
+            except psutil.Error:
+                return
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> "TreePeak":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join(5)
+
+
 def split_message() -> Split:
     rgba = np.ones((64, 64, 4), np.float32)
     mask = np.zeros((64, 64), np.float32)
@@ -219,7 +260,7 @@ def split_message() -> Split:
     return Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L"))
 
 
-def connection_flood(server: BackendProcess) -> str:
+def connection_flood(server: BackendProcess, **keys: str) -> str:
     """FLOOD_CONNECTIONS idle connections opened in waves of 1,000 and held, then closed."""
     socks: list = []
     try:
@@ -233,8 +274,84 @@ def connection_flood(server: BackendProcess) -> str:
         for sock in socks:
             sock.close()
     time.sleep(1)
+    answers = server.proc.poll() is None and pongs(server.endpoint, **keys)
     return (f"{len(socks)} attempts; server {'alive' if alive else 'DEAD'}, {open_fds} descriptors open "
-            f"(limit {FLOOD_FILES}); answers afterwards: {server.proc.poll() is None and pongs(server.endpoint)}")
+            f"(limit {FLOOD_FILES}); answers afterwards: {answers}")
+
+
+def keyed_connection_flood(server: BackendProcess) -> str:
+    return connection_flood(server, **client_keys())
+
+
+def final_reply(endpoint: str, message: object, timeout: float = 300, **keys: str) -> str:
+    """The job's last reply, in a few words."""
+    start = time.monotonic()
+    with Client(endpoint, **keys) as c:
+        job = c.send(message)
+        for env in c.events(job, timeout):
+            last = env.message
+    words = f"{last.code}: {last.text}" if isinstance(last, Error) else type(last).__name__
+    return f"answered in {time.monotonic() - start:.1f} s: {words[:220]}"
+
+
+def greedy_job(server: BackendProcess) -> str:
+    return final_reply(server.endpoint, split_message(), 60)
+
+
+def corners_split(size: int) -> Callable[[BackendProcess], str]:
+    """A split whose work is of the whole canvas: its selection is two corner pixels (job_memory.py's worst)."""
+    def attack(server: BackendProcess) -> str:
+        image, mask, _ = scene_arrays(size, size, "corners", [])
+        rgba = np.dstack([image, np.ones(image.shape[:2], np.float32)])
+        return final_reply(server.endpoint, Split(from_array(rgba, "u8", "RGBA"), mask=from_array(mask, "u8", "L")))
+
+    return attack
+
+
+def decoding_bomb() -> str:
+    """`layeringdiff split` of a 0.75 MB PNG that decodes to 16000^2, under a 2 GiB address-space limit."""
+    from PIL import Image
+
+    limit = 1 << 31
+
+    def small_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    with tempfile.TemporaryDirectory() as folder:
+        big = Path(folder) / "big.png"
+        Image.new("RGB", (16000, 16000), (90, 120, 200)).save(big)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(big), "--box", "100,100,900,900",
+                               "-o", str(Path(folder) / "b.ora")], capture_output=True, text=True, timeout=600,
+                              preexec_fn=small_memory)
+        elapsed = time.monotonic() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss << 10  # KiB; the largest child so far
+        left = sorted(p.name for p in Path(folder).iterdir())
+        size = big.stat().st_size
+    shown = f"at most {peak / 2**20:.0f} MB" if peak > before << 10 else "under an earlier child's peak"
+    return (f"{size / 2**20:.2f} MB PNG of 16000^2: exit {proc.returncode} in {elapsed:.1f} s, peak RSS {shown} "
+            f"(limit {limit >> 20} MB); files left {left}; {proc.stderr.strip().splitlines()[-1][:160]}")
+
+
+def client_keys() -> dict[str, str]:
+    """The keys of the keyed flood's allowed client (made once by keyed_backend)."""
+    assert KEYS is not None
+    return {"server_key": str(KEYS / "server.key"), "client_key": str(KEYS / "secrets" / "alice.key_secret")}
+
+
+KEYS: Path | None = None
+
+
+def keyed_backend(files: int, *args: str) -> BackendProcess:
+    from layeringdiff.keys import add_client, init_keys
+
+    global KEYS
+    if KEYS is None:
+        KEYS = Path(tempfile.mkdtemp(prefix="soak-keys-"))
+        init_keys(KEYS)
+        add_client(KEYS, "alice")
+    return FileLimitedBackend(files, "--keys", str(KEYS), *args)
 
 
 def frame_flood(server: BackendProcess, frames: int = FLOOD_FRAMES) -> str:
@@ -283,8 +400,8 @@ def held_line(server: BackendProcess) -> str:
     return f"complete before the watch acted: {', '.join(drained) or 'no'} frames drained by the loop"
 
 
-def pongs(endpoint: str) -> bool:
-    with Client(endpoint) as c:
+def pongs(endpoint: str, **keys: str) -> bool:
+    with Client(endpoint, **keys) as c:
         return isinstance(c.request(Ping(0.0), 10).message, Pong)
 
 
@@ -316,21 +433,32 @@ def stop_during(start: Callable[..., BackendProcess], max_memory: str,
 
 
 def attacks(max_memory: str) -> None:
-    print(f"floods (another client pinging every 50 ms; budget {max_memory}; peak RSS: the kernel's VmHWM):")
+    print(f"attacks (another client pinging every 50 ms; budget {max_memory}; peak RSS: the server and its workers "
+          "sampled every 5 ms, and the server's own VmHWM):")
+    budget = parse_size(max_memory)
     runs = ((f"{FLOOD_CONNECTIONS:,} connections, open-files limit {FLOOD_FILES}", connection_flood,
-             lambda *a: FileLimitedBackend(FLOOD_FILES, *a)),
-            (f"one message of {FLOOD_FRAMES:,} empty frames", frame_flood, BackendProcess),
-            (f"one message of {SMALL_FLOOD_FRAMES:,} empty frames in one write", small_frame_flood, BackendProcess),
+             lambda *a: FileLimitedBackend(FLOOD_FILES, *a), False),
+            (f"{FLOOD_CONNECTIONS:,} connections, open-files limit {FLOOD_FILES}, with --keys", keyed_connection_flood,
+             lambda *a: keyed_backend(FLOOD_FILES, *a), True),
+            (f"one message of {FLOOD_FRAMES:,} empty frames", frame_flood, BackendProcess, False),
+            (f"one message of {SMALL_FLOOD_FRAMES:,} empty frames in one write", small_frame_flood, BackendProcess,
+             False),
             (f"{UNFINISHED_PEERS} unfinished messages of {UNFINISHED_FRAMES:,} empty frames", unfinished_frames,
-             BackendProcess))
-    for name, attack, start in runs:
+             BackendProcess, False),
+            ("a job growing 8 MB every 10 ms without a step", greedy_job,
+             lambda *a: ServerProcess(job_runner="tests.integration.runners:greedy", max_memory=budget), False),
+            ("a 4096^2 split of two corner pixels (its work: about 3 GB)", corners_split(4096), BackendProcess,
+             False),
+            ("a 3072^2 split of two corner pixels (its work: about 1.8 GB)", corners_split(3072), BackendProcess,
+             False))
+    for name, attack, start, keyed in runs:
         server = start("--max-memory", max_memory)
         try:
             pid = server.proc.pid
             with open(f"/proc/{pid}/clear_refs", "w") as fh:
                 fh.write("5")  # VmHWM from here
             idle = proc_status(pid, "VmRSS")
-            with Pinger(server.endpoint) as pinger:
+            with TreePeak(pid) as tree, Pinger(server.endpoint, **(client_keys() if keyed else {})) as pinger:
                 outcome = attack(server)
             peak = proc_status(pid, "VmHWM")
             stop = stop_time(server) if server.proc.poll() is None else float("nan")
@@ -338,15 +466,17 @@ def attacks(max_memory: str) -> None:
             server.kill()
         during = stop_during(start, max_memory, attack)
         print(f"  {name}: {outcome}\n    worst ping {pinger.worst * 1000:.0f} ms ({pinger.pings} pings); peak RSS "
-              f"{peak / 2**20:.0f} MB (idle {idle / 2**20:.0f} MB, budget {max_memory}); SIGTERM after it "
-              f"{stop:.2f} s, half a second into it {during:.2f} s", flush=True)
+              f"{tree.peak / 2**20:.0f} MB with its workers, the server's own {peak / 2**20:.0f} MB (idle "
+              f"{idle / 2**20:.0f} MB, budget {max_memory}); SIGTERM after it {stop:.2f} s, half a second into it "
+              f"{during:.2f} s", flush=True)
+    print(f"  the CLI's decoding cost: {decoding_bomb()}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--max-memory", default="2G")
-    parser.add_argument("--attacks-only", action="store_true", help="only the three floods (a few minutes)")
+    parser.add_argument("--attacks-only", action="store_true", help="only the attacks (about ten minutes)")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import zmq
 from layering_protocol import Cancelled, Error, ErrorCode, encode
 
@@ -72,6 +73,7 @@ class Worker:
         self.started = 0.0
         self.idle_rss = 0
         self.reserved = 0  # the RSS its job may reach by its estimate (0 when idle)
+        self.last_rss = 0  # at the last look while a job runs: how fast it grows
         self.loaded: set[str] = set()
         self.job: Job | None = None
         self.lock = threading.Lock()  # its thread and the server's stop may both end the process
@@ -217,6 +219,7 @@ class Worker:
         except (OSError, ValueError):
             pass  # it died meanwhile: seen below
         job.drop()  # the worker has its own copy
+        self.last_rss = self.memory()
         self._watch(job, out)
 
     def _watch(self, job: Job, out: zmq.Socket) -> None:
@@ -265,10 +268,13 @@ class Worker:
         return bool(last)
 
     def _over_budget(self, job: Job, out: zmq.Socket) -> bool:
+        """Stopped before it goes over its share: when what it grew since the last look, twice over (a look may
+        come late on a loaded machine), would take it past the share by the next."""
         rss = self.memory()
+        grown, self.last_rss = max(0, rss - self.last_rss), rss
         share = self.pool.share(self)
         proc = self.proc
-        if rss <= share or proc is None:
+        if rss + 2 * grown <= share or proc is None:
             return False
         pid = proc.pid
         try:
@@ -277,11 +283,12 @@ class Worker:
             pass
         peak = max(peak_rss(pid), rss)
         self.kill()
-        log.warning("job %s took %s to %s, over its share of the memory budget (%s of %s); killed it", job.id,
-                    self.name, gib(peak), gib(share), gib(self.pool.limits.max_memory))
+        over = "over" if peak > share else "growing past"
+        log.warning("job %s took %s to %s, %s its share of the memory budget (%s of %s); killed it", job.id,
+                    self.name, gib(peak), over, gib(share), gib(self.pool.limits.max_memory))
         job.why = job.why or (ErrorCode.TOO_LARGE, "")
         self._send(out, job, Error(ErrorCode.TOO_LARGE,
-                                   f"the job took its worker to {gib(peak)} of memory, over its share of the "
+                                   f"the job took its worker to {gib(peak)} of memory, {over} its share of the "
                                    f"backend's budget: {gib(share)} of {gib(self.pool.limits.max_memory)} "
                                    "(--max-memory)", "split a smaller layer or a selection of it, or raise the "
                                    "backend's --max-memory", job=job.id), last=True)
@@ -343,6 +350,7 @@ class Pool:
                  ctx: zmq.Context, endpoint: str, server_rss: Callable[[], int]) -> None:
         self.queue, self.limits, self.models, self.ctx, self.endpoint = queue, limits, models, ctx, endpoint
         self.server_rss = server_rss
+        self.helpers: list[Rss] = []  # the server's other children (multiprocessing's resource tracker)
         self.workers = [Worker(self, spec) for spec in specs]
         self.transfers = 0  # requests and results passing through this process now
         self.transferred = 0.0  # when the last one ended
@@ -368,6 +376,11 @@ class Pool:
         for worker in self.workers:
             worker.start()
             worker.thread.start()
+        try:  # started with the first worker; its memory counts toward the budget too
+            self.helpers = [Rss(p.pid) for p in psutil.Process().children()
+                            if "multiprocessing.resource_tracker" in " ".join(p.cmdline())]
+        except psutil.Error:
+            pass
 
     def replies_socket(self) -> zmq.Socket:
         out = self.ctx.socket(zmq.PUSH)
@@ -375,9 +388,9 @@ class Pool:
         return out
 
     def share(self, worker: Worker) -> int:
-        """What the budget leaves this worker: less the server's own memory and the other workers'."""
+        """What the budget leaves this worker: less the server's own memory, its helpers' and the other workers'."""
         others = sum(w.footprint() for w in self.workers if w is not worker)
-        return self.limits.max_memory - self.server_rss() - others
+        return self.limits.max_memory - self.server_rss() - sum(rss() for rss in self.helpers) - others
 
     def idle_memory(self) -> int:
         return sum(w.idle_rss for w in self.workers)
@@ -402,3 +415,5 @@ class Pool:
             worker.kill()
         for worker in self.workers:
             worker.thread.join(1.0)
+        for rss in self.helpers:
+            rss.close()
