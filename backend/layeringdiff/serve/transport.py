@@ -31,6 +31,7 @@ from ..peers import (
     wire_bytes,
 )
 from ..replies import bounded, incident_logger
+from .drain import FrameDropper
 from .files import open_files
 
 log = logging.getLogger("layeringdiff.server")
@@ -43,7 +44,7 @@ SNDHWM = 64  # messages per client inside libzmq; larger replies are tracked by 
 RCVHWM = 64
 TRACK_BYTES = zmq.COPY_THRESHOLD  # smaller frames are copied by pyzmq, larger ones tracked until sent
 BATCH = 256  # messages handled per turn of the loop, so replies and checks go on under a flood
-TURN_FRAMES = 16384  # frames received per turn (~2 us each): a huge message is drained over many turns
+TURN_FRAMES = 16384  # frames received per turn by pyzmq (~2 us each): a huge message is drained over many turns
 RELEASE_BYTES = 64 << 20
 IDLE_PEER_S = 600.0
 LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
@@ -117,6 +118,7 @@ class Transport:
         self.cut_frames = MAX_REQUEST_FRAMES + FRAMES_CUT_MARGIN
         self.max_connections = limits.connections
         self.draining: Draining | None = None
+        self.dropper: FrameDropper | None = None
         self.in_hand = 0  # bytes of the message the loop is handling (for the in-flight watch)
         self.troubles: set[str] = set()  # OSErrors outlived, each logged once
         self.evicted = 0  # connections closed over the limit since the last log line about it
@@ -154,6 +156,7 @@ class Transport:
         # libzmq's own limit is per frame and drops the connection without a word; our limit on a whole
         # message (answered with an error) is below it
         router.setsockopt(zmq.MAXMSGSIZE, self.limits.hard_message)
+        self.dropper = FrameDropper(router, TURN_FRAMES)  # compiled now, before any flood
         self.monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
         address = f"tcp://{host}"
         if port:
@@ -357,17 +360,11 @@ class Transport:
         self.draining = Draining(peer, count, total)
 
     def _drain(self, budget: int) -> int:
-        """Up to `budget` more frames of the message being drained, dropped as they come; returns what is left
-        of the budget."""
-        assert self.router is not None and self.draining is not None
-        recv = self.router.recv
-        frames = size = 0
-        more = True
-        while more and frames < budget:
-            frame = recv(copy=False)
-            more = frame.more
-            frames += 1
-            size += len(frame)
+        """Up to `budget` more frames of the message being drained (pyzmq's count: the compiled dropper takes
+        as many times more in the same time), dropped as they come; returns what is left of the budget."""
+        assert self.dropper is not None and self.draining is not None
+        scale = self.dropper.turn_frames // TURN_FRAMES
+        frames, size, more = self.dropper(budget * scale)
         drain = self.draining
         drain.frames += frames
         drain.nbytes += size
@@ -377,7 +374,7 @@ class Transport:
             log.info("dropped the %d frames (%s) of the message from %s", drain.frames, gib(drain.nbytes),
                      self.label(drain.peer))
             release_memory()
-        return budget - frames
+        return budget - -(-frames // scale)
 
     def _account(self, peer: Peer, wire: int) -> None:
         """Count what the loop received from this peer's connection (the in-flight watch compares it with the
