@@ -119,20 +119,19 @@ def available_memory() -> tuple[int, str]:
     return free, "of RAM available now"
 
 
-def split_memory(image: "Header", mask: "Header | None", box: tuple[int, int, int, int] | None) -> int:
+def split_memory(image: "Header", mask: "Header | None", args: argparse.Namespace) -> int:
     """Peak bytes a split from these files needs, from their headers: decoding them, and the split itself as
-    the server estimates it (its object's crop from the box; a mask is not decoded yet, so the whole canvas)."""
-    from .job_memory import split_bytes
-    from .stages.split import CROP_MARGIN_PX
+    the server estimates it (job_memory.split_bytes: a box's object as the server reads it, with the band and fill
+    asked for; a mask is not decoded yet, so an object filling the canvas)."""
+    from .job_memory import box_work, split_bytes
 
-    crop = None
-    if box is not None:
-        m = CROP_MARGIN_PX
-        x0, y0, x1, y1 = box
-        crop = max(0, min(image.width, x1 + m) - max(0, x0 - m)) * max(0, min(image.height, y1 + m) - max(0, y0 - m))
+    work = None
+    if args.box is not None:
+        work = box_work(args.box, image.width, image.height, args.band, args.alpha_mode == "mask", args.fill)
     channels = 4 if image.channels in (2, 4) else 3
     wide = (4 * channels - 4) * image.pixels  # float32 layers held, beyond the server's 8-bit RGBA frame
-    need = SPLIT_CLI_FIXED_BYTES + image.load_bytes(channels) + split_bytes(image.pixels, crop, wide)
+    crop = None if work is None else work.crop
+    need = SPLIT_CLI_FIXED_BYTES + image.load_bytes(channels) + split_bytes(image.pixels, crop, wide, work)
     return need + (mask.load_bytes(1) if mask is not None else 0)
 
 
@@ -144,7 +143,7 @@ def check_split_memory(args: argparse.Namespace, allowed: int) -> None:
 
     image = read_header(args.image, args.max_pixels)
     mask = read_header(args.mask, args.max_pixels) if args.mask else None
-    need = split_memory(image, mask, args.box)
+    need = split_memory(image, mask, args)
     if args.fill == "lama":  # its weights and its working memory at its own size, as the server counts them
         from .job_memory import FIXED_SIZE_MODEL_BYTES, registry_bytes
 

@@ -122,10 +122,7 @@ def split_work(message: Any) -> SplitWork | None:
     band = options.get("band") if isinstance(options.get("band"), int) else None
     fill = options.get("fill", DEFAULT_FILL)
     if message.box is not None and len(message.box) == 4:
-        x0, y0, x1, y1 = (int(v) for v in message.box)
-        x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
-        y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
-        return object_work(x0, y0, x1, y1, w, h, band, exact, fill)
+        return box_work(message.box, w, h, band, exact, fill)
     mask = message.mask
     if mask is None or mask.dtype not in NP_DTYPES or (mask.width, mask.height) != (w, h) or \
             memoryview(mask.data).nbytes != mask.expected_nbytes:
@@ -220,6 +217,15 @@ def mask_work(mask: np.ndarray, band: int | None = None, exact: bool = False, fi
             level = _at_level(work.crop, k)
             return replace(work, level=level, targets=min(level, _targets(hole, edges, k)))
     return work  # no level holds a whole patch of source: the fill keeps its guess
+
+
+def box_work(box: Any, w: int, h: int, band: int | None = None, exact: bool = False,
+             fill: str = DEFAULT_FILL) -> SplitWork:
+    """object_work for a box hint as sent (x0, y0, x1, y1 in any order, maybe past the canvas): clipped first."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+    y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+    return object_work(x0, y0, x1, y1, w, h, band, exact, fill)
 
 
 def object_work(x0: int, y0: int, x1: int, y1: int, w: int, h: int, band: int | None = None, exact: bool = False,
