@@ -61,7 +61,7 @@ FLOOD_CONNECTIONS = 10_000
 FLOOD_FRAMES = 10_000_000
 UNFINISHED_PEERS = 8
 UNFINISHED_FRAMES = 6_500_000
-SMALL_FLOOD_FRAMES = 300_000  # complete (in libzmq) before the in-flight watch can act: drained by the loop
+SMALL_FLOOD_FRAMES = 150_000  # most often complete (in libzmq) before the in-flight watch acts: drained by the loop
 
 
 class RssSampler(threading.Thread):
