@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import InputError, NotAvailable
+from .options import DEFAULT_FILL, FILLS
 from .progress import ProgressFn
 from .replies import to_reply
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 EVENT_PREFIX = "@layeringdiff "  # the docker reads lines starting with it (plugin/layeringdiff_krita/setup_run.py)
 EXIT_INPUT = 2
 EXIT_INTERNAL = 1
-SPLIT_FILLS = ("texture", "smooth", "lama")  # stages.split.FILLS, default first (not imported: --help stays fast)
 # what `split` loads after its memory check (kernels, writers) beyond the server's job estimate; with it the estimate
 # was 1.2x to 1.7x the measured peak above the check's RSS, splits of 1536x1024 to 6144x4096 (2 cores, box and mask)
 SPLIT_CLI_FIXED_BYTES = 100 << 20
@@ -189,7 +189,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     from .io.ora import OraLayer, write_ora
     from .io.outputs import Outputs
     from .limits import parse_size
-    from .stages.split import SplitOptions, split_layer
+    from .options import SplitOptions
+    from .stages.split import split_layer
 
     # the server's rules for the options; every output checked and reserved before any work
     options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band,
@@ -226,11 +227,11 @@ def cmd_split(args: argparse.Namespace) -> int:
             if note:
                 print(note, file=sys.stderr)
         method = None
-        if args.fill == "lama":  # its model is loaded before any work, so a missing one is reported at once
+        if args.fill == "lama":  # the server's builder; the CLI's split is classical (no layering models)
             from .models import ModelManager
-            from .pipeline import model_fill_method
+            from .pipeline import layer_method
 
-            method = model_fill_method(ModelManager(model_config(args)), {"fill": "lama"})
+            method = layer_method(ModelManager(model_config(args)), {"fill": "lama", "layering": "classical"})
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
         result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
         h, w = image.shape[:2]
@@ -635,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
     sp.add_argument("--max-memory", help="memory the split may use (e.g. 12G or 60%%): a larger one is refused from "
                                          "the file's header, before decoding (default: the RAM available now)")
-    sp.add_argument("--fill", choices=SPLIT_FILLS, default=SPLIT_FILLS[0],
+    sp.add_argument("--fill", choices=FILLS, default=DEFAULT_FILL,
                     help="hidden background: texture (exemplar-based completion, the default), smooth (colour "
                          "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")

@@ -19,12 +19,12 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .imaging.compose import LEAST_CHANGE, PROJECTION, compose_layers, extend_foreground
+from .imaging.compose import compose_layers, extend_foreground
 from .imaging.foreground import estimate_foreground
 from .imaging.inpaint import inpaint
+from .options import DEFAULT_FILL, LEAST_CHANGE, PROJECTION
 from .progress import no_progress
 from .stages.classical import HIDDEN_ALPHA, classical_method
-from .stages.split import DEFAULT_FILL
 from .texture_metrics import hidden_texture_metrics
 
 SCALES = {"MAD": 1e3, "MSE": 1e3, "SAD": 1e-3, "LPIPS": 1e2}  # Table 4's caption

@@ -39,8 +39,9 @@ from .imaging.trimap import (
     SOFT_LO,
 )
 from .models import REGISTRY
+from .options import DEFAULT_FILL
 from .stages.classical import HOLE_GROW_PX, TEXTURE_FROM_ALPHA
-from .stages.split import CROP_MARGIN_PX, DEFAULT_FILL
+from .stages.split import CROP_MARGIN_PX
 from .wire import NP_DTYPES, SCALE, mask_channel
 
 # Offline split: RSS above the job's start (its input received), fitted on benchmarks/bench_job_memory.py's shapes

@@ -8,11 +8,12 @@ from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, backgro
 
 from .errors import InputError
 from .models import ModelManager
+from .options import OPTION_KEYS, LayerMethod, SplitOptions
 from .progress import ProgressFn, sub_progress
-from .stages.split import LayerMethod, SplitOptions, split_layer
+from .stages.split import split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
 
-SPLIT_OPTION_KEYS = ("alpha_mode", "quantize", "band", "fill")
+SPLIT_OPTION_KEYS = OPTION_KEYS
 LAYERING_KEYS = ("layering", "layering_steps", "layering_size")
 LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
@@ -123,6 +124,14 @@ def layering_method(models: ModelManager, options: dict[str, Any], prompt: str, 
     return None
 
 
+def layer_method(models: ModelManager, options: dict[str, Any], prompt: str = "", seed: int = 0) -> LayerMethod | None:
+    """The layer method a split's options ask for, for the server's jobs and the CLI alike: stage 3 as
+    options["layering"] chooses (layering_method), else the classical method with a model's fill (model_fill_method),
+    else None: split_layer's classical method with the options' fill. Models are loaded now, so a missing one is
+    reported before any work."""
+    return layering_method(models, options, prompt, seed) or model_fill_method(models, options)
+
+
 def model_fill_method(models: ModelManager, options: dict[str, Any]) -> LayerMethod | None:
     """The classical method with the LaMa fill when options["fill"] is "lama" (its model loaded now, so a missing
     one is reported before any work); None for the fills that need no model."""
@@ -162,7 +171,7 @@ def _check_split_request(msg: Split | Peel) -> None:
 
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
     _check_split_request(msg)
-    method = layering_method(models, msg.options, "", 0) or model_fill_method(models, msg.options)
+    method = layer_method(models, msg.options)
     image = to_array(msg.image)
     dtype = msg.image.dtype
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
@@ -229,8 +238,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
     pipe = models.sdxl(control)
     composite = generate_composite(pipe, params, sub_progress(progress, 0.0, GENERATE_SHARE))
     # the background prompt for zero-shot inpainting: the scene without its foreground phrases
-    method = layering_method(models, msg.options, background_prompt(msg.prompt), msg.seed) \
-        or model_fill_method(models, msg.options)
+    method = layer_method(models, msg.options, background_prompt(msg.prompt), msg.seed)
     fg_options = _foreground_options(msg.options)
     # peel front to back: each phrase is split off the background left by the previous one
     stack, fg_infos, current = [], [], composite

@@ -248,11 +248,11 @@ class Controller:
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
-    def split_selected(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
-        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, edge, fill))
+    def split_selected(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, band, fill))
 
-    def peel_next(self, phrase: str = "", exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
-        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, edge, fill))
+    def peel_next(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, band, fill))
 
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
@@ -323,8 +323,8 @@ class Controller:
             self.view.show_message(f"Not sent: {exc}. The document is unchanged; see the status line above.",
                                    error=True)
 
-    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, edge: int = 0, fill: str = "") -> None:
-        """edge: half-width in pixels of the band around the selection's edge that matting decides
+    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+        """band: half-width in pixels of the band around the selection's edge that matting decides
         (0: scaled to the object); fill: how the hidden background is completed (FILLS; "": the backend's default)."""
         self._require_idle_connection()
         doc = self.bridge.active_document()
@@ -343,8 +343,8 @@ class Controller:
             mask = selection_image(mask_bytes, w, h)
         # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
         options: dict = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
-        if edge > 0 and mask is not None and not exact_alpha:
-            options["band"] = int(edge)
+        if band > 0 and mask is not None and not exact_alpha:
+            options["band"] = int(band)
         if fill:
             if fill not in FILLS:
                 raise UserError(f"Unknown fill '{fill}': choose one of {', '.join(FILLS)}.")

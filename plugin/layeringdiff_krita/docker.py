@@ -231,18 +231,18 @@ class LayeringDiffDocker(DockWidget):
         self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
         self.exact_alpha.setObjectName("ld_exact_alpha")
         split_form.addWidget(self.exact_alpha)
-        edge_row = QHBoxLayout()
-        edge_row.addWidget(QLabel("Edge width"))
-        self.edge = QSpinBox()
-        self.edge.setObjectName("ld_edge")
-        self.edge.setRange(0, 200)
-        self.edge.setSpecialValueText("auto")
-        self.edge.setSuffix(" px")
-        self.edge.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
+        band_row = QHBoxLayout()
+        band_row.addWidget(QLabel("Band"))
+        self.band = QSpinBox()
+        self.band.setObjectName("ld_band")
+        self.band.setRange(0, 200)
+        self.band.setSpecialValueText("auto")
+        self.band.setSuffix(" px")
+        self.band.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
                              "(auto: 2% of the object's size, more for a feathered selection's soft ramp)")
-        self.exact_alpha.toggled.connect(lambda on: self.edge.setEnabled(not on))
-        edge_row.addWidget(self.edge, 1)
-        split_form.addLayout(edge_row)
+        self.exact_alpha.toggled.connect(lambda on: self.band.setEnabled(not on))
+        band_row.addWidget(self.band, 1)
+        split_form.addLayout(band_row)
         fill_row = QHBoxLayout()
         fill_row.addWidget(QLabel("Hidden part"))
         self.fill = QComboBox()
@@ -545,11 +545,11 @@ class LayeringDiffDocker(DockWidget):
                                  self.guide_strength.value())
 
     def on_split(self) -> None:
-        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value(),
+        self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
                                        self.fill_value())
 
     def on_peel(self) -> None:
-        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.edge.value(),
+        self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
                                   self.fill_value())
 
     def on_cancel(self) -> None:

@@ -74,15 +74,15 @@ def test_exact_alpha_uses_the_selection_as_it_is(ctl):
     assert np.array_equal(got, np.frombuffer(ctl.bridge.mask, np.uint8))  # the selection, byte for byte
 
 
-def test_edge_width_reaches_the_matting_band(ctl):
+def test_the_band_reaches_the_matting(ctl):
     sent = []
     real_send = ctl.client.send
     ctl.client.send = lambda message: sent.append(message) or real_send(message)
-    ctl.split_selected("cat", edge=12)
+    ctl.split_selected("cat", band=12)
     pump(ctl, lambda: ctl.job is None)
     splits = [m for m in sent if isinstance(m, Split)]
     assert splits[-1].options == {"band": 12} and isinstance(ctl.bridge.applied[-1][2], Result)
-    ctl.split_selected("cat", exact_alpha=True, edge=12)  # no matting: no band
+    ctl.split_selected("cat", exact_alpha=True, band=12)  # no matting: no band
     pump(ctl, lambda: ctl.job is None)
     assert [m for m in sent if isinstance(m, Split)][-1].options == {"alpha_mode": "mask"}
 

@@ -57,11 +57,14 @@ def test_the_status_line_shows_a_backends_error_output_as_it_is():
 
 
 def test_the_fills_the_docker_and_the_cli_offer_are_the_backends():
-    """The fill names live in three places that cannot import each other cheaply (the plugin has no backend; the
-    CLI's --help imports no pipeline): they must agree, the backend's default first."""
-    from layeringdiff.cli import SPLIT_FILLS
-    from layeringdiff.stages.split import DEFAULT_FILL, FILLS
+    """The plugin has no backend to import the fill names from: its list must agree with the backend's
+    (options.py, which the CLI's --fill reads), the backend's default first."""
+    from layeringdiff.cli import build_parser
+    from layeringdiff.options import DEFAULT_FILL, FILLS
     from layeringdiff_krita.controller import FILLS as DOCKER_FILLS
 
-    assert set(SPLIT_FILLS) == set(DOCKER_FILLS) == set(FILLS)
-    assert SPLIT_FILLS[0] == next(iter(DOCKER_FILLS)) == DEFAULT_FILL
+    parser = build_parser()
+    assert parser.parse_args(["split", "in.png", "-o", "out.ora"]).fill == DEFAULT_FILL == FILLS[0]
+    chosen = [parser.parse_args(["split", "in.png", "-o", "out.ora", "--fill", name]).fill for name in FILLS]
+    assert chosen == list(FILLS)
+    assert tuple(DOCKER_FILLS) == FILLS

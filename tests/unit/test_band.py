@@ -112,15 +112,15 @@ def test_the_band_of_a_feathered_selection_follows_its_middle_not_its_whole_ramp
     assert abs(np.count_nonzero(row == UNKNOWN) / 2 - 2 * 28) <= 2  # two edges, 28 px either side of each
     ramp = (feathered[128] > 0.02) & (feathered[128] < 0.98)
     assert np.count_nonzero(ramp) > np.count_nonzero(row == UNKNOWN)
-    # an Edge width set by hand (the docker, --band) still leaves the whole ramp unknown
-    assert np.all(trimap_from_mask(feathered, radius=5)[128][ramp] == UNKNOWN)
+    # a band set by hand (the docker, --band) still leaves the whole ramp unknown
+    assert np.all(trimap_from_mask(feathered, band=5)[128][ramp] == UNKNOWN)
 
 
 def test_distance_band_matches_the_disk_erosion():
     mask = disk(200, 60)
     mask[90:110, 20:40] = 1.0  # a second, small part
     for r in (3, 10, 25):
-        tri = trimap_from_mask(mask, radius=r)
+        tri = trimap_from_mask(mask, band=r)
         hard = (mask >= 0.5).astype(np.uint8)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         fg = cv2.erode(hard, kernel) > 0

@@ -18,7 +18,7 @@ def disk(h=128, w=128, r=40):
 
 def test_trimap_has_band_around_edge_only():
     mask = disk()
-    tri = trimap_from_mask(mask, radius=5)
+    tri = trimap_from_mask(mask, band=5)
     assert set(np.unique(tri)) == {0.0, UNKNOWN, 1.0}
     assert tri[64, 64] == 1.0 and tri[0, 0] == 0.0
     assert tri[64, 64 + 40] == UNKNOWN  # on the edge
@@ -38,14 +38,14 @@ def test_band_scales_with_object_size():
 def test_soft_selection_edges_become_unknown():
     mask = disk()
     mask[10:20, 10:20] = 0.3  # feathered patch away from the object
-    tri = trimap_from_mask(mask, radius=3)
+    tri = trimap_from_mask(mask, band=3)
     assert np.all(tri[10:20, 10:20] == UNKNOWN)
 
 
 def test_thin_object_keeps_some_foreground():
     mask = np.zeros((64, 64), np.float32)
     mask[30:33, 5:60] = 1.0  # 3 px line: a big erosion would remove it
-    tri = trimap_from_mask(mask, radius=8)
+    tri = trimap_from_mask(mask, band=8)
     assert np.any(tri == 1.0)
 
 
@@ -174,7 +174,7 @@ def off_centre_masks():
 def test_the_trimap_is_the_rule_applied_to_the_whole_canvas(name, radius):
     """Working on the mask's box only is for speed: every pixel, on each side of the box, is what the rule gives."""
     mask = off_centre_masks()[name]
-    tri = trimap_from_mask(mask, radius=radius)
+    tri = trimap_from_mask(mask, band=radius)
     assert tri.dtype == np.float32 and tri.shape == mask.shape
     np.testing.assert_array_equal(tri, trimap_by_the_rule(mask, radius))
 
@@ -182,7 +182,7 @@ def test_the_trimap_is_the_rule_applied_to_the_whole_canvas(name, radius):
 def test_a_radius_of_one_gives_a_band_one_pixel_each_side():
     mask = np.zeros((40, 40), np.float32)
     mask[10:30, 10:30] = 1.0
-    row = trimap_from_mask(mask, radius=1)[20]
+    row = trimap_from_mask(mask, band=1)[20]
     assert row[8] == 0.0 and row[9] == row[10] == UNKNOWN and row[11] == 1.0
     assert row[28] == 1.0 and row[29] == row[30] == UNKNOWN and row[31] == 0.0
 
@@ -230,7 +230,7 @@ def test_a_mask_that_leaves_no_background_is_refused_with_a_hint():
     mask = np.zeros((20, 20), np.float32)
     mask[1:19, 1:19] = 1.0  # one pixel of background all round: inside the band
     with pytest.raises(InputError) as caught:
-        trimap_from_mask(mask, radius=3)
+        trimap_from_mask(mask, band=3)
     assert (str(caught.value), caught.value.detail) == ("the mask leaves no background around the object",
                                                         "select a smaller region")
 
@@ -239,7 +239,7 @@ def test_a_selection_soft_all_over_is_all_unknown_around_it():
     """A 40% selection (no pixel at least half selected): nothing is sure foreground, and that is no error."""
     mask = np.zeros((60, 60), np.float32)
     mask[20:40, 20:40] = 0.4
-    tri = trimap_from_mask(mask, radius=2)
+    tri = trimap_from_mask(mask, band=2)
     assert not (tri == 1.0).any() and (tri[20:40, 20:40] == UNKNOWN).all() and tri[0, 0] == 0.0
 
 

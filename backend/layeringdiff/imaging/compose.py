@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..options import COMPOSITIONS, LEAST_CHANGE, PROJECTION
 from .inpaint import inpaint
 
 # Alpha above 1 - ALPHA_EPS counts as opaque foreground, below ALPHA_EPS as pure background.
@@ -54,9 +55,6 @@ def exact_layers(
 
 # A corrected pixel whose equation is off by more than this after clipping falls back to the projection.
 COMPOSITION_TOL = 1e-5
-LEAST_CHANGE = "least-change"
-PROJECTION = "projection"
-COMPOSITIONS = (LEAST_CHANGE, PROJECTION)
 
 
 def least_change_layers(

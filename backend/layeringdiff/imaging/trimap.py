@@ -63,18 +63,18 @@ def band_radius(mask: np.ndarray, ramp: float | None = None) -> int:
     return int(np.clip(round(r), BAND_MIN_PX, BAND_MAX_PX))
 
 
-def trimap_from_mask(mask: np.ndarray, radius: int | None = None) -> np.ndarray:
-    """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge (radius px either side
-    of its 0.5 contour; band_radius when None). With a given radius, or a selection that is not feathered, every
+def trimap_from_mask(mask: np.ndarray, band: int | None = None) -> np.ndarray:
+    """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge (`band` px either side
+    of its 0.5 contour; band_radius when None). With a given band, or a selection that is not feathered, every
     soft mask pixel is unknown too; the automatic band of a feathered selection replaces its ramp.
 
     The band shrinks for thin objects so some sure foreground survives. Distances instead of an erosion by a
     disk, on the mask's box only: the cost follows the object, not the band's width or the canvas.
     """
     mask = check_mask(mask)
-    ramp = selection_ramp(mask) if radius is None else 0.0
+    ramp = selection_ramp(mask) if band is None else 0.0
     feathered = ramp >= FEATHER_MIN_RAMP_PX
-    r = band_radius(mask, ramp) if radius is None else max(1, int(radius))
+    r = band_radius(mask, ramp) if band is None else max(1, int(band))
     trimap = np.zeros(mask.shape, np.float32)
     h, w = mask.shape
     rows, cols = np.flatnonzero((mask > SOFT_LO).any(axis=1)), np.flatnonzero((mask > SOFT_LO).any(axis=0))

@@ -12,8 +12,8 @@ from ..imaging.compose import ALPHA_EPS
 from ..imaging.foreground import estimate_foreground
 from ..imaging.membrane import blend_membrane
 from ..imaging.patchmatch import complete
+from ..options import DEFAULT_FILL, LayerMethod
 from ..progress import ProgressFn
-from .split import DEFAULT_FILL, FILLS, LayerMethod
 
 # Above this alpha the background is treated as hidden and completed by inpainting (paper: 0.95).
 HIDDEN_ALPHA = 0.95
@@ -109,8 +109,6 @@ def classical_method(fill: str = DEFAULT_FILL, model_fill: FillFn | None = None,
     """The offline layer method with the hidden background filled by `fill`: "smooth" (background_guess: the
     membrane from the visible border where hidden), "texture" (exemplar-based completion, deterministic for
     `seed`) or "lama" (`model_fill`, the LaMa ONNX model's; see imaging/lama.py)."""
-    if fill not in FILLS:
-        raise InputError(f"fill must be one of {FILLS}, got {fill!r}")
     if fill == "lama" and model_fill is None:
         raise InputError("the lama fill needs its model", "run it through the backend or the CLI (--fill lama)")
 

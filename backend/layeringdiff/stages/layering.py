@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..imaging.compose import LEAST_CHANGE
+from ..options import LEAST_CHANGE, LayerMethod
 from ..progress import ProgressFn, no_progress
-from .split import LayerMethod
 
 LATENT_CHANNELS = 4
 VAE_FACTOR = 8

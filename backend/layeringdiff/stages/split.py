@@ -6,75 +6,19 @@ Layer methods sit side by side: classical.py (offline), zero_shot.py (SD2 inpain
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from ..imaging.compose import COMPOSITIONS, LEAST_CHANGE, PROJECTION, compose_layers, layer_alphas, recomposition_error
+from ..imaging.compose import LEAST_CHANGE, compose_layers, layer_alphas, recomposition_error
 from ..imaging.matting import estimate_alpha
 from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
+from ..options import LayerMethod, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 
 CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
-ALPHA_MODES = ("matte", "mask")
-# How the classical method fills the hidden background: "smooth" (colour propagation), "texture" (exemplar-based
-# completion, imaging/patchmatch/), "lama" (the LaMa ONNX model, imaging/lama.py; needs its weights).
-FILLS = ("smooth", "texture", "lama")
-DEFAULT_FILL = "texture"
 METHOD_SHARE = (0.6, 0.9)  # of the split's progress bar
-
-# (rgb, alpha, progress) -> (foreground guess, background guess), HxWx3 float32 each
-LayersFn = Callable[[np.ndarray, np.ndarray, ProgressFn], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class LayerMethod:
-    """How a split estimates its layers. `local`: the method only needs the object's box plus a margin
-    (a small object on a big canvas costs what the object costs); generative methods see the whole image."""
-
-    name: str
-    layers: LayersFn
-    local: bool = False
-    # the exact composition step after the method's guesses (imaging/compose.py): PROJECTION keeps the background
-    # guess where it can and re-derives F; LEAST_CHANGE (this project's addition) corrects both layers, for methods
-    # whose foreground guess carries information of its own (FBDD + HFA)
-    composition: str = PROJECTION
-    context: float = 0.0  # a local method's margin around the object, as a fraction of the object's box size
-    fill: str | None = None  # the classical method's fill, reported in the split's info
-
-    def __post_init__(self) -> None:
-        if self.composition not in COMPOSITIONS:
-            raise ValueError(f"composition must be one of {COMPOSITIONS}, got {self.composition!r}")
-
-
-@dataclass
-class SplitOptions:
-    alpha_mode: str = "matte"  # "matte": refine the hint by matting; "mask": the mask is the alpha
-    quantize: int | None = None  # alpha levels of the stored result (255 for 8-bit), un-mixing uses them
-    band: int | None = None  # trimap band half-width in pixels; None scales it to the object
-    fill: str = DEFAULT_FILL  # the classical method's fill of the hidden background (FILLS)
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "SplitOptions":
-        unknown = set(options) - {"alpha_mode", "quantize", "band", "fill"}
-        if unknown:
-            raise InputError(f"unknown split option(s): {', '.join(sorted(unknown))}")
-        opts = cls(**options)
-        if opts.alpha_mode not in ALPHA_MODES:
-            raise InputError(f"alpha_mode must be one of {ALPHA_MODES}, got {opts.alpha_mode!r}")
-        # bool is an int in Python, not in the protocol: `true` is not a level count
-        if opts.quantize is not None and not (_integer(opts.quantize) and 1 <= opts.quantize <= 65535):
-            raise InputError(f"quantize must be an integer in 1..65535, got {opts.quantize!r}")
-        if opts.band is not None and not (_integer(opts.band) and 1 <= opts.band <= 500):
-            raise InputError(f"band must be an integer in 1..500 pixels, got {opts.band!r}")
-        if opts.fill not in FILLS:
-            raise InputError(f"fill must be one of {FILLS}, got {opts.fill!r}")
-        return opts
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass

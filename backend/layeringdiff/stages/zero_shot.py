@@ -6,12 +6,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..imaging.compose import PROJECTION
 from ..imaging.foreground import estimate_foreground
+from ..options import PROJECTION, LayerMethod
 from ..progress import ProgressFn
 from .classical import FillFn, complete_background
 from .layering import pad8
-from .split import LayerMethod
 
 ZERO_SHOT_STEPS = 25
 
