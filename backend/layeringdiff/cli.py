@@ -18,7 +18,11 @@ from .progress import ProgressFn
 from .replies import to_reply
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .io.images import Header
+    from .io.outputs import Outputs
+    from .options import LayerMethod, SplitOptions
 
 EVENT_PREFIX = "@layeringdiff "  # the docker reads lines starting with it (plugin/layeringdiff_krita/setup_run.py)
 EXIT_INPUT = 2
@@ -26,6 +30,7 @@ EXIT_INTERNAL = 1
 # what `split` loads after its memory check (kernels, writers) beyond the server's job estimate; with it the estimate
 # was 1.2x to 1.7x the measured peak above the check's RSS, splits of 1536x1024 to 6144x4096 (2 cores, box and mask)
 SPLIT_CLI_FIXED_BYTES = 100 << 20
+OBJECT_LAYER_BYTES_PER_PIXEL = 20  # an object peeled before the last: its float32 RGBA layer and its alpha
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,9 +78,12 @@ def output_path(text: str) -> Path:
     return given if given.suffix else given.with_suffix(".ora")
 
 
-def layer_files(out: Path) -> dict[str, Path]:
-    """The PNGs written beside the .ora."""
-    return {name: out.with_name(f"{out.stem}_{name}.png") for name in ("foreground", "background", "alpha")}
+def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:
+    """The PNGs written beside the .ora: foreground, background and alpha; with `objects` (label values), one per
+    object (its alpha is the PNG's) and the background."""
+    names = ("foreground", "background", "alpha") if objects is None else (*(f"object{k}" for k in objects),
+                                                                            "background")
+    return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
 def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, str | None]) -> None:
@@ -119,7 +127,7 @@ def available_memory() -> tuple[int, str]:
     return free, "of RAM available now"
 
 
-def split_memory(image: "Header", mask: "Header | None", args: argparse.Namespace) -> int:
+def split_memory(image: "Header", mask: "Header | None", args: argparse.Namespace, objects: int = 1) -> int:
     """Peak bytes a split from these files needs, from their headers: decoding them, and the split itself as
     the server estimates it (job_memory.split_bytes: a box's object as the server reads it, with the band and fill
     asked for; a mask is not decoded yet, so an object filling the canvas)."""
@@ -132,26 +140,30 @@ def split_memory(image: "Header", mask: "Header | None", args: argparse.Namespac
     wide = (4 * channels - 4) * image.pixels  # float32 layers held, beyond the server's 8-bit RGBA frame
     crop = None if work is None else work.crop
     need = SPLIT_CLI_FIXED_BYTES + image.load_bytes(channels) + split_bytes(image.pixels, crop, wide, work)
-    return need + (mask.load_bytes(1) if mask is not None else 0)
+    held = (objects - 1) * OBJECT_LAYER_BYTES_PER_PIXEL * image.pixels  # the layers of the objects peeled before
+    return need + held + (mask.load_bytes(1) if mask is not None else 0)
 
 
-def check_split_memory(args: argparse.Namespace, allowed: int) -> None:
+def check_split_memory(args: argparse.Namespace, allowed: int, objects: int = 1) -> None:
     """Refuse, from the headers alone, a split that would not fit in memory (a 0.75 MB PNG can be 16000^2
-    pixels, 20 GB of work), before decoding anything. `allowed`: --max-memory in bytes (0: what is available)."""
+    pixels, 20 GB of work), before decoding anything. `allowed`: --max-memory in bytes (0: what is available);
+    `objects`: how many objects --labels names (once they are read)."""
     from .io.images import read_header
     from .limits import gib
 
     image = read_header(args.image, args.max_pixels)
-    mask = read_header(args.mask, args.max_pixels) if args.mask else None
-    need = split_memory(image, mask, args)
+    hint = args.mask or args.labels
+    mask = read_header(hint, args.max_pixels) if hint else None
+    need = split_memory(image, mask, args, objects)
     if args.fill == "lama":  # its weights and its working memory at its own size, as the server counts them
         from .job_memory import FIXED_SIZE_MODEL_BYTES, registry_bytes
 
         need += FIXED_SIZE_MODEL_BYTES["lama"] + registry_bytes("lama")
     have, what = (allowed, "allowed by --max-memory") if allowed else available_memory()
     if need > have:
+        what_split = "split" if objects == 1 else f"split into {objects} objects"
         raise InputError(f"'{args.image}' is {image.width}x{image.height} ({gib(image.decoded_bytes)} decoded): its "
-                         f"split needs about {gib(need)} of memory, more than the {gib(have)} {what}",
+                         f"{what_split} needs about {gib(need)} of memory, more than the {gib(have)} {what}",
                          "scale it down, or raise --max-memory if it would fit")
 
 
@@ -185,12 +197,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import load_image, load_mask, png_file_bytes, save_png
-    from .io.ora import OraLayer, write_ora
+    from .io.images import load_image, load_labels, load_mask
     from .io.outputs import Outputs
     from .limits import parse_size
     from .options import SplitOptions
-    from .stages.split import split_layer
 
     # the server's rules for the options; every output checked and reserved before any work
     options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band,
@@ -201,18 +211,27 @@ def cmd_split(args: argparse.Namespace) -> int:
         max_memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
     except ValueError as exc:
         raise InputError(f"--max-memory {exc}") from None
-    if args.example and (args.image or args.mask):
+    if args.example and (args.image or args.mask or args.labels):
         raise InputError("--example replaces IMAGE and --mask; give one or the other")
     if not args.example:
         if not args.image:
             raise InputError("give an IMAGE (or --example NAME)")
-        if (args.mask is None) == (args.box is None):
-            raise InputError("give exactly one foreground hint: --mask FILE or --box x0,y0,x1,y1")
+        if sum(hint is not None for hint in (args.mask, args.box, args.labels)) != 1:
+            raise InputError("give exactly one foreground hint: --mask FILE, --box x0,y0,x1,y1 or --labels FILE")
     out = output_path(args.output)
-    pngs = {} if args.no_png else layer_files(out)
-    refuse_replacing_inputs(out, pngs, {"IMAGE": args.image, "--mask": args.mask})
+    inputs = {"IMAGE": args.image, "--mask": args.mask, "--labels": args.labels}
+    refuse_replacing_inputs(out, {}, inputs)
+    labels = objects = None
     if not args.example:
         check_split_memory(args, max_memory)
+    if args.labels:
+        from .stages.peel import label_values
+
+        labels = load_labels(args.labels, args.max_pixels)
+        objects = label_values(labels)
+        check_split_memory(args, max_memory, max(1, len(objects)))  # now that the objects are known
+    pngs = {} if args.no_png else layer_files(out, objects)
+    refuse_replacing_inputs(out, pngs, inputs)
     with Outputs([out, *pngs.values()], report=lambda: print_paths([out, *pngs.values()])) as outputs:
         if args.example:
             image, box = example(args.example)
@@ -233,29 +252,75 @@ def cmd_split(args: argparse.Namespace) -> int:
 
             method = layer_method(ModelManager(model_config(args)), {"fill": "lama", "layering": "classical"})
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
-        result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
-        h, w = image.shape[:2]
-        layers = [
-            OraLayer("foreground", result.foreground),
-            OraLayer("background", result.background),
-            OraLayer("original", image, visible=False),
-        ]
-        # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
-        # which is the input file itself when that is an 8-bit PNG
-        source_png = png_file_bytes(args.image) if not args.example else None
-        encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
-                            encoded={"original": source_png} if source_png else None)
-        for name, path in pngs.items():
-            if name in encoded:
-                outputs.path(path).write_bytes(encoded[name])  # the .ora's own PNG of that layer
-            else:
-                save_png(outputs.path(path), result.alpha)
+        if labels is not None and objects is not None:
+            summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs)
+        else:
+            summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs)
     if not args.quiet:
-        info = result.info
-        print(f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in "
-              f"{sum(info['timings'].values()):.2f}s; recomposition error "
-              f"{info['recomposition_error'] * 255:.3f}/255", file=sys.stderr)
+        print(summary, file=sys.stderr)
     return 0
+
+
+def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray | None", box: tuple | None,
+               options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
+               out: Path, pngs: dict[str, Path]) -> str:
+    """One object from a mask or a box: foreground, background and the hidden original."""
+    from .io.images import png_file_bytes, save_png
+    from .io.ora import OraLayer, write_ora
+    from .stages.split import split_layer
+
+    result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
+    h, w = image.shape[:2]
+    layers = [
+        OraLayer("foreground", result.foreground),
+        OraLayer("background", result.background),
+        OraLayer("original", image, visible=False),
+    ]
+    # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
+    # which is the input file itself when that is an 8-bit PNG
+    source_png = png_file_bytes(args.image) if not args.example else None
+    encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
+                        encoded={"original": source_png} if source_png else None)
+    for name, path in pngs.items():
+        if name in encoded:
+            outputs.path(path).write_bytes(encoded[name])  # the .ora's own PNG of that layer
+        else:
+            save_png(outputs.path(path), result.alpha)
+    info = result.info
+    return (f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in {sum(info['timings'].values()):.2f}s; "
+            f"recomposition error {info['recomposition_error'] * 255:.3f}/255")
+
+
+def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.ndarray", objects: list[int],
+                  options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
+                  out: Path, pngs: dict[str, Path]) -> str:
+    """Every labelled object, front to back (stages/peel.py): one layer each, the background, the hidden original."""
+    import numpy as np
+
+    from .io.images import png_file_bytes
+    from .io.ora import OraLayer, write_ora
+    from .stages.peel import split_objects
+
+    h, w = image.shape[:2]
+    if labels.shape != (h, w):
+        raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match")
+    start = time.monotonic()
+    peeled = split_objects(image, [(labels == k).astype(np.float32) for k in objects], options, progress, method)
+    assert peeled.background is not None
+    names = [f"object {k}" for k in objects]
+    layers = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
+              OraLayer("background", peeled.background), OraLayer("original", image, visible=False)]
+    source_png = png_file_bytes(args.image)
+    encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
+                        encoded={"original": source_png} if source_png else None)
+    for k, name in zip(objects, names, strict=True):
+        if f"object{k}" in pngs:
+            outputs.path(pngs[f"object{k}"]).write_bytes(encoded[name])  # the .ora's own PNGs
+    if "background" in pngs:
+        outputs.path(pngs["background"]).write_bytes(encoded["background"])
+    error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
+    return (f"split {w}x{h} into {len(objects)} objects and the background in {time.monotonic() - start:.2f}s; "
+            f"recomposition error {error * 255:.3f}/255")
 
 
 def add_model_args(parser: argparse.ArgumentParser, diffusion: bool = True) -> None:
@@ -626,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("image", nargs="?", help="input image (PNG, JPEG, TIFF, ...; RGBA keeps its transparency)")
     sp.add_argument("--mask", help="foreground mask: grey levels or the alpha channel of an RGBA file")
     sp.add_argument("--box", type=parse_box, help="foreground box x0,y0,x1,y1 in pixels (GrabCut finds the object)")
+    sp.add_argument("--labels", help="several objects at once: an 8-bit grey or paletted PNG of the image's size, 0 "
+                                     "no object, 1 the frontmost object, 2 the next, ...; the .ora holds one layer "
+                                     "per object, front to back, then the background")
     sp.add_argument("--example", help="use a bundled example photo and its box (see `layeringdiff examples`)")
     sp.add_argument("-o", "--output", required=True, help="output .ora; PNGs are written beside it")
     sp.add_argument("--alpha-mode", choices=("matte", "mask"), default="matte",

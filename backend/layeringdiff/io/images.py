@@ -138,6 +138,17 @@ def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray
     return _to_float(img.convert("L"))
 
 
+def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
+    """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
+    values are read as they are stored (a palette's indices, not its colours): anything else is refused, as its
+    values would not be labels once converted."""
+    img, _ = _open(path, max_pixels)
+    if img.mode not in ("L", "P"):
+        raise InputError(f"'{path}' is a {img.mode} image: labels are an 8-bit grey or paletted PNG (0: no object, "
+                         "1: the frontmost object, 2: the next, ...)")
+    return np.asarray(img, dtype=np.uint8)
+
+
 # zlib level 1: on a 4096^2 RGBA layer about 2x faster than level 6 for files about 5% larger (benchmarks/bench_big.py)
 PNG_LEVEL = 1
 U8_ROWS = 256  # rows converted at a time: no full-size float temporaries

@@ -1,0 +1,69 @@
+"""Several objects in one operation: peeled front to back, each split off the background the objects in front of it
+left (its alpha matted on the image without them), so every layer recomposites exactly and the background is
+completed behind all of them.
+
+A back object's part hidden by a front object is left transparent in its layer: what is there cannot be seen, and
+the classical fill is a texture of the surroundings, right for a background, not for an object's hidden shape;
+the front object's split completes that area in the background behind it instead.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..options import LayerMethod, SplitOptions
+from ..progress import ProgressFn, no_progress, sub_progress
+from .split import split_layer
+
+
+def label_values(labels: np.ndarray) -> list[int]:
+    """The object labels present (1..255), front first."""
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[1:]) + 1
+    return [int(k) for k in present]
+
+
+@dataclass
+class Peeled:
+    """The objects' layers, front first (HxWx4 straight alpha each), their alphas and split infos, and the background
+    behind them all."""
+
+    layers: list[np.ndarray] = field(default_factory=list)
+    alphas: list[np.ndarray] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    background: np.ndarray | None = None
+
+    def composite(self) -> np.ndarray:
+        """The layers over the background, back to front: what the stack shows (`image`, within 1/255)."""
+        assert self.background is not None
+        out = self.background.astype(np.float32, copy=True)
+        for layer in reversed(self.layers):
+            a = layer[..., 3:4]
+            out[..., :3] = a * layer[..., :3] + (1 - a) * out[..., :3]
+            if out.shape[2] == 4:
+                out[..., 3:4] = a + (1 - a) * out[..., 3:4]
+        return out
+
+
+def split_objects(image: np.ndarray, masks: list[np.ndarray], options: SplitOptions | None = None,
+                  progress: ProgressFn = no_progress, method: LayerMethod | None = None) -> Peeled:
+    """Each mask's object (HxW masks, the first the frontmost) split off what the ones before it left. Only the
+    last background is kept: each earlier one is the next split's input, whose buffer becomes its background."""
+    if not masks:
+        raise InputError("no object to split: every label is 0")
+    peeled = Peeled()
+    current = image
+    for k, mask in enumerate(masks):
+        part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
+        try:
+            result = split_layer(current, mask=mask, options=options, progress=part, method=method,
+                                 overwrite_input=k > 0)  # our own buffer from the second object on
+        except InputError as exc:
+            raise InputError(f"object {k + 1}: {exc.text}", exc.detail) from None
+        peeled.layers.append(result.foreground)
+        peeled.alphas.append(result.alpha)
+        peeled.infos.append(result.info)
+        current = result.background
+    peeled.background = current
+    return peeled

@@ -1,0 +1,114 @@
+"""`layeringdiff split IMAGE --labels LABELS.png`: several objects in one operation, peeled front to back. The
+scene is made from known layers (three overlapping soft-edged objects cut from photos over a photo background), so
+each object's alpha and the recomposition are checked against the truth."""
+
+import cv2
+import numpy as np
+import pytest
+from layeringdiff.examples import photo
+from layeringdiff.io.images import save_png
+from layeringdiff.io.ora import flatten, read_ora
+from layeringdiff.options import SplitOptions
+from layeringdiff.stages.peel import label_values, split_objects
+from PIL import Image
+
+from tests.integration.test_cli import error_lines, one_line_failure, run
+
+SIZE = 192
+# (centre x, centre y, radius x, radius y, source photo), front first
+OBJECTS = [(80, 90, 38, 30, "chelsea"), (118, 100, 42, 48, "coffee"), (70, 60, 50, 34, "astronaut")]
+
+
+def ellipse_alpha(cx: int, cy: int, rx: int, ry: int) -> np.ndarray:
+    """A soft-edged ellipse: drawn at 4x and area-downsampled (fractional coverage on its edge)."""
+    big = np.zeros((4 * SIZE, 4 * SIZE), np.float32)
+    cv2.ellipse(big, (4 * cx, 4 * cy), (4 * rx, 4 * ry), 0, 0, 360, 1.0, -1)
+    return cv2.resize(big, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def scene() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(the image, its labels, each object's alpha where it is visible), objects front first."""
+    image = cv2.resize(photo("rocket"), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    alphas = [ellipse_alpha(cx, cy, rx, ry) for cx, cy, rx, ry, _ in OBJECTS]
+    for (*_, name), alpha in reversed(list(zip(OBJECTS, alphas, strict=True))):  # back to front
+        source = cv2.resize(photo(name), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        image = alpha[..., None] * source + (1 - alpha[..., None]) * image
+    labels = np.zeros((SIZE, SIZE), np.uint8)
+    visible = []
+    covered = np.zeros((SIZE, SIZE), np.float32)  # how much the objects in front cover
+    for k, alpha in enumerate(alphas, start=1):
+        seen = alpha * (1 - covered)
+        labels[(seen > 0.5) & (labels == 0)] = k
+        visible.append(seen)
+        covered = covered + seen
+    return np.clip(image, 0, 1).astype(np.float32), labels, visible
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labels")
+    image, labels, visible = scene()
+    save_png(d / "scene.png", image)
+    Image.fromarray(labels, "L").save(d / "labels.png")
+    palette = Image.fromarray(labels, "P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    palette.save(d / "labels_palette.png")
+    Image.fromarray(labels).convert("RGB").save(d / "labels_rgb.png")
+    Image.fromarray(np.zeros_like(labels), "L").save(d / "zeros.png")
+    Image.fromarray(labels[:-1], "L").save(d / "short.png")
+    return d, visible
+
+
+@pytest.mark.parametrize("which", ["labels.png", "labels_palette.png"])
+def test_three_objects_become_three_layers_and_a_background_that_recomposite_the_image(files, tmp_path, which):
+    d, visible = files
+    proc = run("split", d / "scene.png", "--labels", d / which, "-o", tmp_path / "out.ora")
+    assert proc.returncode == 0, proc.stderr
+    assert "into 3 objects and the background" in proc.stderr and "Traceback" not in proc.stderr
+    names = ["out.ora", "out_object1.png", "out_object2.png", "out_object3.png", "out_background.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert proc.stdout.split() == [str(tmp_path / n) for n in names]
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    assert [la.name for la in layers] == ["object 1", "object 2", "object 3", "background", "original"]
+    assert [la.visible for la in layers] == [True, True, True, True, False]
+    original = np.asarray(Image.open(d / "scene.png").convert("RGB"), np.float32) / 255
+    merged = flatten(layers, w, h)
+    assert np.all(merged[..., 3] > 0.999) and np.all(layers[3].pixels[..., 3] > 0.999)  # the background is opaque
+    assert np.abs(merged[..., :3] - original).max() <= 1 / 255 + 1e-5
+    for k, truth in enumerate(visible):
+        assert iou(layers[k].pixels[..., 3] > 0.5, truth > 0.5) >= 0.9, f"object {k + 1}"
+        png = np.asarray(Image.open(tmp_path / f"out_object{k + 1}.png").convert("RGBA"), np.float32) / 255
+        assert np.array_equal(png, layers[k].pixels)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--labels", "labels_rgb.png"], "labels are an 8-bit grey or paletted PNG"),
+    (["--labels", "zeros.png"], "no object to split: every label is 0"),
+    (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
+    (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),
+])
+def test_labels_that_cannot_be_split_are_one_line_and_leave_nothing(files, tmp_path, args, words):
+    d, _ = files
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run("split", d / "scene.png", *[d / a if a.endswith(".png") else a for a in args], "-o", out / "x.ora")
+    one_line_failure(proc, words)
+    assert list(out.iterdir()) == [], error_lines(proc)
+
+
+def test_the_stack_recomposites_an_rgba_layer_and_keeps_its_transparency():
+    image, labels, _ = scene()
+    rgba = np.dstack([image, np.ones((SIZE, SIZE), np.float32)])
+    rgba[:, :20, 3] = 0.0  # a transparent strip of the layer
+    objects = label_values(labels)
+    assert objects == [1, 2, 3]
+    peeled = split_objects(rgba, [(labels == k).astype(np.float32) for k in objects], SplitOptions(quantize=255))
+    out = peeled.composite()
+    shown = rgba[..., 3] > 0
+    assert np.abs(out[..., :3] - rgba[..., :3])[shown].max() <= 1 / 255 + 1e-5
+    np.testing.assert_allclose(out[..., 3], rgba[..., 3], atol=1e-6)
+    assert len(peeled.layers) == 3 and peeled.background is not None and peeled.background.shape == rgba.shape
