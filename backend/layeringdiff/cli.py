@@ -67,15 +67,43 @@ def clip_box(box: tuple[int, int, int, int], w: int, h: int) -> tuple[tuple[int,
                      f"{','.join(map(str, clipped))}")
 
 
+LAYERED_FORMATS = (".ora", ".psd")
+
+
 def output_path(text: str) -> Path:
-    """-o: an .ora file (the suffix is added when there is none), never an existing folder or another format."""
+    """-o: an .ora or .psd file (.ora added when there is no suffix), never an existing folder or another format."""
     given = Path(text)
     if given.is_dir():
         raise InputError(f"output '{given}' is a folder: give a file name such as {given / 'layers.ora'}")
-    if given.suffix and given.suffix.lower() != ".ora":
-        raise InputError(f"output '{given}' is not an .ora file: the layers go into {given.with_suffix('.ora')} and "
-                         f"PNGs beside it ({given.stem}_foreground.png, ...); name that file with -o")
+    if given.suffix and given.suffix.lower() not in LAYERED_FORMATS:
+        raise InputError(f"output '{given}' is not an .ora or .psd file: the layers go into "
+                         f"{given.with_suffix('.ora')} (or .psd) and PNGs beside it ({given.stem}_foreground.png, "
+                         "...); name that file with -o")
     return given if given.suffix else given.with_suffix(".ora")
+
+
+def write_layered(target: Path, out: Path, layers: list, merged: "np.ndarray", source_png: bytes | None) -> dict:
+    """The layers (top first) into `target`, an .ora or a .psd as `out` is named; returns the .ora's PNGs by layer
+    name (none for a .psd: its layers are not PNGs)."""
+    h, w = merged.shape[:2]
+    if out.suffix.lower() == ".psd":
+        from .io.psd import write_psd
+
+        write_psd(target, layers, w, h, merged)
+        return {}
+    from .io.ora import write_ora
+
+    return write_ora(target, layers, w, h, merged=merged, encoded={"original": source_png} if source_png else None)
+
+
+def write_pngs(outputs: "Outputs", pngs: dict[Path, "np.ndarray"], encoded: dict[str, bytes],
+               names: dict[Path, str]) -> None:
+    """The PNGs beside the layered file: the .ora's own bytes where it has them (nothing encoded twice)."""
+    from .io.images import png_bytes
+
+    for path, pixels in pngs.items():
+        data = encoded.get(names.get(path, ""))
+        outputs.path(path).write_bytes(data if data is not None else png_bytes(pixels))
 
 
 def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:
@@ -265,8 +293,8 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
                options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
                out: Path, pngs: dict[str, Path]) -> str:
     """One object from a mask or a box: foreground, background and the hidden original."""
-    from .io.images import png_file_bytes, save_png
-    from .io.ora import OraLayer, write_ora
+    from .io.images import png_file_bytes
+    from .io.ora import OraLayer
     from .stages.split import split_layer
 
     result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
@@ -279,13 +307,10 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
     # which is the input file itself when that is an 8-bit PNG
     source_png = png_file_bytes(args.image) if not args.example else None
-    encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
-                        encoded={"original": source_png} if source_png else None)
-    for name, path in pngs.items():
-        if name in encoded:
-            outputs.path(path).write_bytes(encoded[name])  # the .ora's own PNG of that layer
-        else:
-            save_png(outputs.path(path), result.alpha)
+    encoded = write_layered(outputs.path(out), out, layers, image, source_png)
+    arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
+    write_pngs(outputs, {path: arrays[name] for name, path in pngs.items()}, encoded,
+               {path: name for name, path in pngs.items()})
     info = result.info
     return (f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in {sum(info['timings'].values()):.2f}s; "
             f"recomposition error {info['recomposition_error'] * 255:.3f}/255")
@@ -298,7 +323,7 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     import numpy as np
 
     from .io.images import png_file_bytes
-    from .io.ora import OraLayer, write_ora
+    from .io.ora import OraLayer
     from .stages.peel import split_objects
 
     h, w = image.shape[:2]
@@ -310,14 +335,12 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     names = [f"object {k}" for k in objects]
     layers = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
               OraLayer("background", peeled.background), OraLayer("original", image, visible=False)]
-    source_png = png_file_bytes(args.image)
-    encoded = write_ora(outputs.path(out), layers, w, h, merged=image,
-                        encoded={"original": source_png} if source_png else None)
-    for k, name in zip(objects, names, strict=True):
-        if f"object{k}" in pngs:
-            outputs.path(pngs[f"object{k}"]).write_bytes(encoded[name])  # the .ora's own PNGs
-    if "background" in pngs:
-        outputs.path(pngs["background"]).write_bytes(encoded["background"])
+    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image))
+    arrays = {**{f"object{k}": layer for k, layer in zip(objects, peeled.layers, strict=True)},
+              "background": peeled.background}
+    layer_names = {**{f"object{k}": name for k, name in zip(objects, names, strict=True)}, "background": "background"}
+    write_pngs(outputs, {path: arrays[key] for key, path in pngs.items()}, encoded,
+               {path: layer_names[key] for key, path in pngs.items()})
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
     return (f"split {w}x{h} into {len(objects)} objects and the background in {time.monotonic() - start:.2f}s; "
             f"recomposition error {error * 255:.3f}/255")
@@ -695,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "no object, 1 the frontmost object, 2 the next, ...; the .ora holds one layer "
                                      "per object, front to back, then the background")
     sp.add_argument("--example", help="use a bundled example photo and its box (see `layeringdiff examples`)")
-    sp.add_argument("-o", "--output", required=True, help="output .ora; PNGs are written beside it")
+    sp.add_argument("-o", "--output", required=True, help="output .ora or .psd (layered, for GIMP and other "
+                                                            "Photoshop-compatible applications); PNGs beside it")
     sp.add_argument("--alpha-mode", choices=("matte", "mask"), default="matte",
                     help="matte: refine the hint by matting (default); mask: use the mask as the alpha")
     sp.add_argument("--band", type=int, help="unknown band half-width, 1 to 500 pixels (default: scaled to the "

@@ -1,0 +1,91 @@
+"""Layered Photoshop files (.psd): the same stack as the .ora, for the applications that composite an .ora's soft
+edges in linear light (GIMP 2.10 and 3 by default, MyPaint 2) or cannot open .ora at all (GIMP 2.10 on Debian 12).
+Readers of PSD composite its layers as Photoshop does, in the file's own (perceptual) space, which is the space the
+layers were split in.
+
+8-bit RGBA layers with their names (each cropped to where it shows), the original hidden, groups for peels, and
+the merged image as the file's composite (what viewers and thumbnails show). Written with psd-tools (MIT,
+maintained, and it reads what it writes; layer creation since 1.25) rather than a hand-made format; the document is
+RGBA, so a layer's alpha is its transparency channel, not a layer mask.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import to_u8
+from .ora import OraLayer
+
+
+@dataclass
+class PsdGroup:
+    """A group of layers (top first), e.g. one peel's layers."""
+
+    name: str
+    layers: list[OraLayer] = field(default_factory=list)
+    visible: bool = True
+
+
+def _rgba(pixels: np.ndarray) -> np.ndarray:
+    """HxWx3/4 float32 (or uint8) -> HxWx4 uint8, straight alpha; fully transparent pixels black (as the .ora's)."""
+    u8 = pixels if pixels.dtype == np.uint8 else to_u8(pixels)
+    if u8.shape[2] == 3:
+        u8 = np.dstack([u8, np.full(u8.shape[:2], 255, np.uint8)])
+    else:
+        u8 = u8.copy()
+        u8[u8[..., 3] == 0, :3] = 0
+    return u8
+
+
+def _shown(u8: np.ndarray) -> tuple[slice, slice]:
+    """The box of the pixels that show (alpha > 0), the whole layer when none do."""
+    rows, cols = np.flatnonzero(u8[..., 3].any(axis=1)), np.flatnonzero(u8[..., 3].any(axis=0))
+    if rows.size == 0:
+        return slice(0, u8.shape[0]), slice(0, u8.shape[1])
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _add(parent: object, layer: OraLayer) -> None:
+    u8 = _rgba(layer.pixels)
+    box = _shown(u8)
+    created = parent.create_pixel_layer(Image.fromarray(np.ascontiguousarray(u8[box]), "RGBA"),  # type: ignore[attr-defined]
+                                        name=layer.name, top=layer.y + box[0].start, left=layer.x + box[1].start)
+    created.visible = layer.visible
+
+
+def write_psd(path: str | Path, layers: list[OraLayer | PsdGroup], width: int, height: int,
+              merged: np.ndarray) -> None:
+    """Layers and groups top first, as for write_ora; `merged` (HxWx3/4 in [0,1]) is stored as the composite."""
+    from psd_tools import PSDImage
+
+    doc = PSDImage.frompil(Image.fromarray(_rgba(merged), "RGBA"))  # an RGBA document: layers keep transparency
+    if doc.size != (width, height):
+        raise ValueError(f"the merged image is {doc.size[0]}x{doc.size[1]}, the canvas {width}x{height}")
+    for item in reversed(layers):  # psd-tools adds each on top
+        if isinstance(item, PsdGroup):
+            group = doc.create_group(name=item.name)
+            group.visible = item.visible
+            for layer in reversed(item.layers):
+                _add(group, layer)
+        else:
+            _add(doc, item)
+    doc.save(str(path))
+
+
+def read_psd(path: str | Path) -> tuple[list[tuple[str, OraLayer]], int, int]:
+    """(the group's name or "", layer) for every pixel layer top first, as float32 RGBA placed at its offset;
+    the canvas size. For tests and tools."""
+    from psd_tools import PSDImage
+
+    doc = PSDImage.open(str(path))
+    out: list[tuple[str, OraLayer]] = []
+    for layer in reversed(list(doc.descendants())):
+        if layer.kind != "pixel":
+            continue
+        pixels = np.asarray(layer.topil().convert("RGBA"), np.float32) / 255.0
+        group = layer.parent.name if layer.parent is not doc else ""
+        visible = layer.visible and (layer.parent is doc or layer.parent.visible)
+        out.append((group, OraLayer(layer.name, pixels, visible, layer.left, layer.top)))
+    return out, doc.width, doc.height

@@ -1,0 +1,100 @@
+"""`split -o OUT.psd`: the same layers as the .ora in a layered Photoshop file, read back with psd-tools and
+flattened by the real GIMP 2.10 (batch mode), which must give the input within 2/255 (GIMP composites an .ora's soft
+edges in linear light, and Debian 12's GIMP cannot open .ora at all)."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from layeringdiff.io.ora import flatten, read_ora
+from layeringdiff.io.psd import PsdGroup, read_psd, write_psd
+from PIL import Image
+from psd_tools import PSDImage
+
+from tests.integration.test_cli import inputs, run  # noqa: F401  (the module's fixture)
+from tests.integration.test_cli_labels import files  # noqa: F401
+
+GIMP = shutil.which("gimp-console-2.10") or shutil.which("gimp-console")
+
+
+def gimp_flatten(psd, png) -> None:
+    """GIMP's own batch mode: load, flatten (hidden layers dropped), save as PNG."""
+    if GIMP is None:
+        if os.environ.get("CI"):
+            pytest.fail("GIMP is not installed (apt-get install gimp): the .psd cannot be checked in it")
+        pytest.skip("GIMP is not installed")
+    script = (f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
+              f'(layer (car (gimp-image-flatten image)))) '
+              f'(file-png-save RUN-NONINTERACTIVE image layer "{png}" "{png}" 0 1 0 0 0 0 0)) (gimp-quit 0)')
+    proc = subprocess.run([GIMP, "-i", "-d", "-f", "-b", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HOME": str(psd.parent)})  # GIMP's profile folder, not the user's
+    assert png.exists(), proc.stderr[-2000:]
+
+
+def placed(layer, w: int, h: int) -> np.ndarray:
+    """A layer cropped to what shows, put back on its canvas (nothing composited)."""
+    canvas = np.zeros((h, w, 4), np.float32)
+    lh, lw = layer.pixels.shape[:2]
+    canvas[layer.y:layer.y + lh, layer.x:layer.x + lw] = layer.pixels
+    return canvas
+
+
+def as_rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+
+
+def test_a_split_into_a_psd_holds_the_ora_s_layers_and_gimp_flattens_it_to_the_input(inputs, tmp_path):  # noqa: F811
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "out.psd")
+    assert proc.returncode == 0, proc.stderr
+    names = ["out.psd", "out_foreground.png", "out_background.png", "out_alpha.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    layers, w, h = read_psd(tmp_path / "out.psd")
+    assert [(group, la.name, la.visible) for group, la in layers] == [
+        ("", "foreground", True), ("", "background", True), ("", "original", False)]
+    original = as_rgb(inputs / "photo.png")
+    merged = flatten([la for _, la in layers], w, h)
+    assert np.abs(merged[..., :3] - original).max() <= 1 / 255 + 1e-5
+    stored = np.asarray(PSDImage.open(tmp_path / "out.psd").topil().convert("RGB"), np.float32) / 255
+    assert np.abs(stored - original).max() <= 1 / 255 + 1e-5  # the file's composite: what viewers show
+    # the same pixels as the .ora's layers and the PNGs beside it
+    assert run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "same.ora",
+               "--no-png").returncode == 0
+    ora, _, _ = read_ora(tmp_path / "same.ora")
+    assert np.array_equal(placed(layers[0][1], w, h), ora[0].pixels)
+    assert np.array_equal(placed(layers[1][1], w, h), ora[1].pixels)
+    png = np.asarray(Image.open(tmp_path / "out_foreground.png").convert("RGBA"), np.float32) / 255
+    assert np.array_equal(png, ora[0].pixels)
+    gimp_flatten(tmp_path / "out.psd", tmp_path / "gimp.png")
+    assert np.abs(as_rgb(tmp_path / "gimp.png") - original).max() <= 2 / 255 + 1e-5
+
+
+def test_objects_from_labels_into_a_psd(files, tmp_path):  # noqa: F811
+    d, _ = files
+    proc = run("split", d / "scene.png", "--labels", d / "labels.png", "-o", tmp_path / "out.psd", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    layers, w, h = read_psd(tmp_path / "out.psd")
+    assert [la.name for _, la in layers] == ["object 1", "object 2", "object 3", "background", "original"]
+    original = as_rgb(d / "scene.png")
+    assert np.abs(flatten([la for _, la in layers], w, h)[..., :3] - original).max() <= 1 / 255 + 1e-5
+    gimp_flatten(tmp_path / "out.psd", tmp_path / "gimp.png")
+    assert np.abs(as_rgb(tmp_path / "gimp.png") - original).max() <= 2 / 255 + 1e-5
+
+
+def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path):
+    from layeringdiff.io.ora import OraLayer
+
+    rng = np.random.default_rng(3)
+    back = np.dstack([rng.random((30, 40, 3)), np.ones((30, 40))]).astype(np.float32)
+    front = np.zeros((30, 40, 4), np.float32)
+    front[5:15, 20:35] = (0.9, 0.2, 0.1, 0.5)
+    layers = [PsdGroup("peel 1", [OraLayer("cat", front), OraLayer("background", back)]),
+              OraLayer("original", back, visible=False)]
+    write_psd(tmp_path / "g.psd", layers, 40, 30, flatten([OraLayer("f", front), OraLayer("b", back)], 40, 30))
+    read, w, h = read_psd(tmp_path / "g.psd")
+    assert (w, h) == (40, 30)
+    assert [(g, la.name, la.visible) for g, la in read] == [("peel 1", "cat", True), ("peel 1", "background", True),
+                                                             ("", "original", False)]
+    assert (read[0][1].x, read[0][1].y, read[0][1].pixels.shape[:2]) == (20, 5, (10, 15))  # cropped to what shows
+    assert np.abs(placed(read[0][1], 40, 30) - front).max() <= 0.5 / 255 + 1e-6
