@@ -239,6 +239,8 @@ def cmd_split(args: argparse.Namespace) -> int:
         max_memory = parse_size(args.max_memory, psutil_total()) if args.max_memory else 0
     except ValueError as exc:
         raise InputError(f"--max-memory {exc}") from None
+    if args.order != "labels" and not args.labels:
+        raise InputError("--order applies to --labels only")
     if args.example and (args.image or args.mask or args.labels):
         raise InputError("--example replaces IMAGE and --mask; give one or the other")
     if not args.example:
@@ -257,6 +259,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
         labels = load_labels(args.labels, args.max_pixels)
         objects = label_values(labels)
+        if args.order == "auto":
+            from .stages.order import occlusion_order
+
+            objects = occlusion_order(labels, objects)
         check_split_memory(args, max_memory, max(1, len(objects)))  # now that the objects are known
     pngs = {} if args.no_png else layer_files(out, objects)
     refuse_replacing_inputs(out, pngs, inputs)
@@ -342,8 +348,8 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     write_pngs(outputs, {path: arrays[key] for key, path in pngs.items()}, encoded,
                {path: layer_names[key] for key, path in pngs.items()})
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
-    return (f"split {w}x{h} into {len(objects)} objects and the background in {time.monotonic() - start:.2f}s; "
-            f"recomposition error {error * 255:.3f}/255")
+    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
+            f"the background in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")
 
 
 def add_model_args(parser: argparse.ArgumentParser, diffusion: bool = True) -> None:
@@ -717,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labels", help="several objects at once: an 8-bit grey or paletted PNG of the image's size, 0 "
                                      "no object, 1 the frontmost object, 2 the next, ...; the .ora holds one layer "
                                      "per object, front to back, then the background")
+    sp.add_argument("--order", choices=("labels", "auto"), default="labels",
+                    help="with --labels: labels (1 is the frontmost, the default) or auto (from where the objects "
+                         "touch: the one cut by another is behind it)")
     sp.add_argument("--example", help="use a bundled example photo and its box (see `layeringdiff examples`)")
     sp.add_argument("-o", "--output", required=True, help="output .ora or .psd (layered, for GIMP and other "
                                                             "Photoshop-compatible applications); PNGs beside it")

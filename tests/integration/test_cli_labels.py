@@ -68,7 +68,8 @@ def test_three_objects_become_three_layers_and_a_background_that_recomposite_the
     d, visible = files
     proc = run("split", d / "scene.png", "--labels", d / which, "-o", tmp_path / "out.ora")
     assert proc.returncode == 0, proc.stderr
-    assert "into 3 objects and the background" in proc.stderr and "Traceback" not in proc.stderr
+    assert "into 3 objects (front to back: labels 1, 2, 3) and the background" in proc.stderr
+    assert "Traceback" not in proc.stderr
     names = ["out.ora", "out_object1.png", "out_object2.png", "out_object3.png", "out_background.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert proc.stdout.split() == [str(tmp_path / n) for n in names]
@@ -85,11 +86,30 @@ def test_three_objects_become_three_layers_and_a_background_that_recomposite_the
         assert np.array_equal(png, layers[k].pixels)
 
 
+def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(files, tmp_path):
+    """The labels renumbered so that the frontmost object is 3: --order auto still puts it on top."""
+    d, visible = files
+    labels = np.asarray(Image.open(d / "labels.png"))
+    renumbered = np.choose(labels, [0, 3, 1, 2]).astype(np.uint8)  # front 1 -> 3, 2 -> 1, 3 -> 2
+    Image.fromarray(renumbered, "L").save(tmp_path / "renumbered.png")
+    proc = run("split", d / "scene.png", "--labels", tmp_path / "renumbered.png", "--order", "auto",
+               "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "front to back: labels 3, 1, 2" in proc.stderr
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    assert [la.name for la in layers] == ["object 3", "object 1", "object 2", "background", "original"]
+    original = np.asarray(Image.open(d / "scene.png").convert("RGB"), np.float32) / 255
+    assert np.abs(flatten(layers, w, h)[..., :3] - original).max() <= 1 / 255 + 1e-5
+    assert iou(layers[0].pixels[..., 3] > 0.5, visible[0] > 0.5) >= 0.9
+
+
 @pytest.mark.parametrize(("args", "words"), [
+    (["--labels", "labels.png", "--order", "nope"], "invalid choice: 'nope'"),
     (["--labels", "labels_rgb.png"], "labels are an 8-bit grey or paletted PNG"),
     (["--labels", "zeros.png"], "no object to split: every label is 0"),
     (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
     (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),
+    (["--mask", "labels.png", "--order", "auto"], "--order applies to --labels only"),
 ])
 def test_labels_that_cannot_be_split_are_one_line_and_leave_nothing(files, tmp_path, args, words):
     d, _ = files

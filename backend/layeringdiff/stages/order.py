@@ -1,0 +1,83 @@
+"""Which object is in front, from a label map alone (`split --labels --order auto`).
+
+Where two objects touch, the one in front keeps its own outline and the one behind is cut by it: a bite is taken
+out of the back object, which its convex hull fills again, reaching into the front object, while the front
+object's hull hardly reaches into the back one. So for each touching pair, each object's hull depth (how far
+inside its convex hull a pixel is) is summed over the other's region: the object whose hull reaches less into the
+other is in front. A pair where neither reaches (a straight cut leaves both convex) stays undecided. The order
+is the one that agrees with the most verdicts, each weighed by the pair's shared boundary (every order is tried
+up to 8 objects, beyond by wins); objects without a verdict go behind.
+
+On random scenes of 3 to 5 overlapping shapes (benchmarks/bench_order.py, three sets of 60 scenes) most
+touching pairs end in the right order (86-92%), round and star-like shapes or with rectangles too (whose straight cuts
+leave some pairs undecided): about the issue's 90%, not reliably over it.
+"""
+
+import itertools
+
+import cv2
+import numpy as np
+
+MIN_SHARED = 8  # boundary pixels on each side: fewer and the pair is not taken as touching
+
+
+def shared_boundaries(labels: np.ndarray, values: list[int]) -> dict[tuple[int, int], np.ndarray]:
+    """(a, b) -> the pixels on either side of their shared boundary (4-neighbours across it), for every touching
+    pair in the order of `values`: both sides, so neither object is favoured."""
+    out = {}
+    kernel = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    regions = {k: labels == k for k in values}
+    grown = {k: cv2.dilate(region.astype(np.uint8), kernel) > 0 for k, region in regions.items()}
+    for i, a in enumerate(values):
+        for b in values[i + 1:]:
+            touch = (grown[a] & regions[b]) | (grown[b] & regions[a])
+            if np.count_nonzero(touch) >= 2 * MIN_SHARED:
+                out[(a, b)] = touch
+    return out
+
+
+def hull_depth(region: np.ndarray) -> np.ndarray:
+    """For every pixel, how far inside the region's convex hull it is (0 outside the hull)."""
+    points = cv2.findNonZero(region.astype(np.uint8))
+    hull = np.zeros(region.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    return cv2.distanceTransform(hull, cv2.DIST_L2, 5)
+
+
+def front_of(depth_a: np.ndarray, depth_b: np.ndarray, region_a: np.ndarray, region_b: np.ndarray) -> float:
+    """Positive when a is in front of b, negative when behind, 0 when undecided. b's hull reaching into a (the
+    bite a took out of b) against a's hull reaching into b, in pixels of depth summed over the other's region."""
+    return float(depth_b[region_a].sum() - depth_a[region_b].sum())
+
+
+EXHAUSTIVE = 8  # up to this many touching objects every order is tried (8! = 40,320); beyond, by wins
+
+
+def occlusion_order(labels: np.ndarray, values: list[int]) -> list[int]:
+    """The label values front first: the order that agrees with the most pairs' verdicts (each touching pair's
+    weight its shared boundary's length), ties and untouched objects the smaller first."""
+    pairs = shared_boundaries(labels, values)
+    depth = {k: hull_depth(labels == k) for k in {k for pair in pairs for k in pair}}
+    verdicts = {}
+    for (a, b), boundary in pairs.items():
+        verdict = front_of(depth[a], depth[b], labels == a, labels == b)
+        if verdict:
+            verdicts[(a, b)] = float(np.sign(verdict) * np.count_nonzero(boundary))
+    area = {k: int(np.count_nonzero(labels == k)) for k in values}
+    by_size = sorted(values, key=lambda k: area[k])
+    involved = [k for k in by_size if any(k in pair for pair in verdicts)]
+    if len(involved) <= EXHAUSTIVE:
+        best = max(itertools.permutations(involved), key=lambda order: _agreement(order, verdicts))
+    else:  # by wins: how much boundary each object is in front of, less how much it is behind
+        wins = dict.fromkeys(involved, 0.0)
+        for (a, b), weight in verdicts.items():
+            wins[a] += weight
+            wins[b] -= weight
+        best = tuple(sorted(involved, key=lambda k: -wins[k]))
+    # an object with no verdict (touching nothing, or only straight boundaries) goes behind, the smaller first
+    return [*best, *(k for k in by_size if k not in best)]
+
+
+def _agreement(order: tuple[int, ...], verdicts: dict[tuple[int, int], float]) -> float:
+    rank = {k: i for i, k in enumerate(order)}
+    return sum(weight if rank[a] < rank[b] else -weight for (a, b), weight in verdicts.items())
