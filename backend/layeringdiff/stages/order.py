@@ -8,9 +8,10 @@ other is in front. A pair where neither reaches (a straight cut leaves both conv
 is the one that agrees with the most verdicts, each weighed by the pair's shared boundary (every order is tried
 up to 8 objects, beyond by wins); objects without a verdict go behind.
 
-On random scenes of 3 to 5 overlapping shapes (benchmarks/bench_order.py, three sets of 60 scenes) most
-touching pairs end in the right order (86-92%), round and star-like shapes or with rectangles too (whose straight cuts
-leave some pairs undecided): about the issue's 90%, not reliably over it.
+Measured (2 cores, 2026-12-05): on bench_layers' scenes of 3 to 5 furry objects from photos and paintings, 54 of 55
+touching pairs in the right order over three seeds (96-100%); on bench_order's random geometric shapes (ellipses,
+star-like blobs, rectangles, whose straight cuts leave some pairs undecided) 83-88%, under the issue's 90%.
+Without the opening of the body the geometric shapes reached 86-92% and the furry scenes 46-54%.
 """
 
 import itertools
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 MIN_SHARED = 8  # boundary pixels on each side: fewer and the pair is not taken as touching
+OPENING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # strands thinner than this leave the body
 
 
 def shared_boundaries(labels: np.ndarray, values: list[int]) -> dict[tuple[int, int], np.ndarray]:
@@ -37,8 +39,11 @@ def shared_boundaries(labels: np.ndarray, values: list[int]) -> dict[tuple[int, 
 
 
 def hull_depth(region: np.ndarray) -> np.ndarray:
-    """For every pixel, how far inside the region's convex hull it is (0 outside the hull)."""
-    points = cv2.findNonZero(region.astype(np.uint8))
+    """For every pixel, how far inside the convex hull of the region's body it is (0 outside the hull). The body:
+    the region opened by a small disk, so hair-like strands (which a label of a furry object holds) do not
+    stretch the hull into every neighbour."""
+    body = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, OPENING)
+    points = cv2.findNonZero(body if body.any() else region.astype(np.uint8))
     hull = np.zeros(region.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
     return cv2.distanceTransform(hull, cv2.DIST_L2, 5)
