@@ -49,13 +49,21 @@ def pytest_sessionstart(session):
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a backend started as a child process: the repository on the path (a test's job runner,
+    tests/integration/runners.py, is imported by the workers), and before it the packages of a mutation-testing
+    copy where there is one (tools/mutation.py stages them under src/), so the child runs the mutant too."""
+    staged = ROOT / "src"
+    paths = [str(staged)] if (staged / "layeringdiff").is_dir() else []
+    paths += [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **extra)
+
+
 class BackendProcess:
     """`layeringdiff serve` as a real child process on loopback (or `command`, a server of its own)."""
 
     def __init__(self, *args: str, command: list[str] | None = None) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # the repository on the path: a test's job runner (tests/integration/runners.py) is imported by the workers
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        env = child_env(PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             command or [sys.executable, "-m", "layeringdiff", "serve", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,

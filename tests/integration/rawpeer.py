@@ -3,7 +3,6 @@ does: send part of a multipart message and stop, or send frames slowly; and the 
 the limit tests and the soak benchmark share (a connection flood, a server under a low open-files limit, a
 client that pings all along)."""
 
-import os
 import socket
 import struct
 import subprocess
@@ -15,7 +14,7 @@ from typing import Any
 from layering_protocol import Ping
 from layeringdiff.client import BackendLost, Client
 
-from tests.conftest import BackendProcess
+from tests.conftest import BackendProcess, child_env
 
 MORE, LONG, COMMAND = 1, 2, 4
 
@@ -138,7 +137,7 @@ class FileLimitedBackend(BackendProcess):
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "layeringdiff", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True, preexec_fn=limit)
+            text=True, env=child_env(PYTHONUNBUFFERED="1"), start_new_session=True, preexec_fn=limit)
         self._log: list[str] = []
         self._log_reader = threading.Thread(target=lambda: self._log.extend(self.proc.stderr), daemon=True)
         self._log_reader.start()
