@@ -76,3 +76,116 @@ def test_a_band_too_wide_to_solve_at_full_size_is_solved_smaller_and_brought_bac
     out = estimate_alpha(image, trimap)
     assert np.array_equal(out[:, :80], alpha[:, :80]) and np.array_equal(out[:, 440:], alpha[:, 440:])
     assert out.min() >= 0.0 and out.max() <= 1.0 and np.abs(out - alpha).max() < 0.05
+
+
+# ---- exact references and what each step is given ---------------------------------------------------------------
+
+def textured_scene(h: int = 40, w: int = 48, seed: int = 5):
+    """A textured foreground over a textured background with a soft diagonal edge (C = a F + (1 - a) B)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    alpha = np.clip((xx - 0.5 * yy - 10) / 12, 0, 1)
+    fg = 0.6 + 0.3 * rng.random((h, w, 3)).astype(np.float32) * np.array([1, 0.5, 0.2], np.float32)
+    bg = 0.1 + 0.3 * rng.random((h, w, 3)).astype(np.float32) * np.array([0.2, 0.6, 1], np.float32)
+    image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    return image.astype(np.float32), alpha
+
+
+def closed_form_reference(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Levin et al.'s alpha with hard constraints, solved exactly on the whole canvas from pymatting's Laplacian
+    (built for every pixel, as the band-only assembly must reproduce on the band)."""
+    import scipy.sparse.linalg
+    from layeringdiff.imaging.matting import EPSILON, RADIUS
+    from pymatting import cf_laplacian
+
+    lap = cf_laplacian(image.astype(np.float64), EPSILON, RADIUS).tocsr()
+    unknown = (trimap == 0.5).ravel()
+    known = ~unknown
+    fixed = (trimap.ravel() >= 1.0).astype(np.float64)
+    a = lap[unknown][:, unknown]
+    b = -lap[unknown][:, known] @ fixed[known]
+    alpha = fixed.copy()
+    alpha[unknown] = scipy.sparse.linalg.spsolve(a.tocsc(), b)
+    return np.clip(alpha.reshape(trimap.shape), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("where", ["inside", "at the canvas's edges"])
+def test_the_band_only_solve_is_levin_et_al_s_closed_form_alpha(where):
+    """The same alpha as the whole canvas's closed-form system (within the weak prior's and the solver's 1e-3):
+    the windows that touch the band, their neighbours at the canvas's edges, and the known pixels' pull."""
+    image, alpha = textured_scene()
+    trimap = np.where(alpha >= 0.999, 1.0, np.where(alpha <= 0.001, 0.0, 0.5)).astype(np.float32)
+    if where == "inside":  # a sure frame around the band
+        trimap[:3], trimap[-3:], trimap[:, :3], trimap[:, -3:] = 0.0, 0.0, 0.0, 1.0
+    out = estimate_alpha(image, trimap)
+    assert out.dtype == np.float32
+    assert np.abs(out - closed_form_reference(image, trimap)).max() < 1e-3
+
+
+def test_a_band_of_one_row_is_solved():
+    image, alpha = textured_scene()
+    trimap = (alpha >= 0.5).astype(np.float32)
+    trimap[20, 8:40] = 0.5
+    out = estimate_alpha(image, trimap)
+    assert np.abs(out - closed_form_reference(image, trimap)).max() < 1e-3
+    assert 0.1 < out[20, 8:40].mean() < 0.9  # solved, not left as the trimap's 0
+
+
+def test_only_the_band_s_box_and_its_margin_reach_the_solver(monkeypatch):
+    from layeringdiff.imaging import matting
+
+    seen = []
+    real = matting._estimate_band
+    monkeypatch.setattr(matting, "_estimate_band",
+                        lambda im, tri, prior: seen.append(tri.shape) or real(im, tri, prior))
+    image, alpha = ramp_scene(300, 400, 200, 212)
+    trimap = trimap_of(alpha, 196, 216)
+    trimap[:100] = trimap[-100:] = 0.0  # the band: rows 100-199, columns 196-215
+    trimap[:100, :150] = trimap[-100:, :150] = 1.0  # sure foreground far from the band, outside its box
+    out = matting.estimate_alpha(image, trimap)
+    margin = matting.BOX_MARGIN
+    assert seen == [(100 + 2 * margin, 20 + 2 * margin)]
+    assert out.dtype == np.float32 and np.all(out[:100, :150] == 1.0) and np.all(out[-100:, 300:] == 0.0)
+
+
+def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_at_full_size(monkeypatch):
+    from layeringdiff.imaging import matting
+
+    solved, filtered = [], []
+    real_solve, real_filter = matting._estimate_alpha, matting.guided_filter
+    monkeypatch.setattr(matting, "_estimate_alpha", lambda im, tri, prior: solved.append(
+        (tri.shape, prior is not None and np.abs(prior - 0.8).max() < 1e-6)) or real_solve(im, tri, prior))
+    monkeypatch.setattr(matting, "guided_filter",
+                        lambda g, s, r, e: filtered.append((g.shape, r)) or real_filter(g, s, r, e))
+    side = 520
+    image = np.full((side, side, 3), 0.4, np.float32)  # flat and all unknown: only the prior decides
+    trimap = np.full((side, side), 0.5, np.float32)
+    n = int(np.count_nonzero(trimap == 0.5))
+    scale = np.sqrt(matting.MAX_UNKNOWN / n)
+    out = matting.estimate_alpha(image, trimap, np.full((side, side), 0.8, np.float32))
+    assert solved == [((round(side * scale), round(side * scale)), True)]
+    assert filtered == [((side, side), max(2, round(2.0 / scale)))]
+    assert np.abs(out - 0.8).max() < 0.02
+
+
+def test_the_guided_filter_is_he_et_al_s_with_square_windows_and_mirrored_borders():
+    """Against the formula computed here: box means over (2r+1)^2 windows, borders mirrored (cv2.BORDER_REFLECT:
+    the edge pixel repeated), a = cov / (var + eps)."""
+    rng = np.random.default_rng(7)
+    guide = (0.5 + 0.05 * rng.random((23, 31))).astype(np.float32)  # variance well under eps
+    src = rng.random((23, 31)).astype(np.float32)
+    r, eps = 2, 1e-2
+
+    def box(x):
+        p = np.pad(x.astype(np.float64), r, mode="symmetric")
+        out = np.zeros(x.shape)
+        for dy in range(2 * r + 1):
+            for dx in range(2 * r + 1):
+                out += p[dy:dy + x.shape[0], dx:dx + x.shape[1]]
+        return out / (2 * r + 1) ** 2
+
+    mean_i, mean_p = box(guide), box(src)
+    a = (box(guide * src) - mean_i * mean_p) / (box(guide * guide) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    expected = box(a) * guide + box(b)
+    np.testing.assert_allclose(guided_filter(guide, src, r, eps), expected, atol=2e-5)
