@@ -44,3 +44,19 @@ def crash(message: Any, progress: Any, models: Any) -> Any:
     """Dies the way a native library's crash ends a process."""
     progress("crash", 0.1)
     os.abort()
+
+
+def jumper(message: Any, progress: Any, models: Any) -> Any:
+    """One large allocation at once, held a while, then the real split: a legitimate job that stays within its
+    share must not be taken for one that keeps growing."""
+    from layeringdiff.pipeline import run_job
+
+    block = np.ones(JUMP_BYTES, np.uint8)
+    for _ in range(30):
+        progress("holding", 0.2)
+        time.sleep(0.01)
+    del block
+    return run_job(message, progress, models)
+
+
+JUMP_BYTES = 350 << 20

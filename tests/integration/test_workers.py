@@ -126,6 +126,19 @@ def test_a_worker_growing_past_its_share_of_the_budget_is_killed_and_its_job_ans
         assert pings.stop() < 0.25 + LOADED_MARGIN_S and pings.count > 10
 
 
+def test_a_large_allocation_within_the_share_is_not_taken_for_growth():
+    """A job that allocates 350 MB at once and holds it, with about 490 MB of share left: the look ahead follows
+    steady growth only, so it runs to its result."""
+    from tests.integration.runners import JUMP_BYTES
+
+    budget = psutil.Process().memory_info().rss + (700 << 20)
+    with in_process_server(ServerConfig(job_runner=RUNNERS + "jumper", max_memory=budget)) as endpoint, \
+            Client(endpoint) as c:
+        assert JUMP_BYTES < 700 << 20
+        result = final(c, c.send(layer()))
+        assert isinstance(result, Result), result
+
+
 def test_a_worker_that_crashes_is_answered_internal_and_replaced():
     with in_process_server(ServerConfig(job_runner=RUNNERS + "crash")) as endpoint, Client(endpoint) as c:
         for _ in range(2):

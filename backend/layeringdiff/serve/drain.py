@@ -9,6 +9,7 @@ numba cannot compile the loop, pyzmq's recv does the work.
 """
 
 import ctypes
+import functools
 import logging
 from typing import Any
 
@@ -33,9 +34,10 @@ def _loaded_libzmq() -> str | None:
     return paths.pop() if len(paths) == 1 else None
 
 
+@functools.cache
 def _compiled() -> Any:
-    """The compiled loop, or None. Compiled at once (about 0.3 s; it cannot be cached: it calls C functions found
-    at run time) so no flood ever waits for it."""
+    """The compiled loop, or None. Compiled once a process, when the first server binds (about 0.3 s; numba cannot
+    keep it on disk: it calls C functions found at run time), so no flood ever waits for it."""
     path = _loaded_libzmq()
     if path is None:
         return None

@@ -38,6 +38,7 @@ from .worker import WorkerSpec, worker_main
 log = logging.getLogger("layeringdiff.server")
 
 TICK_S = 0.01  # how often a running worker's memory, liveness and cancel are looked at
+LOOKAHEAD_BYTES = 64 << 20  # the most growth a look foresees: beyond it a job near its share is not stopped early
 CANCEL_GRACE_S = 0.5  # a cancelled job that has not stopped by then has its worker killed
 START_S = 120.0  # a worker that is not ready by then (imports on a slow disk) is given up and restarted
 RESTART_PAUSE_S = 1.0  # between failed starts
@@ -73,7 +74,8 @@ class Worker:
         self.started = 0.0
         self.idle_rss = 0
         self.reserved = 0  # the RSS its job may reach by its estimate (0 when idle)
-        self.last_rss = 0  # at the last look while a job runs: how fast it grows
+        self.last_rss = 0  # at the last look while a job runs, and what it grew by then: how steadily it grows
+        self.last_grown = 0
         self.loaded: set[str] = set()
         self.job: Job | None = None
         self.lock = threading.Lock()  # its thread and the server's stop may both end the process
@@ -219,7 +221,7 @@ class Worker:
         except (OSError, ValueError):
             pass  # it died meanwhile: seen below
         job.drop()  # the worker has its own copy
-        self.last_rss = self.memory()
+        self.last_rss, self.last_grown = self.memory(), 0
         self._watch(job, out)
 
     def _watch(self, job: Job, out: zmq.Socket) -> None:
@@ -268,13 +270,16 @@ class Worker:
         return bool(last)
 
     def _over_budget(self, job: Job, out: zmq.Socket) -> bool:
-        """Stopped before it goes over its share: when what it grew since the last look, twice over (a look may
-        come late on a loaded machine), would take it past the share by the next."""
+        """Stopped before it goes over its share: when its steady growth (the smaller of its last two looks', so
+        one large allocation is not taken for a trend), twice over (a look may come late on a loaded machine) and
+        at most LOOKAHEAD_BYTES, would take it past the share by the next look; or once it is past it."""
         rss = self.memory()
-        grown, self.last_rss = max(0, rss - self.last_rss), rss
+        grown = max(0, rss - self.last_rss)
+        steady = min(grown, self.last_grown)
+        self.last_rss, self.last_grown = rss, grown
         share = self.pool.share(self)
         proc = self.proc
-        if rss + 2 * grown <= share or proc is None:
+        if rss + min(2 * steady, LOOKAHEAD_BYTES) <= share or proc is None:
             return False
         pid = proc.pid
         try:
