@@ -148,7 +148,8 @@ def test_only_the_band_s_box_and_its_margin_reach_the_solver(monkeypatch):
     assert out.dtype == np.float32 and np.all(out[:100, :150] == 1.0) and np.all(out[-100:, 300:] == 0.0)
 
 
-def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_at_full_size(monkeypatch):
+@pytest.mark.parametrize("side", [520, 433])  # scale 0.67 (radius 3) and 0.80 (radius 2.5, rounded to 2)
+def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_at_full_size(monkeypatch, side):
     from layeringdiff.imaging import matting
 
     solved, filtered = [], []
@@ -157,7 +158,6 @@ def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_
         (tri.shape, prior is not None and np.abs(prior - 0.8).max() < 1e-6)) or real_solve(im, tri, prior))
     monkeypatch.setattr(matting, "guided_filter",
                         lambda g, s, r, e: filtered.append((g.shape, r)) or real_filter(g, s, r, e))
-    side = 520
     image = np.full((side, side, 3), 0.4, np.float32)  # flat and all unknown: only the prior decides
     trimap = np.full((side, side), 0.5, np.float32)
     n = int(np.count_nonzero(trimap == 0.5))
@@ -189,3 +189,18 @@ def test_the_guided_filter_is_he_et_al_s_with_square_windows_and_mirrored_border
     b = mean_p - a * mean_i
     expected = box(a) * guide + box(b)
     np.testing.assert_allclose(guided_filter(guide, src, r, eps), expected, atol=2e-5)
+
+
+def test_the_refined_wide_band_alpha_is_clipped_to_0_1(monkeypatch):
+    """The guided filter can overshoot past 0 and 1 beside an edge the guide does not share (a ramp guide and a
+    step: +-0.04); the band's alpha is clipped."""
+    from layeringdiff.imaging import matting
+
+    ramp = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (40, 1))
+    step = (np.arange(40) >= 20).astype(np.float32)[None, :].repeat(40, 0)
+    overshoot = matting.guided_filter(ramp, step, 3, 1e-4)
+    assert overshoot.min() < -0.01 and overshoot.max() > 1.01
+    monkeypatch.setattr(matting, "guided_filter", lambda g, s, r, e: np.resize(overshoot, g.shape))
+    side = 520
+    out = matting.estimate_alpha(np.full((side, side, 3), 0.4, np.float32), np.full((side, side), 0.5, np.float32))
+    np.testing.assert_array_equal(out, np.clip(np.resize(overshoot, (side, side)), 0, 1))
