@@ -204,3 +204,24 @@ def test_the_refined_wide_band_alpha_is_clipped_to_0_1(monkeypatch):
     side = 520
     out = matting.estimate_alpha(np.full((side, side, 3), 0.4, np.float32), np.full((side, side), 0.5, np.float32))
     np.testing.assert_array_equal(out, np.clip(np.resize(overshoot, (side, side)), 0, 1))
+
+
+def test_a_single_unknown_pixel_is_solved():
+    image, alpha = textured_scene()
+    trimap = (alpha >= 0.5).astype(np.float32)
+    y, x = 20, int(np.argmin(np.abs(alpha[20] - 0.5)))  # on the soft edge
+    trimap[y, x] = 0.5
+    out = estimate_alpha(image, trimap)
+    assert abs(out[y, x] - closed_form_reference(image, trimap)[y, x]) < 1e-3 and 0.05 < out[y, x] < 0.95
+
+
+def test_a_band_of_exactly_max_unknown_pixels_is_solved_at_full_size(monkeypatch):
+    from layeringdiff.imaging import matting
+
+    solved = []
+    real = matting._estimate_alpha
+    monkeypatch.setattr(matting, "_estimate_alpha",
+                        lambda im, tri, prior: solved.append(tri.shape) or real(im, tri, prior))
+    h, w = 300, matting.MAX_UNKNOWN // 300
+    matting.estimate_alpha(np.full((h, w, 3), 0.4, np.float32), np.full((h, w), 0.5, np.float32))
+    assert solved == [(h, w)]
