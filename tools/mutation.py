@@ -127,14 +127,17 @@ def run(name: str, target: Target, again: bool = False) -> int:
 
 
 def quick(name: str, target: Target, tests: list[str], jobs: int = 2) -> int:
-    """The last run's survivors and unreached mutants, each run against `tests` alone (the test files written for
-    them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour for a
-    module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
+    """The last run's unexplained survivors and unreached mutants, each run against `tests` alone (the test files
+    written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
+    for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
     mutmut's own record (as mutmut records a kill), so the table counts it; a passing or stuck one stays as it was.
     Runs in the staged copy, the packages under src/ first, with the tests as they are now."""
+
     from concurrent.futures import ThreadPoolExecutor
 
-    names = [k for k, v in statuses(name, target).items() if v in ("survived", "no tests", "not checked")]
+    reasons = kept()
+    names = [k for k, v in statuses(name, target).items()
+             if v in ("survived", "no tests", "not checked") and not explained(k, reasons)]
     where = stage(name, target)
     mutants = where / "mutants"
     env = dict(os.environ, PYTHONPATH="src")
