@@ -107,7 +107,8 @@ def measure(s: dict) -> dict:
         peeled = split_objects(image, masks, options)
     elapsed = time.perf_counter() - start
     rows = []
-    for k, layer in zip(values, peeled.layers, strict=True):
+    for k, stored in zip(values, peeled.layers, strict=True):
+        layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored
         truth, fine = s["alphas"][k - 1], s["uncovered"][k - 1]
         alpha = layer[..., 3]
         ours, real = (alpha > 0.5) & fine, (truth > 0.5) & fine

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.images import to_u8
 from ..options import LayerMethod, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 from .split import split_layer
@@ -26,11 +27,10 @@ def label_values(labels: np.ndarray) -> list[int]:
 
 @dataclass
 class Peeled:
-    """The objects' layers, front first (HxWx4 straight alpha each), their alphas and split infos, and the background
-    behind them all."""
+    """The objects' layers, front first (HxWx4 straight alpha each: uint8 when the split stores 8-bit layers,
+    else float32), their split infos, and the background behind them all (float32)."""
 
     layers: list[np.ndarray] = field(default_factory=list)
-    alphas: list[np.ndarray] = field(default_factory=list)
     infos: list[dict[str, Any]] = field(default_factory=list)
     background: np.ndarray | None = None
 
@@ -38,7 +38,8 @@ class Peeled:
         """The layers over the background, back to front: what the stack shows (`image`, within 1/255)."""
         assert self.background is not None
         out = self.background.astype(np.float32, copy=True)
-        for layer in reversed(self.layers):
+        for stored in reversed(self.layers):
+            layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored
             a = layer[..., 3:4]
             out[..., :3] = a * layer[..., :3] + (1 - a) * out[..., :3]
             if out.shape[2] == 4:
@@ -49,10 +50,12 @@ class Peeled:
 def split_objects(image: np.ndarray, masks: list[np.ndarray], options: SplitOptions | None = None,
                   progress: ProgressFn = no_progress, method: LayerMethod | None = None) -> Peeled:
     """Each mask's object (HxW masks, the first the frontmost) split off what the ones before it left. Only the
-    last background is kept: each earlier one is the next split's input, whose buffer becomes its background."""
+    last background is kept: each earlier one is the next split's input, whose buffer becomes its background. With
+    8-bit layers (quantize 255) a finished layer is kept as uint8, exactly: a quarter of its float32 memory."""
     if not masks:
         raise InputError("no object to split: every label is 0")
     peeled = Peeled()
+    eight_bit = options is not None and options.quantize == 255
     current = image
     for k, mask in enumerate(masks):
         part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
@@ -61,8 +64,7 @@ def split_objects(image: np.ndarray, masks: list[np.ndarray], options: SplitOpti
                                  overwrite_input=k > 0)  # our own buffer from the second object on
         except InputError as exc:
             raise InputError(f"object {k + 1}: {exc.text}", exc.detail) from None
-        peeled.layers.append(result.foreground)
-        peeled.alphas.append(result.alpha)
+        peeled.layers.append(to_u8(result.foreground) if eight_bit else result.foreground)
         peeled.infos.append(result.info)
         current = result.background
     peeled.background = current
