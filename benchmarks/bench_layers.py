@@ -29,7 +29,7 @@ from layeringdiff.examples import photo, soft_alpha  # noqa: E402
 from layeringdiff.options import SplitOptions  # noqa: E402
 from layeringdiff.peers import release_memory  # noqa: E402
 from layeringdiff.stages.order import occlusion_order, shared_boundaries  # noqa: E402
-from layeringdiff.stages.peel import label_values, split_objects  # noqa: E402
+from layeringdiff.stages.peel import LabelMasks, label_values, split_objects  # noqa: E402
 from layeringdiff.stages.split import split_layer  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -98,7 +98,7 @@ class PeakRss:
 def measure(s: dict) -> dict:
     labels, image = s["labels"], s["image"]
     values = label_values(labels)
-    masks = [(labels == k).astype(np.float32) for k in values]
+    masks = LabelMasks(labels, values)
     options = SplitOptions(quantize=255)
     with PeakRss() as one:
         split_layer(image, mask=masks[0], options=options)

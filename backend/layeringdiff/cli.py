@@ -330,13 +330,13 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
 
     from .io.images import png_file_bytes
     from .io.ora import OraLayer
-    from .stages.peel import split_objects
+    from .stages.peel import LabelMasks, split_objects
 
     h, w = image.shape[:2]
     if labels.shape != (h, w):
         raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match")
     start = time.monotonic()
-    peeled = split_objects(image, [(labels == k).astype(np.float32) for k in objects], options, progress, method)
+    peeled = split_objects(image, LabelMasks(labels, objects), options, progress, method)
     assert peeled.background is not None
     names = [f"object {k}" for k in objects]
     layers = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),

@@ -7,6 +7,7 @@ the classical fill is a texture of the surroundings, right for a background, not
 the front object's split completes that area in the background behind it instead.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,20 @@ from ..io.images import to_u8
 from ..options import LayerMethod, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 from .split import split_layer
+
+
+class LabelMasks(Sequence[np.ndarray]):
+    """Each object's mask (HxW float32, 1 on its label), made when its turn comes: N masks held at once would cost
+    4 bytes a pixel each."""
+
+    def __init__(self, labels: np.ndarray, objects: list[int]) -> None:
+        self.labels, self.objects = labels, objects
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]  # no slices needed
+        return (self.labels == self.objects[i]).astype(np.float32)
 
 
 def label_values(labels: np.ndarray) -> list[int]:
@@ -47,7 +62,7 @@ class Peeled:
         return out
 
 
-def split_objects(image: np.ndarray, masks: list[np.ndarray], options: SplitOptions | None = None,
+def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: SplitOptions | None = None,
                   progress: ProgressFn = no_progress, method: LayerMethod | None = None) -> Peeled:
     """Each mask's object (HxW masks, the first the frontmost) split off what the ones before it left. Only the
     last background is kept: each earlier one is the next split's input, whose buffer becomes its background. With
