@@ -52,9 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a backend started as a child process: the repository on the path (a test's job runner,
     tests/integration/runners.py, is imported by the workers), and before it the packages of a mutation-testing
-    copy where there is one (tools/mutation.py stages them under src/), so the child runs the mutant too."""
+    copy (tools/mutation.py stages them under src/) while a mutant is under test, so the child runs the mutant too.
+    Not for mutmut's own passes ("stats", "fail"): its call recording in a server's every loop turn slowed a
+    SIGTERM stop to 31 s, and those passes need only the tests' own process."""
     staged = ROOT / "src"
-    paths = [str(staged)] if (staged / "layeringdiff").is_dir() else []
+    mutant = "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", "")
+    paths = [str(staged)] if mutant and (staged / "layeringdiff").is_dir() else []
     paths += [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **extra)
 
