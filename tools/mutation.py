@@ -88,6 +88,8 @@ def toml_list(items: tuple[str, ...] | list[str]) -> str:
 def stage(name: str, target: Target) -> Path:
     """A src/ layout copy of the packages and the tests, with this module's mutmut configuration."""
     where = STAGE / name
+    for old in ("src", "tests", "benchmarks"):  # files renamed or removed since must not linger in the copy
+        shutil.rmtree(where / old, ignore_errors=True)
     for package, folder in PACKAGES.items():
         shutil.copytree(ROOT / folder, where / "src" / package, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
