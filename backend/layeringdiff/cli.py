@@ -30,7 +30,7 @@ EXIT_INTERNAL = 1
 # what `split` loads after its memory check (kernels, writers) beyond the server's job estimate; with it the estimate
 # was 1.2x to 1.7x the measured peak above the check's RSS, splits of 1536x1024 to 6144x4096 (2 cores, box and mask)
 SPLIT_CLI_FIXED_BYTES = 100 << 20
-OBJECT_LAYER_BYTES_PER_PIXEL = 20  # an object peeled before the last: its float32 RGBA layer and its alpha
+OBJECT_LAYER_BYTES_PER_PIXEL = 4  # an object peeled before the last: its layer, kept as 8-bit RGBA (stages/peel.py)
 
 
 class Parser(argparse.ArgumentParser):
