@@ -51,7 +51,7 @@ SCENES = [
 ]
 
 
-def _status(field: str) -> int:
+def own_status(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -59,7 +59,7 @@ def _status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _reset_peak() -> None:
+def reset_peak() -> None:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # resets VmHWM to the current RSS
 
@@ -151,21 +151,21 @@ def measure(scene: list, stages: bool) -> dict:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-    start = _status("VmRSS")
+    start = own_status("VmRSS")
     peaks: dict[str, int] = {}
     current = ["start"]
 
     def progress(stage: str, fraction: float) -> None:
         if stages and stage != current[0]:
-            peaks[current[0]] = max(peaks.get(current[0], 0), _status("VmHWM") - start)
+            peaks[current[0]] = max(peaks.get(current[0], 0), own_status("VmHWM") - start)
             current[0] = stage
-            _reset_peak()
+            reset_peak()
 
-    _reset_peak()
+    reset_peak()
     t = time.perf_counter()
     out = run_job(job, progress, models)
     seconds = time.perf_counter() - t
-    peak = _status("VmHWM") - start
+    peak = own_status("VmHWM") - start
     peaks[current[0]] = max(peaks.get(current[0], 0), peak)
     split = out.info
     del out

@@ -24,13 +24,14 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 from layeringdiff.examples import photo, soft_alpha  # noqa: E402
 from layeringdiff.options import SplitOptions  # noqa: E402
 from layeringdiff.peers import release_memory  # noqa: E402
 from layeringdiff.stages.order import occlusion_order, shared_boundaries  # noqa: E402
 from layeringdiff.stages.peel import LabelMasks, label_values, split_objects  # noqa: E402
 from layeringdiff.stages.split import split_layer  # noqa: E402
+
+from benchmarks.bench_job_memory import own_status, reset_peak  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field")
 
@@ -84,15 +85,12 @@ class PeakRss:
 
     def __enter__(self) -> "PeakRss":
         release_memory()
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        self.start_rss = psutil.Process().memory_info().rss
+        reset_peak()
+        self.start_rss = own_status("VmRSS")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with open("/proc/self/status") as fh:
-            hwm = next(int(line.split()[1]) << 10 for line in fh if line.startswith("VmHWM:"))
-        self.above = hwm - self.start_rss
+        self.above = own_status("VmHWM") - self.start_rss
 
 
 def measure(s: dict) -> dict:

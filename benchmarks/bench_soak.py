@@ -25,6 +25,7 @@ header: peak RSS far under the limit]. Cancel in every stage: benchmarks/bench_w
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import resource
@@ -335,24 +336,24 @@ def decoding_bomb() -> str:
             f"(address-space limit {limit >> 20} MB); files left {left}; {proc.stderr.strip().splitlines()[-1][:160]}")
 
 
+@functools.cache
+def keys_folder() -> Path:
+    """A keys folder (`layeringdiff keys init`) with one allowed client, alice, made once."""
+    from layeringdiff.keys import add_client, init_keys
+
+    folder = Path(tempfile.mkdtemp(prefix="soak-keys-"))
+    init_keys(folder)
+    add_client(folder, "alice")
+    return folder
+
+
 def client_keys() -> dict[str, str]:
-    """The keys of the keyed flood's allowed client (made once by keyed_backend)."""
-    assert KEYS is not None
-    return {"server_key": str(KEYS / "server.key"), "client_key": str(KEYS / "secrets" / "alice.key_secret")}
-
-
-KEYS: Path | None = None
+    return {"server_key": str(keys_folder() / "server.key"),
+            "client_key": str(keys_folder() / "secrets" / "alice.key_secret")}
 
 
 def keyed_backend(files: int, *args: str) -> BackendProcess:
-    from layeringdiff.keys import add_client, init_keys
-
-    global KEYS
-    if KEYS is None:
-        KEYS = Path(tempfile.mkdtemp(prefix="soak-keys-"))
-        init_keys(KEYS)
-        add_client(KEYS, "alice")
-    return FileLimitedBackend(files, "--keys", str(KEYS), *args)
+    return FileLimitedBackend(files, "--keys", str(keys_folder()), *args)
 
 
 def frame_flood(server: BackendProcess, frames: int = FLOOD_FRAMES) -> str:

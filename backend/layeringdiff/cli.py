@@ -96,13 +96,13 @@ def write_layered(target: Path, out: Path, layers: list, merged: "np.ndarray", s
     return write_ora(target, layers, w, h, merged=merged, encoded={"original": source_png} if source_png else None)
 
 
-def write_pngs(outputs: "Outputs", pngs: dict[Path, "np.ndarray"], encoded: dict[str, bytes],
-               names: dict[Path, str]) -> None:
-    """The PNGs beside the layered file: the .ora's own bytes where it has them (nothing encoded twice)."""
+def write_pngs(outputs: "Outputs", pngs: dict[Path, tuple[str, "np.ndarray"]], encoded: dict[str, bytes]) -> None:
+    """The PNGs beside the layered file, each path -> (its layer's name, its pixels): the .ora's own bytes of that
+    layer where it has them (nothing encoded twice)."""
     from .io.images import png_bytes
 
-    for path, pixels in pngs.items():
-        data = encoded.get(names.get(path, ""))
+    for path, (name, pixels) in pngs.items():
+        data = encoded.get(name)
         outputs.path(path).write_bytes(data if data is not None else png_bytes(pixels))
 
 
@@ -250,7 +250,7 @@ def cmd_split(args: argparse.Namespace) -> int:
             raise InputError("give exactly one foreground hint: --mask FILE, --box x0,y0,x1,y1 or --labels FILE")
     out = output_path(args.output)
     inputs = {"IMAGE": args.image, "--mask": args.mask, "--labels": args.labels}
-    refuse_replacing_inputs(out, {}, inputs)
+    refuse_replacing_inputs(out, {}, inputs)  # -o now, before any file is read; the PNGs once --labels names them
     labels = objects = None
     if not args.example:
         check_split_memory(args, max_memory)
@@ -315,8 +315,7 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     source_png = png_file_bytes(args.image) if not args.example else None
     encoded = write_layered(outputs.path(out), out, layers, image, source_png)
     arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
-    write_pngs(outputs, {path: arrays[name] for name, path in pngs.items()}, encoded,
-               {path: name for name, path in pngs.items()})
+    write_pngs(outputs, {path: (name, arrays[name]) for name, path in pngs.items()}, encoded)
     info = result.info
     return (f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in {sum(info['timings'].values()):.2f}s; "
             f"recomposition error {info['recomposition_error'] * 255:.3f}/255")
@@ -342,11 +341,9 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     layers = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
               OraLayer("background", peeled.background), OraLayer("original", image, visible=False)]
     encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image))
-    arrays = {**{f"object{k}": layer for k, layer in zip(objects, peeled.layers, strict=True)},
-              "background": peeled.background}
-    layer_names = {**{f"object{k}": name for k, name in zip(objects, names, strict=True)}, "background": "background"}
-    write_pngs(outputs, {path: arrays[key] for key, path in pngs.items()}, encoded,
-               {path: layer_names[key] for key, path in pngs.items()})
+    by_key = {**{f"object{k}": (name, layer) for k, name, layer in zip(objects, names, peeled.layers, strict=True)},
+              "background": ("background", peeled.background)}
+    write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
     return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
             f"the background in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")

@@ -7,6 +7,7 @@ import numpy as np
 from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, background_prompt, parse_prompt
 
 from .errors import InputError
+from .imaging.compose import composite_stack
 from .models import ModelManager
 from .options import OPTION_KEYS, LayerMethod, SplitOptions
 from .progress import ProgressFn, sub_progress
@@ -262,10 +263,7 @@ def _generate(msg: Generate, progress: ProgressFn, models: ModelManager) -> JobO
 
 def stack_error(composite: np.ndarray, stack: list) -> float:
     """Max |recomposited stack - composite| over the image: every foreground over the last background."""
-    out = stack[-1].background[..., :3]
-    for result in reversed(stack):
-        a = result.foreground[..., 3:4]
-        out = a * result.foreground[..., :3] + (1 - a) * out
+    out = composite_stack([result.foreground for result in stack], stack[-1].background[..., :3])
     return float(np.abs(out - composite).max())
 
 

@@ -14,6 +14,19 @@ def compose(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return a * fg + (1.0 - a) * bg
 
 
+def composite_stack(layers: list[np.ndarray], background: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA layers (front first; uint8 or float) over a background (HxWx3/4 float): what the stack
+    shows, the background's shape; a background's own alpha is covered by each layer's as colour is."""
+    out = background.astype(np.float32, copy=True)
+    for stored in reversed(layers):
+        layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored
+        a = layer[..., 3:4]
+        out[..., :3] = a * layer[..., :3] + (1 - a) * out[..., :3]
+        if out.shape[2] == 4:
+            out[..., 3:4] = a + (1 - a) * out[..., 3:4]
+    return out
+
+
 def unmix_background(image: np.ndarray, alpha: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """B = (C - a F) / (1 - a); meaningful where the background is partly visible."""
     a = alpha[..., None]

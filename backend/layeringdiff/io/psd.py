@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import to_u8
+from .images import stored_u8
 from .ora import OraLayer
 
 
@@ -29,14 +29,9 @@ class PsdGroup:
 
 
 def _rgba(pixels: np.ndarray) -> np.ndarray:
-    """HxWx3/4 float32 (or uint8) -> HxWx4 uint8, straight alpha; fully transparent pixels black (as the .ora's)."""
-    u8 = pixels if pixels.dtype == np.uint8 else to_u8(pixels)
-    if u8.shape[2] == 3:
-        u8 = np.dstack([u8, np.full(u8.shape[:2], 255, np.uint8)])
-    else:
-        u8 = u8.copy()
-        u8[u8[..., 3] == 0, :3] = 0
-    return u8
+    """HxWx3/4 float32 (or uint8) -> HxWx4 uint8 as the .ora stores it (an opaque alpha added to RGB)."""
+    u8 = stored_u8(pixels)
+    return u8 if u8.shape[2] == 4 else np.dstack([u8, np.full(u8.shape[:2], 255, np.uint8)])
 
 
 def _shown(u8: np.ndarray) -> tuple[slice, slice]:

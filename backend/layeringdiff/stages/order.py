@@ -62,13 +62,14 @@ def occlusion_order(labels: np.ndarray, values: list[int]) -> list[int]:
     """The label values front first: the order that agrees with the most pairs' verdicts (each touching pair's
     weight its shared boundary's length), ties and untouched objects the smaller first."""
     pairs = shared_boundaries(labels, values)
-    depth = {k: hull_depth(labels == k) for k in {k for pair in pairs for k in pair}}
+    regions = {k: labels == k for k in values}
+    depth = {k: hull_depth(regions[k]) for k in {k for pair in pairs for k in pair}}
     verdicts = {}
     for (a, b), boundary in pairs.items():
-        verdict = front_of(depth[a], depth[b], labels == a, labels == b)
+        verdict = front_of(depth[a], depth[b], regions[a], regions[b])
         if verdict:
             verdicts[(a, b)] = float(np.sign(verdict) * np.count_nonzero(boundary))
-    area = {k: int(np.count_nonzero(labels == k)) for k in values}
+    area = {k: int(np.count_nonzero(region)) for k, region in regions.items()}
     by_size = sorted(values, key=lambda k: area[k])
     involved = [k for k in by_size if any(k in pair for pair in verdicts)]
     if len(involved) <= EXHAUSTIVE:

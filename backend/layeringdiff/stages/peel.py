@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..imaging.compose import composite_stack
 from ..io.images import to_u8
 from ..options import LayerMethod, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
@@ -52,14 +53,7 @@ class Peeled:
     def composite(self) -> np.ndarray:
         """The layers over the background, back to front: what the stack shows (`image`, within 1/255)."""
         assert self.background is not None
-        out = self.background.astype(np.float32, copy=True)
-        for stored in reversed(self.layers):
-            layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored
-            a = layer[..., 3:4]
-            out[..., :3] = a * layer[..., :3] + (1 - a) * out[..., :3]
-            if out.shape[2] == 4:
-                out[..., 3:4] = a + (1 - a) * out[..., 3:4]
-        return out
+        return composite_stack(self.layers, self.background)
 
 
 def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: SplitOptions | None = None,
