@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from layering_protocol import Generate, Peel, Split
+from layering_protocol import Generate, Peel, Split, SplitLayers
 
 from .errors import NotAvailable
 from .imaging.matting import MAX_UNKNOWN
@@ -74,6 +74,11 @@ MODEL_BYTES_PER_PIXEL = 3072
 # its working memory, an allowance as above.
 FIXED_SIZE_MODEL_BYTES = {"lama": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
+# split_layers (stages/peel.py), beyond its largest object's split: the layer as it came (the first split does not
+# overwrite it: the stack is checked against it at the end), each object's finished layer (8-bit RGBA when the result
+# is 8-bit, else float32), and the end's stack check (the composite and a layer's float temporaries) and frames.
+# Counted from the arrays the code makes, not fitted (bench_layers.py measures the CLI's peel).
+PEEL_CHECK_BYTES_PER_PIXEL = 64
 MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
 
 
@@ -376,9 +381,12 @@ def models_needed(message: Any) -> list[str]:
     if isinstance(message, Generate):
         control = message.options.get("control")
         return ["sdxl", *([f"controlnet-{control}"] if control in ("canny", "depth") else []), *STAGE2]
-    if not isinstance(message, (Split, Peel)):
+    if isinstance(message, SplitLayers):
+        names: list[str] = list(STAGE2) if message.phrases else []
+    elif not isinstance(message, (Split, Peel)):
         return []
-    names = list(STAGE2) if message.phrase and message.mask is None and message.box is None else []
+    else:
+        names = list(STAGE2) if message.phrase and message.mask is None and message.box is None else []
     layering = message.options.get("layering")
     if layering == "fbdd":
         names.append("layering")
@@ -406,7 +414,68 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
         work = None if whole else split_work(message)  # stage 2 and generative layering see it all
         return Estimate(split_bytes(w * h, None if work is None else work.crop, wide, work) + models,
                         f"a {w}x{h} {message.TYPE}")
+    if isinstance(message, SplitLayers):
+        return Estimate(split_layers_bytes(message, whole) + models,
+                        f"a {message.image.width}x{message.image.height} split into layers")
     return Estimate(0, type(message).__name__)
+
+
+def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
+    """Its largest object's split (each object's box from the labels, as a box hint's; `whole`: a model sees the
+    whole canvas), plus what the peel holds beside it (PEEL_CHECK_BYTES_PER_PIXEL's comment)."""
+    image, labels = message.image, message.labels
+    w, h = image.width, image.height
+    pixels = w * h
+    wide = max(0, image.expected_nbytes - 4 * pixels)
+    boxes: dict[int, tuple[int, int, int, int]] = {}
+    readable = labels is not None and memoryview(labels.data).nbytes == labels.expected_nbytes and (
+        labels.width, labels.height) == (w, h)
+    if labels is None:  # phrases: found by models on the whole canvas
+        boxes = dict.fromkeys(range(1, 1 + len(message.phrases)), (0, 0, w, h))
+    elif readable and labels.order == "L":
+        boxes = label_boxes(labels)
+    elif readable:  # flat colours: their objects' boxes are not known before they are read
+        boxes = dict.fromkeys(range(1, 1 + colour_count(labels)), (0, 0, w, h))
+    options = message.options or {}
+    exact = options.get("alpha_mode") == "mask"
+    band = options.get("band") if isinstance(options.get("band"), int) else None
+    fill = options.get("fill", DEFAULT_FILL)
+    largest = max((split_bytes(pixels, None if whole else work.crop, wide, None if whole else work)
+                   for work in (object_work(*box, w, h, band, exact, fill) for box in boxes.values())),
+                  default=split_bytes(pixels, None, wide))
+    channels = 4 if image.channels in (2, 4) else 3
+    eight_bit = image.dtype == "u8" and options.get("quantize", 255) == 255
+    layer = 4 if eight_bit else 16  # a finished object's layer, per pixel
+    frame = image.expected_nbytes // pixels if pixels else 0
+    held = 4 * channels * pixels + len(boxes) * layer * pixels
+    return largest + held + PEEL_CHECK_BYTES_PER_PIXEL * pixels + (len(boxes) + 1) * frame * pixels
+
+
+def colour_count(labels: Any) -> int:
+    """About how many objects a label image in flat colours has (stages/peel.colour_labels on every 4th pixel)."""
+    from .stages.peel import colour_labels
+
+    data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width, labels.channels)
+    return len(colour_labels(np.ascontiguousarray(data[::4, ::4]))[1])
+
+
+def label_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:
+    """Each object label's box (x0, y0, x1, y1, exclusive) in an L u8 label image, read MASK_ROWS rows at a time."""
+    data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width)
+    rows = np.zeros((labels.height, 256), bool)
+    cols = np.zeros((256, labels.width), bool)
+    for y in range(0, labels.height, MASK_ROWS):
+        band = data[y:y + MASK_ROWS]
+        flat = band.astype(np.int32) + 256 * np.arange(band.shape[0], dtype=np.int32)[:, None]
+        rows[y:y + band.shape[0]] = np.bincount(flat.ravel(), minlength=256 * band.shape[0]).reshape(-1, 256) > 0
+        flat = band.astype(np.int32) * labels.width + np.arange(labels.width, dtype=np.int32)
+        cols |= np.bincount(flat.ravel(), minlength=256 * labels.width).reshape(256, -1) > 0
+    boxes = {}
+    for k in range(1, 256):
+        ys, xs = np.flatnonzero(rows[:, k]), np.flatnonzero(cols[k])
+        if ys.size:
+            boxes[k] = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+    return boxes
 
 
 def _pixels(message: Any) -> int:

@@ -1,10 +1,11 @@
 """Job requests -> stage calls. Knows the protocol messages and the stages, nothing about sockets."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, background_prompt, parse_prompt
+from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, SplitLayers, background_prompt, parse_prompt
 
 from .errors import InputError
 from .imaging.compose import composite_stack
@@ -32,7 +33,7 @@ class JobOutput:
 
 
 def available_jobs() -> list[str]:
-    return ["split", "peel", "generate"]
+    return ["split", "peel", "split_layers", "generate"]
 
 
 def _split_options(options: dict[str, Any], dtype: str, **forced: Any) -> SplitOptions:
@@ -149,6 +150,8 @@ def check_request(msg: Any) -> None:
     its hints, its sizes. The server runs it before `accepted` (PROTOCOL.md); the job runs it again."""
     if isinstance(msg, (Split, Peel)):
         _check_split_request(msg)
+    elif isinstance(msg, SplitLayers):
+        _check_split_layers(msg)
     elif isinstance(msg, Generate):
         _generate_request(msg)
 
@@ -197,6 +200,91 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
     if isinstance(msg, Peel):
         info["index"] = msg.index
     return _layers(result, dtype, order, info)
+
+
+def _check_split_layers(msg: SplitLayers) -> None:
+    _check_options(msg.options, SPLIT_OPTION_KEYS + LAYERING_KEYS + (FOREGROUND_KEYS if msg.phrases else ()))
+    _layering_options(msg.options)
+    _split_options(msg.options, msg.image.dtype)
+    if msg.phrases:
+        _foreground_options(msg.options)
+    if msg.image.order not in ("RGB", "BGR", "RGBA", "BGRA"):
+        raise InputError(f"the layer to split must be RGB(A) or BGR(A), got {msg.image.order}")
+
+
+def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) -> JobOutput:
+    """Every labelled object peeled front to back (stages/peel.py): the frontmost is the result's foreground, the
+    others its `behind`, and the background the one behind them all."""
+    from .stages.order import occlusion_order
+    from .stages.peel import LabelMasks, colour_labels, label_values, split_objects
+
+    _check_split_layers(msg)
+    if msg.phrases:
+        models.require(STAGE2_MODELS)
+    method = layer_method(models, msg.options)
+    info: dict[str, Any] = {}
+    image = to_array(msg.image)
+    dtype = msg.image.dtype
+    order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
+    options = _split_options(msg.options, dtype)
+    masks: Sequence[np.ndarray]
+    if msg.phrases:  # each object found on the whole picture (the layer as it came, kept intact by the peel)
+        if not np.all(np.isfinite(image)):
+            raise InputError("image contains NaN or infinite values")
+        objects = list(range(1, len(msg.phrases) + 1))
+        masks = PhraseMasks(models, image, msg.phrases, _foreground_options(msg.options), info, progress)
+        options = _split_options(msg.options, dtype, alpha_mode="mask")
+    else:
+        assert msg.labels is not None
+        labels = np.frombuffer(msg.labels.data, np.uint8).reshape(msg.labels.height, msg.labels.width,
+                                                                  msg.labels.channels)
+        if msg.labels.order == "L":
+            labels = labels[..., 0]
+        else:  # a label layer in flat colours
+            rgb = labels[..., [2, 1, 0, 3][:msg.labels.channels]] if msg.labels.order.startswith("BGR") else labels
+            labels, info["colours"] = colour_labels(rgb)
+        objects = label_values(labels)
+        if msg.order == "auto":
+            objects = occlusion_order(labels, objects)
+        masks = LabelMasks(labels, objects)
+    peeled = split_objects(image, masks, options, progress, method)
+    assert peeled.background is not None
+    stacked = peeled.composite()  # the whole stack against the layer it came from (split_objects left it intact)
+    channels = min(stacked.shape[2], image.shape[2])
+    error = float(np.abs(stacked[..., :channels] - image[..., :channels]).max())
+    del stacked, image
+    first = peeled.layers[0]
+    alpha = first[..., 3].astype(np.float32) / 255.0 if first.dtype == np.uint8 else first[..., 3]
+    info.update({**peeled.infos[-1], "objects": objects, "order": msg.order, "recomposition_error": error,
+                 "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos]})
+    out = JobOutput(from_array(first, dtype, order), from_array(peeled.background, dtype, order),
+                    from_array(alpha, dtype, "L"), plain(info))
+    peeled.background = None
+    out.behind = [from_array(layer, dtype, order) for layer in peeled.layers[1:]]
+    return out
+
+
+class PhraseMasks(Sequence[np.ndarray]):
+    """Each phrase's alpha (stage 2: Grounding DINO, SAM, ViTMatte on the whole picture), found when its object's
+    turn comes; what stage 2 reports of each goes to info["foregrounds"]."""
+
+    def __init__(self, models: ModelManager, image: np.ndarray, phrases: list[str], options: Any,
+                 info: dict[str, Any], progress: ProgressFn) -> None:
+        self.models, self.image, self.phrases, self.options = models, image, phrases, options
+        self.found = info.setdefault("foregrounds", [])
+        self.progress = progress
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]  # no slices needed
+        from .stages.foreground import determine_foreground
+
+        at = i / len(self.phrases)  # where this object's split starts: its stage-2 steps are shown there
+        alpha, found = determine_foreground(self.models, self.image, self.phrases[i], self.options,
+                                            lambda stage, _: self.progress(stage, at))
+        self.found.append(found)
+        return alpha
 
 
 GENERATE_KEYS = ("control", "control_scale", "dtype", "order") + SPLIT_OPTION_KEYS + FOREGROUND_KEYS + LAYERING_KEYS
@@ -270,7 +358,7 @@ def stack_error(composite: np.ndarray, stack: list) -> float:
 def run_job(message: Any, progress: ProgressFn, models: ModelManager) -> JobOutput:
     """Run one job request; raises InputError / NotAvailable (incl. ModelMissing) / JobCancelled on purpose.
     Loading a model for the first time is reported as a stage ("loading sdxl") at the job's current fraction."""
-    if not isinstance(message, (Split, Peel, Generate)):
+    if not isinstance(message, (Split, Peel, SplitLayers, Generate)):
         raise InputError(f"'{type(message).TYPE}' is not a job")
     last = [0.0]
 
@@ -282,6 +370,8 @@ def run_job(message: Any, progress: ProgressFn, models: ModelManager) -> JobOutp
     try:
         if isinstance(message, Generate):
             return _generate(message, tracked, models)
+        if isinstance(message, SplitLayers):
+            return _split_layers(message, tracked, models)
         return _split(message, tracked, models)
     finally:
         models.on_load = None

@@ -38,11 +38,16 @@ def to_mask(image: Image) -> np.ndarray:
 
 
 def from_array(array: np.ndarray, dtype: str, order: str) -> Image:
-    """HxW or HxWxC float32 RGB(A) [0,1] -> Image with the given dtype and channel order (a band of rows at a
-    time: no full-size float temporaries)."""
+    """HxW or HxWxC float32 RGB(A) [0,1] (or uint8 0-255) -> Image with the given dtype and channel order (a band of
+    rows at a time: no full-size float temporaries)."""
     if array.ndim == 2:
         array = array[..., None]
     channels = [2, 1, 0, 3][: array.shape[2]] if order in ("BGRA", "BGR") else slice(None)
+    if array.dtype == np.uint8:  # a layer kept 8-bit (a peeled object's): its bytes as they are, or scaled
+        if dtype == "u8":
+            data = np.ascontiguousarray(array[..., channels])
+            return Image(array.shape[1], array.shape[0], order, dtype, memoryview(data).cast("B"))
+        array = array.astype(np.float32) / 255.0
     if dtype in FLOATS:
         data = np.ascontiguousarray(array[..., channels], dtype=NP_DTYPES[dtype])
     else:

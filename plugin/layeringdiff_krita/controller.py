@@ -22,6 +22,7 @@ from layering_protocol import (
     Progress,
     Result,
     Split,
+    SplitLayers,
     compare_releases,
     parse_prompt,
     server_release,
@@ -29,7 +30,7 @@ from layering_protocol import (
 
 from .backend_process import BackendProcess
 from .connection import BackendClient, SendFailed, State
-from .jobs import Job, JobState, UserError
+from .jobs import Job, JobState, NoObjects, Objects, UserError
 from .messages import model_hint, starting_status
 from .models_panel import ModelsPanel
 from .own_backend import OwnBackend, SetupState
@@ -254,6 +255,10 @@ class Controller:
     def peel_next(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
         self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, band, fill))
 
+    def split_layers(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+        """Split into layers: every object of the layer (its selection masks, or a label layer) in one job."""
+        self._guard(lambda: self._split_layers(phrase.strip(), exact_alpha, band, fill))
+
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
         self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative, guide, guide_strength))
@@ -341,14 +346,7 @@ class Controller:
             raise UserError("The selection covers the whole layer: select only the foreground object.")
         else:
             mask = selection_image(mask_bytes, w, h)
-        # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
-        options: dict = {"alpha_mode": "mask"} if exact_alpha and mask is not None else {}
-        if band > 0 and mask is not None and not exact_alpha:
-            options["band"] = int(band)
-        if fill:
-            if fill not in FILLS:
-                raise UserError(f"Unknown fill '{fill}': choose one of {', '.join(FILLS)}.")
-            options["fill"] = fill
+        options = self._split_options(exact_alpha and mask is not None, band if mask is not None else 0, fill)
         note = ""
         index = self.bridge.peel_index(layer) if kind == "peel" else None
         if kind == "peel" and index is None:
@@ -360,6 +358,42 @@ class Controller:
         assert self.client is not None
         job_id = self.client.send(message)
         self._begin(Job(job_id, kind, doc, layer, phrase, index or 1, note=note))
+
+    def _split_options(self, exact_alpha: bool, band: int, fill: str) -> dict:
+        # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
+        options: dict = {"alpha_mode": "mask"} if exact_alpha else {}
+        if band > 0 and not exact_alpha:
+            options["band"] = int(band)
+        if fill:
+            if fill not in FILLS:
+                raise UserError(f"Unknown fill '{fill}': choose one of {', '.join(FILLS)}.")
+            options["fill"] = fill
+        return options
+
+    def _split_layers(self, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+        self._require_idle_connection()
+        assert self.client is not None
+        capabilities = self.client.capabilities
+        if capabilities is not None and SplitLayers.TYPE not in capabilities.jobs:
+            raise UserError(f"The backend ({capabilities.server}) cannot split into layers: update it to the "
+                            f"release of this plugin ({RELEASE}).")
+        doc = self.bridge.active_document()
+        phrases = [p.strip() for p in phrase.split(";") if p.strip()]
+        try:
+            layer, objects = self.bridge.read_objects(doc)
+        except NoObjects:
+            if not phrases:
+                raise
+            # no masks, no label layer: the phrases name the objects, front first, for the models to find
+            layer = self.bridge.read_active_layer(doc)
+            names = dict(enumerate(phrases, 1))
+            objects = Objects(None, names, "labels", f"the phrases {'; '.join(phrases)}")
+            phrase = ""  # they name the layers, not the group
+        options = self._split_options(exact_alpha, band, fill)
+        message = SplitLayers(layer.image, objects.labels, order=objects.order, options=options,
+                              phrases=list(objects.names.values()) if objects.labels is None else [])
+        job_id = self.client.send(message)
+        self._begin(Job(job_id, "split", doc, layer, phrase, 1, objects=objects))
 
     def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                   guide: str = "", guide_strength: float = 0.5) -> None:

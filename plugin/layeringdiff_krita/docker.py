@@ -259,6 +259,11 @@ class LayeringDiffDocker(DockWidget):
         buttons.addWidget(self.split_button)
         buttons.addWidget(self.peel_button)
         split_form.addLayout(buttons)
+        self.layers_button = _button("Split into layers", "ld_split_layers", self.on_split_layers)
+        self.layers_button.setToolTip("every object of the layer in one group: one selection mask per object under "
+                                      "the layer (the top mask is the front object), or a layer named 'labels' right "
+                                      "above it with each object painted in one flat colour (the order is found)")
+        split_form.addWidget(self.layers_button)
         return split
 
     def _generate_box(self) -> QGroupBox:
@@ -405,7 +410,7 @@ class LayeringDiffDocker(DockWidget):
 
     def set_busy(self, busy: bool) -> None:
         self._job_busy = busy
-        for button in (self.generate_button, self.split_button, self.peel_button):
+        for button in (self.generate_button, self.split_button, self.peel_button, self.layers_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         self.undo_button.setEnabled(not busy and self._undo_label != "")
@@ -547,6 +552,10 @@ class LayeringDiffDocker(DockWidget):
     def on_split(self) -> None:
         self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
                                        self.fill_value())
+
+    def on_split_layers(self) -> None:
+        self.controller.split_layers(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
+                                     self.fill_value())
 
     def on_peel(self) -> None:
         self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),

@@ -3,11 +3,15 @@
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 
 class UserError(Exception):
     """Something the user can fix; shown in the docker as it is."""
+
+
+class NoObjects(UserError):
+    """A layer with neither selection masks nor a label layer: Split into layers may still take phrases."""
 
 
 class JobState(str, Enum):
@@ -26,6 +30,16 @@ class LayerPixels:
 
 
 @dataclass
+class Objects:
+    """The objects of a split into layers, as read from the document."""
+    labels: Any  # layering_protocol.Image: L u8 label values (selection masks) or a label layer's flat colours;
+    # None: phrases, one per object (the names)
+    names: Dict[int, str]  # label value -> the object's name (masks, phrases); colours are named by the backend
+    order: str  # "labels" (1 the frontmost) or "auto" (the backend orders them)
+    source: str  # for messages: "3 selection masks", "the label layer 'labels'"
+
+
+@dataclass
 class Job:
     id: str
     kind: str  # split | peel | generate
@@ -39,3 +53,4 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     note: str = ""  # said before the result's own message
     result: Any = None  # a result waiting for its document
+    objects: Optional[Objects] = None  # a split into layers: its objects

@@ -18,9 +18,21 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from krita import Krita
 
-from .jobs import Job, LayerPixels, UserError
-from .naming import foreground_number, group_name, is_background, layer_names, next_index, unique, with_article
-from .pixels import UnsupportedFormat, layer_format, layer_image
+from .jobs import Job, LayerPixels, NoObjects, Objects, UserError
+from .naming import (
+    LABEL_LAYER,
+    OBJECT_WORD,
+    foreground_number,
+    group_name,
+    is_background,
+    layer_names,
+    next_index,
+    object_name,
+    stack_names,
+    unique,
+    with_article,
+)
+from .pixels import MAX_OBJECTS, UnsupportedFormat, labels_from_masks, layer_format, layer_image, selection_image
 
 ACTIVATE_DELAY_MS = 50
 NEW_DOCUMENT_FORMAT = ("RGBA", "U8")
@@ -108,8 +120,8 @@ class KritaBridge:
             raise UserError(str(exc)) from None
 
     # ---- reading --------------------------------------------------------------------------------
-    def read_active_layer(self, doc: Any) -> LayerPixels:
-        node = doc.activeNode()
+    def read_active_layer(self, doc: Any, node: Any = None) -> LayerPixels:
+        node = node or doc.activeNode()
         if node is None:
             raise UserError("Choose a layer in the Layers docker first.")
         if node.type() != "paintlayer":
@@ -134,6 +146,53 @@ class KritaBridge:
         data = bytes(node.pixelData(x, y, w, h))
         image = layer_image(data, w, h, node.colorModel(), node.colorDepth())
         return LayerPixels(node, (x, y, w, h), image, node.name())
+
+    def read_objects(self, doc: Any) -> Tuple[LayerPixels, Objects]:
+        """The active paint layer (or the layer of the active selection mask) and its objects: its selection masks
+        (the top one the front object), else the layer right above it named "labels", painted in flat colours."""
+        node = doc.activeNode()
+        if node is not None and node.type() == "selectionmask" and node.parentNode() is not None:
+            node = node.parentNode()
+        layer = self.read_active_layer(doc, node)
+        x, y, w, h = layer.rect
+        masks = [m for m in reversed(layer.node.childNodes()) if m.type() == "selectionmask"]  # top first
+        if masks:
+            if len(masks) > MAX_OBJECTS:
+                raise UserError(f"'{layer.name}' has {len(masks)} selection masks; at most {MAX_OBJECTS} objects.")
+            selections = []
+            for mask in masks:
+                data = bytes(mask.selection().pixelData(x, y, w, h))
+                if max(data, default=0) < 128:
+                    raise UserError(f"The selection mask '{mask.name()}' selects nothing of '{layer.name}' (or less "
+                                    "than half of each pixel): paint its object into it, or delete it.")
+                selections.append(data)
+            names = {k: object_name(m.name()) for k, m in enumerate(masks, 1)}
+            count = f"{len(masks)} selection mask{'s' if len(masks) > 1 else ''}"
+            return layer, Objects(selection_image(labels_from_masks(selections), w, h), names, "labels", count)
+        labels = self._label_layer(layer)
+        if labels is None:
+            raise NoObjects(f"Give '{layer.name}' its objects first: a selection mask for each (select an object, "
+                            "then right-click the layer > Add > Local Selection; the top mask is the front object), "
+                            "or a paint layer named 'labels' right above it with each object painted in one flat "
+                            "colour, or their names as phrases, front first: cat; vase; table.")
+        data = bytes(labels.pixelData(x, y, w, h))
+        if max(data[3::4], default=0) < 128:
+            raise UserError(f"The label layer '{labels.name()}' paints nothing over '{layer.name}'.")
+        return layer, Objects(layer_image(data, w, h, "RGBA", "U8"), {}, "auto", f"the label layer '{labels.name()}'")
+
+    def _label_layer(self, layer: LayerPixels) -> Any:
+        """The paint layer right above `layer` whose name starts with "label", or None; only 8-bit RGBA."""
+        parent = layer.node.parentNode()
+        siblings = list(parent.childNodes()) if parent is not None else []
+        ids = [n.uniqueId() for n in siblings]
+        at = ids.index(layer.node.uniqueId()) if layer.node.uniqueId() in ids else -1
+        above = siblings[at + 1] if 0 <= at < len(siblings) - 1 else None
+        if above is None or not LABEL_LAYER.match(above.name()):
+            return None
+        if above.type() != "paintlayer" or (above.colorModel(), above.colorDepth()) != ("RGBA", "U8"):
+            raise UserError(f"The label layer '{above.name()}' must be an 8-bit RGB paint layer (it is "
+                            f"{with_article(above.type())}, {above.colorModel()}/{above.colorDepth()}).")
+        return above
 
     def read_guide(self, doc: Any, width: int, height: int) -> Any:
         """The active layer over the area the generated layers will cover (the canvas's top-left
@@ -177,17 +236,37 @@ class KritaBridge:
         parent = source.parentNode()
         before, active_id = self._state(doc)
         name = group_name(layer.name, job.phrase, self._all_names(doc))
-        fg_name, bg_name = layer_names(1, job.phrase)
+        if job.objects is not None:
+            names, bg_name = self._object_names(job, result)
+            layers = [result.foreground, *result.behind]
+            stack = [(bg_name, result.background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
+        else:
+            fg_name, bg_name = layer_names(1, job.phrase)
+            names, stack = [fg_name], [(bg_name, result.background), (fg_name, result.foreground)]
         x, y, _, _ = layer.rect
-        group = self._build(doc, name, [(bg_name, result.background), (fg_name, result.foreground)], x, y,
-                            like=source, look=source)
+        group = self._build(doc, name, stack, x, y, like=source, look=source)
         group = self._insert(doc, parent, group, source)
         hide_steps, shown = self._hide(doc, source, group)
         self._activate(doc, self._child(group, bg_name))  # ready for Peel next with a new selection
         self._record(doc, "split", f"split of '{layer.name}'", before, active_id, shown, 1 + hide_steps)
         hidden = (f"'{layer.name}' is hidden, not changed" if group.visible()
                   else f"'{layer.name}' was hidden, so the group is hidden too")
-        return f"Split '{layer.name}' into group '{name}' ({fg_name}, {bg_name}); {hidden}" + self._undo_note(shown)
+        if job.objects is not None:
+            hidden += f"; the objects came from {job.objects.source}"
+        return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
+            self._undo_note(shown)
+
+    def _object_names(self, job: Job, result: Any) -> Tuple[List[str], str]:
+        """The layer names of a split into layers, front first: each object by its mask's name, or its colour."""
+        assert job.objects is not None
+        order = list(result.info.get("objects") or [])
+        colours = list(result.info.get("colours") or [])
+        if len(order) != 1 + len(result.behind):
+            raise UserError(f"The backend sent {1 + len(result.behind)} layers for {len(order)} objects; the document "
+                            "is unchanged.")
+        named = [job.objects.names.get(k) or (colours[k - 1] if 0 < k <= len(colours) else OBJECT_WORD)
+                 for k in order]
+        return stack_names(named)
 
     def apply_peel(self, job: Job, result: Any) -> str:
         doc, layer = job.doc, job.layer

@@ -6,7 +6,7 @@ never repeats a name and the numbers read as depth.
 """
 
 import re
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 # Krita's node type ids -> words for messages
 TYPE_NAMES = {
@@ -18,7 +18,10 @@ TYPE_NAMES = {
 
 _FOREGROUND = re.compile(r"^(\d+) \S")
 _BACKGROUND = re.compile(r"^background \d+$")
+_DEFAULT_MASK = re.compile(r"^(selection mask|local selection|selection)( \d+)?$", re.IGNORECASE)  # Krita's own names
+LABEL_LAYER = re.compile(r"^labels?\b", re.IGNORECASE)  # a layer painted in flat colours, one per object
 FOREGROUND_WORD = "foreground"
+OBJECT_WORD = "object"  # an object of a split into layers that has no name
 
 
 def type_name(kind: str) -> str:
@@ -66,3 +69,14 @@ def next_index(sibling_names: Iterable[str]) -> int:
     """1 + the highest foreground number among a group's layers."""
     numbers = [n for n in (foreground_number(s) for s in sibling_names) if n is not None]
     return 1 + max(numbers, default=0)
+
+
+def object_name(mask_name: str) -> str:
+    """An object's name from its selection mask's: the mask's own, or "object" for a name Krita gave it."""
+    name = mask_name.strip()
+    return OBJECT_WORD if not name or _DEFAULT_MASK.match(name) else name
+
+
+def stack_names(objects: List[str]) -> Tuple[List[str], str]:
+    """(the objects' layer names, the background's) for a group of several objects, front first."""
+    return [f"{i} {name}" for i, name in enumerate(objects, 1)], f"background {len(objects)}"

@@ -6,6 +6,7 @@ from .images import DEFAULT_MAX_PIXELS, DTYPE_SIZES, ORDERS, Image
 from .limits import MAX_HEADER_BYTES, MAX_ID_LENGTH, MAX_REQUEST_FRAMES, clip, short
 from .messages import (
     JOB_TYPES,
+    LAYER_ORDERS,
     MESSAGE_TYPES,
     Accepted,
     Cancel,
@@ -22,6 +23,7 @@ from .messages import (
     Progress,
     Result,
     Split,
+    SplitLayers,
     Status,
     StatusReply,
 )
@@ -29,10 +31,10 @@ from .prompt import background_prompt, parse_prompt
 from .version import PROTOCOL_VERSION, RELEASE, compare_releases, server_release
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "MAX_HEADER_BYTES", "MAX_ID_LENGTH", "MAX_REQUEST_FRAMES",
-    "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION", "RELEASE",
+    "DEFAULT_MAX_PIXELS", "DTYPE_SIZES", "JOB_TYPES", "LAYER_ORDERS", "MAX_HEADER_BYTES", "MAX_ID_LENGTH",
+    "MAX_REQUEST_FRAMES", "MESSAGE_TYPES", "ORDERS", "PROTOCOL_VERSION", "RELEASE",
     "Accepted", "Cancel", "Cancelled", "Capabilities", "Echo", "EchoReply", "Envelope", "Error",
     "ErrorCode", "Generate", "Hello", "Image", "Peel", "Ping", "Pong", "Progress", "ProtocolError",
-    "Result", "Split", "Status", "StatusReply", "background_prompt", "check_header", "clip", "decode", "encode",
-    "compare_releases", "new_id", "parse_prompt", "peek_id", "server_release", "short",
+    "Result", "Split", "SplitLayers", "Status", "StatusReply", "background_prompt", "check_header", "clip", "decode",
+    "encode", "compare_releases", "new_id", "parse_prompt", "peek_id", "server_release", "short",
 ]

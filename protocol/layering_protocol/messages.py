@@ -83,6 +83,26 @@ class Peel:
 
 
 @dataclass
+class SplitLayers:
+    """Several objects in one job, peeled front to back. `labels`, u8 of the image's size, marks them: an L image
+    by value (0 no object, k = 1..255 object k), or an RGB(A) one in flat colours (a painted label layer: each
+    colour an object, transparent none). `order` "labels": object 1 is the frontmost, then 2...; "auto": the backend
+    orders them from where they touch (the only order flat colours have). The result's `foreground` is the
+    frontmost object, `behind` the others front to back, `info["objects"]` their labels in that order (a colour
+    label's value is its index in `info["colours"]`, "#rrggbb" each, plus one)."""
+
+    TYPE = "split_layers"
+    image: Image
+    labels: Optional[Image] = None
+    order: str = "labels"
+    options: Dict[str, Any] = field(default_factory=dict)
+    phrases: List[str] = field(default_factory=list)  # instead of labels: each object named, front first (models)
+
+
+LAYER_ORDERS = ("labels", "auto")  # split_layers.order
+
+
+@dataclass
 class Generate:
     """Stage 1 + 2 + 3: `prompt` marks the foreground in brackets ("[a cat] on a sofa"), or `phrase` names it.
     `options` may hold {"control": "canny" | "depth", "control_scale": 0.5, "dtype": "u8", "order": "BGRA",
@@ -186,11 +206,11 @@ class Cancelled:
 MESSAGE_TYPES = {
     cls.TYPE: cls
     for cls in (
-        Hello, Capabilities, Ping, Pong, Split, Peel, Generate, Echo, Cancel, Status,
+        Hello, Capabilities, Ping, Pong, Split, Peel, SplitLayers, Generate, Echo, Cancel, Status,
         StatusReply, Accepted, Progress, Result, EchoReply, Error, Cancelled,
     )
 }
-JOB_TYPES = ("split", "peel", "generate")
+JOB_TYPES = ("split", "peel", "split_layers", "generate")
 
 
 def _out_of_range(message: Any) -> Optional[str]:
@@ -201,6 +221,8 @@ def _out_of_range(message: Any) -> Optional[str]:
             and (message.mask.width, message.mask.height) != (message.image.width, message.image.height):
         return (f"'{message.TYPE}.mask' is {message.mask.width}x{message.mask.height}, '{message.TYPE}.image' is "
                 f"{message.image.width}x{message.image.height}: sizes must match")
+    if isinstance(message, SplitLayers):
+        return _split_layers_problem(message)
     if not isinstance(message, Generate):
         return None
     for name in ("width", "height"):
@@ -214,6 +236,34 @@ def _out_of_range(message: Any) -> Optional[str]:
         return f"'generate.guidance' must be from 0 to {MAX_GUIDANCE:g}, got {message.guidance}"
     if not 0 <= message.seed <= MAX_SEED:
         return f"'generate.seed' must be from 0 to 2**64 - 1, got {message.seed}"
+    return None
+
+
+MAX_OBJECTS = 255  # split_layers: labels are one byte
+
+
+def _split_layers_problem(message: "SplitLayers") -> Optional[str]:
+    if (message.labels is None) == (not message.phrases):
+        return "'split_layers' needs 'labels' or 'phrases', not both"
+    if message.phrases:
+        if len(message.phrases) > MAX_OBJECTS:
+            return f"'split_layers.phrases' names {len(message.phrases)} objects, at most {MAX_OBJECTS}"
+        if not all(isinstance(p, str) and p.strip() for p in message.phrases):
+            return "'split_layers.phrases' must be words, none empty"
+        if message.order != "labels":
+            return "'split_layers.phrases' are front first: 'split_layers.order' must be labels"
+        return None
+    assert message.labels is not None
+    if (message.labels.width, message.labels.height) != (message.image.width, message.image.height):
+        return (f"'split_layers.labels' is {message.labels.width}x{message.labels.height}, 'split_layers.image' is "
+                f"{message.image.width}x{message.image.height}: sizes must match")
+    if message.labels.dtype != "u8":
+        return f"'split_layers.labels' must be a u8 image, got {message.labels.dtype}"
+    if message.order not in LAYER_ORDERS:
+        return f"'split_layers.order' must be one of {', '.join(LAYER_ORDERS)}, got {message.order!r}"
+    if message.labels.order != "L" and message.order != "auto":
+        return ("'split_layers.labels' in flat colours says nothing of which object is in front: "
+                "'split_layers.order' must be auto")
     return None
 
 

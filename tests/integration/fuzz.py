@@ -17,6 +17,7 @@ from layering_protocol import (
     Peel,
     Ping,
     Split,
+    SplitLayers,
     Status,
     encode,
 )
@@ -32,6 +33,8 @@ BASES = [
     Split(_image(2, 2), mask=_image(2, 2, "L")),  # refused quickly: too small to split
     Peel(_image(2, 2), box=[0, 0, 1, 1], index=2), Split(_image(3, 3), phrase="a cat"),
     Generate("[a cat] on a sofa", width=8, height=8, steps=1),
+    SplitLayers(_image(2, 2), _image(2, 2, "L")),  # no object: refused quickly
+    SplitLayers(_image(3, 3), phrases=["a cat", "a vase"]),
 ]
 HOSTILE: list[Any] = [
     None, True, False, 1.0, -1, 0, 2**63 - 1, -(2**63), "", "x" * 70_000, b"\x00\xff", [], {}, ["split"],

@@ -20,19 +20,21 @@ from layering_protocol import (
     ErrorCode,
     Generate,
     Hello,
+    Image,
     Peel,
     Ping,
     Pong,
     Progress,
     Result,
     Split,
+    SplitLayers,
     Status,
     StatusReply,
 )
 from layeringdiff.client import Client, result_arrays
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.compose import compose
-from layeringdiff.wire import from_array
+from layeringdiff.wire import from_array, to_array
 
 from tests.conftest import BackendProcess, ServerProcess
 from tests.timing import LOADED_MARGIN_S, STOP_S
@@ -79,6 +81,31 @@ def test_split_end_to_end(client, dtype, order):
     level = {"u8": 1 / 255 + 1e-6, "u16": 1e-4, "f32": 1e-4}[dtype]
     assert np.abs(recomposed - rgba[..., :3])[visible].max() <= level
     assert result.info["method"] == "classical"
+
+
+@pytest.mark.parametrize("dtype", ["u8", "f32"])
+def test_split_into_layers_end_to_end(client, dtype):
+    """Three labelled objects of a float or 8-bit layer, in one job, through a real server: every object's layer
+    back, front to back, and their stack is the layer (8-bit: a level per layer)."""
+    rgba, image, mask = layer_and_mask(160, dtype=dtype, order="RGBA", seed=5)
+    labels = (np.frombuffer(mask.data, np.uint8).reshape(160, 160) > 127).astype(np.uint8) * 3
+    labels[:40, :40], labels[-30:, -50:] = 1, 2  # two corner objects over the synthetic one (3, the back one)
+    final, events = client.run(SplitLayers(image, Image(160, 160, "L", "u8", labels.tobytes())))
+    assert [type(e.message) for e in events][0] is Accepted
+    result = final.message
+    assert isinstance(result, Result), result
+    assert result.info["objects"] == [1, 2, 3] and len(result.behind) == 2
+    layers = [to_array(layer) for layer in (result.foreground, *result.behind)]
+    assert all((layer.shape, result.foreground.dtype) == ((160, 160, 4), dtype) for layer in layers)
+    picture = to_array(result.background)[..., :3]
+    for layer in reversed(layers):
+        picture = compose(layer[..., 3], layer[..., :3], picture)
+    level = 3 / 255 + 1e-6 if dtype == "u8" else 1e-4
+    assert np.abs(picture - rgba[..., :3]).max() <= level
+    assert result.info["recomposition_error"] <= level
+    for layer, k in zip(layers, (1, 2, 3), strict=True):  # each layer is its object's (a furry one's edge aside)
+        others = (labels > 0) & (labels != k)
+        assert (layer[..., 3] > 0.5)[labels == k].mean() > 0.8 and layer[..., 3][others].mean() < 0.05
 
 
 def test_peel_reports_its_index(client):

@@ -399,3 +399,68 @@ def test_generate_into_the_open_document_is_one_undo_step(tiny_models, tmp_path_
     assert steps["undo button"]["message"].startswith("Took back the generated group 'a red fox'")
     assert np.array_equal(raw(tmp_path, "generate_undone.bgra", w, h), before)
     assert [n["name"] for n in steps["undo button"]["tree"] if n["type"] != "selectionmask"] == ["photo"]
+
+
+def card_and_disc(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A textured card and a textured disc over its corner (in front: it keeps its round outline) on a textured
+    ground: the picture (RGB floats), the card's whole rectangle (as an artist selects it, the hidden corner too)
+    and the disc (u8 masks)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    card = (xx >= 40) & (xx < 210) & (yy >= 40) & (yy < 180)
+    disc = np.hypot(xx - 205, yy - 170) < 50
+    rgb = 0.5 + 0.1 * np.sin(xx / 5.0)[..., None] * np.array([1.0, 0.6, 0.3]) + 0.05 * np.cos(yy / 4.0)[..., None]
+    rgb[card] = np.array([0.8, 0.3, 0.25]) + 0.05 * np.sin(yy[card] / 2.0)[:, None]
+    rgb[disc] = np.array([0.2, 0.35, 0.85]) + 0.05 * np.cos(xx[disc] / 2.0)[:, None]
+    return rgb.astype(np.float32), (card * 255).astype(np.uint8), (disc * 255).astype(np.uint8)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp_path):
+    w, h = 320, 256
+    rgb, card, disc = card_and_disc(w, h)
+    original = prepare(tmp_path, w, h, rgb, [card, disc])
+    paint = np.zeros((h, w, 4), np.uint8)  # BGRA: the card red, the disc blue over it
+    paint[card > 0] = (30, 40, 200, 255)
+    paint[disc > 0] = (220, 90, 20, 255)
+    (tmp_path / "labels.bgra").write_bytes(paint.tobytes())
+    report = run_krita(home, tmp_path, "layers", screen=SCREENS["large"], timeout=300)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "Give 'photo' its objects first" in steps["layers without objects"]["message"]
+    before = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
+    assert np.array_equal(raw(tmp_path, "layers_before.bgra", w, h), before)
+
+    # one group, the front object on top, the masks kept under the hidden source
+    done = steps["layers"]
+    assert done["message"].startswith("Split 'photo' into group 'photo split' (1 disc, 2 card, background 2)"), done
+    group = next(n for n in done["tree"] if n["name"] == "photo split")
+    assert [(c["name"], c["visible"]) for c in group["children"]] == [
+        ("background 2", True), ("2 card", True), ("1 disc", True)]
+    assert ("photo", False) in [(n["name"], n["visible"]) for n in done["tree"]]
+    assert done["masks"] == [["card", "selectionmask"], ["disc", "selectionmask"]]
+    assert done["active"] == "background 2" and done["undo_label"] == "Undo split"
+    split = raw(tmp_path, "layers_split.bgra", w, h)
+    assert np.abs(split - before).max() <= 2, "two 8-bit layers: a level each"
+    front, back = raw(tmp_path, "layers_1_disc.bgra", w, h), raw(tmp_path, "layers_2_card.bgra", w, h)
+    assert iou(front[..., 3] > 127, disc > 0) > 0.95
+    assert iou(back[..., 3] > 127, (card > 0) & (disc == 0)) > 0.95  # the front mask wins where they overlap
+    assert raw(tmp_path, "layers_background_2.bgra", w, h)[..., 3].min() == 255
+    # each undo and redo state shows the picture from before or after; the docker's Undo is one click
+    assert done["entries"] == ["Add Layer", "Property Changes"]
+    assert states_match(tmp_path, "layers", 2, w, h, before, split) == 0
+    undone = steps["layers undo button"]
+    assert undone["message"].startswith("Took back the split of 'photo'"), undone["message"]
+    assert [(n["name"], n["visible"]) for n in undone["tree"]] == [("photo", True)]
+    assert np.array_equal(raw(tmp_path, "layers_undo_button.bgra", w, h), before)
+    for shot in ("docker_after_layers.png", "krita_after_layers.png"):
+        shutil.copy2(tmp_path / shot, artifacts_for(report) / shot)
+
+    # a label layer in flat colours: named by colour, ordered by the backend (the disc in front)
+    labelled = steps["labels"]
+    group = next(n for n in labelled["tree"] if n["name"] == "photo split")
+    assert [c["name"] for c in group["children"]] == ["background 2", "2 #c8281e", "1 #145adc"], labelled["message"]
+    assert np.abs(raw(tmp_path, "labels_split.bgra", w, h) - before).max() <= 2
+    assert iou(raw(tmp_path, "labels_1_145adc.bgra", w, h)[..., 3] > 127, disc > 0) > 0.95

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from layering_protocol import Cancel, Cancelled, Error, ErrorCode, Generate, Progress, Result, Split
+from layering_protocol import Cancel, Cancelled, Error, ErrorCode, Generate, Progress, Result, Split, SplitLayers
 from layeringdiff.client import Client, result_arrays
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.io.ora import read_ora
@@ -58,6 +58,28 @@ def test_split_by_phrase_through_the_server(model_backend):
         assert isinstance(result, Result), result
         assert (result.foreground.width, result.foreground.height) == (96, 80)
         assert result.info["foreground"]["phrase"] == "a cat" and result.info["alpha_mode"] == "mask"
+
+
+def test_split_into_layers_by_phrases_through_the_server(model_backend):
+    """Phrases instead of labels: stage 2 finds each object on the whole picture, front first, and the peel gives
+    one layer each (tiny random models find arbitrary regions: the stack still recomposes the layer)."""
+    comp, _, _, _ = synthetic_composite(80, 96, seed=5)
+    rgba = np.dstack([comp, np.ones(comp.shape[:2], np.float32)])
+    with Client(model_backend.endpoint) as c:
+        final, events = c.run(SplitLayers(from_array(rgba, "u8", "BGRA"), phrases=["a cat", "a vase"], options=LOOSE),
+                              timeout=180)
+        result = final.message
+        assert isinstance(result, Result), result
+        assert result.info["objects"] == [1, 2] and len(result.behind) == 1
+        assert [f["phrase"] for f in result.info["foregrounds"]] == ["a cat", "a vase"]
+        assert result.info["alpha_mode"] == "mask" and result.info["recomposition_error"] <= 2.5 / 255
+        progress = [e.message for e in events if isinstance(e.message, Progress)]
+        assert [p.stage for p in progress].count("detect") == 2  # stage 2 for each object, shown
+        assert [p.fraction for p in progress] == sorted(p.fraction for p in progress)
+        # a wrong phrase option is refused before the job is accepted
+        final, events = c.run(SplitLayers(from_array(rgba, "u8", "BGRA"), phrases=["a cat"],
+                                          options={"policy": "all"}), timeout=30)
+        assert isinstance(final.message, Error) and final.message.code == ErrorCode.BAD_INPUT and len(events) == 1
 
 
 def test_cancel_during_generation(model_backend):

@@ -3,9 +3,10 @@
 import time
 
 import numpy as np
+from layering_protocol import Image
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.wire import from_array
-from layeringdiff_krita.jobs import LayerPixels, UserError
+from layeringdiff_krita.jobs import LayerPixels, NoObjects, Objects, UserError
 
 
 class FakeClock:
@@ -89,6 +90,7 @@ class FakeBridge:
         self.applied = []
         self.active = True  # the document is the active view's
         self.peelable = True
+        self.no_objects = False
         self.last = None
         self.undone = 0
 
@@ -117,6 +119,19 @@ class FakeBridge:
     def read_selection(self, doc, layer):
         n = self.size * self.size
         return {"mask": self.mask, "none": None, "empty": bytes(n), "full": b"\xff" * n}[self.selection]
+
+    def read_objects(self, doc):
+        """Two objects from selection masks: the synthetic object (front) and a square in a corner (behind); with
+        `no_objects`, none (no masks, no label layer)."""
+        layer = self.read_active_layer(doc)
+        if self.no_objects:
+            raise NoObjects("Give 'photo' its objects first")
+        labels = (np.frombuffer(self.mask, np.uint8).reshape(self.size, self.size) > 127).astype(np.uint8)
+        corner = labels[-24:, -24:]
+        corner[corner == 0] = 2
+        objects = Objects(Image(self.size, self.size, "L", "u8", labels.tobytes()), {1: "cat", 2: "box"}, "labels",
+                          "2 selection masks")
+        return layer, objects
 
     def peel_index(self, layer):
         return 2 if self.peelable else None

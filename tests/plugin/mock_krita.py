@@ -149,6 +149,11 @@ class Node:
                 out[ay - y:by - y, ax - x:bx - x] = src[ay - ry:by - ry, ax - rx:bx - rx]
         return out.tobytes()
 
+    def selection(self):
+        """SelectionMask.selection(): the mask's pixels over the canvas, one byte each."""
+        assert self._type == "selectionmask", self._type
+        return Selection(self.pixelData(0, 0, self.doc.w, self.doc.h), self.doc.w, self.doc.h)
+
     def setPixelData(self, data, x, y, w, h):
         assert len(data) == w * h * self.bytes_per_pixel()
         self.pixels.pop((x, y, w, h), None)
@@ -312,6 +317,9 @@ class Document:
 
     def createGroupLayer(self, name):
         return Node(self, name, "grouplayer", self.model, self.depth)
+
+    def createSelectionMask(self, name):
+        return Node(self, name, "selectionmask", self.model, "U8")  # a selection is 8-bit whatever the document
 
     def refreshProjection(self):
         self.refreshed += 1

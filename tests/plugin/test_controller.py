@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from layering_protocol import Error, ErrorCode, Result, Split, encode
+from layering_protocol import Error, ErrorCode, Result, Split, SplitLayers, encode
 from layeringdiff_krita.connection import LOST_S, BackendClient, State
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.settings import Settings
@@ -401,3 +401,56 @@ def test_a_send_with_no_connection_never_blocks_krita(backend):
         c.tick()  # the heartbeat's ping cannot go out either: no exception
     finally:
         c.shutdown()
+
+
+def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_layers("", band=5, fill="smooth")
+    assert ctl.view.busy
+    pump(ctl, lambda: ctl.job is None)
+    (message,) = [m for m in sent if isinstance(m, SplitLayers)]
+    assert message.options == {"band": 5, "fill": "smooth"} and message.order == "labels"
+    kind, job, result = ctl.bridge.applied[0]
+    assert kind == "split" and job.objects.names == {1: "cat", 2: "box"}
+    assert result.info["objects"] == [1, 2] and result.info["order"] == "labels" and len(result.behind) == 1
+    assert result.info["fill"] == "smooth"
+    for layer in (result.foreground, result.behind[0], result.background):
+        assert (layer.width, layer.height, layer.order, layer.dtype) == (96, 96, "BGRA", "u8")
+    # what the layers show together is the layer that was split (8-bit layers: within one level a layer)
+    c = np.frombuffer(ctl.bridge.layer_image.data, np.uint8).reshape(96, 96, 4)[..., :3].astype(np.float64)
+    out = np.frombuffer(result.background.data, np.uint8).reshape(96, 96, 4)[..., :3].astype(np.float64)
+    for layer in (result.behind[0], result.foreground):
+        px = np.frombuffer(layer.data, np.uint8).reshape(96, 96, 4).astype(np.float64)
+        a = px[..., 3:] / 255
+        out = a * px[..., :3] + (1 - a) * out
+    assert np.abs(out - c).max() <= 2.5
+    fg = np.frombuffer(result.foreground.data, np.uint8).reshape(96, 96, 4)
+    box = np.frombuffer(result.behind[0].data, np.uint8).reshape(96, 96, 4)
+    assert fg[..., 3][-24:, -24:][fg[..., 3][-24:, -24:] > 0].size < 60  # the box is not the cat's
+    assert box[..., 3][:40, :40].max() == 0 and box[..., 3][-20:, -20:].mean() > 200
+    assert ctl.view.last[0].startswith("split applied") and "max error" in ctl.view.last[0]
+
+
+def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):
+    ctl.client.capabilities.jobs = ["split", "peel", "generate"]  # what a backend of release 0.2.0 lists
+    ctl.split_layers()
+    text, error = ctl.view.last
+    assert error and "cannot split into layers: update it" in text and ctl.job is None
+
+
+def test_split_into_layers_takes_phrases_when_the_layer_has_no_objects(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.bridge.no_objects = True
+    ctl.split_layers("")  # nothing to go by: the bridge's sentence, nothing sent
+    assert ctl.view.last == ("Give 'photo' its objects first", True) and not sent
+    ctl.split_layers(" cat ; vase;; ")
+    (message,) = sent
+    assert isinstance(message, SplitLayers) and message.phrases == ["cat", "vase"] and message.labels is None
+    assert ctl.job.objects.names == {1: "cat", 2: "vase"} and ctl.job.phrase == ""
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last  # this backend has no models: it names them and the fix
+    assert error and "not available" in text and "grounding-dino" in text and "The document is unchanged" in text

@@ -4,7 +4,7 @@ picture the canvas shows (the mock composes the visible layers) at every undo st
 import numpy as np
 import pytest
 from layering_protocol import Image, Result
-from layeringdiff_krita.jobs import Job, UserError
+from layeringdiff_krita.jobs import Job, Objects, UserError
 
 
 def painting(w, h, seed):
@@ -901,3 +901,136 @@ def test_no_document_is_said_in_full(fake_krita):
     with pytest.raises(UserError) as caught:
         KritaBridge().active_document()
     assert str(caught.value) == "Open or create a document first."
+
+
+def add_selection_mask(mk, doc, layer, name, selected):
+    """A selection mask under `layer` (the new one on top) selecting `selected` (HxW bool over the canvas)."""
+    mask = doc.createSelectionMask(name)
+    mask.setPixelData((selected * 255).astype(np.uint8).tobytes(), 0, 0, doc.w, doc.h)
+    layer.addChildNode(mask, layer.childNodes()[-1] if layer.childNodes() else None)
+    return mask
+
+
+def discs(w, h):
+    """Two overlapping discs over a 40x30 canvas's layer area (5, 4, 20, 10): the left one and the right one."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (np.hypot(xx - 12, yy - 9) < 5), (np.hypot(xx - 17, yy - 9) < 5)
+
+
+def layers_result(image, objects, colours=()):
+    """An exact split of an opaque layer into len(objects) soft layers and a background: every layer shows the
+    layer's own colour wherever it is visible, the background HIDDEN where the objects hide it all."""
+    w, h = image.width, image.height
+    c = np.frombuffer(image.data, np.uint8).reshape(h, w, 4)
+    alphas = [np.roll(soft_disc(w, h), 4 * i, axis=1) for i in range(len(objects))]
+    layers = []
+    for a in alphas:
+        layer = c.copy()
+        layer[..., 3] = a
+        layers.append(Image(w, h, "BGRA", "u8", layer.tobytes()))
+    bg = c.copy()
+    bg[np.max(alphas, axis=0) == 255, :3] = HIDDEN
+    info = {"recomposition_error": 0.0, "objects": list(objects), **({"colours": list(colours)} if colours else {})}
+    background, alpha = Image(w, h, "BGRA", "u8", bg.tobytes()), Image(w, h, "L", "u8", alphas[0].tobytes())
+    return Result("job", layers[0], background, alpha, info, layers[1:])
+
+
+def test_split_into_layers_reads_the_selection_masks_top_first_and_the_front_one_wins(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    left, right = discs(40, 30)
+    add_selection_mask(fake_krita, doc, layer, "Selection Mask", left)  # the bottom one: behind
+    add_selection_mask(fake_krita, doc, layer, "cup", right)  # the top one: the front object
+    px, objects = bridge.read_objects(doc)
+    assert px.rect == (5, 4, 20, 10) and objects.order == "labels" and objects.source == "2 selection masks"
+    assert objects.names == {1: "cup", 2: "object"}  # Krita's own name for a mask is no object's name
+    labels = np.frombuffer(objects.labels.data, np.uint8).reshape(10, 20)
+    assert (objects.labels.order, objects.labels.dtype) == ("L", "u8")
+    assert np.array_equal(labels == 1, right[4:14, 5:25])  # the front one wins where they overlap
+    assert np.array_equal(labels == 2, left[4:14, 5:25] & ~right[4:14, 5:25])
+    # with a selection mask active (its row clicked in the Layers docker), its layer is the one split
+    doc.setActiveNode(layer.childNodes()[0])
+    assert bridge.read_objects(doc)[0].node == layer
+
+
+@pytest.mark.parametrize("case,words", [
+    ("nothing", "a selection mask for each .* a paint layer named 'labels' right above it"),
+    ("empty mask", "The selection mask 'cup' selects nothing of 'photo'"),
+    ("label layer 16-bit", "The label layer 'labels' must be an 8-bit RGB paint layer"),
+    ("label layer empty", "The label layer 'labels' paints nothing over 'photo'"),
+    ("label layer below", "a selection mask for each")])
+def test_split_into_layers_says_what_is_missing(fake_krita, case, words):
+    doc, layer, bridge = ready(fake_krita)
+    if case == "empty mask":
+        add_selection_mask(fake_krita, doc, layer, "cup", np.zeros((30, 40), bool))
+    elif case.startswith("label layer"):
+        labels = doc.createNode("labels", "paintlayer")
+        if case == "label layer 16-bit":
+            labels.setColorSpace("RGBA", "U16", "sRGB")
+        if case == "label layer below":  # painted, but under the layer: not its label layer
+            doc.rootNode().setChildNodes([labels, layer])
+            labels.setPixelData(painting(20, 10, 3).tobytes(), 5, 4, 20, 10)
+        else:
+            doc.rootNode().addChildNode(labels, layer)
+    with pytest.raises(UserError, match=words):
+        bridge.read_objects(doc)
+
+
+def test_split_into_layers_from_a_label_layer_sends_its_colours_for_the_backend_to_order(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    labels = doc.createNode("Labels (flat colours)", "paintlayer")
+    doc.rootNode().addChildNode(labels, layer)
+    colours = painting(20, 10, 3)
+    labels.setPixelData(colours.tobytes(), 5, 4, 20, 10)
+    px, objects = bridge.read_objects(doc)
+    assert px.node == layer and objects.order == "auto" and objects.names == {}
+    assert objects.source == "the label layer 'Labels (flat colours)'"
+    assert (objects.labels.order, objects.labels.dtype) == ("BGRA", "u8") and objects.labels.data == colours.tobytes()
+
+
+def test_split_into_layers_makes_one_group_front_to_back_and_undo_takes_it_back_in_one_click(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    picture = doc.projection()
+    left, right = discs(40, 30)
+    add_selection_mask(fake_krita, doc, layer, "vase", left)
+    add_selection_mask(fake_krita, doc, layer, "cat", right)
+    doc.history, doc.index = [], 0
+    px, objects = bridge.read_objects(doc)
+    res = layers_result(px.image, [1, 2])
+    text = bridge.apply_split(Job("1", "split", doc, px, "", objects=objects), res)
+    assert text.startswith("Split 'photo' into group 'photo split' (1 cat, 2 vase, background 2); 'photo' is hidden")
+    assert text.endswith("; the objects came from 2 selection masks")
+    group = doc.rootNode().childNodes()[1]
+    assert tree(doc.rootNode()) == [("photo", False), ("photo split", True)]
+    assert tree(group) == [("background 2", True), ("2 vase", True), ("1 cat", True)]
+    assert pixels_of(group.childNodes()[2], px.rect).tobytes() == res.foreground.data
+    assert pixels_of(group.childNodes()[1], px.rect).tobytes() == res.behind[0].data
+    assert pixels_of(group.childNodes()[0], px.rect).tobytes() == res.background.data
+    assert same_picture(doc.projection(), picture)
+    # the selection masks stay with the hidden source, ready for another try
+    assert [m.name() for m in layer.childNodes()] == ["vase", "cat"]
+    assert doc.activeNode().name() == "background 2"
+    states = [tree(doc.rootNode())]
+    for _ in range(2):  # every undo state shows the same picture
+        doc.undo()
+        states.append(tree(doc.rootNode()))
+        assert same_picture(doc.projection(), picture)
+    assert states[-1] == [("photo", True)]
+    for expected in reversed(states[:-1]):
+        doc.redo()
+        assert tree(doc.rootNode()) == expected and same_picture(doc.projection(), picture)
+    assert bridge.undo_last().startswith("Took back the split of 'photo'")
+    assert tree(doc.rootNode()) == [("photo", True)] and same_picture(doc.projection(), picture)
+
+
+def test_split_into_layers_names_a_label_layers_objects_by_colour_in_the_backends_order(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    px = bridge.read_active_layer(doc)
+    objects = Objects(Image(20, 10, "BGRA", "u8", bytes(800)), {}, "auto", "the label layer 'labels'")
+    res = layers_result(px.image, [2, 1, 3], colours=["#ff0000", "#00ff00", "#0000ff"])
+    bridge.apply_split(Job("1", "split", doc, px, "still life", objects=objects), res)
+    group = doc.rootNode().childNodes()[1]
+    assert tree(group) == [("background 3", True), ("3 #0000ff", True), ("2 #ff0000", True), ("1 #00ff00", True)]
+    wrong = layers_result(px.image, [1, 2])
+    wrong.info["objects"] = [1]
+    with pytest.raises(UserError, match="sent 2 layers for 1 objects; the document is unchanged"):
+        bridge.apply_split(Job("2", "split", doc, px, "", objects=objects), wrong)

@@ -3,7 +3,9 @@ import json
 import pytest
 from layeringdiff_krita.backend_process import parse_ready
 from layeringdiff_krita.pixels import (
+    MAX_OBJECTS,
     UnsupportedFormat,
+    labels_from_masks,
     layer_format,
     layer_image,
     selection_image,
@@ -92,3 +94,27 @@ def test_backend_output_that_is_not_ascii_or_not_utf8_keeps_being_read(tmp_path)
     proc.stop()
     assert proc.endpoint == "tcp://127.0.0.1:5999"
     assert "\u2588\u2588 50%" in proc.log_tail() and "not utf-8" in proc.log_tail()
+
+
+def test_labels_from_masks_front_first_at_least_half_selected():
+    front = bytes([255, 255, 0, 0, 128, 127, 0])
+    back = bytes([0, 255, 255, 0, 0, 255, 128])
+    assert list(labels_from_masks([front, back])) == [1, 1, 2, 0, 1, 2, 2]
+    assert list(labels_from_masks([back, front])) == [2, 1, 1, 0, 2, 1, 1]
+    many = [bytes([0] * k + [255] + [0] * (MAX_OBJECTS - 1 - k)) for k in range(MAX_OBJECTS)]
+    assert list(labels_from_masks(many)) == list(range(1, MAX_OBJECTS + 1))
+    assert labels_from_masks([bytes(3)]) == bytes(3)  # nothing selected: no object anywhere
+    with pytest.raises(ValueError, match="1 to 255 masks, got 256"):
+        labels_from_masks(many + [bytes(MAX_OBJECTS)])
+    with pytest.raises(ValueError, match="differ in size"):
+        labels_from_masks([bytes(3), bytes(4)])
+
+
+@pytest.mark.parametrize("mask,name", [("cat", "cat"), (" red vase ", "red vase"), ("Selection Mask", "object"),
+                                       ("selection mask 3", "object"), ("Local Selection", "object"), ("", "object"),
+                                       ("Selection of the cat", "Selection of the cat")])
+def test_an_objects_name_is_its_masks_unless_krita_named_it(mask, name):
+    from layeringdiff_krita.naming import object_name, stack_names
+
+    assert object_name(mask) == name
+    assert stack_names(["cat", "object"]) == (["1 cat", "2 object"], "background 2")

@@ -21,6 +21,7 @@ from layering_protocol import (
     ProtocolError,
     Result,
     Split,
+    SplitLayers,
     Status,
     StatusReply,
     decode,
@@ -42,6 +43,9 @@ SAMPLES = [
     Split(img(), mask=img(order="L"), options={"alpha_mode": "mask"}),
     Split(img(dtype="f32"), box=[0, 1, 2, 2]),
     Peel(img(order="BGRA", dtype="u16"), phrase="a bird", index=2),
+    SplitLayers(img(order="BGRA"), img(order="L", fill=2), options={"band": 4}),
+    SplitLayers(img(), img(order="BGRA"), order="auto"),
+    SplitLayers(img(), phrases=["a cat", "a vase"], options={"policy": "union"}),
     Generate("[a cat] on a sofa", width=512, height=768, steps=4, guidance=7.5, seed=3),
     Echo(img(w=5, h=5, order="RGB")),
     Cancel("abc"),
@@ -321,7 +325,7 @@ def test_every_request_fits_the_frame_limit():
 
     for cls in MESSAGE_TYPES.values():
         images = [tp for _, tp, _ in _schema(cls) if _is_image_type(tp)]
-        if cls in (Hello, Ping, Split, Peel, Generate, Echo, Cancel, Status):
+        if cls in (Hello, Ping, Split, Peel, SplitLayers, Generate, Echo, Cancel, Status):
             assert not any(_is_image_list(tp) for tp in images)
             assert 1 + len(images) <= MAX_REQUEST_FRAMES, cls.TYPE
         assert dataclasses.is_dataclass(cls)
@@ -444,3 +448,31 @@ def test_a_reply_header_of_exactly_the_limit_is_made():
     assert packed(n) == MAX_HEADER_BYTES
     with pytest.raises(ProtocolError):
         packed(n + 1)
+
+
+@pytest.mark.parametrize("labels,order,words", [
+    (img(w=4, order="L"), "labels", "'split_layers.labels' is 4x2, 'split_layers.image' is 3x2: sizes must match"),
+    (img(order="L", dtype="u16"), "labels", "'split_layers.labels' must be a u8 image, got u16"),
+    (img(order="L"), "front", "'split_layers.order' must be one of labels, auto, got 'front'"),
+    (img(order="RGBA"), "labels", "in flat colours says nothing of which object is in front: "
+                                  "'split_layers.order' must be auto"),
+])
+def test_split_layers_refuses_labels_it_cannot_read_when_decoded(labels, order, words):
+    with pytest.raises(ProtocolError) as info:
+        decode(encode(SplitLayers(img(), labels, order=order)))
+    assert info.value.code == ErrorCode.BAD_FIELD and words in info.value.text
+
+
+@pytest.mark.parametrize("labels,phrases,order,words", [
+    (None, [], "labels", "'split_layers' needs 'labels' or 'phrases', not both"),
+    (img(order="L"), ["cat"], "labels", "not both"),
+    (None, ["cat", " "], "labels", "'split_layers.phrases' must be words, none empty"),
+    (None, ["cat"] * 256, "labels", "'split_layers.phrases' names 256 objects, at most 255"),
+    (None, ["cat"], "auto", "'split_layers.phrases' are front first: 'split_layers.order' must be labels"),
+])
+def test_split_layers_takes_labels_or_phrases(labels, phrases, order, words):
+    with pytest.raises(ProtocolError) as info:
+        decode(encode(SplitLayers(img(), labels, order=order, phrases=phrases)))
+    assert info.value.code == ErrorCode.BAD_FIELD and words in info.value.text
+    message = decode(encode(SplitLayers(img(), phrases=["cat"] * 255))).message
+    assert message.labels is None and len(message.phrases) == 255

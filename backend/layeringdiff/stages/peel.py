@@ -41,6 +41,40 @@ def label_values(labels: np.ndarray) -> list[int]:
     return [int(k) for k in present]
 
 
+MIN_COLOUR_SHARE = 0.002  # of the painted pixels: a colour with fewer is an edge's blend, not an object
+MIN_COLOUR_PIXELS = 64
+OPAQUE_FROM = 128  # a label layer's alpha from which a pixel is painted
+
+
+def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A label layer painted in flat colours (HxWx3/4 uint8, RGB(A)) -> (HxW uint8 labels, "#rrggbb" of label k at
+    k - 1). A colour covering at least MIN_COLOUR_SHARE of the painted pixels is an object; other painted pixels
+    (a brush's anti-aliased edge, blends where two colours meet) join the nearest of them; transparent ones none."""
+    h, w = pixels.shape[:2]
+    painted = pixels[..., 3] >= OPAQUE_FROM if pixels.shape[2] == 4 else np.ones((h, w), bool)
+    rgb = pixels[..., :3]
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    values, counts = np.unique(codes[painted], return_counts=True)
+    keep = counts >= max(MIN_COLOUR_PIXELS, MIN_COLOUR_SHARE * counts.sum())
+    main = values[keep][np.argsort(-counts[keep], kind="stable")]  # the largest first
+    if main.size > 255:
+        raise InputError(f"the label layer has {main.size} colours covering an object's area; at most 255 objects",
+                         "paint each object in one flat colour")
+    labels = np.zeros((h, w), np.uint8)
+    if main.size == 0:
+        return labels, []
+    palette = np.stack([(main >> 16) & 255, (main >> 8) & 255, main & 255], axis=1).astype(np.float32)
+    lookup = {int(code): k + 1 for k, code in enumerate(main)}
+    label_of = np.array([lookup.get(int(v), 0) for v in values], np.uint8)  # each painted colour's own label
+    blends = values[label_of == 0]
+    if blends.size:  # each other colour -> the nearest object colour
+        other = np.stack([(blends >> 16) & 255, (blends >> 8) & 255, blends & 255], axis=1).astype(np.float32)
+        nearest = np.argmin(((other[:, None, :] - palette[None]) ** 2).sum(axis=2), axis=1)
+        label_of[label_of == 0] = nearest + 1
+    labels[painted] = label_of[np.searchsorted(values, codes[painted])]
+    return labels, [f"#{int(code):06x}" for code in main]
+
+
 @dataclass
 class Peeled:
     """The objects' layers, front first (HxWx4 straight alpha each: uint8 when the split stores 8-bit layers,

@@ -786,7 +786,78 @@ def scenario_update():
     shoot("setup_7_models", d)
 
 
-SCENARIOS.update(setup=scenario_setup, update=scenario_update)
+def add_selection_mask(doc, layer, name, mask_file, w, h):
+    """A local selection under `layer`, on top of its other masks, as Layers > Add > Local Selection makes one."""
+    sel = Selection()
+    sel.resize(w, h)
+    sel.setPixelData(load_raw(mask_file), 0, 0, w, h)
+    mask = doc.createSelectionMask(name)
+    mask.setSelection(sel)
+    masks = [m for m in layer.childNodes() if m.type() == "selectionmask"]
+    layer.addChildNode(mask, masks[-1] if masks else None)
+    return mask
+
+
+def scenario_layers():
+    """Split into layers: two selection masks under the layer (the top one in front), undo and redo, the docker's
+    Undo; then a label layer in flat colours above the layer, whose order the backend finds."""
+    spec = json.loads(load_raw("spec.json"))
+    w, h = spec["w"], spec["h"]
+    d = docker()
+    yield (lambda: connected(d), 120, "backend connected")
+    yield from fill_screen()
+    doc, layer = new_document(w, h, "photo.bgra")
+    yield from open_docker(d)
+    yield from settle()
+    before = projection(doc)
+    dump("layers_before.bgra", before)
+    d.layers_button.click()
+    step("layers without objects", message=d.message.text())
+    add_selection_mask(doc, layer, "card", "mask1.u8", w, h)  # behind
+    add_selection_mask(doc, layer, "disc", "mask2.u8", w, h)  # on top: in front
+    yield from settle()
+    doc.setActiveNode(layer)
+    yield from settle()
+    h0 = history()
+    d.phrase.setText("")
+    d.layers_button.click()
+    yield from job_done(d, doc, "split into layers finished")
+    h1 = history()
+    dump("layers_split.bgra", projection(doc))
+    group = find(doc.rootNode(), "photo split")
+    for node in group.childNodes() if group is not None else []:
+        dump(f"layers_{node.name().replace(' ', '_')}.bgra", node.pixelData(0, 0, w, h))
+    step("layers", message=d.message.text(), tree=tree(doc.rootNode()), entries=h1[0][h0[1] + 1:h1[1] + 1],
+         masks=[(m.name(), m.type()) for m in layer.childNodes()], active=doc.activeNode().name(),
+         undo_label=d.undo_button.text())
+    d.grab().save(os.path.join(OUT, "docker_after_layers.png"))
+    QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "krita_after_layers.png"))
+    yield from walk_history(doc, "layers", h1[1] - h0[1])
+    d.undo_button.click()
+    yield from settle()
+    dump("layers_undo_button.bgra", projection(doc))
+    step("layers undo button", message=d.message.text(), tree=tree(doc.rootNode()))
+    # a label layer right above the layer, painted in flat colours: the backend orders the objects (the masks go:
+    # they would come first)
+    for mask in [m for m in layer.childNodes() if m.type() == "selectionmask"]:
+        mask.remove()
+    labels = doc.createNode("labels", "paintlayer")
+    doc.rootNode().addChildNode(labels, layer)
+    labels.setPixelData(load_raw("labels.bgra"), 0, 0, w, h)
+    labels.setVisible(False)
+    yield from settle()
+    doc.setActiveNode(layer)
+    yield from settle()
+    d.layers_button.click()
+    yield from job_done(d, doc, "split of the label layer's objects finished")
+    dump("labels_split.bgra", projection(doc))
+    group = find(doc.rootNode(), "photo split")
+    for node in group.childNodes() if group is not None else []:
+        dump(f"labels_{node.name().replace(' ', '_').replace('#', '')}.bgra", node.pixelData(0, 0, w, h))
+    step("labels", message=d.message.text(), tree=tree(doc.rootNode()))
+
+
+SCENARIOS.update(setup=scenario_setup, update=scenario_update, layers=scenario_layers)
 SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start,
                  generate_undo=scenario_generate_undo)
 

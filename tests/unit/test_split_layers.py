@@ -1,0 +1,155 @@
+"""A split into layers as the server runs it (pipeline.run_job on a SplitLayers request): label images by value or
+in flat colours, the order, the layers' recomposition, and the memory the server counts for it."""
+
+import cv2
+import numpy as np
+import pytest
+from layering_protocol import Image, SplitLayers, decode, encode
+from layeringdiff.errors import InputError
+from layeringdiff.examples import synthetic_composite
+from layeringdiff.job_memory import estimate_job, label_boxes, split_bytes
+from layeringdiff.models import ModelManager
+from layeringdiff.pipeline import run_job
+from layeringdiff.stages.peel import colour_labels
+from layeringdiff.wire import from_array, to_array
+
+H, W = 96, 120
+RED, BLUE, GREEN = (200, 40, 30), (20, 90, 220), (40, 180, 60)
+
+
+def scene():
+    """A photo-like layer (BGRA u8) and its labels: the synthetic object (1) and an ellipse over its lower right (2,
+    drawn last: in front where they meet)."""
+    comp, alpha, _, _ = synthetic_composite(H, W, seed=3)
+    labels = np.zeros((H, W), np.uint8)
+    labels[alpha > 0.5] = 1
+    cv2.ellipse(labels, (95, 75), (18, 14), 0, 0, 360, 2, -1)
+    ripples = 0.05 * np.sin(np.arange(W) / 3.0)[None, :, None]
+    comp = np.where((labels == 2)[..., None], np.array([0.9, 0.75, 0.2], np.float32) + ripples, comp)
+    comp = comp.astype(np.float32)
+    image = from_array(np.dstack([comp, np.ones((H, W, 1), np.float32)]), "u8", "BGRA")
+    return image, labels
+
+
+def painted(labels):
+    """The labels as an artist paints them on a layer: flat straight colours, alpha soft at the strokes' edges, and
+    a blend of the two colours where they meet (RGBA u8)."""
+    rgba = np.zeros((H, W, 4), np.uint8)
+    for k, colour in ((1, RED), (2, BLUE)):  # a soft edge keeps its stroke's colour
+        grown = cv2.dilate((labels == k).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        rgba[grown & ((labels == k) | (labels == 0)), :3] = colour
+    rgba[..., 3] = cv2.GaussianBlur(((labels > 0) * 255).astype(np.uint8), (5, 5), 0)
+    meet = (cv2.dilate((labels == 1).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & (labels == 2)
+    rgba[meet, :3] = (110, 65, 125)
+    return rgba
+
+
+def holds(alpha, region):
+    """An alpha that is its region's: nearly opaque well inside it, nearly clear well outside (a furry edge between)."""
+    kernel = np.ones((7, 7), np.uint8)
+    inside = cv2.erode(region.astype(np.uint8), kernel) > 0
+    outside = cv2.dilate(region.astype(np.uint8), kernel) == 0
+    return alpha[inside].mean() > 0.9 and alpha[outside].mean() < 0.02
+
+
+def two_shapes():
+    """A textured card (red label) and a textured disc over its corner (blue): the disc keeps its round outline, the
+    card loses a bite, so the disc is in front. The layer (BGRA u8) and the painted labels (RGBA u8)."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    card = (xx >= 15) & (xx < 80) & (yy >= 15) & (yy < 70)
+    disc = np.hypot(xx - 80, yy - 65) < 20
+    rgb = 0.5 + 0.1 * np.sin(xx / 5.0)[..., None] * np.array([1.0, 0.6, 0.3]) + 0.05 * np.cos(yy / 4.0)[..., None]
+    rgb[card] = np.array([0.8, 0.3, 0.25]) + 0.05 * np.sin(yy[card] / 2.0)[:, None]
+    rgb[disc] = np.array([0.2, 0.35, 0.85]) + 0.05 * np.cos(xx[disc] / 2.0)[:, None]
+    image = from_array(np.dstack([rgb, np.ones((H, W))]).astype(np.float32), "u8", "BGRA")
+    labels = np.zeros((H, W), np.uint8)
+    labels[card] = 1
+    labels[disc] = 2
+    return image, labels
+
+
+def run(message):
+    return run_job(decode(encode(message)).message, lambda stage, fraction: None, ModelManager())
+
+
+def layers_of(out):
+    return [to_array(layer) for layer in (out.foreground, *out.behind)], to_array(out.background)
+
+
+def stacked(layers, background):
+    picture = background[..., :3].copy()
+    for layer in reversed(layers):
+        a = layer[..., 3:]
+        picture = a * layer[..., :3] + (1 - a) * picture
+    return picture
+
+
+def test_labels_by_value_peel_front_to_back_and_recomposite_the_layer():
+    image, labels = scene()
+    out = run(SplitLayers(image, Image(W, H, "L", "u8", labels.tobytes())))
+    assert out.info["objects"] == [1, 2] and out.info["order"] == "labels" and len(out.behind) == 1
+    layers, background = layers_of(out)
+    assert background[..., 3].min() == 1.0  # opaque, completed behind both
+    picture = to_array(image)[..., :3]
+    assert np.abs(stacked(layers, background) - picture).max() <= 2.5 / 255  # two 8-bit layers: a level each
+    assert out.info["recomposition_error"] <= 2.5 / 255
+    assert np.array_equal(to_array(out.alpha)[..., 0], layers[0][..., 3])  # the front object's alpha
+    # each layer holds its object (the back one matted on what the front one left) and nothing far from it
+    for layer, k in zip(layers, (1, 2), strict=True):
+        assert holds(layer[..., 3], labels == k)
+
+
+def test_labels_in_flat_colours_are_objects_ordered_from_where_they_touch():
+    image, labels = two_shapes()
+    rgba = painted(labels)
+    bgra = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
+    out = run(SplitLayers(image, Image(W, H, "BGRA", "u8", bgra.tobytes()), order="auto"))
+    assert out.info["colours"] == ["#c8281e", "#145adc"]  # the largest first: label 1 red, 2 blue
+    assert out.info["objects"] == [2, 1] and out.info["order"] == "auto"  # the disc keeps its outline: in front
+    layers, background = layers_of(out)
+    assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 2.5 / 255
+    assert holds(layers[0][..., 3], labels == 2) and holds(layers[1][..., 3], labels == 1)
+
+
+def test_colour_labels_keep_objects_and_give_edges_and_blends_to_the_nearest():
+    _, labels = scene()
+    rgba = painted(labels)
+    found, colours = colour_labels(rgba)
+    assert colours == ["#c8281e", "#145adc"]
+    painted_px = rgba[..., 3] >= 128
+    assert np.array_equal(found > 0, painted_px)  # every painted pixel is an object's, nothing else is
+    assert (found[labels == 2] == 2).mean() > 0.97 and (found[(labels == 1) & painted_px] == 1).mean() > 0.99
+    assert np.array_equal(colour_labels(np.zeros((4, 4, 4), np.uint8))[0], np.zeros((4, 4), np.uint8))
+    rgb = rgba[..., :3].copy()  # no alpha: every pixel painted, black is an object too
+    assert len(colour_labels(rgb)[1]) == 3
+
+
+def test_more_than_255_colour_objects_are_refused():
+    rgb = np.zeros((64, 64 * 5, 3), np.uint8)
+    rgb.reshape(64 * 64 * 5, 3)[:] = np.repeat(np.arange(320), 64)[:, None] * np.array([[1, 0, 0]]) % 256 \
+        + np.repeat(np.arange(320) // 256, 64)[:, None] * np.array([[0, 1, 0]])
+    with pytest.raises(InputError, match="320 colours covering an object's area; at most 255 objects"):
+        colour_labels(rgb)
+
+
+def test_no_object_at_all_is_a_clear_error():
+    image, _ = scene()
+    with pytest.raises(InputError, match="no object to split: every label is 0"):
+        run(SplitLayers(image, Image(W, H, "L", "u8", bytes(W * H))))
+
+
+def test_the_memory_counted_is_the_largest_objects_split_and_what_the_peel_holds():
+    image, labels = scene()
+    boxes = label_boxes(Image(W, H, "L", "u8", labels.tobytes()))
+    ys, xs = np.nonzero(labels == 2)
+    assert boxes[2] == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) and sorted(boxes) == [1, 2]
+    one = estimate_job(SplitLayers(image, Image(W, H, "L", "u8", (labels == 1).astype(np.uint8).tobytes())))
+    two = estimate_job(SplitLayers(image, Image(W, H, "L", "u8", labels.tobytes())))
+    assert two.nbytes - one.nbytes >= 4 * W * H * 2  # one more layer held and one more frame sent
+    assert one.nbytes > split_bytes(W * H)  # the layer kept for the final check, beyond one split's
+    assert two.what == f"a {W}x{H} split into layers"
+    # labels read in bands of rows: an object in the last band only, and one over two bands
+    tall = np.zeros((600, 8), np.uint8)
+    tall[590:595, 2:4] = 7
+    tall[200:300, 5] = 3
+    assert label_boxes(Image(8, 600, "L", "u8", tall.tobytes())) == {3: (5, 200, 6, 300), 7: (2, 590, 4, 595)}
