@@ -62,7 +62,10 @@ def main() -> int:
                                                     lr=1e-4, mixed_precision=args.precision,
                                                     gradient_checkpointing=True, checkpoint_every=args.steps,
                                                     ema_decay=args.ema, num_workers=args.num_workers), data)),
-        ("hfa", lambda: train_hfa(HFATrainConfig(out=str(work_dir / "hfa"), steps=args.steps, batch_size=4,
+        # HFA on the layers the FBDD just trained decodes, as a split makes them (the paper's inputs)
+        ("hfa", lambda: train_hfa(HFATrainConfig(out=str(work_dir / "hfa"), fbdd=str(work_dir / "fbdd" / "export" /
+                                                                                   "fbdd"),
+                                                 fbdd_steps=4, steps=args.steps, batch_size=4,
                                                  mixed_precision=args.precision, checkpoint_every=args.steps,
                                                  num_workers=args.num_workers), data)),
     ):

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import InputError, NotAvailable
@@ -349,6 +349,24 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
             f"the background in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")
 
 
+def inpainted_baseline(manager: Any, seed: int) -> dict[str, Any]:
+    """Table 4's "Germer et al. + Inp." row: with SD2 inpainting zero-shot when its weights are here, else LaMa, else
+    the offline push-pull fill, labelled as a fallback."""
+    from .evaluate import germer_inpaint, germer_inpaint_with
+
+    if manager.available("sd2-inpaint"):
+        from .progress import no_progress
+        from .stages.zero_shot import inpainting_fill
+
+        fill = inpainting_fill(manager.sd2_inpaint(), "", 25, seed, no_progress)
+        return {"Germer et al. + Inp. (SD2 inpainting, zero-shot)": germer_inpaint_with(fill)}
+    if manager.available("lama"):
+        from .imaging.lama import lama_fill
+
+        return {"Germer et al. + Inp. (LaMa)": germer_inpaint_with(lama_fill(manager.lama()))}
+    return {"Germer et al. + Inp. (push-pull: a fallback, no generative inpainter's weights here)": germer_inpaint}
+
+
 def add_model_args(parser: argparse.ArgumentParser, diffusion: bool = True) -> None:
     """Where models come from; diffusion: also where and how the torch models run (not for the offline split,
     whose one model, LaMa, runs on the CPU with onnxruntime)."""
@@ -583,15 +601,26 @@ def _dataset(args: argparse.Namespace):  # -> LayerDataset | StoredDataset
     try:
         if getattr(args, "data", None):
             return StoredDataset(args.data)
-        return LayerDataset(DatasetConfig(size=args.size, seed=args.seed, length=args.count, split=args.split,
-                                          foregrounds=args.foregrounds, backgrounds=args.backgrounds))
+        from .train.dataset import PAPER_SAMPLES
+
+        count = args.count if args.count is not None else PAPER_SAMPLES if args.recipe == "paper" \
+            else args.default_count
+        return LayerDataset(DatasetConfig(size=args.size, seed=args.seed, length=count, split=args.split,
+                                          foregrounds=args.foregrounds, backgrounds=args.backgrounds,
+                                          recipe=args.recipe))
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
 
 
 def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "train") -> None:
     parser.add_argument("--data", help="a dataset written by `layeringdiff dataset` (default: synthesise on the fly)")
-    parser.add_argument("--count", type=int, default=count, help="samples when synthesising")
+    parser.add_argument("--count", type=int, help=f"samples when synthesising (default {count}; 20000 with "
+                                                  "--recipe paper)")
+    parser.set_defaults(default_count=count)
+    parser.add_argument("--recipe", choices=("random", "paper"), default="random",
+                        help="random: the foreground at a random scale and position over the background (default); "
+                             "paper: composed at the foreground's size, then the shorter side resized to --size and "
+                             "the centre cropped (the paper's Sec. 3.4)")
     parser.add_argument("--size", type=int, default=512, help="sample side (shorter side resized, centre crop)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("train", "test"), default=split,
@@ -637,11 +666,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  checkpoint_every=args.checkpoint_every, seed=args.seed, num_workers=args.num_workers)
         export = train_fbdd(config, _dataset(args), report)
     else:
-        from .train.hfa import HFATrainConfig, train_hfa
+        from .train.hfa import HFATrainConfig, check_source, train_hfa
 
-        config = HFATrainConfig(out=args.out, fbdd=args.fbdd, steps=args.steps, batch_size=args.batch_size,
+        config = HFATrainConfig(out=args.out, fbdd=args.fbdd, source=args.source, steps=args.steps,
+                                batch_size=args.batch_size,
                                 lr=args.lr or 1e-4, mixed_precision=args.mixed_precision,
                                 checkpoint_every=args.checkpoint_every, seed=args.seed, num_workers=args.num_workers)
+        try:
+            check_source(config)  # before the data is read
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         export = train_hfa(config, _dataset(args), report, _count_progress(args, "decoded layers"))
     if export is not None:  # the main process of a multi-process run
         print(export)
@@ -655,7 +689,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classical_smooth,
         evaluate,
         germer,
-        germer_inpaint,
         parse_scales,
         write_report,
     )
@@ -664,30 +697,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scales = parse_scales(args.scales)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    from .models import ModelManager
+
+    manager = ModelManager(model_config(args))
     alpha_fn, alpha_source = None, "true alpha"
     if args.alpha != "true":
         from .evaluate import vitmatte_alpha
-        from .models import ModelManager
 
-        manager = ModelManager(model_config(args))
         if manager.available("vitmatte"):
             alpha_fn, alpha_source = vitmatte_alpha(*manager.vitmatte()), "ViTMatte alpha"
         elif args.alpha == "vitmatte":
             manager.require(["vitmatte"])
         else:
             alpha_source = "true alpha (ViTMatte's weights are not on this machine)"
-    methods = {"Germer et al.": germer, "Germer et al. + Inp. (push-pull)": germer_inpaint,
+    methods = {"Germer et al.": germer, **inpainted_baseline(manager, args.seed),
                "this project, classical (texture fill, projection; the product)": classical,
                "this project, classical, smooth fill": classical_smooth,
                "this project, classical + least-change composition": classical_least_change}
     if args.layering:
-        from .evaluate import fbdd_hfa_method
+        from .evaluate import fbdd_hfa_methods
         from .stages.layering import FBDD, HFA
 
         fbdd = FBDD.from_folder(Path(args.layering) / "fbdd")
         hfa = HFA.from_folder(Path(args.layering) / "hfa")
-        methods["LayeringDiff FBDD + HFA (this project's training)"] = fbdd_hfa_method(fbdd, hfa, args.layering_steps,
-                                                                                        args.seed)
+        methods.update(fbdd_hfa_methods(fbdd, hfa, args.layering_steps, args.seed))
     dataset = _dataset(args)
     result = evaluate(dataset, methods, args.seed, scales, alpha_fn, alpha_source,
                       progress=_count_progress(args, "composites"))
@@ -817,7 +850,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("stage", choices=("fbdd", "hfa"))
     tr.add_argument("-o", "--out", required=True, help="run folder: checkpoints/, losses.csv/png, export/")
     tr.add_argument("--init", help="fbdd: SD2-inpainting folder or FBDD folder to start from")
-    tr.add_argument("--fbdd", help="hfa: trained FBDD folder whose outputs HFA refines (default: classical)")
+    tr.add_argument("--fbdd", help="hfa: the trained FBDD folder whose outputs HFA learns to refine, made as a split "
+                                   "makes them (the paper's; needed unless --source classical)")
+    tr.add_argument("--source", choices=("fbdd", "classical"), default="fbdd",
+                    help="hfa: what its input layers come from: fbdd (the paper's, default) or classical (the "
+                         "classical estimate and fill: NOT the paper's, recorded as such in the export's hfa.json)")
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--batch-size", type=int, default=4)
     tr.add_argument("--lr", type=float)

@@ -63,7 +63,7 @@ def _number(options: dict[str, Any], key: str, default: float, lo: float, hi: fl
     return value
 
 
-FOREGROUND_KEYS = ("box_threshold", "text_threshold", "policy", "transparent_query", "transparent_threshold")
+FOREGROUND_KEYS = ("box_threshold", "text_threshold", "policy", "transparent_query", "transparent_threshold", "trimap")
 
 
 def plain(value: Any) -> Any:

@@ -200,6 +200,13 @@ def test_high_frequency_loss_hand_computed():
     assert float(ban_loss(pred, target, target)) == pytest.approx(4 / 64 + 0.2 * 9 * 4 / 64, rel=1e-5)
     with pytest.raises(ValueError, match="divisible by 8"):
         high_frequency_loss(torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 12, 12))
+    # N_s counts pixels, as Eq. 3 says: the same error in each of three channels triples L_H, while the MSE term,
+    # a mean over values, stays as it was (losses.py says why this reading)
+    rgb_target = target.expand(1, 3, 8, 8).clone()
+    rgb_pred = rgb_target.clone()
+    rgb_pred[0, :, 0, 0] += 2.0
+    assert float(high_frequency_loss(rgb_pred, rgb_target)) == pytest.approx(3 * 9 * 4 / 64, rel=1e-5)
+    assert float(fan_loss(rgb_pred, rgb_target)) == pytest.approx(4 / 64, rel=1e-5)
 
 
 def test_ban_loss_takes_high_frequencies_from_the_fbdd_output_not_the_truth():
@@ -450,3 +457,63 @@ def test_fbdd_cancels_between_steps(fbdd):
     with pytest.raises(JobCancelled):
         fbdd.decompose(comp, alpha, steps=5, progress=progress)
     assert calls == ["fbdd foreground", "fbdd foreground"]
+
+
+def test_hfa_learns_on_the_very_inputs_a_split_gives_it(fbdd):
+    """HFA's training layers (train/hfa.decoded_layers) are what a split with FBDD + HFA hands HFA for the same
+    image and alpha: the object's crop with FBDD's context, FBDD at its working size, the same resampling back;
+    outside the crop, the composite (as the split leaves it there)."""
+    from layeringdiff.options import SplitOptions
+    from layeringdiff.stages.layering import fbdd_method
+    from layeringdiff.stages.split import split_layer
+    from layeringdiff.train.hfa import decoded_layers
+
+    h, w = 240, 300
+    comp, _, _, _ = synthetic_composite(h, w, seed=7)
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.clip(22 - np.hypot(yy - 90, xx - 190), 0, 1).astype(np.float32)  # a small soft disc: a real crop
+    seen = {}
+    hfa = HFA.new(base_channels=8, levels=2)
+
+    def refine(composite, a, fg, bg):
+        seen.update(composite=composite.copy(), alpha=a.copy(), fg=fg.copy(), bg=bg.copy())
+        return fg, bg
+
+    hfa.refine = refine
+    image = np.dstack([comp, np.ones((h, w), np.float32)])
+    result = split_layer(image, mask=alpha, options=SplitOptions(alpha_mode="mask", quantize=None),
+                         method=fbdd_method(fbdd, hfa, steps=2, seed=5))
+    x0, y0, x1, y1 = result.info["crop"]
+    assert (x1 - x0) * (y1 - y0) < 0.6 * h * w  # the split worked on a crop, not the canvas
+    fg, bg = decoded_layers({"composite": comp, "alpha": alpha}, fbdd, 2, 5)
+    inside = (slice(y0, y1), slice(x0, x1))
+    assert np.array_equal(seen["alpha"], alpha[inside]) and np.array_equal(seen["composite"], comp[inside])
+    assert np.array_equal(seen["fg"], fg[inside]) and np.array_equal(seen["bg"], bg[inside])
+    outside = np.ones((h, w), bool)
+    outside[inside] = False
+    assert np.array_equal(fg[outside], comp[outside]) and np.array_equal(bg[outside], comp[outside])
+    # and not what FBDD makes of the whole sample at its native size (the training input before this change)
+    whole_fg, _ = fbdd.decompose(comp, alpha, 2, 5)
+    assert not np.allclose(whole_fg[inside], fg[inside], atol=1e-3)
+
+
+def test_table_4_has_ours_with_the_papers_composition_and_with_the_least_change_step(fbdd, monkeypatch):
+    from layeringdiff.evaluate import OURS_COMPOSITION, PAPER_COMPOSITION, fbdd_hfa_methods
+    from layeringdiff.imaging.compose import LEAST_CHANGE, compose_layers
+
+    calls = []
+    real = FBDD.decompose
+    monkeypatch.setattr(FBDD, "decompose", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    comp, alpha, _, _ = synthetic_composite(64, 64, seed=2)
+    methods = fbdd_hfa_methods(fbdd, HFA.new(base_channels=8, levels=2), 2, 0)
+    assert list(methods) == [PAPER_COMPOSITION, OURS_COMPOSITION]
+    paper_f, paper_b = methods[PAPER_COMPOSITION](comp, alpha)
+    ours_f, ours_b = methods[OURS_COMPOSITION](comp, alpha)
+    assert len(calls) == 1  # one FBDD run shared by both rows
+    expected_f, expected_b, _ = compose_layers(comp, alpha, paper_f, paper_b, LEAST_CHANGE)
+    assert np.array_equal(ours_f, expected_f) and np.array_equal(ours_b, expected_b)
+    a = alpha[..., None]
+    assert np.abs(a * ours_f + (1 - a) * ours_b - comp).max() < 1e-4  # ours recomposes the composite
+    assert np.abs(a * paper_f + (1 - a) * paper_b - comp).max() > 1e-2  # the untrained FBDD's layers as they come
+    methods[PAPER_COMPOSITION](comp.copy(), alpha)
+    assert len(calls) == 2  # another sample: run again

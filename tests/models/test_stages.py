@@ -103,10 +103,25 @@ def rule_trimap(mask: np.ndarray) -> np.ndarray:
     return trimap
 
 
-def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, photo, monkeypatch):
+def matte_anything_rule(mask: np.ndarray) -> np.ndarray:
+    """MatteAnything's generate_trimap, as its matte_anything.py writes it: a 10x10 kernel, 5 iterations each."""
+    kernel = np.ones((10, 10), np.uint8)
+    hard = mask.astype(np.uint8) * 255
+    trimap = np.zeros(mask.shape, np.float32)
+    trimap[cv2.dilate(hard, kernel, iterations=5) == 255] = UNKNOWN
+    trimap[cv2.erode(hard, kernel, iterations=5) == 255] = 1.0
+    return trimap
+
+
+@pytest.mark.parametrize("trimap_kind", ["scaled", "matteanything"])
+def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, photo, monkeypatch, trimap_kind):
     """Each stage gets the previous one's result: the phrase's best box goes to SAM, SAM's mask becomes the trimap
-    by the band rule, the transparent-thing boxes make their overlap with the object unknown, and ViTMatte's alpha
-    keeps the trimap's known pixels. The tiny random models' boxes, mask and alpha mean nothing in themselves."""
+    by the band rule (scaled) or MatteAnything's erode/dilate (the default), the transparent-thing boxes make their
+    overlap with the object unknown, and ViTMatte's alpha keeps the trimap's known pixels. The tiny random models'
+    boxes, mask and alpha mean nothing in themselves."""
+    options = ForegroundOptions(box_threshold=0.0, text_threshold=0.0, trimap=trimap_kind)
+    if trimap_kind == "scaled":  # words of the tiny model's vocabulary, so that its boxes reach the sure part
+        options.transparent_query, options.transparent_threshold = "transparent object. glass.", 0.35
     seen: dict = {}
 
     def spy(name, real):
@@ -119,10 +134,13 @@ def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, ph
     for name in ("detect", "segment", "matte"):
         monkeypatch.setattr(foreground, name, spy(name, getattr(foreground, name)))
     stages = []
-    alpha, info = determine_foreground(manager, photo, "a cat", LOOSE, lambda s, f: stages.append(s))
+    alpha, info = determine_foreground(manager, photo, "a cat", options, lambda s, f: stages.append(s))
     assert stages[:4] == ["detect", "segment", "trimap", "matting"]
     (phrase_call, dets), (glass_call, glass) = seen["detect"]
-    assert phrase_call[3] == "a cat" and glass_call[3] == LOOSE.transparent_query
+    assert phrase_call[3] == "a cat" and glass_call[3:5] == (options.transparent_query, options.transparent_threshold)
+    if trimap_kind == "matteanything":  # the defaults: MatteAnything's query and box threshold
+        assert glass_call[3:5] == ("glass, lens, crystal, diamond, bubble, bulb, web, grid", 0.5)
+    assert info["trimap"] == trimap_kind
     assert info["detections"] == len(dets) >= 1
     x0, y0, x1, y1 = dets[0].box  # the best box, floored and ceiled to pixels inside the 128x96 image
     box = (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(128, int(np.ceil(x1))), min(96, int(np.ceil(y1))))
@@ -130,12 +148,13 @@ def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, ph
     assert segment_call[3] == box and info["box"] == list(box)
     [(matte_call, _)] = seen["matte"]
     trimap = matte_call[3]
-    expected = rule_trimap(mask)
+    expected = rule_trimap(mask) if trimap_kind == "scaled" else matte_anything_rule(mask)
     overlap = np.zeros(mask.shape, bool)
     for gx0, gy0, gx1, gy1 in (d.box for d in glass):
         overlap[max(0, int(gy0)):int(np.ceil(gy1)), max(0, int(gx0)):int(np.ceil(gx1))] = True
     overlap &= mask
-    assert np.any(overlap & (expected == 1.0)), "no transparent box reaches the object's sure foreground"
+    if trimap_kind == "scaled":  # MatteAnything's ~25 px band leaves this 128x96 picture's object no sure part
+        assert np.any(overlap & (expected == 1.0)), "no transparent box reaches the object's sure foreground"
     expected[overlap] = UNKNOWN
     assert np.array_equal(trimap, expected)
     assert info["transparent_boxes"] == len(glass)

@@ -115,10 +115,12 @@ def test_hfa_training_lowers_the_loss_and_exports(tmp_path):
     with torch.no_grad():
         before = float(hfa_losses(fresh.fan, fresh.ban, batch)[0])
     torch.manual_seed(0)
-    config = HFATrainConfig(out=str(tmp_path / "hfa-run"), steps=30, batch_size=4, lr=2e-3, base_channels=8,
-                            levels=2, checkpoint_every=15, log_every=5)
+    config = HFATrainConfig(out=str(tmp_path / "hfa-run"), source="classical", steps=30, batch_size=4, lr=2e-3,
+                            base_channels=8, levels=2, checkpoint_every=15, log_every=5)
     export = train_hfa(config, data)
     trained = HFA.from_folder(export)
+    assert trained.training["source"] == "classical" and not trained.training["paper"]
+    assert "not the paper's" in trained.training["inputs"]
     with torch.no_grad():
         after = float(hfa_losses(trained.fan, trained.ban, batch)[0])
     assert after < before, (before, after)
@@ -188,7 +190,11 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     assert (tmp_path / "data" / "manifest.json").is_file()
     fbdd = run("train", "fbdd", "--init", root / "sd2-inpaint", "--data", tmp_path / "data", "--steps", "2",
                "--batch-size", "2", "-o", tmp_path / "run", "-q").strip()
-    hfa = run("train", "hfa", "--data", tmp_path / "data", "--steps", "2", "--batch-size", "2", "-o",
+    refused = subprocess.run([sys.executable, "-m", "layeringdiff", "train", "hfa", "--data", tmp_path / "data",
+                              "-o", tmp_path / "no-fbdd"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "give the trained FBDD folder (--fbdd)" in refused.stderr, refused.stderr
+    assert "--source classical (not the paper's)" in refused.stderr and not (tmp_path / "no-fbdd").exists()
+    hfa = run("train", "hfa", "--fbdd", fbdd, "--data", tmp_path / "data", "--steps", "2", "--batch-size", "2", "-o",
               tmp_path / "run-hfa", "-q").strip()
     layering = tmp_path / "layering"
     layering.mkdir()
@@ -200,7 +206,12 @@ def test_cli_dataset_train_and_evaluate(tiny_layering_models, tmp_path):
     run("evaluate", "--data", tmp_path / "data", "--layering", layering, "--layering-steps", "2", "-o",
         tmp_path / "eval", "--generated", generated, "--scales", "SAD=1", "--alpha", "true", "-q")
     table = (tmp_path / "eval" / "results.md").read_text()
-    assert "| Germer et al. |" in table and "| LayeringDiff FBDD + HFA" in table and "1 generated layers" in table
+    assert "| Germer et al. |" in table and "1 generated layers" in table
+    # Table 4's "Ours" twice: the paper's composition and this project's; the "+ Inp." row's inpainter named
+    assert "| LayeringDiff FBDD + HFA, copy-through (the paper's composition) |" in table
+    assert "| LayeringDiff FBDD + HFA + least-change composition (ours) |" in table
+    assert "| Germer et al. + Inp. (push-pull: a fallback, no generative inpainter's weights here) |" in table
+    assert "Table 2, 0 to 100" in table
     assert "MAD x 1000, MSE x 1000, SAD x 1, LPIPS x 100;" in table and "given the true alpha" in table
 
 

@@ -30,6 +30,7 @@ from layeringdiff.train.dataset import (
     LayerDataset,
     StoredDataset,
     held_out,
+    resize_premultiplied,
     resize_short_side,
     write_dataset,
 )
@@ -209,10 +210,12 @@ def test_scales_parse_describe_and_reject():
 def test_layer_statistics_hand_computed():
     alpha = np.zeros((10, 20), np.float32)
     alpha[0:4, 10:20] = 1.0  # top-right block: 40 of 200 pixels
-    st = layer_statistics(alpha)
-    assert st["occupancy"] == pytest.approx(0.2)
-    assert st["longest_span"] == pytest.approx(0.5)  # 10/20 wide vs 4/10 tall
-    assert st["center_y"] == pytest.approx(0.2) and st["center_x"] == pytest.approx(0.75)
+    st = layer_statistics(alpha)  # on the paper's 0 to 100 scale (Table 2: occupancy 37.88, ...)
+    assert st["occupancy"] == pytest.approx(20.0)
+    assert st["longest_span"] == pytest.approx(50.0)  # 10/20 wide vs 4/10 tall
+    assert st["center_y"] == pytest.approx(20.0) and st["center_x"] == pytest.approx(75.0)
+    assert layer_statistics(np.zeros((4, 4), np.float32)) == {"occupancy": 0.0, "longest_span": 0.0,
+                                                               "center_y": 50.0, "center_x": 50.0}
 
 
 def test_trimap_like_xu_covers_the_soft_edge():
@@ -245,7 +248,7 @@ def test_baselines_and_report(tmp_path):
         assert {"fg_MAD", "fg_MSE", "fg_SAD", "bg_MAD", "bg_MSE", "bg_SAD", "fg_band_MAD",
                 "bg_covered_MAD"} <= set(vals)
         assert all(np.isfinite(v) and v >= 0 for v in vals.values()) and "fg_LPIPS" not in vals
-    assert 0 < result["layer_statistics"]["occupancy"] < 1
+    assert 1 < result["layer_statistics"]["occupancy"] < 100
     js, md = write_report(result, tmp_path)
     text = md.read_text()
     assert json.loads(js.read_text())["count"] == 2 and "| ours |" in text and "given the a stand-in alpha" in text
@@ -308,3 +311,55 @@ def test_stored_samples_read_without_pread(tmp_path, monkeypatch):
     back = StoredDataset(tmp_path)
     for i in (2, 0, 1):
         assert all(np.array_equal(back[i][k], ds[i][k]) for k in ds[i])
+
+
+def test_a_foreground_is_resized_premultiplied_so_hidden_colours_never_bleed_into_its_edge():
+    rgba = np.zeros((16, 16, 4), np.float32)
+    rgba[..., 1] = 1.0  # green wherever alpha is 0: a colour nobody sees
+    rgba[4:12, 4:12] = [1.0, 0.0, 0.0, 1.0]  # an opaque red square
+    for w, h in ((40, 40), (11, 11)):  # up and down
+        out = resize_premultiplied(rgba, w, h)
+        edge = (out[..., 3] > 0.02) & (out[..., 3] < 0.98)
+        assert edge.any() and out[..., 1][out[..., 3] > 0.02].max() < 1e-5  # no green in the edge or inside
+        assert np.allclose(out[..., 0][out[..., 3] > 0.02], 1.0, atol=1e-4)
+        assert np.all(out[..., :3][out[..., 3] <= 1e-6] == 0)
+    straight = np.clip(__import__("cv2").resize(rgba, (40, 40), interpolation=2), 0, 1)  # the old way bleeds
+    assert straight[..., 1][(straight[..., 3] > 0.02) & (straight[..., 3] < 0.98)].max() > 0.3
+
+
+def test_the_papers_recipe_composes_at_the_foregrounds_size_then_resizes_and_crops_the_centre(tmp_path):
+    (tmp_path / "fg").mkdir()
+    (tmp_path / "bg").mkdir()
+    rgba = np.zeros((120, 60, 4), np.float32)  # tall: the shorter side (60) goes to the sample size
+    rgba[20:100, 10:50] = [1.0, 0.0, 0.0, 1.0]
+    rgba[..., 1][rgba[..., 3] == 0] = 1.0  # hidden green
+    save_png(tmp_path / "fg" / "red.png", rgba)
+    yy, xx = np.mgrid[0:50, 0:200]
+    save_png(tmp_path / "bg" / "ramp.png", np.dstack([xx / 199.0, yy / 49.0, np.ones((50, 200)) * 0.5]))
+    config = DatasetConfig(size=30, length=2, recipe="paper", foregrounds=str(tmp_path / "fg"),
+                           backgrounds=str(tmp_path / "bg"))
+    s = LayerDataset(config)[0]
+    assert s["alpha"].shape == (30, 30)
+    # 60 -> 30: the 120 px height becomes 60 and the centre 30 rows are kept: rows 30..90 of the original, inside
+    # the red rectangle's rows 20..100, so every row crosses it; columns 10..50 -> 5..25
+    assert s["alpha"][:, 8:22].min() > 0.99 and s["alpha"][:, :3].max() < 0.01 and s["alpha"][:, -3:].max() < 0.01
+    assert np.allclose(s["foreground"][s["alpha"] > 0.02][:, :2], [1, 0], atol=0.02)  # no green in the edge
+    # the background covered the foreground's 120x60 first (its centre columns), then followed the same resize
+    b = s["background"]
+    assert abs(b[..., 2].mean() - 0.5) < 0.01 and b[..., 0].max() - b[..., 0].min() < 0.2
+    assert np.allclose(s["composite"], s["alpha"][..., None] * s["foreground"]
+                       + (1 - s["alpha"][..., None]) * s["background"], atol=1e-6)
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        LayerDataset(DatasetConfig(recipe="centre"))
+
+
+def test_the_papers_recipe_defaults_to_20000_samples():
+    import argparse
+
+    from layeringdiff.cli import _dataset, add_data_args
+
+    parser = argparse.ArgumentParser()
+    add_data_args(parser, 1000)
+    assert len(_dataset(parser.parse_args(["--recipe", "paper"]))) == 20000
+    assert len(_dataset(parser.parse_args([]))) == 1000
+    assert len(_dataset(parser.parse_args(["--recipe", "paper", "--count", "7"]))) == 7

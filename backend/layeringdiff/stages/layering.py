@@ -245,8 +245,9 @@ class HFANet(nn.Module):
 class HFA:
     """FAN for the foreground, BAN for the background; stored as fan/ban.safetensors + hfa.json."""
 
-    def __init__(self, fan: HFANet, ban: HFANet) -> None:
+    def __init__(self, fan: HFANet, ban: HFANet, training: dict[str, Any] | None = None) -> None:
         self.fan, self.ban = fan.eval(), ban.eval()
+        self.training = training or {}  # how it was trained (train/hfa.py): what its inputs came from
 
     @classmethod
     def new(cls, base_channels: int = 32, levels: int = 3) -> "HFA":
@@ -258,19 +259,22 @@ class HFA:
 
         folder = Path(folder)
         config = json.loads((folder / "hfa.json").read_text())
+        training = config.pop("training", {})
         nets = []
         for name in ("fan", "ban"):
             net = HFANet(**config)
             net.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
             nets.append(net.to(device))
-        return cls(*nets)
+        hfa = cls(*nets)
+        hfa.training = training
+        return hfa
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "hfa.json").write_text(json.dumps(self.fan.config))
+        (folder / "hfa.json").write_text(json.dumps({**self.fan.config, "training": self.training}))
         for name, net in (("fan", self.fan), ("ban", self.ban)):
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}.safetensors"))
 
@@ -355,6 +359,21 @@ def decompose_at_working_size(fbdd: FBDD, rgb: np.ndarray, alpha: np.ndarray, st
     wh, ww = working_shape(h, w, size)
     fg, bg = fbdd.decompose(_resize(rgb, wh, ww), _resize(alpha, wh, ww), steps, seed, progress)
     return _resize(fg, h, w), _resize(bg, h, w)
+
+
+def hfa_inputs(fbdd: FBDD, composite: np.ndarray, alpha: np.ndarray, steps: int, seed: int,
+               size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FBDD's decoded (foreground, background) over the whole image, exactly as a split gives them to HFA: FBDD on
+    the object's crop (split_layer's, with FBDD_CONTEXT's margin) at its working size, brought back with the same
+    resampling; outside the crop alpha is 0 and both layers are the composite, as split_layer leaves them there.
+    HFA's training inputs are made here (train/hfa.py), so it learns on what it sees in use."""
+    from .split import context_margin, object_crop
+
+    rgb = composite[..., :3]
+    crop = object_crop(alpha, context_margin(alpha, FBDD_CONTEXT))
+    fg, bg = rgb.astype(np.float32, copy=True), rgb.astype(np.float32, copy=True)
+    fg[crop], bg[crop] = decompose_at_working_size(fbdd, rgb[crop], alpha[crop], steps, seed, size)
+    return fg, bg
 
 
 def copy_through(composite: np.ndarray, alpha: np.ndarray, fg: np.ndarray,

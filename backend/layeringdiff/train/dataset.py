@@ -2,8 +2,14 @@
 
 Foregrounds come from a folder of RGBA images (MAGICK-like) or a procedural generator (soft shapes,
 semi-transparent regions, hair-like strands, cut from photos shipped in scikit-image); backgrounds from a
-folder (BG-20k-like) or the shipped photos. Backgrounds: bicubic resize of the shorter side to `size`,
-centre crop. Foregrounds: random scale and position. Every sample is a pure function of (seed, index).
+folder (BG-20k-like) or the shipped photos. Two recipes (`recipe`):
+- "random" (the default): the background resized bicubic so its shorter side is `size`, centre crop; the
+  foreground at a random scale (scale_min..scale_max of the canvas) and position over it;
+- "paper" (Sec. 3.4): foreground and background composed at the foreground's own size (the background resized to
+  cover it, centre crop), then the composite (its F, B and alpha alike) resized bicubic so its shorter side is
+  `size`, and its centre cropped; 20,000 samples by default (PAPER_SAMPLES).
+A foreground is always resized premultiplied (a F and a, then divided), so colours under alpha = 0 never bleed
+into F's edges. Every sample is a pure function of (seed, index).
 
 - The sources are split once into a training part and a held-out test part (`split`): the test set's
   foregrounds and backgrounds are never seen in training. A sample never pairs a source with itself.
@@ -39,6 +45,8 @@ TEST_PERCENT = 10  # of the files of a foreground or background folder, held out
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 FIELDS = ("foreground", "background", "alpha")  # stored, 8-bit; the composite is made from them
 MANIFEST = "manifest.json"
+RECIPES = ("random", "paper")
+PAPER_SAMPLES = 20_000  # the paper's recipe's default sample count
 
 
 @dataclass
@@ -51,6 +59,7 @@ class DatasetConfig:
     foregrounds: str | None = None  # folder of RGBA images; None: procedural
     backgrounds: str | None = None  # folder of images; None: shipped photos
     split: str = "train"  # which part of the sources: "train", or the held-out "test"
+    recipe: str = "random"  # RECIPES: how foreground and background are put together (module docstring)
 
 
 def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
@@ -62,6 +71,27 @@ def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     y0 = (resized.shape[0] - size) // 2
     x0 = (resized.shape[1] - size) // 2
     return np.clip(resized[y0:y0 + size, x0:x0 + size], 0, 1)
+
+
+def resize_premultiplied(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic resize of a straight-alpha RGBA float image through its premultiplied colours: a pixel's colour
+    counts by its alpha, so colours under alpha = 0 do not bleed into the edges (0 where alpha stays 0)."""
+    alpha = rgba[..., 3:4]
+    premultiplied = np.concatenate([rgba[..., :3] * alpha, alpha], axis=-1).astype(np.float32)
+    out = np.clip(cv2.resize(premultiplied, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+    a = out[..., 3:4]
+    colour = np.where(a > 1e-6, out[..., :3] / np.maximum(a, 1e-6), 0.0)
+    return np.concatenate([np.clip(colour, 0, 1), a], axis=-1).astype(np.float32)
+
+
+def cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic resize so the image covers height x width, then its centre cropped to exactly that."""
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    resized = cv2.resize(image, (max(width, round(w * scale)), max(height, round(h * scale))),
+                         interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return np.clip(resized[y0:y0 + height, x0:x0 + width], 0, 1)
 
 
 def shipped_photo(name: str) -> np.ndarray:
@@ -107,6 +137,8 @@ class LayerDataset:
     def __init__(self, config: DatasetConfig) -> None:
         if config.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {config.split!r}")
+        if config.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, got {config.recipe!r}")
         self.config = config
         self.fg_files = split_files(config.foregrounds, config.split) if config.foregrounds else None
         self.bg_files = split_files(config.backgrounds, config.split) if config.backgrounds else None
@@ -123,6 +155,7 @@ class LayerDataset:
         return choices[int(rng.integers(len(choices)))]
 
     def _background(self, rng: np.random.Generator, avoid: str | None) -> tuple[np.ndarray, str]:
+        """A background other than the foreground's source, at its own size, and its name."""
         if self.bg_files:
             path = self._pick(rng, self.bg_files, avoid)
             image, name = load_image(path)[..., :3], path.stem
@@ -131,7 +164,20 @@ class LayerDataset:
             image = shipped_photo(name)
             if rng.integers(2):
                 image = image[:, ::-1]
-        return resize_short_side(np.ascontiguousarray(image), self.config.size), name
+        return np.ascontiguousarray(image), name
+
+    def _paper(self, rgba: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The paper's recipe: composed at the foreground's size, then the shorter side resized to `size` and the
+        centre cropped (F premultiplied, B and alpha bicubic, all by the same resize and crop)."""
+        h, w = rgba.shape[:2]
+        size = self.config.size
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        y0, x0 = (nh - size) // 2, (nw - size) // 2
+        crop = (slice(y0, y0 + size), slice(x0, x0 + size))
+        bg = cover(background, h, w)
+        bg = np.clip(cv2.resize(bg, (nw, nh), interpolation=cv2.INTER_CUBIC), 0, 1)[crop]
+        return resize_premultiplied(rgba, nw, nh)[crop], bg
 
     def _foreground_source(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         size = self.config.size
@@ -151,7 +197,7 @@ class LayerDataset:
         size = self.config.size
         scale = rng.uniform(self.config.scale_min, self.config.scale_max) * size / max(rgba.shape[:2])
         fh, fw = max(1, round(rgba.shape[0] * scale)), max(1, round(rgba.shape[1] * scale))
-        rgba = np.clip(cv2.resize(rgba, (fw, fh), interpolation=cv2.INTER_CUBIC), 0, 1)
+        rgba = resize_premultiplied(rgba, fw, fh)
         canvas = np.zeros((size, size, 4), np.float32)
         y = int(rng.integers(-fh // 4, size - 3 * fh // 4 + 1))
         x = int(rng.integers(-fw // 4, size - 3 * fw // 4 + 1))
@@ -166,7 +212,11 @@ class LayerDataset:
         rng = np.random.default_rng([self.config.seed, index])
         rgba, fg_name = self._foreground_source(rng)
         bg, _ = self._background(rng, avoid=fg_name)
-        canvas = self._place(rng, rgba)
+        if self.config.recipe == "paper":
+            canvas, bg = self._paper(rgba, bg)
+        else:
+            bg = resize_short_side(bg, self.config.size)
+            canvas = self._place(rng, rgba)
         alpha = to_u8(canvas[..., 3])
         fg = extend_foreground(canvas[..., :3], alpha > 0)
         return {"foreground": to_u8(fg), "background": to_u8(bg), "alpha": alpha}

@@ -1,6 +1,9 @@
 """HFA training (paper, Sec. 3.4): FAN with MSE, BAN with Eq. 2 (MSE against the true B + 0.2 L_H against the
-FBDD's decoded background), on composite + alpha + the layer decoded by a trained FBDD (or, without one, by the
-classical estimate). Same rules as FBDD training: accelerate, checkpoint/resume, export to out/export/hfa.
+FBDD's decoded background), on composite + alpha + "F^ or B^ from the FBDD module": the layers a trained FBDD
+decodes, made as a split makes them (layering.hfa_inputs: the object's crop, FBDD's working size, the same
+resampling back). The classical estimate plus a fill instead is an explicit option (source "classical"), not the
+paper's, and the export says so. Same rules as FBDD training: accelerate, checkpoint/resume, export to
+out/export/hfa.
 
 The decoded layers are made once, before training, and written 8-bit to out/decoded (PNG-coded pack files, about
 1 MB a sample at 512 px, each process its share); training streams them from there, so memory stays flat in the
@@ -16,7 +19,7 @@ import torch
 
 from ..imaging.foreground import estimate_foreground
 from ..stages.classical import complete_background
-from ..stages.layering import FBDD, HFA
+from ..stages.layering import FBDD, HFA, hfa_inputs
 from . import checkpoints
 from .dataset import to_u8
 from .fbdd import _batch_tensors, data_loader
@@ -24,12 +27,16 @@ from .losses import ban_loss, fan_loss
 from .store import PackReader, PackWriter
 
 DECODED_FIELDS = ("decoded_fg", "decoded_bg")
+SOURCES = {"fbdd": "FBDD's decoded layers, as a split makes them (the paper's)",
+           "classical": "the classical estimate and fill (not the paper's: HFA then learns from other inputs than "
+                        "FBDD gives it in use)"}
 
 
 @dataclass
 class HFATrainConfig:
     out: str
-    fbdd: str | None = None  # FBDD folder whose decoded layers HFA learns to sharpen; None: classical estimate
+    fbdd: str | None = None  # FBDD folder whose decoded layers HFA learns to sharpen (source "fbdd")
+    source: str = "fbdd"  # SOURCES: what HFA's input layers come from
     fbdd_steps: int = 25
     steps: int = 1000
     batch_size: int = 4
@@ -45,12 +52,23 @@ class HFATrainConfig:
 
 def decoded_layers(sample: dict[str, np.ndarray], fbdd: FBDD | None, steps: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The layers HFA learns to refine: FBDD's decoded F^ and B^, or the classical estimate without an FBDD."""
+    """The layers HFA learns to refine: FBDD's decoded F^ and B^ as a split gives them to HFA (hfa_inputs), or,
+    with no FBDD (source "classical"), the classical estimate and fill."""
     comp, alpha = sample["composite"], sample["alpha"]
     if fbdd is not None:
-        return fbdd.decompose(comp, alpha, steps, seed)
+        return hfa_inputs(fbdd, comp, alpha, steps, seed)
     fg, bg = estimate_foreground(comp, alpha)
     return fg, complete_background(comp, alpha, fg, bg)
+
+
+def check_source(config: HFATrainConfig) -> None:
+    if config.source not in SOURCES:
+        raise ValueError(f"HFA's source must be one of {', '.join(SOURCES)}, got {config.source!r}")
+    if config.source == "fbdd" and not config.fbdd:
+        raise ValueError("HFA learns to refine FBDD's output (paper, Sec. 3.4): give the trained FBDD folder "
+                         "(--fbdd), or choose --source classical (not the paper's)")
+    if config.source == "classical" and config.fbdd:
+        raise ValueError("--source classical takes no --fbdd: its layers come from the classical estimate")
 
 
 def decode_to_disk(dataset: Any, fbdd: FBDD | None, folder: str | Path, steps: int, seed: int, rank: int = 0,
@@ -123,6 +141,7 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
               decode_progress: Callable[[int, int], None] | None = None) -> Path | None:
     from accelerate.utils import set_seed
 
+    check_source(config)
     out = Path(config.out)
     accelerator = checkpoints.make_accelerator(config.mixed_precision, out)
     set_seed(config.seed)
@@ -162,6 +181,9 @@ def train_hfa(config: HFATrainConfig, dataset: Any, progress: Callable[[int, dic
     if log is not None:  # only the main process exports
         log.plot()
         export = out / "export" / "hfa"
-        HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu()).save(export)
+        training = {"source": config.source, "inputs": SOURCES[config.source], "paper": config.source == "fbdd",
+                    "fbdd": str(Path(config.fbdd).resolve()) if config.fbdd else None, "fbdd_steps": config.fbdd_steps,
+                    "steps": config.steps}
+        HFA(accelerator.unwrap_model(fan).cpu(), accelerator.unwrap_model(ban).cpu(), training).save(export)
     checkpoints.finish(accelerator)
     return export

@@ -23,7 +23,12 @@ def haar_dwt(x: Any) -> tuple[Any, Any, Any, Any]:
 def high_frequency_loss(pred: Any, target: Any, scales: tuple[int, ...] = HF_SCALES) -> Any:
     """L_H: for each scale s and direction in (H, V, D), the squared differences of the detail bands summed
     and divided by the band's pixel count at that scale; summed over scales and directions, averaged
-    over the batch. Image sides must be divisible by 2 ** (max(scales) + 1)."""
+    over the batch. Image sides must be divisible by 2 ** (max(scales) + 1).
+
+    N_s is read as Eq. 3's text defines it, "the number of pixels in scale s": the band's H_s x W_s, so a pixel's
+    three colour channels are summed, while L_MSE (Eq. 2's other term, the usual mean) averages over every value,
+    channels included. Per value, L_H thus weighs 3x (for RGB) what a "number of values" reading would, i.e. that
+    reading is this one with lambda = 0.2 / 3. We follow the paper's words, as nothing in it says otherwise."""
     total = 0.0
     x, y = pred, target
     for s in range(max(scales) + 1):
