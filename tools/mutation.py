@@ -5,6 +5,7 @@
     .venv/bin/python tools/mutation.py --table         # the table of the last runs only
     .venv/bin/python tools/mutation.py --again compose  # only the last run's survivors, after new tests
     .venv/bin/python tools/mutation.py matting --quick tests/unit/test_matting.py  # those, against new tests only
+    .venv/bin/python tools/mutation.py limits --quick tests/unit/test_admission.py --only 'layeringdiff.limits.*' 
     .venv/bin/python tools/mutation.py --survivors compose   # each unexplained survivor's diff
     .venv/bin/python tools/mutation.py --brief compose       # the same, one line each
     .venv/bin/python tools/mutation.py --kept compose        # the survivors kept, each with its reason
@@ -128,7 +129,7 @@ def run(name: str, target: Target, again: bool = False) -> int:
     return subprocess.run([str(mutmut), "run", "--max-children", "2", *names], cwd=where).returncode
 
 
-def quick(name: str, target: Target, tests: list[str], jobs: int = 2) -> int:
+def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str = "*") -> int:
     """The last run's unexplained survivors and unreached mutants, each run against `tests` alone (the test files
     written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
@@ -138,8 +139,10 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     reasons = kept()
+    from fnmatch import fnmatch
+
     names = [k for k, v in statuses(name, target).items()
-             if v in ("survived", "no tests", "not checked") and not explained(k, reasons)]
+             if v in ("survived", "no tests", "not checked") and not explained(k, reasons) and fnmatch(k, only)]
     where = stage(name, target)
     mutants = where / "mutants"
     env = dict(os.environ, PYTHONPATH="src")
@@ -230,6 +233,9 @@ def main() -> int:
                         help="run only the last run's survivors, and the mutants it did not reach, again")
     parser.add_argument("--quick", nargs="+", metavar="TEST_FILE",
                         help="run the last run's survivors and unreached mutants against these test files only")
+    parser.add_argument("--only", default="*", metavar="PATTERN",
+                        help="with --quick: only the mutants whose names match this fnmatch pattern "
+                             "(e.g. 'layeringdiff.serve.jobs.*')")
     args = parser.parse_args()
     names = args.modules or list(MODULES)
     if args.survivors or args.brief or args.kept:
@@ -253,7 +259,7 @@ def main() -> int:
         return 0
     if args.quick:
         for name in names:
-            quick(name, MODULES[name], args.quick)
+            quick(name, MODULES[name], args.quick, only=args.only)
     elif not args.table:
         for name in names:
             run(name, MODULES[name], args.again)

@@ -525,8 +525,23 @@ def model_rows(manager, models_dir: str | None) -> list[dict]:  # manager: Model
         absent = [m for m in spec.packages if importlib.util.find_spec(m) is None]
         rows.append({**row, "state": state, "enables": spec.enables, "size_gb": spec.size_gb,
                      "licence": spec.licence, "fetchable": bool(spec.hub_id), "needs": absent,
-                     "install": spec.install if absent else ""})
+                     "install": spec.install if absent else "", "gpu_gib": spec.gpu_gib})
     return rows
+
+
+def gpu_row() -> dict:
+    """The GPU the backend would run the models on: {"device": name, "total_gib": its memory}; a CPU-only machine
+    (or no torch) gives total_gib 0 and why."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return {"device": "", "total_gib": 0.0, "why": "torch is not installed"}
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"device": "", "total_gib": 0.0, "why": "no CUDA GPU"}
+    props = torch.cuda.get_device_properties(0)
+    return {"device": props.name, "total_gib": round(props.total_memory / 2**30, 2)}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -538,6 +553,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list" and args.json:
         for row in model_rows(manager, args.models_dir):
             print(json.dumps(row))
+        print(json.dumps(gpu_row()))
         return 0
     if args.action == "delete":
         if not args.models_dir:

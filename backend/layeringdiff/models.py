@@ -37,28 +37,35 @@ class ModelSpec:
     on_cpu: bool = False  # always runs on the CPU (its working memory is the server's, whatever GPU there is)
     enables: str = ""  # what an artist gets with it (the docker's Models list)
     licence: str = ""  # the weights' licence, as their model card names it
+    # GiB of GPU memory its weights take as ModelManager loads them on CUDA (diffusers pipelines and FBDD in fp16,
+    # transformers models and HFA in fp32): benchmarks/fullsize.py's figures, which tests/unit/test_fullsize.py checks
+    # this against; activations come on top. 0: runs on the CPU.
+    gpu_gib: float = 0.0
 
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "stage 1: composite generation", 6.9,
-              enables="Generate layered", licence="CreativeML Open RAIL++-M"),
+              enables="Generate layered", licence="CreativeML Open RAIL++-M", gpu_gib=6.46),
     ModelSpec("controlnet-canny", "diffusers/controlnet-canny-sdxl-1.0", "stage 1: optional canny ControlNet", 2.5,
-              enables="Generate: Guide by sketch lines", licence="CreativeML Open RAIL++-M"),
+              enables="Generate: Guide by sketch lines", licence="CreativeML Open RAIL++-M",
+              gpu_gib=2.33),
     ModelSpec("controlnet-depth", "diffusers/controlnet-depth-sdxl-1.0", "stage 1: optional depth ControlNet", 2.5,
-              enables="Generate: Guide by depth map", licence="CreativeML Open RAIL++-M"),
+              enables="Generate: Guide by depth map", licence="CreativeML Open RAIL++-M",
+              gpu_gib=2.33),
     ModelSpec("grounding-dino", "IDEA-Research/grounding-dino-tiny", "stage 2: phrase -> box", 0.7,
               ("IDEA-Research/grounding-dino-base",), enables="Split by phrase, Generate layered",
-              licence="Apache-2.0"),
+              licence="Apache-2.0", gpu_gib=0.64),
     ModelSpec("sam", "facebook/sam-vit-base", "stage 2: box -> mask", 0.4, ("facebook/sam-vit-huge",),
-              enables="Split by phrase, Generate layered", licence="Apache-2.0"),
+              enables="Split by phrase, Generate layered", licence="Apache-2.0", gpu_gib=0.35),
     ModelSpec("vitmatte", "hustvl/vitmatte-small-composition-1k", "stage 2: trimap -> alpha", 0.1,
               ("hustvl/vitmatte-base-composition-1k",), enables="Split by phrase, Generate layered",
-              licence="Apache-2.0"),
+              licence="Apache-2.0", gpu_gib=0.10),
     ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2,
-              enables="Layering with a GPU (zero-shot), training FBDD", licence="CreativeML Open RAIL++-M"),
+              enables="Layering with a GPU (zero-shot), training FBDD", licence="CreativeML Open RAIL++-M",
+              gpu_gib=2.40),
     # no public FBDD/HFA weights exist: a folder made by this project's training (fbdd/ + hfa/)
     ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0, enables="FBDD + HFA layering (the paper's)",
-              licence="your own training"),
+              licence="your own training", gpu_gib=3.39),
     # LaMa as ONNX for the CPU: its input/output contract is imaging/lama.py's LamaContract (lama.json in the folder)
     ModelSpec("lama", "Carve/LaMa-ONNX", "offline split: learned fill of the hidden background (--fill lama)", 0.21,
               files=("lama_fp32.onnx", "*.json", "README.md"), packages=("onnxruntime",),

@@ -32,7 +32,7 @@ from .backend_process import BackendProcess
 from .connection import BackendClient, SendFailed, State
 from .jobs import Job, JobState, NoObjects, Objects, UserError
 from .messages import model_hint, starting_status
-from .models_panel import ModelsPanel
+from .models_panel import GENERATE_MODELS, ModelsPanel
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .ports import Bridge, View
@@ -421,6 +421,9 @@ class Controller:
                                            negative_prompt=negative.strip(), options=options,
                                            control_image=control_image))
         self._begin(Job(job_id, "generate", doc, None, phrases[0], 1, (width, height)))
+        warning = self.models.fit_warning([*GENERATE_MODELS, *([f"controlnet-{guide}"] if guide else [])])
+        if warning:  # sent all the same: offload or a smaller GPU's own fallback may still carry it
+            self.view.show_message(warning)
 
     def _begin(self, job: Job) -> None:
         self.job = job

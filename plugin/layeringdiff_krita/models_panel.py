@@ -13,6 +13,7 @@ from .ports import View
 from .setup_run import ChildRun, Download, fmt_bytes, fmt_elapsed
 
 VIEW_UPDATE_S = 0.25
+GENERATE_MODELS = ("sdxl", "grounding-dino", "sam", "vitmatte")  # what Generate layered loads (stages 1 and 2)
 NO_LOCAL_BACKEND = ("Set up the backend first: the models are fetched with its Python. (A studio server's models "
                     "are fetched on that server: `layeringdiff models fetch --models-dir FOLDER`.)")
 
@@ -68,6 +69,7 @@ class ModelsPanel:
         self.fetching: Optional[FetchRun] = None
         self.deleting: Optional[ChildRun] = None
         self.wanted = False  # the list was asked for once: it is refreshed when the backend changes
+        self.gpu: Optional[Dict[str, Any]] = None  # the backend's GPU as the list reported it (None: not known yet)
         self._shown = 0.0
 
     def _command(self, *args: str) -> List[str]:
@@ -117,6 +119,33 @@ class ModelsPanel:
         self.deleting.start()
         return ""
 
+    def gpu_need(self, keys: List[str]) -> float:
+        """GiB of GPU memory the weights of these models take as the backend loads them (the registry's figures)."""
+        sizes = {r["model"]: float(r.get("gpu_gib") or 0) for r in self.rows}
+        return sum(sizes.get(k, 0.0) for k in keys)
+
+    def memory_note(self) -> str:
+        """What Generate layered needs of the GPU, next to what the backend's GPU has."""
+        need = self.gpu_need(list(GENERATE_MODELS))
+        if not need:
+            return ""
+        gpu = self.gpu or {}
+        text = (f"Generate layered needs about {need:.1f} GB of GPU memory for its models' weights (more while it "
+                "runs; a guide's ControlNet adds 2.3 GB)")
+        if gpu.get("total_gib"):
+            return text + f"; the backend's GPU: {gpu['device']}, {float(gpu['total_gib']):.1f} GB."
+        return text + f"; the backend has no GPU to use ({gpu.get('why') or 'none found'}): it runs on the CPU."
+
+    def fit_warning(self, keys: List[str]) -> str:
+        """A sentence when the backend's GPU is known and these models' weights alone exceed its memory, else ''."""
+        total = float((self.gpu or {}).get("total_gib") or 0)
+        need = self.gpu_need(keys)
+        if not total or need <= total:
+            return ""
+        return (f"Warning: this job's models need about {need:.1f} GB of GPU memory for their weights alone, more "
+                f"than the {total:.1f} GB of the backend's {self.gpu['device']}: it may run out of memory. Set "
+                "cpu_offload in the backend's model config (docs/models.md) to hold one model at a time.")
+
     @property
     def busy(self) -> bool:
         return self.fetching is not None
@@ -133,8 +162,10 @@ class ModelsPanel:
                     continue
                 if isinstance(row, dict) and "model" in row:
                     rows.append(row)
+                elif isinstance(row, dict) and "device" in row:
+                    self.gpu = row
             self.rows = rows
-            note = "" if rows else f"Could not list the models: {(lister.log or ['(no output)'])[-1]}"
+            note = self.memory_note() if rows else f"Could not list the models: {(lister.log or ['(no output)'])[-1]}"
             self.view.set_models(rows, note)
         if self.deleting is not None and self.deleting.finished:
             self.deleting = None

@@ -454,3 +454,21 @@ def test_split_into_layers_takes_phrases_when_the_layer_has_no_objects(ctl):
     pump(ctl, lambda: ctl.job is None)
     text, error = ctl.view.last  # this backend has no models: it names them and the fix
     assert error and "not available" in text and "grounding-dino" in text and "The document is unchanged" in text
+
+
+def test_a_generate_too_large_for_the_backends_gpu_is_warned_of_and_still_sent(ctl):
+    from layeringdiff.models import REGISTRY
+
+    ctl.models.rows = [{"model": key, "gpu_gib": spec.gpu_gib} for key, spec in REGISTRY.items()]
+    ctl.models.gpu = {"device": "NVIDIA RTX 3050", "total_gib": 4.0}
+    ctl.generate("[a red fox] in the snow", 512, 512, 4, 1)
+    texts = [text for text, _ in ctl.view.messages]
+    assert any(t.startswith("Warning: this job's models need about 7.5 GB") and "4.0 GB of the backend's NVIDIA "
+               "RTX 3050" in t for t in texts), texts
+    assert ctl.job is not None  # sent all the same
+    pump(ctl, lambda: ctl.job is None)
+    ctl.models.gpu = {"device": "NVIDIA RTX 4090", "total_gib": 24.0}
+    before = len(ctl.view.messages)
+    ctl.generate("[a red fox] in the snow", 512, 512, 4, 1)
+    assert not any(t.startswith("Warning") for t, _ in ctl.view.messages[before:])
+    pump(ctl, lambda: ctl.job is None)

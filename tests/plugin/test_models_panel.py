@@ -49,6 +49,11 @@ def test_list_download_cancel_resume_and_delete(hub, tmp_path):
     assert list(rows) == list(REGISTRY)  # every model of the registry
     assert rows["lama"]["state"] == "missing" and rows["lama"]["licence"] == "Apache-2.0"
     assert rows["sdxl"]["enables"] == "Generate layered" and rows["sdxl"]["size_gb"] == 6.9
+    assert rows["sdxl"]["gpu_gib"] == 6.46 and rows["lama"]["gpu_gib"] == 0  # the registry's weight memory
+    # this machine has no GPU: the note says what Generate needs and that the backend runs on the CPU
+    assert panel.gpu is not None and panel.gpu["total_gib"] == 0
+    assert view.models[1].startswith("Generate layered needs about 7.5 GB of GPU memory for its models' weights")
+    assert "the backend has no GPU to use" in view.models[1] and panel.fit_warning(["sdxl"]) == ""
 
     hub.slow[WEIGHTS] = 0.05  # 64 kB each 50 ms: long enough to cancel part-way
     assert panel.fetch("lama") == ""
@@ -90,3 +95,18 @@ def test_a_failed_download_names_the_model_and_why(hub, tmp_path):
     pump(panel, lambda: not panel.busy)
     text, error = view.messages[-1]
     assert error and text.startswith("The download of 'sam' failed: could not fetch 'sam' from facebook/sam-vit-base")
+
+
+@pytest.mark.parametrize("total,warned", [(6.0, True), (7.6, False), (24.0, False)])
+def test_a_generate_that_would_not_fit_the_backends_gpu_is_warned_of(total, warned):
+    """Weights of Generate layered (SDXL + stage 2 as loaded: 6.46 + 0.64 + 0.35 + 0.10 = 7.55 GB) against the GPU the
+    list reported."""
+    panel = ModelsPanel(FakeView(), lambda: [], lambda: "", lambda key: None)
+    panel.rows = [{"model": key, "gpu_gib": spec.gpu_gib} for key, spec in REGISTRY.items()]
+    panel.gpu = {"device": "NVIDIA RTX 4060", "total_gib": total}
+    warning = panel.fit_warning(["sdxl", "grounding-dino", "sam", "vitmatte"])
+    assert bool(warning) == warned
+    if warned:
+        assert "about 7.5 GB of GPU memory" in warning and "6.0 GB of the backend's NVIDIA RTX 4060" in warning
+    assert panel.memory_note().endswith(f"; the backend's GPU: NVIDIA RTX 4060, {total:.1f} GB.")
+    assert "ControlNet adds 2.3 GB" in panel.memory_note()

@@ -141,3 +141,15 @@ def test_markdown_lists_every_model_and_total():
         assert f"| {key} |" in text
     for names in STEPS.values():
         assert fullsize.gib(fullsize.step_bytes(names, "fp16", fps)) in text
+
+
+def test_the_registrys_gpu_figures_are_this_files():
+    """ModelSpec.gpu_gib, which the docker's Models list shows and warns by, is the weight memory counted here."""
+    fps = fullsize.footprints()
+    parts = {"sdxl": STEPS["Generate"], "controlnet-canny": ("controlnet",), "controlnet-depth": ("controlnet",),
+             "grounding-dino": ("grounding-dino",), "sam": ("sam",), "vitmatte": ("vitmatte",),
+             "sd2-inpaint": STEPS["Layering zero-shot (SD2 inpainting)"], "layering": STEPS["Layering (FBDD + HFA)"]}
+    for key, names in parts.items():
+        assert REGISTRY[key].gpu_gib == pytest.approx(fullsize.step_bytes(names, "as loaded", fps) / 2**30,
+                                                      abs=0.006), key
+    assert REGISTRY["lama"].gpu_gib == 0 and REGISTRY["lama"].on_cpu
