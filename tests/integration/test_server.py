@@ -100,7 +100,9 @@ def test_split_into_layers_end_to_end(client, dtype):
     picture = to_array(result.background)[..., :3]
     for layer in reversed(layers):
         picture = compose(layer[..., 3], layer[..., :3], picture)
-    level = 3 / 255 + 1e-6 if dtype == "u8" else 1e-4
+    # within a level: each object is split off what makes the layers in front exact, but for clipping where an
+    # alpha near 1 asks a background beyond 0..1
+    level = 1 / 255 + 1e-6 if dtype == "u8" else 1e-4
     assert np.abs(picture - rgba[..., :3]).max() <= level
     assert result.info["recomposition_error"] <= level
     for layer, k in zip(layers, (1, 2, 3), strict=True):  # each layer is its object's (a furry one's edge aside)

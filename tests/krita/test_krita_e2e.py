@@ -401,17 +401,19 @@ def test_generate_into_the_open_document_is_one_undo_step(tiny_models, tmp_path_
     assert [n["name"] for n in steps["undo button"]["tree"] if n["type"] != "selectionmask"] == ["photo"]
 
 
-def card_and_disc(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A textured card and a textured disc over its corner (in front: it keeps its round outline) on a textured
-    ground: the picture (RGB floats), the card's whole rectangle (as an artist selects it, the hidden corner too)
-    and the disc (u8 masks)."""
+def card_disc_ball(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A textured card, a textured disc over its corner (in front: it keeps its round outline) and a ball apart, on
+    a textured ground: the picture (RGB floats), the card's whole rectangle (as an artist selects it, the hidden
+    corner too), the disc and the ball (u8 masks)."""
     yy, xx = np.mgrid[0:h, 0:w]
     card = (xx >= 40) & (xx < 210) & (yy >= 40) & (yy < 180)
     disc = np.hypot(xx - 205, yy - 170) < 50
+    ball = np.hypot(xx - 280, yy - 50) < 28
     rgb = 0.5 + 0.1 * np.sin(xx / 5.0)[..., None] * np.array([1.0, 0.6, 0.3]) + 0.05 * np.cos(yy / 4.0)[..., None]
     rgb[card] = np.array([0.8, 0.3, 0.25]) + 0.05 * np.sin(yy[card] / 2.0)[:, None]
     rgb[disc] = np.array([0.2, 0.35, 0.85]) + 0.05 * np.cos(xx[disc] / 2.0)[:, None]
-    return rgb.astype(np.float32), (card * 255).astype(np.uint8), (disc * 255).astype(np.uint8)
+    rgb[ball] = np.array([0.3, 0.75, 0.2]) + 0.04 * np.sin((xx + yy)[ball] / 3.0)[:, None]
+    return rgb.astype(np.float32), *((m * 255).astype(np.uint8) for m in (card, disc, ball))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -420,11 +422,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp_path):
     w, h = 320, 256
-    rgb, card, disc = card_and_disc(w, h)
-    original = prepare(tmp_path, w, h, rgb, [card, disc])
-    paint = np.zeros((h, w, 4), np.uint8)  # BGRA: the card red, the disc blue over it
+    rgb, card, disc, ball = card_disc_ball(w, h)
+    original = prepare(tmp_path, w, h, rgb, [card, disc, ball])
+    paint = np.zeros((h, w, 4), np.uint8)  # BGRA: the card red, the disc blue over it, the ball green
     paint[card > 0] = (30, 40, 200, 255)
     paint[disc > 0] = (220, 90, 20, 255)
+    paint[ball > 0] = (40, 180, 60, 255)
     (tmp_path / "labels.bgra").write_bytes(paint.tobytes())
     report = run_krita(home, tmp_path, "layers", screen=SCREENS["large"], timeout=300)
     check_report(report)
@@ -433,21 +436,23 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
     before = np.frombuffer(original, np.uint8).reshape(h, w, 4).astype(np.int16)
     assert np.array_equal(raw(tmp_path, "layers_before.bgra", w, h), before)
 
-    # one group, the front object on top, the masks kept under the hidden source
+    # one group of four layers, the front object on top, the masks kept under the hidden source
     done = steps["layers"]
-    assert done["message"].startswith("Split 'photo' into group 'photo split' (1 disc, 2 card, background 2)"), done
+    assert done["message"].startswith("Split 'photo' into group 'photo split' (1 disc, 2 ball, 3 card, "
+                                      "background 3)"), done
     group = next(n for n in done["tree"] if n["name"] == "photo split")
     assert [(c["name"], c["visible"]) for c in group["children"]] == [
-        ("background 2", True), ("2 card", True), ("1 disc", True)]
+        ("background 3", True), ("3 card", True), ("2 ball", True), ("1 disc", True)]
     assert ("photo", False) in [(n["name"], n["visible"]) for n in done["tree"]]
-    assert done["masks"] == [["card", "selectionmask"], ["disc", "selectionmask"]]
-    assert done["active"] == "background 2" and done["undo_label"] == "Undo split"
+    assert done["masks"] == [["card", "selectionmask"], ["ball", "selectionmask"], ["disc", "selectionmask"]]
+    assert done["active"] == "background 3" and done["undo_label"] == "Undo split"
     split = raw(tmp_path, "layers_split.bgra", w, h)
-    assert np.abs(split - before).max() <= 2, "two 8-bit layers: a level each"
-    front, back = raw(tmp_path, "layers_1_disc.bgra", w, h), raw(tmp_path, "layers_2_card.bgra", w, h)
+    assert np.abs(split - before).max() <= 1, "the visible picture is the layer's within a level"
+    front, back = raw(tmp_path, "layers_1_disc.bgra", w, h), raw(tmp_path, "layers_3_card.bgra", w, h)
     assert iou(front[..., 3] > 127, disc > 0) > 0.95
     assert iou(back[..., 3] > 127, (card > 0) & (disc == 0)) > 0.95  # the front mask wins where they overlap
-    assert raw(tmp_path, "layers_background_2.bgra", w, h)[..., 3].min() == 255
+    assert iou(raw(tmp_path, "layers_2_ball.bgra", w, h)[..., 3] > 127, ball > 0) > 0.95
+    assert raw(tmp_path, "layers_background_3.bgra", w, h)[..., 3].min() == 255
     # each undo and redo state shows the picture from before or after; the docker's Undo is one click
     assert done["entries"] == ["Add Layer", "Property Changes"]
     assert states_match(tmp_path, "layers", 2, w, h, before, split) == 0
@@ -461,6 +466,9 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
     # a label layer in flat colours: named by colour, ordered by the backend (the disc in front)
     labelled = steps["labels"]
     group = next(n for n in labelled["tree"] if n["name"] == "photo split")
-    assert [c["name"] for c in group["children"]] == ["background 2", "2 #c8281e", "1 #145adc"], labelled["message"]
-    assert np.abs(raw(tmp_path, "labels_split.bgra", w, h) - before).max() <= 2
+    # colours numbered from the largest area: the card 1, the disc 2, the ball 3; the disc in front of the card it
+    # overlaps, the ball touching nothing behind them
+    assert [c["name"] for c in group["children"]] == ["background 3", "3 #3cb428", "2 #c8281e", "1 #145adc"], \
+        labelled["message"]
+    assert np.abs(raw(tmp_path, "labels_split.bgra", w, h) - before).max() <= 1
     assert iou(raw(tmp_path, "labels_1_145adc.bgra", w, h)[..., 3] > 127, disc > 0) > 0.95

@@ -27,3 +27,15 @@ def test_defaults_follow_the_machine_and_the_pixel_limit():
     assert big.max_message == 1 << 30  # at most 1/8 of the memory budget
     assert big.queued_input == 2 << 30
     assert Limits.make().max_memory > 0
+
+
+def test_a_bad_size_says_what_a_size_looks_like_and_a_share_only_where_one_is_taken():
+    with pytest.raises(ValueError) as info:
+        parse_size("lots")
+    assert str(info.value) == "'lots' is not a size: use e.g. 12G, 800M"
+    with pytest.raises(ValueError) as info:
+        parse_size("lots", total=100)
+    assert str(info.value) == "'lots' is not a size: use e.g. 12G, 800M or 60%"
+    with pytest.raises(ValueError, match="'0M' is not a size"):
+        parse_size("0M")
+    assert parse_size("1") == 1 and parse_size("0.5k") == 512  # the smallest sizes are sizes

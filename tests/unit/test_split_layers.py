@@ -91,8 +91,9 @@ def test_labels_by_value_peel_front_to_back_and_recomposite_the_layer():
     layers, background = layers_of(out)
     assert background[..., 3].min() == 1.0  # opaque, completed behind both
     picture = to_array(image)[..., :3]
-    assert np.abs(stacked(layers, background) - picture).max() <= 2.5 / 255  # two 8-bit layers: a level each
-    assert out.info["recomposition_error"] <= 2.5 / 255
+    # half a level: each object split off the background that makes the stored layers in front of it exact
+    assert np.abs(stacked(layers, background) - picture).max() <= 0.5 / 255 + 1e-5
+    assert out.info["recomposition_error"] <= 0.5 / 255 + 1e-5
     assert np.array_equal(to_array(out.alpha)[..., 0], layers[0][..., 3])  # the front object's alpha
     # each layer holds its object (the back one matted on what the front one left) and nothing far from it
     for layer, k in zip(layers, (1, 2), strict=True):
@@ -107,7 +108,7 @@ def test_labels_in_flat_colours_are_objects_ordered_from_where_they_touch():
     assert out.info["colours"] == ["#c8281e", "#145adc"]  # the largest first: label 1 red, 2 blue
     assert out.info["objects"] == [2, 1] and out.info["order"] == "auto"  # the disc keeps its outline: in front
     layers, background = layers_of(out)
-    assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 2.5 / 255
+    assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 0.5 / 255 + 1e-5
     assert holds(layers[0][..., 3], labels == 2) and holds(layers[1][..., 3], labels == 1)
 
 

@@ -41,6 +41,7 @@ def label_values(labels: np.ndarray) -> list[int]:
     return [int(k) for k in present]
 
 
+ROWS = 256  # rows worked on at a time
 MIN_COLOUR_SHARE = 0.002  # of the painted pixels: a colour with fewer is an edge's blend, not an object
 MIN_COLOUR_PIXELS = 64
 OPAQUE_FROM = 128  # a label layer's alpha from which a pixel is painted
@@ -99,6 +100,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         raise InputError("no object to split: every label is 0")
     peeled = Peeled()
     eight_bit = options is not None and options.quantize == 255
+    opaque = image.shape[2] == 3 or float(image[..., 3].min()) >= 1.0  # a layer's own alpha: F's alpha is a a_layer
     current = image
     for k, mask in enumerate(masks):
         part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
@@ -107,8 +109,27 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
                                  overwrite_input=k > 0)  # our own buffer from the second object on
         except InputError as exc:
             raise InputError(f"object {k + 1}: {exc.text}", exc.detail) from None
-        peeled.layers.append(to_u8(result.foreground) if eight_bit else result.foreground)
+        stored = to_u8(result.foreground) if eight_bit else result.foreground
+        if eight_bit and opaque:
+            absorb_rounding(result.background, result.foreground, stored)
+        peeled.layers.append(stored)
         peeled.infos.append(result.info)
         current = result.background
     peeled.background = current
     return peeled
+
+
+def absorb_rounding(background: np.ndarray, foreground: np.ndarray, stored: np.ndarray) -> None:
+    """The background (in place) that makes the *stored* 8-bit foreground recompose the split's input exactly:
+    B* = B + a (F - F_stored) / (1 - a) where the background shows (a < 1), clipped to [0, 1]. The next object is
+    split off B*, so one layer's rounding is made good by the layers behind it instead of adding up down the stack:
+    the whole stack stays within the last split's half level, however many objects (where B* needs no clipping)."""
+    h = background.shape[0]
+    for y in range(0, h, ROWS):  # a band at a time: no full-size float temporaries on a large canvas
+        rows = slice(y, y + ROWS)
+        a = stored[rows, :, 3:4].astype(np.float32) / 255.0
+        shows = a < 1.0
+        gain = np.where(shows, a / np.where(shows, 1.0 - a, 1.0), 0.0)
+        rounding = foreground[rows, :, :3] - stored[rows, :, :3].astype(np.float32) / 255.0
+        band = background[rows, :, :3]
+        np.clip(band + gain * rounding, 0.0, 1.0, out=band)

@@ -798,6 +798,12 @@ def add_selection_mask(doc, layer, name, mask_file, w, h):
     return mask
 
 
+def dump_layers(group, prefix, w, h):
+    """Each layer of a group as PREFIX_NAME.bgra, the name's spaces as _ and without '#'."""
+    for node in group.childNodes() if group is not None else []:
+        dump(f"{prefix}_{node.name().replace(' ', '_').replace('#', '')}.bgra", node.pixelData(0, 0, w, h))
+
+
 def scenario_layers():
     """Split into layers: two selection masks under the layer (the top one in front), undo and redo, the docker's
     Undo; then a label layer in flat colours above the layer, whose order the backend finds."""
@@ -813,7 +819,8 @@ def scenario_layers():
     dump("layers_before.bgra", before)
     d.layers_button.click()
     step("layers without objects", message=d.message.text())
-    add_selection_mask(doc, layer, "card", "mask1.u8", w, h)  # behind
+    add_selection_mask(doc, layer, "card", "mask1.u8", w, h)  # at the bottom: behind the others
+    add_selection_mask(doc, layer, "ball", "mask3.u8", w, h)
     add_selection_mask(doc, layer, "disc", "mask2.u8", w, h)  # on top: in front
     yield from settle()
     doc.setActiveNode(layer)
@@ -824,9 +831,7 @@ def scenario_layers():
     yield from job_done(d, doc, "split into layers finished")
     h1 = history()
     dump("layers_split.bgra", projection(doc))
-    group = find(doc.rootNode(), "photo split")
-    for node in group.childNodes() if group is not None else []:
-        dump(f"layers_{node.name().replace(' ', '_')}.bgra", node.pixelData(0, 0, w, h))
+    dump_layers(find(doc.rootNode(), "photo split"), "layers", w, h)
     step("layers", message=d.message.text(), tree=tree(doc.rootNode()), entries=h1[0][h0[1] + 1:h1[1] + 1],
          masks=[(m.name(), m.type()) for m in layer.childNodes()], active=doc.activeNode().name(),
          undo_label=d.undo_button.text())
@@ -851,9 +856,7 @@ def scenario_layers():
     d.layers_button.click()
     yield from job_done(d, doc, "split of the label layer's objects finished")
     dump("labels_split.bgra", projection(doc))
-    group = find(doc.rootNode(), "photo split")
-    for node in group.childNodes() if group is not None else []:
-        dump(f"labels_{node.name().replace(' ', '_').replace('#', '')}.bgra", node.pixelData(0, 0, w, h))
+    dump_layers(find(doc.rootNode(), "photo split"), "labels", w, h)
     step("labels", message=d.message.text(), tree=tree(doc.rootNode()))
 
 
