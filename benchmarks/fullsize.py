@@ -321,6 +321,31 @@ VITMATTE: dict[str, Any] = {
     "initializer_range": 0.02,
 }
 
+# depth-anything/Depth-Anything-V2-Small-hf config.json (DepthAnythingForDepthEstimation: a DINOv2 ViT-S/14 backbone,
+# the DPT-like head of DepthAnything-V2's depth_anything_v2/dpt.py with features 64 and out_channels
+# [48, 96, 192, 384] for "vits"); the same fields as transformers' convert_depth_anything_to_hf.py.
+DEPTH_BACKBONE: dict[str, Any] = {
+    "hidden_size": 384,
+    "image_size": 518,
+    "layerscale_value": 1.0,
+    "mlp_ratio": 4,
+    "num_attention_heads": 6,
+    "num_hidden_layers": 12,
+    "out_indices": [9, 10, 11, 12],
+    "patch_size": 14,
+    "reshape_hidden_states": False,
+}
+DEPTH_ANYTHING: dict[str, Any] = {
+    "depth_estimation_type": "relative",
+    "fusion_hidden_size": 64,
+    "head_hidden_size": 32,
+    "head_in_index": -1,
+    "neck_hidden_sizes": [48, 96, 192, 384],
+    "patch_size": 14,
+    "reassemble_factors": [4, 2, 1, 0.5],
+    "reassemble_hidden_size": 384,
+}
+
 # Carve/LaMa-ONNX lama_fp32.onnx: an ONNX export of advimman/lama's big-lama (its README), run on the CPU by
 # onnxruntime. Not a torch model: not built here, listed at its published size.
 LAMA_ONNX_BYTES = 208_000_000  # "208 MB" in the repository's file list
@@ -387,6 +412,14 @@ def build_vitmatte() -> nn.Module:
 
     config = transformers.VitMatteConfig(backbone_config=transformers.VitDetConfig(**VITMATTE_BACKBONE), **VITMATTE)
     return meta_model(lambda: transformers.VitMatteForImageMatting(config))
+
+
+def build_depth_anything() -> nn.Module:
+    import transformers
+
+    config = transformers.DepthAnythingConfig(backbone_config=transformers.Dinov2Config(**DEPTH_BACKBONE),
+                                              **DEPTH_ANYTHING)
+    return meta_model(lambda: transformers.DepthAnythingForDepthEstimation(config))
 
 
 def hfa_size() -> tuple[int, int]:
@@ -509,6 +542,10 @@ MODELS: dict[str, Model] = {m.key: m for m in (
                      parts=("prompt_encoder", "mask_decoder"))), "fp32"),
     Model("vitmatte", "vitmatte", "transformers.VitMatteForImageMatting", "VITMATTE", build_vitmatte, 25_814_753,
           (Published("25.8M", 25.8e6, 3, "ViTMatte paper (Yao et al. 2023, arXiv:2305.15272), ViTMatte-S"),), "fp32"),
+    Model("depth-anything", "depth-anything", "transformers.DepthAnythingForDepthEstimation", "DEPTH_ANYTHING",
+          build_depth_anything, 24_785_089,
+          (Published("24.8M", 24.8e6, 3, "Depth Anything V2 paper (Yang et al. 2024, arXiv:2406.09414), "
+                     "Depth-Anything-V2-Small"),), "fp32"),
     Model("fan", "layering", "layeringdiff.stages.layering.HFANet", "HFA (HFATrainConfig)",
           lambda: build_hfa("fan"), 843_651, (), "fp32", HFA_NOTE),
     Model("ban", "layering", "layeringdiff.stages.layering.HFANet", "HFA (HFATrainConfig)",
@@ -529,6 +566,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "Phrase split": ("grounding-dino", "sam", "vitmatte"),
     "Layering (FBDD + HFA)": ("fbdd-unet", "fbdd-unet", "sd2-vae", "fan", "ban"),
     "Layering zero-shot (SD2 inpainting)": ("sd2-inpaint-unet", "sd2-text-encoder", "sd2-vae"),
+    "Split into all layers (SAM + Depth Anything V2)": ("sam", "depth-anything"),
 }
 PEAKS: dict[str, tuple[str, ...]] = {
     "Generate + split, 1024 x 1024": STEPS["Generate"] + STEPS["Phrase split"],

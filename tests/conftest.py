@@ -172,9 +172,10 @@ def tiny_models(tmp_path_factory):
     from tests.models.tiny import build_all
 
     root = tmp_path_factory.mktemp("tiny-models")
-    # stages 1-2 only: a missing sd2-inpaint/layering keeps jobs on the fast classical layering path
+    # stages 1-2 (and the depth model of Split into all layers) only: a missing sd2-inpaint/layering keeps jobs on
+    # the fast classical layering path
     return root, build_all(root, only=("sdxl", "controlnet-canny", "controlnet-depth", "grounding-dino", "sam",
-                                       "vitmatte"))
+                                       "vitmatte", "depth-anything"))
 
 
 @pytest.fixture(scope="session")

@@ -240,14 +240,15 @@ def cmd_split(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(f"--max-memory {exc}") from None
     if args.order != "labels" and not args.labels:
-        raise InputError("--order applies to --labels only")
-    if args.example and (args.image or args.mask or args.labels):
+        raise InputError("--order applies to --labels only (--auto orders its objects by depth)")
+    if args.example and (args.image or args.mask or args.labels or args.auto):
         raise InputError("--example replaces IMAGE and --mask; give one or the other")
     if not args.example:
         if not args.image:
             raise InputError("give an IMAGE (or --example NAME)")
-        if sum(hint is not None for hint in (args.mask, args.box, args.labels)) != 1:
-            raise InputError("give exactly one foreground hint: --mask FILE, --box x0,y0,x1,y1 or --labels FILE")
+        if sum(hint is not None for hint in (args.mask, args.box, args.labels)) + args.auto != 1:
+            raise InputError("give exactly one foreground hint: --mask FILE, --box x0,y0,x1,y1, --labels FILE or "
+                             "--auto")
     out = output_path(args.output)
     inputs = {"IMAGE": args.image, "--mask": args.mask, "--labels": args.labels}
     refuse_replacing_inputs(out, {}, inputs)  # -o now, before any file is read; the PNGs once --labels names them
@@ -264,6 +265,19 @@ def cmd_split(args: argparse.Namespace) -> int:
 
             objects = occlusion_order(labels, objects)
         check_split_memory(args, max_memory, max(1, len(objects)))  # now that the objects are known
+    preloaded = None
+    if args.auto:  # the models find the objects on the picture: it is read now, before the outputs are named
+        from .models import ModelManager
+        from .pipeline import AUTO_MODELS
+        from .stages.auto import find_objects
+
+        manager = ModelManager(model_config(args))
+        manager.require(AUTO_MODELS)
+        preloaded = load_image(args.image, args.max_pixels)
+        labels, objects, found = find_objects(manager, preloaded, progress=ProgressBar(enabled=not args.quiet))
+        if not args.quiet:
+            print(f"found {found['objects_found']} objects (front to back by {found['order']})", file=sys.stderr)
+        check_split_memory(args, max_memory, len(objects))
     pngs = {} if args.no_png else layer_files(out, objects)
     refuse_replacing_inputs(out, pngs, inputs)
     with Outputs([out, *pngs.values()], report=lambda: print_paths([out, *pngs.values()])) as outputs:
@@ -272,7 +286,7 @@ def cmd_split(args: argparse.Namespace) -> int:
             box = args.box or box
             mask = None
         else:
-            image = load_image(args.image, args.max_pixels)
+            image = preloaded if preloaded is not None else load_image(args.image, args.max_pixels)
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
         if box is not None:
@@ -772,6 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--order", choices=("labels", "auto"), default="labels",
                     help="with --labels: labels (1 is the frontmost, the default) or auto (from where the objects "
                          "touch: the one cut by another is behind it)")
+    sp.add_argument("--auto", action="store_true",
+                    help="every object, with no hint: SAM's automatic masks, ordered front to back by Depth Anything "
+                         "V2's depth and where they touch (needs the sam and depth-anything models)")
     sp.add_argument("--example", help="use a bundled example photo and its box (see `layeringdiff examples`)")
     sp.add_argument("-o", "--output", required=True, help="output .ora or .psd (layered, for GIMP and other "
                                                             "Photoshop-compatible applications); PNGs beside it")
@@ -788,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
     sp.add_argument("--no-png", action="store_true", help="write only the .ora")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-    add_model_args(sp, diffusion=False)  # only --fill lama uses a model
+    add_model_args(sp, diffusion=False)  # --fill lama and --auto use models
     sp.set_defaults(func=cmd_split)
 
     sv = sub.add_parser("serve", help="run the backend for the Krita plugin (ZeroMQ on loopback)")

@@ -79,6 +79,7 @@ STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # is 8-bit, else float32), and the end's stack check (the composite and a layer's float temporaries) and frames.
 # Counted from the arrays the code makes, not fitted (bench_layers.py measures the CLI's peel).
 PEEL_CHECK_BYTES_PER_PIXEL = 64
+AUTO_OBJECTS = 8  # objects an automatic split is counted for before it finds them (a worker past its share stops)
 MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
 
 
@@ -382,7 +383,7 @@ def models_needed(message: Any) -> list[str]:
         control = message.options.get("control")
         return ["sdxl", *([f"controlnet-{control}"] if control in ("canny", "depth") else []), *STAGE2]
     if isinstance(message, SplitLayers):
-        names: list[str] = list(STAGE2) if message.phrases else []
+        names: list[str] = list(STAGE2) if message.phrases else ["sam", "depth-anything"] if message.auto else []
     elif not isinstance(message, (Split, Peel)):
         return []
     else:
@@ -430,8 +431,9 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
     boxes: dict[int, tuple[int, int, int, int]] = {}
     readable = labels is not None and memoryview(labels.data).nbytes == labels.expected_nbytes and (
         labels.width, labels.height) == (w, h)
-    if labels is None:  # phrases: found by models on the whole canvas
-        boxes = dict.fromkeys(range(1, 1 + len(message.phrases)), (0, 0, w, h))
+    if labels is None:  # phrases, or every object the models find (AUTO_OBJECTS counted): on the whole canvas
+        count = len(message.phrases) if message.phrases else AUTO_OBJECTS
+        boxes = dict.fromkeys(range(1, 1 + count), (0, 0, w, h))
     elif readable and labels.order == "L":
         boxes = label_boxes(labels)
     elif readable:  # flat colours: their objects' boxes are not known before they are read

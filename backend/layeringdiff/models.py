@@ -63,6 +63,9 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2,
               enables="Layering with a GPU (zero-shot), training FBDD", licence="CreativeML Open RAIL++-M",
               gpu_gib=2.40),
+    ModelSpec("depth-anything", "depth-anything/Depth-Anything-V2-Small-hf",
+              "split into all layers: which object is in front (monocular depth)", 0.1,
+              enables="Split into all layers (with SAM)", licence="Apache-2.0", gpu_gib=0.09),
     # no public FBDD/HFA weights exist: a folder made by this project's training (fbdd/ + hfa/)
     ModelSpec("layering", "", "stage 3: FBDD + HFA weights", 7.0, enables="FBDD + HFA layering (the paper's)",
               licence="your own training", gpu_gib=3.39),
@@ -410,6 +413,9 @@ class ModelManager:
 
     def vitmatte(self) -> tuple[Any, Any]:
         return self._transformers("vitmatte", "VitMatteForImageMatting", "AutoImageProcessor")
+
+    def depth_anything(self) -> tuple[Any, Any]:
+        return self._transformers("depth-anything", "DepthAnythingForDepthEstimation", "AutoImageProcessor")
 
     def lama(self) -> Any:
         """The LaMa ONNX session (onnxruntime, CPU); ModelMissing at once when its folder is not there."""

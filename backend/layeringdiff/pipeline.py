@@ -21,6 +21,8 @@ LAYERING_CHOICES = ("auto", "fbdd", "zero-shot", "classical")
 LAYERING_STEPS = 25
 GENERATE_SHARE = 0.7  # of a generate job's progress bar: denoising dominates its time
 STAGE2_MODELS = ["grounding-dino", "sam", "vitmatte"]
+AUTO_MODELS = ["sam", "depth-anything"]  # split_layers' auto: automatic masks and their depth order
+AUTO_SHARE = 0.3  # of an automatic split's progress bar: finding the objects
 
 
 @dataclass
@@ -221,6 +223,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     _check_split_layers(msg)
     if msg.phrases:
         models.require(STAGE2_MODELS)
+    if msg.auto:
+        models.require(AUTO_MODELS)
     method = layer_method(models, msg.options)
     info: dict[str, Any] = {}
     image = to_array(msg.image)
@@ -228,7 +232,15 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
     options = _split_options(msg.options, dtype)
     masks: Sequence[np.ndarray]
-    if msg.phrases:  # each object found on the whole picture (the layer as it came, kept intact by the peel)
+    if msg.auto:  # every object the models find, front to back by depth and occlusion
+        from .stages.auto import find_objects
+
+        if not np.all(np.isfinite(image)):
+            raise InputError("image contains NaN or infinite values")
+        labels, objects, info["auto"] = find_objects(models, image, progress=sub_progress(progress, 0.0, AUTO_SHARE))
+        masks = LabelMasks(labels, objects)
+        progress = sub_progress(progress, AUTO_SHARE, 1.0)
+    elif msg.phrases:  # each object found on the whole picture (the layer as it came, kept intact by the peel)
         if not np.all(np.isfinite(image)):
             raise InputError("image contains NaN or infinite values")
         objects = list(range(1, len(msg.phrases) + 1))

@@ -259,6 +259,10 @@ class Controller:
         """Split into layers: every object of the layer (its selection masks, or a label layer) in one job."""
         self._guard(lambda: self._split_layers(phrase.strip(), exact_alpha, band, fill))
 
+    def split_all(self, phrase: str = "", band: int = 0, fill: str = "") -> None:
+        """Split into all layers: the models find every object of the layer and their order, with no hint."""
+        self._guard(lambda: self._split_layers(phrase.strip(), False, band, fill, auto=True))
+
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
         self._guard(lambda: self._generate(prompt, width, height, steps, seed, negative, guide, guide_strength))
@@ -370,7 +374,8 @@ class Controller:
             options["fill"] = fill
         return options
 
-    def _split_layers(self, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+    def _split_layers(self, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "",
+                      auto: bool = False) -> None:
         self._require_idle_connection()
         assert self.client is not None
         capabilities = self.client.capabilities
@@ -379,19 +384,24 @@ class Controller:
                             f"release of this plugin ({RELEASE}).")
         doc = self.bridge.active_document()
         phrases = [p.strip() for p in phrase.split(";") if p.strip()]
-        try:
-            layer, objects = self.bridge.read_objects(doc)
-        except NoObjects:
-            if not phrases:
-                raise
-            # no masks, no label layer: the phrases name the objects, front first, for the models to find
+        if auto:  # no hint at all: the backend's models find the objects
             layer = self.bridge.read_active_layer(doc)
-            names = dict(enumerate(phrases, 1))
-            objects = Objects(None, names, "labels", f"the phrases {'; '.join(phrases)}")
-            phrase = ""  # they name the layers, not the group
+            objects = Objects(None, {}, "auto", "the models (SAM's masks, ordered by depth)")
+        else:
+            try:
+                layer, objects = self.bridge.read_objects(doc)
+            except NoObjects:
+                if not phrases:
+                    raise
+                # no masks, no label layer: the phrases name the objects, front first, for the models to find
+                layer = self.bridge.read_active_layer(doc)
+                names = dict(enumerate(phrases, 1))
+                objects = Objects(None, names, "labels", f"the phrases {'; '.join(phrases)}")
+                phrase = ""  # they name the layers, not the group
         options = self._split_options(exact_alpha, band, fill)
-        message = SplitLayers(layer.image, objects.labels, order=objects.order, options=options,
-                              phrases=list(objects.names.values()) if objects.labels is None else [])
+        message = SplitLayers(layer.image, objects.labels, order="labels" if auto else objects.order,
+                              options=options, auto=auto,
+                              phrases=list(objects.names.values()) if objects.labels is None and not auto else [])
         job_id = self.client.send(message)
         self._begin(Job(job_id, "split", doc, layer, phrase, 1, objects=objects))
 

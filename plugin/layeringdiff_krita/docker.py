@@ -263,7 +263,14 @@ class LayeringDiffDocker(DockWidget):
         self.layers_button.setToolTip("every object of the layer in one group: one selection mask per object under "
                                       "the layer (the top mask is the front object), or a layer named 'labels' right "
                                       "above it with each object painted in one flat colour (the order is found)")
-        split_form.addWidget(self.layers_button)
+        self.all_button = _button("Split into all layers", "ld_split_all", self.on_split_all)
+        self.all_button.setToolTip("every object the models find in the layer, with no selection: SAM's masks "
+                                   "ordered front to back by Depth Anything's depth (needs the sam and "
+                                   "depth-anything models: Models below)")
+        layers_row = QHBoxLayout()
+        layers_row.addWidget(self.layers_button)
+        layers_row.addWidget(self.all_button)
+        split_form.addLayout(layers_row)
         return split
 
     def _generate_box(self) -> QGroupBox:
@@ -410,7 +417,8 @@ class LayeringDiffDocker(DockWidget):
 
     def set_busy(self, busy: bool) -> None:
         self._job_busy = busy
-        for button in (self.generate_button, self.split_button, self.peel_button, self.layers_button):
+        for button in (self.generate_button, self.split_button, self.peel_button, self.layers_button,
+                       self.all_button):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         self.undo_button.setEnabled(not busy and self._undo_label != "")
@@ -556,6 +564,9 @@ class LayeringDiffDocker(DockWidget):
     def on_split_layers(self) -> None:
         self.controller.split_layers(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
                                      self.fill_value())
+
+    def on_split_all(self) -> None:
+        self.controller.split_all(self.phrase.text(), self.band.value(), self.fill_value())
 
     def on_peel(self) -> None:
         self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),

@@ -97,6 +97,7 @@ class SplitLayers:
     order: str = "labels"
     options: Dict[str, Any] = field(default_factory=dict)
     phrases: List[str] = field(default_factory=list)  # instead of labels: each object named, front first (models)
+    auto: bool = False  # instead of labels or phrases: every object found by the models, ordered by depth
 
 
 LAYER_ORDERS = ("labels", "auto")  # split_layers.order
@@ -243,8 +244,10 @@ MAX_OBJECTS = 255  # split_layers: labels are one byte
 
 
 def _split_layers_problem(message: "SplitLayers") -> Optional[str]:
-    if (message.labels is None) == (not message.phrases):
-        return "'split_layers' needs 'labels' or 'phrases', not both"
+    if (message.labels is not None) + bool(message.phrases) + bool(message.auto) != 1:
+        return "'split_layers' needs one of 'labels', 'phrases' or 'auto'"
+    if message.auto:
+        return None
     if message.phrases:
         if len(message.phrases) > MAX_OBJECTS:
             return f"'split_layers.phrases' names {len(message.phrases)} objects, at most {MAX_OBJECTS}"

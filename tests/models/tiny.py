@@ -88,6 +88,19 @@ def vitmatte(folder: Path) -> None:
     VitMatteImageProcessorPil().save_pretrained(folder)
 
 
+def depth_anything(folder: Path) -> None:
+    """Depth Anything V2's classes (a DINOv2 backbone, the DPT-like head) at a tiny size."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            patch_size=14, image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                         do_pad=False).save_pretrained(folder)
+
+
 def _clip_tokenizer():
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -175,7 +188,7 @@ def layering(folder: Path) -> None:
 
 BUILDERS = {"sdxl": sdxl, "controlnet-canny": controlnet, "controlnet-depth": controlnet,
             "grounding-dino": grounding_dino, "sam": sam, "vitmatte": vitmatte, "sd2-inpaint": sd2_inpaint,
-            "layering": layering}
+            "layering": layering, "depth-anything": depth_anything}
 
 
 def build_all(root: Path, seed: int = 0, only: tuple[str, ...] | None = None) -> dict[str, str]:

@@ -472,3 +472,16 @@ def test_a_generate_too_large_for_the_backends_gpu_is_warned_of_and_still_sent(c
     ctl.generate("[a red fox] in the snow", 512, 512, 4, 1)
     assert not any(t.startswith("Warning") for t, _ in ctl.view.messages[before:])
     pump(ctl, lambda: ctl.job is None)
+
+
+def test_split_into_all_layers_asks_the_backend_to_find_the_objects(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_all("", band=0, fill="smooth")
+    (message,) = sent
+    assert isinstance(message, SplitLayers) and message.auto and message.labels is None and not message.phrases
+    assert message.options == {"fill": "smooth"} and ctl.job.objects.order == "auto"
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last  # this backend has no models: it names the two and the fix
+    assert error and "not available" in text and "sam" in text and "depth-anything" in text, text

@@ -148,7 +148,8 @@ def test_the_registrys_gpu_figures_are_this_files():
     fps = fullsize.footprints()
     parts = {"sdxl": STEPS["Generate"], "controlnet-canny": ("controlnet",), "controlnet-depth": ("controlnet",),
              "grounding-dino": ("grounding-dino",), "sam": ("sam",), "vitmatte": ("vitmatte",),
-             "sd2-inpaint": STEPS["Layering zero-shot (SD2 inpainting)"], "layering": STEPS["Layering (FBDD + HFA)"]}
+             "sd2-inpaint": STEPS["Layering zero-shot (SD2 inpainting)"], "layering": STEPS["Layering (FBDD + HFA)"],
+             "depth-anything": ("depth-anything",)}
     for key, names in parts.items():
         assert REGISTRY[key].gpu_gib == pytest.approx(fullsize.step_bytes(names, "as loaded", fps) / 2**30,
                                                       abs=0.006), key

@@ -46,6 +46,7 @@ SAMPLES = [
     SplitLayers(img(order="BGRA"), img(order="L", fill=2), options={"band": 4}),
     SplitLayers(img(), img(order="BGRA"), order="auto"),
     SplitLayers(img(), phrases=["a cat", "a vase"], options={"policy": "union"}),
+    SplitLayers(img(), auto=True),
     Generate("[a cat] on a sofa", width=512, height=768, steps=4, guidance=7.5, seed=3),
     Echo(img(w=5, h=5, order="RGB")),
     Cancel("abc"),
@@ -464,8 +465,8 @@ def test_split_layers_refuses_labels_it_cannot_read_when_decoded(labels, order, 
 
 
 @pytest.mark.parametrize("labels,phrases,order,words", [
-    (None, [], "labels", "'split_layers' needs 'labels' or 'phrases', not both"),
-    (img(order="L"), ["cat"], "labels", "not both"),
+    (None, [], "labels", "'split_layers' needs one of 'labels', 'phrases' or 'auto'"),
+    (img(order="L"), ["cat"], "labels", "needs one of"),
     (None, ["cat", " "], "labels", "'split_layers.phrases' must be words, none empty"),
     (None, ["cat"] * 256, "labels", "'split_layers.phrases' names 256 objects, at most 255"),
     (None, ["cat"], "auto", "'split_layers.phrases' are front first: 'split_layers.order' must be labels"),

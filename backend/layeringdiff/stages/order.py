@@ -46,6 +46,8 @@ def hull_depth(region: np.ndarray) -> np.ndarray:
     points = cv2.findNonZero(body if body.any() else region.astype(np.uint8))
     hull = np.zeros(region.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    if hull.all():  # a hull over the whole picture has no outside to measure from: the picture's edge is it
+        return cv2.distanceTransform(np.pad(hull, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
     return cv2.distanceTransform(hull, cv2.DIST_L2, 5)
 
 
@@ -58,9 +60,9 @@ def front_of(depth_a: np.ndarray, depth_b: np.ndarray, region_a: np.ndarray, reg
 EXHAUSTIVE = 8  # up to this many touching objects every order is tried (8! = 40,320); beyond, by wins
 
 
-def occlusion_order(labels: np.ndarray, values: list[int]) -> list[int]:
-    """The label values front first: the order that agrees with the most pairs' verdicts (each touching pair's
-    weight its shared boundary's length), ties and untouched objects the smaller first."""
+def occlusion_verdicts(labels: np.ndarray, values: list[int]) -> dict[tuple[int, int], float]:
+    """(a, b) -> positive when a is in front of b, negative when behind, for each touching pair with a verdict;
+    its size the pair's shared boundary's length."""
     pairs = shared_boundaries(labels, values)
     regions = {k: labels == k for k in values}
     depth = {k: hull_depth(regions[k]) for k in {k for pair in pairs for k in pair}}
@@ -69,7 +71,18 @@ def occlusion_order(labels: np.ndarray, values: list[int]) -> list[int]:
         verdict = front_of(depth[a], depth[b], regions[a], regions[b])
         if verdict:
             verdicts[(a, b)] = float(np.sign(verdict) * np.count_nonzero(boundary))
-    area = {k: int(np.count_nonzero(region)) for k, region in regions.items()}
+    return verdicts
+
+
+def occlusion_order(labels: np.ndarray, values: list[int]) -> list[int]:
+    """The label values front first: the order that agrees with the most pairs' verdicts (each touching pair's
+    weight its shared boundary's length), ties and untouched objects the smaller first."""
+    return best_order(labels, values, occlusion_verdicts(labels, values))
+
+
+def best_order(labels: np.ndarray, values: list[int], verdicts: dict[tuple[int, int], float]) -> list[int]:
+    """The order that agrees with the most weight of `verdicts`; objects in none of them behind, the smaller first."""
+    area = {k: int(np.count_nonzero(labels == k)) for k in values}
     by_size = sorted(values, key=lambda k: area[k])
     involved = [k for k in by_size if any(k in pair for pair in verdicts)]
     if len(involved) <= EXHAUSTIVE:
