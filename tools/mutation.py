@@ -133,7 +133,8 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     """The last run's unexplained survivors and unreached mutants, each run against `tests` alone (the test files
     written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
-    mutmut's own record (as mutmut records a kill), so the table counts it; a passing or stuck one stays as it was.
+    mutmut's own record (as mutmut records a kill), and so is one that runs past QUICK_TIMEOUT_S (a timeout, as
+    mutmut records one); a passing one stays as it was.
     Runs in the staged copy, the packages under src/ first, with the tests as they are now."""
 
     from concurrent.futures import ThreadPoolExecutor
@@ -159,11 +160,13 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(one, names))
     killed = {key for key, code in results if code == 1}  # 1: a test failed (2-5: pytest itself could not run)
+    stuck = {key for key, code in results if code is None}  # ran past QUICK_TIMEOUT_S: recorded as mutmut does (36)
     for meta in (mutants / "src").rglob("*.meta"):
         record = json.loads(meta.read_text())
-        hit = killed & set(record["exit_code_by_key"])
+        codes = record["exit_code_by_key"]
+        hit = (killed | stuck) & set(codes)
         for key in hit:
-            record["exit_code_by_key"][key] = 1
+            codes[key] = 1 if key in killed else 36
         if hit:
             meta.write_text(json.dumps(record, indent=4))
     print(f"== {name}: {len(killed)} of {len(names)} killed by {', '.join(tests)}; "

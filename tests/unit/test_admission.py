@@ -141,3 +141,49 @@ def test_a_finished_job_leaves_the_running_set_and_closing_empties_the_queue():
     left = queue.close()
     assert [j.id for j in left] == ["b1", "c1"] and queue.waiting == {} and queue.last_turn == {}
     assert queue.take(lambda j: True, wait_s=0.01) is None and queue.queued() == []
+
+
+def test_admission_counts_no_models_weights_and_no_cpu_work_for_them():
+    """The least a job can need: models already loaded (0 bytes) on a GPU (their working memory not the server's);
+    the worker checks the full figure when it takes the job."""
+    phrase = Split(Image(64, 64, "RGBA", "u8", bytes(64 * 64 * 4)), phrase="a cat")
+    least = estimate_job(phrase, weights=lambda name: 0, on_gpu=True).nbytes
+    assert estimate_job(phrase).nbytes > least and estimate_job(phrase, lambda name: 0).nbytes > least
+    j = Job("p", b"a", phrase, owner="a")
+    admit(j, {}, (), limits(max_memory=least), 0)  # fits exactly what the least needs
+
+
+def test_limits_made_from_a_budget_are_whole_bytes():
+    lim = Limits.make(max_pixels=1000, max_memory=(8 << 30) + 7)
+    assert all(isinstance(v, int) for v in (lim.max_message, lim.hard_message, lim.queued_input))
+    assert lim.client_backlog_messages == 4096
+    odd = Limits.make(max_pixels=10**9, max_memory=(1 << 33) + 5)
+    assert odd.max_message == ((1 << 33) + 5) // 8 and isinstance(odd.max_message, int)
+    assert odd.hard_message == odd.max_message + odd.max_message // 4
+
+
+def test_a_share_of_the_memory_may_be_under_one_percent_and_a_bad_one_says_so():
+    from layeringdiff.limits import parse_size
+
+    assert parse_size("0.5%", 1000) == 5
+    with pytest.raises(ValueError) as info:
+        parse_size("x%", 1000)
+    assert str(info.value) == "'x%': a share must be between 0 and 100%"
+
+
+def test_forgetting_old_turns_keeps_clients_that_wait_or_run(monkeypatch):
+    import layeringdiff.serve.jobs as jobs
+
+    monkeypatch.setattr(jobs, "TURNS_KEPT", 2)
+    queue = JobQueue()
+    for owner in "ab":  # two turns remembered: exactly the limit, nothing forgotten yet
+        queue.put(job(owner, 1), workers=1)
+        queue.done(queue.take(lambda j: True, wait_s=0.01))
+    assert set(queue.last_turn) == {"a", "b"}
+    queue.put(job("c", 1), workers=1)
+    running = queue.take(lambda j: True, wait_s=0.01)  # c runs
+    queue.put(job("d", 1), workers=1)
+    queue.put(job("d", 2), workers=1)
+    queue.take(lambda j: True, wait_s=0.01)  # d's first: d still waits with its second
+    # past the limit: the clients with nothing waiting or running (a, b) are forgotten, c (running) and d (waiting)
+    assert set(queue.last_turn) == {"c", "d"} and running.owner == "c"

@@ -88,9 +88,9 @@ class JobQueue:
                         job = jobs.popleft()
                         self.turns += 1
                         self.last_turn[owner] = self.turns
+                        self.running.add(job)  # before forgetting: a client whose job runs keeps its turn
                         if not jobs:
                             self._forget(owner)
-                        self.running.add(job)
                         return job
                 self.ready.wait(wait_s)
             return None
