@@ -712,7 +712,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table1(args: argparse.Namespace) -> int:
+    """`evaluate --table 1`: generate each triplet's layers with the model stack, then score them."""
+    from layering_protocol import Generate
+
+    from .imaging.compose import composite_stack
+    from .io.images import load_image
+    from .models import ModelManager
+    from .pipeline import run_job
+    from .progress import no_progress
+    from .table1 import Layered, read_prompts, table1, write_table1
+    from .wire import to_array
+
+    if not (args.prompts and args.reference_fg and args.reference_scene):
+        raise InputError("evaluate --table 1 needs --prompts FILE, --reference-fg DIR and --reference-scene DIR")
+    triplets = read_prompts(args.prompts)
+    references = {}
+    for key, folder in (("foreground", args.reference_fg), ("scene", args.reference_scene)):
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+        if len(files) < 2:
+            raise InputError(f"{folder} holds {len(files)} images: FID and KID need at least 2")
+        references[key] = [load_image(p) for p in files]
+    manager = ModelManager(model_config(args))
+    layered = []
+    for n, triplet in enumerate(triplets):
+        out = run_job(Generate(triplet.composite, width=args.gen_size, height=args.gen_size, steps=args.gen_steps,
+                               seed=args.seed + n, phrase=triplet.foreground, options={"dtype": "f32"}),
+                      no_progress, manager)
+        fg, bg = to_array(out.foreground), to_array(out.background)[..., :3]
+        layered.append(Layered(triplet, fg, bg, composite_stack([fg, *map(to_array, out.behind)], bg)))
+        _count_progress(args, "triplets")(n + 1, len(triplets))
+
+    def clip() -> tuple:
+        from transformers import CLIPModel, CLIPProcessor
+
+        local = {"local_files_only": True} if manager.config.offline else {}
+        return (CLIPModel.from_pretrained(args.clip_model, **local).eval(),
+                CLIPProcessor.from_pretrained(args.clip_model, **local))
+
+    result = table1(layered, references, manager, clip)
+    print(write_table1(result, args.out)[1])
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.table == 1:
+        return cmd_table1(args)
     from .evaluate import (
         classical,
         classical_least_change,
@@ -912,6 +957,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-q", "--quiet", action="store_true")
     add_model_args(ev)
     ev.add_argument("--generated", help="folder of generated .ora files: Table 2 statistics of their top layer")
+    ev.add_argument("--table", type=int, choices=(4, 1), default=4,
+                    help="4: the layering stage on synthetic composites (default); 1: Generate layered's layers from "
+                         "--prompts (FID, KID, CLIP score, FG-MIoU)")
+    ev.add_argument("--prompts", help="table 1: prompt triplets, one a line: foreground | background | composite")
+    ev.add_argument("--reference-fg", help="table 1: folder of reference foregrounds (RGBA; the paper: MAGICK)")
+    ev.add_argument("--reference-scene", help="table 1: folder of reference scenes (the paper: COCO)")
+    ev.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
+                    help="table 1: the CLIP model of the CLIP score (a hub id or a local folder)")
+    ev.add_argument("--gen-size", type=int, default=768, help="table 1: the generated images' side (the paper: 768)")
+    ev.add_argument("--gen-steps", type=int, default=30, help="table 1: Generate's denoising steps")
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("examples", help="list the bundled example photos")
