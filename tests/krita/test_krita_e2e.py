@@ -205,6 +205,8 @@ def test_generate_and_split_by_phrase_with_tiny_models(tiny_models, tmp_path_fac
     assert "guided by the sketch lines" in guided["message"], guided["message"]
     assert guided["size"] == [256, 256] and guided["strength_enabled"]  # the 160x128 canvas, within the limits
     assert sorted(n["name"] for n in guided["tree"] if n["type"] == "grouplayer") == ["a bird", "a cat"]
+    every = steps["split into all layers"]  # through the docker's button, the protocol and both models
+    assert "SAM found no object to split off in the picture" in every["message"] and every["unchanged"], every
 
 
 def test_remote_backend_with_keys_typed_into_settings(secure_backend, curve_keys, tmp_path_factory, tmp_path):

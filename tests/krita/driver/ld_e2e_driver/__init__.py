@@ -258,6 +258,13 @@ def scenario_models():
     yield (lambda: idle(d), 180, "guided generate finished")
     step("guided generate", message=d.message.text(), tree=tree(doc2.rootNode()),
          size=[d.width_box.value(), d.height_box.value()], strength_enabled=d.guide_strength.isEnabled())
+    # Split into all layers: the tiny random SAM finds nothing by SAM's own thresholds, and the docker says so
+    doc2.setActiveNode(layer)
+    yield from settle()
+    before = json.dumps(tree(doc2.rootNode()))
+    d.all_button.click()
+    yield from job_done(d, doc2, "split into all layers answered", 180)
+    step("split into all layers", message=d.message.text(), unchanged=json.dumps(tree(doc2.rootNode())) == before)
 
 
 def scenario_remote():
