@@ -5,7 +5,7 @@
     .venv/bin/python tools/mutation.py --table         # the table of the last runs only
     .venv/bin/python tools/mutation.py --again compose  # only the last run's survivors, after new tests
     .venv/bin/python tools/mutation.py matting --quick tests/unit/test_matting.py  # those, against new tests only
-    .venv/bin/python tools/mutation.py limits --quick tests/unit/test_admission.py --only 'layeringdiff.limits.*' 
+    .venv/bin/python tools/mutation.py limits --quick tests/unit/test_admission.py --only 'layeringdiff.limits.*'
     .venv/bin/python tools/mutation.py --survivors compose   # each unexplained survivor's diff
     .venv/bin/python tools/mutation.py --brief compose       # the same, one line each
     .venv/bin/python tools/mutation.py --kept compose        # the survivors kept, each with its reason
