@@ -267,7 +267,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     del stacked, image
     first = peeled.layers[0]
     alpha = first[..., 3].astype(np.float32) / 255.0 if first.dtype == np.uint8 else first[..., 3]
-    info.update({**peeled.infos[-1], "objects": objects, "order": msg.order, "recomposition_error": error,
+    info.update({**peeled.infos[-1], "objects": objects, "order": "depth and occlusion" if msg.auto else msg.order,
+                 "recomposition_error": error,
                  "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos]})
     out = JobOutput(from_array(first, dtype, order), from_array(peeled.background, dtype, order),
                     from_array(alpha, dtype, "L"), plain(info))

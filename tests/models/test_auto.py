@@ -52,7 +52,7 @@ def test_a_job_splits_every_object_found_front_to_back(manager, picture, monkeyp
     image = from_array(np.dstack([picture, np.ones((96, 128), np.float32)]), "u8", "BGRA")
     out = run_job(SplitLayers(image, auto=True), no_progress, manager)
     found = out.info["auto"]["objects_found"]
-    assert len(out.info["objects"]) == found == 1 + len(out.behind)
+    assert len(out.info["objects"]) == found == 1 + len(out.behind) and out.info["order"] == "depth and occlusion"
     picture_back = to_array(out.background)[..., :3]
     for layer in reversed([to_array(x) for x in (out.foreground, *out.behind)]):
         a = layer[..., 3:]
