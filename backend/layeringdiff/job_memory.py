@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from layering_protocol import Generate, Peel, Split, SplitLayers
 
-from .errors import NotAvailable
+from .errors import InputError, NotAvailable
 from .imaging.matting import MAX_UNKNOWN
 from .imaging.patchmatch import FEATURE_LEVELS_FINER, MAX_WORK_PIXELS, MIN_SOURCE_CENTRES, PATCH_RADIUS
 from .imaging.trimap import (
@@ -458,7 +458,10 @@ def colour_count(labels: Any) -> int:
     from .stages.peel import colour_labels
 
     data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width, labels.channels)
-    return len(colour_labels(np.ascontiguousarray(data[::4, ::4]))[1])
+    try:
+        return len(colour_labels(np.ascontiguousarray(data[::4, ::4]))[1])
+    except InputError:  # too many colours: the job itself says so (bad_input), counted at the most meanwhile
+        return 255
 
 
 def label_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:

@@ -255,6 +255,9 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
         else:  # a label layer in flat colours
             rgb = labels[..., [2, 1, 0, 3][:msg.labels.channels]] if msg.labels.order.startswith("BGR") else labels
             labels, info["colours"] = colour_labels(rgb)
+            if not info["colours"]:
+                raise InputError("the label layer has no flat colour that covers an object's area (at least 0.2% of "
+                                 "its painted pixels)", "paint each object in one flat colour")
         objects = label_values(labels)
         if msg.order == "auto":
             objects = occlusion_order(labels, objects)

@@ -154,3 +154,20 @@ def test_the_memory_counted_is_the_largest_objects_split_and_what_the_peel_holds
     tall[590:595, 2:4] = 7
     tall[200:300, 5] = 3
     assert label_boxes(Image(8, 600, "L", "u8", tall.tobytes())) == {3: (5, 200, 6, 300), 7: (2, 590, 4, 595)}
+
+
+def test_a_label_layer_of_too_many_colours_is_a_clear_error_from_the_job_and_admission_counts_it_at_most():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)  # a photo dropped in as the label layer
+    photo[..., 3] = 255
+    message = SplitLayers(scene()[0], Image(W, H, "RGBA", "u8", photo.tobytes()), order="auto")
+    assert estimate_job(message).nbytes > 255 * 4 * W * H  # admission counts the most objects, and does not fail
+    with pytest.raises(InputError, match="the label layer has no flat colour that covers an object's area"):
+        run(message)  # its colours are each a few pixels: none is an object
+    gradient = np.zeros((H, W, 4), np.uint8)  # many blends around two flat colours: matched a chunk at a time
+    gradient[..., 3] = 255
+    gradient[:, : W // 2, :3] = (200, 40, 30)
+    gradient[:, W // 2:, :3] = (20, 90, 220)
+    gradient[H // 2:, :, 1] = np.linspace(0, 255, W).astype(np.uint8)[None]  # thousands of one-off colours
+    labels, colours = colour_labels(gradient)
+    assert len(colours) >= 2 and (labels > 0).all()

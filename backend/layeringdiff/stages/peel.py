@@ -45,6 +45,7 @@ ROWS = 256  # rows worked on at a time
 MIN_COLOUR_SHARE = 0.002  # of the painted pixels: a colour with fewer is an edge's blend, not an object
 MIN_COLOUR_PIXELS = 64
 OPAQUE_FROM = 128  # a label layer's alpha from which a pixel is painted
+BLEND_CHUNK = 4096  # colours matched to the objects' at a time (each costs 255 x 3 floats)
 
 
 def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -68,9 +69,10 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     lookup = {int(code): k + 1 for k, code in enumerate(main)}
     label_of = np.array([lookup.get(int(v), 0) for v in values], np.uint8)  # each painted colour's own label
     blends = values[label_of == 0]
-    if blends.size:  # each other colour -> the nearest object colour
+    if blends.size:  # each other colour -> the nearest object colour, a few thousand colours at a time
         other = np.stack([(blends >> 16) & 255, (blends >> 8) & 255, blends & 255], axis=1).astype(np.float32)
-        nearest = np.argmin(((other[:, None, :] - palette[None]) ** 2).sum(axis=2), axis=1)
+        nearest = np.concatenate([np.argmin(((chunk[:, None, :] - palette[None]) ** 2).sum(axis=2), axis=1)
+                                  for chunk in np.array_split(other, max(1, len(other) // BLEND_CHUNK))])
         label_of[label_of == 0] = nearest + 1
     labels[painted] = label_of[np.searchsorted(values, codes[painted])]
     return labels, [f"#{int(code):06x}" for code in main]
