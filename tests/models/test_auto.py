@@ -83,3 +83,17 @@ def test_the_cli_splits_with_auto_and_says_when_nothing_is_found(tiny_models, tm
                            "--order", "auto", "-o", str(tmp_path / "q.ora")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "--order applies to --labels only" in proc.stderr
+
+
+def test_a_large_picture_is_searched_at_the_working_size_and_labelled_at_its_own(manager, monkeypatch):
+    """SAM's masks for 256 prompts at 4096 px would take gigabytes: they are found at WORK_SIDE and the labels
+    brought back up (nearest), so the objects keep their place."""
+    monkeypatch.setattr(auto, "WORK_SIDE", 64)
+    comp, _, _, _ = synthetic_composite(96, 192, seed=3)
+    seen = []
+    real = auto.point_masks
+    monkeypatch.setattr(auto, "point_masks", lambda sam, proc, pil, *a, **k: seen.append(pil.size) or
+                        real(sam, proc, pil, *a, **k))
+    labels, order, info = auto.find_objects(manager, comp, LOOSE)
+    assert seen == [(64, 32)] and labels.shape == (96, 192)
+    assert sorted(order) == sorted(int(k) for k in np.unique(labels) if k) and info["objects_found"] == len(order)

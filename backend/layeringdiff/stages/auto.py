@@ -20,7 +20,7 @@ from ..progress import ProgressFn, no_progress
 from .order import best_order, occlusion_verdicts
 
 POINTS_PER_SIDE = 16  # SAM's automatic generator uses 32 on 1024 px; 16 finds the objects a layer stack wants
-POINT_BATCH = 64
+POINT_BATCH = 32  # SAM's three masks a prompt are brought to the working size: 100 MB a batch at 512 px
 PRED_IOU_MIN = 0.88  # SAM's automatic generator's defaults
 STABILITY_MIN = 0.95
 STABILITY_OFFSET = 1.0  # mask logits thresholded at 0 +- this
@@ -30,6 +30,8 @@ PART_OF = 0.8  # a mask this much inside a larger one is one of its parts
 STUFF_AREA = 0.5  # of the picture: larger masks are stuff (the background's)
 STUFF_SIDES = 3  # a mask along this many of the picture's sides is stuff
 MAX_OBJECTS = 255
+WORK_SIDE = 512  # masks, depth and order are found on the picture brought down to this side at most: 256
+# prompts' masks there are 67 MB, at 4096 px they would be 4 GB; matting refines each edge at full size
 
 
 @dataclass
@@ -54,16 +56,17 @@ def stability(logits: np.ndarray, offset: float = STABILITY_OFFSET) -> np.ndarra
     return np.where(low > 0, high / np.maximum(low, 1), 0.0)
 
 
-def point_masks(sam: Any, processor: Any, pil: Any, points: np.ndarray,
+def point_masks(sam: Any, processor: Any, pil: Any, points: np.ndarray, options: "AutoOptions",
                 progress: ProgressFn = no_progress) -> tuple[np.ndarray, np.ndarray]:
-    """For each point prompt, SAM's best of its three masks: (N, H, W) logits at the picture's size, their
-    predicted IoUs (N,). The picture is embedded once."""
+    """For each point prompt, SAM's best of its three masks, kept when its predicted IoU and stability reach the
+    options' thresholds: (N, H, W) bool masks at the picture's size and their predicted IoUs (N,). The picture is
+    embedded once; a batch's logits are let go once its masks are judged."""
     import torch
 
     inputs = processor(images=pil, return_tensors="pt").to(sam.device)
     with torch.no_grad():
         embeddings = sam.get_image_embeddings(inputs["pixel_values"])
-    logits, scores = [], []
+    kept, scores = [np.zeros((0, pil.height, pil.width), bool)], [np.zeros(0, np.float32)]
     for start in range(0, len(points), POINT_BATCH):
         batch = points[start:start + POINT_BATCH]
         prompts = processor(images=pil, input_points=[[[[float(x), float(y)]] for x, y in batch]],
@@ -75,10 +78,13 @@ def point_masks(sam: Any, processor: Any, pil: Any, points: np.ndarray,
             binarize=False)[0]  # (points, 3, H, W) logits
         iou = out.iou_scores[0].float().cpu()  # (points, 3)
         best = iou.argmax(dim=1)
-        logits.append(masks[torch.arange(len(batch)), best].float().numpy())
-        scores.append(iou[torch.arange(len(batch)), best].numpy())
+        logits = masks[torch.arange(len(batch)), best].float().numpy()
+        score = iou[torch.arange(len(batch)), best].numpy()
+        good = (score >= options.pred_iou_min) & (stability(logits) >= options.stability_min)
+        kept.append(logits[good] > 0)
+        scores.append(score[good])
         progress("segment", min(1.0, (start + len(batch)) / len(points)))
-    return np.concatenate(logits), np.concatenate(scores)
+    return np.concatenate(kept), np.concatenate(scores)
 
 
 def box_iou_nms(masks: np.ndarray, scores: np.ndarray, iou_max: float = NMS_IOU) -> list[int]:
@@ -152,28 +158,35 @@ def find_objects(models: Any, image: np.ndarray, options: AutoOptions | None = N
                  progress: ProgressFn = no_progress) -> tuple[np.ndarray, list[int], dict[str, Any]]:
     """(labels HxW uint8, the labels front to back, info) of the picture's objects. `models` gives sam() and
     depth_anything()."""
+    import cv2
+
     from .foreground import to_pil
 
     options = options or AutoOptions()
     h, w = image.shape[:2]
-    pil = to_pil(image)
+    scale = min(1.0, WORK_SIDE / max(h, w))  # (WORK_SIDE says why)
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = cv2.resize(image[..., :3], (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else image[..., :3]
+    pil = to_pil(small)
     progress("segment", 0.0)
     sam, sam_processor = models.sam()
-    logits, scores = point_masks(sam, sam_processor, pil, grid_points(h, w, options.points_per_side),
-                                 lambda stage, f: progress(stage, 0.7 * f))
-    good = (scores >= options.pred_iou_min) & (stability(logits) >= options.stability_min)
-    objects = object_masks(logits[good] > 0, scores[good], options.min_area)
+    points = grid_points(sh, sw, options.points_per_side)
+    masks, scores = point_masks(sam, sam_processor, pil, points, options, lambda stage, f: progress(stage, 0.7 * f))
+    objects = object_masks(masks, scores, options.min_area)
     if not objects:
         raise InputError("SAM found no object to split off in the picture",
                          "select the objects yourself (selection masks or a label layer)")
-    labels = labels_from(objects, (h, w))
+    labels = labels_from(objects, (sh, sw))
     values = [k for k in range(1, len(objects) + 1) if (labels == k).any()]
     progress("depth", 0.75)
     nearness = depth_map(*models.depth_anything(), pil)
     verdicts = depth_verdicts(labels, values, nearness)
     verdicts.update(occlusion_verdicts(labels, values))  # where objects touch, which one continues decides
     order = best_order(labels, values, verdicts)
+    if scale < 1:  # the labels back at the picture's size (matting refines each object's edge there)
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        order = [k for k in order if (labels == k).any()]
     progress("objects found", 1.0)
-    info = {"objects_found": len(values), "prompts": int(len(scores)), "masks_kept": int(good.sum()),
+    info = {"objects_found": len(order), "prompts": int(len(points)), "masks_kept": int(len(masks)),
             "order": "depth and occlusion"}
     return labels, order, info
