@@ -120,14 +120,17 @@ def split_bytes(pixels: int, crop_pixels: int | None = None, wide_bytes: int = 0
     return max(matting, layers, output)
 
 
+def work_options(options: dict[str, Any]) -> tuple[int | None, bool, str]:
+    """(band, exact alpha, fill) of a request's split options, as the work estimates read them."""
+    band = options.get("band") if isinstance(options.get("band"), int) else None
+    return band, options.get("alpha_mode") == "mask", options.get("fill", DEFAULT_FILL)
+
+
 def split_work(message: Any) -> SplitWork | None:
     """What the split of a Split/Peel request will work on, from its selection or its box; None when the
     whole canvas is worked on by a model's mask (a phrase) or the selection cannot be read."""
     w, h = message.image.width, message.image.height
-    options = message.options or {}
-    exact = options.get("alpha_mode") == "mask"
-    band = options.get("band") if isinstance(options.get("band"), int) else None
-    fill = options.get("fill", DEFAULT_FILL)
+    band, exact, fill = work_options(message.options or {})
     if message.box is not None and len(message.box) == 4:
         return box_work(message.box, w, h, band, exact, fill)
     mask = message.mask
@@ -439,9 +442,7 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
     elif readable:  # flat colours: their objects' boxes are not known before they are read
         boxes = dict.fromkeys(range(1, 1 + colour_count(labels)), (0, 0, w, h))
     options = message.options or {}
-    exact = options.get("alpha_mode") == "mask"
-    band = options.get("band") if isinstance(options.get("band"), int) else None
-    fill = options.get("fill", DEFAULT_FILL)
+    band, exact, fill = work_options(options)
     largest = max((split_bytes(pixels, None if whole else work.crop, wide, None if whole else work)
                    for work in (object_work(*box, w, h, band, exact, fill) for box in boxes.values())),
                   default=split_bytes(pixels, None, wide))

@@ -50,6 +50,12 @@ def _foreground_options(options: dict[str, Any]) -> Any:
     return ForegroundOptions.from_dict({k: v for k, v in options.items() if k in FOREGROUND_KEYS})
 
 
+def require_finite(image: np.ndarray) -> None:
+    """Models see the whole picture as it is: NaN or infinity is refused before they do."""
+    if not np.all(np.isfinite(image)):
+        raise InputError("image contains NaN or infinite values")
+
+
 def _check_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = set(options) - set(allowed)
     if unknown:
@@ -191,8 +197,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
-        if not np.all(np.isfinite(image)):
-            raise InputError("image contains NaN or infinite values")
+        require_finite(image)
         models.require(STAGE2_MODELS)
         alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
                                                         sub_progress(progress, 0.0, 0.5))
@@ -235,14 +240,12 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     if msg.auto:  # every object the models find, front to back by depth and occlusion
         from .stages.auto import find_objects
 
-        if not np.all(np.isfinite(image)):
-            raise InputError("image contains NaN or infinite values")
+        require_finite(image)
         labels, objects, info["auto"] = find_objects(models, image, progress=sub_progress(progress, 0.0, AUTO_SHARE))
         masks = LabelMasks(labels, objects)
         progress = sub_progress(progress, AUTO_SHARE, 1.0)
     elif msg.phrases:  # each object found on the whole picture (the layer as it came, kept intact by the peel)
-        if not np.all(np.isfinite(image)):
-            raise InputError("image contains NaN or infinite values")
+        require_finite(image)
         objects = list(range(1, len(msg.phrases) + 1))
         masks = PhraseMasks(models, image, msg.phrases, _foreground_options(msg.options), info, progress)
         options = _split_options(msg.options, dtype, alpha_mode="mask")

@@ -239,7 +239,7 @@ class KritaBridge:
         if job.objects is not None:
             names, bg_name = self._object_names(job, result)
             layers = [result.foreground, *result.behind]
-            stack = [(bg_name, result.background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
+            stack = self._stack(bg_name, result.background, names, layers)
         else:
             fg_name, bg_name = layer_names(1, job.phrase)
             names, stack = [fg_name], [(bg_name, result.background), (fg_name, result.foreground)]
@@ -298,7 +298,7 @@ class KritaBridge:
         labels = [phrases[i] if i < len(phrases) else "object" for i in range(len(layers))]  # named "2 object"
         names = [f"{i + 1} {label}" for i, label in enumerate(labels)]
         bg_name = f"background {len(layers)}"
-        stack = [(bg_name, result.background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
+        stack = self._stack(bg_name, result.background, names, layers)
         if doc is None:  # made only now, so a failed Generate leaves no empty document behind
             return self._generate_into_new_document(job, stack, bg_name)
         before, active_id = self._state(doc)
@@ -376,6 +376,10 @@ class KritaBridge:
         return f"Took back the {op.what}: the document is as it was before."
 
     # ---- building blocks ---------------------------------------------------------------------------
+    def _stack(self, bg_name: str, background: Any, names: List[str], layers: List[Any]) -> list:
+        """[(name, image)] bottom first, as _build takes them: the background, then the layers from the back."""
+        return [(bg_name, background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
+
     def _build(self, doc: Any, name: str, layers: list, x: int, y: int, like: Any = None, look: Any = None,
                layers_like: Any = None) -> Any:
         """A group of paint layers [(name, image)], bottom first, built in a scratch document so that nothing

@@ -65,17 +65,22 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     labels = np.zeros((h, w), np.uint8)
     if main.size == 0:
         return labels, []
-    palette = np.stack([(main >> 16) & 255, (main >> 8) & 255, main & 255], axis=1).astype(np.float32)
+    palette = _rgb(main)
     lookup = {int(code): k + 1 for k, code in enumerate(main)}
     label_of = np.array([lookup.get(int(v), 0) for v in values], np.uint8)  # each painted colour's own label
     blends = values[label_of == 0]
     if blends.size:  # each other colour -> the nearest object colour, a few thousand colours at a time
-        other = np.stack([(blends >> 16) & 255, (blends >> 8) & 255, blends & 255], axis=1).astype(np.float32)
+        other = _rgb(blends)
         nearest = np.concatenate([np.argmin(((chunk[:, None, :] - palette[None]) ** 2).sum(axis=2), axis=1)
                                   for chunk in np.array_split(other, max(1, len(other) // BLEND_CHUNK))])
         label_of[label_of == 0] = nearest + 1
     labels[painted] = label_of[np.searchsorted(values, codes[painted])]
     return labels, [f"#{int(code):06x}" for code in main]
+
+
+def _rgb(codes: np.ndarray) -> np.ndarray:
+    """0xRRGGBB codes -> (N, 3) float32 colours."""
+    return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1).astype(np.float32)
 
 
 @dataclass
