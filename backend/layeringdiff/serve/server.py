@@ -113,15 +113,15 @@ class ServerConfig:
         return Limits.make(self.max_pixels, self.max_memory, self.max_message, **given)
 
     def worker_specs(self) -> list[WorkerSpec]:
-        """One worker per device, then the CPU workers. Each CPU worker gets twice its share of the cores in threads
-        (all of them at most): while others are idle a job uses their cores, and when all are busy the overlap costs
-        less than it gains (two workers on two cores: 43-47 jobs/min of 1024^2 splits with two threads each, 42-44
-        with one; benchmarks/bench_workers.py)."""
+        """One worker per device, then the CPU workers. Each CPU worker gets its share of the cores in threads: more
+        only spin against the other workers' jobs (two workers on two cores: 58 jobs/min of 1024^2 splits with one
+        thread each, 40-44 with two; one worker alone gains nothing from a second thread on them;
+        benchmarks/bench_workers.py)."""
         cpu = self.workers or (0 if self.devices else 1)
         devices = [*self.devices, *(["cpu" if self.devices else self.models.device] * cpu)]
         on_cpu = sum(1 for d in devices if d in ("cpu", "auto")) or 1
         cores = os.cpu_count() or 1
-        threads = min(cores, max(1, 2 * cores // on_cpu))
+        threads = max(1, cores // on_cpu)
         return [WorkerSpec(i, replace(self.models, device=d), threads, self.max_pixels, self.job_runner)
                 for i, d in enumerate(devices)]
 
