@@ -338,11 +338,12 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
 def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.ndarray", objects: list[int],
                   options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
                   out: Path, pngs: dict[str, Path]) -> str:
-    """Every labelled object, front to back (stages/peel.py): one layer each, the background, the hidden original."""
+    """Every labelled object, front to back (stages/peel.py): one layer each and the background in one group, as
+    the docker's Split into layers makes it, and the hidden original below."""
     import numpy as np
 
     from .io.images import png_file_bytes
-    from .io.ora import OraLayer
+    from .io.ora import LayerGroup, OraLayer
     from .stages.peel import LabelMasks, split_objects
 
     h, w = image.shape[:2]
@@ -352,8 +353,9 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     peeled = split_objects(image, LabelMasks(labels, objects), options, progress, method)
     assert peeled.background is not None
     names = [f"object {k}" for k in objects]
-    layers = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
-              OraLayer("background", peeled.background), OraLayer("original", image, visible=False)]
+    stack = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
+             OraLayer("background", peeled.background)]
+    layers = [LayerGroup(f"{Path(args.image).stem} split", stack), OraLayer("original", image, visible=False)]
     encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image))
     by_key = {**{f"object{k}": (name, layer) for k, name, layer in zip(objects, names, peeled.layers, strict=True)},
               "background": ("background", peeled.background)}
@@ -486,7 +488,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from layering_protocol import Generate
 
     from .io.images import load_image, save_png
-    from .io.ora import OraLayer, write_ora
+    from .io.ora import LayerGroup, OraLayer, flatten
     from .io.outputs import Outputs
     from .models import ModelManager
     from .pipeline import run_job
@@ -513,7 +515,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         names = [f"{p} foreground" if p else "foreground" for p in phrases] or ["foreground"]
         fgs = [OraLayer(names[0], fg)] + [OraLayer(names[i + 1] if i + 1 < len(names) else f"foreground {i + 2}",
                                                    to_array(img)) for i, img in enumerate(output.behind)]
-        write_ora(outputs.path(out), [*fgs, OraLayer("background", bg)], w, h)
+        stack = [*fgs, OraLayer("background", bg)]
+        # several objects peeled: one group, as for split --labels (and the docker's groups)
+        layers = [LayerGroup(args.prompt[:60], stack)] if len(fgs) > 1 else stack
+        write_layered(outputs.path(out), out, layers, flatten(stack, w, h), None)
         for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
             save_png(outputs.path(pngs[name]), px)
     if not args.quiet:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from layeringdiff.examples import photo
 from layeringdiff.io.images import save_png
-from layeringdiff.io.ora import flatten, read_ora
+from layeringdiff.io.ora import flatten, ora_groups, read_ora
 from layeringdiff.options import SplitOptions
 from layeringdiff.stages.peel import label_values, split_objects
 from PIL import Image
@@ -74,7 +74,9 @@ def test_three_objects_become_three_layers_and_a_background_that_recomposite_the
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert proc.stdout.split() == [str(tmp_path / n) for n in names]
     layers, w, h = read_ora(tmp_path / "out.ora")
-    assert [la.name for la in layers] == ["object 1", "object 2", "object 3", "background", "original"]
+    assert ora_groups(tmp_path / "out.ora") == [("scene split", "object 1"), ("scene split", "object 2"),
+                                                ("scene split", "object 3"), ("scene split", "background"),
+                                                ("", "original")]
     assert [la.visible for la in layers] == [True, True, True, True, False]
     original = np.asarray(Image.open(d / "scene.png").convert("RGB"), np.float32) / 255
     merged = flatten(layers, w, h)

@@ -8,8 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from layeringdiff.io.ora import flatten, read_ora
-from layeringdiff.io.psd import PsdGroup, read_psd, write_psd
+from layeringdiff.io.ora import LayerGroup, flatten, read_ora
+from layeringdiff.io.psd import read_psd, write_psd
 from PIL import Image
 from psd_tools import PSDImage
 
@@ -75,7 +75,9 @@ def test_objects_from_labels_into_a_psd(files, tmp_path):  # noqa: F811
     proc = run("split", d / "scene.png", "--labels", d / "labels.png", "-o", tmp_path / "out.psd", "--no-png")
     assert proc.returncode == 0, proc.stderr
     layers, w, h = read_psd(tmp_path / "out.psd")
-    assert [la.name for _, la in layers] == ["object 1", "object 2", "object 3", "background", "original"]
+    assert [(g, la.name) for g, la in layers] == [("scene split", "object 1"), ("scene split", "object 2"),
+                                                  ("scene split", "object 3"), ("scene split", "background"),
+                                                  ("", "original")]
     original = as_rgb(d / "scene.png")
     assert np.abs(flatten([la for _, la in layers], w, h)[..., :3] - original).max() <= 1 / 255 + 1e-5
     gimp_flatten(tmp_path / "out.psd", tmp_path / "gimp.png")
@@ -89,12 +91,17 @@ def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path):
     back = np.dstack([rng.random((30, 40, 3)), np.ones((30, 40))]).astype(np.float32)
     front = np.zeros((30, 40, 4), np.float32)
     front[5:15, 20:35] = (0.9, 0.2, 0.1, 0.5)
-    layers = [PsdGroup("peel 1", [OraLayer("cat", front), OraLayer("background", back)]),
+    layers = [LayerGroup("peel 1", [OraLayer("1 chat noir \u00e9t\u00e9 \u732b", front), OraLayer("background", back)]),
               OraLayer("original", back, visible=False)]
     write_psd(tmp_path / "g.psd", layers, 40, 30, flatten([OraLayer("f", front), OraLayer("b", back)], 40, 30))
     read, w, h = read_psd(tmp_path / "g.psd")
     assert (w, h) == (40, 30)
-    assert [(g, la.name, la.visible) for g, la in read] == [("peel 1", "cat", True), ("peel 1", "background", True),
-                                                             ("", "original", False)]
+    assert [(g, la.name, la.visible) for g, la in read] == [
+        ("peel 1", "1 chat noir \u00e9t\u00e9 \u732b", True), ("peel 1", "background", True), ("", "original", False)]
+    # every layer's name also as Unicode (Photoshop's 'luni'), which readers prefer to the padded Pascal name
+    from psd_tools.constants import Tag
+
+    records = [la._record for la in PSDImage.open(tmp_path / "g.psd").descendants()]
+    assert all(Tag.UNICODE_LAYER_NAME in r.tagged_blocks for r in records)
     assert (read[0][1].x, read[0][1].y, read[0][1].pixels.shape[:2]) == (20, 5, (10, 15))  # cropped to what shows
     assert np.abs(placed(read[0][1], 40, 30) - front).max() <= 0.5 / 255 + 1e-6

@@ -474,3 +474,42 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
         labelled["message"]
     assert np.abs(raw(tmp_path, "labels_split.bgra", w, h) - before).max() <= 1
     assert iou(raw(tmp_path, "labels_1_145adc.bgra", w, h)[..., 3] > 127, disc > 0) > 0.95
+
+
+def test_the_cli_s_layered_files_open_in_krita_as_the_split_made_them(home, tmp_path):
+    """`split --labels` into an .ora and a .psd, opened by Krita's own importers: one group holding the objects
+    (front on top) and the background, the original hidden below it, and Krita's composite of those layers is the
+    picture within a level."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    w, h = 320, 256
+    rgb, card, disc, ball = card_disc_ball(w, h)
+    labels = np.zeros((h, w), np.uint8)
+    labels[card > 0], labels[ball > 0], labels[disc > 0] = 3, 2, 1  # the disc in front of the card
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(tmp_path / "scene.png")
+    Image.fromarray(labels, "L").save(tmp_path / "labels.png")
+    for name in ("layers.ora", "layers.psd"):
+        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(tmp_path / "scene.png"), "--labels",
+                               str(tmp_path / "labels.png"), "-o", str(tmp_path / name), "--no-png", "-q"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "files": ["layers.ora", "layers.psd"]}))
+    report = run_krita(home, tmp_path, "open_files", timeout=240)
+    check_report(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    picture = np.asarray(Image.open(tmp_path / "scene.png").convert("RGB"), np.int16)[..., ::-1]
+    for name in ("layers.ora", "layers.psd"):
+        opened = steps[f"open {name}"]
+        assert opened["opened"] and opened["size"] == [w, h], opened
+        assert (opened["model"], opened["depth"]) == ("RGBA", "U8"), opened
+        # Krita lists a node's children bottom first
+        assert [(n["name"], n["type"], n["visible"]) for n in opened["tree"]] == [
+            ("original", "paintlayer", False), ("scene split", "grouplayer", True)], opened["tree"]
+        assert [(n["name"], n["visible"]) for n in opened["tree"][1]["children"]] == [
+            ("background", True), ("object 3", True), ("object 2", True), ("object 1", True)], opened["tree"]
+        shown = raw(tmp_path, f"open_{name}.bgra", w, h)
+        assert shown[..., 3].min() == 255
+        assert np.abs(shown[..., :3] - picture).max() <= 1, f"{name}: Krita's composite is the picture"

@@ -9,7 +9,7 @@ import pytest
 from layering_protocol import Cancel, Cancelled, Error, ErrorCode, Generate, Progress, Result, Split, SplitLayers
 from layeringdiff.client import Client, result_arrays
 from layeringdiff.examples import synthetic_composite
-from layeringdiff.io.ora import read_ora
+from layeringdiff.io.ora import ora_groups, read_ora
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess
@@ -116,6 +116,24 @@ def test_cli_generate_writes_layers(tiny_models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     layers, w, h = read_ora(out)
     assert (w, h) == (64, 64) and [la.name for la in layers] == ["a red fox foreground", "background"]
+    assert [group for group, _ in ora_groups(out)] == ["", ""]  # one object: no group, as a split's
+
+
+def test_cli_generate_of_two_objects_writes_one_group_into_a_psd(tiny_models, tmp_path):
+    from layeringdiff.io.psd import read_psd
+
+    root, _ = tiny_models
+    out = tmp_path / "two.psd"
+    prompt = "[a red fox] by [a tree] in the snow"
+    proc = subprocess.run([sys.executable, "-m", "layeringdiff", "generate", prompt, "-o", str(out),
+                           "--models-dir", str(root), "--width", "64", "--height", "64", "--steps", "2", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:4] == b"8BPS"  # a Photoshop file, not an .ora under that name
+    layers, w, h = read_psd(out)
+    assert (w, h) == (64, 64)
+    assert [(g, la.name) for g, la in layers] == [(prompt, "a red fox foreground"), (prompt, "a tree foreground"),
+                                                  (prompt, "background")]
 
 
 def test_layered_generate_with_fbdd_through_the_server(tiny_layering_models):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from layeringdiff.errors import InputError
 from layeringdiff.io.images import load_image, load_mask, save_png
-from layeringdiff.io.ora import MIMETYPE, OraLayer, flatten, read_ora, write_ora
+from layeringdiff.io.ora import MIMETYPE, LayerGroup, OraLayer, flatten, ora_groups, read_ora, write_ora
 from layeringdiff.wire import from_array, to_array, to_mask
 from PIL import Image
 
@@ -29,6 +29,31 @@ def test_ora_is_valid_and_round_trips(tmp_path):
     assert (~shown).any() and np.all(layers[0].pixels[~shown] == 0)
     merged = np.asarray(Image.open(zipfile.ZipFile(path).open("mergedimage.png")), np.float32) / 255
     assert np.abs(merged - flatten(layers, 30, 20)).max() <= 1.5 / 255  # both from rounded layers
+
+
+def test_a_group_is_a_nested_stack_and_a_hidden_group_hides_its_layers(tmp_path):
+    from xml.etree import ElementTree
+
+    rng = np.random.default_rng(1)
+    front = rng.uniform(0, 1, (10, 12, 4)).astype(np.float32)
+    back = np.dstack([rng.uniform(0, 1, (10, 12, 3)), np.ones((10, 12))]).astype(np.float32)
+    other = np.dstack([rng.uniform(0, 1, (10, 12, 3)), np.ones((10, 12))]).astype(np.float32)
+    items = [LayerGroup("peel", [OraLayer("cat", front), OraLayer("background", back)]),
+             LayerGroup("old", [OraLayer("sketch", other)], visible=False), OraLayer("original", other, visible=False)]
+    path = tmp_path / "g.ora"
+    write_ora(path, items, 12, 10)
+    root = ElementTree.fromstring(zipfile.ZipFile(path).read("stack.xml"))
+    top = root.find("stack")
+    assert [(c.tag, c.get("name"), c.get("visibility")) for c in top] == [
+        ("stack", "peel", "visible"), ("stack", "old", "hidden"), ("layer", "original", "hidden")]
+    assert [c.get("name") for c in top[0]] == ["cat", "background"] and top[0].get("isolation") == "isolate"
+    assert ora_groups(path) == [("peel", "cat"), ("peel", "background"), ("old", "sketch"), ("", "original")]
+    layers, _, _ = read_ora(path)
+    assert [(la.name, la.visible) for la in layers] == [("cat", True), ("background", True), ("sketch", False),
+                                                         ("original", False)]
+    # the merged image is the visible group's: the hidden group and layer add nothing
+    merged = np.asarray(Image.open(zipfile.ZipFile(path).open("mergedimage.png")), np.float32) / 255
+    assert np.abs(merged - flatten([OraLayer("f", front), OraLayer("b", back)], 12, 10)).max() <= 0.5 / 255 + 1e-6
 
 
 def test_load_image_and_mask(tmp_path):

@@ -3,29 +3,19 @@ edges in linear light (GIMP 2.10 and 3 by default, MyPaint 2) or cannot open .or
 Readers of PSD composite its layers as Photoshop does, in the file's own (perceptual) space, which is the space the
 layers were split in.
 
-8-bit RGBA layers with their names (each cropped to where it shows), the original hidden, groups for peels, and
-the merged image as the file's composite (what viewers and thumbnails show). Written with psd-tools (MIT,
-maintained, and it reads what it writes; layer creation since 1.25) rather than a hand-made format; the document is
-RGBA, so a layer's alpha is its transparency channel, not a layer mask.
+8-bit RGBA layers with their names (each cropped to where it shows), the original hidden, a split's objects and
+background in a group, and the merged image as the file's composite (what viewers and thumbnails show). Written
+with psd-tools (MIT, maintained, and it reads what it writes; layer creation since 1.25) rather than a hand-made
+format; the document is RGBA, so a layer's alpha is its transparency channel, not a layer mask.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .images import stored_u8
-from .ora import OraLayer
-
-
-@dataclass
-class PsdGroup:
-    """A group of layers (top first), e.g. one peel's layers."""
-
-    name: str
-    layers: list[OraLayer] = field(default_factory=list)
-    visible: bool = True
+from .ora import LayerGroup, OraLayer
 
 
 def _rgba(pixels: np.ndarray) -> np.ndarray:
@@ -47,10 +37,13 @@ def _add(parent: object, layer: OraLayer) -> None:
     box = _shown(u8)
     created = parent.create_pixel_layer(Image.fromarray(np.ascontiguousarray(u8[box]), "RGBA"),  # type: ignore[attr-defined]
                                         name=layer.name, top=layer.y + box[0].start, left=layer.x + box[1].start)
+    # the Unicode name too, as Photoshop writes it: Krita 6.0 reads the Pascal name with its padding ("object 1\0\0\0")
+    # and takes the Unicode one where there is one; names outside Mac Roman live only there
+    created.name = layer.name
     created.visible = layer.visible
 
 
-def write_psd(path: str | Path, layers: list[OraLayer | PsdGroup], width: int, height: int,
+def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int, height: int,
               merged: np.ndarray) -> None:
     """Layers and groups top first, as for write_ora; `merged` (HxWx3/4 in [0,1]) is stored as the composite."""
     from psd_tools import PSDImage
@@ -59,7 +52,7 @@ def write_psd(path: str | Path, layers: list[OraLayer | PsdGroup], width: int, h
     if doc.size != (width, height):
         raise ValueError(f"the merged image is {doc.size[0]}x{doc.size[1]}, the canvas {width}x{height}")
     for item in reversed(layers):  # psd-tools adds each on top
-        if isinstance(item, PsdGroup):
+        if isinstance(item, LayerGroup):
             group = doc.create_group(name=item.name)
             group.visible = item.visible
             for layer in reversed(item.layers):

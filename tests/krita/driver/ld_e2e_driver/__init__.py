@@ -867,7 +867,25 @@ def scenario_layers():
     step("labels", message=d.message.text(), tree=tree(doc.rootNode()))
 
 
-SCENARIOS.update(setup=scenario_setup, update=scenario_update, layers=scenario_layers)
+def scenario_open_files():
+    """Open each layered file the spec names with Krita's own importers (File > Open), as an artist opens the CLI's
+    output: its layer tree and the picture Krita composites from its layers."""
+    spec = json.loads(load_raw("spec.json"))
+    k = Krita.instance()
+    for name in spec["files"]:
+        doc = k.openDocument(os.path.join(OUT, name))
+        yield from settle()
+        if doc is None:
+            step(f"open {name}", opened=False)
+            continue
+        step(f"open {name}", opened=True, tree=tree(doc.rootNode()), size=[doc.width(), doc.height()],
+             model=doc.colorModel(), depth=doc.colorDepth())
+        dump(f"open_{name}.bgra", projection(doc))
+        doc.close()
+        yield from settle()
+
+
+SCENARIOS.update(setup=scenario_setup, update=scenario_update, layers=scenario_layers, open_files=scenario_open_files)
 SCENARIOS.update(undo=scenario_undo, props=scenario_props, first_start=scenario_first_start,
                  generate_undo=scenario_generate_undo)
 
