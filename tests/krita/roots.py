@@ -51,8 +51,9 @@ class Flavour:
 
 FLAVOURS = {
     # PyQt5 is only "recommended" by Krita 5.3; PyQt6 beside it is the trap the plugin must not fall into
-    # (a Linux system often has both; PyQt6 loaded into Krita 5 can crash it)
-    "5.3": Flavour("5.3", "sid", ("python3-pyqt5", "python3-pyqt6")),
+    # (a Linux system often has both; PyQt6 loaded into Krita 5 can crash it). GIMP 3 comes along for the check of
+    # the CLI's layered files in it (tests/krita/test_gimp3.py): sid is where Debian has it
+    "5.3": Flavour("5.3", "sid", ("python3-pyqt5", "python3-pyqt6", "gimp")),
     # PyQt6 is only "recommended" by Krita 6; the SVG image plugin draws its icons
     "6.0": Flavour("6.0", "experimental", ("python3-pyqt6", "qt6-svg-plugins")),
 }
