@@ -223,7 +223,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     """Every labelled object peeled front to back (stages/peel.py): the frontmost is the result's foreground, the
     others its `behind`, and the background the one behind them all."""
     from .stages.order import occlusion_order
-    from .stages.peel import LabelMasks, colour_labels, label_values, split_objects
+    from .stages.peel import LabelMasks, colour_labels, colour_order, label_values, split_objects
 
     _check_split_layers(msg)
     if msg.phrases:
@@ -264,6 +264,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
         objects = label_values(labels)
         if msg.order == "auto":
             objects = occlusion_order(labels, objects)
+        if msg.colours:  # the artist's order for these colours, the automatic one for the rest
+            objects = colour_order(objects, info["colours"], msg.colours)
         masks = LabelMasks(labels, objects)
     peeled = split_objects(image, masks, options, progress, method)
     assert peeled.background is not None
@@ -273,8 +275,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     del stacked, image
     first = peeled.layers[0]
     alpha = first[..., 3].astype(np.float32) / 255.0 if first.dtype == np.uint8 else first[..., 3]
-    info.update({**peeled.infos[-1], "objects": objects, "order": "depth and occlusion" if msg.auto else msg.order,
-                 "recomposition_error": error,
+    used = "depth and occlusion" if msg.auto else "colours" if msg.colours else msg.order
+    info.update({**peeled.infos[-1], "objects": objects, "order": used, "recomposition_error": error,
                  "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos]})
     out = JobOutput(from_array(first, dtype, order), from_array(peeled.background, dtype, order),
                     from_array(alpha, dtype, "L"), plain(info))

@@ -33,6 +33,7 @@ from .connection import BackendClient, SendFailed, State
 from .jobs import Job, JobState, NoObjects, Objects, UserError
 from .messages import model_hint, starting_status
 from .models_panel import GENERATE_MODELS, ModelsPanel
+from .naming import colour_codes
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .ports import Bridge, View
@@ -384,13 +385,17 @@ class Controller:
                             f"release of this plugin ({RELEASE}).")
         doc = self.bridge.active_document()
         phrases = [p.strip() for p in phrase.split(";") if p.strip()]
+        colours = colour_codes(phrase)  # a label layer's colours front first: the artist's order
         if auto:  # no hint at all: the backend's models find the objects
             layer = self.bridge.read_active_layer(doc)
             objects = Objects(None, {}, "auto", "the models (SAM's masks, ordered by depth)")
         else:
             try:
                 layer, objects = self.bridge.read_objects(doc)
-            except NoObjects:
+            except NoObjects as exc:
+                if colours is not None:
+                    raise UserError(f"The colours {'; '.join(colours)} order the objects of a label layer: {exc}") \
+                        from None
                 if not phrases:
                     raise
                 # no masks, no label layer: the phrases name the objects, front first, for the models to find
@@ -398,10 +403,17 @@ class Controller:
                 names = dict(enumerate(phrases, 1))
                 objects = Objects(None, names, "labels", f"the phrases {'; '.join(phrases)}")
                 phrase = ""  # they name the layers, not the group
+        if colours is not None and not auto:
+            if not objects.colours:
+                raise UserError(f"The colours {'; '.join(colours)} order the objects of a label layer in flat colours; "
+                                f"the objects of '{layer.name}' came from {objects.source}: drag its selection masks "
+                                "in the Layers docker to order them (the top one in front).")
+            phrase = ""  # they order the objects, they do not name the group
         options = self._split_options(exact_alpha, band, fill)
         message = SplitLayers(layer.image, objects.labels, order="labels" if auto else objects.order,
                               options=options, auto=auto,
-                              phrases=list(objects.names.values()) if objects.labels is None and not auto else [])
+                              phrases=list(objects.names.values()) if objects.labels is None and not auto else [],
+                              colours=colours if colours is not None and objects.colours else [])
         job_id = self.client.send(message)
         self._begin(Job(job_id, "split", doc, layer, phrase, 1, objects=objects))
 
@@ -512,6 +524,10 @@ class Controller:
             self.view.show_message(str(exc), error=True)
             return
         self.view.set_undo(f"Undo {job.kind}" if self.bridge.last is not None else "")
+        if job.objects is not None and job.objects.colours:  # the order used, where the artist can change it
+            colours = list(result.info.get("colours") or [])
+            self.view.show_order("; ".join(colours[k - 1] for k in result.info.get("objects") or []
+                                           if 0 < k <= len(colours)))
         text = job.note + text
         err = result.info.get("recomposition_error")
         seconds = self.clock() - job.started

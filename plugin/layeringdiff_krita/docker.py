@@ -526,6 +526,9 @@ class LayeringDiffDocker(DockWidget):
             self.progress.setValue(int(fraction * 1000))
         self.progress.setFormat(f"{stage} %p%" if stage else "idle")
 
+    def show_order(self, text: str) -> None:
+        self.phrase.setText(text)
+
     def show_message(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #d33;" if error else "")
         self.message.setText(text)

@@ -37,6 +37,7 @@ class Objects:
     names: Dict[int, str]  # label value -> the object's name (masks, phrases); colours are named by the backend
     order: str  # "labels" (1 the frontmost) or "auto" (the backend orders them)
     source: str  # for messages: "3 selection masks", "the label layer 'labels'"
+    colours: bool = False  # a label layer in flat colours: the backend names and orders them (or the artist's order)
 
 
 @dataclass

@@ -149,7 +149,8 @@ class KritaBridge:
 
     def read_objects(self, doc: Any) -> Tuple[LayerPixels, Objects]:
         """The active paint layer (or the layer of the active selection mask) and its objects: its selection masks
-        (the top one the front object), else the layer right above it named "labels", painted in flat colours."""
+        (the top one the front object), else the layer right above it named "labels" (past the groups of earlier
+        splits), painted in flat colours."""
         node = doc.activeNode()
         if node is not None and node.type() == "selectionmask" and node.parentNode() is not None:
             node = node.parentNode()
@@ -178,15 +179,17 @@ class KritaBridge:
         data = bytes(labels.pixelData(x, y, w, h))
         if max(data[3::4], default=0) < 128:
             raise UserError(f"The label layer '{labels.name()}' paints nothing over '{layer.name}'.")
-        return layer, Objects(layer_image(data, w, h, "RGBA", "U8"), {}, "auto", f"the label layer '{labels.name()}'")
+        return layer, Objects(layer_image(data, w, h, "RGBA", "U8"), {}, "auto", f"the label layer '{labels.name()}'",
+                              colours=True)
 
     def _label_layer(self, layer: LayerPixels) -> Any:
-        """The paint layer right above `layer` whose name starts with "label", or None; only 8-bit RGBA."""
+        """The layer right above `layer` whose name starts with "label", passing over groups (the groups of its
+        earlier splits go right above it), or None; only an 8-bit RGBA paint layer."""
         parent = layer.node.parentNode()
         siblings = list(parent.childNodes()) if parent is not None else []
         ids = [n.uniqueId() for n in siblings]
         at = ids.index(layer.node.uniqueId()) if layer.node.uniqueId() in ids else -1
-        above = siblings[at + 1] if 0 <= at < len(siblings) - 1 else None
+        above = next((n for n in siblings[at + 1:] if n.type() != "grouplayer"), None) if at >= 0 else None
         if above is None or not LABEL_LAYER.match(above.name()):
             return None
         if above.type() != "paintlayer" or (above.colorModel(), above.colorDepth()) != ("RGBA", "U8"):
@@ -253,6 +256,10 @@ class KritaBridge:
                   else f"'{layer.name}' was hidden, so the group is hidden too")
         if job.objects is not None:
             hidden += f"; the objects came from {job.objects.source}"
+            if job.objects.colours:
+                hidden += (", in the order you gave" if result.info.get("order") == "colours" else
+                           ", ordered from where they touch") + \
+                    " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
             self._undo_note(shown)
 

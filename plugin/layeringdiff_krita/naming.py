@@ -20,6 +20,7 @@ _FOREGROUND = re.compile(r"^(\d+) \S")
 _BACKGROUND = re.compile(r"^background \d+$")
 _DEFAULT_MASK = re.compile(r"^(selection mask|local selection|selection)( \d+)?$", re.IGNORECASE)  # Krita's own names
 LABEL_LAYER = re.compile(r"^labels?\b", re.IGNORECASE)  # a layer painted in flat colours, one per object
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 FOREGROUND_WORD = "foreground"
 OBJECT_WORD = "object"  # an object of a split into layers that has no name
 
@@ -80,3 +81,12 @@ def object_name(mask_name: str) -> str:
 def stack_names(objects: List[str]) -> Tuple[List[str], str]:
     """(the objects' layer names, the background's) for a group of several objects, front first."""
     return [f"{i} {name}" for i, name in enumerate(objects, 1)], f"background {len(objects)}"
+
+
+def colour_codes(text: str) -> Optional[List[str]]:
+    """'#c8281e; #145adc' -> ['#c8281e', '#145adc']: a label layer's colours front first, as the layers of its
+    split are named. None when the text is anything else (a phrase), or empty."""
+    words = [w for w in re.split(r"[;,\s]+", text.strip()) if w]
+    if not words or not all(_COLOUR.fullmatch(w) for w in words):
+        return None
+    return [w.lower() for w in words]

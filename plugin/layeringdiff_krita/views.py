@@ -56,6 +56,11 @@ class ViewGroup:
         for view in list(self.views):
             view.show_message(text, error)
 
+    def show_order(self, text: str) -> None:
+        """A label layer's colours in the order its split used, front first, where the artist can change them."""
+        for view in list(self.views):
+            view.show_order(text)
+
     def set_undo(self, label: str) -> None:
         """label of the Undo button ("Undo split"), or "" when there is nothing it can take back."""
         self._undo = label

@@ -5,11 +5,13 @@ A job request's envelope id is the job id: progress/result/error/cancelled carry
 """
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import ErrorCode, ProtocolError
 from .images import Image
+from .limits import short
 
 # Ranges of request fields, checked when a request is decoded: a value out of range is refused before the
 # backend accepts the job (its stages check the same for callers that do not come over the wire)
@@ -87,7 +89,8 @@ class SplitLayers:
     """Several objects in one job, peeled front to back. `labels`, u8 of the image's size, marks them: an L image
     by value (0 no object, k = 1..255 object k), or an RGB(A) one in flat colours (a painted label layer: each
     colour an object, transparent none). `order` "labels": object 1 is the frontmost, then 2...; "auto": the backend
-    orders them from where they touch (the only order flat colours have). The result's `foreground` is the
+    orders them from where they touch (the only order flat colours have), and `colours` ("#rrggbb", front first)
+    puts those first in the artist's order. The result's `foreground` is the
     frontmost object, `behind` the others front to back, `info["objects"]` their labels in that order (a colour
     label's value is its index in `info["colours"]`, "#rrggbb" each, plus one)."""
 
@@ -98,6 +101,8 @@ class SplitLayers:
     options: Dict[str, Any] = field(default_factory=dict)
     phrases: List[str] = field(default_factory=list)  # instead of labels: each object named, front first (models)
     auto: bool = False  # instead of labels or phrases: every object found by the models, ordered by depth
+    # with labels in flat colours: "#rrggbb" colours front first, the artist's order (the others behind, in "auto")
+    colours: List[str] = field(default_factory=list)
 
 
 LAYER_ORDERS = ("labels", "auto")  # split_layers.order
@@ -241,11 +246,14 @@ def _out_of_range(message: Any) -> Optional[str]:
 
 
 MAX_OBJECTS = 255  # split_layers: labels are one byte
+COLOUR_CODE = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def _split_layers_problem(message: "SplitLayers") -> Optional[str]:
     if (message.labels is not None) + bool(message.phrases) + bool(message.auto) != 1:
         return "'split_layers' needs one of 'labels', 'phrases' or 'auto'"
+    if message.colours and message.labels is None:
+        return "'split_layers.colours' orders the colours of 'split_layers.labels'; there are none"
     if message.auto:
         return None
     if message.phrases:
@@ -267,6 +275,16 @@ def _split_layers_problem(message: "SplitLayers") -> Optional[str]:
     if message.labels.order != "L" and message.order != "auto":
         return ("'split_layers.labels' in flat colours says nothing of which object is in front: "
                 "'split_layers.order' must be auto")
+    if message.colours:
+        if message.labels.order == "L":
+            return "'split_layers.colours' orders a label layer in flat colours; 'split_layers.labels' is L"
+        bad = [c for c in message.colours if not (isinstance(c, str) and COLOUR_CODE.fullmatch(c))]
+        if bad:
+            return f"'split_layers.colours' are \"#rrggbb\" codes, got {short(str(bad[0]))}"
+        if len({c.lower() for c in message.colours}) != len(message.colours):
+            return "'split_layers.colours' names a colour twice"
+        if len(message.colours) > MAX_OBJECTS:
+            return f"'split_layers.colours' names {len(message.colours)} colours, at most {MAX_OBJECTS}"
     return None
 
 

@@ -474,6 +474,19 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
         labelled["message"]
     assert np.abs(raw(tmp_path, "labels_split.bgra", w, h) - before).max() <= 1
     assert iou(raw(tmp_path, "labels_1_145adc.bgra", w, h)[..., 3] > 127, disc > 0) > 0.95
+    # the docker shows that order front first in the phrase field, and says how to change it
+    assert labelled["phrase"] == "#145adc; #c8281e; #3cb428", labelled["phrase"]
+    assert "ordered from where they touch (the phrase field lists it front first" in labelled["message"]
+    # the artist's order, the other way round: the ball in front, then the card over the disc
+    reordered = steps["reordered"]
+    group = next(n for n in reordered["tree"] if n["name"] == "photo split")
+    assert [c["name"] for c in group["children"]] == ["background 3", "3 #145adc", "2 #c8281e", "1 #3cb428"], \
+        reordered["message"]
+    assert "in the order you gave" in reordered["message"] and reordered["phrase"] == "#3cb428; #c8281e; #145adc"
+    assert [n["name"] for n in reordered["tree"]].count("photo split") == 1  # the first group was taken back
+    assert np.abs(raw(tmp_path, "reordered_split.bgra", w, h) - before).max() <= 1
+    card_layer = raw(tmp_path, "reordered_2_c8281e.bgra", w, h)[..., 3] > 127
+    assert iou(card_layer, (card > 0) & (disc == 0)) > 0.95  # the label layer's parts: the disc's colour there
 
 
 def test_the_cli_s_layered_files_open_in_krita_as_the_split_made_them(home, tmp_path):

@@ -34,6 +34,7 @@ class FakeView:
         self.setup_log = []
         self.models = ([], "")
         self.model_progress = []
+        self.orders = []
 
     def set_connection(self, state, text):
         self.connection = (state, text)
@@ -49,6 +50,9 @@ class FakeView:
 
     def set_undo(self, label):
         self.undo = label
+
+    def show_order(self, text):
+        self.orders.append(text)
 
     def set_setup(self, state, text):
         self.setup.append((state, text))
@@ -91,6 +95,7 @@ class FakeBridge:
         self.active = True  # the document is the active view's
         self.peelable = True
         self.no_objects = False
+        self.label_layer = False  # read_objects: a label layer in flat colours instead of selection masks
         self.last = None
         self.undone = 0
 
@@ -129,6 +134,12 @@ class FakeBridge:
         labels = (np.frombuffer(self.mask, np.uint8).reshape(self.size, self.size) > 127).astype(np.uint8)
         corner = labels[-24:, -24:]
         corner[corner == 0] = 2
+        if self.label_layer:  # the same two objects painted in flat colours on a label layer: red the cat
+            paint = np.zeros((self.size, self.size, 4), np.uint8)
+            paint[labels == 1] = (30, 40, 200, 255)  # BGRA: #c8281e
+            paint[labels == 2] = (220, 90, 20, 255)  # #145adc
+            return layer, Objects(Image(self.size, self.size, "BGRA", "u8", paint.tobytes()), {}, "auto",
+                                  "the label layer 'labels'", colours=True)
         objects = Objects(Image(self.size, self.size, "L", "u8", labels.tobytes()), {1: "cat", 2: "box"}, "labels",
                           "2 selection masks")
         return layer, objects

@@ -433,6 +433,51 @@ def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl
     assert ctl.view.last[0].startswith("split applied") and "max error" in ctl.view.last[0]
 
 
+def test_a_label_layer_s_order_is_shown_and_the_artist_s_order_is_sent(ctl):
+    """A label layer in flat colours: the backend orders the colours and the docker shows that order front first in
+    the phrase field; colours typed there, front first, are the order of the next split."""
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.bridge.label_layer = True
+    ctl.split_layers("")
+    pump(ctl, lambda: ctl.job is None)
+    assert sent[-1].order == "auto" and sent[-1].colours == [] and sent[-1].labels.order == "BGRA"
+    _, job, result = ctl.bridge.applied[-1]
+    assert result.info["colours"] == ["#c8281e", "#145adc"] and result.info["order"] == "auto"
+    found = "; ".join(result.info["colours"][k - 1] for k in result.info["objects"])
+    assert ctl.view.orders == [found]
+    # the artist's order, the other way round (codes in any case; commas or semicolons): sent and used
+    reverse = "; ".join(reversed(found.split("; ")))
+    ctl.split_layers(reverse.upper().replace("#", "#").replace(";", ","))
+    pump(ctl, lambda: ctl.job is None)
+    assert sent[-1].colours == reverse.split("; ") and sent[-1].order == "auto"
+    _, job, result = ctl.bridge.applied[-1]
+    assert result.info["order"] == "colours" and job.phrase == ""  # the colours do not name the group
+    assert "; ".join(result.info["colours"][k - 1] for k in result.info["objects"]) == reverse
+    assert ctl.view.orders[-1] == reverse
+    # a colour the layer does not have: the backend says which it has, nothing is applied
+    applied = len(ctl.bridge.applied)
+    ctl.split_layers("#00ff00")
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "no object painted in #00ff00" in text and "#c8281e" in text and "#145adc" in text, text
+    assert len(ctl.bridge.applied) == applied
+
+
+def test_colour_codes_with_selection_masks_or_no_objects_say_what_orders_them(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_layers("#c8281e; #145adc")  # the fake layer has selection masks
+    text, error = ctl.view.last
+    assert error and "drag its selection masks" in text and not sent, text
+    ctl.bridge.no_objects = True  # not taken for phrases of the models
+    ctl.split_layers("#c8281e; #145adc")
+    text, error = ctl.view.last
+    assert error and text.startswith("The colours #c8281e; #145adc order the objects of a label layer") and not sent
+
+
 def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):
     ctl.client.capabilities.jobs = ["split", "peel", "generate"]  # what a backend of release 0.2.0 lists
     ctl.split_layers()

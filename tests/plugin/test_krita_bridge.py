@@ -4,7 +4,7 @@ picture the canvas shows (the mock composes the visible layers) at every undo st
 import numpy as np
 import pytest
 from layering_protocol import Image, Result
-from layeringdiff_krita.jobs import Job, Objects, UserError
+from layeringdiff_krita.jobs import Job, NoObjects, Objects, UserError
 
 
 def painting(w, h, seed):
@@ -987,6 +987,24 @@ def test_split_into_layers_from_a_label_layer_sends_its_colours_for_the_backend_
     assert (objects.labels.order, objects.labels.dtype) == ("BGRA", "u8") and objects.labels.data == colours.tobytes()
 
 
+def test_the_label_layer_is_found_past_the_groups_of_earlier_splits(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    labels = doc.createNode("labels", "paintlayer")
+    doc.rootNode().addChildNode(labels, layer)
+    labels.setPixelData(painting(20, 10, 3).tobytes(), 5, 4, 20, 10)
+    px, objects = bridge.read_objects(doc)
+    res = layers_result(px.image, [1, 2, 3], colours=["#ff0000", "#00ff00", "#0000ff"])
+    bridge.apply_split(Job("1", "split", doc, px, "", objects=objects), res)
+    assert tree(doc.rootNode()) == [("photo", False), ("photo split", True), ("labels", True)]
+    doc.setActiveNode(layer)
+    again, objects = bridge.read_objects(doc)  # a second try in another order, the first group still there
+    assert again.node == layer and objects.source == "the label layer 'labels'" and objects.colours
+    above = doc.createNode("sketch", "paintlayer")  # a paint layer between: not the label layer's place any more
+    doc.rootNode().addChildNode(above, doc.rootNode().childNodes()[1])
+    with pytest.raises(NoObjects):
+        bridge.read_objects(doc)
+
+
 def test_split_into_layers_makes_one_group_front_to_back_and_undo_takes_it_back_in_one_click(fake_krita):
     doc, layer, bridge = ready(fake_krita)
     picture = doc.projection()
@@ -1025,11 +1043,17 @@ def test_split_into_layers_makes_one_group_front_to_back_and_undo_takes_it_back_
 def test_split_into_layers_names_a_label_layers_objects_by_colour_in_the_backends_order(fake_krita):
     doc, layer, bridge = ready(fake_krita)
     px = bridge.read_active_layer(doc)
-    objects = Objects(Image(20, 10, "BGRA", "u8", bytes(800)), {}, "auto", "the label layer 'labels'")
+    objects = Objects(Image(20, 10, "BGRA", "u8", bytes(800)), {}, "auto", "the label layer 'labels'", colours=True)
     res = layers_result(px.image, [2, 1, 3], colours=["#ff0000", "#00ff00", "#0000ff"])
-    bridge.apply_split(Job("1", "split", doc, px, "still life", objects=objects), res)
+    res.info["order"] = "auto"
+    text = bridge.apply_split(Job("1", "split", doc, px, "still life", objects=objects), res)
     group = doc.rootNode().childNodes()[1]
     assert tree(group) == [("background 3", True), ("3 #0000ff", True), ("2 #ff0000", True), ("1 #00ff00", True)]
+    assert text.endswith("the objects came from the label layer 'labels', ordered from where they touch (the phrase "
+                         "field lists it front first: to change it, Undo split, edit it and split again)"), text
+    res.info["order"] = "colours"
+    text = bridge.apply_split(Job("1", "split", doc, px, "", objects=objects), res)
+    assert ", in the order you gave (the phrase field" in text, text
     wrong = layers_result(px.image, [1, 2])
     wrong.info["objects"] = [1]
     with pytest.raises(UserError, match="sent 2 layers for 1 objects; the document is unchanged"):

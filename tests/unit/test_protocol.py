@@ -477,3 +477,22 @@ def test_split_layers_takes_labels_or_phrases(labels, phrases, order, words):
     assert info.value.code == ErrorCode.BAD_FIELD and words in info.value.text
     message = decode(encode(SplitLayers(img(), phrases=["cat"] * 255))).message
     assert message.labels is None and len(message.phrases) == 255
+
+
+@pytest.mark.parametrize("labels,phrases,colours,words", [
+    (None, ["cat"], ["#c8281e"], "'split_layers.colours' orders the colours of 'split_layers.labels'; there are none"),
+    (img(order="L"), [], ["#c8281e"], "orders a label layer in flat colours; 'split_layers.labels' is L"),
+    (img(order="RGBA"), [], ["c8281e"], "'split_layers.colours' are \"#rrggbb\" codes, got 'c8281e'"),
+    (img(order="RGBA"), [], ["#c8281e", "#12345"], "codes, got '#12345'"),
+    (img(order="RGBA"), [], ["#C8281E", "#c8281e"], "'split_layers.colours' names a colour twice"),
+    (img(order="RGBA"), [], [f"#{k:06x}" for k in range(256)], "names 256 colours, at most 255"),
+])
+def test_split_layers_colours_order_a_label_layer_s_flat_colours(labels, phrases, colours, words):
+    with pytest.raises(ProtocolError) as info:
+        decode(encode(SplitLayers(img(), labels, order="auto", phrases=phrases, colours=colours)))
+    assert info.value.code == ErrorCode.BAD_FIELD and words in info.value.text
+    message = decode(encode(SplitLayers(img(), img(order="BGRA"), order="auto", colours=["#C8281E", "#145adc"])))
+    assert message.message.colours == ["#C8281E", "#145adc"]
+    with pytest.raises(ProtocolError) as info:  # a list of strings, nothing else
+        decode(encode(SplitLayers(img(), img(order="BGRA"), order="auto", colours=[3])))
+    assert info.value.code == ErrorCode.BAD_FIELD

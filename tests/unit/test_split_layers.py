@@ -10,7 +10,7 @@ from layeringdiff.examples import synthetic_composite
 from layeringdiff.job_memory import estimate_job, label_boxes, split_bytes
 from layeringdiff.models import ModelManager
 from layeringdiff.pipeline import run_job
-from layeringdiff.stages.peel import colour_labels
+from layeringdiff.stages.peel import colour_labels, colour_order
 from layeringdiff.wire import from_array, to_array
 
 H, W = 96, 120
@@ -110,6 +110,21 @@ def test_labels_in_flat_colours_are_objects_ordered_from_where_they_touch():
     layers, background = layers_of(out)
     assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 0.5 / 255 + 1e-5
     assert holds(layers[0][..., 3], labels == 2) and holds(layers[1][..., 3], labels == 1)
+
+
+def test_the_artist_s_colours_order_the_objects_and_the_others_follow_in_the_automatic_order():
+    image, labels = two_shapes()
+    bgra = np.ascontiguousarray(painted(labels)[..., [2, 1, 0, 3]])
+    labels_image = Image(W, H, "BGRA", "u8", bgra.tobytes())
+    out = run(SplitLayers(image, labels_image, order="auto", colours=["#C8281E"]))  # the card in front, against
+    assert out.info["objects"] == [1, 2] and out.info["order"] == "colours"  # what the outlines say
+    layers, background = layers_of(out)
+    assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 0.5 / 255 + 1e-5
+    assert holds(layers[0][..., 3], labels == 1)
+    with pytest.raises(InputError, match="no object painted in #00ff00; its colours are #c8281e, #145adc"):
+        run(SplitLayers(image, labels_image, order="auto", colours=["#145adc", "#00ff00"]))
+    assert colour_order([2, 1, 3], ["#a", "#b", "#c"], ["#C"]) == [3, 2, 1]
+    assert colour_order([2, 1, 3], ["#a", "#b", "#c"], []) == [2, 1, 3]
 
 
 def test_colour_labels_keep_objects_and_give_edges_and_blends_to_the_nearest():

@@ -78,6 +78,18 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return labels, [f"#{int(code):06x}" for code in main]
 
 
+def colour_order(order: list[int], colours: list[str], wanted: list[str]) -> list[int]:
+    """The labels of `wanted` colours ("#rrggbb", front first, the artist's order) in front, then the others as
+    `order` has them. `colours`: colour_labels' codes, label k's at k - 1; a wanted colour not there is an error."""
+    code = {c.lower(): k for k, c in enumerate(colours, 1)}
+    missing = [c for c in wanted if c.lower() not in code]
+    if missing:
+        raise InputError(f"the label layer has no object painted in {', '.join(missing)}; its colours are "
+                         f"{', '.join(colours)}", "name the colours as the layers after a split show them")
+    front = [code[c.lower()] for c in wanted]
+    return [*front, *(k for k in order if k not in front)]
+
+
 def _rgb(codes: np.ndarray) -> np.ndarray:
     """0xRRGGBB codes -> (N, 3) float32 colours."""
     return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1).astype(np.float32)

@@ -864,7 +864,18 @@ def scenario_layers():
     yield from job_done(d, doc, "split of the label layer's objects finished")
     dump("labels_split.bgra", projection(doc))
     dump_layers(find(doc.rootNode(), "photo split"), "labels", w, h)
-    step("labels", message=d.message.text(), tree=tree(doc.rootNode()))
+    step("labels", message=d.message.text(), tree=tree(doc.rootNode()), phrase=d.phrase.text())
+    # the artist's order: Undo split, the colours in the phrase field the other way round, split again
+    d.undo_button.click()
+    yield from settle()
+    d.phrase.setText("; ".join(reversed([c.strip() for c in d.phrase.text().split(";")])))
+    doc.setActiveNode(layer)
+    yield from settle()
+    d.layers_button.click()
+    yield from job_done(d, doc, "split of the label layer's objects in the artist's order finished")
+    dump("reordered_split.bgra", projection(doc))
+    dump_layers(find(doc.rootNode(), "photo split"), "reordered", w, h)
+    step("reordered", message=d.message.text(), tree=tree(doc.rootNode()), phrase=d.phrase.text())
 
 
 def scenario_open_files():
