@@ -134,6 +134,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         peeled.layers.append(stored)
         peeled.infos.append(result.info)
         current = result.background
+        del result, stored, mask  # the float32 foreground and alpha go before the next split, not after it
     peeled.background = current
     return peeled
 
