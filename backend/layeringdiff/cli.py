@@ -544,7 +544,8 @@ def model_rows(manager, models_dir: str | None) -> list[dict]:  # manager: Model
         absent = [m for m in spec.packages if importlib.util.find_spec(m) is None]
         rows.append({**row, "state": state, "enables": spec.enables, "size_gb": spec.size_gb,
                      "licence": spec.licence, "fetchable": bool(spec.hub_id), "needs": absent,
-                     "install": spec.install if absent else "", "gpu_gib": spec.gpu_gib})
+                     "install": spec.install if absent else "", "gpu_gib": spec.gpu_gib,
+                     "offload_gib": spec.offload_gib})
     return rows
 
 

@@ -41,17 +41,20 @@ class ModelSpec:
     # transformers models and HFA in fp32): benchmarks/fullsize.py's figures, which tests/unit/test_fullsize.py checks
     # this against; activations come on top. 0: runs on the CPU.
     gpu_gib: float = 0.0
+    # with cpu_offload (ModelManager._place: diffusers' model offload, one part of the pipeline on the GPU at a time):
+    # the largest part's GiB, which is what the pipeline holds at once. 0: not offloaded (always gpu_gib)
+    offload_gib: float = 0.0
 
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
     ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "stage 1: composite generation", 6.9,
-              enables="Generate layered", licence="CreativeML Open RAIL++-M", gpu_gib=6.46),
+              enables="Generate layered", licence="CreativeML Open RAIL++-M", gpu_gib=6.46, offload_gib=4.78),
     ModelSpec("controlnet-canny", "diffusers/controlnet-canny-sdxl-1.0", "stage 1: optional canny ControlNet", 2.5,
               enables="Generate: Guide by sketch lines", licence="CreativeML Open RAIL++-M",
-              gpu_gib=2.33),
+              gpu_gib=2.33, offload_gib=2.33),
     ModelSpec("controlnet-depth", "diffusers/controlnet-depth-sdxl-1.0", "stage 1: optional depth ControlNet", 2.5,
               enables="Generate: Guide by depth map", licence="CreativeML Open RAIL++-M",
-              gpu_gib=2.33),
+              gpu_gib=2.33, offload_gib=2.33),
     ModelSpec("grounding-dino", "IDEA-Research/grounding-dino-tiny", "stage 2: phrase -> box", 0.7,
               ("IDEA-Research/grounding-dino-base",), enables="Split by phrase, Generate layered",
               licence="Apache-2.0", gpu_gib=0.64),
@@ -62,7 +65,7 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
               licence="Apache-2.0", gpu_gib=0.10),
     ModelSpec("sd2-inpaint", "stabilityai/stable-diffusion-2-inpainting", "stage 3: FBDD init / fallback", 5.2,
               enables="Layering with a GPU (zero-shot), training FBDD", licence="CreativeML Open RAIL++-M",
-              gpu_gib=2.40),
+              gpu_gib=2.40, offload_gib=1.61),
     ModelSpec("depth-anything", "depth-anything/Depth-Anything-V2-Small-hf",
               "split into all layers: which object is in front (monocular depth)", 0.1,
               enables="Split into all layers (with SAM)", licence="Apache-2.0", gpu_gib=0.09),

@@ -64,7 +64,8 @@ class Controller:
         self.own: Optional[OwnBackend] = None
         if home is not None:
             self.own = OwnBackend(view, home, bundle or Bundle(), self.start, self.shutdown, clock)
-        self.models = ModelsPanel(view, self._backend_cli, self._models_dir, self._model_fetched, clock)
+        self.models = ModelsPanel(view, self._backend_cli, self._models_dir, self._model_fetched, clock,
+                                  offload=lambda: self.settings.cpu_offload)
         self.process: Optional[BackendProcess] = None
         self.client: Optional[BackendClient] = None
         self.job: Optional[Job] = None

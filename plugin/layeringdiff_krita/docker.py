@@ -366,6 +366,9 @@ class LayeringDiffDocker(DockWidget):
         settings_form = QFormLayout(self.settings_box)
         self.autostart = QCheckBox("Start a local backend automatically")
         self.autostart.setChecked(self.settings.autostart)
+        self.cpu_offload = QCheckBox("CPU offload (a GPU too small for every model at once)")
+        self.cpu_offload.setObjectName("ld_cpu_offload")
+        self.cpu_offload.setChecked(self.settings.cpu_offload)
         self.endpoint = QLineEdit(self.settings.endpoint)
         self.python = _line(self.settings.python, "python with layeringdiff installed (empty: the docker's own)")
         self.model_dir = _line(self.settings.models_dir, "folder with downloaded models (optional)")
@@ -380,6 +383,7 @@ class LayeringDiffDocker(DockWidget):
         settings_form.addRow("Client key file", key_row)
         settings_form.addRow("Python", self.python)
         settings_form.addRow("Models", self.model_dir)
+        settings_form.addRow(self.cpu_offload)
         settings_form.addRow(_button("Apply and reconnect", "ld_apply", self.on_apply_settings))
         self.settings_box.toggled.connect(lambda on: _show_children(self.settings_box, on))
         _show_children(self.settings_box, False)
@@ -614,6 +618,7 @@ class LayeringDiffDocker(DockWidget):
         self.settings.server_key = self.server_key.text().strip()
         self.settings.client_key = self.client_key.text().strip()
         self.settings.models_dir = self.model_dir.text().strip()
+        self.settings.cpu_offload = self.cpu_offload.isChecked()
         self._save_and_restart()
 
     def _save_and_restart(self) -> None:

@@ -14,6 +14,7 @@ from .setup_run import ChildRun, Download, fmt_bytes, fmt_elapsed
 
 VIEW_UPDATE_S = 0.25
 GENERATE_MODELS = ("sdxl", "grounding-dino", "sam", "vitmatte")  # what Generate layered loads (stages 1 and 2)
+DESKTOP_GIB = 0.5  # of a GPU's memory the desktop and other programs keep (benchmarks/bench_gpu_fullsize.py's headroom)
 NO_LOCAL_BACKEND = ("Set up the backend first: the models are fetched with its Python. (A studio server's models "
                     "are fetched on that server: `layeringdiff models fetch --models-dir FOLDER`.)")
 
@@ -58,8 +59,10 @@ class FetchRun(ChildRun):
 
 class ModelsPanel:
     def __init__(self, view: View, cli: Callable[[], List[str]], models_dir: Callable[[], str],
-                 on_fetched: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 on_fetched: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                 offload: Callable[[], bool] = lambda: False) -> None:
         self.view = view
+        self.offload = offload  # whether the docker starts its backend with CPU offload (Settings)
         self.cli = cli  # the backend's command line ([] while there is none)
         self.models_dir = models_dir  # the folder the backend is started with
         self.on_fetched = on_fetched  # a model arrived: the backend restarts to see it
@@ -119,13 +122,35 @@ class ModelsPanel:
         self.deleting.start()
         return ""
 
-    def gpu_need(self, keys: List[str]) -> float:
-        """GiB of GPU memory the weights of these models take as the backend loads them (the registry's figures)."""
-        sizes = {r["model"]: float(r.get("gpu_gib") or 0) for r in self.rows}
-        return sum(sizes.get(k, 0.0) for k in keys)
+    def gpu_need(self, keys: List[str], offload: bool = False) -> float:
+        """GiB of GPU memory the weights of these models take as the backend loads them (the registry's figures);
+        with CPU offload, a diffusers pipeline's largest part at a time (its row's offload_gib) instead of all."""
+        rows = [r for r in self.rows if r["model"] in keys]
+        if not offload:
+            return sum(float(r.get("gpu_gib") or 0) for r in rows)
+        kept = sum(float(r.get("gpu_gib") or 0) for r in rows if not r.get("offload_gib"))
+        return kept + max((float(r.get("offload_gib") or 0) for r in rows), default=0.0)
+
+    def proposal(self, keys: List[str]) -> str:
+        """What to set for Generate layered on the backend's GPU, from its weights against the GPU's memory less
+        the desktop's share; '' while the GPU is not known or there is none."""
+        total = float((self.gpu or {}).get("total_gib") or 0)
+        loaded, offloaded = self.gpu_need(keys), self.gpu_need(keys, offload=True)
+        if not total or not loaded:
+            return ""
+        usable = total - DESKTOP_GIB
+        on = " (it is on)" if self.offload() else ""
+        if loaded <= usable:
+            change = " (it is on: turn it off in Settings for speed)" if on else ""
+            return f"This GPU holds every model at once: leave CPU offload off{change}."
+        if offloaded <= usable:
+            return (f"This GPU cannot hold every model at once ({loaded:.1f} GB): use CPU offload in Settings{on}, "
+                    f"which keeps about {offloaded:.1f} GB on it at a time (slower: the models move for each job).")
+        return (f"Even with CPU offload Generate layered keeps about {offloaded:.1f} GB on the GPU, more than this "
+                f"one's {usable:.1f} GB: use a backend with a larger GPU (a studio server), or the CPU.")
 
     def memory_note(self) -> str:
-        """What Generate layered needs of the GPU, next to what the backend's GPU has."""
+        """What Generate layered needs of the GPU, next to what the backend's GPU has, and what to set for it."""
         need = self.gpu_need(list(GENERATE_MODELS))
         if not need:
             return ""
@@ -133,18 +158,24 @@ class ModelsPanel:
         text = (f"Generate layered needs about {need:.1f} GB of GPU memory for its models' weights (more while it "
                 "runs; a guide's ControlNet adds 2.3 GB)")
         if gpu.get("total_gib"):
-            return text + f"; the backend's GPU: {gpu['device']}, {float(gpu['total_gib']):.1f} GB."
+            return (text + f"; the backend's GPU: {gpu['device']}, {float(gpu['total_gib']):.1f} GB. "
+                    + self.proposal(list(GENERATE_MODELS)))
         return text + f"; the backend has no GPU to use ({gpu.get('why') or 'none found'}): it runs on the CPU."
 
     def fit_warning(self, keys: List[str]) -> str:
-        """A sentence when the backend's GPU is known and these models' weights alone exceed its memory, else ''."""
+        """A sentence when the backend's GPU is known and these models' weights alone exceed its memory (with CPU
+        offload when the settings ask for it), else ''."""
         total = float((self.gpu or {}).get("total_gib") or 0)
-        need = self.gpu_need(keys)
+        offload = self.offload()
+        need = self.gpu_need(keys, offload)
         if not total or need <= total:
             return ""
-        return (f"Warning: this job's models need about {need:.1f} GB of GPU memory for their weights alone, more "
-                f"than the {total:.1f} GB of the backend's {self.gpu['device']}: it may run out of memory. Set "
-                "cpu_offload in the backend's model config (docs/models.md) to hold one model at a time.")
+        text = (f"Warning: this job's models need about {need:.1f} GB of GPU memory for their weights alone"
+                f"{' with CPU offload' if offload else ''}, more than the {total:.1f} GB of the backend's "
+                f"{self.gpu['device']}: it may run out of memory.")
+        if not offload and self.gpu_need(keys, offload=True) <= total:
+            text += " Turn on CPU offload in Settings: it keeps one model part on the GPU at a time."
+        return text
 
     @property
     def busy(self) -> bool:

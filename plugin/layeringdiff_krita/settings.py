@@ -23,6 +23,7 @@ class Settings:
     model_dirs: Dict[str, str] = field(default_factory=dict)  # model name -> its own local folder
     index_url: str = ""  # the package index the docker's setup installs from (empty: pip's own setting)
     max_pixels: int = 64 * 1024 * 1024
+    cpu_offload: bool = False  # the docker's own backend keeps one model part on the GPU at a time (small GPUs)
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":
@@ -69,6 +70,8 @@ class Settings:
         if self.models_dir or models_dir:
             serve += ["--models-dir", self.models_dir or models_dir]  # one sub-folder per model name
         serve += [f"--model={name}={folder}" for name, folder in sorted(self.model_dirs.items())]
+        if self.cpu_offload:
+            serve.append("--cpu-offload")
         return [*self.cli(own_python), *serve]
 
     def describe(self) -> Dict[str, Any]:

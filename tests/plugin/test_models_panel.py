@@ -97,6 +97,46 @@ def test_a_failed_download_names_the_model_and_why(hub, tmp_path):
     assert error and text.startswith("The download of 'sam' failed: could not fetch 'sam' from facebook/sam-vit-base")
 
 
+def registry_rows() -> list:
+    return [{"model": key, "gpu_gib": spec.gpu_gib, "offload_gib": spec.offload_gib} for key, spec in REGISTRY.items()]
+
+
+@pytest.mark.parametrize("total,offload_on,words", [
+    # Generate layered's weights: 7.55 GB at once; with CPU offload the SDXL UNet (4.78) and the split models (1.09)
+    (24.0, False, "This GPU holds every model at once: leave CPU offload off."),
+    (12.0, True, "leave CPU offload off (it is on: turn it off in Settings for speed)."),
+    (8.0, False, "cannot hold every model at once (7.5 GB): use CPU offload in Settings, which keeps about 5.9 GB"),
+    (8.0, True, "use CPU offload in Settings (it is on), which keeps about 5.9 GB"),
+    (6.0, False, "Even with CPU offload Generate layered keeps about 5.9 GB on the GPU, more than this one's 5.5 GB"),
+])
+def test_the_models_note_proposes_cpu_offload_from_the_gpu_it_finds(total, offload_on, words):
+    panel = ModelsPanel(FakeView(), lambda: [], lambda: "", lambda key: None, offload=lambda: offload_on)
+    panel.rows = registry_rows()
+    panel.gpu = {"device": "NVIDIA RTX", "total_gib": total}
+    assert words in panel.memory_note(), panel.memory_note()
+    assert panel.gpu_need(["sdxl", "grounding-dino", "sam", "vitmatte"], offload=True) == pytest.approx(
+        4.78 + 0.64 + 0.35 + 0.10)
+    assert panel.gpu_need(["sdxl", "controlnet-canny", "grounding-dino"], offload=True) == pytest.approx(4.78 + 0.64)
+    panel.gpu = {"device": "", "total_gib": 0.0, "why": "no CUDA GPU"}
+    assert panel.proposal(["sdxl"]) == "" and "runs on the CPU" in panel.memory_note()
+
+
+def test_the_warning_before_a_generate_counts_cpu_offload_and_proposes_it():
+    on = [False]
+    panel = ModelsPanel(FakeView(), lambda: [], lambda: "", lambda key: None, offload=lambda: on[0])
+    panel.rows = registry_rows()
+    panel.gpu = {"device": "NVIDIA RTX 3070", "total_gib": 7.0}
+    keys = ["sdxl", "grounding-dino", "sam", "vitmatte"]
+    assert panel.fit_warning(keys).endswith("Turn on CPU offload in Settings: it keeps one model part on the GPU at "
+                                            "a time.")
+    on[0] = True
+    assert panel.fit_warning(keys) == ""  # 5.9 GB offloaded fits 7 GB
+    panel.gpu["total_gib"] = 5.0
+    warning = panel.fit_warning(keys)
+    assert "about 5.9 GB of GPU memory for their weights alone with CPU offload" in warning
+    assert "Turn on" not in warning
+
+
 @pytest.mark.parametrize("total,warned", [(6.0, True), (7.6, False), (24.0, False)])
 def test_a_generate_that_would_not_fit_the_backends_gpu_is_warned_of(total, warned):
     """Weights of Generate layered (SDXL + stage 2 as loaded: 6.46 + 0.64 + 0.35 + 0.10 = 7.55 GB) against the GPU the
@@ -108,5 +148,5 @@ def test_a_generate_that_would_not_fit_the_backends_gpu_is_warned_of(total, warn
     assert bool(warning) == warned
     if warned:
         assert "about 7.5 GB of GPU memory" in warning and "6.0 GB of the backend's NVIDIA RTX 4060" in warning
-    assert panel.memory_note().endswith(f"; the backend's GPU: NVIDIA RTX 4060, {total:.1f} GB.")
+    assert f"; the backend's GPU: NVIDIA RTX 4060, {total:.1f} GB. " in panel.memory_note()
     assert "ControlNet adds 2.3 GB" in panel.memory_note()

@@ -62,6 +62,19 @@ def test_the_models_folder_of_older_settings_and_a_backend_command(monkeypatch):
     assert Settings(python="/opt/ld/bin/layeringdiff").backend_command()[:2] == ["/opt/ld/bin/layeringdiff", "serve"]
 
 
+def test_cpu_offload_starts_the_docker_s_backend_with_it(monkeypatch, tmp_path):
+    """The backend's own parser reads the command the docker builds: the model config it gets has CPU offload."""
+    from layeringdiff.cli import build_parser, model_config
+
+    monkeypatch.delenv(ENV_PYTHON, raising=False)
+    for on in (False, True):
+        command = Settings(cpu_offload=on).backend_command("/env/bin/python", str(tmp_path))
+        assert ("--cpu-offload" in command) == on
+        args = build_parser().parse_args(command[3:])
+        assert args.command == "serve" and model_config(args).cpu_offload is on
+    assert Settings.from_json(Settings(cpu_offload=True).to_json()).cpu_offload
+
+
 def test_settings_environment_overrides(monkeypatch):
     monkeypatch.setenv(ENV_ENDPOINT, "tcp://127.0.0.1:6000")
     monkeypatch.setenv(ENV_PYTHON, "/venv/bin/python")

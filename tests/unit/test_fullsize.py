@@ -154,3 +154,9 @@ def test_the_registrys_gpu_figures_are_this_files():
         assert REGISTRY[key].gpu_gib == pytest.approx(fullsize.step_bytes(names, "as loaded", fps) / 2**30,
                                                       abs=0.006), key
     assert REGISTRY["lama"].gpu_gib == 0 and REGISTRY["lama"].on_cpu
+    # with cpu_offload a diffusers pipeline holds its largest part at a time: the UNet (a ControlNet on its own)
+    largest = {"sdxl": "sdxl-unet", "sd2-inpaint": "sd2-inpaint-unet", "controlnet-canny": "controlnet",
+               "controlnet-depth": "controlnet"}
+    for key, spec in REGISTRY.items():
+        expected = fullsize.step_bytes((largest[key],), "as loaded", fps) / 2**30 if key in largest else 0.0
+        assert spec.offload_gib == pytest.approx(expected, abs=0.006), key
