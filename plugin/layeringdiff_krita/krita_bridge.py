@@ -185,11 +185,9 @@ class KritaBridge:
     def _label_layer(self, layer: LayerPixels) -> Any:
         """The layer right above `layer` whose name starts with "label", passing over groups (the groups of its
         earlier splits go right above it), or None; only an 8-bit RGBA paint layer."""
-        parent = layer.node.parentNode()
-        siblings = list(parent.childNodes()) if parent is not None else []
-        ids = [n.uniqueId() for n in siblings]
-        at = ids.index(layer.node.uniqueId()) if layer.node.uniqueId() in ids else -1
-        above = next((n for n in siblings[at + 1:] if n.type() != "grouplayer"), None) if at >= 0 else None
+        siblings = list(layer.node.parentNode().childNodes())  # a layer in a document has a parent, the root at least
+        at = [n.uniqueId() for n in siblings].index(layer.node.uniqueId())
+        above = next((n for n in siblings[at + 1:] if n.type() != "grouplayer"), None)
         if above is None or not LABEL_LAYER.match(above.name()):
             return None
         if above.type() != "paintlayer" or (above.colorModel(), above.colorDepth()) != ("RGBA", "U8"):

@@ -944,12 +944,73 @@ def test_split_into_layers_reads_the_selection_masks_top_first_and_the_front_one
     assert px.rect == (5, 4, 20, 10) and objects.order == "labels" and objects.source == "2 selection masks"
     assert objects.names == {1: "cup", 2: "object"}  # Krita's own name for a mask is no object's name
     labels = np.frombuffer(objects.labels.data, np.uint8).reshape(10, 20)
-    assert (objects.labels.order, objects.labels.dtype) == ("L", "u8")
+    assert (objects.labels.width, objects.labels.height, objects.labels.order, objects.labels.dtype) == \
+        (20, 10, "L", "u8")
     assert np.array_equal(labels == 1, right[4:14, 5:25])  # the front one wins where they overlap
     assert np.array_equal(labels == 2, left[4:14, 5:25] & ~right[4:14, 5:25])
     # with a selection mask active (its row clicked in the Layers docker), its layer is the one split
     doc.setActiveNode(layer.childNodes()[0])
     assert bridge.read_objects(doc)[0].node == layer
+
+
+def test_the_objects_messages_in_full_and_where_their_limits_are(fake_krita, monkeypatch):
+    doc, layer, bridge = ready(fake_krita)
+    with pytest.raises(NoObjects) as info:
+        bridge.read_objects(doc)
+    assert str(info.value) == (
+        "Give 'photo' its objects first: a selection mask for each (select an object, then right-click the layer > "
+        "Add > Local Selection; the top mask is the front object), or a paint layer named 'labels' right above it "
+        "with each object painted in one flat colour, or their names as phrases, front first: cat; vase; table.")
+    half = np.zeros((30, 40), np.uint8)
+    half[6:9, 8:12] = 128  # just half selected: enough
+    mask = doc.createSelectionMask("cup")
+    mask.setPixelData(half.tobytes(), 0, 0, 40, 30)
+    layer.addChildNode(mask, None)
+    assert bridge.read_objects(doc)[1].source == "1 selection mask"
+    half[half == 128] = 127
+    mask.setPixelData(half.tobytes(), 0, 0, 40, 30)
+    with pytest.raises(UserError) as info:
+        bridge.read_objects(doc)
+    assert str(info.value) == ("The selection mask 'cup' selects nothing of 'photo' (or less than half of each "
+                               "pixel): paint its object into it, or delete it.")
+    mask.setPixelData((half * 0 + 255).tobytes(), 0, 0, 40, 30)
+    monkeypatch.setattr("layeringdiff_krita.krita_bridge.MAX_OBJECTS", 2)
+    add_selection_mask(fake_krita, doc, layer, "vase", np.ones((30, 40), bool))
+    assert bridge.read_objects(doc)[1].source == "2 selection masks"  # as many as allowed
+    add_selection_mask(fake_krita, doc, layer, "lamp", np.ones((30, 40), bool))
+    with pytest.raises(UserError) as info:
+        bridge.read_objects(doc)
+    assert str(info.value) == "'photo' has 3 selection masks; at most 2 objects."
+
+
+def test_a_label_layer_counts_as_painted_by_its_alpha_alone(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    for mask in [m for m in layer.childNodes()]:
+        mask.remove()
+    labels = doc.createNode("labels", "paintlayer")
+    doc.rootNode().addChildNode(labels, layer)
+    paint = np.full((10, 20, 4), 255, np.uint8)
+    paint[..., 3] = 0  # bright colours, nothing painted
+    labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
+    with pytest.raises(UserError, match="The label layer 'labels' paints nothing over 'photo'"):
+        bridge.read_objects(doc)
+    paint[3, 4, 3] = 127
+    labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
+    with pytest.raises(UserError, match="paints nothing"):
+        bridge.read_objects(doc)
+    paint[3, 4, 3] = 128  # half opaque: painted
+    labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
+    assert bridge.read_objects(doc)[1].colours
+
+
+def test_objects_the_backend_names_out_of_its_colours_are_objects(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    px = bridge.read_active_layer(doc)
+    objects = Objects(Image(20, 10, "BGRA", "u8", bytes(800)), {}, "auto", "the label layer 'labels'", colours=True)
+    res = layers_result(px.image, [0, 1, 3], colours=["#ff0000", "#00ff00"])
+    bridge.apply_split(Job("1", "split", doc, px, "", objects=objects), res)
+    group = doc.rootNode().childNodes()[1]
+    assert [name for name, _ in tree(group)] == ["background 3", "3 object", "2 #ff0000", "1 object"]
 
 
 @pytest.mark.parametrize("case,words", [
@@ -985,6 +1046,7 @@ def test_split_into_layers_from_a_label_layer_sends_its_colours_for_the_backend_
     assert px.node == layer and objects.order == "auto" and objects.names == {}
     assert objects.source == "the label layer 'Labels (flat colours)'"
     assert (objects.labels.order, objects.labels.dtype) == ("BGRA", "u8") and objects.labels.data == colours.tobytes()
+    assert (objects.labels.width, objects.labels.height) == (20, 10)
 
 
 def test_the_label_layer_is_found_past_the_groups_of_earlier_splits(fake_krita):
