@@ -858,24 +858,24 @@ def scenario_layers():
     labels.setPixelData(load_raw("labels.bgra"), 0, 0, w, h)
     labels.setVisible(False)
     yield from settle()
-    doc.setActiveNode(layer)
-    yield from settle()
-    d.layers_button.click()
-    yield from job_done(d, doc, "split of the label layer's objects finished")
-    dump("labels_split.bgra", projection(doc))
-    dump_layers(find(doc.rootNode(), "photo split"), "labels", w, h)
-    step("labels", message=d.message.text(), tree=tree(doc.rootNode()), phrase=d.phrase.text())
+    yield from split_labels(d, doc, layer, "labels", w, h)
     # the artist's order: Undo split, the colours in the phrase field the other way round, split again
     d.undo_button.click()
     yield from settle()
     d.phrase.setText("; ".join(reversed([c.strip() for c in d.phrase.text().split(";")])))
+    yield from split_labels(d, doc, layer, "reordered", w, h)
+
+
+def split_labels(d, doc, layer, prefix, w, h):
+    """Split into layers on `layer` (its label layer above it); the picture and the group's layers dumped as PREFIX_...,
+    a step PREFIX with the message, the tree and the phrase field (use with `yield from`)."""
     doc.setActiveNode(layer)
     yield from settle()
     d.layers_button.click()
-    yield from job_done(d, doc, "split of the label layer's objects in the artist's order finished")
-    dump("reordered_split.bgra", projection(doc))
-    dump_layers(find(doc.rootNode(), "photo split"), "reordered", w, h)
-    step("reordered", message=d.message.text(), tree=tree(doc.rootNode()), phrase=d.phrase.text())
+    yield from job_done(d, doc, f"split into layers ({prefix}) finished")
+    dump(f"{prefix}_split.bgra", projection(doc))
+    dump_layers(find(doc.rootNode(), "photo split"), prefix, w, h)
+    step(prefix, message=d.message.text(), tree=tree(doc.rootNode()), phrase=d.phrase.text())
 
 
 def scenario_open_files():
