@@ -103,5 +103,7 @@ def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path):
 
     records = [la._record for la in PSDImage.open(tmp_path / "g.psd").descendants()]
     assert all(Tag.UNICODE_LAYER_NAME in r.tagged_blocks for r in records)
+    write_psd(tmp_path / "long.psd", [OraLayer("n" * 300, front)], 40, 30, front)  # a PSD name holds 255
+    assert [la.name for _, la in read_psd(tmp_path / "long.psd")[0]] == ["n" * 255]
     assert (read[0][1].x, read[0][1].y, read[0][1].pixels.shape[:2]) == (20, 5, (10, 15))  # cropped to what shows
     assert np.abs(placed(read[0][1], 40, 30) - front).max() <= 0.5 / 255 + 1e-6

@@ -39,7 +39,7 @@ def _add(parent: object, layer: OraLayer) -> None:
                                         name=layer.name, top=layer.y + box[0].start, left=layer.x + box[1].start)
     # the Unicode name too, as Photoshop writes it: Krita 6.0 reads the Pascal name with its padding ("object 1\0\0\0")
     # and takes the Unicode one where there is one; names outside Mac Roman live only there
-    created.name = layer.name
+    created.name = layer.name[:255]  # PSD names hold 255 characters
     created.visible = layer.visible
 
 
