@@ -33,7 +33,7 @@ from .connection import BackendClient, SendFailed, State
 from .jobs import Job, JobState, NoObjects, Objects, UserError
 from .messages import model_hint, starting_status
 from .models_panel import GENERATE_MODELS, ModelsPanel
-from .naming import colour_codes
+from .naming import colour_codes, object_colours
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .ports import Bridge, View
@@ -526,9 +526,7 @@ class Controller:
             return
         self.view.set_undo(f"Undo {job.kind}" if self.bridge.last is not None else "")
         if job.objects is not None and job.objects.colours:  # the order used, where the artist can change it
-            colours = list(result.info.get("colours") or [])
-            self.view.show_order("; ".join(colours[k - 1] for k in result.info.get("objects") or []
-                                           if 0 < k <= len(colours)))
+            self.view.show_order("; ".join(c for c in object_colours(result.info) if c))
         text = job.note + text
         err = result.info.get("recomposition_error")
         seconds = self.clock() - job.started

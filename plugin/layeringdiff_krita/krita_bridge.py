@@ -27,6 +27,7 @@ from .naming import (
     is_background,
     layer_names,
     next_index,
+    object_colours,
     object_name,
     stack_names,
     unique,
@@ -265,12 +266,11 @@ class KritaBridge:
         """The layer names of a split into layers, front first: each object by its mask's name, or its colour."""
         assert job.objects is not None
         order = list(result.info.get("objects") or [])
-        colours = list(result.info.get("colours") or [])
         if len(order) != 1 + len(result.behind):
             raise UserError(f"The backend sent {1 + len(result.behind)} layers for {len(order)} objects; the document "
                             "is unchanged.")
-        named = [job.objects.names.get(k) or (colours[k - 1] if 0 < k <= len(colours) else OBJECT_WORD)
-                 for k in order]
+        colours = object_colours(result.info)  # one a label, in the same order
+        named = [job.objects.names.get(k) or colours[i] or OBJECT_WORD for i, k in enumerate(order)]
         return stack_names(named)
 
     def apply_peel(self, job: Job, result: Any) -> str:

@@ -90,3 +90,10 @@ def colour_codes(text: str) -> Optional[List[str]]:
     if not words or not all(_COLOUR.fullmatch(w) for w in words):
         return None
     return [w.lower() for w in words]
+
+
+def object_colours(info: dict) -> List[Optional[str]]:
+    """A split into layers' objects front to back as the colours of their label layer ("#rrggbb"), None for one
+    the result's `info.colours` does not name."""
+    colours = list(info.get("colours") or [])
+    return [colours[k - 1] if 0 < k <= len(colours) else None for k in info.get("objects") or []]

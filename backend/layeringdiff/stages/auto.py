@@ -185,7 +185,8 @@ def find_objects(models: Any, image: np.ndarray, options: AutoOptions | None = N
     order = best_order(labels, values, verdicts)
     if scale < 1:  # the labels back at the picture's size (matting refines each object's edge there)
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-        order = [k for k in order if (labels == k).any()]
+        present = set(np.unique(labels).tolist())  # a speck may vanish on the way up
+        order = [k for k in order if k in present]
     progress("objects found", 1.0)
     info = {"objects_found": len(order), "prompts": int(len(points)), "masks_kept": int(len(masks)),
             "order": "depth and occlusion"}
