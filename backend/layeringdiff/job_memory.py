@@ -37,6 +37,11 @@ from .imaging.trimap import (
     FEATHER_RAMP_FREE_PX,
     SOFT_HI,
     SOFT_LO,
+    THIN_BAND_PX,
+    THIN_INNER_PX,
+    THIN_MIN_PX,
+    THIN_PX,
+    strand_zone,
 )
 from .models import REGISTRY
 from .options import DEFAULT_FILL
@@ -205,9 +210,12 @@ def mask_work(mask: np.ndarray, band: int | None = None, exact: bool = False, fi
         return SplitWork(0, 0, 0)  # an empty selection: refused before any work
     y0, y1 = np.flatnonzero(rows)[[0, -1]]
     x0, x1 = np.flatnonzero(cols)[[0, -1]]
-    box = _grown(x0, y0, x1 + 1, y1 + 1, w, h, r)
-    crop = _grown(x0, y0, x1 + 1, y1 + 1, w, h, r + CROP_MARGIN_PX)
-    unknown = 0 if exact else min(_area(box), _band_pixels(edge_blocks, None if feathered else soft_blocks, r))
+    strands = None if exact or band is not None or r >= THIN_BAND_PX else _strand_blocks(hard_blocks, r)
+    reach = r if strands is None else THIN_BAND_PX  # the band, and so alpha, reach this far past the selection
+    box = _grown(x0, y0, x1 + 1, y1 + 1, w, h, reach)
+    crop = _grown(x0, y0, x1 + 1, y1 + 1, w, h, reach + CROP_MARGIN_PX)
+    unknown = 0 if exact else min(_area(box), _band_pixels(edge_blocks, None if feathered else soft_blocks, r,
+                                                             strands))
     work = SplitWork(_area(crop), unknown, 0 if exact else _area(crop), min(soft, _area(crop)) if exact else unknown)
     if fill != "texture" or hole == 0:
         return work
@@ -266,10 +274,26 @@ def object_in_crop(crop: int, fill: str = DEFAULT_FILL) -> SplitWork:
     return replace(work, crop=crop, box=crop)
 
 
-def _band_pixels(edge: np.ndarray, soft: np.ndarray | None, r: int) -> int:
+def _strand_blocks(hard: np.ndarray, r: int) -> np.ndarray | None:
+    """trimap_and_strands's widened band for strands on blocks of 2x2 pixels (`hard`: the blocks with a pixel of
+    the hard selection): the blocks within THIN_BAND_PX of its thin parts, THIN_BAND_PX outside its edge and
+    THIN_INNER_PX inside, None where it does not widen. Thin parts at this scale are a block wide, so strands of
+    two pixels or three count; a sliver may read as a body here (an estimate above the split's, the safe side)."""
+    hard = hard.view(np.uint8)
+    inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)
+    outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5)
+    half = r / 2
+    sure = inside > half if float(inside.max()) > half else hard > 0
+    reach, inner = THIN_BAND_PX / 2, THIN_INNER_PX / 2
+    near = strand_zone(hard, inside, sure, reach, inner, THIN_PX / 2, max(1, THIN_MIN_PX // 4))
+    return None if near is None else near & (inside <= inner) & (outside <= reach)
+
+
+def _band_pixels(edge: np.ndarray, soft: np.ndarray | None, r: int, strands: np.ndarray | None = None) -> int:
     """Pixels within `r` of the hard selection's edge (trimap_from_mask's band), and the soft ones if given, counted
     on blocks (of 2x2 pixels in `edge` and `soft`; merged up to blocks of r / 16 to r / 8 for a wide band): the blocks
-    within r of a block with an edge pixel (a band of a few pixels: a block's width either side of its edge)."""
+    within r of a block with an edge pixel (a band of a few pixels: a block's width either side of its edge), and
+    the strands' wider band (_strand_blocks, only with a band narrower than 16 px: blocks of 2x2)."""
     size = 2
     while size * 16 <= r:
         edge, soft, size = _pool(edge), None if soft is None else _pool(soft), size * 2
@@ -281,6 +305,8 @@ def _band_pixels(edge: np.ndarray, soft: np.ndarray | None, r: int) -> int:
         band = far <= (reach - 0.5 if reach >= 2 else reach)  # from block centres; a narrow band: its blocks whole
     if soft is not None:
         band |= soft
+    if strands is not None:
+        band |= strands
     return int(np.count_nonzero(band)) * size * size
 
 

@@ -353,13 +353,23 @@ def test_the_papers_recipe_composes_at_the_foregrounds_size_then_resizes_and_cro
         LayerDataset(DatasetConfig(recipe="centre"))
 
 
-def test_the_papers_recipe_defaults_to_20000_samples():
+def test_training_data_is_the_papers_recipe_with_20000_samples_by_default_and_a_held_out_set_keeps_its_count():
     import argparse
 
-    from layeringdiff.cli import _dataset, add_data_args
+    from layeringdiff.cli import _dataset, add_data_args, build_parser
 
     parser = argparse.ArgumentParser()
     add_data_args(parser, 1000)
-    assert len(_dataset(parser.parse_args(["--recipe", "paper"]))) == 20000
-    assert len(_dataset(parser.parse_args([]))) == 1000
-    assert len(_dataset(parser.parse_args(["--recipe", "paper", "--count", "7"]))) == 7
+    default = _dataset(parser.parse_args([]))
+    assert default.config.recipe == "paper" and len(default) == 20000
+    assert len(_dataset(parser.parse_args(["--recipe", "random"]))) == 1000
+    assert len(_dataset(parser.parse_args(["--count", "7"]))) == 7
+    assert len(_dataset(parser.parse_args(["--split", "test"]))) == 1000  # the 20,000 are training samples
+    held_out = argparse.ArgumentParser()
+    add_data_args(held_out, 60, split="test")
+    assert _dataset(held_out.parse_args([])).config.recipe == "random" and len(_dataset(held_out.parse_args([]))) == 60
+    assert len(_dataset(held_out.parse_args(["--recipe", "paper"]))) == 60
+    cli = build_parser()
+    for command in (["dataset", "-o", "x"], ["train", "hfa", "-o", "x"]):
+        assert cli.parse_args(command).recipe == "paper"
+    assert cli.parse_args(["evaluate", "-o", "x"]).recipe == "random"

@@ -54,6 +54,13 @@ def _strands(side: int) -> np.ndarray:
     return mask
 
 
+def _fur(side: int) -> np.ndarray:
+    """A furry object's hard label (examples.soft_alpha's strands, alpha > 0.5)."""
+    from layeringdiff.examples import soft_alpha
+
+    return (soft_alpha(side, side, seed=1, hair=30, glass=False) > 0.5).astype(np.float32)
+
+
 def _unknown(mask: np.ndarray, band: int | None = None) -> int:
     """The unknown band as the split makes it."""
     return int(np.count_nonzero(trimap_from_mask(_u8(mask).astype(np.float32) / 255, band) == UNKNOWN))
@@ -64,6 +71,7 @@ def _unknown(mask: np.ndarray, band: int | None = None) -> int:
     (_disc(512, 200, feather=6.0), None),  # a feathered selection: its own band replaces the ramp
     (_disc(512, 60), None),  # a small object: the narrowest band
     (_strands(768), None),  # strands: the bands of their two sides overlap
+    (_fur(512), None),  # fur cut at alpha 0.5: the band widened around the strands (trimap_and_strands)
     (_disc(512, 200), 20),  # the band option
 ])
 def test_the_unknown_band_is_read_as_the_trimap_makes_it(mask, band):

@@ -91,9 +91,11 @@ def textured_scene(h: int = 40, w: int = 48, seed: int = 5):
     return image.astype(np.float32), alpha
 
 
-def closed_form_reference(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+def closed_form_reference(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
+                          weight: np.ndarray | None = None) -> np.ndarray:
     """Levin et al.'s alpha with hard constraints, solved exactly on the whole canvas from pymatting's Laplacian
-    (built for every pixel, as the band-only assembly must reproduce on the band)."""
+    (built for every pixel, as the band-only assembly must reproduce on the band); with `prior` and a `weight` per
+    pixel, each unknown pixel also pulled towards its prior by its weight: (L + W) a = W prior - L_known f."""
     import scipy.sparse.linalg
     from layeringdiff.imaging.matting import EPSILON, RADIUS
     from pymatting import cf_laplacian
@@ -104,6 +106,10 @@ def closed_form_reference(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     fixed = (trimap.ravel() >= 1.0).astype(np.float64)
     a = lap[unknown][:, unknown]
     b = -lap[unknown][:, known] @ fixed[known]
+    if prior is not None:
+        w = weight.ravel()[unknown].astype(np.float64)
+        a = a + scipy.sparse.diags(w)
+        b = b + w * prior.ravel()[unknown]
     alpha = fixed.copy()
     alpha[unknown] = scipy.sparse.linalg.spsolve(a.tocsc(), b)
     return np.clip(alpha.reshape(trimap.shape), 0, 1).astype(np.float32)
@@ -122,6 +128,24 @@ def test_the_band_only_solve_is_levin_et_al_s_closed_form_alpha(where):
     assert np.abs(out - closed_form_reference(image, trimap)).max() < 1e-3
 
 
+def test_the_prior_is_held_firmly_where_the_strands_are_and_weakly_elsewhere():
+    """`firm` (the hint's strands, trimap_and_strands) sets STRAND_PRIOR_WEIGHT there and PRIOR_WEIGHT elsewhere:
+    the whole canvas's system with those weights on the diagonal, solved exactly."""
+    from layeringdiff.imaging.matting import PRIOR_WEIGHT, STRAND_PRIOR_WEIGHT
+
+    image, alpha = textured_scene()
+    trimap = np.where(alpha >= 0.999, 1.0, np.where(alpha <= 0.001, 0.0, 0.5)).astype(np.float32)
+    trimap[:3], trimap[-3:], trimap[:, :3], trimap[:, -3:] = 0.0, 0.0, 0.0, 1.0
+    prior = 1.0 - (alpha >= 0.5).astype(np.float32)  # a hint at odds with the picture: the weights show
+    firm = np.zeros(alpha.shape, bool)
+    firm[:20] = True
+    weight = np.where(firm, STRAND_PRIOR_WEIGHT, PRIOR_WEIGHT)
+    out = estimate_alpha(image, trimap, prior, firm)
+    np.testing.assert_allclose(out, closed_form_reference(image, trimap, prior, weight), atol=1e-3)
+    loose = estimate_alpha(image, trimap, prior)
+    assert np.abs(out - loose)[:20].max() > 0.01 and np.abs(out - loose)[25:].max() < 0.01
+
+
 def test_a_band_of_one_row_is_solved():
     image, alpha = textured_scene()
     trimap = (alpha >= 0.5).astype(np.float32)
@@ -137,7 +161,7 @@ def test_only_the_band_s_box_and_its_margin_reach_the_solver(monkeypatch):
     seen = []
     real = matting._estimate_band
     monkeypatch.setattr(matting, "_estimate_band",
-                        lambda im, tri, prior: seen.append(tri.shape) or real(im, tri, prior))
+                        lambda im, tri, prior, weight: seen.append(tri.shape) or real(im, tri, prior, weight))
     image, alpha = ramp_scene(300, 400, 200, 212)
     trimap = trimap_of(alpha, 196, 216)
     trimap[:100] = trimap[-100:] = 0.0  # the band: rows 100-199, columns 196-215
@@ -154,8 +178,8 @@ def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_
 
     solved, filtered = [], []
     real_solve, real_filter = matting._estimate_alpha, matting.guided_filter
-    monkeypatch.setattr(matting, "_estimate_alpha", lambda im, tri, prior: solved.append(
-        (tri.shape, prior is not None and np.abs(prior - 0.8).max() < 1e-6)) or real_solve(im, tri, prior))
+    monkeypatch.setattr(matting, "_estimate_alpha", lambda im, tri, prior, weight: solved.append(
+        (tri.shape, prior is not None and np.abs(prior - 0.8).max() < 1e-6, weight)) or real_solve(im, tri, prior))
     monkeypatch.setattr(matting, "guided_filter",
                         lambda g, s, r, e: filtered.append((g.shape, r)) or real_filter(g, s, r, e))
     image = np.full((side, side, 3), 0.4, np.float32)  # flat and all unknown: only the prior decides
@@ -163,9 +187,18 @@ def test_the_wide_band_is_solved_at_the_reduced_size_with_its_prior_and_refined_
     n = int(np.count_nonzero(trimap == 0.5))
     scale = np.sqrt(matting.MAX_UNKNOWN / n)
     out = matting.estimate_alpha(image, trimap, np.full((side, side), 0.8, np.float32))
-    assert solved == [((round(side * scale), round(side * scale)), True)]
+    assert solved == [((round(side * scale), round(side * scale)), True, None)]
     assert filtered == [((side, side), max(2, round(2.0 / scale)))]
     assert np.abs(out - 0.8).max() < 0.02
+    firm = np.zeros((side, side), bool)
+    firm[:, : side // 2] = True  # the strands' zone: its weight comes down to the reduced size as its share
+    solved.clear()
+    matting.estimate_alpha(image, trimap, np.full((side, side), 0.8, np.float32), firm)
+    weight = solved[0][2]
+    assert weight.shape == solved[0][0]
+    small = weight.shape[1]
+    np.testing.assert_allclose(weight[:, : small // 2 - 1], matting.STRAND_PRIOR_WEIGHT, rtol=1e-5)
+    np.testing.assert_allclose(weight[:, small // 2 + 1:], matting.PRIOR_WEIGHT, rtol=1e-5)
 
 
 def test_the_guided_filter_is_he_et_al_s_with_square_windows_and_mirrored_borders():
@@ -221,7 +254,7 @@ def test_a_band_of_exactly_max_unknown_pixels_is_solved_at_full_size(monkeypatch
     solved = []
     real = matting._estimate_alpha
     monkeypatch.setattr(matting, "_estimate_alpha",
-                        lambda im, tri, prior: solved.append(tri.shape) or real(im, tri, prior))
+                        lambda im, tri, prior, weight: solved.append(tri.shape) or real(im, tri, prior, weight))
     monkeypatch.setattr(matting, "guided_filter", lambda *args: pytest.fail("the band was taken as too wide"))
     h, w = 300, matting.MAX_UNKNOWN // 300
     matting.estimate_alpha(np.full((h, w, 3), 0.4, np.float32), np.full((h, w), 0.5, np.float32))

@@ -19,6 +19,10 @@ from .trimap import UNKNOWN
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
 PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well posed
+# Where the hint has strands (trimap_and_strands), the prior is held this firmly: a strand a pixel or two wide has no
+# window with its pure colour, so the colour lines cannot tell alpha 0.5 from a darker strand. On bench_layers.py
+# --bands' strands (a hard mask cut at alpha 0.5), soft-band error XXX.
+STRAND_PRIOR_WEIGHT = 3e-3
 # Above this many unknown pixels the solve runs at reduced size (see estimate_alpha).
 MAX_UNKNOWN = 120_000
 GUIDED_EPS = 1e-4
@@ -94,8 +98,10 @@ def _assemble(image, r, eps, cy, cx, uidx, fg_known, values, rhs):  # pragma: no
                             rhs[ui] -= v * fg_known[yj, xj]
 
 
-def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
-    """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1.
+def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
+                   firm: np.ndarray | None = None) -> np.ndarray:
+    """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1, pulled weakly towards `prior`
+    (PRIOR_WEIGHT), and firmly (STRAND_PRIOR_WEIGHT) where `firm` (HxW bool: the hint's strands) is set.
 
     Only the unknown band's box (plus a margin) is worked on: on a big canvas memory and time follow the band,
     not the canvas (4096^2 canvas, 2200x1800 object: the guided filter's ten full-size temporaries were 670 MB).
@@ -108,16 +114,20 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | No
     h, w = trimap.shape
     box = (slice(max(0, rows[0] - BOX_MARGIN), min(h, rows[-1] + 1 + BOX_MARGIN)),
            slice(max(0, cols[0] - BOX_MARGIN), min(w, cols[-1] + 1 + BOX_MARGIN)))
-    alpha[box] = _estimate_band(image[box], trimap[box], None if prior is None else prior[box])
+    weight = None
+    if prior is not None and firm is not None:
+        weight = np.where(firm[box], np.float32(STRAND_PRIOR_WEIGHT), np.float32(PRIOR_WEIGHT))
+    alpha[box] = _estimate_band(image[box], trimap[box], None if prior is None else prior[box], weight)
     return alpha
 
 
-def _estimate_band(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+def _estimate_band(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
+                   weight: np.ndarray | None = None) -> np.ndarray:
     """CG iterations grow with the band's width in pixels, so very large bands are solved at reduced size
     and brought back with a guided filter (He et al.), which restores edges from the full-size image."""
     n = int(np.count_nonzero(trimap == UNKNOWN))
     if n <= MAX_UNKNOWN:
-        return _estimate_alpha(image, trimap, prior)
+        return _estimate_alpha(image, trimap, prior, weight)
     h, w = trimap.shape
     scale = float(np.sqrt(MAX_UNKNOWN / n))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
@@ -128,7 +138,9 @@ def _estimate_band(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | No
     small_tri[fg >= 0.999] = 1.0
     small_tri[bg >= 0.999] = 0.0
     small_prior = None if prior is None else cv2.resize(prior.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    coarse = cv2.resize(_estimate_alpha(small, small_tri, small_prior), (w, h), interpolation=cv2.INTER_LINEAR)
+    small_weight = None if weight is None else cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(_estimate_alpha(small, small_tri, small_prior, small_weight), (w, h),
+                        interpolation=cv2.INTER_LINEAR)
     grey = cv2.cvtColor(np.ascontiguousarray(image[..., :3], np.float32), cv2.COLOR_RGB2GRAY)
     refined = guided_filter(grey, coarse, max(2, round(2.0 / scale)), GUIDED_EPS)
     alpha = (trimap >= 1.0).astype(np.float32)
@@ -152,7 +164,8 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return box(a) * guide + box(b)
 
 
-def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
+                    weight: np.ndarray | None = None) -> np.ndarray:
     h, w = trimap.shape
     unknown = trimap == UNKNOWN
     alpha = (trimap >= 1.0).astype(np.float32)
@@ -189,8 +202,9 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     rows = np.broadcast_to(np.arange(n)[:, None, None], cols.shape)[keep]
     lap = scipy.sparse.csr_matrix((values[keep], (rows, cols[keep])), shape=(n, n))
     hint = np.full(n, UNKNOWN) if prior is None else np.clip(prior[unknown].astype(np.float64), 0, 1)
-    lap = lap + PRIOR_WEIGHT * scipy.sparse.identity(n, format="csr")
-    rhs = rhs + PRIOR_WEIGHT * hint
+    pull = np.full(n, PRIOR_WEIGHT) if weight is None else weight[unknown].astype(np.float64)
+    lap = lap + scipy.sparse.diags(pull, format="csr")
+    rhs = rhs + pull * hint
     x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
     return alpha

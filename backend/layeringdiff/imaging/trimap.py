@@ -24,6 +24,21 @@ FEATHER_RAMP_FREE_PX = 20.0
 SOFT_LO = 0.02
 SOFT_HI = 0.98
 GRABCUT_ITERATIONS = 5
+# Hair, fur and strands in a hard mask (a label map, alpha > 0.5) are its thin parts: pixels no deeper than THIN_PX
+# that an opening by a disc of that radius removes, in pieces of THIN_MIN_PX pixels or more (not a step of the
+# edge). Alpha around them spreads well past the 2% band, so within THIN_BAND_PX of them the automatic band reaches
+# THIN_BAND_PX outside the mask and THIN_INNER_PX inside it (the body's edge at the strands' roots), and the split's
+# matting holds its prior firmer there (matting.STRAND_PRIOR_WEIGHT). On bench_layers.py --bands (photo over photo,
+# strands cut at alpha 0.5) the strands' soft-band error goes from 36-46/255 to 9-15/255 (a 16 px band everywhere:
+# 13-27/255), while hard edges keep the 2% band (16 px would raise their alpha's error 10-20x). Reaches of 12/8 and
+# 24/8 px, and 16/4 and 16/16, were each worse or slower on the same objects.
+THIN_PX = 2.0
+THIN_MIN_PX = 3
+THIN_BAND_PX = 16
+THIN_INNER_PX = 8
+# ... where the body keeps this share of its sure pixels: a sliver (an object seen only in thin parts, a back object
+# between front ones) keeps the 2% band, or the matting loses it (bench_layers' slivers keep 4-12%, bodies 39-87%).
+THIN_BODY_KEPT = 0.25
 
 
 def check_mask(mask: np.ndarray) -> np.ndarray:
@@ -63,10 +78,48 @@ def band_radius(mask: np.ndarray, ramp: float | None = None) -> int:
     return int(np.clip(round(r), BAND_MIN_PX, BAND_MAX_PX))
 
 
+def thin_parts(hard: np.ndarray, inside: np.ndarray, thin_px: float = THIN_PX,
+               min_px: int = THIN_MIN_PX) -> np.ndarray:
+    """The hard mask's (uint8 0/1) thin parts: pixels that an opening by a disc of `thin_px` removes, in 8-connected
+    pieces of `min_px` or more. `inside`: each pixel's distance to the nearest one outside."""
+    core = (inside > thin_px).astype(np.uint8)
+    if core.any():
+        opened = cv2.distanceTransform(1 - core, cv2.DIST_L2, cv2.DIST_MASK_5) <= thin_px + 0.5
+    else:
+        opened = np.zeros(hard.shape, bool)
+    thin = ((hard > 0) & ~opened).astype(np.uint8)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px)
+    return np.isin(pieces, keep[keep > 0]) if count > 1 else np.zeros(hard.shape, bool)
+
+
+def strand_zone(hard: np.ndarray, inside: np.ndarray, sure: np.ndarray, reach: float, inner: float,
+                thin_px: float = THIN_PX, min_px: int = THIN_MIN_PX) -> np.ndarray | None:
+    """Pixels within `reach` of the hard mask's thin parts (thin_parts), where the band widens to `reach` outside
+    the mask and `inner` inside; None where there are none, or where the body would keep less than THIN_BODY_KEPT
+    of its `sure` pixels (a sliver). The arguments in pixels, or all in blocks for job_memory's estimate."""
+    thin = thin_parts(hard, inside, thin_px, min_px)
+    if not thin.any():
+        return None
+    near = cv2.distanceTransform((~thin).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5) <= reach
+    kept = np.count_nonzero(sure & ~(near & (inside <= inner)))
+    return near if kept >= THIN_BODY_KEPT * np.count_nonzero(sure) else None
+
+
 def trimap_from_mask(mask: np.ndarray, band: int | None = None) -> np.ndarray:
-    """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge (`band` px either side
-    of its 0.5 contour; band_radius when None). With a given band, or a selection that is not feathered, every
-    soft mask pixel is unknown too; the automatic band of a feathered selection replaces its ramp.
+    """1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge: trimap_and_strands's
+    trimap."""
+    return trimap_and_strands(mask, band)[0]
+
+
+def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The trimap (1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge, `band` px
+    either side of its 0.5 contour; band_radius when None), and where it widened the band for strands (None when
+    nowhere). With a given band, or a selection that is not feathered, every soft mask pixel is unknown too; the
+    automatic band of a feathered selection replaces its ramp. The automatic band is THIN_BAND_PX wide within
+    THIN_BAND_PX of the mask's thin parts (thin_parts: hair, strands) when the body keeps THIN_BODY_KEPT of its sure
+    pixels: the strands' zone, where the split's matting holds its prior (the mask) more firmly. Inside the mask the
+    band there reaches THIN_INNER_PX.
 
     The band shrinks for thin objects so some sure foreground survives. Distances instead of an erosion by a
     disk, on the mask's box only: the cost follows the object, not the band's width or the canvas.
@@ -75,11 +128,12 @@ def trimap_from_mask(mask: np.ndarray, band: int | None = None) -> np.ndarray:
     ramp = selection_ramp(mask) if band is None else 0.0
     feathered = ramp >= FEATHER_MIN_RAMP_PX
     r = band_radius(mask, ramp) if band is None else max(1, int(band))
+    reach = max(r, THIN_BAND_PX) if band is None else r
     trimap = np.zeros(mask.shape, np.float32)
     h, w = mask.shape
     rows, cols = np.flatnonzero((mask > SOFT_LO).any(axis=1)), np.flatnonzero((mask > SOFT_LO).any(axis=0))
-    box = (slice(max(0, rows[0] - r - 2), min(h, rows[-1] + r + 3)),
-           slice(max(0, cols[0] - r - 2), min(w, cols[-1] + r + 3)))
+    box = (slice(max(0, rows[0] - reach - 2), min(h, rows[-1] + reach + 3)),
+           slice(max(0, cols[0] - reach - 2), min(w, cols[-1] + reach + 3)))
     sub = mask[box]
     hard = (sub >= 0.5).astype(np.uint8)
     inside = cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)  # to the nearest pixel outside
@@ -87,14 +141,24 @@ def trimap_from_mask(mask: np.ndarray, band: int | None = None) -> np.ndarray:
     while depth <= r and r > 1:
         r //= 2
     part = np.full(sub.shape, UNKNOWN, np.float32)
-    part[inside > r if depth > r else hard > 0] = 1.0
-    part[cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5) > r] = 0.0
+    sure = inside > r if depth > r else hard > 0
+    outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5)
+    far = outside > r
+    strands = None
+    near = strand_zone(hard, inside, sure, reach, THIN_INNER_PX) if band is None and reach > r else None
+    if near is not None:
+        far &= ~near | (outside > reach)
+        sure &= ~(near & (inside <= THIN_INNER_PX))
+        strands = np.zeros(mask.shape, bool)
+        strands[box] = near
+    part[sure] = 1.0
+    part[far] = 0.0
     if not feathered:
         part[(sub > SOFT_LO) & (sub < SOFT_HI)] = UNKNOWN
     trimap[box] = part
     if not np.any(trimap == 0.0):
         raise InputError("the mask leaves no background around the object", "select a smaller region")
-    return trimap
+    return trimap, strands
 
 
 def mask_from_box(image: np.ndarray, box: tuple[int, int, int, int], max_side: int = 512) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.compose import LEAST_CHANGE, compose_layers, layer_alphas, recomposition_error
 from ..imaging.matting import estimate_alpha
-from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_from_mask
+from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_and_strands
 from ..options import LayerMethod, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 
@@ -102,12 +102,12 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
     if options.alpha_mode == "mask":
         return mask.copy()
     progress("trimap", 0.05)
-    trimap = trimap_from_mask(mask, options.band)
+    trimap, strands = trimap_and_strands(mask, options.band)
     if box is not None:  # a box is a promise: nothing outside it belongs to the foreground
         trimap[~box_region(box, h, w)] = 0.0
     info["unknown_fraction"] = round(float(np.mean(trimap == UNKNOWN)), 4)
     progress("matting", 0.1)
-    return estimate_alpha(rgb, trimap, prior=mask)
+    return estimate_alpha(rgb, trimap, prior=mask, firm=strands)
 
 
 def split_layer(
