@@ -92,3 +92,48 @@ def test_strands_cut_by_a_hard_label_are_matted_far_better_than_with_the_2_perce
     auto, narrow, wide = errors(None), errors(band_radius(mask)), errors(16)
     assert auto[0] < 0.5 * narrow[0] and auto[1] < narrow[1]
     assert auto[0] < 0.75 * wide[0] and auto[1] < wide[1]
+
+
+def test_the_band_beside_a_single_strand_ends_exactly_16_px_from_it():
+    """One strand is enough; a pixel 16 px straight above its top row is unknown (within the reach), 17 px is
+    background, as is the pixel 16 px out on the far side of the disc."""
+    mask = disc_with_strands(angles=(0.0,))
+    tri, strands = trimap_and_strands(mask)
+    assert strands is not None
+    x = SIDE // 2 + RADIUS + 30
+    top = int(np.flatnonzero(mask[:, x] > 0)[0])  # the strand's top row in that column
+    assert tri[top - 16, x] == UNKNOWN and tri[top - 17, x] == 0.0
+    assert tri[SIDE // 2, SIDE // 2 - RADIUS - 16] == 0.0  # far from the strand: the 2% band
+
+
+def test_a_narrow_body_with_a_strand_keeps_its_sure_pixels_away_from_it():
+    """A bar 14 px tall and 200 long with a strand at its right end: the zone is there (the bar keeps most of its
+    sure pixels, though every one of them is within 8 px of its edge), and the left end keeps the 2% band."""
+    mask = np.zeros((120, 300), np.float32)
+    mask[50:64, 20:220] = 1.0
+    cv2.line(mask, (219, 56), (260, 40), 1.0, 2)
+    tri, strands = trimap_and_strands(mask)
+    assert strands is not None and strands[45, 240] and not strands[57, 40]
+    assert tri[57, 40] == 1.0 and tri[57, 212] == UNKNOWN  # sure far from the strand, unknown near it
+    assert tri[57, 10] == 0.0  # 10 px left of the bar: past its 2% band
+
+
+def test_an_object_that_is_mostly_strands_round_a_small_core_keeps_the_2_percent_band():
+    """A tuft: a disc of 10 px radius with eight strands 30 px long. Widening the band at its strands would leave
+    it under a quarter of its sure pixels (the rule, worked out here with thin_parts), and the matting next to no
+    sure pixel to hold: it keeps the 2% band."""
+    from layeringdiff.imaging.trimap import THIN_BODY_KEPT, thin_parts
+
+    mask = np.zeros((200, 200), np.uint8)
+    cv2.circle(mask, (100, 100), 10, 1, -1)
+    for a in np.radians(np.arange(0, 360, 45)):
+        cv2.line(mask, (100, 100), (int(100 + 40 * np.cos(a)), int(100 + 40 * np.sin(a))), 1, 2)
+    inside = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_5)
+    r = band_radius(mask.astype(np.float32))
+    sure = inside > r
+    near = cv2.distanceTransform((~thin_parts(mask, inside)).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5) <= 16
+    kept = np.count_nonzero(sure & ~(near & (inside <= 8))) / np.count_nonzero(sure)
+    assert 0 < kept < THIN_BODY_KEPT
+    tri, strands = trimap_and_strands(mask.astype(np.float32))
+    assert strands is None
+    np.testing.assert_array_equal(tri, trimap_from_mask(mask.astype(np.float32), r))
