@@ -137,3 +137,39 @@ def test_an_object_that_is_mostly_strands_round_a_small_core_keeps_the_2_percent
     tri, strands = trimap_and_strands(mask.astype(np.float32))
     assert strands is None
     np.testing.assert_array_equal(tri, trimap_from_mask(mask.astype(np.float32), r))
+
+
+def test_the_band_at_the_strand_s_root_reaches_exactly_8_px_into_the_body():
+    """A square body with a strand out of its right side: beside the root, the pixel 8 px deep is unknown and the
+    one 9 px deep is sure (the 2% band is 2 px here)."""
+    mask = np.zeros((200, 200), np.float32)
+    mask[50:150, 50:150] = 1.0
+    mask[99:101, 150:190] = 1.0
+    tri, strands = trimap_and_strands(mask)
+    assert strands is not None and band_radius(mask) == 2
+    assert tri[95, 149 - 7] == UNKNOWN  # 8 px from the first column outside (150)
+    assert tri[95, 149 - 8] == 1.0
+
+
+def test_a_big_object_whose_2_percent_band_is_wider_still_holds_its_prior_firmly_at_its_strands():
+    mask = np.zeros((1100, 1100), np.float32)
+    cv2.circle(mask, (550, 550), 500, 1.0, -1)
+    cv2.line(mask, (1040, 550), (1090, 550), 1.0, 2)
+    assert band_radius(mask) > 16
+    tri, strands = trimap_and_strands(mask)
+    assert strands is not None and strands[550, 1080]
+    np.testing.assert_array_equal(tri, trimap_from_mask(mask, band_radius(mask)))  # the band itself as before
+
+
+def test_a_feathered_selection_with_strands_keeps_its_own_band_and_a_weak_prior():
+    """A selection feathered all round whose strands are still thin parts at 0.5: its own band (17 px and more)
+    and no strands' zone, so the matting's prior stays weak (a firm one hurts feathered selections)."""
+    from layeringdiff.imaging.trimap import FEATHER_MIN_RAMP_PX, selection_ramp, thin_parts
+
+    mask = cv2.GaussianBlur(disc_with_strands(), (0, 0), 1.0)
+    hard = (mask >= 0.5).astype(np.uint8)
+    assert selection_ramp(mask) >= FEATHER_MIN_RAMP_PX
+    assert thin_parts(hard, cv2.distanceTransform(hard, cv2.DIST_L2, cv2.DIST_MASK_5)).any()
+    tri, strands = trimap_and_strands(mask)
+    assert strands is None
+    np.testing.assert_array_equal(tri, trimap_from_mask(mask))

@@ -116,10 +116,11 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.nd
     """The trimap (1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge, `band` px
     either side of its 0.5 contour; band_radius when None), and where it widened the band for strands (None when
     nowhere). With a given band, or a selection that is not feathered, every soft mask pixel is unknown too; the
-    automatic band of a feathered selection replaces its ramp. The automatic band is THIN_BAND_PX wide within
-    THIN_BAND_PX of the mask's thin parts (thin_parts: hair, strands) when the body keeps THIN_BODY_KEPT of its sure
-    pixels: the strands' zone, where the split's matting holds its prior (the mask) more firmly. Inside the mask the
-    band there reaches THIN_INNER_PX.
+    automatic band of a feathered selection replaces its ramp. Unless the selection is feathered, the automatic band
+    reaches at least THIN_BAND_PX outside the mask and THIN_INNER_PX inside within THIN_BAND_PX of the mask's thin
+    parts (thin_parts: hair, strands) when the body keeps THIN_BODY_KEPT of its sure pixels: the strands' zone,
+    where the split's matting holds its prior (the mask) more firmly (an object so big that its 2% band is wider
+    has the zone for the prior alone).
 
     The band shrinks for thin objects so some sure foreground survives. Distances instead of an erosion by a
     disk, on the mask's box only: the cost follows the object, not the band's width or the canvas.
@@ -145,7 +146,8 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.nd
     outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, cv2.DIST_MASK_5)
     far = outside > r
     strands = None
-    near = strand_zone(hard, inside, sure, reach, THIN_INNER_PX) if band is None and reach > r else None
+    # a feathered selection has its own wide band, and its prior must stay weak (matting.STRAND_PRIOR_WEIGHT)
+    near = strand_zone(hard, inside, sure, reach, THIN_INNER_PX) if band is None and not feathered else None
     if near is not None:
         far &= ~near | (outside > reach)
         sure &= ~(near & (inside <= THIN_INNER_PX))
