@@ -29,7 +29,7 @@ GRABCUT_ITERATIONS = 5
 # edge). Alpha around them spreads well past the 2% band, so within THIN_BAND_PX of them the automatic band reaches
 # THIN_BAND_PX outside the mask and THIN_INNER_PX inside it (the body's edge at the strands' roots), and the split's
 # matting holds its prior firmer there (matting.STRAND_PRIOR_WEIGHT). On bench_layers.py --bands (photo over photo,
-# strands cut at alpha 0.5) the strands' soft-band error goes from 36-46/255 to 9-15/255 (a 16 px band everywhere:
+# strands cut at alpha 0.5) the strands' soft-band error goes from 36-46/255 to 8-15/255 (a 16 px band everywhere:
 # 13-27/255), while hard edges keep the 2% band (16 px would raise their alpha's error 10-20x). Reaches of 12/8 and
 # 24/8 px, and 16/4 and 16/16, were each worse or slower on the same objects.
 THIN_PX = 2.0
