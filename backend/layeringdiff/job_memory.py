@@ -210,7 +210,9 @@ def mask_work(mask: np.ndarray, band: int | None = None, exact: bool = False, fi
         return SplitWork(0, 0, 0)  # an empty selection: refused before any work
     y0, y1 = np.flatnonzero(rows)[[0, -1]]
     x0, x1 = np.flatnonzero(cols)[[0, -1]]
-    strands = None if exact or band is not None or r >= THIN_BAND_PX else _strand_blocks(hard_blocks, r)
+    # trimap_and_strands's zone: an automatic band, not feathered, and narrower than the strands' (a wider 2% band
+    # already holds every pixel the zone would add)
+    strands = None if exact or band is not None or feathered or r >= THIN_BAND_PX else _strand_blocks(hard_blocks, r)
     reach = r if strands is None else THIN_BAND_PX  # the band, and so alpha, reach this far past the selection
     box = _grown(x0, y0, x1 + 1, y1 + 1, w, h, reach)
     crop = _grown(x0, y0, x1 + 1, y1 + 1, w, h, reach + CROP_MARGIN_PX)
