@@ -47,11 +47,11 @@ def evaluate(scenes: int, rectangles: bool, seed: int = 0) -> dict[str, int]:
     for _ in range(scenes):
         labels = random_labels(rng, rectangles)
         values = [int(v) for v in np.unique(labels) if v]
-        rank = {k: i for i, k in enumerate(order.occlusion_order(labels, values))}
-        depth = {k: order.hull_depth(labels == k) for k in values}
+        verdicts = order.occlusion_verdicts(labels, values)
+        rank = {k: i for i, k in enumerate(order.best_order(labels, values, verdicts))}
         for a, b in order.shared_boundaries(labels, values):
             truth = 1 if a < b else -1
-            verdict = order.front_of(depth[a], depth[b], labels == a, labels == b)
+            verdict = verdicts.get((a, b), 0)
             out["pairs"] += 1
             out["ordered"] += (rank[a] < rank[b]) == (truth > 0)
             out["undecided" if verdict == 0 else "right" if np.sign(verdict) == truth else "wrong"] += 1
