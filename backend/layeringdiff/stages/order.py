@@ -16,9 +16,9 @@ pieces is left to the bite, as is a junction where four regions meet (no T there
 The order is the one that agrees with the most verdicts, each weighed by the pair's shared boundary (every order
 is tried up to 8 objects, beyond by wins); objects without a verdict go behind.
 
-Measured (2 cores, 2026-12-06) by `benchmarks/bench_order.py` over three seeds: random geometric shapes (ellipses,
-star-like blobs) 92-94% of touching pairs in the right order, with rectangles 91-94% (the bite alone: 83-88%);
-`benchmarks/bench_layers.py`'s scenes of 3 to 5 furry objects from photos and paintings, 54 of 55 pairs over three
+Measured (2 cores, 2026-12-06): `benchmarks/bench_order.py`'s random geometric shapes (ellipses, star-like blobs,
+and rectangles), 90-95% of touching pairs in the right order over twelve seeds (the bite alone: 83-88%);
+`benchmarks/bench_layers.py`'s scenes of 3 to 5 furry objects from photos and paintings, 187 of 188 pairs over ten
 seeds, as with the bite alone. Without the opening of the body the bite reached 46-54% on the furry scenes.
 """
 import itertools
