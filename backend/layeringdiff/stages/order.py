@@ -21,6 +21,7 @@ and rectangles), 90-95% of touching pairs in the right order over twelve seeds (
 `benchmarks/bench_layers.py`'s scenes of 3 to 5 furry objects from photos and paintings, 187 of 188 pairs over ten
 seeds, as with the bite alone. Without the opening of the body the bite reached 46-54% on the furry scenes.
 """
+
 import itertools
 
 import cv2
