@@ -62,7 +62,8 @@ MODULES = {
     # the reply backlog (transport.py), requests and cancels (server.py), a job's room in the budget (workers.py)
     "limits": Target(("layeringdiff/limits.py", "layeringdiff/serve/jobs.py", "layeringdiff/serve/transport.py",
                       "layeringdiff/serve/server.py", "layeringdiff/serve/workers.py"),
-                     ("tests/unit/test_limits.py", "tests/unit/test_job_queue.py", "tests/integration/test_limits.py",
+                     ("tests/unit/test_limits.py", "tests/unit/test_admission.py", "tests/unit/test_job_queue.py",
+                      "tests/integration/test_limits.py",
                       "tests/integration/test_queue.py", "tests/integration/test_workers.py",
                       "tests/integration/test_server.py"),
                      ("layeringdiff.limits.*", "layeringdiff.serve.jobs.*",

@@ -19,7 +19,8 @@ from .trimap import UNKNOWN
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
 PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well posed
-# Where the hint has strands (trimap_and_strands), the prior is held this firmly: a strand a pixel or two wide has no
+# Where the hint has strands (trimap_and_strands), and over a narrow object's band (trimap.NARROW_SURE), the prior is
+# held this firmly: a strand a pixel or two wide has no
 # window with its pure colour, so the colour lines cannot tell alpha 0.5 from a darker strand. On bench_layers.py
 # --bands' strands (a hard mask cut at alpha 0.5, photo over photo; the band's inner reach then 16 px) the soft-band
 # error with 1e-6 / 1e-3 / 3e-3 / 1e-2 here: 13-30 / 8-27 / 9-24 / 10-22 /255, the whole alpha's 7-27 / 5-22 / 5-19
@@ -105,7 +106,8 @@ def _assemble(image, r, eps, cy, cx, uidx, fg_known, values, rhs):  # pragma: no
 def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
                    firm: np.ndarray | None = None) -> np.ndarray:
     """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1, pulled weakly towards `prior`
-    (PRIOR_WEIGHT), and firmly (STRAND_PRIOR_WEIGHT) where `firm` (HxW bool: the hint's strands) is set.
+    (PRIOR_WEIGHT), and firmly (STRAND_PRIOR_WEIGHT) where `firm` (HxW bool: the hint's strands, or a narrow
+    object's band: trimap_and_strands) is set.
 
     Only the unknown band's box (plus a margin) is worked on: on a big canvas memory and time follow the band,
     not the canvas (4096^2 canvas, 2200x1800 object: the guided filter's ten full-size temporaries were 670 MB).

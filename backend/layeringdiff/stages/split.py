@@ -102,12 +102,12 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
     if options.alpha_mode == "mask":
         return mask.copy()
     progress("trimap", 0.05)
-    trimap, strands = trimap_and_strands(mask, options.band)
+    trimap, firm = trimap_and_strands(mask, options.band)
     if box is not None:  # a box is a promise: nothing outside it belongs to the foreground
         trimap[~box_region(box, h, w)] = 0.0
     info["unknown_fraction"] = round(float(np.mean(trimap == UNKNOWN)), 4)
     progress("matting", 0.1)
-    return estimate_alpha(rgb, trimap, prior=mask, firm=strands)
+    return estimate_alpha(rgb, trimap, prior=mask, firm=firm)
 
 
 def split_layer(
