@@ -136,7 +136,7 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
     mutmut's own record (as mutmut records a kill), and so is one that runs past QUICK_TIMEOUT_S (a timeout, as
     mutmut records one); a passing one stays as it was.
-    Runs in the staged copy, the packages under src/ first, with the tests as they are now."""
+    Runs in mutmut's copy, its packages under src/ first, with the tests as they are now."""
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -147,12 +147,16 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
              if v in ("survived", "no tests", "not checked") and not explained(k, reasons) and fnmatch(k, only)]
     where = stage(name, target)
     mutants = where / "mutants"
+    # the tests as they are now, run from mutmut's copy: a backend the tests start as a child process then runs
+    # the mutant too (tests/conftest.child_env puts the copy's src/ first)
+    for folder in ("tests", "benchmarks"):
+        shutil.copytree(where / folder, mutants / folder, dirs_exist_ok=True)
     env = dict(os.environ, PYTHONPATH="src")
 
     def one(key: str) -> tuple[str, int | None]:
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                   *(str(where / t) for t in tests)], cwd=mutants, capture_output=True,
+                                   *(str(mutants / t) for t in tests)], cwd=mutants, capture_output=True,
                                   env={**env, "MUTANT_UNDER_TEST": key}, timeout=QUICK_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return key, None
