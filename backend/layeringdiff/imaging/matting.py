@@ -20,8 +20,8 @@ EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
 PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well posed
 # Where the hint has strands (trimap_and_strands), and over a narrow object's band (trimap.NARROW_SURE), the prior is
-# held this firmly: a strand a pixel or two wide has no
-# window with its pure colour, so the colour lines cannot tell alpha 0.5 from a darker strand. On bench_layers.py
+# held this firmly: a strand a pixel or two wide has no window with its pure colour, so the colour lines cannot tell
+# alpha 0.5 from a darker strand. On bench_layers.py
 # --bands' strands (a hard mask cut at alpha 0.5, photo over photo; the band's inner reach then 16 px) the soft-band
 # error with 1e-6 / 1e-3 / 3e-3 / 1e-2 here: 13-30 / 8-27 / 9-24 / 10-22 /255, the whole alpha's 7-27 / 5-22 / 5-19
 # / 4-15; on bench_layers' scenes 1e-2 gave a higher median soft-band error than 3e-3 (14.6 against 13.8/255).
