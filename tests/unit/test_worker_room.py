@@ -5,7 +5,7 @@ worker that is not started holds no memory, so the figures are the budget's arit
 import numpy as np
 import pytest
 from layering_protocol import ErrorCode, ProtocolError, Split
-from layeringdiff.job_memory import estimate_job
+from layeringdiff.job_memory import STAGE2, estimate_job
 from layeringdiff.limits import Limits, gib
 from layeringdiff.models import ModelConfig, ModelManager
 from layeringdiff.serve.jobs import Job, JobQueue
@@ -81,3 +81,77 @@ def test_a_model_job_whose_model_is_missing_says_so_before_its_size(tmp_path):
     config = ModelConfig(paths={"lama": str(tmp_path / "nowhere")})
     with pytest.raises(ModelMissing, match="model 'lama'"):
         pool(1 << 20, config).workers[0]._check_room(job(("lama",)))  # a budget it could never fit: missing first
+
+
+def phrase_job(side: int = 256) -> Job:
+    """Split by phrase: the stage-2 models, which see the whole image (their working memory follows its pixels on
+    the CPU, and is the GPU's on a GPU)."""
+    image = np.zeros((side, side, 4), np.float32)
+    return Job("j2", b"peer", Split(from_array(image, "u8", "BGRA"), phrase="cat"), models=STAGE2)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_model_job_s_working_memory_counts_where_its_worker_runs_it(tmp_path, device):
+    """A worker set to a GPU keeps the stage-2 models' working memory out of the budget (the RAM's); on the CPU it
+    counts. No GPU is needed: the worker's device is its configuration's."""
+    import importlib.util
+
+    from layeringdiff.models import REGISTRY
+
+    if any(importlib.util.find_spec(m) is None for n in STAGE2 for m in REGISTRY[n].packages):
+        pytest.skip("the stage-2 models need the ml extra")
+    for name in STAGE2:
+        (tmp_path / name).mkdir()
+    config = ModelConfig(paths={n: str(tmp_path / n) for n in STAGE2}, device=device)
+    worker = pool(64 << 30, config).workers[0]
+    worker._check_room(phrase_job())
+    on_gpu = device == "cuda"
+    assert worker.reserved == estimate_job(phrase_job().message, lambda name: 0, on_gpu=on_gpu).nbytes
+    other = estimate_job(phrase_job().message, lambda name: 0, on_gpu=not on_gpu).nbytes
+    assert (worker.reserved < other) == on_gpu
+
+
+def test_a_lama_job_on_a_gpu_worker_keeps_its_cpu_working_memory(tmp_path):
+    """LaMa always runs on the CPU: a GPU worker counts its fixed working memory all the same, and the job is not
+    reckoned as a GPU one (nor is a GPU model job on a CPU worker)."""
+    (tmp_path / "model.onnx").write_bytes(bytes(WEIGHTS))
+    config = ModelConfig(paths={"lama": str(tmp_path)}, device="cuda")
+    worker = pool(64 << 30, config).workers[0]
+    worker._check_room(job(("lama",)))
+    assert worker.reserved == estimate_job(job(("lama",)).message, lambda name: WEIGHTS, on_gpu=False).nbytes
+
+
+@pytest.fixture
+def running_worker_memory():
+    """A pool whose first worker is a live process holding memory (a child that sleeps): its RSS counts."""
+    import multiprocessing
+    import time
+
+    from layeringdiff.peers import Rss
+
+    def make(max_memory: int) -> Pool:
+        made = pool(max_memory)
+        worker = made.workers[0]
+        proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,), daemon=True)
+        proc.start()
+        worker.proc, worker.rss = proc, Rss(proc.pid)
+        started.append(worker)
+        return made
+
+    started: list = []
+    yield make
+    for worker in started:
+        worker.kill()  # the worker's own way: the process killed, its RSS descriptor closed
+
+
+def test_the_worker_s_own_memory_is_taken_from_its_share_once(running_worker_memory):
+    need = estimate_job(job().message).nbytes
+    roomy = running_worker_memory(SERVER + HELPER + OTHER + need + (256 << 20))
+    worker = roomy.workers[0]
+    worker._check_room(job())  # its own memory, well under 256 MB, taken from what is left once
+    held = worker.memory()
+    assert 0 < held < 256 << 20
+    assert abs(worker.reserved - (held + need)) < 1 << 20  # reserved: the RSS its job may reach
+    tight = running_worker_memory(SERVER + HELPER + OTHER + need)  # the job alone would fit, with the worker not
+    with pytest.raises(ProtocolError, match="too_large"):
+        tight.workers[0]._check_room(job())
