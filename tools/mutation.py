@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,11 +135,12 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     """The last run's unexplained survivors and unreached mutants, each run against `tests` alone (the test files
     written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
-    mutmut's own record (as mutmut records a kill), and so is one that runs past QUICK_TIMEOUT_S (a timeout, as
-    mutmut records one); a passing one stays as it was.
-    Runs in mutmut's copy, its packages under src/ first, with the tests as they are now."""
+    mutmut's own record (as mutmut records a kill), and so is one that runs past three times the tests' own time
+    without a mutant, QUICK_TIMEOUT_S at least (a timeout, as mutmut records one); a passing one stays as it was.
+    Each result is recorded as it comes. Runs in mutmut's copy, its packages under src/ first, with the tests as
+    they are now, and nothing is recorded if they fail there without a mutant."""
 
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     reasons = kept()
     from fnmatch import fnmatch
@@ -153,36 +155,48 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
         shutil.copytree(where / folder, mutants / folder, dirs_exist_ok=True)
     env = dict(os.environ, PYTHONPATH="src")
 
-    def one(key: str) -> tuple[str, int | None]:
+    def one(key: str, timeout: float) -> tuple[str, int | None]:
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                    *(str(mutants / t) for t in tests)], cwd=mutants, capture_output=True,
-                                  env={**env, "MUTANT_UNDER_TEST": key}, timeout=QUICK_TIMEOUT_S)
+                                  env={**env, "MUTANT_UNDER_TEST": key}, timeout=timeout)
         except subprocess.TimeoutExpired:
             return key, None
         return key, proc.returncode
 
-    if names and one("none")[1] != 0:  # no mutant: the tests must pass, or every mutant would read as killed
+    def record(key: str, code: int) -> None:
+        for meta in (mutants / "src").rglob("*.meta"):
+            saved = json.loads(meta.read_text())
+            if key in saved["exit_code_by_key"]:
+                saved["exit_code_by_key"][key] = code
+                meta.write_text(json.dumps(saved, indent=4))
+
+    if not names:
+        return 0
+    began = time.monotonic()
+    if one("none", QUICK_TIMEOUT_S)[1] != 0:  # no mutant: the tests must pass, or every mutant would read as killed
         print(f"== {name}: {', '.join(tests)} fail without a mutant: nothing recorded", flush=True)
         return 1
+    # a mutant that runs past three times the tests' own time is stuck (a timeout, as mutmut records one)
+    timeout = max(QUICK_TIMEOUT_S, 3 * (time.monotonic() - began))
+    killed = stuck = 0
     with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(one, names))
-    killed = {key for key, code in results if code == 1}  # 1: a test failed (2-5: pytest itself could not run)
-    stuck = {key for key, code in results if code is None}  # ran past QUICK_TIMEOUT_S: recorded as mutmut does (36)
-    for meta in (mutants / "src").rglob("*.meta"):
-        record = json.loads(meta.read_text())
-        codes = record["exit_code_by_key"]
-        hit = (killed | stuck) & set(codes)
-        for key in hit:
-            codes[key] = 1 if key in killed else 36
-        if hit:
-            meta.write_text(json.dumps(record, indent=4))
-    print(f"== {name}: {len(killed)} of {len(names)} killed by {', '.join(tests)}; "
-          f"{sum(1 for _, c in results if c is None)} ran past {QUICK_TIMEOUT_S} s", flush=True)
+        # each result recorded as it comes (in mutmut's own record, as mutmut records a kill), so a run stopped
+        # part-way keeps what it found
+        for done in as_completed([pool.submit(one, key, timeout) for key in names]):
+            key, code = done.result()
+            if code == 1:  # a test failed (2-5: pytest itself could not run)
+                killed += 1
+                record(key, 1)
+            elif code is None:
+                stuck += 1
+                record(key, 36)
+    print(f"== {name}: {killed} of {len(names)} killed by {', '.join(tests)}; {stuck} ran past {timeout:.0f} s",
+          flush=True)
     return 0
 
 
-QUICK_TIMEOUT_S = 180
+QUICK_TIMEOUT_S = 180  # at least; three times the tests' own time without a mutant where that is longer
 
 
 def kept() -> dict[str, str]:
