@@ -179,11 +179,18 @@ def test_messages_over_the_limits_are_answered_and_the_server_keeps_serving():
             reply = c.recv(20)
             err = reply.message
             assert isinstance(err, Error) and err.code == ErrorCode.TOO_LARGE and reply.reply_to == "big"
-            assert str(1 << 20) in err.text and str((2 << 20) + len(header)) in err.text
+            assert err.text == (f"message of {(2 << 20) + len(header)} bytes, more than the backend's limit of "
+                                f"{1 << 20} bytes")
+            assert err.detail == "send a smaller layer, or raise the backend's --max-message"
+            # as many frames as a request may have (3), over the byte limit: too large, not too many frames
+            c.send_raw([header, b"\0" * (1 << 20), b"\0" * (1 << 20)])
+            err = c.recv(20).message
+            assert isinstance(err, Error) and err.code == ErrorCode.TOO_LARGE, err
             # more frames than any request has
             c.send_raw([header] + [b"x" * 1000] * 50)
             err = c.recv(20).message
-            assert isinstance(err, Error) and err.code == ErrorCode.FRAME_MISMATCH and "51 frames" in err.text
+            assert isinstance(err, Error) and err.code == ErrorCode.FRAME_MISMATCH
+            assert err.text == "message has 51 frames, a request has at most 3 (its header describes 1 image frames)"
             assert isinstance(c.request(Ping(0.0)).message, Pong)
     finally:
         assert stop_time(server) < STOP_S

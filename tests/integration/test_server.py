@@ -183,6 +183,10 @@ def test_a_client_cannot_see_or_cancel_another_clients_job(backend, client):
 def test_cancel_unknown_job(client):
     reply = client.request(Cancel("nope")).message
     assert isinstance(reply, Error) and reply.code == ErrorCode.UNKNOWN_JOB
+    assert reply.text == "no queued or running job nope" and reply.job == "nope"
+    # a long id is echoed cut to 40 characters, saying how long it was (25 of its own and "... (100 chars)")
+    reply = client.request(Cancel("c" * 100)).message
+    assert reply.text == "no queued or running job " + "c" * 25 + "... (100 chars)"
 
 
 def test_a_job_id_can_be_used_again_as_soon_as_its_job_is_answered(client):
