@@ -136,7 +136,7 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
     mutmut's own record (as mutmut records a kill), and so is one that runs past three times the tests' own time
-    without a mutant, QUICK_TIMEOUT_S at least (a timeout, as mutmut records one); a passing one stays as it was.
+    without a mutant, QUICK_TIMEOUT_S at least (a timeout, as mutmut records one); a passing one as a survivor.
     Each result is recorded as it comes. Runs in mutmut's copy, its packages under src/ first, with the tests as
     they are now, and nothing is recorded if they fail there without a mutant."""
 
@@ -191,6 +191,8 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
             elif code is None:
                 stuck += 1
                 record(key, 36)
+            elif code == 0:  # survived: recorded too, so one mutmut had not reached reads as run
+                record(key, 0)
     print(f"== {name}: {killed} of {len(names)} killed by {', '.join(tests)}; {stuck} ran past {timeout:.0f} s",
           flush=True)
     return 0

@@ -48,6 +48,9 @@ def test_a_job_id_in_use_by_the_same_client_is_refused_another_clients_is_not():
     err = refused(job("a", 1), [old])
     assert err.code == ErrorCode.BAD_MESSAGE and err.text == "job id a1 is already in use"
     admit(Job("a1", b"b", SPLIT, owner="b"), table(old), (), limits(), 0)  # the same id, another connection
+    long = Job("i" * 100, b"a", SPLIT, owner="a")
+    err = refused(Job("i" * 100, b"a", SPLIT, owner="a"), [long])
+    assert err.text == "job id " + "i" * 25 + "... (100 chars) is already in use"  # cut to 40 characters
 
 
 def test_a_client_may_have_client_jobs_live_and_cancelled_ones_do_not_count():
@@ -157,9 +160,9 @@ def test_limits_made_from_a_budget_are_whole_bytes():
     lim = Limits.make(max_pixels=1000, max_memory=(8 << 30) + 7)
     assert all(isinstance(v, int) for v in (lim.max_message, lim.hard_message, lim.queued_input))
     assert lim.client_backlog_messages == 4096
-    odd = Limits.make(max_pixels=10**9, max_memory=(1 << 33) + 5)
-    assert odd.max_message == ((1 << 33) + 5) // 8 and isinstance(odd.max_message, int)
-    assert odd.hard_message == odd.max_message + odd.max_message // 4
+    odd = Limits.make(max_pixels=10**9, max_memory=(1 << 33) + 13)  # a message of 2^30 + 1 bytes: not whole quarters
+    assert odd.max_message == ((1 << 33) + 13) // 8 and isinstance(odd.max_message, int)
+    assert odd.hard_message == odd.max_message + odd.max_message // 4 and isinstance(odd.hard_message, int)
 
 
 def test_a_share_of_the_memory_may_be_under_one_percent_and_a_bad_one_says_so():
