@@ -6,6 +6,7 @@ import numpy as np
 from layeringdiff.stages.order import (
     body,
     front_of,
+    grown_near,
     hull_depth,
     junction_turns,
     occlusion_order,
@@ -60,9 +61,9 @@ def test_a_straight_cut_is_decided_by_the_edge_that_continues():
         assert verdicts.keys() == {(1, 2)} and (verdicts[(1, 2)] > 0) == (front == 1)
 
 
-def outline_parts(labels: np.ndarray, a: int, b: int) -> tuple[dict, dict]:
+def outline_parts(labels: np.ndarray, a: int, b: int) -> tuple[dict, dict, dict]:
     regions = {k: labels == k for k in (a, b)}
-    return regions, {k: outlines(body(r)) for k, r in regions.items()}
+    return regions, {k: outlines(body(r)) for k, r in regions.items()}, {k: grown_near(r) for k, r in regions.items()}
 
 
 def test_each_junction_weighs_the_back_outline_s_corner_against_the_front_one_s_straight_course():

@@ -21,12 +21,11 @@ RADIUS = 1  # 3x3 windows
 PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well posed
 # Where the hint has strands (trimap_and_strands), and over a narrow object's band (trimap.NARROW_SURE), the prior is
 # held this firmly: a strand a pixel or two wide has no window with its pure colour, so the colour lines cannot tell
-# alpha 0.5 from a darker strand. On bench_layers.py
-# --bands' strands (a hard mask cut at alpha 0.5, photo over photo; the band's inner reach then 16 px) the soft-band
-# error with 1e-6 / 1e-3 / 3e-3 / 1e-2 here: 13-30 / 8-27 / 9-24 / 10-22 /255, the whole alpha's 7-27 / 5-22 / 5-19
-# / 4-15; on bench_layers' scenes 1e-2 gave a higher median soft-band error than 3e-3 (14.6 against 13.8/255).
-# Elsewhere the weak prior holds: 1e-3 everywhere raised the edge error of 12 of bench_band.py's held-out feathered
-# selections from 23.6 to 32.9/255 on average.
+# alpha 0.5 from a darker strand. On bench_layers.py --bands' strands (a hard mask cut at alpha 0.5, photo over
+# photo; the band's inner reach then 16 px) the soft-band error with 1e-6 / 1e-3 / 3e-3 / 1e-2 here: 13-30 / 8-27 /
+# 9-24 / 10-22 /255, the whole alpha's 7-27 / 5-22 / 5-19 / 4-15; on bench_layers' scenes 1e-2 gave a higher median
+# soft-band error than 3e-3 (14.6 against 13.8/255). Elsewhere the weak prior holds: 1e-3 everywhere raised the edge
+# error of 12 of bench_band.py's held-out feathered selections from 23.6 to 32.9/255 on average.
 STRAND_PRIOR_WEIGHT = 3e-3
 # Above this many unknown pixels the solve runs at reduced size (see estimate_alpha).
 MAX_UNKNOWN = 120_000

@@ -46,11 +46,11 @@ def shared_boundaries(labels: np.ndarray, values: list[int]) -> dict[tuple[int, 
     return out
 
 
-def hull_depth(region: np.ndarray) -> np.ndarray:
-    """For every pixel, how far inside the convex hull of the region's body it is (0 outside the hull). The body:
-    the region opened by a small disk, so hair-like strands (which a label of a furry object holds) do not
-    stretch the hull into every neighbour."""
-    opened = body(region).astype(np.uint8)
+def hull_depth(region: np.ndarray, opened: np.ndarray | None = None) -> np.ndarray:
+    """For every pixel, how far inside the convex hull of the region's body it is (0 outside the hull). The body
+    (`opened`, body(region) when not given): the region opened by a small disk, so hair-like strands (which a label
+    of a furry object holds) do not stretch the hull into every neighbour."""
+    opened = (body(region) if opened is None else opened).astype(np.uint8)
     points = cv2.findNonZero(opened if opened.any() else region.astype(np.uint8))
     hull = np.zeros(region.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
@@ -104,12 +104,12 @@ def turn_at(lines: list[np.ndarray], point: np.ndarray) -> float | None:
 
 
 def junction_turns(labels: np.ndarray, a: int, b: int, regions: dict[int, np.ndarray],
-                   lines: dict[int, list[np.ndarray]]) -> float:
+                   lines: dict[int, list[np.ndarray]], near: dict[int, np.ndarray]) -> float:
     """Summed over the junctions where a and b meet a third region: how much more b's outline turns there than
     a's outline (radians; the outlines of the bodies, without strands): positive when a's edge continues, so a is
     in front. A junction where four regions meet counts 0; so does every junction of a pair with more than
-    MOST_JUNCTIONS of them (a furry boundary, broken by the gaps between strands)."""
-    near = {k: cv2.dilate(regions[k].astype(np.uint8), JUNCTION_NEAR) > 0 for k in (a, b)}
+    MOST_JUNCTIONS of them (a furry boundary, broken by the gaps between strands). `near`: each object grown by
+    JUNCTION_NEAR (grown_near)."""
     third = cv2.dilate((~(regions[a] | regions[b])).astype(np.uint8), JUNCTION_NEAR) > 0
     count, _, _, centres = cv2.connectedComponentsWithStats((near[a] & near[b] & third).astype(np.uint8))
     if count - 1 > MOST_JUNCTIONS:
@@ -126,17 +126,24 @@ def junction_turns(labels: np.ndarray, a: int, b: int, regions: dict[int, np.nda
     return total
 
 
+def grown_near(region: np.ndarray) -> np.ndarray:
+    """The pixels within JUNCTION_NEAR of the region."""
+    return cv2.dilate(region.astype(np.uint8), JUNCTION_NEAR) > 0
+
+
 def occlusion_verdicts(labels: np.ndarray, values: list[int]) -> dict[tuple[int, int], float]:
     """(a, b) -> positive when a is in front of b, negative when behind, for each touching pair with a verdict;
     its size the pair's shared boundary's length."""
     pairs = shared_boundaries(labels, values)
     touching = {k for pair in pairs for k in pair}
     regions = {k: labels == k for k in values}
-    lines = {k: outlines(body(regions[k])) for k in touching}
-    depth = {k: hull_depth(regions[k]) for k in touching}
+    bodies = {k: body(regions[k]) for k in touching}  # once: the outlines and the hulls both take it
+    lines = {k: outlines(bodies[k]) for k in touching}
+    depth = {k: hull_depth(regions[k], bodies[k]) for k in touching}
+    near = {k: grown_near(regions[k]) for k in touching}  # once an object, not once a pair
     verdicts = {}
     for (a, b), boundary in pairs.items():
-        turns = junction_turns(labels, a, b, regions, lines)
+        turns = junction_turns(labels, a, b, regions, lines, near)
         verdict = turns if abs(turns) > JUNCTION_MIN else front_of(depth[a], depth[b], regions[a], regions[b])
         if verdict:
             verdicts[(a, b)] = float(np.sign(verdict) * np.count_nonzero(boundary))
