@@ -39,6 +39,7 @@ ACTIVATE_DELAY_MS = 50
 NEW_DOCUMENT_FORMAT = ("RGBA", "U8")
 KEPT_MASKS = ("transparencymask", "filtermask", "transformmask")  # act on the group's picture as on the layer's
 IGNORED_MASKS = ("selectionmask",)  # a layer's local selection does not change how it looks
+UNDO_TRIES = 20  # presses of Edit > Undo per step before the docker's Undo gives up (Krita drops them while busy)
 History = Tuple[List[str], int]  # the History docker's entries ("<empty>" first) and the current row
 
 
@@ -363,10 +364,11 @@ class KritaBridge:
         if self._fingerprint(op.doc) != op.fingerprint:
             raise UserError(f"Layers changed after the {op.kind} without an undo entry (a script?), so it cannot be "
                             "taken back exactly: use Edit > Undo.")
-        undo = Krita.instance().action("edit_undo")
-        for _ in range(steps):
-            undo.trigger()
-            op.doc.waitForDone()
+        taken = self._undo(op.doc, steps, index)
+        if taken < steps:  # the rest is left to Ctrl+Z: this Undo's next press says so (index < after_index)
+            plural = "s" if steps != 1 else ""
+            raise UserError(f"Krita ignored Undo with {steps - taken} of the {op.kind}'s {steps} step{plural} left "
+                            "(the image stayed busy): press Ctrl+Z to finish, or Ctrl+Shift+Z.")
         for node in op.shown_again:  # hidden without an undo entry: shown again by hand
             node.setVisible(True)
         active = self._find(op.doc, op.active_id)
@@ -379,6 +381,25 @@ class KritaBridge:
             raise UserError(f"Krita's undo history did not go back as expected: check the {op.kind} in the History "
                             "docker.")
         return f"Took back the {op.what}: the document is as it was before."
+
+    def _undo(self, doc: Any, steps: int, index: int) -> int:
+        """Krita's Edit > Undo `steps` times from history row `index`; returns how many steps it took.
+
+        Krita drops an undo that comes while a stroke holds the image (its own idle routines start one after two
+        quiet seconds), so a step the History docker's row does not show taken is pressed again, as an artist
+        presses Ctrl+Z again."""
+        undo = Krita.instance().action("edit_undo")
+        for step in range(steps):
+            for _ in range(UNDO_TRIES):
+                doc.waitForDone()
+                undo.trigger()
+                doc.waitForDone()
+                seen = self.ui.history()
+                if seen is None or seen[1] <= index - step - 1:
+                    break
+            else:
+                return step
+        return steps
 
     # ---- building blocks ---------------------------------------------------------------------------
     def _stack(self, bg_name: str, background: Any, names: List[str], layers: List[Any]) -> list:

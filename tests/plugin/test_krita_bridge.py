@@ -557,13 +557,19 @@ def split_photo(mk, bridge, doc):
                         "or Ctrl+Shift+Z."),
     ("renamed", "Layers changed after the split without an undo entry (a script?), so it cannot be taken back "
                 "exactly: use Edit > Undo."),
-    ("undo ignored", "Krita's undo history did not go back as expected: check the split in the History docker."),
+    ("undo ignored", "Krita ignored Undo with 2 of the split's 2 steps left (the image stayed busy): press Ctrl+Z "
+                     "to finish, or Ctrl+Shift+Z."),
+    ("undo ignored after one", "Krita ignored Undo with 1 of the split's 2 steps left (the image stayed busy): press "
+                               "Ctrl+Z to finish, or Ctrl+Shift+Z."),
+    ("undo went too far", "Krita's undo history did not go back as expected: check the split in the History docker."),
 ])
 def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, message):
     """The whole message the artist reads, for each reason (the words matter: they say what to do instead)."""
     doc, layer, bridge = ready(fake_krita)
     if case == "one undo of one":
         layer.setVisible(False)  # nothing to hide: the split is one step
+    if case == "undo went too far":  # an earlier entry that one undo too many takes back as well
+        doc.record("Fill", lambda: None, lambda: None)
     if case != "nothing":
         split_photo(fake_krita, bridge, doc)
     k = fake_krita.Krita.instance()
@@ -584,14 +590,42 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
         doc.rootNode().childNodes()[1].setName("renamed")
     elif case == "undo ignored":
         monkeypatch.setattr(type(doc), "undo", lambda self: None)
+    elif case == "undo ignored after one":
+        real = type(doc).undo
+        monkeypatch.setattr(type(doc), "undo", lambda self: real(self) if self.index == 2 else None)
+    elif case == "undo went too far":
+        real = type(doc).undo
+        monkeypatch.setattr(type(doc), "undo", lambda self: (real(self), real(self)) if self.index == 2 else real(self))
     with pytest.raises(UserError) as caught:
         bridge.undo_last()
     assert str(caught.value) == message
     if case == "closed":  # forgotten: the next press says there is nothing left to take back
         with pytest.raises(UserError, match="^Nothing to take back"):
             bridge.undo_last()
-    if case not in ("closed", "undo ignored"):  # a refusal changes nothing
+    if case == "undo ignored after one":  # the next press says what is left, and Ctrl+Z finishes the job
+        with pytest.raises(UserError, match=r"already taken back with Edit > Undo \(1 of 2 steps\)"):
+            bridge.undo_last()
+    if case not in ("closed",) and not case.startswith("undo "):  # a refusal changes nothing
         assert same_picture(doc.projection(), picture) and (list(doc.history), doc.index) == history
+
+
+def test_undo_split_presses_again_an_undo_krita_dropped_while_busy(fake_krita, monkeypatch):
+    """Krita drops Edit > Undo while a stroke holds the image (its idle routines start one after two quiet
+    seconds): the docker's Undo presses a dropped step again, and takes back exactly the split, no more."""
+    doc, layer, bridge = ready(fake_krita)
+    picture = doc.projection()
+    split_photo(fake_krita, bridge, doc)
+    real, presses = type(doc).undo, []
+
+    def busy_every_other_press(self):
+        presses.append(self.index)
+        if len(presses) % 2:
+            real(self)
+
+    monkeypatch.setattr(type(doc), "undo", busy_every_other_press)
+    assert bridge.undo_last() == "Took back the split of 'photo': the document is as it was before."
+    assert presses == [2, 1, 1]  # the second step's first press was dropped and pressed again
+    assert doc.index == 0 and same_picture(doc.projection(), picture) and tree(doc.rootNode()) == [("photo", True)]
 
 
 def test_a_source_krita_would_not_hide_with_undo_is_shown_again_by_undo_split(fake_krita, monkeypatch):

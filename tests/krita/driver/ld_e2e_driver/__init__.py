@@ -359,11 +359,27 @@ def settle():
     yield (lambda: True, 5, "events delivered")
 
 
+def press(doc, action):
+    """Ctrl+Z (edit_undo) or Ctrl+Shift+Z (edit_redo) as an artist presses it: again while Krita drops it.
+
+    Krita drops an undo or a redo that comes while a stroke holds the image (its idle routines start one after
+    two quiet seconds); the History docker's row shows whether it was taken. Pressed at most 20 times."""
+    want = history()[1] + (-1 if action == "edit_undo" else 1)
+    for _ in range(20):
+        doc.waitForDone()
+        Krita.instance().action(action).trigger()
+        until = time.time() + 1
+        yield (lambda until=until: history()[1] == want or time.time() > until, 5, f"{action} taken or dropped")
+        if history()[1] == want:
+            return
+    yield (lambda: history()[1] == want, 0, f"{action} taken (pressed 20 times, the history row stayed)")
+
+
 def walk_history(doc, prefix, steps):
     """Ctrl+Z `steps` times, then Ctrl+Shift+Z as often, dumping the visible picture at every state."""
     for action, kind in (("edit_undo", "undo"), ("edit_redo", "redo")):
         for i in range(1, steps + 1):
-            Krita.instance().action(action).trigger()
+            yield from press(doc, action)
             yield from settle()
             dump(f"{prefix}_{kind}{i}.bgra", projection(doc))
 
@@ -464,12 +480,12 @@ def scenario_undo():
     yield from walk_history(doc, "peel", h2[1] - h1[1])
     # all the way back with Ctrl+Z, then forward again
     for _ in range(h2[1] - h0[1]):
-        Krita.instance().action("edit_undo").trigger()
+        yield from press(doc, "edit_undo")
         yield from settle()
     dump("undo_all_back.bgra", projection(doc))
     step("all undone", tree=tree(doc.rootNode()), row=history()[1])
     for _ in range(h2[1] - h0[1]):
-        Krita.instance().action("edit_redo").trigger()
+        yield from press(doc, "edit_redo")
         yield from settle()
     dump("undo_all_forward.bgra", projection(doc))
     step("all redone", tree=tree(doc.rootNode()), row=history()[1])
