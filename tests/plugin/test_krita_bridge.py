@@ -561,12 +561,14 @@ def split_photo(mk, bridge, doc):
                      "to finish, or Ctrl+Shift+Z."),
     ("undo ignored after one", "Krita ignored Undo with 1 of the split's 2 steps left (the image stayed busy): press "
                                "Ctrl+Z to finish, or Ctrl+Shift+Z."),
+    ("undo ignored of one", "Krita ignored Undo with 1 of the split's 1 step left (the image stayed busy): press "
+                            "Ctrl+Z to finish, or Ctrl+Shift+Z."),
     ("undo went too far", "Krita's undo history did not go back as expected: check the split in the History docker."),
 ])
 def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, message):
     """The whole message the artist reads, for each reason (the words matter: they say what to do instead)."""
     doc, layer, bridge = ready(fake_krita)
-    if case == "one undo of one":
+    if case in ("one undo of one", "undo ignored of one"):
         layer.setVisible(False)  # nothing to hide: the split is one step
     if case == "undo went too far":  # an earlier entry that one undo too many takes back as well
         doc.record("Fill", lambda: None, lambda: None)
@@ -588,7 +590,7 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
         picture, history = doc.projection(), (list(doc.history), doc.index)
     elif case == "renamed":
         doc.rootNode().childNodes()[1].setName("renamed")
-    elif case == "undo ignored":
+    elif case in ("undo ignored", "undo ignored of one"):
         monkeypatch.setattr(type(doc), "undo", lambda self: None)
     elif case == "undo ignored after one":
         real = type(doc).undo
