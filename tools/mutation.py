@@ -155,13 +155,17 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
         shutil.copytree(where / folder, mutants / folder, dirs_exist_ok=True)
     env = dict(os.environ, PYTHONPATH="src")
 
+    said: dict[str, str] = {}  # the tests' output without a mutant, shown when they fail there
+
     def one(key: str, timeout: float) -> tuple[str, int | None]:
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                    *(str(mutants / t) for t in tests)], cwd=mutants, capture_output=True,
-                                  env={**env, "MUTANT_UNDER_TEST": key}, timeout=timeout)
+                                  env={**env, "MUTANT_UNDER_TEST": key}, timeout=timeout, text=True)
         except subprocess.TimeoutExpired:
             return key, None
+        if key == "none":
+            said[key] = (proc.stdout + proc.stderr)[-3000:]
         return key, proc.returncode
 
     def record(key: str, code: int) -> None:
@@ -175,7 +179,8 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
         return 0
     began = time.monotonic()
     if one("none", 20 * QUICK_TIMEOUT_S)[1] != 0:  # no mutant: they must pass, or every mutant would read as killed
-        print(f"== {name}: {', '.join(tests)} fail (or hang) without a mutant: nothing recorded", flush=True)
+        print(f"== {name}: {', '.join(tests)} fail (or hang) without a mutant: nothing recorded\n"
+              f"{said.get('none', '(no output: it ran past its time)')}", flush=True)
         return 1
     # a mutant that runs past three times the tests' own time is stuck (a timeout, as mutmut records one)
     timeout = max(QUICK_TIMEOUT_S, 3 * (time.monotonic() - began))
