@@ -155,18 +155,15 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
         shutil.copytree(where / folder, mutants / folder, dirs_exist_ok=True)
     env = dict(os.environ, PYTHONPATH="src")
 
-    said: dict[str, str] = {}  # the tests' output without a mutant, shown when they fail there
-
-    def one(key: str, timeout: float) -> tuple[str, int | None]:
+    def one(key: str, timeout: float) -> tuple[str, int | None, str]:
+        """The tests' exit code with this mutant (None: past `timeout`), and the end of their output."""
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                    *(str(mutants / t) for t in tests)], cwd=mutants, capture_output=True,
                                   env={**env, "MUTANT_UNDER_TEST": key}, timeout=timeout, text=True)
         except subprocess.TimeoutExpired:
-            return key, None
-        if key == "none":
-            said[key] = (proc.stdout + proc.stderr)[-3000:]
-        return key, proc.returncode
+            return key, None, "(no output: it ran past its time)"
+        return key, proc.returncode, (proc.stdout + proc.stderr)[-3000:]
 
     def record(key: str, code: int) -> None:
         for meta in (mutants / "src").rglob("*.meta"):
@@ -178,9 +175,9 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     if not names:
         return 0
     began = time.monotonic()
-    if one("none", 20 * QUICK_TIMEOUT_S)[1] != 0:  # no mutant: they must pass, or every mutant would read as killed
-        print(f"== {name}: {', '.join(tests)} fail (or hang) without a mutant: nothing recorded\n"
-              f"{said.get('none', '(no output: it ran past its time)')}", flush=True)
+    _, code, said = one("none", 20 * QUICK_TIMEOUT_S)
+    if code != 0:  # no mutant: they must pass, or every mutant would read as killed
+        print(f"== {name}: {', '.join(tests)} fail (or hang) without a mutant: nothing recorded\n{said}", flush=True)
         return 1
     # a mutant that runs past three times the tests' own time is stuck (a timeout, as mutmut records one)
     timeout = max(QUICK_TIMEOUT_S, 3 * (time.monotonic() - began))
@@ -189,7 +186,7 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
         # each result recorded as it comes (in mutmut's own record, as mutmut records a kill), so a run stopped
         # part-way keeps what it found
         for done in as_completed([pool.submit(one, key, timeout) for key in names]):
-            key, code = done.result()
+            key, code, _ = done.result()
             if code == 1:  # a test failed (2-5: pytest itself could not run)
                 killed += 1
                 record(key, 1)
