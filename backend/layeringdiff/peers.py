@@ -216,8 +216,13 @@ class Connections:
             return False
         return True
 
-    def received(self, fd: int, wire: int) -> Connection:
-        conn = self.by_fd.get(fd) or self.accepted(fd)  # the frame may come before the monitor's event
+    def received(self, fd: int, wire: int, address: Any = None) -> Connection:
+        """Count `wire` bytes to the connection on `fd` that leads to `address` (the sender's, read when it was
+        first seen): the monitor's events may come after the frame, so the record may still be of the
+        connection that had the descriptor before."""
+        conn = self.by_fd.get(fd)
+        if conn is None or (address is not None and conn.address != address):
+            conn = self.accepted(fd)
         if conn is None:  # closed since: count it nowhere
             return Connection(fd, None)
         conn.delivered += wire

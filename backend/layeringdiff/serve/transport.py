@@ -27,6 +27,7 @@ from ..peers import (
     Peer,
     Rss,
     hang_up,
+    peer_address,
     release_memory,
     wire_bytes,
 )
@@ -380,7 +381,7 @@ class Transport:
         """Count what the loop received from this peer's connection (the in-flight watch compares it with the
         kernel's count)."""
         if peer.fd is not None:
-            conn = self.conns.received(peer.fd, wire)
+            conn = self.conns.received(peer.fd, wire, peer.address)
             if peer.address is None:
                 peer.address = conn.address
 
@@ -388,8 +389,12 @@ class Transport:
         peer = self.peers.get(identity)
         if peer is None:
             fd = _frame_property(frame, zmq.SRCFD)
+            fd = fd if isinstance(fd, int) and fd >= 0 else None
             key = _frame_property(frame, "User-Id") if self.auth is not None else None
-            peer = Peer(identity, fd if isinstance(fd, int) and fd >= 0 else None, key or "")
+            # its address read now, not from the connections known: a descriptor closed and taken by this
+            # connection may still be recorded as the last one's (the monitor's events come later), and the
+            # peer would then be taken for gone, its jobs withdrawn without a word
+            peer = Peer(identity, fd, key or "", peer_address(fd) if fd is not None else None)
             self.peers[identity] = peer
         peer.last_seen = time.monotonic()
         return peer
