@@ -340,16 +340,19 @@ def test_echo_returns_identical_bytes(client):
 
 
 def test_client_vanishing_mid_job_does_not_stop_the_server(backend):
+    """Again and again: the next client's connection often takes the descriptor of the one just closed, before the
+    socket monitor says so (it was once taken for gone then, its job withdrawn without a reply: 1 time in 40)."""
     ctx = zmq.Context.instance()
-    _, image, mask = layer_and_mask(512)
-    gone = Client(backend.endpoint, ctx)
-    gone.send(Split(image, mask=mask))
-    gone.recv(10)  # accepted
-    gone.close()
-    with Client(backend.endpoint, ctx) as c:
-        assert isinstance(c.request(Ping(0.0), timeout=20).message, Pong)
-        _, image, mask = layer_and_mask(64)
-        assert isinstance(c.run(Split(image, mask=mask))[0].message, Result)
+    _, big, big_mask = layer_and_mask(512)
+    _, small, small_mask = layer_and_mask(64)
+    for _ in range(30):
+        gone = Client(backend.endpoint, ctx)
+        gone.send(Split(big, mask=big_mask))
+        gone.recv(10)  # accepted
+        gone.close()
+        with Client(backend.endpoint, ctx) as c:
+            assert isinstance(c.request(Ping(0.0), timeout=20).message, Pong)
+            assert isinstance(c.run(Split(small, mask=small_mask), timeout=20)[0].message, Result)
 
 
 def test_oversized_image_refused_with_configured_limit():
