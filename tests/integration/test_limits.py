@@ -4,6 +4,7 @@ Time bounds are the docs' promises plus tests/timing.py's margin for a loaded ma
 real figures).
 """
 
+import re
 import signal
 import struct
 import sys
@@ -32,6 +33,7 @@ from layering_protocol import (
 )
 from layeringdiff.client import BackendLost, Client
 from layeringdiff.limits import FRAMES_CUT_MARGIN
+from layeringdiff.serve.server import CHECK_S
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess, ServerProcess
@@ -521,12 +523,18 @@ def test_a_connection_flood_under_a_low_open_files_limit_leaves_the_server_servi
 def test_the_memory_budget_refuses_a_job_that_would_not_fit():
     server = BackendProcess("--max-memory", "1G")
     try:
+        process = psutil.Process(server.proc.pid)
+        time.sleep(CHECK_S * 2)  # the server's idle memory is looked at again by now
+        idle = process.memory_info().rss + sum(p.memory_info().rss for p in process.children(recursive=True))
         with Client(server.endpoint) as c:
             _, image, mask = layer_and_mask(4096)
             final, events = c.run(Split(image, mask=mask), timeout=60)
             err = final.message
             assert isinstance(err, Error) and err.code == ErrorCode.TOO_LARGE and err.job == final.reply_to
             assert "4096x4096" in err.text and "1.0 GB" in err.text and "--max-memory" in err.text
+            # what is in use: the server's and its worker's memory, both
+            in_use = re.search(r", (\d+) MB of it in use$", err.text)
+            assert in_use and 0.8 * idle < int(in_use[1]) << 20 < 1.25 * idle, (err.text, idle >> 20)
             assert not any(isinstance(e.message, Accepted) for e in events)  # refused before it is queued
             _, image, mask = layer_and_mask(256)
             assert isinstance(c.run(Split(image, mask=mask), timeout=120)[0].message, Result)

@@ -129,3 +129,25 @@ def test_job_ids_are_each_clients_own():
         assert isinstance(cancel(c, "second"), Cancelled)
         assert isinstance(cancel(c, "mine"), Cancelled)
         assert isinstance(cancel(other, "mine"), Cancelled)
+
+
+def test_accepted_says_how_many_jobs_start_before_it_with_two_workers():
+    """Two workers: the first two jobs start at once (position 0), the third waits for one of them (1), the fourth
+    for both (2). Once both run, another client's first job goes before this client's waiting ones (its first
+    round): it waits for one worker (1)."""
+    with in_process_server(ServerConfig(workers=2, job_runner=HELD)) as endpoint, Client(endpoint) as c, \
+            Client(endpoint) as other:
+        mine = [submit(c) for _ in range(4)]
+        assert [reply for _, reply in mine] == [Accepted(job_id, p)
+                                                for (job_id, _), p in zip(mine, (0, 0, 1, 2), strict=True)]
+        running: set[str] = set()
+        deadline = time.monotonic() + 10
+        while len(running) < 2:  # both workers have theirs; the other two wait
+            env = c.recv(max(0.0, deadline - time.monotonic()))
+            if isinstance(env.message, Progress):
+                running.add(env.reply_to)
+        assert running == {mine[0][0], mine[1][0]}
+        theirs = submit(other)
+        assert theirs[1] == Accepted(theirs[0], 1)
+        for job_id, _ in (*mine, theirs):
+            assert isinstance(cancel(other if job_id == theirs[0] else c, job_id), Cancelled)

@@ -2,7 +2,9 @@
 
 import importlib.util
 import os
+import re
 import signal
+import time
 
 import msgpack
 import numpy as np
@@ -34,9 +36,10 @@ from layering_protocol import (
 from layeringdiff.client import Client, result_arrays
 from layeringdiff.examples import synthetic_composite
 from layeringdiff.imaging.compose import compose
+from layeringdiff.models import REGISTRY, ModelConfig, ModelManager
 from layeringdiff.wire import from_array, to_array
 
-from tests.conftest import BackendProcess, ServerProcess
+from tests.conftest import BackendProcess, ServerProcess, in_process_server
 from tests.timing import LOADED_MARGIN_S, STOP_S
 
 
@@ -50,6 +53,16 @@ def test_hello_reports_capabilities(client):
     reply = client.request(Hello("pytest", PROTOCOL_VERSION)).message
     assert isinstance(reply, Capabilities)
     assert reply.protocol == PROTOCOL_VERSION and "split" in reply.jobs and "peel" in reply.jobs
+    # every model of the registry with its state, as the server's own manager sees them on this machine
+    assert reply.models == {row["model"]: row["state"] for row in ModelManager(ModelConfig()).status()}
+    assert set(reply.models) == set(REGISTRY)
+
+
+def test_a_reply_sent_as_a_request_is_refused_by_name(client):
+    reply = client.request(Pong(1.0)).message
+    assert isinstance(reply, Error)
+    assert (reply.code, reply.text) == (ErrorCode.UNKNOWN_TYPE, "'pong' is a reply, not a request")
+    assert isinstance(client.request(Ping(0.0)).message, Pong)
 
 
 def test_version_mismatch_is_answered_and_server_keeps_serving(client):
@@ -136,6 +149,34 @@ def test_ping_and_status_answered_during_a_job(client):
     st = replies[status][0]
     assert isinstance(st, StatusReply)
     assert st.busy is False or st.job == job
+
+
+def test_ping_and_status_say_what_runs_and_what_waits(client):
+    """Idle; then one job running and one queued behind it; then idle again: Pong's `busy` and every field of the
+    status, with the asker's own running job and its stage."""
+    assert client.request(Ping(1.0)).message == Pong(1.0, False)
+    assert client.request(Status()).message == StatusReply(False, None, None, 0)
+    _, big, big_mask = layer_and_mask(1024)
+    _, small, small_mask = layer_and_mask(64)
+    job = client.send(Split(big, mask=big_mask))
+    replies: dict[str, list] = {}
+    queued = ping = status = None
+    while not all(isinstance(replies.get(j, [None])[-1], (Result, Error, Cancelled)) for j in (job, queued)):
+        env = client.recv(60)
+        replies.setdefault(env.reply_to, []).append(env.message)
+        if queued is None and env.reply_to == job and isinstance(env.message, Progress):  # it runs now
+            queued = client.send(Split(small, mask=small_mask))
+            ping, status = client.send(Ping(2.0)), client.send(Status())
+    assert isinstance(replies[job][-1], Result) and isinstance(replies[queued][-1], Result)
+    assert replies[queued][0] == Accepted(queued, 1)  # one job to start before it, on the one worker
+    assert replies[ping] == [Pong(2.0, True)]
+    st = replies[status][0]
+    stages = {"start"} | {m.stage for m in replies[job] if isinstance(m, Progress)}
+    assert (st.busy, st.job, st.queued) == (True, job, 1) and st.stage in stages, st
+    deadline = time.monotonic() + 5  # the worker lets go of a job just after its last reply
+    while client.request(Ping(3.0)).message.busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.request(Status()).message == StatusReply(False, None, None, 0)
 
 
 def test_cancel_mid_job(client):
@@ -304,6 +345,8 @@ def test_bad_jobs_get_clear_errors(client, case, code, before):
     assert isinstance(err, Error) and err.code == code and err.text
     assert (len(events) == 1) == before, [type(e.message).__name__ for e in events]  # no `accepted` first
     assert err.job == (None if code == ErrorCode.BAD_FIELD else final.reply_to)
+    if case == "unknown option":  # and what to write instead
+        assert err.text == "unknown option(s): bnad" and err.detail.startswith("known: alpha_mode, band, ")
 
 
 ML_INSTALLED = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
@@ -353,6 +396,8 @@ def test_client_vanishing_mid_job_does_not_stop_the_server(backend):
         with Client(backend.endpoint, ctx) as c:
             assert isinstance(c.request(Ping(0.0), timeout=20).message, Pong)
             assert isinstance(c.run(Split(small, mask=small_mask), timeout=20)[0].message, Result)
+    # a reply to a client gone: said once for it, and its job cancelled (the next one ran at once)
+    assert "unreachable (Host unreachable); cancelling its jobs" in backend.log
 
 
 def test_oversized_image_refused_with_configured_limit():
@@ -369,7 +414,6 @@ def test_oversized_image_refused_with_configured_limit():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_clean_shutdown_on_signal_during_a_job(sig):
-    import time
 
     server = BackendProcess()
     with Client(server.endpoint) as c:
@@ -395,7 +439,6 @@ def test_clean_shutdown_on_signal_during_a_job(sig):
 
 def test_server_exits_when_its_parent_is_gone():
     import subprocess
-    import time
 
     parent = subprocess.Popen(["sleep", "2"])
     server = BackendProcess("--parent-pid", str(parent.pid))
@@ -425,7 +468,6 @@ def test_close_does_not_hang_on_a_step_that_ignores_cancel():
     """In process: a job stuck in one long call (it never checks for cancel) must not keep the server
     from stopping; its worker is killed and the job's client told the backend is shutting down."""
     import threading
-    import time
 
     from layeringdiff.serve import Server, ServerConfig
 
@@ -473,7 +515,6 @@ def test_hostile_headers_get_errors_that_name_the_problem(client):
 def test_no_reply_carries_a_traceback():
     """A job that fails unexpectedly is answered `internal` with a log id; the traceback is in the server's log
     (its worker's stderr) under that id, not in the reply; the worker goes on to the next job."""
-    import re
 
     server = ServerProcess(job_runner="tests.integration.runners:broken")
     try:
@@ -491,10 +532,31 @@ def test_no_reply_carries_a_traceback():
         server.kill()
 
 
+def test_a_bug_in_handling_a_request_is_answered_under_its_id_and_logged(monkeypatch, caplog):
+    """The loop's own failure (a bug, made here by a request check that raises): the request is answered
+    `internal` under its id with a log id, the traceback is logged under that id, and the loop goes on."""
+    import layeringdiff.serve.server as server_module
+
+    def broken(message):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(server_module, "check_request", broken)
+    caplog.set_level("INFO", logger="layeringdiff.server")
+    with in_process_server() as endpoint, Client(endpoint) as c:
+        _, image, mask = layer_and_mask(64)
+        env = c.request(Split(image, mask=mask))
+        err = env.message
+        assert isinstance(err, Error) and err.code == ErrorCode.INTERNAL and err.job is None
+        incident = re.fullmatch(r"internal error \(log id (\w{8})\): the backend's log has the details", err.text)
+        assert incident and "secret" not in err.text + err.detail
+        assert isinstance(c.request(Ping(0.0)).message, Pong)
+    record = next(r for r in caplog.records if r.getMessage() == f"internal error {incident[1]} handling a message")
+    assert record.name == "layeringdiff.server" and "secret internal detail" in caplog.text
+
+
 def test_the_client_notices_a_dead_backend_within_seconds():
     """A backend frozen mid-job (SIGSTOP: its connection stays open) is reported gone after the client's
     8 s heartbeat, not after the job's 120 s timeout."""
-    import time
 
     from layeringdiff.client import LOST_S, BackendLost
 
