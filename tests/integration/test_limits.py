@@ -127,6 +127,57 @@ def test_a_client_that_stops_reading_stalls_nobody():
         server.kill()
 
 
+def test_a_client_that_reads_late_gets_every_reply_and_nothing_waits_after():
+    """It sends 200 echo requests of 256 KB and reads nothing for a while: 50 MB of replies, far more than its
+    pipe holds, wait in the server. Then it reads: every reply arrives, in order, and the server holds nothing more
+    for it (no reply queued or in libzmq's hands, no peer waiting for room). The server runs in this process, so
+    its bookkeeping is read directly."""
+    from layeringdiff.serve import Server, ServerConfig
+
+    server = Server(ServerConfig())
+    endpoint = server.bind()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 2)
+    try:
+        sock.connect(endpoint)
+        image = np.random.default_rng(0).integers(0, 256, (256, 256, 4), np.uint8)
+        sent = [f"echo-{i}" for i in range(200)]
+        for msg_id in sent:
+            sock.send_multipart(encode(Echo(from_array(image, "u8", "RGBA")), msg_id), copy=False)
+        deadline = time.monotonic() + 10
+        while not server.transport.waiting and time.monotonic() < deadline:  # its pipe is full: replies wait
+            time.sleep(0.01)
+        assert server.transport.waiting
+        time.sleep(0.5)
+        got = []
+        while len(got) < len(sent) and sock.poll(10_000):
+            env = decode(sock.recv_multipart(), 1 << 30)
+            assert isinstance(env.message, EchoReply) and env.message.image.data == image.tobytes()
+            got.append(env.reply_to)
+        assert got == sent
+        (peer,) = server.transport.peers.values()
+
+        def held() -> tuple:
+            peer.settle()  # the replies libzmq is done with
+            return (bool(server.transport.waiting), peer.cut, len(peer.queue), peer.queued_bytes, len(peer.sending),
+                    peer.sending_bytes)
+
+        deadline = time.monotonic() + 5
+        while held() != (False, "", 0, 0, 0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held() == (False, "", 0, 0, 0, 0)
+    finally:
+        sock.close(0)
+        ctx.term()
+        server.stop()
+        loop.join(5)
+        server.close()
+
+
 def test_sigterm_and_sigint_stop_a_server_stuck_in_a_step_that_cannot_be_interrupted():
     """A job inside one long call that never checks for cancel (here a sleep): the server stops within its
     promise all the same, its worker killed and gone too, and the job's client is told it is shutting down."""

@@ -397,7 +397,8 @@ def test_client_vanishing_mid_job_does_not_stop_the_server(backend):
             assert isinstance(c.request(Ping(0.0), timeout=20).message, Pong)
             assert isinstance(c.run(Split(small, mask=small_mask), timeout=20)[0].message, Result)
     # a reply to a client gone: said once for it, and its job cancelled (the next one ran at once)
-    assert "unreachable (Host unreachable); cancelling its jobs" in backend.log
+    line = r"layeringdiff\.server: client [0-9a-f]{10} unreachable \(Host unreachable\); cancelling its jobs$"
+    assert re.search(line, backend.log, re.MULTILINE), backend.log[-2000:]
 
 
 def test_oversized_image_refused_with_configured_limit():
