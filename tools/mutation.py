@@ -131,7 +131,7 @@ def run(name: str, target: Target, again: bool = False) -> int:
     return subprocess.run([str(mutmut), "run", "--max-children", "2", *names], cwd=where).returncode
 
 
-def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str = "*") -> int:
+def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: tuple[str, ...] = ("*",)) -> int:
     """The last run's unexplained survivors and unreached mutants, each run against `tests` alone (the test files
     written for them) instead of every test mutmut finds reaching the function: minutes where mutmut takes an hour
     for a module whose functions every split test reaches. A failing test kills the mutant, and that is recorded in
@@ -146,7 +146,8 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: str 
     from fnmatch import fnmatch
 
     names = [k for k, v in statuses(name, target).items()
-             if v in ("survived", "no tests", "not checked") and not explained(k, reasons) and fnmatch(k, only)]
+             if v in ("survived", "no tests", "not checked") and not explained(k, reasons)
+             and any(fnmatch(k, pattern) for pattern in only)]
     where = stage(name, target)
     mutants = where / "mutants"
     # the tests as they are now, run from mutmut's copy: a backend the tests start as a child process then runs
@@ -262,9 +263,9 @@ def main() -> int:
                         help="run only the last run's survivors, and the mutants it did not reach, again")
     parser.add_argument("--quick", nargs="+", metavar="TEST_FILE",
                         help="run the last run's survivors and unreached mutants against these test files only")
-    parser.add_argument("--only", default="*", metavar="PATTERN",
+    parser.add_argument("--only", action="append", metavar="PATTERN",
                         help="with --quick: only the mutants whose names match this fnmatch pattern "
-                             "(e.g. 'layeringdiff.serve.jobs.*')")
+                             "(e.g. 'layeringdiff.serve.jobs.*'); given again, those of any of them")
     args = parser.parse_args()
     names = args.modules or list(MODULES)
     if args.survivors or args.brief or args.kept:
@@ -288,7 +289,7 @@ def main() -> int:
         return 0
     if args.quick:
         for name in names:
-            quick(name, MODULES[name], args.quick, only=args.only)
+            quick(name, MODULES[name], args.quick, only=tuple(args.only or ("*",)))
     elif not args.table:
         for name in names:
             run(name, MODULES[name], args.again)

@@ -3,6 +3,7 @@ import pytest
 from layeringdiff.imaging.compose import (
     compose,
     compose_layers,
+    composite_stack,
     exact_layers,
     layer_alphas,
     least_change_layers,
@@ -197,3 +198,22 @@ def test_a_nearly_opaque_source_leaves_a_complete_background():
     """a_B = 1 where the source layer is opaque within 1e-4, whatever the split's alpha."""
     fa, ba = layer_alphas(np.full((1, 2), 1 - 5e-5), np.array([[0.5, 1.0]]))
     assert ba.tolist() == [[1.0, 1.0]] and np.allclose(fa, [[0.5, 1.0]], atol=1e-4)
+
+
+def test_composite_stack_by_hand():
+    """Front first, uint8 and float layers mixed, over an RGBA and an RGB background: the values worked out by
+    hand with C = a F + (1 - a) B, back to front, and the alpha a + (1 - a) A_below."""
+    background = np.array([[[0.2, 0.4, 0.6, 0.5]]], np.float32)
+    kept = background.copy()
+    front = np.array([[[1.0, 0.0, 0.0, 0.5]]], np.float32)
+    back = np.array([[[0, 255, 0, 51]]], np.uint8)  # alpha 0.2
+    # back: 0.2 (0, 1, 0) + 0.8 (0.2, 0.4, 0.6) = (0.16, 0.52, 0.48), alpha 0.2 + 0.8 * 0.5 = 0.6
+    # front: 0.5 (1, 0, 0) + 0.5 (0.16, 0.52, 0.48) = (0.58, 0.26, 0.24), alpha 0.5 + 0.5 * 0.6 = 0.8
+    out = composite_stack([front, back], background)
+    assert out.dtype == np.float32 and out.shape == (1, 1, 4)
+    np.testing.assert_allclose(out[0, 0], [0.58, 0.26, 0.24, 0.8], atol=1e-6)
+    np.testing.assert_array_equal(background, kept)  # the caller's background is not changed
+    rgb = composite_stack([front, back], background[..., :3].astype(np.float64))
+    assert rgb.dtype == np.float32 and rgb.shape == (1, 1, 3)
+    np.testing.assert_allclose(rgb[0, 0], [0.58, 0.26, 0.24], atol=1e-6)
+    np.testing.assert_array_equal(composite_stack([], background), background)
