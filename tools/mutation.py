@@ -142,6 +142,8 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: tupl
 
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
+    from mutmut.stats import status_by_exit_code
+
     reasons = kept()
     from fnmatch import fnmatch
 
@@ -196,8 +198,11 @@ def quick(name: str, target: Target, tests: list[str], jobs: int = 2, only: tupl
                 record(key, 36)
             elif code == 0:  # survived: recorded too, so one mutmut had not reached reads as run
                 record(key, 0)
-    print(f"== {name}: {killed} of {len(names)} killed by {', '.join(tests)}; {stuck} ran past {timeout:.0f} s",
-          flush=True)
+            elif code < 0:  # the tests crashed (a signal: a compiled kernel out of bounds): caught, as mutmut counts it
+                killed += 1
+                record(key, code if code in status_by_exit_code else 1)
+    print(f"== {name}: {killed} of {len(names)} killed by {', '.join(tests)}; {stuck} ran past {timeout:.0f} s; "
+          f"{(time.monotonic() - began) / 60:.0f} min", flush=True)
     return 0
 
 
@@ -240,7 +245,9 @@ def table(names: list[str]) -> str:
             "no tests (of them) | killed share |", "|---|---|---|---|---|---|---|---|"]
     for name in names:
         found = statuses(name, MODULES[name])
-        count = {s: sum(1 for v in found.values() if v == s) for s in ("killed", "timeout", "survived", "no tests")}
+        count = {s: sum(1 for v in found.values() if v == s)
+                 for s in ("killed", "segfault", "timeout", "survived", "no tests")}
+        count["killed"] += count["segfault"]  # the tests crashed with the mutant: caught
         with_reason = sum(1 for k, v in found.items() if v in ("survived", "no tests") and explained(k, reasons))
         unexplained = count["survived"] + count["no tests"] - with_reason
         pending = sum(1 for v in found.values() if v == "not checked")  # a run stopped part-way
