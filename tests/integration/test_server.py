@@ -415,7 +415,6 @@ def test_oversized_image_refused_with_configured_limit():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_clean_shutdown_on_signal_during_a_job(sig):
-
     server = BackendProcess()
     with Client(server.endpoint) as c:
         _, image, mask = layer_and_mask(1024)
@@ -516,7 +515,6 @@ def test_hostile_headers_get_errors_that_name_the_problem(client):
 def test_no_reply_carries_a_traceback():
     """A job that fails unexpectedly is answered `internal` with a log id; the traceback is in the server's log
     (its worker's stderr) under that id, not in the reply; the worker goes on to the next job."""
-
     server = ServerProcess(job_runner="tests.integration.runners:broken")
     try:
         with Client(server.endpoint) as c:
