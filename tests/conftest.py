@@ -13,25 +13,32 @@ import pytest
 
 
 @contextlib.contextmanager
-def in_process_server(config=None, **limits):
+def in_process(config=None, **limits):
     """A Server bound on loopback in this process, its loop in a thread (its workers are processes, running the
-    config's job_runner); `limits` replace fields of its Limits. Yields the endpoint, and stops and closes it
-    after."""
+    config's job_runner); `limits` replace fields of its Limits. Yields the server (its bookkeeping can be read),
+    and stops and closes it after."""
     import dataclasses
 
     from layeringdiff.serve import Server
 
     server = Server(config)
     server.limits = dataclasses.replace(server.limits, **limits)
-    endpoint = server.bind()
+    server.bind()
     loop = threading.Thread(target=server.loop, daemon=True)
     loop.start()
     try:
-        yield endpoint
+        yield server
     finally:
         server.stop()
         loop.join(5)
         server.close()
+
+
+@contextlib.contextmanager
+def in_process_server(config=None, **limits):
+    """in_process, yielding the endpoint."""
+    with in_process(config, **limits) as server:
+        yield server.endpoint
 
 
 def pytest_addoption(parser):

@@ -36,7 +36,7 @@ from layeringdiff.limits import FRAMES_CUT_MARGIN
 from layeringdiff.serve.server import CHECK_S
 from layeringdiff.wire import from_array
 
-from tests.conftest import BackendProcess, ServerProcess
+from tests.conftest import BackendProcess, ServerProcess, in_process
 from tests.integration.rawpeer import LONG, FileLimitedBackend, Pinger, RawPeer, open_connections
 from tests.integration.test_server import layer_and_mask
 from tests.timing import LOADED_MARGIN_S
@@ -132,18 +132,10 @@ def test_a_client_that_reads_late_gets_every_reply_and_nothing_waits_after():
     pipe holds, wait in the server. Then it reads: every reply arrives, in order, and the server holds nothing more
     for it (no reply queued or in libzmq's hands, no peer waiting for room). The server runs in this process, so
     its bookkeeping is read directly."""
-    from layeringdiff.serve import Server, ServerConfig
-
-    server = Server(ServerConfig())
-    endpoint = server.bind()
-    loop = threading.Thread(target=server.loop, daemon=True)
-    loop.start()
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVHWM, 2)
-    try:
-        sock.connect(endpoint)
+    with in_process() as server, zmq.Context() as ctx, ctx.socket(zmq.DEALER) as sock:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 2)
+        sock.connect(server.endpoint)
         image = np.random.default_rng(0).integers(0, 256, (256, 256, 4), np.uint8)
         sent = [f"echo-{i}" for i in range(200)]
         for msg_id in sent:
@@ -170,12 +162,6 @@ def test_a_client_that_reads_late_gets_every_reply_and_nothing_waits_after():
         while held() != (False, "", 0, 0, 0, 0) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert held() == (False, "", 0, 0, 0, 0)
-    finally:
-        sock.close(0)
-        ctx.term()
-        server.stop()
-        loop.join(5)
-        server.close()
 
 
 def test_sigterm_and_sigint_stop_a_server_stuck_in_a_step_that_cannot_be_interrupted():
