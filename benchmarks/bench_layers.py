@@ -15,6 +15,10 @@ least 0.9 and soft-band error at most 12/255 on every object, order 90%, a 3-obj
 at most one split's plus 50%.
 
     .venv/bin/python benchmarks/bench_layers.py [--scenes 6] [--size 512] [--bands 8]
+        [--matting vitmatte [--models-dir DIR]]
+
+`--matting vitmatte` mats each object with the learned ViTMatte instead of the closed form (its weights: `layeringdiff
+models fetch vitmatte`; none on the machines this was written on, so its figures wait for a user's).
 """
 
 import argparse
@@ -29,7 +33,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from layeringdiff.examples import photo, soft_alpha  # noqa: E402
 from layeringdiff.imaging.trimap import band_radius  # noqa: E402
-from layeringdiff.options import SplitOptions  # noqa: E402
+from layeringdiff.options import MatteFn, SplitOptions  # noqa: E402
 from layeringdiff.peers import release_memory  # noqa: E402
 from layeringdiff.progress import no_progress  # noqa: E402
 from layeringdiff.stages.order import occlusion_order, shared_boundaries  # noqa: E402
@@ -119,20 +123,20 @@ class PeakRss:
         self.above = own_status("VmHWM") - self.start_rss
 
 
-def measure(s: dict) -> dict:
+def measure(s: dict, matte: MatteFn | None = None) -> dict:
     labels, image = s["labels"], s["image"]
     values = label_values(labels)
     masks = LabelMasks(labels, values)
-    options = SplitOptions(quantize=255)
+    options = SplitOptions(quantize=255, matting="vitmatte" if matte else "closed-form")
     singles = []
     for mask in masks:  # each object split alone: the peak of a sequence of single splits is the largest of these
         with PeakRss() as one:
-            split_layer(image, mask=mask, options=options)
+            split_layer(image, mask=mask, options=options, matte=matte)
         singles.append(one.above)
         del mask
     start = time.perf_counter()
     with PeakRss() as many:
-        peeled = split_objects(image, masks, options)
+        peeled = split_objects(image, masks, options, matte=matte)
     elapsed = time.perf_counter() - start
     rows = []
     for k, stored in zip(values, peeled.layers, strict=True):
@@ -188,7 +192,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bands", type=int, default=0, metavar="N",
                         help="instead: N single objects with the automatic band against fixed ones")
+    parser.add_argument("--matting", choices=("closed-form", "vitmatte"), default="closed-form")
+    parser.add_argument("--models-dir", help="with --matting vitmatte: the folder holding vitmatte/")
     args = parser.parse_args()
+    matte = None
+    if args.matting == "vitmatte":
+        from layeringdiff.errors import NotAvailable
+        from layeringdiff.models import ModelConfig, ModelManager
+        from layeringdiff.pipeline import matte_method
+
+        try:
+            matte = matte_method(ModelManager(ModelConfig.load(None).with_models_dir(args.models_dir)),
+                                 {"matting": "vitmatte"})
+        except NotAvailable as exc:
+            sys.exit(f"{exc.text}; {exc.detail}")
     if args.bands:
         band_widths(args.bands, args.size)
         return
@@ -199,7 +216,7 @@ def main() -> None:
     bands = []
     right = pairs = 0
     for i in range(args.scenes):
-        r = measure(scene(rng, args.size, int(rng.integers(3, 6))))
+        r = measure(scene(rng, args.size, int(rng.integers(3, 6))), matte)
         right, pairs = right + r["order"][0], pairs + r["order"][1]
         many, one = r["memory"]
         print(f"scene {i}: {len(r['objects'])} objects at {args.size}^2 in {r['time']:.2f} s; recomposition error "

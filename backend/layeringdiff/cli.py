@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import InputError, NotAvailable
-from .options import DEFAULT_FILL, FILLS
+from .options import DEFAULT_FILL, FILLS, MATTINGS
 from .progress import ProgressFn
 from .replies import to_reply
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .io.images import Header
     from .io.outputs import Outputs
-    from .options import LayerMethod, SplitOptions
+    from .options import LayerMethod, MatteFn, SplitOptions
 
 EVENT_PREFIX = "@layeringdiff "  # the docker reads lines starting with it (plugin/layeringdiff_krita/setup_run.py)
 EXIT_INPUT = 2
@@ -187,6 +187,10 @@ def check_split_memory(args: argparse.Namespace, allowed: int, objects: int = 1)
         from .job_memory import FIXED_SIZE_MODEL_BYTES, registry_bytes
 
         need += FIXED_SIZE_MODEL_BYTES["lama"] + registry_bytes("lama")
+    if args.matting == "vitmatte" and args.alpha_mode != "mask":  # as for LaMa: its weights, its tiles' memory
+        from .job_memory import TILED_MODEL_BYTES, registry_bytes
+
+        need += TILED_MODEL_BYTES["vitmatte"] + registry_bytes("vitmatte")
     have, what = (allowed, "allowed by --max-memory") if allowed else available_memory()
     if need > have:
         what_split = "split" if objects == 1 else f"split into {objects} objects"
@@ -232,7 +236,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     # the server's rules for the options; every output checked and reserved before any work
     options = SplitOptions.from_dict({"alpha_mode": args.alpha_mode, "quantize": 255, "band": args.band,
-                                      "fill": args.fill})
+                                      "fill": args.fill, "matting": args.matting})
     if args.max_pixels < 1:
         raise InputError("--max-pixels must be at least 1")
     try:
@@ -299,11 +303,18 @@ def cmd_split(args: argparse.Namespace) -> int:
             from .pipeline import layer_method
 
             method = layer_method(ModelManager(model_config(args)), {"fill": "lama", "layering": "classical"})
+        matte = None
+        if args.alpha_mode != "mask" and args.matting != "closed-form":  # ViTMatte when asked, or auto on a GPU
+            from .models import ModelManager
+            from .pipeline import matte_method
+
+            matte = matte_method(ModelManager(model_config(args)), {"matting": args.matting})
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
         if labels is not None and objects is not None:
-            summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs)
+            summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs,
+                                    matte)
         else:
-            summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs)
+            summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs, matte)
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 0
@@ -311,13 +322,13 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray | None", box: tuple | None,
                options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
-               out: Path, pngs: dict[str, Path]) -> str:
+               out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
     """One object from a mask or a box: foreground, background and the hidden original."""
     from .io.images import png_file_bytes
     from .io.ora import OraLayer
     from .stages.split import split_layer
 
-    result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method)
+    result = split_layer(image, mask=mask, box=box, options=options, progress=progress, method=method, matte=matte)
     h, w = image.shape[:2]
     layers = [
         OraLayer("foreground", result.foreground),
@@ -331,13 +342,14 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
     write_pngs(outputs, {path: (name, arrays[name]) for name, path in pngs.items()}, encoded)
     info = result.info
-    return (f"split {w}x{h} ({info['hint']} hint, {info['alpha_mode']} alpha) in {sum(info['timings'].values()):.2f}s; "
+    alpha = f"{info['matting']} matting" if "matting" in info else f"{info['alpha_mode']} alpha"
+    return (f"split {w}x{h} ({info['hint']} hint, {alpha}) in {sum(info['timings'].values()):.2f}s; "
             f"recomposition error {info['recomposition_error'] * 255:.3f}/255")
 
 
 def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.ndarray", objects: list[int],
                   options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
-                  out: Path, pngs: dict[str, Path]) -> str:
+                  out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
     """Every labelled object, front to back (stages/peel.py): one layer each and the background in one group, as
     the docker's Split into layers makes it, and the hidden original below."""
     import numpy as np
@@ -350,7 +362,7 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     if labels.shape != (h, w):
         raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match")
     start = time.monotonic()
-    peeled = split_objects(image, LabelMasks(labels, objects), options, progress, method)
+    peeled = split_objects(image, LabelMasks(labels, objects), options, progress, method, matte)
     assert peeled.background is not None
     names = [f"object {k}" for k in objects]
     stack = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
@@ -361,8 +373,10 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
               "background": ("background", peeled.background)}
     write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
-    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
-            f"the background in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")
+    matting = f", {peeled.infos[0]['matting']} matting" if "matting" in peeled.infos[0] else ""
+    order = ", ".join(map(str, objects))
+    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {order}{matting}) and the background "
+            f"in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")
 
 
 def inpainted_baseline(manager: Any, seed: int) -> dict[str, Any]:
@@ -852,6 +866,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="matte: refine the hint by matting (default); mask: use the mask as the alpha")
     sp.add_argument("--band", type=int, help="unknown band half-width, 1 to 500 pixels (default: scaled to the "
                                              "object)")
+    sp.add_argument("--matting", choices=MATTINGS, default="auto",
+                    help="closed-form (offline, seconds on a CPU), vitmatte (the learned ViTMatte: `models fetch "
+                         "vitmatte`; follows hair and fur a label or a hard selection cuts), or auto (the default: "
+                         "ViTMatte where its weights are here and a GPU runs it, else closed-form)")
     sp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
     sp.add_argument("--max-memory", help="memory the split may use (e.g. 12G or 60%%): a larger one is refused from "

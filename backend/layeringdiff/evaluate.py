@@ -152,9 +152,9 @@ def fbdd_hfa_methods(fbdd: Any, hfa: Any, steps: int, seed: int) -> dict[str, Me
 
 def vitmatte_alpha(model: Any, processor: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """ViTMatte's alpha from the composite and the trimap, as the paper's baselines get it."""
-    from .stages.foreground import matte, to_pil
+    from .stages.learned_matte import learned_matte
 
-    return lambda comp, trimap: matte(model, processor, to_pil(comp), trimap)
+    return lambda comp, trimap: learned_matte(model, processor, comp, trimap)
 
 
 def layer_statistics(alpha: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

@@ -78,6 +78,10 @@ MODEL_BYTES_PER_PIXEL = 3072
 # A model that works at its own fixed size on the object's crop, on the CPU (LaMa: 512 x 512 whatever the canvas):
 # its working memory, an allowance as above.
 FIXED_SIZE_MODEL_BYTES = {"lama": 2 << 30}
+# A model that works in tiles of a fixed size on the CPU (ViTMatte: stages/learned_matte.TILE a side at most,
+# whatever the canvas), or in the GPU's memory on a GPU: its working memory there. ViTMatte-S's full-size
+# architecture measured 1.66 GB above its load for full 1024 px tiles (benchmarks/bench_learned_matte.py, 2 cores).
+TILED_MODEL_BYTES = {"vitmatte": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # split_layers (stages/peel.py), beyond its largest object's split: the layer as it came (the first split does not
 # overwrite it: the stack is checked against it at the end), each object's finished layer (8-bit RGBA when the result
@@ -419,6 +423,9 @@ def models_needed(message: Any) -> list[str]:
         return []
     else:
         names = list(STAGE2) if message.phrase and message.mask is None and message.box is None else []
+    if message.options.get("matting") == "vitmatte" and message.options.get("alpha_mode") != "mask" \
+            and "vitmatte" not in names:
+        names.append("vitmatte")  # a selection's or a label's learned matting (with "auto" only on a GPU)
     layering = message.options.get("layering")
     if layering == "fbdd":
         names.append("layering")
@@ -433,8 +440,10 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
     """Peak bytes a job adds to the server's RSS. `weights(name)`: bytes loading that model reads into
     memory; `on_gpu`: the models' working memory is the GPU's."""
     names = models_needed(message)
-    whole = [n for n in names if n not in FIXED_SIZE_MODEL_BYTES]  # models that see the whole image at its size
+    whole = [n for n in names if n not in FIXED_SIZE_MODEL_BYTES and n not in TILED_MODEL_BYTES]  # at its size
     models = sum(weights(n) for n in names) + sum(FIXED_SIZE_MODEL_BYTES.get(n, 0) for n in names)
+    if not on_gpu:
+        models += sum(TILED_MODEL_BYTES.get(n, 0) for n in names)
     if whole and not on_gpu:
         models += MODEL_BYTES_PER_PIXEL * _pixels(message)
     if isinstance(message, Generate):

@@ -17,13 +17,17 @@ if TYPE_CHECKING:
     import numpy as np
 
 ALPHA_MODES = ("matte", "mask")  # "matte": matting refines the hint; "mask": the mask is the alpha
+# Which matting refines it: "closed-form" (Levin et al., imaging/matting.py: offline, seconds on a CPU), "vitmatte"
+# (the learned ViTMatte of stage 2 on the same trimap, stages/learned_matte.py: its weights), "auto" (ViTMatte where
+# its weights are there and a GPU runs it, else the closed form: on a CPU the closed form takes a fraction of the time)
+MATTINGS = ("auto", "closed-form", "vitmatte")
 # How the classical method fills the hidden background, the default first: "texture" (exemplar-based completion,
 # imaging/patchmatch/), "smooth" (colour propagation), "lama" (the LaMa ONNX model, imaging/lama.py; its weights)
 FILLS = ("texture", "smooth", "lama")
 DEFAULT_FILL = FILLS[0]
 BAND_RANGE = (1, 500)  # pixels; None: scaled to the object (trimap.band_radius)
 QUANTIZE_RANGE = (1, 65535)  # alpha levels of the stored result (255 for 8-bit)
-OPTION_KEYS = ("alpha_mode", "quantize", "band", "fill")
+OPTION_KEYS = ("alpha_mode", "quantize", "band", "fill", "matting")
 # the exact composition step after a layer method's guesses (imaging/compose.py)
 LEAST_CHANGE = "least-change"
 PROJECTION = "projection"
@@ -31,6 +35,8 @@ COMPOSITIONS = (LEAST_CHANGE, PROJECTION)
 
 # (rgb, alpha, progress) -> (foreground guess, background guess), HxWx3 float32 each
 LayersFn = Callable[["np.ndarray", "np.ndarray", ProgressFn], "tuple[np.ndarray, np.ndarray]"]
+# (rgb, trimap, progress) -> alpha HxW float32: a learned matting instead of the closed form (split_layer's `matte`)
+MatteFn = Callable[["np.ndarray", "np.ndarray", ProgressFn], "np.ndarray"]
 
 
 def _integer(value: Any) -> bool:
@@ -45,6 +51,7 @@ class SplitOptions:
     quantize: int | None = None  # alpha levels of the stored result; un-mixing uses them
     band: int | None = None  # the unknown band's half-width in pixels; None scales it to the object
     fill: str = DEFAULT_FILL  # the classical method's fill of the hidden background
+    matting: str = "auto"  # MATTINGS: resolved to a model (or none) where the models are, pipeline.matte_method
 
     def __post_init__(self) -> None:
         if self.alpha_mode not in ALPHA_MODES:
@@ -57,6 +64,8 @@ class SplitOptions:
             raise InputError(f"band must be an integer in {lo}..{hi} pixels, got {self.band!r}")
         if self.fill not in FILLS:
             raise InputError(f"fill must be one of {FILLS}, got {self.fill!r}")
+        if self.matting not in MATTINGS:
+            raise InputError(f"matting must be one of {MATTINGS}, got {self.matting!r}")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "SplitOptions":

@@ -10,7 +10,7 @@ from layering_protocol import DTYPE_SIZES, Generate, Image, Peel, Split, SplitLa
 from .errors import InputError
 from .imaging.compose import composite_stack
 from .models import ModelManager
-from .options import OPTION_KEYS, LayerMethod, SplitOptions
+from .options import OPTION_KEYS, LayerMethod, MatteFn, SplitOptions
 from .progress import ProgressFn, sub_progress
 from .stages.split import split_layer
 from .wire import QUANTIZE, from_array, to_array, to_mask
@@ -142,6 +142,21 @@ def layer_method(models: ModelManager, options: dict[str, Any], prompt: str = ""
     return layering_method(models, options, prompt, seed) or model_fill_method(models, options)
 
 
+def matte_method(models: ModelManager, options: dict[str, Any]) -> MatteFn | None:
+    """The learned matting a split's options ask for (options["matting"]): ViTMatte when named ("vitmatte"; a
+    missing model reported now, before any work), or with "auto" (the default) when its weights are there and a
+    GPU runs it; None: the closed form (and with alpha_mode "mask", which mats nothing)."""
+    choice = options.get("matting", "auto")
+    if options.get("alpha_mode") == "mask" or choice == "closed-form":
+        return None
+    if choice == "auto" and not (models.available("vitmatte") and models.accelerated()):
+        return None  # the closed form, without importing torch to look for a GPU when the weights are not there
+    from .stages.learned_matte import vitmatte_matte
+
+    models.require(["vitmatte"])
+    return vitmatte_matte(*models.vitmatte())
+
+
 def model_fill_method(models: ModelManager, options: dict[str, Any]) -> LayerMethod | None:
     """The classical method with the LaMa fill when options["fill"] is "lama" (its model loaded now, so a missing
     one is reported before any work); None for the fills that need no model."""
@@ -184,16 +199,17 @@ def _check_split_request(msg: Split | Peel) -> None:
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:
     _check_split_request(msg)
     method = layer_method(models, msg.options)
+    matte = matte_method(models, msg.options) if msg.mask is not None or msg.box is not None else None
     image = to_array(msg.image)
     dtype = msg.image.dtype
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
     info: dict[str, Any] = {}
     if msg.mask is not None:
         result = split_layer(image, mask=to_mask(msg.mask), options=_split_options(msg.options, dtype),
-                             progress=progress, method=method, overwrite_input=True)
+                             progress=progress, method=method, overwrite_input=True, matte=matte)
     elif msg.box is not None:
         result = split_layer(image, box=tuple(msg.box), options=_split_options(msg.options, dtype),  # type: ignore
-                             progress=progress, method=method, overwrite_input=True)
+                             progress=progress, method=method, overwrite_input=True, matte=matte)
     elif msg.phrase:
         from .stages.foreground import determine_foreground
 
@@ -231,6 +247,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     if msg.auto:
         models.require(AUTO_MODELS)
     method = layer_method(models, msg.options)
+    matte = None if msg.phrases else matte_method(models, msg.options)  # a phrase's alpha is ViTMatte's already
     info: dict[str, Any] = {}
     image = to_array(msg.image)
     dtype = msg.image.dtype
@@ -267,7 +284,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
         if msg.colours:  # the artist's order for these colours, the automatic one for the rest
             objects = colour_order(objects, info["colours"], msg.colours)
         masks = LabelMasks(labels, objects)
-    peeled = split_objects(image, masks, options, progress, method)
+    peeled = split_objects(image, masks, options, progress, method, matte)
     assert peeled.background is not None
     stacked = peeled.composite()  # the whole stack against the layer it came from (split_objects left it intact)
     channels = min(stacked.shape[2], image.shape[2])

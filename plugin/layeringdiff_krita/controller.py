@@ -47,6 +47,9 @@ GUIDE_NAMES = {"canny": "the sketch lines", "depth": "the depth map"}
 # docker calls each: the exemplar-based texture fill is the backend's default
 FILLS = {"texture": "Texture (continues the surroundings)", "smooth": "Smooth (soft colours to paint over)",
          "lama": "LaMa (learned; needs the lama model)"}
+# the split's matting (the backend's `matting` option; "auto" is the backend's default and is not sent)
+MATTINGS = {"auto": "Auto (ViTMatte on a GPU)", "closed-form": "Closed-form (fast, offline)",
+            "vitmatte": "ViTMatte (learned; hair and fur)"}
 # errors whose detail tells the user what to do (other details, e.g. a log id, stay in the backend's log)
 USER_DETAIL_CODES = (ErrorCode.BAD_INPUT, ErrorCode.NOT_AVAILABLE, ErrorCode.IMAGE_TOO_LARGE, ErrorCode.TOO_LARGE,
                      ErrorCode.BUSY, ErrorCode.VERSION_MISMATCH)
@@ -251,19 +254,22 @@ class Controller:
         if self.client is None or not self.client.connected:
             raise UserError("Not connected to the backend yet (see the status line above).")
 
-    def split_selected(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
-        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, band, fill))
+    def split_selected(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "",
+                       matting: str = "") -> None:
+        self._guard(lambda: self._split("split", phrase.strip(), exact_alpha, band, fill, matting))
 
-    def peel_next(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
-        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, band, fill))
+    def peel_next(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "",
+                  matting: str = "") -> None:
+        self._guard(lambda: self._split("peel", phrase.strip(), exact_alpha, band, fill, matting))
 
-    def split_layers(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+    def split_layers(self, phrase: str = "", exact_alpha: bool = False, band: int = 0, fill: str = "",
+                     matting: str = "") -> None:
         """Split into layers: every object of the layer (its selection masks, or a label layer) in one job."""
-        self._guard(lambda: self._split_layers(phrase.strip(), exact_alpha, band, fill))
+        self._guard(lambda: self._split_layers(phrase.strip(), exact_alpha, band, fill, matting=matting))
 
-    def split_all(self, phrase: str = "", band: int = 0, fill: str = "") -> None:
+    def split_all(self, phrase: str = "", band: int = 0, fill: str = "", matting: str = "") -> None:
         """Split into all layers: the models find every object of the layer and their order, with no hint."""
-        self._guard(lambda: self._split_layers(phrase.strip(), False, band, fill, auto=True))
+        self._guard(lambda: self._split_layers(phrase.strip(), False, band, fill, auto=True, matting=matting))
 
     def generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                  guide: str = "", guide_strength: float = 0.5) -> None:
@@ -334,7 +340,8 @@ class Controller:
             self.view.show_message(f"Not sent: {exc}. The document is unchanged; see the status line above.",
                                    error=True)
 
-    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "") -> None:
+    def _split(self, kind: str, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "",
+               matting: str = "") -> None:
         """band: half-width in pixels of the band around the selection's edge that matting decides
         (0: scaled to the object); fill: how the hidden background is completed (FILLS; "": the backend's default)."""
         self._require_idle_connection()
@@ -352,7 +359,8 @@ class Controller:
             raise UserError("The selection covers the whole layer: select only the foreground object.")
         else:
             mask = selection_image(mask_bytes, w, h)
-        options = self._split_options(exact_alpha and mask is not None, band if mask is not None else 0, fill)
+        options = self._split_options(exact_alpha and mask is not None, band if mask is not None else 0, fill,
+                                      matting if mask is not None else "")  # a phrase's alpha is ViTMatte's already
         note = ""
         index = self.bridge.peel_index(layer) if kind == "peel" else None
         if kind == "peel" and index is None:
@@ -365,11 +373,15 @@ class Controller:
         job_id = self.client.send(message)
         self._begin(Job(job_id, kind, doc, layer, phrase, index or 1, note=note))
 
-    def _split_options(self, exact_alpha: bool, band: int, fill: str) -> dict:
+    def _split_options(self, exact_alpha: bool, band: int, fill: str, matting: str = "") -> dict:
         # a painted soft selection can be the alpha as it is, instead of a hint refined by matting
         options: dict = {"alpha_mode": "mask"} if exact_alpha else {}
         if band > 0 and not exact_alpha:
             options["band"] = int(band)
+        if matting and matting != "auto" and not exact_alpha:  # auto is the default: an older backend knows it
+            if matting not in MATTINGS:
+                raise UserError(f"Unknown matting '{matting}': choose one of {', '.join(MATTINGS)}.")
+            options["matting"] = matting
         if fill:
             if fill not in FILLS:
                 raise UserError(f"Unknown fill '{fill}': choose one of {', '.join(FILLS)}.")
@@ -377,7 +389,7 @@ class Controller:
         return options
 
     def _split_layers(self, phrase: str, exact_alpha: bool = False, band: int = 0, fill: str = "",
-                      auto: bool = False) -> None:
+                      auto: bool = False, matting: str = "") -> None:
         self._require_idle_connection()
         assert self.client is not None
         capabilities = self.client.capabilities
@@ -410,7 +422,7 @@ class Controller:
                                 f"the objects of '{layer.name}' came from {objects.source}: drag its selection masks "
                                 "in the Layers docker to order them (the top one in front).")
             phrase = ""  # they order the objects, they do not name the group
-        options = self._split_options(exact_alpha, band, fill)
+        options = self._split_options(exact_alpha, band, fill, matting if objects.labels is not None or auto else "")
         message = SplitLayers(layer.image, objects.labels, order="labels" if auto else objects.order,
                               options=options, auto=auto,
                               phrases=list(objects.names.values()) if objects.labels is None and not auto else [],
@@ -533,6 +545,7 @@ class Controller:
         if result.info.get("control"):
             text += f", guided by {GUIDE_NAMES.get(result.info['control'], result.info['control'])}"
         fill = f", {result.info['fill']} fill" if result.info.get("fill") else ""
+        fill += f", {result.info['matting']} matting" if result.info.get("matting") else ""
         self.view.show_message(text + f" ({seconds:.1f} s{fill}" + (f", max error {err * 255:.2f}/255)"
                                                                     if err is not None else ")"))
 

@@ -7,7 +7,7 @@ from krita import DockWidget, Krita
 from layering_protocol import RELEASE
 
 from .connection import State
-from .controller import FILLS, Controller
+from .controller import FILLS, MATTINGS, Controller
 from .krita_bridge import KritaBridge
 from .messages import status_html
 from .qt import (
@@ -240,8 +240,18 @@ class LayeringDiffDocker(DockWidget):
         self.band.setSuffix(" px")
         self.band.setToolTip("how far either side of the selection's edge matting looks for hair and soft edges "
                              "(auto: 2% of the object's size, more for a feathered selection's soft ramp)")
-        self.exact_alpha.toggled.connect(lambda on: self.band.setEnabled(not on))
         band_row.addWidget(self.band, 1)
+        band_row.addWidget(QLabel("Matting"))
+        self.matting = QComboBox()
+        self.matting.setObjectName("ld_matting")
+        for value, text in MATTINGS.items():
+            self.matting.addItem(text, value)
+        self.matting.setToolTip("what decides the soft edge in the band: the closed form (offline, seconds on a "
+                                "CPU) or the learned ViTMatte (hair and fur a hard selection cuts; needs the vitmatte "
+                                "model, slow without a GPU); auto takes ViTMatte where its weights are and a GPU runs "
+                                "it")
+        band_row.addWidget(self.matting, 1)
+        self.exact_alpha.toggled.connect(lambda on: (self.band.setEnabled(not on), self.matting.setEnabled(not on)))
         split_form.addLayout(band_row)
         fill_row = QHBoxLayout()
         fill_row.addWidget(QLabel("Hidden part"))
@@ -541,6 +551,9 @@ class LayeringDiffDocker(DockWidget):
     def fill_value(self) -> str:
         return self.fill.currentData() or ""
 
+    def matting_value(self) -> str:
+        return self.matting.currentData() or ""
+
     def guide_value(self) -> str:
         return self.guide.currentData() or ""
 
@@ -566,18 +579,18 @@ class LayeringDiffDocker(DockWidget):
 
     def on_split(self) -> None:
         self.controller.split_selected(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
-                                       self.fill_value())
+                                       self.fill_value(), self.matting_value())
 
     def on_split_layers(self) -> None:
         self.controller.split_layers(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
-                                     self.fill_value())
+                                     self.fill_value(), self.matting_value())
 
     def on_split_all(self) -> None:
-        self.controller.split_all(self.phrase.text(), self.band.value(), self.fill_value())
+        self.controller.split_all(self.phrase.text(), self.band.value(), self.fill_value(), self.matting_value())
 
     def on_peel(self) -> None:
         self.controller.peel_next(self.phrase.text(), self.exact_alpha.isChecked(), self.band.value(),
-                                  self.fill_value())
+                                  self.fill_value(), self.matting_value())
 
     def on_cancel(self) -> None:
         self.controller.cancel()

@@ -102,11 +102,12 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     assert report["active_after_split"] == "background 1"
 
     assert (tmp_path / "docker_after_split.png").stat().st_size > 1000
-    for shot in ("docker_after_split.png", "krita_after_split.png"):
+    for shot in ("docker_after_split.png", "krita_after_split.png", "split_box.png"):
         shutil.copy2(tmp_path / shot, artifacts_for(report) / shot)
 
     # peel: second foreground inside the same group, above the new background; old background hidden
     assert "texture fill" in steps["split done"]["message"] and "smooth fill" in steps["peel done"]["message"]
+    assert "closed-form matting" in steps["peel done"]["message"]  # the docker's Matting choice, reported back
     group = next(n for n in steps["peel done"]["tree"] if n["name"] == "cat")
     assert [(c["name"], c["visible"]) for c in group["children"]] == [
         ("background 1", False), ("background 2", True), ("2 ball", True), ("1 cat", True)]
@@ -128,6 +129,8 @@ def test_split_peel_and_generate_in_real_krita(home, tmp_path):
     gen = steps["generate"]
     assert "not available" in gen["message"] and "sdxl" in gen["message"] and "models fetch" in gen["message"]
     assert gen["unchanged"]
+    learned = steps["vitmatte split"]
+    assert "vitmatte" in learned["message"] and "models fetch vitmatte" in learned["message"] and learned["unchanged"]
 
 
 def test_cancel_and_backend_killed_leave_the_document_unchanged(home, tmp_path):

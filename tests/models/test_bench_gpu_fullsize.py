@@ -125,13 +125,13 @@ def test_small_full_size_parts_get_weights_the_product_loads(fullsize_folders, t
     assert next(model.parameters()).dtype == torch.float32  # as the hub's fp32 checkpoint loads
     weights = [p for p in model.parameters() if p.dim() >= 2]
     assert abs(float(torch.cat([w.detach().flatten() for w in weights]).std()) - bench.STD) < 0.002
-    from layeringdiff.stages.foreground import matte, to_pil
+    from layeringdiff.stages.learned_matte import learned_matte
 
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1, (64, 96, 3)).astype(np.float32)
     trimap = np.zeros((64, 96), np.float32)
     trimap[16:48, 24:72] = 0.5
-    alpha = matte(model, processor, to_pil(image), trimap)
+    alpha = learned_matte(model, processor, image, trimap)
     assert alpha.shape == (64, 96) and np.all(np.isfinite(alpha))
     vae = AutoencoderKL.from_pretrained(models / "layering" / "fbdd" / "vae", dtype=torch.bfloat16,
                                         local_files_only=True)

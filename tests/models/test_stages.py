@@ -15,8 +15,8 @@ from layeringdiff.stages.foreground import (
     detect,
     determine_foreground,
     dino_query,
+    learned_matte,
     mark_transparent,
-    matte,
     segment,
     to_pil,
 )
@@ -77,7 +77,7 @@ def test_detect_segment_matte_shapes(manager, photo):
     trimap = np.zeros((96, 128), np.float32)
     trimap[20:70, 30:100] = UNKNOWN
     trimap[35:55, 45:85] = 1.0
-    alpha = matte(vm, vm_proc, pil, trimap)
+    alpha = learned_matte(vm, vm_proc, photo, trimap)
     assert alpha.shape == (96, 128) and alpha.dtype == np.float32
     assert np.all(alpha[trimap == 1.0] == 1.0) and np.all(alpha[trimap == 0.0] == 0.0)
     unknown = alpha[trimap == UNKNOWN]
@@ -131,7 +131,7 @@ def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, ph
             return out
         return call
 
-    for name in ("detect", "segment", "matte"):
+    for name in ("detect", "segment", "learned_matte"):
         monkeypatch.setattr(foreground, name, spy(name, getattr(foreground, name)))
     stages = []
     alpha, info = determine_foreground(manager, photo, "a cat", options, lambda s, f: stages.append(s))
@@ -146,7 +146,7 @@ def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, ph
     box = (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(128, int(np.ceil(x1))), min(96, int(np.ceil(y1))))
     [(segment_call, mask)] = seen["segment"]
     assert segment_call[3] == box and info["box"] == list(box)
-    [(matte_call, _)] = seen["matte"]
+    [(matte_call, _)] = seen["learned_matte"]
     trimap = matte_call[3]
     expected = rule_trimap(mask) if trimap_kind == "scaled" else matte_anything_rule(mask)
     overlap = np.zeros(mask.shape, bool)

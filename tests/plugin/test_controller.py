@@ -388,6 +388,35 @@ def test_the_fill_choice_reaches_the_backend_and_lama_without_its_model_says_how
     assert "Unknown fill" in ctl.view.last[0] and ctl.job is None
 
 
+def test_the_matting_choice_reaches_the_backend_and_vitmatte_without_its_model_says_how_to_get_it(ctl):
+    sent = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    ctl.split_selected("cat", matting="closed-form")
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, Split)][-1].options == {"matting": "closed-form"}
+    assert ctl.bridge.applied[-1][2].info["matting"] == "closed-form"
+    ctl.split_selected("cat", matting="auto")  # the backend's default, not sent: a backend before it knows it too
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, Split)][-1].options == {}
+    assert ctl.bridge.applied[-1][2].info["matting"] == "closed-form"  # no ViTMatte weights here
+    ctl.split_selected("cat", exact_alpha=True, matting="vitmatte")  # the exact alpha mats nothing
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, Split)][-1].options == {"alpha_mode": "mask"}
+    applied = len(ctl.bridge.applied)
+    ctl.split_selected("cat", matting="vitmatte")
+    pump(ctl, lambda: ctl.job is None)
+    text, error = ctl.view.last
+    assert error and "vitmatte" in text and "models fetch vitmatte" in text, text
+    assert len(ctl.bridge.applied) == applied
+    ctl.split_layers("", matting="closed-form")
+    pump(ctl, lambda: ctl.job is None)
+    assert [m for m in sent if isinstance(m, SplitLayers)][-1].options == {"matting": "closed-form"}
+    assert ctl.bridge.applied[-1][2].info["matting"] == "closed-form"
+    ctl.split_selected("cat", matting="learned")
+    assert "Unknown matting" in ctl.view.last[0] and ctl.job is None
+
+
 def test_a_send_with_no_connection_never_blocks_krita(backend):
     """A DEALER with no connection to queue on blocks on send: the docker must never freeze Krita for it."""
     c, view = make(backend.endpoint)

@@ -68,3 +68,13 @@ def test_the_fills_the_docker_and_the_cli_offer_are_the_backends():
     chosen = [parser.parse_args(["split", "in.png", "-o", "out.ora", "--fill", name]).fill for name in FILLS]
     assert chosen == list(FILLS)
     assert tuple(DOCKER_FILLS) == FILLS
+
+
+def test_the_mattings_the_docker_and_the_cli_offer_are_the_backends():
+    from layeringdiff.cli import build_parser
+    from layeringdiff.options import MATTINGS, SplitOptions
+    from layeringdiff_krita.controller import MATTINGS as DOCKER_MATTINGS
+
+    parser = build_parser()
+    assert parser.parse_args(["split", "in.png", "-o", "out.ora"]).matting == SplitOptions().matting == MATTINGS[0]
+    assert tuple(DOCKER_MATTINGS) == MATTINGS

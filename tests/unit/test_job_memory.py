@@ -7,12 +7,13 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
-from layering_protocol import Generate, Image, Split
+from layering_protocol import Generate, Image, Split, SplitLayers
 from layeringdiff.errors import NotAvailable
 from layeringdiff.imaging.patchmatch import completion
 from layeringdiff.imaging.trimap import UNKNOWN, trimap_from_mask
 from layeringdiff.job_memory import (
     FIXED_SIZE_MODEL_BYTES,
+    TILED_MODEL_BYTES,
     estimate_job,
     mask_work,
     models_needed,
@@ -286,6 +287,28 @@ def test_a_lama_fill_costs_its_fixed_working_memory_on_the_objects_crop(tmp_path
     onnx_file.parent.mkdir()
     onnx_file.write_bytes(b"\0" * 2000)
     assert weight_bytes(FakeModels({"lama": str(onnx_file.parent)}, loaded=set()))("lama") == 2000
+
+
+def test_the_learned_matting_costs_its_tiles_on_the_cpu_and_nothing_more_on_a_gpu():
+    """ViTMatte works in tiles of a fixed size on the band's box (stages/learned_matte.py): a selection's split with
+    it keeps its crop's estimate, plus the tiles' allowance on the CPU, plus its weights where they are not loaded."""
+    w = h = 4096
+    box = [2000, 1000, 2512, 1512]
+    closed = estimate_job(_split(w, h, box=box, options={"matting": "closed-form"}))
+    learned = _split(w, h, box=box, options={"matting": "vitmatte"})
+    assert models_needed(learned) == ["vitmatte"]
+    assert estimate_job(learned, weights=lambda n: 0).nbytes - closed.nbytes == TILED_MODEL_BYTES["vitmatte"]
+    assert estimate_job(learned, weights=lambda n: 0, on_gpu=True).nbytes == closed.nbytes
+    assert estimate_job(learned, weights=lambda n: 1000).nbytes == closed.nbytes + TILED_MODEL_BYTES["vitmatte"] + 1000
+    assert closed.nbytes < 0.5 * estimate_job(_split(w, h)).nbytes  # the crop's work, not the canvas's
+    # nothing is matted with the exact alpha; auto and the closed form name no model (auto: ViTMatte on a GPU only)
+    assert models_needed(_split(w, h, box=box, options={"matting": "vitmatte", "alpha_mode": "mask"})) == []
+    assert models_needed(_split(w, h, box=box, options={"matting": "auto"})) == []
+    labels = Image(64, 64, "L", "u8", bytes(64 * 64))
+    assert models_needed(SplitLayers(Image(64, 64, "RGBA", "u8", b""), labels, options={"matting": "vitmatte"})) == \
+        ["vitmatte"]
+    # a phrase's stage 2 has ViTMatte already, once
+    assert models_needed(_split(w, h, phrase="a cat", options={"matting": "vitmatte"})).count("vitmatte") == 1
 
 
 def test_the_estimate_reads_the_mask_from_the_channel_the_split_uses():

@@ -112,7 +112,7 @@ def test_the_alpha_is_closed_form_matting_of_the_trimap_with_the_mask_as_prior()
     alpha = split_alpha(rgb, mask, None, SplitOptions(band=3), lambda *a: None, info)
     trimap = trimap_from_mask(mask, 3)
     np.testing.assert_array_equal(alpha, estimate_alpha(rgb, trimap, prior=mask))
-    assert info == {"unknown_fraction": round(float(np.mean(trimap == UNKNOWN)), 4)}
+    assert info == {"unknown_fraction": round(float(np.mean(trimap == UNKNOWN)), 4), "matting": "closed-form"}
     # the 24 x 32 object: (24 + 6) x (32 + 6) = 1140 pixels within 3 px of its edge or inside it, less 5 at each
     # corner farther than 3 px (5x5-mask distances: (1, 3) and (3, 1) 3.2, (2, 3) and (3, 2) 3.6, (3, 3) 4.2),
     # less the (24 - 6) x (32 - 6) = 468 sure foreground: 652 unknown of 48 x 64 = 3072

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.trimap import UNKNOWN, trimap_from_mask
 from ..progress import ProgressFn, no_progress
+from .learned_matte import learned_matte, to_pil
 
 BOX_THRESHOLD = 0.35  # Grounding DINO's usual thresholds
 TEXT_THRESHOLD = 0.25
@@ -61,12 +62,6 @@ class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
     score: float
     label: str
-
-
-def to_pil(image: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray((np.clip(image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
 def dino_query(phrase: str) -> str:
@@ -140,23 +135,6 @@ def mark_transparent(trimap: np.ndarray, mask: np.ndarray, boxes: list[tuple[flo
     return out
 
 
-def matte(model: Any, processor: Any, pil: Any, trimap: np.ndarray) -> np.ndarray:
-    """ViTMatte alpha, kept only inside the trimap's unknown band."""
-    import torch
-    from PIL import Image
-
-    tri = Image.fromarray(np.round(trimap * 255).astype(np.uint8))
-    inputs = processor(images=pil, trimaps=tri, return_tensors="pt").to(model.device)
-    with torch.no_grad():
-        alphas = model(**inputs).alphas
-    h, w = trimap.shape
-    predicted = alphas[0, 0, :h, :w].float().cpu().numpy()  # the processor pads to a multiple of 32
-    alpha = np.where(trimap >= 1.0, 1.0, 0.0).astype(np.float32)
-    unknown = trimap == UNKNOWN
-    alpha[unknown] = np.clip(predicted[unknown], 0.0, 1.0)
-    return alpha
-
-
 def determine_foreground(models: Any, image: np.ndarray, phrase: str, options: ForegroundOptions | None = None,
                          progress: ProgressFn = no_progress) -> tuple[np.ndarray, dict[str, Any]]:
     """-> (alpha HxW float32, info). `models` gives grounding_dino(), sam(), vitmatte()."""
@@ -191,7 +169,7 @@ def determine_foreground(models: Any, image: np.ndarray, phrase: str, options: F
         trimap = mark_transparent(trimap, mask, [d.box for d in transparent])
     progress("matting", 0.7)
     vm, vm_proc = models.vitmatte()
-    alpha = matte(vm, vm_proc, pil, trimap)
+    alpha = learned_matte(vm, vm_proc, image, trimap)
     progress("foreground found", 1.0)
     info = {"phrase": phrase, "box": list(box), "score": round(dets[0].score, 4), "policy": options.policy,
             "trimap": options.trimap if options.band is None else f"scaled, band {options.band}",

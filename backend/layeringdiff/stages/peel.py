@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.compose import composite_stack
 from ..io.images import to_u8
-from ..options import LayerMethod, SplitOptions
+from ..options import LayerMethod, MatteFn, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 from .split import split_layer
 
@@ -111,10 +111,12 @@ class Peeled:
 
 
 def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: SplitOptions | None = None,
-                  progress: ProgressFn = no_progress, method: LayerMethod | None = None) -> Peeled:
+                  progress: ProgressFn = no_progress, method: LayerMethod | None = None,
+                  matte: MatteFn | None = None) -> Peeled:
     """Each mask's object (HxW masks, the first the frontmost) split off what the ones before it left. Only the
     last background is kept: each earlier one is the next split's input, whose buffer becomes its background. With
-    8-bit layers (quantize 255) a finished layer is kept as uint8, exactly: a quarter of its float32 memory."""
+    8-bit layers (quantize 255) a finished layer is kept as uint8, exactly: a quarter of its float32 memory. `matte`:
+    each object's learned matting instead of the closed form (split_layer's)."""
     if not masks:
         raise InputError("no object to split: every label is 0")
     peeled = Peeled()
@@ -125,7 +127,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
         try:
             result = split_layer(current, mask=mask, options=options, progress=part, method=method,
-                                 overwrite_input=k > 0)  # our own buffer from the second object on
+                                 overwrite_input=k > 0, matte=matte)  # our own buffer from the second object on
         except InputError as exc:
             raise InputError(f"object {k + 1}: {exc.text}", exc.detail) from None
         stored = to_u8(result.foreground) if eight_bit else result.foreground

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..imaging.compose import LEAST_CHANGE, compose_layers, layer_alphas, recomposition_error
 from ..imaging.matting import estimate_alpha
 from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_and_strands
-from ..options import LayerMethod, SplitOptions
+from ..options import LayerMethod, MatteFn, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 
 CROP_MARGIN_PX = 64  # context kept around the object for a local layer method
@@ -86,9 +86,10 @@ class StageTimer:
 
 
 def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, int, int] | None,
-                options: SplitOptions, progress: ProgressFn, info: dict[str, Any]) -> np.ndarray:
-    """The foreground's alpha from a mask or a box: the hint, a trimap around its edge, closed-form matting
-    (or the mask itself as the alpha in "mask" mode)."""
+                options: SplitOptions, progress: ProgressFn, info: dict[str, Any],
+                matte: MatteFn | None = None) -> np.ndarray:
+    """The foreground's alpha from a mask or a box: the hint, a trimap around its edge, closed-form matting or
+    `matte`'s (a learned one) on that trimap, or the mask itself as the alpha in "mask" mode."""
     h, w = rgb.shape[:2]
     if (mask is None) == (box is None):
         raise InputError("give exactly one foreground hint: a mask or a box")
@@ -101,12 +102,17 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
         mask = mask_from_box(rgb, box)  # type: ignore[arg-type]
     if options.alpha_mode == "mask":
         return mask.copy()
+    if matte is None and options.matting == "vitmatte":  # the caller's to build it (pipeline.matte_method)
+        raise ValueError("matting 'vitmatte' needs its model: pass matte")
+    info["matting"] = "closed-form" if matte is None else "vitmatte"  # the one learned matting (options.MATTINGS)
     progress("trimap", 0.05)
     trimap, firm = trimap_and_strands(mask, options.band)
     if box is not None:  # a box is a promise: nothing outside it belongs to the foreground
         trimap[~box_region(box, h, w)] = 0.0
     info["unknown_fraction"] = round(float(np.mean(trimap == UNKNOWN)), 4)
     progress("matting", 0.1)
+    if matte is not None:
+        return matte(rgb, trimap, sub_progress(progress, 0.1, METHOD_SHARE[0]))
     return estimate_alpha(rgb, trimap, prior=mask, firm=firm)
 
 
@@ -118,6 +124,7 @@ def split_layer(
     progress: ProgressFn = no_progress,
     method: LayerMethod | None = None,
     overwrite_input: bool = False,
+    matte: MatteFn | None = None,
 ) -> SplitResult:
     """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box.
 
@@ -143,7 +150,7 @@ def split_layer(
                             "hint": "mask" if box is None else "box"}
     if method.fill:
         info["fill"] = method.fill
-    alpha = split_alpha(rgb, mask, box, options, timer, info)
+    alpha = split_alpha(rgb, mask, box, options, timer, info, matte)
     del mask  # memory: not needed from here on
     if layer_alpha is not None:
         alpha[layer_alpha <= 0] = 0.0
