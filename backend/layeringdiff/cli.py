@@ -374,9 +374,8 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
     matting = f", {peeled.infos[0]['matting']} matting" if "matting" in peeled.infos[0] else ""
-    order = ", ".join(map(str, objects))
-    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {order}{matting}) and the background "
-            f"in {time.monotonic() - start:.2f}s; recomposition error {error * 255:.3f}/255")
+    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
+            f"the background in {time.monotonic() - start:.2f}s{matting}; recomposition error {error * 255:.3f}/255")
 
 
 def inpainted_baseline(manager: Any, seed: int) -> dict[str, Any]:
