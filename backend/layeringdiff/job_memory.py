@@ -80,7 +80,7 @@ MODEL_BYTES_PER_PIXEL = 3072
 FIXED_SIZE_MODEL_BYTES = {"lama": 2 << 30}
 # A model that works in tiles of a fixed size on the CPU (ViTMatte: stages/learned_matte.TILE a side at most,
 # whatever the canvas), or in the GPU's memory on a GPU: its working memory there. ViTMatte-S's full-size
-# architecture measured 1.66 GB above its load for full 1024 px tiles (benchmarks/bench_learned_matte.py, 2 cores).
+# architecture measured 1.64 GB above its load for full 1024 px tiles (benchmarks/bench_learned_matte.py, 2 cores).
 TILED_MODEL_BYTES = {"vitmatte": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # split_layers (stages/peel.py), beyond its largest object's split: the layer as it came (the first split does not

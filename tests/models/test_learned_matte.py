@@ -92,7 +92,7 @@ def test_learned_matte_keeps_the_sure_pixels_and_runs_only_the_tiles_with_band(v
     assert alpha.dtype == np.float32 and np.all((alpha >= 0) & (alpha <= 1))
     # the band's box with its context, in tiles: those over the gap between the objects hold no band and are not run
     rows, cols = np.flatnonzero(unknown.any(1)), np.flatnonzero(unknown.any(0))
-    box = trimap[rows[0] - lm.CONTEXT:rows[-1] + 1 + lm.CONTEXT, max(0, cols[0] - lm.CONTEXT):]
+    box = trimap[max(0, rows[0] - lm.CONTEXT):rows[-1] + 1 + lm.CONTEXT, max(0, cols[0] - lm.CONTEXT):]
     tiles = [(ys, xs) for ys in lm.spans(box.shape[0], 128) for xs in lm.spans(box.shape[1], 128)]
     with_band = [(ys, xs) for ys, xs in tiles if np.any(box[ys[0]:ys[1], xs[0]:xs[1]] == UNKNOWN)]
     assert len(calls) == len(with_band) and len(tiles) - len(with_band) >= 4

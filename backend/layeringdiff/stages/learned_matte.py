@@ -18,7 +18,7 @@ from ..progress import ProgressFn, no_progress
 
 TILE = 1024  # ViTMatte's input side at most (its processor pads to a multiple of 32)
 OVERLAP = 64
-CONTEXT = 32  # kept around the unknown band's box: what the model sees of the sure regions beyond the band
+CONTEXT = 128  # kept around the unknown band's box: what the model sees of the sure regions beyond the band
 
 
 def to_pil(image: np.ndarray) -> Any:
