@@ -22,7 +22,7 @@ from layeringdiff.wire import from_array
 from PIL import Image as PILImage
 
 from tests.conftest import BackendProcess
-from tests.models.runtime import model_config, server_args
+from tests.models.runtime import model_config
 
 
 @pytest.fixture(scope="module")
@@ -167,22 +167,14 @@ def test_matte_method_follows_the_option(tiny_models, tmp_path):
     assert "vitmatte" in err.value.text and "models fetch" in err.value.detail
 
 
-@pytest.fixture(scope="module")
-def matting_backend(tiny_models):
-    root, _ = tiny_models
-    server = BackendProcess("--models-dir", str(root), *server_args())
-    yield server
-    server.terminate()
-
-
-def test_selection_and_labels_with_the_learned_matting_through_the_server(matting_backend):
+def test_selection_and_labels_with_the_learned_matting_through_the_server(model_backend):
     comp, mask = disc_scene(120, 160)
     image = from_array(np.dstack([comp, np.ones(comp.shape[:2], np.float32)]), "u8", "BGRA")
     selection = from_array(mask, "u8", "L")
     labels = np.zeros((120, 160), np.uint8)
     labels[20:70, 30:90] = 1
     labels[50:110, 80:150] = 2
-    with Client(matting_backend.endpoint) as c:
+    with Client(model_backend.endpoint) as c:
         final, _ = c.run(Split(image, mask=selection, options={"matting": "vitmatte"}), timeout=120)
         assert isinstance(final.message, Result), final.message
         assert final.message.info["matting"] == "vitmatte" and final.message.info["recomposition_error"] <= 1 / 255

@@ -5,7 +5,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 from layering_protocol import Cancel, Cancelled, Error, ErrorCode, Generate, Progress, Result, Split, SplitLayers
 from layeringdiff.client import Client, result_arrays
 from layeringdiff.examples import synthetic_composite
@@ -16,14 +15,6 @@ from tests.conftest import BackendProcess
 from tests.models.runtime import server_args
 
 LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0}
-
-
-@pytest.fixture(scope="module")
-def model_backend(tiny_models):
-    root, _ = tiny_models
-    server = BackendProcess("--models-dir", str(root), *server_args())
-    yield server
-    server.terminate()
 
 
 def test_generate_through_the_server(model_backend):

@@ -8,6 +8,7 @@ from layeringdiff.imaging.trimap import (
     mask_from_box,
     selection_ramp,
     trimap_from_mask,
+    unknown_box,
 )
 
 
@@ -291,3 +292,14 @@ def test_the_band_rule_reads_half_selected_pixels_as_inside_and_a_ramp_of_three_
     assert band_radius(mask, ramp=0.0) == 6
     assert band_radius(mask, ramp=3.0) == 17  # a ramp of 3 px is a feathered selection: at least 17 px
     assert band_radius(mask, ramp=2.9) == 6
+
+
+def test_the_unknown_box_is_the_bands_grown_by_the_margin_and_clipped():
+    trimap = np.zeros((100, 120), np.float32)
+    assert unknown_box(trimap, 10) is None
+    trimap[30:40, 50:55] = UNKNOWN
+    trimap[60, 70] = UNKNOWN
+    trimap[80:90, 10:20] = 1.0  # sure pixels do not count
+    assert unknown_box(trimap, 0) == (slice(30, 61), slice(50, 71))
+    assert unknown_box(trimap, 10) == (slice(20, 71), slice(40, 81))
+    assert unknown_box(trimap, 45) == (slice(0, 100), slice(5, 116))

@@ -173,6 +173,17 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.nd
     return trimap, strands
 
 
+def unknown_box(trimap: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The unknown band's bounding box grown by `margin` pixels, clipped to the picture; None without a band."""
+    unknown = trimap == UNKNOWN
+    rows, cols = np.flatnonzero(unknown.any(axis=1)), np.flatnonzero(unknown.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = trimap.shape
+    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+
+
 def mask_from_box(image: np.ndarray, box: tuple[int, int, int, int], max_side: int = 512) -> np.ndarray:
     """Hard foreground mask from a box by GrabCut, run at reduced size for speed."""
     h, w = image.shape[:2]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging.trimap import UNKNOWN
+from ..imaging.trimap import UNKNOWN, unknown_box
 from ..options import MatteFn
 from ..progress import ProgressFn, no_progress
 
@@ -67,14 +67,10 @@ def learned_matte(model: Any, processor: Any, image: np.ndarray, trimap: np.ndar
                   progress: ProgressFn = no_progress, tile: int = TILE) -> np.ndarray:
     """ViTMatte's alpha (HxW float32) for an RGB image in [0,1] and a trimap (0 / 0.5 / 1): the trimap's sure
     pixels exactly, the model's alpha inside the unknown band."""
-    unknown = trimap == UNKNOWN
     alpha = (trimap >= 1.0).astype(np.float32)
-    rows, cols = np.flatnonzero(unknown.any(axis=1)), np.flatnonzero(unknown.any(axis=0))
-    if rows.size == 0:
+    box = unknown_box(trimap, CONTEXT)
+    if box is None:
         return alpha
-    h, w = trimap.shape
-    box = (slice(max(0, rows[0] - CONTEXT), min(h, rows[-1] + 1 + CONTEXT)),
-           slice(max(0, cols[0] - CONTEXT), min(w, cols[-1] + 1 + CONTEXT)))
     sub_image, sub_trimap = image[box], trimap[box]
     bh, bw = sub_trimap.shape
     total = np.zeros((bh, bw), np.float32)
