@@ -46,6 +46,14 @@ def ctl(backend):
     c.shutdown()
 
 
+def record_sends(ctl) -> list:
+    """Every message the controller sends from now on, in order (they still go to the backend)."""
+    sent: list = []
+    real_send = ctl.client.send
+    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    return sent
+
+
 def test_status_line_says_which_models_are_ready(ctl):
     state, text = ctl.view.connection
     assert state == State.CONNECTED and "layeringdiff" in text and "no model weights" in text
@@ -75,9 +83,7 @@ def test_exact_alpha_uses_the_selection_as_it_is(ctl):
 
 
 def test_the_band_reaches_the_matting(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_selected("cat", band=12)
     pump(ctl, lambda: ctl.job is None)
     splits = [m for m in sent if isinstance(m, Split)]
@@ -141,9 +147,7 @@ def test_generate_without_weights_names_them_and_the_fix(ctl):
 
 
 def test_a_guided_generate_sends_the_guide_layer_and_names_its_controlnet(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.generate("[a red fox] in a snowy forest", 64, 48, 4, 1, guide="canny", guide_strength=0.7)
     pump(ctl, lambda: ctl.job is None)
     gen = next(m for m in sent if type(m).__name__ == "Generate")
@@ -368,9 +372,7 @@ def test_a_job_over_the_backends_memory_budget_says_why_and_what_to_do():
 
 
 def test_the_fill_choice_reaches_the_backend_and_lama_without_its_model_says_how_to_get_it(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_selected("cat", fill="smooth")
     pump(ctl, lambda: ctl.job is None)
     assert [m for m in sent if isinstance(m, Split)][-1].options == {"fill": "smooth"}
@@ -389,9 +391,7 @@ def test_the_fill_choice_reaches_the_backend_and_lama_without_its_model_says_how
 
 
 def test_the_matting_choice_reaches_the_backend_and_vitmatte_without_its_model_says_how_to_get_it(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_selected("cat", matting="closed-form")
     pump(ctl, lambda: ctl.job is None)
     assert [m for m in sent if isinstance(m, Split)][-1].options == {"matting": "closed-form"}
@@ -433,9 +433,7 @@ def test_a_send_with_no_connection_never_blocks_krita(backend):
 
 
 def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_layers("", band=5, fill="smooth")
     assert ctl.view.busy
     pump(ctl, lambda: ctl.job is None)
@@ -465,9 +463,7 @@ def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl
 def test_a_label_layer_s_order_is_shown_and_the_artist_s_order_is_sent(ctl):
     """A label layer in flat colours: the backend orders the colours and the docker shows that order front first in
     the phrase field; colours typed there, front first, are the order of the next split."""
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.bridge.label_layer = True
     ctl.split_layers("")
     pump(ctl, lambda: ctl.job is None)
@@ -495,9 +491,7 @@ def test_a_label_layer_s_order_is_shown_and_the_artist_s_order_is_sent(ctl):
 
 
 def test_colour_codes_with_selection_masks_or_no_objects_say_what_orders_them(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_layers("#c8281e; #145adc")  # the fake layer has selection masks
     text, error = ctl.view.last
     assert error and "drag its selection masks" in text and not sent, text
@@ -515,9 +509,7 @@ def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):
 
 
 def test_split_into_layers_takes_phrases_when_the_layer_has_no_objects(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.bridge.no_objects = True
     ctl.split_layers("")  # nothing to go by: the bridge's sentence, nothing sent
     assert ctl.view.last == ("Give 'photo' its objects first", True) and not sent
@@ -549,9 +541,7 @@ def test_a_generate_too_large_for_the_backends_gpu_is_warned_of_and_still_sent(c
 
 
 def test_split_into_all_layers_asks_the_backend_to_find_the_objects(ctl):
-    sent = []
-    real_send = ctl.client.send
-    ctl.client.send = lambda message: sent.append(message) or real_send(message)
+    sent = record_sends(ctl)
     ctl.split_all("", band=0, fill="smooth")
     (message,) = sent
     assert isinstance(message, SplitLayers) and message.auto and message.labels is None and not message.phrases
