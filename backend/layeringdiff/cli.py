@@ -308,7 +308,13 @@ def cmd_split(args: argparse.Namespace) -> int:
             from .models import ModelManager
             from .pipeline import matte_method
 
-            matte = matte_method(ModelManager(model_config(args)), {"matting": args.matting})
+            try:
+                matte = matte_method(ModelManager(model_config(args)), {"matting": args.matting})
+            except NotAvailable as exc:
+                if args.matting != "auto":
+                    raise
+                # auto asked for no model: an unreadable model config or folder costs the split nothing
+                print(f"closed-form matting: {exc.text}", file=sys.stderr)
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
         if labels is not None and objects is not None:
             summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs,

@@ -55,6 +55,25 @@ def test_split_with_mask(inputs, tmp_path):
     check_ora_recomposites(out, inputs / "photo.png")
 
 
+def test_a_broken_model_config_costs_the_default_split_nothing_and_refuses_vitmatte(inputs, tmp_path):
+    """The default matting (auto) asks for no model: an unreadable model config is said and the split goes on with
+    the closed form; naming ViTMatte needs the config, and the error names the file."""
+    config = tmp_path / "models.json"
+    config.write_text("{not json")
+    env = {**os.environ, "LAYERINGDIFF_MODELS_CONFIG": str(config)}
+    command = [sys.executable, "-m", "layeringdiff", "split", str(inputs / "photo.png"), "--mask",
+               str(inputs / "mask.png"), "--no-png"]
+    proc = subprocess.run([*command, "-o", str(tmp_path / "auto.ora")], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"closed-form matting: cannot read the model config {config}" in proc.stderr
+    assert "closed-form matting) in" in proc.stderr.splitlines()[-1]
+    check_ora_recomposites(tmp_path / "auto.ora", inputs / "photo.png")
+    proc = subprocess.run([*command, "-o", str(tmp_path / "vit.ora"), "--matting", "vitmatte"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 2 and str(config) in proc.stderr and not (tmp_path / "vit.ora").exists()
+
+
 def test_split_with_box(inputs, tmp_path):
     out = tmp_path / "box.ora"
     proc = run("split", inputs / "photo.png", "--box", "40,20,160,140", "-o", out, "--no-png", "-q")
