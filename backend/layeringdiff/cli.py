@@ -873,8 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "object)")
     sp.add_argument("--matting", choices=MATTINGS, default="auto",
                     help="closed-form (offline, seconds on a CPU), vitmatte (the learned ViTMatte: `models fetch "
-                         "vitmatte`; follows hair and fur a label or a hard selection cuts), or auto (the default: "
-                         "ViTMatte where its weights are here and a GPU runs it, else closed-form)")
+                         "vitmatte`; made for the hair and fur a label or a hard selection cuts), or auto (the "
+                         "default: ViTMatte where its weights are here and a GPU runs it, else closed-form)")
     sp.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"refuse larger input images, checked before decoding them (default {DEFAULT_MAX_PIXELS})")
     sp.add_argument("--max-memory", help="memory the split may use (e.g. 12G or 60%%): a larger one is refused from "
