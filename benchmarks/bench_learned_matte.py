@@ -26,7 +26,7 @@ from layeringdiff.models import ModelConfig, ModelManager  # noqa: E402
 from layeringdiff.stages import learned_matte as lm  # noqa: E402
 
 from benchmarks import bench_gpu_fullsize as full  # noqa: E402
-from benchmarks.bench_job_memory import own_status, reset_peak  # noqa: E402
+from benchmarks.bench_job_memory import own_status  # noqa: E402
 from benchmarks.bench_layers import PeakRss  # noqa: E402
 
 
@@ -53,13 +53,13 @@ def main() -> None:
         model, processor = ModelManager(ModelConfig(device="cpu").with_models_dir(str(models))).vitmatte()
         print(f"ViTMatte-S: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; RSS after loading "
               f"{own_status('VmRSS') >> 20} MB")
-        lm.learned_matte(model, processor, *scene(256)[:1], trimap_and_strands(scene(256)[1])[0])  # warm up
+        small, disc = scene(256)
+        lm.learned_matte(model, processor, small, trimap_and_strands(disc)[0])  # warm up
         for size in (int(s) for s in args.sizes.split(",")):
             image, mask = scene(size)
             trimap, firm = trimap_and_strands(mask)
             unknown = int(np.count_nonzero(trimap == UNKNOWN))
             tiles: list[float] = []
-            reset_peak()
             with PeakRss() as learned:
                 start = time.perf_counter()
                 lm.learned_matte(model, processor, image, trimap, lambda _, f, seen=tiles: seen.append(f),

@@ -269,7 +269,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
             objects = occlusion_order(labels, objects)
         check_split_memory(args, max_memory, max(1, len(objects)))  # now that the objects are known
-    preloaded = None
+    preloaded = manager = None
     if args.auto:  # the models find the objects on the picture: it is read now, before the outputs are named
         from .models import ModelManager
         from .pipeline import AUTO_MODELS
@@ -282,6 +282,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"found {found['objects_found']} objects (front to back by {found['order']})", file=sys.stderr)
         check_split_memory(args, max_memory, len(objects))
+    matte = split_matte(args, manager)  # its model loaded (or found missing) before any output is named
     pngs = {} if args.no_png else layer_files(out, objects)
     refuse_replacing_inputs(out, pngs, inputs)
     with Outputs([out, *pngs.values()], report=lambda: print_paths([out, *pngs.values()])) as outputs:
@@ -303,18 +304,6 @@ def cmd_split(args: argparse.Namespace) -> int:
             from .pipeline import layer_method
 
             method = layer_method(ModelManager(model_config(args)), {"fill": "lama", "layering": "classical"})
-        matte = None
-        if args.alpha_mode != "mask" and args.matting != "closed-form":  # ViTMatte when asked, or auto on a GPU
-            from .models import ModelManager
-            from .pipeline import matte_method
-
-            try:
-                matte = matte_method(ModelManager(model_config(args)), {"matting": args.matting})
-            except NotAvailable as exc:
-                if args.matting != "auto":
-                    raise
-                # auto asked for no model: an unreadable model config or folder costs the split nothing
-                print(f"closed-form matting: {exc.text}", file=sys.stderr)
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
         if labels is not None and objects is not None:
             summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs,
@@ -324,6 +313,24 @@ def cmd_split(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 0
+
+
+def split_matte(args: argparse.Namespace, manager: Any = None) -> "MatteFn | None":
+    """The split's learned matting (pipeline.matte_method: ViTMatte when asked, or with auto on a GPU), with --auto's
+    model manager when there is one; None: the closed form."""
+    if args.alpha_mode == "mask" or args.matting == "closed-form":
+        return None
+    from .models import ModelManager
+    from .pipeline import matte_method
+
+    try:
+        return matte_method(manager or ModelManager(model_config(args)), {"matting": args.matting})
+    except NotAvailable as exc:
+        if args.matting != "auto":
+            raise
+        # auto asked for no model: an unreadable model config or folder costs the split nothing
+        print(f"closed-form matting: {exc.text}", file=sys.stderr)
+        return None
 
 
 def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray | None", box: tuple | None,
