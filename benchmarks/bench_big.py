@@ -1,10 +1,11 @@
 """Big-canvas benchmark (issue 13). Prints figures.
 
     .venv/bin/python benchmarks/bench_big.py [--case cli|backend] [--fill texture|smooth|lama] [--runs N]
-        [--size 4096] [--object WxH] [--keep DIR]
+        [--size 4096] [--object WxH] [--keep DIR] [--format ora|psd]
 
 --case cli (default object 2200x2750): the real `layeringdiff split` process on a 4096x4096 PNG and its mask, wall
-time and peak RSS, then the same work in one process stage by stage (reading, each split stage, writing).
+time and peak RSS, then the same work in one process stage by stage (reading, each split stage, writing); `--format
+psd` writes the layered Photoshop file instead of the .ora.
 --case backend (default object 2200x1800, the Krita case without Krita): a real `layeringdiff serve` process gets
 the layer (u8 BGRA) and selection (u8) as the plugin sends them; time from sending to the result in hand (transfer
 both ways included), the split's stage times, and the server's peak RSS (VmHWM). benchmarks/bench_krita.py runs
@@ -106,7 +107,7 @@ def run_cli(img: Path, mask: Path, out: Path, fill: str) -> tuple[float, float, 
 def stages(img: Path, mask: Path, out: Path, fill: str) -> None:
     """In this process: reading, the split's stages, writing, as `layeringdiff split` does them."""
     from layeringdiff.cli import main
-    from layeringdiff.io import images, ora
+    from layeringdiff.io import images, ora, psd
     from layeringdiff.stages import split
 
     marks: dict[str, float] = {}
@@ -132,6 +133,7 @@ def stages(img: Path, mask: Path, out: Path, fill: str) -> None:
     images.load_mask = timed("read mask", images.load_mask)
     split.split_layer = timed("split", split_layer)
     ora.write_ora = timed("write .ora", ora.write_ora)
+    psd.write_psd = timed("write .psd", psd.write_psd)
     images.save_png = timed("write PNGs", images.save_png)
     start = time.perf_counter()
     main(["split", str(img), "--mask", str(mask), "-o", str(out), "--fill", fill, "-q"])
@@ -198,6 +200,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--object", help="object box WxH in pixels (default 2200x2750 cli, 2200x1800 backend)")
     parser.add_argument("--keep", help="folder for the inputs and outputs (default: a temporary one)")
+    parser.add_argument("--format", default="ora", choices=("ora", "psd"), help="the CLI's layered file")
     parser.add_argument("--stages-of", nargs=3, metavar=("IMAGE", "MASK", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stages_of:
@@ -214,10 +217,11 @@ def main() -> None:
         img, mask = write_inputs(folder, args.size, box_w, box_h)
         print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f} (1 min); {args.size}x{args.size} image, "
               f"{box_w}x{box_h} object, fill {args.fill}")
-        run_cli(img, mask, folder / "warm.ora", args.fill)  # numba kernels from the cache, files in the page cache
+        # numba kernels from the cache, files in the page cache
+        run_cli(img, mask, folder / f"warm.{args.format}", args.fill)
         walls, peaks = [], []
         for _ in range(args.runs):
-            wall, peak, summary = run_cli(img, mask, folder / "big.ora", args.fill)
+            wall, peak, summary = run_cli(img, mask, folder / f"big.{args.format}", args.fill)
             walls.append(wall)
             peaks.append(peak)
             print(f"  CLI run: {wall:.2f} s wall, peak RSS {peak:.0f} MB ({summary})")
@@ -226,7 +230,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f}")
         print("the same in one process, stage by stage:")
         subprocess.run([sys.executable, __file__, "--fill", args.fill, "--stages-of", str(img), str(mask),
-                        str(folder / "stages.ora")], check=True)
+                        str(folder / f"stages.{args.format}")], check=True)
 
 
 if __name__ == "__main__":

@@ -79,13 +79,20 @@ def output_path(text: str) -> Path:
         raise InputError(f"output '{given}' is not an .ora or .psd file: the layers go into "
                          f"{given.with_suffix('.ora')} (or .psd) and PNGs beside it ({given.stem}_foreground.png, "
                          "...); name that file with -o")
+    if given.name.lower() in LAYERED_FORMATS:  # "-o .psd": a hidden file named ".psd.ora" otherwise
+        raise InputError(f"output '{given}' has no name before its extension: give one, such as "
+                         f"{given.with_name('layers' + given.name)}")
     return given if given.suffix else given.with_suffix(".ora")
 
 
-def write_layered(target: Path, out: Path, layers: list, merged: "np.ndarray", source_png: bytes | None) -> dict:
+def write_layered(target: Path, out: Path, layers: list, merged: "np.ndarray", source_png: bytes | None,
+                  quiet: bool = False) -> dict:
     """The layers (top first) into `target`, an .ora or a .psd as `out` is named; returns the .ora's PNGs by layer
-    name (none for a .psd: its layers are not PNGs)."""
+    name (none for a .psd: its layers are not PNGs). Says so on stderr first (a big canvas takes a while to
+    compress after the split's progress has reached 100%)."""
     h, w = merged.shape[:2]
+    if not quiet:
+        print(f"writing {out} ...", file=sys.stderr, flush=True)
     if out.suffix.lower() == ".psd":
         from .io.psd import write_psd
 
@@ -246,7 +253,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     if args.order != "labels" and not args.labels:
         raise InputError("--order applies to --labels only (--auto orders its objects by depth)")
     if args.example and (args.image or args.mask or args.labels or args.auto):
-        raise InputError("--example replaces IMAGE and --mask; give one or the other")
+        raise InputError("--example brings its own image and box: give IMAGE with --mask, --labels or --auto, or "
+                         "--example NAME (with --box at most)")
     if not args.example:
         if not args.image:
             raise InputError("give an IMAGE (or --example NAME)")
@@ -351,13 +359,14 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
     # which is the input file itself when that is an 8-bit PNG
     source_png = png_file_bytes(args.image) if not args.example else None
-    encoded = write_layered(outputs.path(out), out, layers, image, source_png)
+    start = time.monotonic()
+    encoded = write_layered(outputs.path(out), out, layers, image, source_png, args.quiet)
     arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
     write_pngs(outputs, {path: (name, arrays[name]) for name, path in pngs.items()}, encoded)
     info = result.info
     alpha = f"{info['matting']} matting" if "matting" in info else f"{info['alpha_mode']} alpha"
-    return (f"split {w}x{h} ({info['hint']} hint, {alpha}) in {sum(info['timings'].values()):.2f}s; "
-            f"recomposition error {info['recomposition_error'] * 255:.3f}/255")
+    return (f"split {w}x{h} ({info['hint']} hint, {alpha}) in {sum(info['timings'].values()):.2f}s, files written in "
+            f"{time.monotonic() - start:.2f}s; recomposition error {info['recomposition_error'] * 255:.3f}/255")
 
 
 def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.ndarray", objects: list[int],
@@ -381,14 +390,17 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     stack = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
              OraLayer("background", peeled.background)]
     layers = [LayerGroup(f"{Path(args.image).stem} split", stack), OraLayer("original", image, visible=False)]
-    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image))
+    split_time, start = time.monotonic() - start, time.monotonic()
+    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image), args.quiet)
     by_key = {**{f"object{k}": (name, layer) for k, name, layer in zip(objects, names, peeled.layers, strict=True)},
               "background": ("background", peeled.background)}
     write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
+    written = time.monotonic() - start
     error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
     matting = f", {peeled.infos[0]['matting']} matting" if "matting" in peeled.infos[0] else ""
     return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
-            f"the background in {time.monotonic() - start:.2f}s{matting}; recomposition error {error * 255:.3f}/255")
+            f"the background in {split_time:.2f}s{matting}, files written in {written:.2f}s; "
+            f"recomposition error {error * 255:.3f}/255")
 
 
 def inpainted_baseline(manager: Any, seed: int) -> dict[str, Any]:
@@ -610,9 +622,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         unknown = [k for k in names if k not in REGISTRY]
         if unknown:
             raise InputError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
+        store = Store(args.models_dir)
         for key in names:
-            freed = Store(args.models_dir).delete(key)
-            print(f"deleted {key} ({freed / 1e9:.2f} GB freed)")
+            held = store.holds(key)
+            freed = store.delete(key)
+            print(f"deleted {key} ({freed / 1e9:.2f} GB freed)" if held else
+                  f"{key}: nothing to delete in {args.models_dir}")
         return 0
     if args.action == "list":
         for row in manager.status():
@@ -889,7 +904,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fill", choices=FILLS, default=DEFAULT_FILL,
                     help="hidden background: texture (exemplar-based completion, the default), smooth (colour "
                          "propagation), lama (the LaMa ONNX model: `models fetch lama`)")
-    sp.add_argument("--no-png", action="store_true", help="write only the .ora")
+    sp.add_argument("--no-png", action="store_true", help="write only the layered file (.ora or .psd), no PNGs "
+                                                          "beside it")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     add_model_args(sp, diffusion=False)  # --fill lama and --auto use models
     sp.set_defaults(func=cmd_split)

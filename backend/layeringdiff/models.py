@@ -18,7 +18,7 @@ from .errors import NotAvailable
 
 CONFIG_ENV = "LAYERINGDIFF_MODELS_CONFIG"
 TRAIN_HINT = ("no public FBDD/HFA weights exist: train them with `layeringdiff train fbdd` and `layeringdiff train "
-              "hfa` (README: Training and evaluation)")
+              "hfa` (docs/models.md: Training and evaluation)")
 DEFAULT_CONFIG = Path.home() / ".config" / "layeringdiff" / "models.json"
 ML_PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub")
 ML_INSTALL = "install torch (the build for your GPU) and then pip install 'layeringdiff[ml]'"
@@ -198,7 +198,9 @@ class ModelManager:
             from huggingface_hub import snapshot_download
             from huggingface_hub.errors import LocalEntryNotFoundError
         except ImportError:
-            raise self.missing(key, "the ml extra is not installed (pip install 'layeringdiff[ml]')") from None
+            spec = REGISTRY[key]  # the model's own extra: LaMa's is not the diffusion stack's
+            raise ModelMissing(f"model '{key}' ({spec.role}) is not available: huggingface_hub is not installed",
+                               spec.install) from None
         try:
             return snapshot_download(src, local_files_only=True, cache_dir=self.config.cache_dir)
         except (LocalEntryNotFoundError, OSError, ValueError) as exc:

@@ -101,6 +101,7 @@ def test_split_bundled_example(tmp_path):
     (["{d}/photo.png", "--mask", "{d}/mask.png", "--box", "1,1,5,5"], "exactly one foreground hint"),
     (["{d}/photo.png", "--box", "500,500,600,600"], "outside"),
     (["--example", "unicorn"], "unknown example"),
+    (["--example", "coffee", "--labels", "{d}/mask.png"], "--example brings its own image and box"),
 ])
 def test_cli_errors(inputs, tmp_path, args, words):
     proc = run("split", *[a.format(d=inputs) for a in args], "-o", tmp_path / "x.ora")
@@ -131,6 +132,33 @@ def test_an_output_of_another_format_is_refused_not_renamed(inputs, tmp_path):
     assert list(tmp_path.iterdir()) == []
     plain = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "layers", "--no-png")
     assert plain.returncode == 0 and (tmp_path / "layers.ora").is_file()  # no suffix: .ora is added
+    for bare in (".psd", ".ORA"):  # an extension alone is not a hidden file named ".psd.ora"
+        proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / bare)
+        assert proc.returncode == 2 and "has no name before its extension" in proc.stderr
+        assert str(tmp_path / f"layers{bare}") in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layers.ora"]
+
+
+def test_masks_saved_as_editors_and_scripts_save_them_select_what_was_painted(inputs, tmp_path):
+    """A red selection on black, a black-and-white mask with the opaque alpha an editor adds, and a 0/1 array saved
+    as is: each splits as the white-on-black mask does (io.images.load_mask's rules), not as 0.3, all or nothing."""
+    white = np.asarray(Image.open(inputs / "mask.png").convert("L"))
+    red = np.zeros((*white.shape, 3), np.uint8)
+    red[..., 0] = white
+    Image.fromarray(red).save(tmp_path / "red.png")
+    Image.fromarray(np.dstack([white, np.full_like(white, 255)])).save(tmp_path / "opaque.png")
+    Image.fromarray((white > 127).astype(np.uint8)).save(tmp_path / "ones.png")
+    Image.fromarray(np.where(white > 127, 255, 0).astype(np.uint8)).save(tmp_path / "hard.png")
+
+    def alpha(mask) -> np.ndarray:
+        proc = run("split", inputs / "photo.png", "--mask", mask, "-o", tmp_path / "out.ora", "--no-png")
+        assert proc.returncode == 0, (mask, proc.stderr)
+        return read_ora(tmp_path / "out.ora")[0][0].pixels[..., 3]
+
+    painted, hard = alpha(inputs / "mask.png"), alpha(tmp_path / "hard.png")
+    assert painted.mean() > 0.1
+    for name, reference in (("red", painted), ("opaque", painted), ("ones", hard)):
+        assert np.array_equal(alpha(tmp_path / f"{name}.png"), reference), name
 
 
 def test_version_and_the_split_help_shows_only_the_options_it_uses():

@@ -107,7 +107,7 @@ def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(fil
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--labels", "labels.png", "--order", "nope"], "invalid choice: 'nope'"),
-    (["--labels", "labels_rgb.png"], "labels are an 8-bit grey or paletted PNG"),
+    (["--labels", "labels_rgb.png"], "is a colour (RGB) image: labels are an 8-bit grey or paletted PNG"),
     (["--labels", "zeros.png"], "no object to split: every label is 0"),
     (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
     (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),

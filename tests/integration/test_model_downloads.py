@@ -76,8 +76,10 @@ def test_a_file_two_models_share_is_stored_once_and_deleting_keeps_what_the_othe
     a, b = store.fetch("alpha", "org/alpha"), store.fetch("beta", "org/beta")
     assert os.stat(a / "sub" / "vocab.txt").st_ino == os.stat(b / "sub" / "vocab.txt").st_ino
     assert len(list((tmp_path / "models" / BLOBS).iterdir())) == 5  # 2 x (weights + config) + 1 shared
+    assert store.holds("alpha") and not store.holds("gamma")
     freed = store.delete("alpha")
     assert freed == 3_000_000 + len('{"seed": 1}')  # the shared file stays for beta
+    assert not store.holds("alpha")
     assert store.state("alpha") == "missing" and same(b, tmp_path / "beta")
     store.delete("beta")
     assert list((tmp_path / "models" / BLOBS).iterdir()) == []
@@ -142,3 +144,4 @@ def test_the_command_line_the_docker_runs(hub, tmp_path):
     assert rows["lama"]["enables"] == "Hidden part: LaMa fill" and rows["lama"]["size_gb"] == lama.size_gb
     assert rows["sdxl"]["state"] == "missing" and rows["layering"]["fetchable"] is False
     assert "deleted lama" in run("delete", "lama").stdout and not (models / "lama").exists()
+    assert "lama: nothing to delete in" in run("delete", "lama").stdout  # not "deleted" a second time

@@ -110,6 +110,18 @@ def test_a_missing_lama_model_fails_at_once_naming_the_fetch_command(tmp_path, m
         ModelManager(ModelConfig(paths={"lama": str(tmp_path / "nowhere")})).lama()
 
 
+def test_without_huggingface_hub_each_model_names_its_own_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as on a base install: the import fails
+    manager = ModelManager(ModelConfig(cache_dir=str(tmp_path / "empty-hf-cache")))
+    with pytest.raises(ModelMissing) as lama:
+        manager.resolve("lama")
+    assert "huggingface_hub is not installed" in lama.value.text
+    assert lama.value.detail == "pip install 'layeringdiff[lama]'"  # not the diffusion stack's ml extra
+    with pytest.raises(ModelMissing) as vitmatte:
+        manager.resolve("vitmatte")
+    assert "layeringdiff[ml]" in vitmatte.value.detail
+
+
 def cli(tmp_path: Path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     return subprocess.run([sys.executable, "-m", "layeringdiff", *map(str, args)], capture_output=True, text=True,

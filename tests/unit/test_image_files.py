@@ -21,17 +21,16 @@ def test_sixteen_bit_grey_is_not_clipped_to_white(tmp_path):
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("channels", [3, 4])
 def test_sixteen_bit_colour_keeps_its_precision(tmp_path, suffix, channels):
-    rgba = np.dstack([RAMP, RAMP[::-1], np.full_like(RAMP, 30001), np.full_like(RAMP, 40003)])[..., :channels]
+    rgba = np.dstack([RAMP, RAMP[::-1], np.full_like(RAMP, 30001), RAMP // 2 + 7])[..., :channels]
     path = tmp_path / f"c{suffix}"
     cv2.imwrite(str(path), rgba[..., [2, 1, 0, 3][:channels]])  # OpenCV writes BGR(A)
     image = load_image(path)
     assert image.shape == (32, 48, channels)
     np.testing.assert_allclose(image, rgba / 65535, atol=1e-6)  # 8-bit reading would be 1/255 off
-    if channels == 4:
-        np.testing.assert_allclose(load_mask(path), 40003 / 65535, atol=1e-6)
-    else:  # a colour mask is its grey level (Pillow's weights), at full precision
-        grey = (0.299 * RAMP + 0.587 * RAMP[::-1] + 0.114 * 30001) / 65535
-        np.testing.assert_allclose(load_mask(path), grey, atol=1e-5)
+    if channels == 4:  # its alpha, which varies
+        np.testing.assert_allclose(load_mask(path), (RAMP // 2 + 7) / 65535, atol=1e-6)
+    else:  # a colour mask is its brightest channel, at full precision
+        np.testing.assert_allclose(load_mask(path), np.maximum(RAMP, RAMP[::-1]) / 65535, atol=1e-6)
 
 
 def test_eight_bit_files_are_unchanged(tmp_path):
@@ -51,3 +50,35 @@ def test_the_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
     assert not decoded
     assert load_image(tmp_path / "big.png", max_pixels=60_000).shape == (200, 300, 3)
     assert decoded
+
+
+def _selection(tmp_path, pixels: np.ndarray, name: str) -> np.ndarray:
+    Image.fromarray(pixels).save(tmp_path / name)
+    return load_mask(tmp_path / name)
+
+
+def test_masks_as_editors_and_scripts_save_them(tmp_path):
+    """What the user painted is what is selected, whichever way the file stores it."""
+    inside = np.zeros((20, 30), bool)
+    inside[5:15, 8:20] = True
+    # painted in red on black: selected where painted (its luminance would be 0.3)
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[inside, 0] = 255
+    np.testing.assert_array_equal(_selection(tmp_path, red, "red.png"), inside)
+    # white on black with the opaque alpha channel an editor adds: the grey levels, not the alpha (all selected)
+    opaque = np.dstack([np.repeat((inside * 255).astype(np.uint8)[..., None], 3, axis=2),
+                        np.full((20, 30), 255, np.uint8)])
+    np.testing.assert_array_equal(_selection(tmp_path, opaque, "opaque.png"), inside)
+    la = np.dstack([(inside * 255).astype(np.uint8), np.full((20, 30), 255, np.uint8)])
+    np.testing.assert_array_equal(_selection(tmp_path, la, "la.png"), inside)
+    # a selection saved as transparency (any colour): its alpha
+    shaped = np.dstack([np.full((20, 30, 3), 255, np.uint8), (inside * 200).astype(np.uint8)])
+    np.testing.assert_allclose(_selection(tmp_path, shaped, "shaped.png"), inside * 200 / 255, atol=1e-6)
+    # a boolean array saved as 0/1, in 8 and 16 bits: selected where 1
+    np.testing.assert_array_equal(_selection(tmp_path, inside.astype(np.uint8), "ones.png"), inside)
+    np.testing.assert_array_equal(_selection(tmp_path, inside.astype(np.uint16), "ones16.png"), inside)
+    # a soft mask keeps its levels, its faintest ones included
+    soft = np.zeros((20, 30), np.uint8)
+    soft[inside] = 1
+    soft[0, 0] = 2
+    np.testing.assert_allclose(_selection(tmp_path, soft, "soft.png"), soft / 255, atol=1e-7)

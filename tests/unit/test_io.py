@@ -59,10 +59,11 @@ def test_a_group_is_a_nested_stack_and_a_hidden_group_hides_its_layers(tmp_path)
 def test_load_image_and_mask(tmp_path):
     rgba = np.zeros((8, 9, 4), np.uint8)
     rgba[..., 3] = 128
+    rgba[0, 0, 3] = 0
     Image.fromarray(rgba).save(tmp_path / "a.png")
     Image.fromarray(np.full((8, 9), 255, np.uint8)).save(tmp_path / "m.png")
     assert load_image(tmp_path / "a.png").shape == (8, 9, 4)
-    assert load_mask(tmp_path / "a.png")[0, 0] == pytest.approx(128 / 255)  # alpha of an RGBA mask
+    assert load_mask(tmp_path / "a.png")[1, 1] == pytest.approx(128 / 255)  # alpha of an RGBA mask
     assert load_mask(tmp_path / "m.png").max() == 1.0
     save_png(tmp_path / "o.png", np.zeros((8, 9, 3), np.float32))
     assert Image.open(tmp_path / "o.png").size == (9, 8)

@@ -120,22 +120,39 @@ def load_image(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarra
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
 
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Pillow's RGB -> L weights (ITU-R 601-2)
-
 
 def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
-    """Grey or RGBA file -> HxW float32: the alpha channel if the file has one, else the grey level."""
+    """A selection file -> HxW float32 in [0,1]: its alpha channel where that varies (a selection saved with
+    transparency), else its brightest channel: the grey level of a grey mask, and where a mask painted in any
+    colour on black is painted (a red mask's luminance would be 0.3: a selection made nearly empty without a word).
+    An editor's opaque alpha says nothing and is passed over. A mask stored as 0 and 1 (numpy's and OpenCV's
+    exports of a boolean array) is read as unselected and selected, not as 1/255."""
     img, rawmode = _open(path, max_pixels)
     deep = _deep_colour(img, rawmode, path)
+    mask = None
     if img.mode in ("RGBA", "LA", "PA"):
-        if deep is not None and deep.shape[2] == 4:
-            return deep[..., 3]
-        return _to_float(img.getchannel("A"))
-    if img.mode in GREY16 or img.mode == "F":
-        return _to_float(img)
-    if deep is not None and deep.shape[2] >= 3:  # 16-bit colour: its grey level at full precision
-        return np.ascontiguousarray(deep[..., :3] @ LUMA)
-    return _to_float(img.convert("L"))
+        alpha = deep[..., 3] if deep is not None and deep.shape[2] == 4 else _to_float(img.getchannel("A"))
+        if alpha.min() < alpha.max():
+            mask = alpha
+        del alpha
+    if mask is None:
+        if img.mode in GREY16 or img.mode == "F":
+            mask = _to_float(img)
+        elif deep is not None and deep.shape[2] >= 3:  # 16-bit colour at full precision
+            mask = np.ascontiguousarray(deep[..., :3].max(axis=2))
+        elif img.mode in ("L", "LA"):
+            mask = _to_float(img.getchannel("L"))
+        else:  # colour: the brightest channel, taken on the 8-bit values (no full-size float RGB)
+            mask = np.asarray(img.convert("RGB")).max(axis=2).astype(np.float32) / np.float32(255)
+    return _binary_as_selection(mask)
+
+
+def _binary_as_selection(mask: np.ndarray) -> np.ndarray:
+    """A mask whose only values are 0 and one level of at most 1/255 (a 0/1 array saved as is) -> 0 and 1."""
+    top = float(mask.max())
+    if 0.0 < top <= 1.0 / 255 + 1e-7 and not np.any((mask > 0) & (mask < top)):
+        return (mask > 0).astype(np.float32)
+    return mask
 
 
 def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
@@ -144,9 +161,18 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     values would not be labels once converted."""
     img, _ = _open(path, max_pixels)
     if img.mode not in ("L", "P"):
-        raise InputError(f"'{path}' is a {img.mode} image: labels are an 8-bit grey or paletted PNG (0: no object, "
-                         "1: the frontmost object, 2: the next, ...)")
+        kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
+        colour = ("; a picture with one flat colour per object is what the Krita docker's label layer takes"
+                  if img.mode in ("RGB", "RGBA") else "")
+        raise InputError(f"'{path}' is a {kind} image: labels are an 8-bit grey or paletted PNG (0: no object, "
+                         f"1: the frontmost object, 2: the next, ...){colour}")
     return np.asarray(img, dtype=np.uint8)
+
+
+MODE_NAMES = {"1": "1-bit black-and-white", "LA": "grey-with-transparency", "PA": "paletted-with-transparency",
+              "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)", "CMYK": "CMYK",
+              "I;16": "16-bit grey", "I;16B": "16-bit grey", "I;16L": "16-bit grey", "I;16N": "16-bit grey",
+              "I": "32-bit integer grey", "F": "32-bit float grey"}
 
 
 # zlib level 1: on a 4096^2 RGBA layer about 2x faster than level 6 for files about 5% larger (benchmarks/bench_big.py)

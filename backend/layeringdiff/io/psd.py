@@ -59,7 +59,14 @@ def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int,
                 _add(group, layer)
         else:
             _add(doc, item)
-    doc.save(str(path))
+    if hasattr(doc, "_record"):
+        # psd-tools' save() recomposites every layer in float64 to refresh the composite once a layer was added
+        # (an 8000^2 file: 5.7 GB more than the .ora, and a minute); `merged` is already the exact composite, and
+        # the record writes the layers' pixels as added
+        with open(path, "wb") as file:
+            doc._record.write(file)
+    else:  # a psd-tools whose record is not there any more: its own save, slower
+        doc.save(str(path))
 
 
 def read_psd(path: str | Path) -> tuple[list[tuple[str, OraLayer]], int, int]:

@@ -13,6 +13,7 @@ leaves, hands the request over, forwards progress and the result to the loop, an
 """
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -420,5 +421,10 @@ class Pool:
             worker.kill()
         for worker in self.workers:
             worker.thread.join(1.0)
+            if not worker.thread.is_alive():
+                # its cancel flag's semaphores unlinked now, as their finalizers do: the server ends with os._exit,
+                # which skips those, and multiprocessing's resource tracker then warns of them as leaked
+                worker.cancel = None
+        gc.collect()
         for rss in self.helpers:
             rss.close()
