@@ -85,9 +85,10 @@ TILED_MODEL_BYTES = {"vitmatte": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # split_layers (stages/peel.py), beyond its largest object's split: the layer as it came (the first split does not
 # overwrite it: the stack is checked against it at the end), each object's finished layer (8-bit RGBA when the result
-# is 8-bit, else float32), and the end's stack check (the composite and a layer's float temporaries) and frames.
+# is 8-bit, else float32), the front objects' area (a byte), and the end's stack check (the composite and a layer's
+# float temporaries) and frames.
 # Counted from the arrays the code makes, not fitted (bench_layers.py measures the CLI's peel).
-PEEL_CHECK_BYTES_PER_PIXEL = 64
+PEEL_CHECK_BYTES_PER_PIXEL = 65
 AUTO_OBJECTS = 8  # objects an automatic split is counted for before it finds them (a worker past its share stops)
 MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
 
@@ -475,7 +476,12 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
         count = len(message.phrases) if message.phrases else AUTO_OBJECTS
         boxes = dict.fromkeys(range(1, 1 + count), (0, 0, w, h))
     elif readable and labels.order == "L":
-        boxes = label_boxes(labels)
+        from .stages.peel import completion_reach
+
+        boxes = {}
+        for k, (x0, y0, x1, y1) in label_boxes(labels).items():  # each completed behind the ones in front
+            grow = completion_reach(y1 - y0, x1 - x0)
+            boxes[k] = (max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow))
     elif readable:  # flat colours: their objects' boxes are not known before they are read
         boxes = dict.fromkeys(range(1, 1 + colour_count(labels)), (0, 0, w, h))
     options = message.options or {}

@@ -2,15 +2,22 @@
 left (its alpha matted on the image without them), so every layer recomposites exactly and the background is
 completed behind all of them.
 
-A back object's part hidden by a front object is left transparent in its layer: what is there cannot be seen, and
-the classical fill is a texture of the surroundings, right for a background, not for an object's hidden shape;
-the front object's split completes that area in the background behind it instead.
+A back object's layer is completed a little way behind the objects in front of it (hidden_share): where its visible
+part runs into a front object, its outline is taken to run on behind it, for as far as the visible part is deep and
+no nearer to anything else visible. That edge is the front object's, not the back object's: matted as the back
+object's own it cut a false soft edge into its layer (on bench_layers.py's scenes the back objects' soft-band error
+fell, 74 -> 56, 27 -> 11, 37 -> 34, 14 -> 10.5/255, none rose by more than 0.7, on seeds 0-3), and the background kept
+pieces of the back object that showed when it was moved or hidden. What the completed part holds is the front
+object's fill (the surroundings' texture), under the front object in the picture: it shows only when the artist
+hides or moves that one. Further in, the hidden area stays transparent in the back object's layer: its shape cannot be
+known, and the front object's split completes it in the background.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -123,8 +130,17 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
     eight_bit = options is not None and options.quantize == 255
     opaque = image.shape[2] == 3 or float(image[..., 3].min()) >= 1.0  # a layer's own alpha: F's alpha is a a_layer
     current = image
+    covered: np.ndarray | None = None  # the front objects' area (their masks at 0.5): a byte a pixel
     for k, mask in enumerate(masks):
         part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
+        seen = mask >= 0.5
+        if covered is not None:
+            behind = hidden_share(seen, covered)
+            if behind is not None:
+                mask = np.maximum(mask, behind)  # a new array: the caller's mask is not changed
+            del behind
+        covered = seen if covered is None else np.logical_or(covered, seen, out=covered)
+        del seen
         try:
             result = split_layer(current, mask=mask, options=options, progress=part, method=method,
                                  overwrite_input=k > 0, matte=matte)  # our own buffer from the second object on
@@ -139,6 +155,47 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         del result, stored, mask  # the float32 foreground and alpha go before the next split, not after it
     peeled.background = current
     return peeled
+
+
+COMPLETION_MIN_DEPTH_PX = 2.0  # a visible part no deeper (strands only) gives no hint of the shape behind
+
+
+def hidden_share(seen: np.ndarray, covered: np.ndarray) -> np.ndarray | None:
+    """Where an object (`seen`: its mask at 0.5) runs on behind the objects in front of it (`covered`: their area):
+    their pixels within the visible part's depth (its largest inside distance) of it and nearer to it than to
+    anything else visible (the background or the objects behind). HxW float32 1/0, or None where there is none.
+    Worked on the visible part's box grown by that depth: the cost follows the object, not the canvas."""
+    seeds = seen & ~covered
+    rows, cols = np.flatnonzero(seeds.any(axis=1)), np.flatnonzero(seeds.any(axis=0))
+    if rows.size == 0:
+        return None
+    grow = completion_reach(int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    h, w = seen.shape
+    box = (slice(max(0, rows[0] - grow), min(h, rows[-1] + grow + 1)),
+           slice(max(0, cols[0] - grow), min(w, cols[-1] + grow + 1)))
+    sub_seeds, sub_covered = seeds[box], covered[box]
+    del seeds
+    if not sub_covered.any():
+        return None
+    depth = float(cv2.distanceTransform(sub_seeds.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5).max())
+    if depth <= COMPLETION_MIN_DEPTH_PX:
+        return None
+    near_self = cv2.distanceTransform((~sub_seeds).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    part = sub_covered & (near_self <= depth)
+    others = ~sub_covered & ~sub_seeds
+    if others.any():
+        part &= near_self < cv2.distanceTransform((~others).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    if not part.any():
+        return None
+    share = np.zeros((h, w), np.float32)
+    share[box] = part
+    return share
+
+
+def completion_reach(height: int, width: int) -> int:
+    """How far (px) hidden_share can reach past a visible part of this box: its depth, at most half the box's
+    smaller side (job_memory grows each label's box by it)."""
+    return min(height, width) // 2 + 1
 
 
 def absorb_rounding(background: np.ndarray, foreground: np.ndarray, stored: np.ndarray) -> None:
