@@ -1035,10 +1035,22 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def attach_negative_boxes(argv: list[str]) -> list[str]:
+    """`--box -5,0,100,100` as `--box=-5,0,100,100`: argparse takes a value starting with '-' for an option (a box
+    reaching past the left or top edge is clipped, and said so)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--box" and re.fullmatch(r"-\d[\d,.\s-]*", arg):
+            out[-1] = f"--box={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Every failure is one line on stderr: exit 2 for what the user can change (input, files, memory,
     missing extras), 1 for a fault of this program (LAYERINGDIFF_DEBUG=1 shows its traceback)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_negative_boxes(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

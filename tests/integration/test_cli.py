@@ -123,6 +123,9 @@ def test_a_box_partly_outside_the_image_is_clipped_and_said_so(inputs, tmp_path)
     proc = run("split", inputs / "photo.png", "--box=-30,20,160,400", "-o", tmp_path / "x.ora", "--no-png")
     assert proc.returncode == 0, proc.stderr
     assert "note: box -30,20,160,400 reaches past the 200x160 image: clipped to 0,20,160,160" in proc.stderr
+    spaced = run("split", inputs / "photo.png", "--box", "-30,20,160,400", "-o", tmp_path / "y.ora", "--no-png")
+    assert spaced.returncode == 0, spaced.stderr  # not "expected one argument"
+    assert "clipped to 0,20,160,160" in spaced.stderr
 
 
 def test_an_output_of_another_format_is_refused_not_renamed(inputs, tmp_path):
