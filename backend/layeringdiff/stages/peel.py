@@ -174,7 +174,6 @@ def hidden_share(seen: np.ndarray, covered: np.ndarray) -> np.ndarray | None:
     box = (slice(max(0, rows[0] - grow), min(h, rows[-1] + grow + 1)),
            slice(max(0, cols[0] - grow), min(w, cols[-1] + grow + 1)))
     sub_seeds, sub_covered = seeds[box], covered[box]
-    del seeds
     if not sub_covered.any():
         return None
     depth = float(cv2.distanceTransform(sub_seeds.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5).max())
