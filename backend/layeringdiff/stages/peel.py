@@ -6,11 +6,12 @@ A back object's layer is completed a little way behind the objects in front of i
 part runs into a front object, its outline is taken to run on behind it, for as far as the visible part is deep and
 no nearer to anything else visible. That edge is the front object's, not the back object's: matted as the back
 object's own it cut a false soft edge into its layer (on bench_layers.py's scenes the back objects' soft-band error
-fell, 74 -> 56, 27 -> 11, 37 -> 34, 14 -> 10.5/255, none rose by more than 0.7, on seeds 0-3), and the background kept
-pieces of the back object that showed when it was moved or hidden. What the completed part holds is the front
-object's fill (the surroundings' texture), under the front object in the picture: it shows only when the artist
-hides or moves that one. Further in, the hidden area stays transparent in the back object's layer: its shape cannot be
-known, and the front object's split completes it in the background.
+fell, 74 -> 56, 27 -> 11, 37 -> 34, 14 -> 10.5/255, none rose by more than 0.7, on seeds 0-3), and the background
+behind it kept a piece of the back object that showed when that was moved or hidden (now it is completed from what
+surrounds the back object). What the completed part holds is the front object's fill (the surroundings' texture),
+under the front object in the picture: it shows only when the artist hides or moves that one. Further in, the hidden
+area stays transparent in the back object's layer: its shape cannot be known, and the front object's split completes
+it in the background.
 """
 
 from collections.abc import Sequence
