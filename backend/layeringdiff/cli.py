@@ -630,6 +630,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                   f"{key}: nothing to delete in {args.models_dir}")
         return 0
     if args.action == "list":
+        from .models import DEFAULT_CONFIG, hf_cache
+
+        where = [f"--models-dir {args.models_dir}"] if args.models_dir else []
+        where.append(f"the Hugging Face cache ({manager.config.cache_dir or hf_cache()})")
+        print(f"looked in {' and '.join(where)}, and the folders named in {manager.config.source or DEFAULT_CONFIG}",
+              file=sys.stderr)
         for row in manager.status():
             print(f"{row['model']:<17} {row['state']:<8} {row['source']}  ({row['role']})")
             if row["state"] == "ready":

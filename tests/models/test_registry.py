@@ -91,6 +91,7 @@ def test_cli_models_list_and_generate_without_weights(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "layeringdiff", "models", "list"], capture_output=True, text=True,
                              env=env, timeout=60)
     assert listing.returncode == 0 and listing.stdout.count("missing") == len(REGISTRY)
+    assert f"looked in the Hugging Face cache ({tmp_path / 'hf'}" in listing.stderr  # where a user would check
     t = time.monotonic()
     gen = subprocess.run([sys.executable, "-m", "layeringdiff", "generate", "[a cat] on a sofa", "-o",
                           str(tmp_path / "x.ora")], capture_output=True, text=True, env=env, timeout=60)
