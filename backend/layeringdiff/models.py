@@ -198,9 +198,9 @@ class ModelManager:
             from huggingface_hub import snapshot_download
             from huggingface_hub.errors import LocalEntryNotFoundError
         except ImportError:
-            spec = REGISTRY[key]  # the model's own extra: LaMa's is not the diffusion stack's
+            spec = REGISTRY[key]  # the model's own extra (LaMa's is not the diffusion stack's), then the fetch
             raise ModelMissing(f"model '{key}' ({spec.role}) is not available: huggingface_hub is not installed",
-                               spec.install) from None
+                               f"{spec.install}; then {self.missing(key, '').detail}") from None
         try:
             return snapshot_download(src, local_files_only=True, cache_dir=self.config.cache_dir)
         except (LocalEntryNotFoundError, OSError, ValueError) as exc:

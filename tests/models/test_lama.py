@@ -116,7 +116,8 @@ def test_without_huggingface_hub_each_model_names_its_own_extra(tmp_path, monkey
     with pytest.raises(ModelMissing) as lama:
         manager.resolve("lama")
     assert "huggingface_hub is not installed" in lama.value.text
-    assert lama.value.detail == "pip install 'layeringdiff[lama]'"  # not the diffusion stack's ml extra
+    assert lama.value.detail.startswith("pip install 'layeringdiff[lama]'; then ")  # not the ml extra
+    assert "layeringdiff models fetch lama" in lama.value.detail
     with pytest.raises(ModelMissing) as vitmatte:
         manager.resolve("vitmatte")
     assert "layeringdiff[ml]" in vitmatte.value.detail
