@@ -60,5 +60,5 @@ def test_strands_and_objects_in_the_open_are_not_completed():
     assert hidden_share(strand, covered) is None
     alone = np.zeros((40, 60), bool)
     alone[5:15, 2:12] = True  # far from the front object
-    assert hidden_share(alone, covered) is None or not (hidden_share(alone, covered) > 0).any()
+    assert hidden_share(alone, covered) is None
     assert hidden_share(alone, np.zeros((40, 60), bool)) is None
