@@ -244,8 +244,8 @@ class Store:
             shutil.copy2(blob, dest)
 
     def holds(self, key: str) -> bool:
-        """Whether anything of the model is stored: its folder, manifest or partial files."""
-        return any(p.exists() for p in (self.root / key, self.root / PARTIAL / key, self.manifest_path(key)))
+        """Whether anything of the model is stored (ready, partial, broken or present)."""
+        return self.state(key) != "missing"
 
     def delete(self, key: str) -> int:
         """Remove a model's folder, manifest and partial files, and the stored files no other model uses; returns

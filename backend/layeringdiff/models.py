@@ -173,16 +173,19 @@ class ModelManager:
         return self.config.paths.get(key, REGISTRY[key].hub_id)
 
     def missing(self, key: str, why: str) -> ModelMissing:
+        spec, src = REGISTRY[key], self.source(key)
+        return ModelMissing(f"model '{key}' ({src + ', ' if src else ''}{spec.role}) is not available: {why}",
+                            self.how_to_get(key))
+
+    def how_to_get(self, key: str) -> str:
+        """Fetch it, or name a folder holding it (the layering weights: train them)."""
         spec = REGISTRY[key]
-        src = self.source(key)
         config = self.config.source or str(DEFAULT_CONFIG)
         where = f"`--model {key}=/path/to/folder` or \"paths\": {{\"{key}\": \"/path/to/folder\"}} in {config}"
-        if not spec.hub_id and not src:
-            hint = f"{TRAIN_HINT}, then name the folder holding fbdd/ and hfa/: {where}"
-        else:
-            hint = (f"fetch it with `layeringdiff models fetch {key}` (about {spec.size_gb:g} GB), or put a "
-                    f"downloaded copy in a folder and name it: {where}")
-        return ModelMissing(f"model '{key}' ({src + ', ' if src else ''}{spec.role}) is not available: {why}", hint)
+        if not spec.hub_id and not self.source(key):
+            return f"{TRAIN_HINT}, then name the folder holding fbdd/ and hfa/: {where}"
+        return (f"fetch it with `layeringdiff models fetch {key}` (about {spec.size_gb:g} GB), or put a "
+                f"downloaded copy in a folder and name it: {where}")
 
     def resolve(self, key: str) -> str:
         """A local folder holding the model, or ModelMissing at once (no network, no retries)."""
@@ -200,7 +203,7 @@ class ModelManager:
         except ImportError:
             spec = REGISTRY[key]  # the model's own extra (LaMa's is not the diffusion stack's), then the fetch
             raise ModelMissing(f"model '{key}' ({spec.role}) is not available: huggingface_hub is not installed",
-                               f"{spec.install}; then {self.missing(key, '').detail}") from None
+                               f"{spec.install}; then {self.how_to_get(key)}") from None
         try:
             return snapshot_download(src, local_files_only=True, cache_dir=self.config.cache_dir)
         except (LocalEntryNotFoundError, OSError, ValueError) as exc:

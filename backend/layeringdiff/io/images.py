@@ -169,10 +169,9 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     return np.asarray(img, dtype=np.uint8)
 
 
-MODE_NAMES = {"1": "1-bit black-and-white", "LA": "grey-with-transparency", "PA": "paletted-with-transparency",
-              "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)", "CMYK": "CMYK",
-              "I;16": "16-bit grey", "I;16B": "16-bit grey", "I;16L": "16-bit grey", "I;16N": "16-bit grey",
-              "I": "32-bit integer grey", "F": "32-bit float grey"}
+MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
+              "PA": "paletted-with-transparency", "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)",
+              "CMYK": "CMYK", "I": "32-bit integer grey", "F": "32-bit float grey"}
 
 
 # zlib level 1: on a 4096^2 RGBA layer about 2x faster than level 6 for files about 5% larger (benchmarks/bench_big.py)
