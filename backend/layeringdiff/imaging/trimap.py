@@ -24,6 +24,7 @@ FEATHER_RAMP_FREE_PX = 20.0
 SOFT_LO = 0.02
 SOFT_HI = 0.98
 GRABCUT_ITERATIONS = 5
+GRABCUT_SEED = 0
 # Hair, fur and strands in a hard mask (a label map, alpha > 0.5) are its thin parts: pixels no deeper than THIN_PX
 # that an opening by a disc of that radius removes, in pieces of THIN_MIN_PX pixels or more (not a step of the
 # edge). Alpha around them spreads well past the 2% band, so within THIN_BAND_PX of them the automatic band reaches
@@ -202,6 +203,7 @@ def mask_from_box(image: np.ndarray, box: tuple[int, int, int, int], max_side: i
             max(2, int((x1 - x0) * scale)), max(2, int((y1 - y0) * scale)))
     gc = np.zeros(small8.shape[:2], np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(GRABCUT_SEED)  # its colour models start from k-means on OpenCV's RNG: the same box, the same mask
     try:
         cv2.grabCut(small8, gc, rect, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
     except cv2.error as exc:  # e.g. no background pixels left outside the box
