@@ -215,7 +215,7 @@ def unwritable_folder(tmp_path):
 @pytest.mark.parametrize("case,words", [
     ("output is a folder", "is a folder"),
     ("parent is a file", "is a file, not a folder"),
-    ("unwritable", "cannot write to"),
+    ("unwritable", "creating a file there failed"),
     ("a PNG name is a folder", "x_foreground.png' is a folder"),
     ("no such folder", "does not exist"),
 ])

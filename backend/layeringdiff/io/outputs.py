@@ -48,7 +48,9 @@ class Outputs:
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as exc:
-            raise InputError(f"cannot write to '{target.parent}': {exc.strerror}") from None
+            # the folder exists (checked above): a read-only one, or a kernel's (/proc says "No such file")
+            raise InputError(f"cannot write to '{target.parent}': creating a file there failed ({exc.strerror})",
+                             "choose a folder you can write to") from None
         return temp
 
     def path(self, target: Path) -> Path:
