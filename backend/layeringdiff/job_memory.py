@@ -85,10 +85,10 @@ TILED_MODEL_BYTES = {"vitmatte": 2 << 30}
 STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # split_layers (stages/peel.py), beyond its largest object's split: the layer as it came (the first split does not
 # overwrite it: the stack is checked against it at the end), each object's finished layer (8-bit RGBA when the result
-# is 8-bit, else float32), the front objects' area (a byte), and the end's stack check (the composite and a layer's
-# float temporaries) and frames.
+# is 8-bit, else float32), the front objects' area and the completion under them (a byte each), and the end's stack
+# check (the composite and a layer's float temporaries) and frames.
 # Counted from the arrays the code makes, not fitted (bench_layers.py measures the CLI's peel).
-PEEL_CHECK_BYTES_PER_PIXEL = 65
+PEEL_CHECK_BYTES_PER_PIXEL = 66
 AUTO_OBJECTS = 8  # objects an automatic split is counted for before it finds them (a worker past its share stops)
 MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
 

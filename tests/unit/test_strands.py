@@ -82,8 +82,17 @@ def furry_scene(seed: int, size: int = 256):
     return image, alpha, (alpha > 0.5).astype(np.float32)
 
 
+@pytest.fixture
+def no_hold(monkeypatch):
+    """The band rule and the firmer prior on their own, as they were measured: the matting's hold of a hard hint's
+    half line (matting.HOLD_AGREEMENT, test_hold.py) came after them and narrows their gains."""
+    from layeringdiff.imaging import matting
+
+    monkeypatch.setattr(matting, "HOLD_AGREEMENT", 2.0)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-def test_strands_cut_by_a_hard_label_are_matted_far_better_than_with_the_2_percent_band(seed):
+def test_strands_cut_by_a_hard_label_are_matted_far_better_than_with_the_2_percent_band(seed, no_hold):
     """Measured alpha error against the truth: on the soft pixels (0 < alpha < 1) and over the whole canvas (per
     object pixel), the split's automatic band against the 2% band everywhere (what it gave before: 39-44/255 on the
     soft pixels, against 10-17/255) and against a 16 px band everywhere without the firmer prior (25-29/255)."""
@@ -191,9 +200,10 @@ def narrow_furry_bar(seed: int, height: int = 40, size: int = 256):
 
 
 @pytest.mark.parametrize("seed", [1, 3])
-def test_a_narrow_object_s_prior_held_firmer_over_its_band_mattes_it_better(seed, monkeypatch):
+def test_a_narrow_object_s_prior_held_firmer_over_its_band_mattes_it_better(seed, monkeypatch, no_hold):
     """Measured on the soft pixels against the truth: with the firmer prior over the band 19.3 and 17.3/255, with the
-    weak one 22.8 and 21.6/255 (bench_layers' slivers gain more: 65 -> 37/255)."""
+    weak one 22.8 and 21.6/255 (bench_layers' slivers gain more: 65 -> 37/255). With the hold both are 12/255 on this
+    bar; on bench_layers' sliver that needs it most the firmer prior still gives 20.9 against 25.6/255."""
     from layeringdiff.imaging import trimap
 
     image, alpha, mask = narrow_furry_bar(seed)

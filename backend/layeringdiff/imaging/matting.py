@@ -14,7 +14,7 @@ import scipy.sparse.linalg
 from numba import njit
 from pymatting.preconditioner.ichol import ichol
 
-from .trimap import UNKNOWN, unknown_box
+from .trimap import FEATHER_MIN_RAMP_PX, SOFT_HI, SOFT_LO, UNKNOWN, selection_ramp, unknown_box
 
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
@@ -27,12 +27,28 @@ PRIOR_WEIGHT = 1e-6  # weak pull towards the hint, keeps border-only pixels well
 # soft-band error than 3e-3 (14.6 against 13.8/255). Elsewhere the weak prior holds: 1e-3 everywhere raised the edge
 # error of 12 of bench_band.py's held-out feathered selections from 23.6 to 32.9/255 on average.
 STRAND_PRIOR_WEIGHT = 3e-3
+# A hard hint (a mask, not a feathered selection: its values 0/1 but for an anti-aliased edge) says on which side of
+# half coverage each of its pixels lies, and no more: "this pixel is this object's" means it shows most there. The
+# prior's pull towards 0/1 cannot say that: weak, it lets the colour lines give a faint strand away to what surrounds
+# it, or take a patch of the background that looks like the object; firm, it makes strands opaque. So where the
+# solved alpha lands on the wrong side of 0.5 at a hard hint pixel, it is held to 0.5 there (HOLD_WEIGHT) and the band
+# within HOLD_REACH_PX of those pixels solved again, the rest kept: a one-sided constraint that leaves the alpha free
+# on its own side. Only where the picture agrees with the hint's edge (HOLD_AGREEMENT of the band's pixels either side
+# of its 0.5 line on their side after the first solve): a mask drawn a few pixels off the object's edge disagrees
+# along all of it, and holding it there would draw a false edge at 0.5.
+# Measured (`benchmarks/bench_layers.py`, exact labels; `benchmarks/bench_hold.py`, hard masks off the edge): see
+# docs/benchmarks.md.
+HOLD_WEIGHT = 1.0
+HOLD_AGREEMENT = 0.7
+HOLD_REACH_PX = 8
 # Above this many unknown pixels the solve runs at reduced size (see estimate_alpha).
 MAX_UNKNOWN = 120_000
 GUIDED_EPS = 1e-4
 CG_RTOL = 1e-7
 CG_MAXITER = 2000
-ICHOL_DISCARD = 1e-3  # 2x faster factorisation than pymatting's 1e-4, alpha within 1e-4
+# 1e-3 was 2x faster to factorise than pymatting's 1e-4, alpha within 1e-4; 3e-3 another 1.4x on bench_layers.py's
+# 1024^2 objects, alpha within 1.1e-3 of 1e-3's (a quarter of a level)
+ICHOL_DISCARD = 3e-3
 BOX_MARGIN = 64  # around the unknown band's box: the windows (2 px) and the guided filter's reach
 
 
@@ -103,10 +119,12 @@ def _assemble(image, r, eps, cy, cx, uidx, fg_known, values, rhs):  # pragma: no
 
 
 def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
-                   firm: np.ndarray | None = None) -> np.ndarray:
+                   firm: np.ndarray | None = None, hold: bool | np.ndarray = False) -> np.ndarray:
     """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1, pulled weakly towards `prior`
     (PRIOR_WEIGHT), and firmly (STRAND_PRIOR_WEIGHT) where `firm` (HxW bool: the hint's strands, or a narrow
-    object's band: trimap_and_strands) is set.
+    object's band: trimap_and_strands) is set. `hold`: the prior is the user's own mask (an HxW bool: where it
+    is); when it is hard and the picture agrees with its edge, its pixels are kept on their side of half coverage
+    (HOLD_WEIGHT).
 
     Only the unknown band's box (plus a margin) is worked on: on a big canvas memory and time follow the band,
     not the canvas (4096^2 canvas, 2200x1800 object: the guided filter's ten full-size temporaries were 670 MB).
@@ -118,17 +136,22 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | No
     weight = None
     if prior is not None and firm is not None:
         weight = np.where(firm[box], np.float32(STRAND_PRIOR_WEIGHT), np.float32(PRIOR_WEIGHT))
-    alpha[box] = _estimate_band(image[box], trimap[box], None if prior is None else prior[box], weight)
+    hint = None if prior is None else prior[box]
+    holds = None
+    if hint is not None and hold is not False and selection_ramp(hint) < FEATHER_MIN_RAMP_PX:
+        holds = np.ones(hint.shape, bool) if hold is True else hold[box]
+    alpha[box] = _estimate_band(image[box], trimap[box], hint, weight, holds)
     return alpha
 
 
 def _estimate_band(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
-                   weight: np.ndarray | None = None) -> np.ndarray:
+                   weight: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
     """CG iterations grow with the band's width in pixels, so very large bands are solved at reduced size
-    and brought back with a guided filter (He et al.), which restores edges from the full-size image."""
+    and brought back with a guided filter (He et al.), which restores edges from the full-size image (and the
+    hint is not held there: its pixels are gone)."""
     n = int(np.count_nonzero(trimap == UNKNOWN))
     if n <= MAX_UNKNOWN:
-        return _estimate_alpha(image, trimap, prior, weight)
+        return _estimate_alpha(image, trimap, prior, weight, hold)
     h, w = trimap.shape
     scale = float(np.sqrt(MAX_UNKNOWN / n))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
@@ -166,7 +189,8 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 
 
 def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
-                    weight: np.ndarray | None = None) -> np.ndarray:
+                    weight: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
+    """The closed form on the band; `hold` (HxW bool): where the prior is a hard hint that may be held."""
     h, w = trimap.shape
     unknown = trimap == UNKNOWN
     alpha = (trimap >= 1.0).astype(np.float32)
@@ -208,7 +232,45 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     rhs = rhs + pull * hint
     x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
+    if hold is not None and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown) >= HOLD_AGREEMENT:
+        hint_side = prior[unknown] >= 0.5
+        hard = (prior[unknown] <= SOFT_LO) | (prior[unknown] >= SOFT_HI)  # an anti-aliased edge's pixels say nothing
+        crossed = hard & hold[unknown] & ((x >= 0.5) != hint_side)
+        if crossed.any():
+            alpha[unknown] = np.clip(_hold_half(lap, rhs, x, crossed, unknown, uidx), 0.0, 1.0)
     return alpha
+
+
+def _hold_half(lap: scipy.sparse.csr_matrix, rhs: np.ndarray, x: np.ndarray, held: np.ndarray, unknown: np.ndarray,
+               uidx: np.ndarray) -> np.ndarray:
+    """The band's solution with the `held` pixels pulled to 0.5 (HOLD_WEIGHT), solved again within HOLD_REACH_PX of
+    them and kept elsewhere (the hold's effect fades within a few windows; the whole band again cost about as much
+    as the first solve, for the same alpha).
+    `uidx`: each band pixel's index in x, -1 outside the band."""
+    where = np.zeros(unknown.shape, np.uint8)
+    where[unknown] = held
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * HOLD_REACH_PX + 1, 2 * HOLD_REACH_PX + 1))
+    near = uidx[cv2.dilate(where, disc).view(bool) & unknown]
+    rows = lap[near]
+    outside = x.copy()
+    outside[near] = 0.0
+    pull = HOLD_WEIGHT * held[near]
+    part = rows[:, near] + scipy.sparse.diags(pull, format="csr")
+    solved = x.copy()
+    solved[near] = _solve(part.tocsr(), rhs[near] + pull * UNKNOWN - rows @ outside, x[near])
+    return solved
+
+
+def hint_agreement(alpha: np.ndarray, side: np.ndarray, unknown: np.ndarray) -> float:
+    """The share of the band's pixels along the hint's edge (`side`: the hint at 0.5; its own pixels there and their
+    neighbours outside it) that the alpha puts on the hint's side of 0.5; 0 where the band has none."""
+    inside = side.view(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    inner = side & ~cv2.erode(inside, kernel).view(bool) & unknown
+    outer = ~side & cv2.dilate(inside, kernel).view(bool) & unknown
+    count = np.count_nonzero(inner) + np.count_nonzero(outer)
+    right = np.count_nonzero(alpha[inner] >= 0.5) + np.count_nonzero(alpha[outer] < 0.5)
+    return right / count if count else 0.0
 
 
 def _solve(lap: scipy.sparse.csr_matrix, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:

@@ -135,16 +135,18 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
     for k, mask in enumerate(masks):
         part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
         seen = mask >= 0.5
+        guessed = None  # the completion under the front objects: our guess, not the user's word (never held)
         if covered is not None:
             behind = hidden_share(seen, covered)
             if behind is not None:
                 mask = np.maximum(mask, behind)  # a new array: the caller's mask is not changed
+                guessed = behind > 0
             del behind
         covered = seen if covered is None else np.logical_or(covered, seen, out=covered)
         del seen
         try:
             result = split_layer(current, mask=mask, options=options, progress=part, method=method,
-                                 overwrite_input=k > 0, matte=matte)  # our own buffer from the second object on
+                                 overwrite_input=k > 0, matte=matte, guessed=guessed)  # our buffer from the 2nd on
         except InputError as exc:
             raise InputError(f"object {k + 1}: {exc.text}", exc.detail) from None
         stored = to_u8(result.foreground) if eight_bit else result.foreground
@@ -153,7 +155,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         peeled.layers.append(stored)
         peeled.infos.append(result.info)
         current = result.background
-        del result, stored, mask  # the float32 foreground and alpha go before the next split, not after it
+        del result, stored, mask, guessed  # the float32 foreground and alpha go before the next split
     peeled.background = current
     return peeled
 

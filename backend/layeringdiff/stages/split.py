@@ -87,9 +87,11 @@ class StageTimer:
 
 def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, int, int] | None,
                 options: SplitOptions, progress: ProgressFn, info: dict[str, Any],
-                matte: MatteFn | None = None) -> np.ndarray:
+                matte: MatteFn | None = None, guessed: np.ndarray | None = None) -> np.ndarray:
     """The foreground's alpha from a mask or a box: the hint, a trimap around its edge, closed-form matting or
-    `matte`'s (a learned one) on that trimap, or the mask itself as the alpha in "mask" mode."""
+    `matte`'s (a learned one) on that trimap, or the mask itself as the alpha in "mask" mode. The closed form holds
+    a hard mask's pixels on their side of half coverage (matting.HOLD_WEIGHT), but for a box's (GrabCut's guess) and
+    `guessed`'s (HxW bool: the mask's pixels that are the caller's guess, not the user's word)."""
     h, w = rgb.shape[:2]
     if (mask is None) == (box is None):
         raise InputError("give exactly one foreground hint: a mask or a box")
@@ -113,7 +115,8 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
     progress("matting", 0.1)
     if matte is not None:
         return matte(rgb, trimap, sub_progress(progress, 0.1, METHOD_SHARE[0]))
-    return estimate_alpha(rgb, trimap, prior=mask, firm=firm)
+    hold = box is None and (True if guessed is None else ~guessed)
+    return estimate_alpha(rgb, trimap, prior=mask, firm=firm, hold=hold)
 
 
 def split_layer(
@@ -125,13 +128,14 @@ def split_layer(
     method: LayerMethod | None = None,
     overwrite_input: bool = False,
     matte: MatteFn | None = None,
+    guessed: np.ndarray | None = None,
 ) -> SplitResult:
     """Split a layer (HxWx3 or HxWx4 in [0,1]) given a mask (HxW, soft allowed) or a box.
 
     `method` estimates the layers (default: the offline classical method); its guesses always pass through
     the exact composition step, so the layers recomposite to the input. `overwrite_input`: a caller that no
     longer needs `image` (float32 RGBA) lets its buffer become the background layer (a 4096^2 canvas: 268 MB
-    less at the peak)."""
+    less at the peak). `guessed`: split_alpha's."""
     options = options or SplitOptions()
     if method is None:
         from .classical import classical_method
@@ -150,8 +154,8 @@ def split_layer(
                             "hint": "mask" if box is None else "box"}
     if method.fill:
         info["fill"] = method.fill
-    alpha = split_alpha(rgb, mask, box, options, timer, info, matte)
-    del mask  # memory: not needed from here on
+    alpha = split_alpha(rgb, mask, box, options, timer, info, matte, guessed)
+    del mask, guessed  # memory: not needed from here on
     if layer_alpha is not None:
         alpha[layer_alpha <= 0] = 0.0
     if options.quantize:
