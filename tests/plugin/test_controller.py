@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zmq
 from layering_protocol import Error, ErrorCode, Result, Split, SplitLayers, encode
+from layeringdiff.examples import synthetic_composite
 from layeringdiff_krita.connection import LOST_S, BackendClient, State
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.settings import Settings
@@ -455,7 +456,10 @@ def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl
     assert np.abs(out - c).max() <= 1.0
     fg = np.frombuffer(result.foreground.data, np.uint8).reshape(96, 96, 4)
     box = np.frombuffer(result.behind[0].data, np.uint8).reshape(96, 96, 4)
-    assert fg[..., 3][-24:, -24:][fg[..., 3][-24:, -24:] > 0].size < 60  # the box is not the cat's
+    # the box is not the cat's: over the box's corner the cat's layer is the cat's own strands there (taking the box
+    # would be an error of about 200/255; the closed form's own, 1.2-2.3/255)
+    truth = synthetic_composite(96, 96, seed=1)[1][-24:, -24:]
+    assert np.abs(fg[..., 3][-24:, -24:] / 255 - truth).mean() < 3 / 255
     assert box[..., 3][:40, :40].max() == 0 and box[..., 3][-20:, -20:].mean() > 200
     assert ctl.view.last[0].startswith("split applied") and "max error" in ctl.view.last[0]
 
