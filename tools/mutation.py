@@ -55,7 +55,8 @@ MODULES = {
     # calls (its mutants would all read "no tests"); the kernel is checked by the matting tests' exact values
     "matting": Target(("layeringdiff/imaging/matting.py",), ("tests/unit",),
                       tuple(f"layeringdiff.imaging.matting.x_{f}__mutmut_*" for f in
-                            ("estimate_alpha", "_estimate_band", "guided_filter", "_estimate_alpha", "_solve"))),
+                            ("estimate_alpha", "_estimate_band", "guided_filter", "_estimate_alpha", "_hold_half",
+                             "hint_agreement", "_solve"))),
     "split": Target(("layeringdiff/stages/split.py",), ("tests/unit",)),
     "codec": Target(("layering_protocol/codec.py",), ("tests/unit/test_protocol.py", "tests/integration/test_fuzz.py"),
                     deselect=("tests/unit/test_protocol.py::test_protocol_package_imports_only_stdlib_and_msgpack",)),

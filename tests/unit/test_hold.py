@@ -116,3 +116,15 @@ def test_the_peel_s_completion_under_front_objects_is_not_held(monkeypatch):
     monkeypatch.setattr(matting, "HOLD_AGREEMENT", 2.0)
     free = tongue_alpha(None)
     assert free < 0.3 and held > 0.45 and as_guess == pytest.approx(free, abs=0.02)
+
+
+def test_a_hint_with_no_band_along_its_edge_agrees_with_nothing():
+    """No band pixel along the hint's edge (a trimap made by hand without one there): nothing to agree, so 0 and no
+    hold, not a division by zero or a free pass."""
+    side = np.zeros((20, 20), bool)
+    side[5:15, 5:15] = True
+    alpha = side.astype(np.float32)
+    assert matting.hint_agreement(alpha, side, np.zeros((20, 20), bool)) == 0.0
+    band = np.zeros((20, 20), bool)
+    band[4:16, 4:16] = True
+    assert matting.hint_agreement(alpha, side, band) == 1.0
