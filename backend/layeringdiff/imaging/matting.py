@@ -14,7 +14,7 @@ import scipy.sparse.linalg
 from numba import njit
 from pymatting.preconditioner.ichol import ichol
 
-from .trimap import FEATHER_MIN_RAMP_PX, SOFT_HI, SOFT_LO, UNKNOWN, selection_ramp, unknown_box
+from .trimap import SOFT_HI, SOFT_LO, UNKNOWN, unknown_box
 
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
@@ -119,12 +119,13 @@ def _assemble(image, r, eps, cy, cx, uidx, fg_known, values, rhs):  # pragma: no
 
 
 def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None = None,
-                   firm: np.ndarray | None = None, hold: bool | np.ndarray = False) -> np.ndarray:
+                   firm: np.ndarray | None = None, hold: bool = False,
+                   guessed: np.ndarray | None = None) -> np.ndarray:
     """Alpha (HxW float32) for an RGB image in [0,1] and a trimap with 0 / 0.5 / 1, pulled weakly towards `prior`
     (PRIOR_WEIGHT), and firmly (STRAND_PRIOR_WEIGHT) where `firm` (HxW bool: the hint's strands, or a narrow
-    object's band: trimap_and_strands) is set. `hold`: the prior is the user's own mask (an HxW bool: where it
-    is); when it is hard and the picture agrees with its edge, its pixels are kept on their side of half coverage
-    (HOLD_WEIGHT).
+    object's band: trimap_and_strands) is set. `hold`: the prior is the user's own hard mask; where the picture
+    agrees with its edge, its pixels are kept on their side of half coverage (HOLD_WEIGHT), but for `guessed`'s
+    (HxW bool: the caller's guess, not the user's word).
 
     Only the unknown band's box (plus a margin) is worked on: on a big canvas memory and time follow the band,
     not the canvas (4096^2 canvas, 2200x1800 object: the guided filter's ten full-size temporaries were 670 MB).
@@ -136,22 +137,20 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | No
     weight = None
     if prior is not None and firm is not None:
         weight = np.where(firm[box], np.float32(STRAND_PRIOR_WEIGHT), np.float32(PRIOR_WEIGHT))
-    hint = None if prior is None else prior[box]
-    holds = None
-    if hint is not None and hold is not False and selection_ramp(hint) < FEATHER_MIN_RAMP_PX:
-        holds = np.ones(hint.shape, bool) if hold is True else hold[box]
-    alpha[box] = _estimate_band(image[box], trimap[box], hint, weight, holds)
+    alpha[box] = _estimate_band(image[box], trimap[box], None if prior is None else prior[box], weight, hold,
+                                None if guessed is None else guessed[box])
     return alpha
 
 
 def _estimate_band(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
-                   weight: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
+                   weight: np.ndarray | None = None, hold: bool = False,
+                   guessed: np.ndarray | None = None) -> np.ndarray:
     """CG iterations grow with the band's width in pixels, so very large bands are solved at reduced size
     and brought back with a guided filter (He et al.), which restores edges from the full-size image (and the
     hint is not held there: its pixels are gone)."""
     n = int(np.count_nonzero(trimap == UNKNOWN))
     if n <= MAX_UNKNOWN:
-        return _estimate_alpha(image, trimap, prior, weight, hold)
+        return _estimate_alpha(image, trimap, prior, weight, hold, guessed)
     h, w = trimap.shape
     scale = float(np.sqrt(MAX_UNKNOWN / n))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
@@ -189,8 +188,9 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 
 
 def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None,
-                    weight: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
-    """The closed form on the band; `hold` (HxW bool): where the prior is a hard hint that may be held."""
+                    weight: np.ndarray | None = None, hold: bool = False,
+                    guessed: np.ndarray | None = None) -> np.ndarray:
+    """The closed form on the band; `hold`, `guessed`: estimate_alpha's."""
     h, w = trimap.shape
     unknown = trimap == UNKNOWN
     alpha = (trimap >= 1.0).astype(np.float32)
@@ -232,10 +232,11 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     rhs = rhs + pull * hint
     x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
-    if hold is not None and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown) >= HOLD_AGREEMENT:
-        hint_side = prior[unknown] >= 0.5
-        hard = (prior[unknown] <= SOFT_LO) | (prior[unknown] >= SOFT_HI)  # an anti-aliased edge's pixels say nothing
-        crossed = hard & hold[unknown] & ((x >= 0.5) != hint_side)
+    if hold and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown) >= HOLD_AGREEMENT:
+        hard = (hint <= SOFT_LO) | (hint >= SOFT_HI)  # an anti-aliased edge's pixels say nothing
+        crossed = hard & ((x >= 0.5) != (hint >= 0.5))
+        if guessed is not None:
+            crossed &= ~guessed[unknown]
         if crossed.any():
             alpha[unknown] = np.clip(_hold_half(lap, rhs, x, crossed, unknown, uidx), 0.0, 1.0)
     return alpha

@@ -119,7 +119,8 @@ def trimap_from_mask(mask: np.ndarray, band: int | None = None) -> np.ndarray:
     return trimap_and_strands(mask, band)[0]
 
 
-def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def trimap_and_strands(mask: np.ndarray, band: int | None = None,
+                       ramp: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The trimap (1 = sure foreground, 0 = sure background, 0.5 = unknown band around the mask's edge, `band` px
     either side of its 0.5 contour; band_radius when None), and where the split's matting holds its prior firmer
     (None when nowhere): where it widened the band for strands, or a narrow object's whole band (NARROW_SURE).
@@ -131,10 +132,11 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None) -> tuple[np.nd
     has the zone for the prior alone).
 
     The band shrinks for thin objects so some sure foreground survives. Distances instead of an erosion by a
-    disk, on the mask's box only: the cost follows the object, not the band's width or the canvas.
+    disk, on the mask's box only: the cost follows the object, not the band's width or the canvas. `ramp`: the
+    mask's selection_ramp where the caller has it already.
     """
     mask = check_mask(mask)
-    ramp = selection_ramp(mask) if band is None else 0.0
+    ramp = (selection_ramp(mask) if ramp is None else ramp) if band is None else 0.0
     feathered = ramp >= FEATHER_MIN_RAMP_PX
     r = band_radius(mask, ramp) if band is None else max(1, int(band))
     reach = max(r, THIN_BAND_PX) if band is None else r

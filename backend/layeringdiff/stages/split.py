@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.compose import LEAST_CHANGE, compose_layers, layer_alphas, recomposition_error
 from ..imaging.matting import estimate_alpha
-from ..imaging.trimap import UNKNOWN, check_mask, mask_from_box, trimap_and_strands
+from ..imaging.trimap import FEATHER_MIN_RAMP_PX, UNKNOWN, check_mask, mask_from_box, selection_ramp, trimap_and_strands
 from ..options import LayerMethod, MatteFn, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
 
@@ -108,15 +108,16 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
         raise ValueError("matting 'vitmatte' needs its model: pass matte")
     info["matting"] = "closed-form" if matte is None else "vitmatte"  # the one learned matting (options.MATTINGS)
     progress("trimap", 0.05)
-    trimap, firm = trimap_and_strands(mask, options.band)
+    ramp = selection_ramp(mask)  # feathered or hard: the trimap's band, and whether the matting may hold the mask
+    trimap, firm = trimap_and_strands(mask, options.band, ramp)
     if box is not None:  # a box is a promise: nothing outside it belongs to the foreground
         trimap[~box_region(box, h, w)] = 0.0
     info["unknown_fraction"] = round(float(np.mean(trimap == UNKNOWN)), 4)
     progress("matting", 0.1)
     if matte is not None:
         return matte(rgb, trimap, sub_progress(progress, 0.1, METHOD_SHARE[0]))
-    hold = box is None and (True if guessed is None else ~guessed)
-    return estimate_alpha(rgb, trimap, prior=mask, firm=firm, hold=hold)
+    hold = box is None and ramp < FEATHER_MIN_RAMP_PX  # the user's own hard mask (not GrabCut's, not feathered)
+    return estimate_alpha(rgb, trimap, prior=mask, firm=firm, hold=hold, guessed=guessed)
 
 
 def split_layer(
