@@ -268,10 +268,11 @@ def cmd_split(args: argparse.Namespace) -> int:
     if not args.example:
         check_split_memory(args, max_memory)
     if args.labels:
-        from .stages.peel import label_values
+        from .stages.peel import check_labels, label_values
 
         labels = load_labels(args.labels, args.max_pixels)
         objects = label_values(labels)
+        check_labels(labels, objects)
         if args.order == "auto":
             from .stages.order import occlusion_order
 
@@ -374,7 +375,6 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
                   out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
     """Every labelled object, front to back (stages/peel.py): one layer each and the background in one group, as
     the docker's Split into layers makes it, and the hidden original below."""
-    import numpy as np
 
     from .io.images import png_file_bytes
     from .io.ora import LayerGroup, OraLayer
@@ -384,7 +384,8 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     if labels.shape != (h, w):
         raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match")
     start = time.monotonic()
-    peeled = split_objects(image, LabelMasks(labels, objects), options, progress, method, matte)
+    masks = LabelMasks(labels, objects, [f"label {k}" for k in objects])
+    peeled = split_objects(image, masks, options, progress, method, matte)
     assert peeled.background is not None
     names = [f"object {k}" for k in objects]
     stack = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
@@ -396,9 +397,10 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
               "background": ("background", peeled.background)}
     write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
     written = time.monotonic() - start
-    error = float(np.abs(peeled.composite()[..., :3] - image[..., :3]).max())
+    error = peeled.error(image)
     matting = f", {peeled.infos[0]['matting']} matting" if "matting" in peeled.infos[0] else ""
-    return (f"split {w}x{h} into {len(objects)} objects (front to back: labels {', '.join(map(str, objects))}) and "
+    count = "1 object (label" if len(objects) == 1 else f"{len(objects)} objects (front to back: labels"
+    return (f"split {w}x{h} into {count} {', '.join(map(str, objects))}) and "
             f"the background in {split_time:.2f}s{matting}, files written in {written:.2f}s; "
             f"recomposition error {error * 255:.3f}/255")
 
@@ -1067,12 +1069,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # the same words a client of the server gets (replies.to_reply)
+        if _interrupted(exc):
+            print("interrupted", file=sys.stderr)
+            return 130
         failure = to_reply(exc)
         if failure.internal:
             return _internal(exc)
         detail = f" ({_one_line(failure.detail)})" if failure.detail else ""
         print(f"error: {_one_line(failure.text)}{detail}", file=sys.stderr)
         return EXIT_INPUT
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl+C that reached us wrapped: numba turns a KeyboardInterrupt raised while it loads or compiles a function
+    into a SystemError ("returned a result with an exception set")."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _internal(exc: BaseException) -> int:

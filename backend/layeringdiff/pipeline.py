@@ -239,7 +239,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     """Every labelled object peeled front to back (stages/peel.py): the frontmost is the result's foreground, the
     others its `behind`, and the background the one behind them all."""
     from .stages.order import occlusion_order
-    from .stages.peel import LabelMasks, colour_labels, colour_order, label_values, split_objects
+    from .stages.peel import LabelMasks, check_labels, colour_labels, colour_order, label_values, split_objects
 
     _check_split_layers(msg)
     if msg.phrases:
@@ -272,24 +272,28 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
                                                                   msg.labels.channels)
         if msg.labels.order == "L":
             labels = labels[..., 0]
+            check_labels(labels, label_values(labels))
+            names = None
         else:  # a label layer in flat colours
             rgb = labels[..., [2, 1, 0, 3][:msg.labels.channels]] if msg.labels.order.startswith("BGR") else labels
             labels, info["colours"] = colour_labels(rgb)
             if not info["colours"]:
                 raise InputError("the label layer has no flat colour that covers an object's area (at least 0.2% of "
                                  "its painted pixels)", "paint each object in one flat colour")
+            if not np.any(labels == 0):
+                raise InputError("the label layer is painted all over: no pixel is left to show the background",
+                                 "leave the background unpainted (transparent)")
+            names = [f"the object painted {colour}" for colour in info["colours"]]
         objects = label_values(labels)
         if msg.order == "auto":
             objects = occlusion_order(labels, objects)
         if msg.colours:  # the artist's order for these colours, the automatic one for the rest
             objects = colour_order(objects, info["colours"], msg.colours)
-        masks = LabelMasks(labels, objects)
+        masks = LabelMasks(labels, objects, [names[k - 1] if names else f"label {k}" for k in objects])
     peeled = split_objects(image, masks, options, progress, method, matte)
     assert peeled.background is not None
-    stacked = peeled.composite()  # the whole stack against the layer it came from (split_objects left it intact)
-    channels = min(stacked.shape[2], image.shape[2])
-    error = float(np.abs(stacked[..., :channels] - image[..., :channels]).max())
-    del stacked, image
+    error = peeled.error(image)  # the whole stack against the layer it came from (split_objects left it intact)
+    del image
     first = peeled.layers[0]
     alpha = first[..., 3].astype(np.float32) / 255.0 if first.dtype == np.uint8 else first[..., 3]
     used = "depth and occlusion" if msg.auto else "colours" if msg.colours else msg.order

@@ -59,6 +59,15 @@ def files(tmp_path_factory):
     palette.save(d / "labels_palette.png")
     Image.fromarray(labels).convert("RGB").save(d / "labels_rgb.png")
     Image.fromarray(np.zeros_like(labels), "L").save(d / "zeros.png")
+    Image.fromarray(labels, "L").save(d / "labels.jpg", quality=95)
+    full = labels.copy()
+    full[full == 0] = 3
+    Image.fromarray(full, "L").save(d / "full.png")
+    almost = np.full_like(labels, 7)
+    almost[0, 0] = 0
+    Image.fromarray(almost, "L").save(d / "almost.png")
+    stretched = (labels * 85).astype(np.float32)  # 0/85/170/255, then anti-aliased as a soft brush paints it
+    Image.fromarray(np.round(cv2.GaussianBlur(stretched, (5, 5), 1.5)).astype(np.uint8), "L").save(d / "smooth.png")
     Image.fromarray(labels[:-1], "L").save(d / "short.png")
     return d, visible
 
@@ -117,6 +126,10 @@ def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(fil
     (["--labels", "labels.png", "--order", "nope"], "invalid choice: 'nope'"),
     (["--labels", "labels_rgb.png"], "is a colour (RGB) image: labels are an 8-bit grey or paletted PNG"),
     (["--labels", "zeros.png"], "no object to split: every label is 0"),
+    (["--labels", "labels.jpg"], "is a JPEG file: its compression changes the values along every edge"),
+    (["--labels", "smooth.png"], "values found only along the edges between others"),
+    (["--labels", "full.png"], "every pixel has an object's label: none is left to show the background"),
+    (["--labels", "almost.png"], "label 7: the mask leaves no background around the object"),
     (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
     (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),
     (["--mask", "labels.png", "--order", "auto"], "--order applies to --labels only"),
@@ -125,9 +138,31 @@ def test_labels_that_cannot_be_split_are_one_line_and_leave_nothing(files, tmp_p
     d, _ = files
     out = tmp_path / "out"
     out.mkdir()
-    proc = run("split", d / "scene.png", *[d / a if a.endswith(".png") else a for a in args], "-o", out / "x.ora")
+    proc = run("split", d / "scene.png", *[d / a if a.endswith((".png", ".jpg")) else a for a in args],
+               "-o", out / "x.ora")
     one_line_failure(proc, words)
     assert list(out.iterdir()) == [], error_lines(proc)
+
+
+def test_a_half_transparent_picture_is_split_and_the_summary_measures_what_it_shows(files, tmp_path):
+    """An RGBA picture fading from transparent (stored black) to opaque: the layers show it again, and the summary's
+    recomposition error says so (compared premultiplied: it said 116/255 from the transparent pixels' colours)."""
+    d, _ = files
+    image = np.asarray(Image.open(d / "scene.png").convert("RGB"))
+    ramp = np.clip((np.arange(SIZE) - 20) * 255 // 90, 0, 255).astype(np.uint8)
+    rgba = np.dstack([image, np.broadcast_to(ramp, (SIZE, SIZE))])
+    rgba[rgba[..., 3] == 0, :3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    proc = run("split", tmp_path / "rgba.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    summary = float(proc.stderr.rsplit("recomposition error ", 1)[1].split("/255")[0])
+    assert summary <= 1.0
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    merged = flatten(layers, w, h)  # straight RGBA
+    source = rgba.astype(np.float32) / 255
+    assert np.abs(merged[..., 3] - source[..., 3]).max() <= 1 / 255 + 1e-5
+    premultiplied = np.abs(merged[..., :3] * merged[..., 3:] - source[..., :3] * source[..., 3:])
+    assert premultiplied.max() <= 1 / 255 + 1e-5
 
 
 def test_the_stack_recomposites_an_rgba_layer_and_keeps_its_transparency():
@@ -142,3 +177,14 @@ def test_the_stack_recomposites_an_rgba_layer_and_keeps_its_transparency():
     assert np.abs(out[..., :3] - rgba[..., :3])[shown].max() <= 1 / 255 + 1e-5
     np.testing.assert_allclose(out[..., 3], rgba[..., 3], atol=1e-6)
     assert len(peeled.layers) == 3 and peeled.background is not None and peeled.background.shape == rgba.shape
+
+
+def test_one_labelled_object_is_one_layer_and_the_background(files, tmp_path):
+    d, _ = files
+    labels = np.asarray(Image.open(d / "labels.png"))
+    Image.fromarray(np.where(labels == 2, 2, 0).astype(np.uint8), "L").save(tmp_path / "one.png")
+    proc = run("split", d / "scene.png", "--labels", tmp_path / "one.png", "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "into 1 object (label 2) and the background" in proc.stderr
+    layers, _, _ = read_ora(tmp_path / "out.ora")
+    assert [la.name for la in layers] == ["object 2", "background", "original"]

@@ -82,3 +82,17 @@ def test_masks_as_editors_and_scripts_save_them(tmp_path):
     soft[inside] = 1
     soft[0, 0] = 2
     np.testing.assert_allclose(_selection(tmp_path, soft, "soft.png"), soft / 255, atol=1e-7)
+
+
+def test_only_an_8_bit_png_is_stored_as_it_is(tmp_path):
+    """A layered file keeps an 8-bit RGB(A) PNG's own bytes as its original; a 16-bit one (which Pillow calls RGB
+    too, and reads by its high bytes: truncated) is encoded again from the full-precision pixels, rounded."""
+    from layeringdiff.io.images import png_file_bytes
+
+    colour = np.dstack([RAMP, RAMP[::-1], RAMP])
+    cv2.imwrite(str(tmp_path / "deep.png"), colour)
+    cv2.imwrite(str(tmp_path / "eight.png"), (colour >> 8).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "photo.jpg"), (colour >> 8).astype(np.uint8))
+    assert png_file_bytes(tmp_path / "deep.png") is None
+    assert png_file_bytes(tmp_path / "eight.png") == (tmp_path / "eight.png").read_bytes()
+    assert png_file_bytes(tmp_path / "photo.jpg") is None

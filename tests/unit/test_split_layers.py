@@ -157,6 +157,32 @@ def test_no_object_at_all_is_a_clear_error():
         run(SplitLayers(image, Image(W, H, "L", "u8", bytes(W * H))))
 
 
+def test_a_half_transparent_layer_s_error_is_what_the_stack_shows():
+    """A layer fading to transparent (its transparent pixels stored black): the error the job reports compares what
+    the layers show premultiplied, as a paint program composites them (it was the straight colours: 0.8 here)."""
+    image, labels = scene()
+    bgra = to_array(image).copy()
+    bgra[..., 3] = np.clip(np.arange(W, dtype=np.float32) / 60 - 0.2, 0, 1)[None, :]
+    bgra[bgra[..., 3] == 0, :3] = 0
+    out = run(SplitLayers(from_array(bgra, "u8", "BGRA"), Image(W, H, "L", "u8", labels.tobytes())))
+    assert out.info["recomposition_error"] <= 1 / 255
+    layers, background = layers_of(out)
+    colour, shown = background[..., :3] * background[..., 3:], background[..., 3:]
+    for layer in reversed(layers):
+        a = layer[..., 3:]
+        colour, shown = a * layer[..., :3] + (1 - a) * colour, a + (1 - a) * shown
+    source = to_array(from_array(bgra, "u8", "BGRA"))
+    assert np.abs(shown[..., 0] - source[..., 3]).max() <= 1 / 255 + 1e-5
+    assert np.abs(colour - source[..., :3] * source[..., 3:]).max() <= 1 / 255 + 1e-5
+
+
+def test_labels_smoothed_at_their_edges_are_refused():
+    image, labels = scene()
+    smooth = np.round(cv2.GaussianBlur((labels * 120).astype(np.float32), (5, 5), 1.5)).astype(np.uint8)
+    with pytest.raises(InputError, match="values found only along the edges between others"):
+        run(SplitLayers(image, Image(W, H, "L", "u8", smooth.tobytes())))
+
+
 def test_the_memory_counted_is_the_largest_objects_split_and_what_the_peel_holds():
     image, labels = scene()
     boxes = label_boxes(Image(W, H, "L", "u8", labels.tobytes()))

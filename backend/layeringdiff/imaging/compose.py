@@ -27,6 +27,25 @@ def composite_stack(layers: list[np.ndarray], background: np.ndarray) -> np.ndar
     return out
 
 
+def stack_error(layers: list[np.ndarray], background: np.ndarray, image: np.ndarray) -> float:
+    """Max difference between what a paint program shows of the stack (straight-alpha layers, front first, "over"
+    each other and the background) and `image` (HxWx3, or HxWx4 straight alpha), compared premultiplied: the colour
+    of a pixel no layer shows is no part of the picture (a transparent pixel's stored colour is arbitrary)."""
+    colour = background[..., :3].astype(np.float32, copy=True)
+    shown = np.ones(colour.shape[:2] + (1,), np.float32) if background.shape[2] == 3 else \
+        background[..., 3:4].astype(np.float32, copy=True)
+    colour *= shown
+    for stored in reversed(layers):
+        layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored
+        a = layer[..., 3:4]
+        colour *= 1 - a
+        colour += a * layer[..., :3]
+        shown *= 1 - a
+        shown += a
+    want = np.ones_like(shown) if image.shape[2] == 3 else image[..., 3:4]
+    return float(max(np.abs(colour - want * image[..., :3]).max(), np.abs(shown - want).max()))
+
+
 def unmix_background(image: np.ndarray, alpha: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """B = (C - a F) / (1 - a); meaningful where the background is partly visible."""
     a = alpha[..., None]

@@ -160,6 +160,9 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     values are read as they are stored (a palette's indices, not its colours): anything else is refused, as its
     values would not be labels once converted."""
     img, _ = _open(path, max_pixels)
+    if img.format in LOSSY_FORMATS:
+        raise InputError(f"'{path}' is a {img.format} file: its compression changes the values along every edge, and "
+                         "each changed value would become an object of its own", "save the labels as PNG")
     if img.mode not in ("L", "P"):
         kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
         colour = ("; a picture with one flat colour per object is what the Krita docker's label layer takes"
@@ -169,6 +172,7 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     return np.asarray(img, dtype=np.uint8)
 
 
+LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # Pillow's names; a WebP may be lossless, and its values are checked
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
               "PA": "paletted-with-transparency", "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)",
               "CMYK": "CMYK", "I": "32-bit integer grey", "F": "32-bit float grey"}
@@ -216,8 +220,8 @@ def png_file_bytes(path: str | Path) -> bytes | None:
     layer needs no encoding); None otherwise."""
     try:
         with Image.open(path) as img:
-            if img.format != "PNG" or img.mode not in ("RGB", "RGBA"):
-                return None
+            if img.format != "PNG" or img.mode not in ("RGB", "RGBA") or ";16" in _rawmode(img):
+                return None  # a 16-bit one too (Pillow calls it RGB): the layered file's layers are 8-bit, rounded
     except (OSError, UnidentifiedImageError):
         return None
     return Path(path).read_bytes()

@@ -29,11 +29,15 @@ class SplitResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def check_size(image: np.ndarray) -> None:
+    if min(image.shape[:2]) < 4:
+        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split")
+
+
 def check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise InputError(f"image must be HxWx3 or HxWx4, got shape {image.shape}")
-    if min(image.shape[:2]) < 4:
-        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split")
+    check_size(image)
     if not np.all(np.isfinite(image)):
         raise InputError("image contains NaN or infinite values")
     image = image.astype(np.float32, copy=False)

@@ -1,0 +1,78 @@
+"""A grey label map whose edges were smoothed (anti-aliased painting, a blur, a smooth resize) is refused: each
+blended value along an edge would become an object of its own (176 from three objects, seen). Clean maps pass,
+small and thin objects and numbering gaps included."""
+
+import cv2
+import numpy as np
+import pytest
+from layeringdiff.errors import InputError
+from layeringdiff.stages.peel import LabelMasks, blended_labels, check_labels, label_values, split_objects
+
+
+def discs(values=(85, 170, 255)) -> np.ndarray:
+    labels = np.zeros((160, 200), np.uint8)
+    for k, (x, y, r) in zip(values, ((60, 70, 40), (120, 80, 45), (150, 40, 30)), strict=True):
+        cv2.circle(labels, (x, y), r, int(k), -1)
+    return labels
+
+
+@pytest.mark.parametrize("smooth", [
+    lambda m: np.round(cv2.GaussianBlur(m.astype(np.float32), (5, 5), 1.5)).astype(np.uint8),
+    lambda m: cv2.resize(cv2.resize(m, (100, 80), interpolation=cv2.INTER_NEAREST), (200, 160),
+                         interpolation=cv2.INTER_LINEAR),
+])
+def test_smoothed_edges_are_refused_with_what_to_do(smooth):
+    labels = smooth(discs())
+    blended = blended_labels(labels, label_values(labels))
+    assert len(blended) > 20 and not {85, 170, 255} & set(blended)  # the objects themselves are not blends
+    with pytest.raises(InputError) as caught:
+        check_labels(labels, label_values(labels))
+    assert "values found only along the edges between others" in caught.value.text
+    assert "without anti-aliasing" in caught.value.detail
+
+
+def test_clean_maps_pass_with_small_thin_and_gapped_objects():
+    labels = discs((1, 3, 7))
+    labels[5, 5] = 9  # one pixel
+    labels[150, 10:190] = 4  # a line a pixel thick over the background
+    cv2.line(labels, (20, 100), (180, 100), 2, 1)  # and one across the objects: 2 lies between 1 and 3 only in part
+    check_labels(labels, label_values(labels))
+    assert blended_labels(labels, label_values(labels)) == []
+
+
+def test_one_object_drawn_only_between_two_others_is_let_through_two_are_not():
+    """A thin object of label 2 along the whole border of objects 1 and 3 looks like their blend: one such value is
+    let through (it may be an object), two are not."""
+    labels = np.zeros((60, 90), np.uint8)
+    labels[:, :29] = 1
+    labels[:, 29] = 2  # along the whole border of 1 and 3
+    labels[:, 30:60] = 3
+    labels[:, 60:] = 5
+    labels[-5:] = 0  # the background
+    assert blended_labels(labels, [1, 2, 3, 5]) == [2]
+    check_labels(labels, [1, 2, 3, 5])
+    labels[:-5, 60] = 4
+    assert blended_labels(labels, [1, 2, 3, 4, 5]) == [2, 4]
+    with pytest.raises(InputError, match="2 values found only along the edges between others \\(2, 4\\)"):
+        check_labels(labels, [1, 2, 3, 4, 5])
+
+
+def test_labels_that_leave_no_background_are_refused():
+    labels = discs((1, 2, 3))
+    labels[labels == 0] = 3  # the backmost object labelled everywhere else
+    with pytest.raises(InputError, match="every pixel has an object's label") as caught:
+        check_labels(labels, label_values(labels))
+    assert caught.value.detail == "leave the background unlabelled (0)"
+
+
+def test_a_picture_too_small_is_the_picture_s_fault_and_an_object_s_failure_names_its_label():
+    labels = np.zeros((3, 3), np.uint8)
+    labels[1, 1] = 4
+    with pytest.raises(InputError, match="^image of 3x3 pixels is too small to split$"):
+        split_objects(np.zeros((3, 3, 3), np.float32), LabelMasks(labels, [4], ["label 4"]))
+    labels = np.full((40, 40), 4, np.uint8)
+    labels[0, 0] = 0
+    with pytest.raises(InputError, match="^label 4: the mask leaves no background"):
+        split_objects(np.zeros((40, 40, 3), np.float32), LabelMasks(labels, [4], ["label 4"]))
+    with pytest.raises(InputError, match="^object 1: the mask leaves no background"):  # no names: the position
+        split_objects(np.zeros((40, 40, 3), np.float32), LabelMasks(labels, [4]))
