@@ -37,7 +37,7 @@ STRAND_PRIOR_WEIGHT = 3e-3
 # of its 0.5 line on their side after the first solve): a mask drawn a few pixels off the object's edge disagrees
 # along all of it, and holding it there would draw a false edge at 0.5. The pull is a weight: a pixel the colour lines
 # pull harder (a sliver a pixel or two wide) stays across after the second solve, and is then set at 0.5 (clamped to
-# its side): on bench_layers' 1024^2 scenes the worst alpha IoU 0.48 -> 0.95, the off-edge masks' error unchanged.
+# its side): on bench_layers' 1024^2 scenes the worst alpha IoU 0.48 -> 1.00, the off-edge masks' error unchanged.
 # Measured (`benchmarks/bench_layers.py`, exact labels; `benchmarks/bench_hold.py`, hard masks off the edge): see
 # docs/benchmarks.md.
 HOLD_WEIGHT = 1.0
