@@ -375,7 +375,6 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
                   out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
     """Every labelled object, front to back (stages/peel.py): one layer each and the background in one group, as
     the docker's Split into layers makes it, and the hidden original below."""
-
     from .io.images import png_file_bytes
     from .io.ora import LayerGroup, OraLayer
     from .stages.peel import LabelMasks, split_objects

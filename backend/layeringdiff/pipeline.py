@@ -239,7 +239,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     """Every labelled object peeled front to back (stages/peel.py): the frontmost is the result's foreground, the
     others its `behind`, and the background the one behind them all."""
     from .stages.order import occlusion_order
-    from .stages.peel import LabelMasks, check_labels, colour_labels, colour_order, label_values, split_objects
+    from .stages.peel import LabelMasks, check_background, colour_labels, colour_order, label_values, split_objects
 
     _check_split_layers(msg)
     if msg.phrases:
@@ -272,7 +272,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
                                                                   msg.labels.channels)
         if msg.labels.order == "L":
             labels = labels[..., 0]
-            check_labels(labels, label_values(labels))
+            # the docker's selection masks, each thresholded at half: no blends to look for
+            check_background(labels, "every pixel is in an object's mask", "leave part of the layer outside them")
             names = None
         else:  # a label layer in flat colours
             rgb = labels[..., [2, 1, 0, 3][:msg.labels.channels]] if msg.labels.order.startswith("BGR") else labels
@@ -280,16 +281,14 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
             if not info["colours"]:
                 raise InputError("the label layer has no flat colour that covers an object's area (at least 0.2% of "
                                  "its painted pixels)", "paint each object in one flat colour")
-            if not np.any(labels == 0):
-                raise InputError("the label layer is painted all over: no pixel is left to show the background",
-                                 "leave the background unpainted (transparent)")
+            check_background(labels, "the label layer is painted all over", "leave the background unpainted")
             names = [f"the object painted {colour}" for colour in info["colours"]]
         objects = label_values(labels)
         if msg.order == "auto":
             objects = occlusion_order(labels, objects)
         if msg.colours:  # the artist's order for these colours, the automatic one for the rest
             objects = colour_order(objects, info["colours"], msg.colours)
-        masks = LabelMasks(labels, objects, [names[k - 1] if names else f"label {k}" for k in objects])
+        masks = LabelMasks(labels, objects, [names[k - 1] for k in objects] if names else None)
     peeled = split_objects(image, masks, options, progress, method, matte)
     assert peeled.background is not None
     error = peeled.error(image)  # the whole stack against the layer it came from (split_objects left it intact)

@@ -126,7 +126,7 @@ def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(fil
     (["--labels", "labels.png", "--order", "nope"], "invalid choice: 'nope'"),
     (["--labels", "labels_rgb.png"], "is a colour (RGB) image: labels are an 8-bit grey or paletted PNG"),
     (["--labels", "zeros.png"], "no object to split: every label is 0"),
-    (["--labels", "labels.jpg"], "is a JPEG file: its compression changes the values along every edge"),
+    (["--labels", "labels.jpg"], "is JPEG-compressed: the compression changes the values along every edge"),
     (["--labels", "smooth.png"], "values found only along the edges between others"),
     (["--labels", "full.png"], "every pixel has an object's label: none is left to show the background"),
     (["--labels", "almost.png"], "label 7: the mask leaves no background around the object"),

@@ -3,12 +3,12 @@ import pytest
 from layeringdiff.imaging.compose import (
     compose,
     compose_layers,
+    composite_error,
     composite_stack,
     exact_layers,
     layer_alphas,
     least_change_layers,
     recomposition_error,
-    stack_error,
     unmix_background,
 )
 
@@ -220,7 +220,7 @@ def test_composite_stack_by_hand():
     np.testing.assert_array_equal(composite_stack([], background), background)
 
 
-def test_stack_error_compares_what_is_shown_premultiplied():
+def test_composite_error_compares_what_is_shown_premultiplied():
     """A half-transparent source split into a front layer (a_F = a L) and the background (a_B = L (1 - a) / (1 - a L),
     layer_alphas): "over" gives the source back exactly, and a fully transparent pixel's stored colour (black in the
     source, anything in the layers) does not count; a wrong alpha or a wrong visible colour does."""
@@ -232,12 +232,12 @@ def test_stack_error_compares_what_is_shown_premultiplied():
     bg_colour[0, 1] = [0.9, 0.9, 0.9]  # under a transparent pixel: anything
     front = np.dstack([fg_colour, fa])
     background = np.dstack([bg_colour, ba])
-    assert stack_error([front], background, source) < 1e-6
+    assert composite_error([front], background, source) < 1e-6
     # the straight colours compared as they are stored: the transparent pixel's 0.9 against its 0 counts
     assert np.abs(composite_stack([front], background)[..., :3] - source[..., :3]).max() > 0.5
     shown = background.copy()
     shown[0, 0, 3] += 0.1  # what the pixel shows of the background: wrong
-    assert abs(stack_error([front], shown, source) - (1 - 0.6 * 0.5) * 0.1) < 1e-6  # the alpha's error
-    assert stack_error([front], background[..., :3], source) > 0.4  # an opaque background: alpha 1, not 0.5
+    assert abs(composite_error([front], shown, source) - (1 - 0.6 * 0.5) * 0.1) < 1e-6  # the alpha's error
+    assert composite_error([front], background[..., :3], source) > 0.4  # an opaque background: alpha 1, not 0.5
     opaque = np.dstack([source[..., :3], np.ones((1, 2), np.float32)])
-    assert stack_error([], opaque, source[..., :3]) == 0.0
+    assert composite_error([], opaque, source[..., :3]) == 0.0

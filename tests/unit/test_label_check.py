@@ -40,21 +40,24 @@ def test_clean_maps_pass_with_small_thin_and_gapped_objects():
     assert blended_labels(labels, label_values(labels)) == []
 
 
-def test_one_object_drawn_only_between_two_others_is_let_through_two_are_not():
-    """A thin object of label 2 along the whole border of objects 1 and 3 looks like their blend: one such value is
-    let through (it may be an object), two are not."""
-    labels = np.zeros((60, 90), np.uint8)
-    labels[:, :29] = 1
-    labels[:, 29] = 2  # along the whole border of 1 and 3
-    labels[:, 30:60] = 3
-    labels[:, 60:] = 5
-    labels[-5:] = 0  # the background
-    assert blended_labels(labels, [1, 2, 3, 5]) == [2]
-    check_labels(labels, [1, 2, 3, 5])
-    labels[:-5, 60] = 4
-    assert blended_labels(labels, [1, 2, 3, 4, 5]) == [2, 4]
-    with pytest.raises(InputError, match="2 values found only along the edges between others \\(2, 4\\)"):
-        check_labels(labels, [1, 2, 3, 4, 5])
+def test_a_few_objects_drawn_only_between_others_are_let_through_more_are_not():
+    """Thin objects numbered between what is on either side of them look like blends: two figures' 1-px outlines
+    (labels 1 and 2) in front of their fills (3 and 4) over the background pass; stripes of eight values, each a
+    pixel wide between a lower and a higher one, do not."""
+    labels = np.zeros((80, 160), np.uint8)
+    for outline, fill, x in ((1, 3, 40), (2, 4, 115)):
+        cv2.circle(labels, (x, 40), 30, fill, -1)
+        cv2.circle(labels, (x, 40), 30, outline, 1)
+    assert len(blended_labels(labels, label_values(labels))) == 2
+    check_labels(labels, label_values(labels))
+    stripes = np.zeros((40, 60), np.uint8)
+    stripes[:30, 10:30] = 10
+    stripes[:30, 30:50] = 20
+    for k in range(8):  # eight pixel-wide values between 10 and 20: a smooth step
+        stripes[:30, 26 + k] = 11 + k
+    assert blended_labels(stripes, label_values(stripes)) == list(range(11, 19))
+    with pytest.raises(InputError, match="8 values found only along the edges between others \\(11, 12, 13"):
+        check_labels(stripes, label_values(stripes))
 
 
 def test_labels_that_leave_no_background_are_refused():

@@ -176,11 +176,19 @@ def test_a_half_transparent_layer_s_error_is_what_the_stack_shows():
     assert np.abs(colour - source[..., :3] * source[..., 3:]).max() <= 1 / 255 + 1e-5
 
 
-def test_labels_smoothed_at_their_edges_are_refused():
+def test_masks_or_colours_that_leave_no_background_are_refused():
+    """The docker's selection masks (grey labels) or a label layer that cover the whole layer: the backmost
+    object's split would have nothing behind it."""
     image, labels = scene()
-    smooth = np.round(cv2.GaussianBlur((labels * 120).astype(np.float32), (5, 5), 1.5)).astype(np.uint8)
-    with pytest.raises(InputError, match="values found only along the edges between others"):
-        run(SplitLayers(image, Image(W, H, "L", "u8", smooth.tobytes())))
+    everywhere = np.where(labels == 0, 3, labels).astype(np.uint8)
+    with pytest.raises(InputError, match="every pixel is in an object's mask: none is left to show the background"):
+        run(SplitLayers(image, Image(W, H, "L", "u8", everywhere.tobytes())))
+    rgba = painted(labels)
+    rgba[labels == 0] = (40, 180, 60, 255)  # the background painted too, in a third colour
+    rgba[..., 3] = 255  # and the strokes' soft edges
+    bgra = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
+    with pytest.raises(InputError, match="the label layer is painted all over"):
+        run(SplitLayers(image, Image(W, H, "BGRA", "u8", bgra.tobytes()), order="auto"))
 
 
 def test_the_memory_counted_is_the_largest_objects_split_and_what_the_peel_holds():

@@ -27,7 +27,7 @@ def composite_stack(layers: list[np.ndarray], background: np.ndarray) -> np.ndar
     return out
 
 
-def stack_error(layers: list[np.ndarray], background: np.ndarray, image: np.ndarray) -> float:
+def composite_error(layers: list[np.ndarray], background: np.ndarray, image: np.ndarray) -> float:
     """Max difference between what a paint program shows of the stack (straight-alpha layers, front first, "over"
     each other and the background) and `image` (HxWx3, or HxWx4 straight alpha), compared premultiplied: the colour
     of a pixel no layer shows is no part of the picture (a transparent pixel's stored colour is arbitrary)."""

@@ -243,7 +243,8 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
             crossed &= ~guessed[unknown]
         if crossed.any():
             x = _hold_half(lap, rhs, x, crossed, unknown, uidx)
-            # the pull is a weight: what stays across is set on its side (at 0.5)
+            # the pull is a weight: what stays across is set on its side (at 0.5; an unlabelled pixel a hair
+            # under it too, to BELOW_HALF, so that it stays under once stored in 8 bits)
             kept = hard if guessed is None else hard & ~guessed[unknown]
             on = hint >= 0.5
             x = np.where(kept & on, np.maximum(x, UNKNOWN), np.where(kept & ~on, np.minimum(x, BELOW_HALF), x))

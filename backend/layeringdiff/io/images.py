@@ -155,14 +155,17 @@ def _binary_as_selection(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
+LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # Pillow's names (a WebP opens as RGB: refused by its mode)
+
+
 def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
     values are read as they are stored (a palette's indices, not its colours): anything else is refused, as its
     values would not be labels once converted."""
     img, _ = _open(path, max_pixels)
     if img.format in LOSSY_FORMATS:
-        raise InputError(f"'{path}' is a {img.format} file: its compression changes the values along every edge, and "
-                         "each changed value would become an object of its own", "save the labels as PNG")
+        raise InputError(f"'{path}' is {img.format}-compressed: the compression changes the values along every "
+                         "edge, and each changed value would become an object of its own", "save the labels as PNG")
     if img.mode not in ("L", "P"):
         kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
         colour = ("; a picture with one flat colour per object is what the Krita docker's label layer takes"
@@ -172,7 +175,6 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     return np.asarray(img, dtype=np.uint8)
 
 
-LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # Pillow's names; a WebP may be lossless, and its values are checked
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
               "PA": "paletted-with-transparency", "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)",
               "CMYK": "CMYK", "I": "32-bit integer grey", "F": "32-bit float grey"}
