@@ -158,7 +158,7 @@ def discs_scene(seed: int, size: int = 256, count: int = 14) -> tuple[np.ndarray
 @pytest.mark.parametrize("seed", [0, 4])
 def test_a_held_label_keeps_every_one_of_its_pixels_on_its_side(seed):
     """The hold's pull is a weight: where the colour lines pull a labelled pixel harder (noisy flat colours, slivers
-    between discs), it stayed across, at 0.17-0.49 (on seed 0 all 14 objects had such pixels, 1-19 each). What stays
+    between discs), it stayed across, at 0.17-0.49 (on seed 0 all 14 objects had such pixels, 2-19 each). What stays
     across is set on its side: every labelled pixel at half coverage or more, every unlabelled one below it."""
     image, labels = discs_scene(seed)
     objects = label_values(labels)
