@@ -65,7 +65,7 @@ def test_labels_that_leave_no_background_are_refused():
     labels[labels == 0] = 3  # the backmost object labelled everywhere else
     with pytest.raises(InputError, match="every pixel has an object's label") as caught:
         check_labels(labels, label_values(labels))
-    assert caught.value.detail == "leave the background unlabelled (0)"
+    assert caught.value.detail == "leave the background unlabelled, at 0"
 
 
 def test_a_picture_too_small_is_the_picture_s_fault_and_an_object_s_failure_names_its_label():

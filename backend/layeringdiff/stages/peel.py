@@ -71,7 +71,7 @@ def blended_labels(labels: np.ndarray, objects: list[int]) -> list[int]:
 def check_labels(labels: np.ndarray, objects: list[int]) -> None:
     """A label file that leaves no pixel to the background is refused (check_background), and so is a label map
     smoothed at its edges: each blended value would become an object of its own."""
-    check_background(labels, "every pixel has an object's label", "leave the background unlabelled (0)")
+    check_background(labels, "every pixel has an object's label", "leave the background unlabelled, at 0")
     blended = blended_labels(labels, objects)
     if len(blended) > MAX_BETWEEN_VALUES:
         shown = ", ".join(map(str, blended[:8])) + (", ..." if len(blended) > 8 else "")
