@@ -237,17 +237,18 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
     if hold and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown) >= HOLD_AGREEMENT:
-        hard = (hint <= SOFT_LO) | (hint >= SOFT_HI)  # an anti-aliased edge's pixels say nothing
-        crossed = hard & ((x >= 0.5) != (hint >= 0.5))
+        kept = (hint <= SOFT_LO) | (hint >= SOFT_HI)  # the user's word: an anti-aliased edge's pixels say nothing
         if guessed is not None:
-            crossed &= ~guessed[unknown]
+            kept &= ~guessed[unknown]
+        on = hint >= 0.5
+        crossed = kept & ((x >= 0.5) != on)
         if crossed.any():
-            x = _hold_half(lap, rhs, x, crossed, unknown, uidx)
+            x = _hold_half(lap, rhs, x, crossed, unknown, uidx)  # a copy
             # the pull is a weight: what stays across is set on its side (at 0.5; an unlabelled pixel a hair
             # under it too, to BELOW_HALF, so that it stays under once stored in 8 bits)
-            kept = hard if guessed is None else hard & ~guessed[unknown]
-            on = hint >= 0.5
-            x = np.where(kept & on, np.maximum(x, UNKNOWN), np.where(kept & ~on, np.minimum(x, BELOW_HALF), x))
+            up, down = kept & on, kept & ~on
+            x[up] = np.maximum(x[up], UNKNOWN)
+            x[down] = np.minimum(x[down], BELOW_HALF)
             alpha[unknown] = np.clip(x, 0.0, 1.0)
     return alpha
 

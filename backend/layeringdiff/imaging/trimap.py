@@ -136,7 +136,10 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None,
     mask's selection_ramp where the caller has it already.
     """
     mask = check_mask(mask)
-    ramp = (selection_ramp(mask) if ramp is None else ramp) if band is None else 0.0
+    if band is not None:
+        ramp = 0.0
+    elif ramp is None:
+        ramp = selection_ramp(mask)
     feathered = ramp >= FEATHER_MIN_RAMP_PX
     r = band_radius(mask, ramp) if band is None else max(1, int(band))
     reach = max(r, THIN_BAND_PX) if band is None else r

@@ -46,7 +46,7 @@ class LabelMasks(Sequence[np.ndarray]):
 
 def label_values(labels: np.ndarray) -> list[int]:
     """The object labels present (1..255), front first."""
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[1:]) + 1
+    present = np.flatnonzero(label_counts(labels)[1:]) + 1
     return [int(k) for k in present]
 
 
@@ -58,13 +58,18 @@ BETWEEN_SHARE = 0.9
 MAX_BETWEEN_VALUES = 3
 
 
+def label_counts(labels: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Pixels of each value 0..255 (HxW uint8 labels; `where`: HxW uint8, counted where nonzero), without
+    np.bincount's 8-byte-a-pixel copy."""
+    return cv2.calcHist([labels], [0], where, [256], [0, 256]).ravel()
+
+
 def blended_labels(labels: np.ndarray, objects: list[int]) -> list[int]:
     """The label values (of `objects`) that lie only along the edges between lower and higher ones."""
     kernel = np.ones((3, 3), np.uint8)
     lower, higher = cv2.erode(labels, kernel), cv2.dilate(labels, kernel)  # each pixel's 3x3 min and max
     between = ((lower < labels) & (labels < higher)).view(np.uint8)
-    counts = cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel()  # no 8-byte-a-pixel copy, as np.bincount's
-    inside = cv2.calcHist([labels], [0], between, [256], [0, 256]).ravel()
+    counts, inside = label_counts(labels), label_counts(labels, between)
     return [k for k in objects if inside[k] >= BETWEEN_SHARE * counts[k]]
 
 
