@@ -14,7 +14,7 @@ import scipy.sparse.linalg
 from numba import njit
 from pymatting.preconditioner.ichol import ichol
 
-from .trimap import SOFT_HI, SOFT_LO, UNKNOWN, unknown_box
+from .trimap import SOFT_HI, SOFT_LO, UNKNOWN, thin_parts, unknown_box
 
 EPSILON = 1e-7  # Levin et al.'s colour-line regulariser
 RADIUS = 1  # 3x3 windows
@@ -34,10 +34,11 @@ STRAND_PRIOR_WEIGHT = 3e-3
 # solved alpha lands on the wrong side of 0.5 at a hard hint pixel, it is held to 0.5 there (HOLD_WEIGHT) and the band
 # within HOLD_REACH_PX of those pixels solved again, the rest kept: a one-sided constraint that leaves the alpha free
 # on its own side. Only where the picture agrees with the hint's edge (HOLD_AGREEMENT of the band's pixels either side
-# of its 0.5 line on their side after the first solve): a mask drawn a few pixels off the object's edge disagrees
-# along all of it, and holding it there would draw a false edge at 0.5. The pull is a weight: a pixel the colour lines
-# pull harder (a sliver a pixel or two wide) stays across after the second solve, and is then set at 0.5 (clamped to
-# its side): on bench_layers' 1024^2 scenes the worst alpha IoU 0.48 -> 1.00, the off-edge masks' error unchanged.
+# of its 0.5 line on their side after the first solve, where the picture can judge: hint_agreement): a mask drawn a
+# few pixels off the object's edge disagrees along all of it, and holding it there would draw a false edge at 0.5. The
+# pull is a weight: a pixel the colour lines pull harder (a sliver a pixel or two wide) stays across after the second
+# solve, and is then set at 0.5 (clamped to its side): on bench_layers' 1024^2 scenes the worst alpha IoU 0.48 ->
+# 1.00, the off-edge masks' error unchanged.
 # Measured (`benchmarks/bench_layers.py`, exact labels; `benchmarks/bench_hold.py`, hard masks off the edge): see
 # docs/benchmarks.md.
 HOLD_WEIGHT = 1.0
@@ -236,7 +237,7 @@ def _estimate_alpha(image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | N
     rhs = rhs + pull * hint
     x = _solve(lap, rhs, hint)
     alpha[unknown] = np.clip(x, 0.0, 1.0)
-    if hold and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown) >= HOLD_AGREEMENT:
+    if hold and prior is not None and hint_agreement(alpha, prior >= 0.5, unknown, guessed) >= HOLD_AGREEMENT:
         kept = (hint <= SOFT_LO) | (hint >= SOFT_HI)  # the user's word: an anti-aliased edge's pixels say nothing
         if guessed is not None:
             kept &= ~guessed[unknown]
@@ -273,16 +274,29 @@ def _hold_half(lap: scipy.sparse.csr_matrix, rhs: np.ndarray, x: np.ndarray, hel
     return solved
 
 
-def hint_agreement(alpha: np.ndarray, side: np.ndarray, unknown: np.ndarray) -> float:
+def hint_agreement(alpha: np.ndarray, side: np.ndarray, unknown: np.ndarray,
+                   guessed: np.ndarray | None = None) -> float:
     """The share of the band's pixels along the hint's edge (`side`: the hint at 0.5; its own pixels there and their
-    neighbours outside it) that the alpha puts on the hint's side of 0.5; 0 where the band has none."""
+    neighbours outside it) that the alpha puts on the hint's side of 0.5; 0 where the band has none. Only where the
+    picture can judge the user's word: not along `guessed` (the peel's completion under front objects, where the
+    picture is the peel's own estimate), nor at the hint's thin parts (trimap.thin_parts: strands, a sliver a few
+    pixels wide), where no window holds the object's colour alone and the colour lines give them away whatever the
+    picture shows (a sliver seen between front objects: 0.66 counting them, 0.77 without). Where that leaves
+    nothing, nothing the picture shows disagrees: 1."""
     inside = side.view(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
     inner = side & ~cv2.erode(inside, kernel).view(bool) & unknown
     outer = ~side & cv2.dilate(inside, kernel).view(bool) & unknown
+    if not (inner.any() or outer.any()):
+        return 0.0
+    ignored = thin_parts(inside, cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5))
+    if guessed is not None:
+        ignored |= guessed
+    inner &= ~ignored
+    outer &= ~cv2.dilate(ignored.view(np.uint8), kernel).view(bool)
     count = np.count_nonzero(inner) + np.count_nonzero(outer)
     right = np.count_nonzero(alpha[inner] >= 0.5) + np.count_nonzero(alpha[outer] < 0.5)
-    return right / count if count else 0.0
+    return right / count if count else 1.0
 
 
 def _solve(lap: scipy.sparse.csr_matrix, rhs: np.ndarray, x0: np.ndarray) -> np.ndarray:
