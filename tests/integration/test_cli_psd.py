@@ -33,6 +33,22 @@ def gimp_flatten(psd, png) -> None:
     assert png.exists(), proc.stderr[-2000:]
 
 
+def gimp_names(psd, txt) -> list[str]:
+    """The names of the image's top-level layers and groups, as GIMP's PSD loader reads them."""
+    if GIMP is None:
+        if os.environ.get("CI"):
+            pytest.fail("GIMP is not installed (apt-get install gimp): the .psd cannot be checked in it")
+        pytest.skip("GIMP is not installed")
+    script = (f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
+              f'(port (open-output-file "{txt}"))) '
+              '(for-each (lambda (l) (display (car (gimp-item-get-name l)) port) (newline port)) '
+              '(vector->list (cadr (gimp-image-get-layers image)))) (close-output-port port)) (gimp-quit 0)')
+    proc = subprocess.run([GIMP, "-i", "-d", "-f", "-b", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HOME": str(psd.parent)})
+    assert txt.exists(), proc.stderr[-2000:]
+    return txt.read_text(encoding="utf-8").splitlines()
+
+
 def placed(layer, w: int, h: int) -> np.ndarray:
     """A layer cropped to what shows, put back on its canvas (nothing composited)."""
     canvas = np.zeros((h, w, 4), np.float32)
@@ -82,6 +98,36 @@ def test_objects_from_labels_into_a_psd(files, tmp_path):  # noqa: F811
     assert np.abs(flatten([la for _, la in layers], w, h)[..., :3] - original).max() <= 1 / 255 + 1e-5
     gimp_flatten(tmp_path / "out.psd", tmp_path / "gimp.png")
     assert np.abs(as_rgb(tmp_path / "gimp.png") - original).max() <= 2 / 255 + 1e-5
+
+
+@pytest.mark.parametrize("stem", ["\u732b \u00e9t\u00e9 \U0001f3a8", "n" * 251])
+def test_a_labels_split_of_a_picture_named_outside_mac_roman_or_long_is_written(files, tmp_path, stem):  # noqa: F811
+    """The group is named after the picture ("<name> split"): a name outside Mac Roman (Chinese, an emoji), or over
+    255 characters with " split", stopped the .psd after the whole split had run (psd-tools writes a group's Pascal
+    name as it is given). Now the Pascal name is "?" or cut at 255, the Unicode name whole (cut at 255), and GIMP
+    reads the Unicode one."""
+    d, _ = files
+    image = tmp_path / f"{stem}.png"
+    shutil.copy(d / "scene.png", image)
+    proc = run("split", image, "--labels", d / "labels.png", "-o", tmp_path / "out.psd", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    group = f"{stem} split"[:255]
+    layers, w, h = read_psd(tmp_path / "out.psd")
+    assert [g for g, _ in layers] == [group] * 4 + [""]
+    assert gimp_names(tmp_path / "out.psd", tmp_path / "names.txt") == [group, "original"]
+
+
+def test_the_file_s_composite_keeps_the_picture_s_transparency(tmp_path):
+    """The merged image's fourth channel is transparency (a negative layer count says so), so a viewer or psd-tools
+    shows a transparent picture as it is, not black where it is clear."""
+    from layeringdiff.io.ora import OraLayer
+
+    front = np.zeros((30, 40, 4), np.float32)
+    front[5:15, 20:35] = (0.9, 0.2, 0.1, 0.5)
+    write_psd(tmp_path / "t.psd", [OraLayer("front", front)], 40, 30, front)
+    shown = PSDImage.open(tmp_path / "t.psd").topil()
+    assert shown.mode == "RGBA"
+    assert np.array_equal(np.asarray(shown)[..., 3], np.round(front[..., 3] * 255).astype(np.uint8))
 
 
 def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path, monkeypatch):

@@ -32,14 +32,21 @@ def _shown(u8: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
+def _name(created: object, name: str) -> None:
+    """The name as Photoshop writes it: the Pascal one (Mac Roman, 255 bytes; psd-tools' setter writes "?" for a name
+    outside Mac Roman) and the Unicode one, which readers take where there is one (Krita 6.0 reads the Pascal name
+    with its padding, "object 1\0\0\0"). PSD names hold 255 characters."""
+    created.name = name[:255]  # type: ignore[attr-defined]
+
+
 def _add(parent: object, layer: OraLayer) -> None:
     u8 = _rgba(layer.pixels)
     box = _shown(u8)
+    # created under a placeholder: psd-tools writes the name it is given as it is, which a name outside Mac Roman
+    # or over 255 characters breaks
     created = parent.create_pixel_layer(Image.fromarray(np.ascontiguousarray(u8[box]), "RGBA"),  # type: ignore[attr-defined]
-                                        name=layer.name, top=layer.y + box[0].start, left=layer.x + box[1].start)
-    # the Unicode name too, as Photoshop writes it: Krita 6.0 reads the Pascal name with its padding ("object 1\0\0\0")
-    # and takes the Unicode one where there is one; names outside Mac Roman live only there
-    created.name = layer.name[:255]  # PSD names hold 255 characters
+                                        name="layer", top=layer.y + box[0].start, left=layer.x + box[1].start)
+    _name(created, layer.name)
     created.visible = layer.visible
 
 
@@ -53,12 +60,18 @@ def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int,
         raise ValueError(f"the merged image is {doc.size[0]}x{doc.size[1]}, the canvas {width}x{height}")
     for item in reversed(layers):  # psd-tools adds each on top
         if isinstance(item, LayerGroup):
-            group = doc.create_group(name=item.name)
+            group = doc.create_group(name="group")  # a placeholder, as for a layer
+            _name(group, item.name)
             group.visible = item.visible
             for layer in reversed(item.layers):
                 _add(group, layer)
         else:
             _add(doc, item)
+    # the merged image's fourth channel is its transparency (what a viewer shows of a transparent picture), which
+    # a PSD says by a negative layer count; psd-tools writes it positive for a document made from an RGBA image
+    info = getattr(getattr(getattr(doc, "_record", None), "layer_and_mask_information", None), "layer_info", None)
+    if info is not None and info.layer_count > 0:
+        info.layer_count = -info.layer_count
     if hasattr(doc, "_record"):
         # psd-tools' save() recomposites every layer in float64 to refresh the composite once a layer was added
         # (an 8000^2 file: 5.7 GB more than the .ora, and a minute); `merged` is already the exact composite, and
