@@ -78,7 +78,7 @@ def output_path(text: str) -> Path:
     if given.suffix and given.suffix.lower() not in LAYERED_FORMATS:
         raise InputError(f"output '{given}' is not an .ora or .psd file: the layers go into "
                          f"{given.with_suffix('.ora')} (or .psd) and PNGs beside it ({given.stem}_foreground.png, "
-                         "...); name that file with -o")
+                         f"..., or {given.stem}_object1.png, ... from --labels); name that file with -o")
     if given.name.lower() in LAYERED_FORMATS:  # "-o .psd": a hidden file named ".psd.ora" otherwise
         raise InputError(f"output '{given}' has no name before its extension: give one, such as "
                          f"{given.with_name('layers' + given.name)}")
@@ -236,7 +236,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import load_image, load_labels, load_mask
+    from .io.images import file_orientation, load_image, load_labels, load_mask
     from .io.outputs import Outputs
     from .limits import parse_size
     from .options import SplitOptions
@@ -303,6 +303,10 @@ def cmd_split(args: argparse.Namespace) -> int:
             image = preloaded if preloaded is not None else load_image(args.image, args.max_pixels)
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
+            turn = file_orientation(args.image)
+            if turn != 1:  # before any size is compared: a hint drawn on the pixels as stored no longer fits
+                print(f"note: '{args.image}' is stored turned or mirrored (EXIF orientation {turn}): split upright, "
+                      f"as viewers and paint programs show it ({image.shape[1]}x{image.shape[0]})", file=sys.stderr)
         if box is not None:
             box, note = clip_box(box, image.shape[1], image.shape[0])
             if note:
@@ -386,6 +390,11 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     masks = LabelMasks(labels, objects, [f"label {k}" for k in objects])
     peeled = split_objects(image, masks, options, progress, method, matte)
     assert peeled.background is not None
+    if image.shape[2] == 4:  # a layer like any other, but the artist would look for the object in vain
+        for k in objects:
+            if not image[..., 3][labels == k].any():
+                print(f"note: label {k}'s pixels are all transparent in the picture: the object shows nowhere",
+                      file=sys.stderr)
     names = [f"object {k}" for k in objects]
     stack = [*(OraLayer(name, layer) for name, layer in zip(names, peeled.layers, strict=True)),
              OraLayer("background", peeled.background)]

@@ -132,6 +132,7 @@ def test_an_output_of_another_format_is_refused_not_renamed(inputs, tmp_path):
     proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "x.png")
     assert proc.returncode == 2 and "is not an .ora or .psd file" in proc.stderr
     assert str(tmp_path / "x.ora") in proc.stderr
+    assert "x_foreground.png" in proc.stderr and "x_object1.png" in proc.stderr  # the PNGs of a split, of --labels
     assert list(tmp_path.iterdir()) == []
     plain = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", tmp_path / "layers", "--no-png")
     assert plain.returncode == 0 and (tmp_path / "layers.ora").is_file()  # no suffix: .ora is added

@@ -188,3 +188,41 @@ def test_one_labelled_object_is_one_layer_and_the_background(files, tmp_path):
     assert "into 1 object (label 2) and the background" in proc.stderr
     layers, _, _ = read_ora(tmp_path / "out.ora")
     assert [la.name for la in layers] == ["object 2", "background", "original"]
+
+
+def test_a_picture_stored_turned_is_split_as_it_shows(files, tmp_path):
+    """A phone's photo is stored sideways with an EXIF orientation that viewers and paint programs apply, so labels
+    painted on it as it shows fit it as it shows. It was split as stored: sideways, the labels across the objects."""
+    d, _ = files
+    shown = np.asarray(Image.open(d / "scene.png").convert("RGB"))
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(shown, 1)))  # orientation 6: viewers turn it clockwise
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "turned.png", exif=exif.tobytes())
+    proc = run("split", tmp_path / "turned.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "EXIF orientation 6): split upright" in proc.stderr
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    upright = shown.astype(np.float32) / 255
+    assert [la.name for la in layers][-1] == "original"
+    assert np.abs(layers[-1].pixels[..., :3] - upright).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(flatten(layers, w, h)[..., :3] - upright).max() <= 1 / 255 + 1e-5
+    labels = np.asarray(Image.open(d / "labels.png"))
+    assert iou(layers[0].pixels[..., 3] >= 0.5, labels == 1) > 0.9
+
+
+def test_an_object_labelled_only_where_the_picture_is_transparent_is_said_to_show_nowhere(files, tmp_path):
+    """Nothing of it shows (its layer holds only its completion under the object in front): the summary says so
+    rather than leave the artist looking for it."""
+    d, _ = files
+    labels = np.asarray(Image.open(d / "labels.png"))
+    rgba = np.dstack([np.asarray(Image.open(d / "scene.png").convert("RGB")), np.full(labels.shape, 255, np.uint8)])
+    around = cv2.dilate((labels == 2).astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
+    rgba[around] = 0  # object 2 cut out of the picture, with its edge's band
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    proc = run("split", tmp_path / "cut.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: label 2's pixels are all transparent in the picture: the object shows nowhere" in proc.stderr
+    assert "label 1's" not in proc.stderr and "label 3's" not in proc.stderr
+    layers, _, _ = read_ora(tmp_path / "out.ora")
+    assert not layers[1].pixels[..., 3][~(labels == 1)].any()  # at most under object 1, which hides it

@@ -96,3 +96,27 @@ def test_only_an_8_bit_png_is_stored_as_it_is(tmp_path):
     assert png_file_bytes(tmp_path / "deep.png") is None
     assert png_file_bytes(tmp_path / "eight.png") == (tmp_path / "eight.png").read_bytes()
     assert png_file_bytes(tmp_path / "photo.jpg") is None
+
+
+@pytest.mark.parametrize("turn", range(1, 9))
+def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, turn):
+    """A phone's JPEG is stored sideways with an EXIF orientation that viewers and paint programs apply; a picture,
+    its mask and its labels are read as they show (Pillow's exif_transpose the reference), and an oriented PNG is
+    not stored as it is as the original layer (its pixels would be the sideways ones)."""
+    from layeringdiff.io.images import load_labels, png_file_bytes
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(turn)
+    pixels = rng.integers(0, 256, (12, 7, 3), np.uint8)
+    labels = rng.integers(0, 4, (12, 7), np.uint8)
+    for name, array in (("rgb.png", pixels), ("labels.png", labels)):
+        img = Image.fromarray(array)
+        exif = img.getexif()
+        exif[0x0112] = turn
+        img.save(tmp_path / name, exif=exif.tobytes())
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "rgb.png")))
+    np.testing.assert_array_equal(load_image(tmp_path / "rgb.png"), shown / np.float32(255))
+    np.testing.assert_array_equal(load_mask(tmp_path / "rgb.png"), shown.max(axis=2) / np.float32(255))
+    np.testing.assert_array_equal(load_labels(tmp_path / "labels.png"),
+                                  np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "labels.png"))))
+    assert (png_file_bytes(tmp_path / "rgb.png") is None) is (turn != 1)

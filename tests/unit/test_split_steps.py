@@ -31,8 +31,10 @@ def refused(call, *args) -> InputError:
 # ---- check_image ------------------------------------------------------------------------------------------
 def test_an_image_of_four_pixels_each_way_is_the_smallest_taken():
     assert check_image(np.zeros((4, 4, 3), np.float32)).shape == (4, 4, 3)
-    assert str(refused(check_image, np.zeros((3, 8, 4), np.float32))) == "image of 8x3 pixels is too small to split"
-    assert str(refused(check_image, np.zeros((8, 3, 4), np.float32))) == "image of 3x8 pixels is too small to split"
+    assert str(refused(check_image, np.zeros((3, 8, 4), np.float32))) == (
+        "image of 8x3 pixels is too small to split (it needs 4 pixels or more each way)")
+    assert str(refused(check_image, np.zeros((8, 3, 4), np.float32))) == (
+        "image of 3x8 pixels is too small to split (it needs 4 pixels or more each way)")
 
 
 def test_image_refusals_in_full():

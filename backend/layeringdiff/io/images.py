@@ -80,6 +80,36 @@ def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
     return img, rawmode
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def orientation(img: Image.Image) -> int:
+    """The file's EXIF orientation (1 upright; 2-8 stored mirrored and/or turned: a phone's JPEG), 1 where none."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):  # a broken EXIF block says nothing
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(array: np.ndarray, turn: int) -> np.ndarray:
+    """An HxW(xC) array as stored -> as a viewer shows it, for EXIF orientation `turn` (what Pillow's exif_transpose
+    does, on the decoded array: a 16-bit file's full-precision pixels too)."""
+    if turn in (2, 4, 5, 7):  # mirrored left to right (4, 5, 7: then turned)
+        array = array[:, ::-1]
+    quarter = {3: 2, 4: 2, 5: 1, 6: 3, 7: 3, 8: 1}.get(turn, 0)  # quarter turns anticlockwise, as np.rot90
+    return np.ascontiguousarray(np.rot90(array, quarter) if quarter else array)
+
+
+def file_orientation(path: str | Path) -> int:
+    """orientation() of a file, from its header; 1 where it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return orientation(img)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return 1
+
+
 def _rawmode(img: Image.Image) -> str:
     """How the file stores its pixels ("RGB;16B" for a 16-bit PNG that Pillow hands out as 8-bit RGB)."""
     tile = getattr(img, "tile", None) or []
@@ -108,9 +138,13 @@ def _to_float(img: Image.Image) -> np.ndarray:
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
-    """RGB or RGBA file -> HxWx3 / HxWx4 float32 (RGBA kept when the file has transparency). 16-bit files
-    (grey or colour) keep their precision."""
+    """RGB or RGBA file -> HxWx3 / HxWx4 float32 (RGBA kept when the file has transparency), upright as viewers and
+    paint programs show it (its EXIF orientation applied). 16-bit files (grey or colour) keep their precision."""
     img, rawmode = _open(path, max_pixels)
+    return upright(_decoded_image(img, rawmode, path), orientation(img))
+
+
+def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
     if img.mode in GREY16:  # converting these to RGB would clip them to white
         return np.repeat(_to_float(img)[..., None], 3, axis=2)
     deep = _deep_colour(img, rawmode, path)
@@ -144,7 +178,7 @@ def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray
             mask = _to_float(img.getchannel("L"))
         else:  # colour: the brightest channel, taken on the 8-bit values (no full-size float RGB)
             mask = np.asarray(img.convert("RGB")).max(axis=2).astype(np.float32) / np.float32(255)
-    return _binary_as_selection(mask)
+    return upright(_binary_as_selection(mask), orientation(img))
 
 
 def _binary_as_selection(mask: np.ndarray) -> np.ndarray:
@@ -172,7 +206,7 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
                   if img.mode in ("RGB", "RGBA") else "")
         raise InputError(f"'{path}' is a {kind} image: labels are an 8-bit grey or paletted PNG (0: no object, "
                          f"1: the frontmost object, 2: the next, ...){colour}")
-    return np.asarray(img, dtype=np.uint8)
+    return upright(np.asarray(img, dtype=np.uint8), orientation(img))
 
 
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
@@ -224,6 +258,8 @@ def png_file_bytes(path: str | Path) -> bytes | None:
         with Image.open(path) as img:
             if img.format != "PNG" or img.mode not in ("RGB", "RGBA") or ";16" in _rawmode(img):
                 return None  # a 16-bit one too (Pillow calls it RGB): the layered file's layers are 8-bit, rounded
+            if orientation(img) != 1:
+                return None  # stored turned: the layers are upright
     except (OSError, UnidentifiedImageError):
         return None
     return Path(path).read_bytes()

@@ -29,9 +29,13 @@ class SplitResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+MIN_SIDE_PX = 4  # the matting's windows and the trimap's band need a few pixels each way
+
+
 def check_size(image: np.ndarray) -> None:
-    if min(image.shape[:2]) < 4:
-        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split")
+    if min(image.shape[:2]) < MIN_SIDE_PX:
+        raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is too small to split (it needs "
+                         f"{MIN_SIDE_PX} pixels or more each way)")
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
