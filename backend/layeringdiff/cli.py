@@ -236,7 +236,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import file_orientation, load_image, load_labels, load_mask
+    from .io.images import file_orientation, load_labels, load_mask, load_upright
     from .io.outputs import Outputs
     from .limits import parse_size
     from .options import SplitOptions
@@ -279,6 +279,7 @@ def cmd_split(args: argparse.Namespace) -> int:
             objects = occlusion_order(labels, objects)
         check_split_memory(args, max_memory, max(1, len(objects)))  # now that the objects are known
     preloaded = manager = None
+    turn = 1
     if args.auto:  # the models find the objects on the picture: it is read now, before the outputs are named
         from .models import ModelManager
         from .pipeline import AUTO_MODELS
@@ -286,7 +287,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
         manager = ModelManager(model_config(args))
         manager.require(AUTO_MODELS)
-        preloaded = load_image(args.image, args.max_pixels)
+        preloaded, turn = load_upright(args.image, args.max_pixels)
         labels, objects, found = find_objects(manager, preloaded, progress=ProgressBar(enabled=not args.quiet))
         if not args.quiet:
             print(f"found {found['objects_found']} objects (front to back by {found['order']})", file=sys.stderr)
@@ -300,13 +301,18 @@ def cmd_split(args: argparse.Namespace) -> int:
             box = args.box or box
             mask = None
         else:
-            image = preloaded if preloaded is not None else load_image(args.image, args.max_pixels)
+            if preloaded is None:
+                preloaded, turn = load_upright(args.image, args.max_pixels)
+            image = preloaded
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
-            turn = file_orientation(args.image)
-            if turn != 1:  # before any size is compared: a hint drawn on the pixels as stored no longer fits
-                print(f"note: '{args.image}' is stored turned or mirrored (EXIF orientation {turn}): split upright, "
-                      f"as viewers and paint programs show it ({image.shape[1]}x{image.shape[0]})", file=sys.stderr)
+            # said before any size is compared: a hint drawn on the pixels as stored no longer fits
+            for what, name, found in (("IMAGE", args.image, turn), ("--mask", args.mask, None),
+                                      ("--labels", args.labels, None)):
+                found = found if found is not None else (file_orientation(name) if name else 1)
+                if found != 1:
+                    print(f"note: {what} '{name}' is stored turned or mirrored (EXIF orientation {found}): read "
+                          "upright, as viewers and paint programs show it", file=sys.stderr)
         if box is not None:
             box, note = clip_box(box, image.shape[1], image.shape[0])
             if note:
@@ -320,9 +326,9 @@ def cmd_split(args: argparse.Namespace) -> int:
         progress: ProgressFn = ProgressBar(enabled=not args.quiet)
         if labels is not None and objects is not None:
             summary = _split_labels(args, image, labels, objects, options, progress, method, outputs, out, pngs,
-                                    matte)
+                                    matte, turn)
         else:
-            summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs, matte)
+            summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs, matte, turn)
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 0
@@ -348,8 +354,9 @@ def split_matte(args: argparse.Namespace, manager: Any = None) -> "MatteFn | Non
 
 def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray | None", box: tuple | None,
                options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
-               out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
-    """One object from a mask or a box: foreground, background and the hidden original."""
+               out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None, turn: int = 1) -> str:
+    """One object from a mask or a box: foreground, background and the hidden original. `turn`: the picture's
+    EXIF orientation (io.images.load_upright)."""
     from .io.images import png_file_bytes
     from .io.ora import OraLayer
     from .stages.split import split_layer
@@ -363,7 +370,7 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     ]
     # the layers recomposite the source (within 1/255): it is the merged image, the same PNG as the original,
     # which is the input file itself when that is an 8-bit PNG
-    source_png = png_file_bytes(args.image) if not args.example else None
+    source_png = png_file_bytes(args.image, turn) if not args.example else None
     start = time.monotonic()
     encoded = write_layered(outputs.path(out), out, layers, image, source_png, args.quiet)
     arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
@@ -376,7 +383,7 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
 
 def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.ndarray", objects: list[int],
                   options: "SplitOptions", progress: ProgressFn, method: "LayerMethod | None", outputs: "Outputs",
-                  out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None) -> str:
+                  out: Path, pngs: dict[str, Path], matte: "MatteFn | None" = None, turn: int = 1) -> str:
     """Every labelled object, front to back (stages/peel.py): one layer each and the background in one group, as
     the docker's Split into layers makes it, and the hidden original below."""
     from .io.images import png_file_bytes
@@ -400,7 +407,7 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
              OraLayer("background", peeled.background)]
     layers = [LayerGroup(f"{Path(args.image).stem} split", stack), OraLayer("original", image, visible=False)]
     split_time, start = time.monotonic() - start, time.monotonic()
-    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image), args.quiet)
+    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image, turn), args.quiet)
     by_key = {**{f"object{k}": (name, layer) for k, name, layer in zip(objects, names, peeled.layers, strict=True)},
               "background": ("background", peeled.background)}
     write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)

@@ -201,7 +201,8 @@ def test_a_picture_stored_turned_is_split_as_it_shows(files, tmp_path):
     stored.save(tmp_path / "turned.png", exif=exif.tobytes())
     proc = run("split", tmp_path / "turned.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora", "--no-png")
     assert proc.returncode == 0, proc.stderr
-    assert "EXIF orientation 6): split upright" in proc.stderr
+    assert f"note: IMAGE '{tmp_path / 'turned.png'}' is stored turned or mirrored (EXIF orientation 6): read " \
+        "upright" in proc.stderr
     layers, w, h = read_ora(tmp_path / "out.ora")
     upright = shown.astype(np.float32) / 255
     assert [la.name for la in layers][-1] == "original"

@@ -101,9 +101,11 @@ def test_only_an_8_bit_png_is_stored_as_it_is(tmp_path):
 @pytest.mark.parametrize("turn", range(1, 9))
 def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, turn):
     """A phone's JPEG is stored sideways with an EXIF orientation that viewers and paint programs apply; a picture,
-    its mask and its labels are read as they show (Pillow's exif_transpose the reference), and an oriented PNG is
-    not stored as it is as the original layer (its pixels would be the sideways ones)."""
-    from layeringdiff.io.images import load_labels, png_file_bytes
+    its mask and its labels are read as they show (Pillow's exif_transpose the reference), the header gives the
+    size as it shows (a --box's, for the memory estimate), and an oriented PNG is not stored as it is as the
+    original layer (its pixels would be the sideways ones). The orientation is found from the header (a note's) as
+    from the decoded file."""
+    from layeringdiff.io.images import file_orientation, load_labels, load_upright, png_file_bytes, read_header
     from PIL import ImageOps
 
     rng = np.random.default_rng(turn)
@@ -119,4 +121,7 @@ def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, t
     np.testing.assert_array_equal(load_mask(tmp_path / "rgb.png"), shown.max(axis=2) / np.float32(255))
     np.testing.assert_array_equal(load_labels(tmp_path / "labels.png"),
                                   np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "labels.png"))))
-    assert (png_file_bytes(tmp_path / "rgb.png") is None) is (turn != 1)
+    assert load_upright(tmp_path / "rgb.png")[1] == turn == file_orientation(tmp_path / "labels.png")
+    assert (png_file_bytes(tmp_path / "rgb.png", turn) is None) is (turn != 1)
+    header = read_header(tmp_path / "rgb.png")  # the size a --box is given in, for the memory estimate
+    assert (header.height, header.width) == shown.shape[:2]

@@ -66,7 +66,10 @@ def read_header(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> Header:
         rawmode = _rawmode(img)
         deep = img.mode in GREY16 or ";16" in rawmode
         sample = 4 if img.mode in ("I", "F") else (2 if deep else 1)
-        return Header(img.size[0], img.size[1], len(img.getbands()), sample)
+        w, h = img.size
+        if header_orientation(img) >= 5:  # stored turned: the upright size, in which a --box is given
+            w, h = h, w
+        return Header(w, h, len(img.getbands()), sample)
 
 
 def _open(path: str | Path, max_pixels: int) -> tuple[Image.Image, str]:
@@ -101,11 +104,19 @@ def upright(array: np.ndarray, turn: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, quarter) if quarter else array)
 
 
+def header_orientation(img: Image.Image) -> int:
+    """orientation() without decoding anything: Pillow decodes a whole PNG to look for an EXIF block after its
+    pixels, so a PNG's is read only from a block before them (where it belongs), 1 otherwise."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return orientation(img)
+
+
 def file_orientation(path: str | Path) -> int:
-    """orientation() of a file, from its header; 1 where it cannot be read."""
+    """header_orientation() of a file, for a note; 1 where it cannot be read."""
     try:
         with Image.open(path) as img:
-            return orientation(img)
+            return header_orientation(img)
     except (OSError, UnidentifiedImageError, ValueError):
         return 1
 
@@ -140,8 +151,14 @@ def _to_float(img: Image.Image) -> np.ndarray:
 def load_image(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """RGB or RGBA file -> HxWx3 / HxWx4 float32 (RGBA kept when the file has transparency), upright as viewers and
     paint programs show it (its EXIF orientation applied). 16-bit files (grey or colour) keep their precision."""
+    return load_upright(path, max_pixels)[0]
+
+
+def load_upright(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> tuple[np.ndarray, int]:
+    """load_image's pixels, and the EXIF orientation they were turned from (1: stored upright)."""
     img, rawmode = _open(path, max_pixels)
-    return upright(_decoded_image(img, rawmode, path), orientation(img))
+    turn = orientation(img)  # decoded already: nothing read twice
+    return upright(_decoded_image(img, rawmode, path), turn), turn
 
 
 def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
@@ -251,15 +268,15 @@ def png_bytes(array: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def png_file_bytes(path: str | Path) -> bytes | None:
-    """The file's bytes when it is an 8-bit RGB or RGBA PNG, which a layered file can store as it is (the source
-    layer needs no encoding); None otherwise."""
+def png_file_bytes(path: str | Path, turn: int = 1) -> bytes | None:
+    """The file's bytes when it is an 8-bit RGB or RGBA PNG stored upright (`turn`: its orientation, as load_upright
+    found it), which a layered file can store as it is (the source layer needs no encoding); None otherwise."""
+    if turn != 1:
+        return None  # stored turned: the layers are upright
     try:
         with Image.open(path) as img:
             if img.format != "PNG" or img.mode not in ("RGB", "RGBA") or ";16" in _rawmode(img):
                 return None  # a 16-bit one too (Pillow calls it RGB): the layered file's layers are 8-bit, rounded
-            if orientation(img) != 1:
-                return None  # stored turned: the layers are upright
     except (OSError, UnidentifiedImageError):
         return None
     return Path(path).read_bytes()
