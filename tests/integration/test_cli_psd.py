@@ -19,33 +19,31 @@ from tests.integration.test_cli_labels import files  # noqa: F401
 GIMP = shutil.which("gimp-console-2.10") or shutil.which("gimp-console")
 
 
-def gimp_flatten(psd, png) -> None:
-    """GIMP's own batch mode: load, flatten (hidden layers dropped), save as PNG."""
+def gimp_batch(psd, script: str, made) -> None:
+    """GIMP's own batch mode on `psd` (its profile folder beside it, not the user's); `made`: the file the script
+    writes."""
     if GIMP is None:
         if os.environ.get("CI"):
             pytest.fail("GIMP is not installed (apt-get install gimp): the .psd cannot be checked in it")
         pytest.skip("GIMP is not installed")
-    script = (f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
-              f'(layer (car (gimp-image-flatten image)))) '
-              f'(file-png-save RUN-NONINTERACTIVE image layer "{png}" "{png}" 0 1 0 0 0 0 0)) (gimp-quit 0)')
-    proc = subprocess.run([GIMP, "-i", "-d", "-f", "-b", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HOME": str(psd.parent)})  # GIMP's profile folder, not the user's
-    assert png.exists(), proc.stderr[-2000:]
+    proc = subprocess.run([GIMP, "-i", "-d", "-f", "-b", f"{script} (gimp-quit 0)"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HOME": str(psd.parent)})
+    assert made.exists(), proc.stderr[-2000:]
+
+
+def gimp_flatten(psd, png) -> None:
+    """Load, flatten (hidden layers dropped), save as PNG."""
+    gimp_batch(psd, f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
+                    f'(layer (car (gimp-image-flatten image)))) '
+                    f'(file-png-save RUN-NONINTERACTIVE image layer "{png}" "{png}" 0 1 0 0 0 0 0))', png)
 
 
 def gimp_names(psd, txt) -> list[str]:
     """The names of the image's top-level layers and groups, as GIMP's PSD loader reads them."""
-    if GIMP is None:
-        if os.environ.get("CI"):
-            pytest.fail("GIMP is not installed (apt-get install gimp): the .psd cannot be checked in it")
-        pytest.skip("GIMP is not installed")
-    script = (f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
-              f'(port (open-output-file "{txt}"))) '
-              '(for-each (lambda (l) (display (car (gimp-item-get-name l)) port) (newline port)) '
-              '(vector->list (cadr (gimp-image-get-layers image)))) (close-output-port port)) (gimp-quit 0)')
-    proc = subprocess.run([GIMP, "-i", "-d", "-f", "-b", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HOME": str(psd.parent)})
-    assert txt.exists(), proc.stderr[-2000:]
+    gimp_batch(psd, f'(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "{psd}" "{psd}"))) '
+                    f'(port (open-output-file "{txt}"))) '
+                    '(for-each (lambda (l) (display (car (gimp-item-get-name l)) port) (newline port)) '
+                    '(vector->list (cadr (gimp-image-get-layers image)))) (close-output-port port))', txt)
     return txt.read_text(encoding="utf-8").splitlines()
 
 
