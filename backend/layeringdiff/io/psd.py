@@ -35,7 +35,7 @@ def _shown(u8: np.ndarray) -> tuple[slice, slice]:
 def _name(created: object, name: str) -> None:
     """The name as Photoshop writes it: the Pascal one (Mac Roman, 255 bytes; psd-tools' setter writes "?" for a name
     outside Mac Roman) and the Unicode one, which readers take where there is one (Krita 6.0 reads the Pascal name
-    with its padding, "object 1\0\0\0"). PSD names hold 255 characters."""
+    with its zero-byte padding). PSD names hold 255 characters."""
     created.name = name[:255]  # type: ignore[attr-defined]
 
 
