@@ -215,8 +215,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     split_layer(np.random.default_rng(0).random((64, 64, 3)).astype(np.float32),
                 mask=np.pad(np.ones((32, 32), np.float32), 16))  # kernels loaded before anything is timed
-    worst = {"iou": 1.0, "band": 0.0}
-    bands, seen, unseen = [], [], []
+    objects = []
     right = pairs = 0
     for i in range(args.scenes):
         r = measure(scene(rng, args.size, int(rng.integers(3, 6))), matte)
@@ -229,11 +228,12 @@ def main() -> None:
             patch = "" if o["patch"] is None else f"; its see-through patch {o['patch']:.1f}/255"
             print(f"  object {k}: alpha IoU {o['iou']:.3f}, soft-band error {o['band']:.1f}/255 (its edge's contrast "
                   f"{o['contrast']:.0f}/255), RGB L1 {o['rgb']:.1f}/255{patch}")
-            worst["iou"], worst["band"] = min(worst["iou"], o["iou"]), max(worst["band"], o["band"])
-            bands.append(o["band"])
-            (unseen if o["contrast"] < UNSEEN_CONTRAST else seen).append(o)
-    print(f"worst: alpha IoU {worst['iou']:.3f} (target 0.9), soft-band error {worst['band']:.1f}/255 (target 12); "
+            objects.append(o)
+    print(f"worst: alpha IoU {min(o['iou'] for o in objects):.3f} (target 0.9), soft-band error "
+          f"{max(o['band'] for o in objects):.1f}/255 (target 12); "
           f"automatic order {right}/{pairs} touching pairs ({right / max(1, pairs):.0%}, target 90%)")
+    unseen = [o for o in objects if o["contrast"] < UNSEEN_CONTRAST]
+    seen = [o for o in objects if o["contrast"] >= UNSEEN_CONTRAST]
     if unseen and seen:
         print(f"  of them {len(unseen)} whose edge does not show (contrast under {UNSEEN_CONTRAST}/255: the colours of "
               f"what is behind it, where no picture can place the edge): alpha IoU "
@@ -241,6 +241,7 @@ def main() -> None:
               f"{min(o['band'] for o in unseen):.1f}-{max(o['band'] for o in unseen):.1f}/255; the other "
               f"{len(seen)}: worst alpha IoU {min(o['iou'] for o in seen):.3f}, soft-band error "
               f"{max(o['band'] for o in seen):.1f}/255")
+    bands = [o["band"] for o in objects]
     print(f"soft-band error: median {float(np.median(bands)):.1f}/255; {sum(b <= 12 for b in bands)} of {len(bands)} "
           "objects within 12/255")
 

@@ -307,9 +307,9 @@ def cmd_split(args: argparse.Namespace) -> int:
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
             box = args.box
             # said before any size is compared: a hint drawn on the pixels as stored no longer fits
-            for what, name, found in (("IMAGE", args.image, turn), ("--mask", args.mask, None),
-                                      ("--labels", args.labels, None)):
-                found = found if found is not None else (file_orientation(name) if name else 1)
+            turns = [("IMAGE", args.image, turn)] + [(what, name, file_orientation(name)) for what, name in
+                                                     (("--mask", args.mask), ("--labels", args.labels)) if name]
+            for what, name, found in turns:
                 if found != 1:
                     print(f"note: {what} '{name}' is stored turned or mirrored (EXIF orientation {found}): read "
                           "upright, as viewers and paint programs show it", file=sys.stderr)

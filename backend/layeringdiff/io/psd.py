@@ -67,12 +67,11 @@ def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int,
                 _add(group, layer)
         else:
             _add(doc, item)
-    # the merged image's fourth channel is its transparency (what a viewer shows of a transparent picture), which
-    # a PSD says by a negative layer count; psd-tools writes it positive for a document made from an RGBA image
-    info = getattr(getattr(getattr(doc, "_record", None), "layer_and_mask_information", None), "layer_info", None)
-    if info is not None and info.layer_count > 0:
-        info.layer_count = -info.layer_count
     if hasattr(doc, "_record"):
+        # the merged image's fourth channel is its transparency (what a viewer shows of a transparent picture),
+        # which a PSD says by a negative layer count; psd-tools writes it positive for a document made from RGBA
+        info = doc._record.layer_and_mask_information.layer_info
+        info.layer_count = -abs(info.layer_count)
         # psd-tools' save() recomposites every layer in float64 to refresh the composite once a layer was added
         # (an 8000^2 file: 5.7 GB more than the .ora, and a minute); `merged` is already the exact composite, and
         # the record writes the layers' pixels as added
