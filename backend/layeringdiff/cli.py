@@ -121,6 +121,28 @@ def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:
     return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
+def earlier_layer_files(out: Path, written: dict[str, Path]) -> list[Path]:
+    """PNGs beside `out` named as this command names its own (foreground, background, alpha, objectK) that it did not
+    write now: an earlier run's (another picture's labels, or PNGs before --no-png). They are left as they were (they
+    may be the artist's only copy); the note saying so keeps them from being taken for this run's layers."""
+    pattern = re.compile(re.escape(out.stem) + r"_(foreground|background|alpha|object\d+)\.png")
+    try:
+        names = os.listdir(out.parent if str(out.parent) else ".")
+    except OSError:
+        return []
+    kept = {p.name for p in written.values()}
+    return sorted((out.with_name(n) for n in names if pattern.fullmatch(n) and n not in kept),
+                  key=lambda p: (len(p.name), p.name))
+
+
+def note_earlier_layer_files(out: Path, written: dict[str, Path]) -> None:
+    earlier = earlier_layer_files(out, written)
+    if earlier:
+        listed = ", ".join(str(p) for p in earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
+        print(f"note: {listed} beside {out} {'is' if len(earlier) == 1 else 'are'} not from this run (an earlier "
+              "one's): left as they were", file=sys.stderr)
+
+
 def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, str | None]) -> None:
     """An output that is an input file (same file by any path: ./, ../, a link) is refused: replacing it would
     lose the input. `inputs`: what the user calls each input ('IMAGE', '--mask') -> its path."""
@@ -329,6 +351,7 @@ def cmd_split(args: argparse.Namespace) -> int:
                                     matte, turn)
         else:
             summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs, matte, turn)
+    note_earlier_layer_files(out, pngs)
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 0
@@ -576,6 +599,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         write_layered(outputs.path(out), out, layers, flatten(stack, w, h), None)
         for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
             save_png(outputs.path(pngs[name]), px)
+    note_earlier_layer_files(out, pngs)
     if not args.quiet:
         print(f"layering: {output.info.get('method')}; stack error {output.info.get('stack_error', 0) * 255:.2f}/255",
               file=sys.stderr)

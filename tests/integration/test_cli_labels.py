@@ -227,3 +227,24 @@ def test_an_object_labelled_only_where_the_picture_is_transparent_is_said_to_sho
     assert "label 1's" not in proc.stderr and "label 3's" not in proc.stderr
     layers, _, _ = read_ora(tmp_path / "out.ora")
     assert not layers[1].pixels[..., 3][~(labels == 1)].any()  # at most under object 1, which hides it
+
+
+def test_pngs_an_earlier_run_left_beside_the_output_are_named_and_kept(files, tmp_path):
+    """A second split to the same -o with fewer objects writes object2's PNG again, not objects 1 and 3's: theirs are
+    from the first run. Left as they were (they may be the artist's only copy), and a note says which they are, so
+    they are not taken for this run's layers."""
+    d, _ = files
+    first = run("split", d / "scene.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora")
+    assert first.returncode == 0, first.stderr
+    assert "not from this run" not in first.stderr
+    before = {k: (tmp_path / f"out_object{k}.png").read_bytes() for k in (1, 3)}
+    labels = np.asarray(Image.open(d / "labels.png"))
+    Image.fromarray(np.where(labels == 2, 2, 0).astype(np.uint8), "L").save(tmp_path / "one.png")
+    second = run("split", d / "scene.png", "--labels", tmp_path / "one.png", "-o", tmp_path / "out.ora")
+    assert second.returncode == 0, second.stderr
+    notes = [line for line in second.stderr.splitlines() if "not from this run" in line]
+    assert len(notes) == 1, second.stderr
+    assert f"{tmp_path / 'out_object1.png'}, {tmp_path / 'out_object3.png'} beside" in notes[0]
+    assert "out_object2.png" not in notes[0] and "out_background.png" not in notes[0]
+    assert {k: (tmp_path / f"out_object{k}.png").read_bytes() for k in (1, 3)} == before
+    assert second.stdout.split() == [str(tmp_path / n) for n in ("out.ora", "out_object2.png", "out_background.png")]
