@@ -121,26 +121,33 @@ def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:
     return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
-def earlier_layer_files(out: Path, written: dict[str, Path]) -> list[Path]:
+def earlier_layer_files(out: Path, written: dict[str, Path], inputs: list[str | None]) -> list[Path]:
     """PNGs beside `out` named as this command names its own (foreground, background, alpha, objectK) that it did not
-    write now: an earlier run's (another picture's labels, or PNGs before --no-png). They are left as they were (they
-    may be the artist's only copy); the note saying so keeps them from being taken for this run's layers."""
+    write now and that are not its inputs: an earlier run's (another picture's labels, or PNGs before --no-png). They
+    are left as they were (they may be the artist's only copy); the note saying so keeps them from being taken for
+    this run's layers."""
     pattern = re.compile(re.escape(out.stem) + r"_(foreground|background|alpha|object\d+)\.png")
     try:
-        names = os.listdir(out.parent if str(out.parent) else ".")
+        names = os.listdir(out.parent)
     except OSError:
         return []
     kept = {p.name for p in written.values()}
-    return sorted((out.with_name(n) for n in names if pattern.fullmatch(n) and n not in kept),
-                  key=lambda p: (len(p.name), p.name))
+    found = []
+    for name in names:
+        path = out.with_name(name)
+        if pattern.fullmatch(name) and name not in kept and not any(
+                given and os.path.exists(given) and os.path.samefile(path, given) for given in inputs):
+            found.append(path)
+    return sorted(found, key=lambda p: (len(p.name), p.name))
 
 
-def note_earlier_layer_files(out: Path, written: dict[str, Path]) -> None:
-    earlier = earlier_layer_files(out, written)
+def note_earlier_layer_files(out: Path, written: dict[str, Path], inputs: list[str | None]) -> None:
+    earlier = earlier_layer_files(out, written, inputs)
     if earlier:
         listed = ", ".join(str(p) for p in earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
-        print(f"note: {listed} beside {out} {'is' if len(earlier) == 1 else 'are'} not from this run (an earlier "
-              "one's): left as they were", file=sys.stderr)
+        what = "is not from this run (an earlier one's): left as it was" if len(earlier) == 1 else \
+            "are not from this run (an earlier one's): left as they were"
+        print(f"note: {listed} beside {out} {what}", file=sys.stderr)
 
 
 def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, str | None]) -> None:
@@ -210,6 +217,11 @@ def check_split_memory(args: argparse.Namespace, allowed: int, objects: int = 1)
 
     image = read_header(args.image, args.max_pixels)
     hint = args.mask or args.labels
+    if hint:  # sizes compared first: a hint of another size is refused for that, whatever its size (header only)
+        given = read_header(hint, sys.maxsize)
+        if (given.width, given.height) != (image.width, image.height):
+            raise InputError(f"{'--mask' if args.mask else '--labels'} is {given.width}x{given.height}, the image "
+                             f"is {image.width}x{image.height}: sizes must match")
     mask = read_header(hint, args.max_pixels) if hint else None
     need = split_memory(image, mask, args, objects)
     if args.fill == "lama":  # its weights and its working memory at its own size, as the server counts them
@@ -274,6 +286,8 @@ def cmd_split(args: argparse.Namespace) -> int:
         raise InputError(f"--max-memory {exc}") from None
     if args.order != "labels" and not args.labels:
         raise InputError("--order applies to --labels only (--auto orders its objects by depth)")
+    if args.thin_labels and not args.labels:
+        raise InputError("--thin-labels applies to --labels only")
     if args.example and (args.image or args.mask or args.labels or args.auto):
         raise InputError("--example brings its own image and box: give IMAGE with --mask, --labels or --auto, or "
                          "--example NAME (with --box at most)")
@@ -294,7 +308,12 @@ def cmd_split(args: argparse.Namespace) -> int:
 
         labels = load_labels(args.labels, args.max_pixels)
         objects = label_values(labels)
-        check_labels(labels, objects)
+        blended = check_labels(labels, objects, args.thin_labels)
+        if blended and not args.thin_labels:
+            which = f"labels {', '.join(map(str, blended))} lie" if len(blended) > 1 else f"label {blended[0]} lies"
+            print(f"note: {which} only along the edges between others: objects a pixel or two thin, or the blends "
+                  "of a smoothed label map (then not objects: paint labels hard-edged, resize with 'nearest "
+                  "neighbour')", file=sys.stderr)
         if args.order == "auto":
             from .stages.order import occlusion_order
 
@@ -351,7 +370,7 @@ def cmd_split(args: argparse.Namespace) -> int:
                                     matte, turn)
         else:
             summary = _split_one(args, image, mask, box, options, progress, method, outputs, out, pngs, matte, turn)
-    note_earlier_layer_files(out, pngs)
+    note_earlier_layer_files(out, pngs, list(inputs.values()))
     if not args.quiet:
         print(summary, file=sys.stderr)
     return 0
@@ -599,7 +618,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         write_layered(outputs.path(out), out, layers, flatten(stack, w, h), None)
         for name, px in (("foreground", fg), ("background", bg), ("alpha", alpha)):
             save_png(outputs.path(pngs[name]), px)
-    note_earlier_layer_files(out, pngs)
+    note_earlier_layer_files(out, pngs, [args.control_image])
     if not args.quiet:
         print(f"layering: {output.info.get('method')}; stack error {output.info.get('stack_error', 0) * 255:.2f}/255",
               file=sys.stderr)
@@ -930,6 +949,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--order", choices=("labels", "auto"), default="labels",
                     help="with --labels: labels (1 is the frontmost, the default) or auto (from where the objects "
                          "touch: the one cut by another is behind it)")
+    sp.add_argument("--thin-labels", action="store_true",
+                    help="with --labels: every value is an object, even one found only along the edges between others "
+                         "(outlines a pixel wide); without it, more than 3 such values are refused as the blends of a "
+                         "smoothed label map")
     sp.add_argument("--auto", action="store_true",
                     help="every object, with no hint: SAM's automatic masks, ordered front to back by Depth Anything "
                          "V2's depth and where they touch (needs the sam and depth-anything models)")

@@ -57,7 +57,7 @@ def files(tmp_path_factory):
     palette = Image.fromarray(labels, "P")
     palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
     palette.save(d / "labels_palette.png")
-    Image.fromarray(labels).convert("RGB").save(d / "labels_rgb.png")
+    palette.convert("RGB").save(d / "labels_rgb.png")  # one flat colour per object: the docker's label layer
     Image.fromarray(np.zeros_like(labels), "L").save(d / "zeros.png")
     Image.fromarray(labels, "L").save(d / "labels.jpg", quality=95)
     full = labels.copy()
@@ -69,6 +69,7 @@ def files(tmp_path_factory):
     stretched = (labels * 85).astype(np.float32)  # 0/85/170/255, then anti-aliased as a soft brush paints it
     Image.fromarray(np.round(cv2.GaussianBlur(stretched, (5, 5), 1.5)).astype(np.uint8), "L").save(d / "smooth.png")
     Image.fromarray(labels[:-1], "L").save(d / "short.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8), "L").save(d / "big.png")  # over --max-pixels 50000: size first
     return d, visible
 
 
@@ -131,6 +132,7 @@ def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(fil
     (["--labels", "full.png"], "every pixel has an object's label: none is left to show the background"),
     (["--labels", "almost.png"], "label 7: the mask leaves no background around the object"),
     (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
+    (["--labels", "big.png", "--max-pixels", "50000"], "--labels is 300x300, the image is 192x192: sizes must match"),
     (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),
     (["--mask", "labels.png", "--order", "auto"], "--order applies to --labels only"),
 ])
@@ -248,3 +250,61 @@ def test_pngs_an_earlier_run_left_beside_the_output_are_named_and_kept(files, tm
     assert "out_object2.png" not in notes[0] and "out_background.png" not in notes[0]
     assert {k: (tmp_path / f"out_object{k}.png").read_bytes() for k in (1, 3)} == before
     assert second.stdout.split() == [str(tmp_path / n) for n in ("out.ora", "out_object2.png", "out_background.png")]
+    # an input named as an output would be is the user's file, not an earlier run's
+    (tmp_path / "out_object7.png").write_bytes((tmp_path / "one.png").read_bytes())
+    third = run("split", d / "scene.png", "--labels", tmp_path / "out_object7.png", "-o", tmp_path / "out.ora",
+                "--no-png")
+    assert third.returncode == 0, third.stderr
+    notes = [line for line in third.stderr.splitlines() if "not from this run" in line]
+    assert len(notes) == 1 and "out_object7.png" not in notes[0] and "out_background.png" in notes[0], third.stderr
+
+
+def outlined_discs(size: int, count: int) -> np.ndarray:
+    """Line art as labels: `count` discs, each a 1-px outline (labels 1..count, in front) around its fill (count+1..):
+    every outline lies between what is behind it (0) and its fill, as a smoothed map's blends do."""
+    labels = np.zeros((size, size), np.uint8)
+    for i in range(count):
+        centre = (30 + (i % 2) * 90, 30 + (i // 2) * 90)
+        cv2.circle(labels, centre, 25, count + 1 + i, -1)
+        cv2.circle(labels, centre, 25, 1 + i, 1)
+    return labels
+
+
+def test_thin_objects_are_refused_as_a_smoothed_map_unless_the_user_says_they_are_objects(files, tmp_path):
+    """Four 1-px outlines numbered in front of their fills lie only between lower and higher labels, as the blends of
+    a smoothed map do: refused with a way out, --thin-labels, which splits them as the objects they are."""
+    d, _ = files
+    Image.fromarray(outlined_discs(SIZE, 4), "L").save(tmp_path / "outlines.png")
+    args = ("split", d / "scene.png", "--labels", tmp_path / "outlines.png", "--no-png")
+    one_line_failure(run(*args, "-o", tmp_path / "refused.ora"), "if they are objects a pixel or two thin (outlines, "
+                     "line art), add --thin-labels")
+    proc = run(*args, "--thin-labels", "-o", tmp_path / "out.ora")
+    assert proc.returncode == 0, proc.stderr
+    assert "into 8 objects (front to back: labels 1, 2, 3, 4, 5, 6, 7, 8)" in proc.stderr
+    assert "note:" not in proc.stderr
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    outline = layers[0].pixels[..., 3]
+    assert outline[outlined_discs(SIZE, 4) == 1].min() >= 0.5  # the outline's layer holds it
+    one_line_failure(run("split", d / "scene.png", "--mask", d / "labels.png", "--thin-labels", "-o",
+                         tmp_path / "m.ora"), "--thin-labels applies to --labels only")
+
+
+def test_a_few_values_only_between_others_are_split_and_named_in_a_note(files, tmp_path):
+    """A 0/3 map resized smoothly gets 1 and 2 along its edge: few enough to be outlines, so split, but a note names
+    them (they may be a smoothed map's blends)."""
+    d, _ = files
+    labels = np.asarray(Image.open(d / "labels.png"))
+    half = Image.fromarray(np.where(labels == 1, 3, 0).astype(np.uint8)[::2, ::2], "L")
+    half.resize((SIZE, SIZE), Image.BILINEAR).save(tmp_path / "resized.png")
+    proc = run("split", d / "scene.png", "--labels", tmp_path / "resized.png", "-o", tmp_path / "out.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert ("note: labels 1, 2 lie only along the edges between others: objects a pixel or two thin, or the blends "
+            "of a smoothed label map") in proc.stderr
+
+
+def test_a_fully_transparent_picture_is_said_to_be_so(files, tmp_path):
+    """Not blamed on its first label."""
+    d, _ = files
+    Image.fromarray(np.zeros((SIZE, SIZE, 4), np.uint8), "RGBA").save(tmp_path / "clear.png")
+    proc = run("split", tmp_path / "clear.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora")
+    one_line_failure(proc, "error: the layer is fully transparent: nothing to split")

@@ -125,3 +125,76 @@ def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, t
     assert (png_file_bytes(tmp_path / "rgb.png", turn) is None) is (turn != 1)
     header = read_header(tmp_path / "rgb.png")  # the size a --box is given in, for the memory estimate
     assert (header.height, header.width) == shown.shape[:2]
+
+
+def grey_png(path, values: np.ndarray, bits: int) -> None:
+    """A grey PNG of 1, 2 or 4 bits a sample, packed by hand (Pillow writes grey at 8 or 16 bits only)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = values.shape
+    rows = b"".join(b"\0" + np.packbits(np.unpackbits(values.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - bits:]
+                                        .reshape(h, w * bits)[y]).tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def save_labels(path, labels: np.ndarray, how: str) -> np.ndarray:
+    """`labels` saved as another tool would; returns the labels the file means."""
+    if how in ("grey2", "grey4", "bit1"):
+        grey_png(path, labels, {"grey2": 2, "grey4": 4, "bit1": 1}[how])
+    elif how == "grey16":
+        Image.fromarray(labels.astype(np.uint16)).save(path)
+    elif how in ("la_opaque", "la_clear", "rgba_clear"):
+        alpha = np.full(labels.shape, 255, np.uint8)
+        if how != "la_opaque":  # the label layer's unpainted pixels: clear, whatever colour they store
+            alpha[labels == 0] = 0
+        stored = np.where(labels == 0, 77, labels).astype(np.uint8)
+        channels = [stored] if how.startswith("la") else [stored] * 3
+        Image.fromarray(np.dstack([*channels, alpha]), "LA" if how.startswith("la") else "RGBA").save(path)
+        if how == "la_opaque":
+            return stored
+    elif how == "rgb_grey":
+        Image.fromarray(labels).convert("RGB").save(path)
+    return labels
+
+
+@pytest.mark.parametrize("how", ["grey2", "grey4", "bit1", "grey16", "la_opaque", "la_clear", "rgba_clear",
+                                 "rgb_grey"])
+def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
+    """A label map saved by another tool: 1-, 2- and 4-bit grey (which Pillow scales to 0-255: label 1 read as 85 at
+    2 bits), 16-bit grey (an instance map), grey with an alpha that is opaque or clear (a label layer exported with
+    its unpainted pixels clear), grey saved as colour. Each is read as the values it stores."""
+    from layeringdiff.io.images import load_labels
+
+    labels = np.random.default_rng(5).integers(0, 2 if how == "bit1" else 4, (9, 13)).astype(np.uint8)
+    meant = save_labels(tmp_path / "l.png", labels, how)
+    np.testing.assert_array_equal(load_labels(tmp_path / "l.png"), meant)
+
+
+@pytest.mark.parametrize(("how", "words"), [
+    ("grey16_big", "a 16-bit grey image with values from 0 to 300 (labels are 0 to 255)"),
+    ("la_soft", "with half-transparent pixels (a soft brush's edge"),
+    ("rgb_colour", "colour (RGB) image: labels are an 8-bit grey or paletted PNG (0: no object, 1: the frontmost "
+                   "object, 2: the next, ...); a picture with one flat colour per object is what the Krita docker's"),
+    ("webp", "is a WebP file: its values cannot be taken as labels"),
+])
+def test_labels_whose_values_are_not_labels_are_refused(tmp_path, how, words):
+    from layeringdiff.io.images import load_labels
+
+    labels = np.random.default_rng(6).integers(0, 4, (9, 13)).astype(np.uint8)
+    path = tmp_path / ("l.webp" if how == "webp" else "l.png")
+    if how == "grey16_big":
+        Image.fromarray(np.where(labels == 3, 300, labels.astype(np.uint16))).save(path)
+    elif how == "la_soft":
+        Image.fromarray(np.dstack([labels, np.where(labels == 0, 128, 255).astype(np.uint8)]), "LA").save(path)
+    elif how == "rgb_colour":
+        Image.fromarray(np.dstack([labels * 60, labels, labels]).astype(np.uint8)).save(path)
+    else:
+        Image.fromarray(labels).save(path, lossless=True)
+    with pytest.raises(InputError) as info:
+        load_labels(path)
+    assert words in info.value.text

@@ -211,19 +211,56 @@ LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # Pillow's names (a WebP opens as R
 
 def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
-    values are read as they are stored (a palette's indices, not its colours): anything else is refused, as its
-    values would not be labels once converted."""
-    img, _ = _open(path, max_pixels)
+    values are read as they are stored (a palette's indices, not its colours). Also taken, as other tools save the
+    same values: 1-, 2- and 4-bit grey (Pillow scales those to 0-255: scaled back), 16-bit grey up to 255 (an instance
+    map), and grey or R=G=B colour whose transparency is only opaque or clear (a clear pixel is no object: a label
+    layer exported with its unpainted pixels). Anything else is refused: its values would not be labels."""
+    img, rawmode = _open(path, max_pixels)
     if img.format in LOSSY_FORMATS:
         raise InputError(f"'{path}' is {img.format}-compressed: the compression changes the values along every "
                          "edge, and each changed value would become an object of its own", "save the labels as PNG")
-    if img.mode not in ("L", "P"):
+    if img.format == "WEBP":  # Pillow opens every WebP as colour, and a lossy one's values are not the painted ones
+        raise InputError(f"'{path}' is a WebP file: its values cannot be taken as labels (it may be lossy-compressed)",
+                         "save the labels as an 8-bit grey or paletted PNG")
+    values = _label_values(img, rawmode)
+    if isinstance(values, tuple):
         kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
-        colour = ("; a picture with one flat colour per object is what the Krita docker's label layer takes"
-                  if img.mode in ("RGB", "RGBA") else "")
-        raise InputError(f"'{path}' is a {kind} image: labels are an 8-bit grey or paletted PNG (0: no object, "
-                         f"1: the frontmost object, 2: the next, ...){colour}")
-    return upright(np.asarray(img, dtype=np.uint8), orientation(img))
+        raise InputError(f"'{path}' is a {kind} image{values[0]}: labels are an 8-bit grey or paletted PNG (0: no "
+                         f"object, 1: the frontmost object, 2: the next, ...){values[1]}")
+    return upright(values, orientation(img))
+
+
+LOW_BIT_GREY = {"L;2": 85, "L;4": 17}  # Pillow's scale of 2- and 4-bit grey samples up to 8 bits
+
+
+def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str]:
+    """The file's stored values as HxW uint8 labels, or why they cannot be labels: what is wrong with them and what
+    to do instead (clauses for the message; empty where the file's mode says it)."""
+    if img.mode == "P":
+        return np.asarray(img, dtype=np.uint8)
+    if img.mode == "1":
+        return np.asarray(img, dtype=np.uint8)  # 0/1: one object
+    if img.mode == "L":
+        values = np.asarray(img, dtype=np.uint8)
+        return values // LOW_BIT_GREY[rawmode] if rawmode in LOW_BIT_GREY else values
+    if img.mode in GREY16:
+        wide = np.asarray(img)
+        if wide.size and 0 <= int(wide.min()) and int(wide.max()) <= 255:
+            return wide.astype(np.uint8)
+        low, high = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
+        return f" with values from {low} to {high} (labels are 0 to 255)", ""
+    if img.mode in ("LA", "RGB", "RGBA"):
+        pixels = np.asarray(img, dtype=np.uint8)
+        grey = pixels[..., 0]
+        if img.mode != "LA" and not (np.array_equal(grey, pixels[..., 1]) and np.array_equal(grey, pixels[..., 2])):
+            return "", "; a picture with one flat colour per object is what the Krita docker's label layer takes"
+        if img.mode == "RGB":
+            return grey.copy()
+        alpha = pixels[..., -1]
+        if not np.all((alpha == 0) | (alpha == 255)):
+            return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
+        return np.where(alpha == 255, grey, 0).astype(np.uint8)
+    return "", ""
 
 
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",

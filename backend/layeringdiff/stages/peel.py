@@ -73,17 +73,20 @@ def blended_labels(labels: np.ndarray, objects: list[int]) -> list[int]:
     return [k for k in objects if inside[k] >= BETWEEN_SHARE * counts[k]]
 
 
-def check_labels(labels: np.ndarray, objects: list[int]) -> None:
+def check_labels(labels: np.ndarray, objects: list[int], thin: bool = False) -> list[int]:
     """A label file that leaves no pixel to the background is refused (check_background), and so is a label map
-    smoothed at its edges: each blended value would become an object of its own."""
+    smoothed at its edges: each blended value would become an object of its own. `thin`: the user says such values
+    are objects (outlines a pixel wide). Returns the values that look like blends (for a note)."""
     check_background(labels, "every pixel has an object's label", "leave the background unlabelled, at 0")
     blended = blended_labels(labels, objects)
-    if len(blended) > MAX_BETWEEN_VALUES:
+    if len(blended) > MAX_BETWEEN_VALUES and not thin:
         shown = ", ".join(map(str, blended[:8])) + (", ..." if len(blended) > 8 else "")
         raise InputError(f"the labels have {len(blended)} values found only along the edges between others ({shown}): "
                          "an anti-aliased, blurred or smoothly resized label map, where each would become an object",
                          "paint the labels with a hard-edged brush, without anti-aliasing, and resize them "
-                         "with 'nearest neighbour'")
+                         "with 'nearest neighbour'; if they are objects a pixel or two thin (outlines, line art), "
+                         "add --thin-labels")
+    return blended
 
 
 def check_background(labels: np.ndarray, what: str, hint: str) -> None:
@@ -177,7 +180,9 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
     each object's learned matting instead of the closed form (split_layer's)."""
     if not masks:
         raise InputError("no object to split: every label is 0")
-    check_size(image)  # before any object: it is the picture's, not an object's
+    check_size(image)  # before any object: these are the picture's, not an object's
+    if image.ndim == 3 and image.shape[2] == 4 and not np.any(image[..., 3] > 0):
+        raise InputError("the layer is fully transparent: nothing to split")
     peeled = Peeled()
     eight_bit = options is not None and options.quantize == 255
     opaque = image.shape[2] == 3 or float(image[..., 3].min()) >= 1.0  # a layer's own alpha: F's alpha is a a_layer
