@@ -58,6 +58,7 @@ def test_a_few_objects_drawn_only_between_others_are_let_through_more_are_not():
     assert blended_labels(stripes, label_values(stripes)) == list(range(11, 19))
     with pytest.raises(InputError, match="8 values found only along the edges between others \\(11, 12, 13"):
         check_labels(stripes, label_values(stripes))
+    assert check_labels(stripes, label_values(stripes), thin=True) == list(range(11, 19))  # the user says: objects
 
 
 def test_labels_that_leave_no_background_are_refused():
@@ -79,3 +80,23 @@ def test_a_picture_too_small_is_the_picture_s_fault_and_an_object_s_failure_name
         split_objects(np.zeros((40, 40, 3), np.float32), LabelMasks(labels, [4], ["label 4"]))
     with pytest.raises(InputError, match="^object 1: the mask leaves no background"):  # no names: the position
         split_objects(np.zeros((40, 40, 3), np.float32), LabelMasks(labels, [4]))
+
+
+def test_each_object_s_progress_is_named_after_it_and_only_the_last_says_done():
+    """Progress of a split into objects: each object's stages on its share, named after it ("label 2: matting"),
+    rising, and "done" once, at the end (each object's own "done" at 50% read as the job's)."""
+    labels = discs((1, 2, 3))
+    image = np.random.default_rng(0).random((*labels.shape, 3)).astype(np.float32)
+    seen: list[tuple[str, float]] = []
+    split_objects(image, LabelMasks(labels, [1, 2, 3], ["label 1", "label 2", "label 3"]),
+                  progress=lambda stage, fraction: seen.append((stage, fraction)))
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and seen[-1] == ("done", 1.0)
+    assert [stage for stage, _ in seen].count("done") == 1
+    for k in (1, 2, 3):
+        mine = [f for stage, f in seen if stage.startswith(f"label {k}: ")]
+        assert {"matting", "done"} <= {stage.split(": ")[1] for stage, _ in seen if stage.startswith(f"label {k}: ")}
+        assert (k - 1) / 3 - 1e-6 <= min(mine) and max(mine) <= k / 3 + 1e-6
+    one: list[str] = []
+    split_objects(image, LabelMasks(labels, [2], ["label 2"]), progress=lambda stage, _: one.append(stage))
+    assert "matting" in one and one[-1] == "done" and not any(":" in stage for stage in one)  # one object: as split

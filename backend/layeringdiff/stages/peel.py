@@ -171,6 +171,16 @@ class Peeled:
         return composite_error(self.layers, self.background, image)
 
 
+def object_progress(progress: ProgressFn, k: int, count: int, names: Sequence[str] | None) -> ProgressFn:
+    """The k-th of `count` objects' stages on its share of the whole, named after it ("label 2: matting"): its own
+    "done" is not the job's."""
+    part = sub_progress(progress, k / count, (k + 1) / count)
+    if count == 1:
+        return part
+    name = names[k] if names else f"object {k + 1}"
+    return lambda stage, fraction: part(f"{name}: {stage}", fraction)
+
+
 def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: SplitOptions | None = None,
                   progress: ProgressFn = no_progress, method: LayerMethod | None = None,
                   matte: MatteFn | None = None) -> Peeled:
@@ -189,7 +199,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
     current = image
     covered: np.ndarray | None = None  # the front objects' area (their masks at 0.5): a byte a pixel
     for k, mask in enumerate(masks):
-        part = sub_progress(progress, k / len(masks), (k + 1) / len(masks))
+        part = object_progress(progress, k, len(masks), getattr(masks, "names", None))
         seen = mask >= 0.5
         guessed = None  # the completion under the front objects: our guess, not the user's word (never held)
         if covered is not None:
@@ -214,6 +224,8 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
         current = result.background
         del result, stored, mask, guessed  # the float32 foreground and alpha go before the next split
     peeled.background = current
+    if len(masks) > 1:
+        progress("done", 1.0)
     return peeled
 
 
