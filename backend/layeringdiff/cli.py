@@ -135,18 +135,27 @@ def earlier_layer_files(out: Path, written: dict[str, Path], inputs: list[str | 
     found = []
     for name in names:
         path = out.with_name(name)
-        if pattern.fullmatch(name) and name not in kept and not any(
-                given and os.path.exists(given) and os.path.samefile(path, given) for given in inputs):
+        if pattern.fullmatch(name) and name not in kept and not any(_same_file(path, given) for given in inputs):
             found.append(path)
     return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def _same_file(path: Path, given: str | None) -> bool:
+    """False where either cannot be looked at (a dangling link, a file removed meanwhile): the outputs are written
+    by now, and a note must not fail the command."""
+    try:
+        return bool(given) and os.path.samefile(path, str(given))
+    except OSError:
+        return False
 
 
 def note_earlier_layer_files(out: Path, written: dict[str, Path], inputs: list[str | None]) -> None:
     earlier = earlier_layer_files(out, written, inputs)
     if earlier:
         listed = ", ".join(str(p) for p in earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
-        what = "is not from this run (an earlier one's): left as it was" if len(earlier) == 1 else \
-            "are not from this run (an earlier one's): left as they were"
+        what = ("is named like this command's outputs but was not written by this run: left as it was"
+                if len(earlier) == 1 else
+                "are named like this command's outputs but were not written by this run: left as they were")
         print(f"note: {listed} beside {out} {what}", file=sys.stderr)
 
 
@@ -217,12 +226,14 @@ def check_split_memory(args: argparse.Namespace, allowed: int, objects: int = 1)
 
     image = read_header(args.image, args.max_pixels)
     hint = args.mask or args.labels
+    mask = None
     if hint:  # sizes compared first: a hint of another size is refused for that, whatever its size (header only)
-        given = read_header(hint, sys.maxsize)
-        if (given.width, given.height) != (image.width, image.height):
-            raise InputError(f"{'--mask' if args.mask else '--labels'} is {given.width}x{given.height}, the image "
+        mask = read_header(hint, sys.maxsize)
+        # width and height exchanged are left to the check after decoding: a PNG's EXIF orientation stored after
+        # its pixels turns it only then
+        if sorted((mask.width, mask.height)) != sorted((image.width, image.height)):
+            raise InputError(f"{'--mask' if args.mask else '--labels'} is {mask.width}x{mask.height}, the image "
                              f"is {image.width}x{image.height}: sizes must match")
-    mask = read_header(hint, args.max_pixels) if hint else None
     need = split_memory(image, mask, args, objects)
     if args.fill == "lama":  # its weights and its working memory at its own size, as the server counts them
         from .job_memory import FIXED_SIZE_MODEL_BYTES, registry_bytes
@@ -258,8 +269,10 @@ class ProgressBar:
         if self.tty:
             filled = int(self.WIDTH * fraction)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            end = "\n" if fraction >= 1.0 else ""
-            print(f"\r[{bar}] {fraction * 100:5.1f}% {stage:<12} {elapsed:6.1f}s", end=end, file=sys.stderr)
+            # an object's own "done" ("label 3: done") is not the job's end; \x1b[K clears what a longer stage's
+            # name left on the line
+            end = "\n" if fraction >= 1.0 and not stage.endswith(": done") else ""
+            print(f"\r[{bar}] {fraction * 100:5.1f}% {stage:<12} {elapsed:6.1f}s\x1b[K", end=end, file=sys.stderr)
         elif stage != self.stage:
             print(f"{fraction * 100:5.1f}% {stage} ({elapsed:.1f}s)", file=sys.stderr)
         self.stage = stage

@@ -318,6 +318,11 @@ class PhraseMasks(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return len(self.phrases)
 
+    @property
+    def names(self) -> list[str]:
+        """What the peel calls each object in its progress and errors ("a vase: matting")."""
+        return self.phrases
+
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]  # no slices needed
         from .stages.foreground import determine_foreground
 

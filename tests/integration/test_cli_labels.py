@@ -214,6 +214,45 @@ def test_a_picture_stored_turned_is_split_as_it_shows(files, tmp_path):
     assert iou(layers[0].pixels[..., 3] >= 0.5, labels == 1) > 0.9
 
 
+def exif_after_pixels(path) -> None:
+    """A PNG's eXIf chunk moved after its pixels (allowed, and what some writers do): only decoding finds it."""
+    import struct
+
+    data = path.read_bytes()
+    chunks, at = [], 8
+    while at < len(data):
+        size = struct.unpack(">I", data[at:at + 4])[0]
+        chunks.append(data[at:at + 12 + size])
+        at += 12 + size
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif) == 1
+    path.write_bytes(data[:8] + b"".join(rest[:-1] + exif + rest[-1:]))  # before IEND
+
+
+def test_a_picture_whose_orientation_follows_its_pixels_is_split_as_it_shows(files, tmp_path):
+    """Labels painted upright on a picture stored sideways whose EXIF orientation comes after its pixels: the
+    headers give the stored size, width and height exchanged, which the check before decoding leaves to the one
+    after (it was refused as "sizes must match")."""
+    d, _ = files
+    shown = np.asarray(Image.open(d / "scene.png").convert("RGB"))[:, :160]  # 160 wide, 192 high
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(shown, 1)))  # 192 wide, 160 high
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "turned.png", exif=exif.tobytes())
+    exif_after_pixels(tmp_path / "turned.png")
+    labels = np.ascontiguousarray(np.asarray(Image.open(d / "labels.png"))[:, :160])
+    Image.fromarray(labels, "L").save(tmp_path / "labels.png")
+    proc = run("split", tmp_path / "turned.png", "--labels", tmp_path / "labels.png", "-o", tmp_path / "out.ora",
+               "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    layers, w, h = read_ora(tmp_path / "out.ora")
+    assert (w, h) == (160, 192)
+    assert np.abs(flatten(layers, w, h)[..., :3] - shown / np.float32(255)).max() <= 1 / 255 + 1e-5
+    one_line_failure(run("split", tmp_path / "turned.png", "--labels", d / "labels.png", "-o", tmp_path / "x.ora"),
+                     "--labels is 192x192, the image is 192x160: sizes must match")
+
+
 def test_an_object_labelled_only_where_the_picture_is_transparent_is_said_to_show_nowhere(files, tmp_path):
     """Nothing of it shows (its layer holds only its completion under the object in front): the summary says so
     rather than leave the artist looking for it."""
@@ -238,15 +277,17 @@ def test_pngs_an_earlier_run_left_beside_the_output_are_named_and_kept(files, tm
     d, _ = files
     first = run("split", d / "scene.png", "--labels", d / "labels.png", "-o", tmp_path / "out.ora")
     assert first.returncode == 0, first.stderr
-    assert "not from this run" not in first.stderr
+    assert "not written by this run" not in first.stderr
     before = {k: (tmp_path / f"out_object{k}.png").read_bytes() for k in (1, 3)}
     labels = np.asarray(Image.open(d / "labels.png"))
     Image.fromarray(np.where(labels == 2, 2, 0).astype(np.uint8), "L").save(tmp_path / "one.png")
+    (tmp_path / "out_object9.png").symlink_to(tmp_path / "gone.png")  # a dangling link: the note must not fail
     second = run("split", d / "scene.png", "--labels", tmp_path / "one.png", "-o", tmp_path / "out.ora")
     assert second.returncode == 0, second.stderr
-    notes = [line for line in second.stderr.splitlines() if "not from this run" in line]
+    notes = [line for line in second.stderr.splitlines() if "not written by this run" in line]
     assert len(notes) == 1, second.stderr
-    assert f"{tmp_path / 'out_object1.png'}, {tmp_path / 'out_object3.png'} beside" in notes[0]
+    assert f"{tmp_path / 'out_object1.png'}, {tmp_path / 'out_object3.png'}, {tmp_path / 'out_object9.png'} " \
+        "beside" in notes[0]
     assert "out_object2.png" not in notes[0] and "out_background.png" not in notes[0]
     assert {k: (tmp_path / f"out_object{k}.png").read_bytes() for k in (1, 3)} == before
     assert second.stdout.split() == [str(tmp_path / n) for n in ("out.ora", "out_object2.png", "out_background.png")]
@@ -255,7 +296,7 @@ def test_pngs_an_earlier_run_left_beside_the_output_are_named_and_kept(files, tm
     third = run("split", d / "scene.png", "--labels", tmp_path / "out_object7.png", "-o", tmp_path / "out.ora",
                 "--no-png")
     assert third.returncode == 0, third.stderr
-    notes = [line for line in third.stderr.splitlines() if "not from this run" in line]
+    notes = [line for line in third.stderr.splitlines() if "not written by this run" in line]
     assert len(notes) == 1 and "out_object7.png" not in notes[0] and "out_background.png" in notes[0], third.stderr
 
 

@@ -66,6 +66,7 @@ def test_split_into_layers_by_phrases_through_the_server(model_backend):
         assert result.info["alpha_mode"] == "mask" and result.info["recomposition_error"] <= 2.5 / 255
         progress = [e.message for e in events if isinstance(e.message, Progress)]
         assert [p.stage for p in progress].count("detect") == 2  # stage 2 for each object, shown
+        assert {"a cat: done", "a vase: done"} <= {p.stage for p in progress}  # each split named by its phrase
         assert [p.fraction for p in progress] == sorted(p.fraction for p in progress)
         # a wrong phrase option is refused before the job is accepted
         final, events = c.run(SplitLayers(from_array(rgba, "u8", "BGRA"), phrases=["a cat"],

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from layeringdiff.errors import InputError
 from layeringdiff.io.images import load_image, load_mask
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, features
 
 RAMP = (np.linspace(0, 65535, 48 * 32).reshape(32, 48)).astype(np.uint16)
 
@@ -150,20 +150,26 @@ def save_labels(path, labels: np.ndarray, how: str) -> np.ndarray:
         Image.fromarray(labels.astype(np.uint16)).save(path)
     elif how in ("la_opaque", "la_clear", "rgba_clear"):
         alpha = np.full(labels.shape, 255, np.uint8)
-        if how != "la_opaque":  # the label layer's unpainted pixels: clear, whatever colour they store
+        if how != "la_opaque":  # the label layer's unpainted pixels: clear, whatever colour they keep
             alpha[labels == 0] = 0
         stored = np.where(labels == 0, 77, labels).astype(np.uint8)
-        channels = [stored] if how.startswith("la") else [stored] * 3
-        Image.fromarray(np.dstack([*channels, alpha]), "LA" if how.startswith("la") else "RGBA").save(path)
+        channels = [stored] if how.startswith("la") else [stored, stored, np.where(labels == 0, 200, labels)]
+        Image.fromarray(np.dstack([*channels, alpha]).astype(np.uint8),
+                        "LA" if how.startswith("la") else "RGBA").save(path)
         if how == "la_opaque":
             return stored
     elif how == "rgb_grey":
         Image.fromarray(labels).convert("RGB").save(path)
+    elif how == "grey_trns":  # a PNG optimiser's form of a grey map with clear pixels: one transparent grey
+        Image.fromarray(np.where(labels == 0, 9, labels).astype(np.uint8)).save(path, transparency=9)
+    elif how == "rgb_trns":
+        Image.fromarray(np.where(labels == 0, 9, labels).astype(np.uint8)).convert("RGB").save(path,
+                                                                                          transparency=(9, 9, 9))
     return labels
 
 
 @pytest.mark.parametrize("how", ["grey2", "grey4", "bit1", "grey16", "la_opaque", "la_clear", "rgba_clear",
-                                 "rgb_grey"])
+                                 "rgb_grey", "grey_trns", "rgb_trns"])
 def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
     """A label map saved by another tool: 1-, 2- and 4-bit grey (which Pillow scales to 0-255: label 1 read as 85 at
     2 bits), 16-bit grey (an instance map), grey with an alpha that is opaque or clear (a label layer exported with
@@ -181,18 +187,28 @@ def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
     ("rgb_colour", "colour (RGB) image: labels are an 8-bit grey or paletted PNG (0: no object, 1: the frontmost "
                    "object, 2: the next, ...); a picture with one flat colour per object is what the Krita docker's"),
     ("webp", "is a WebP file: its values cannot be taken as labels"),
+    ("rgb16", "a colour (RGB) image at 16 bits a channel: labels are"),
+    ("tiff_jpeg", "is TIFF with jpeg-compressed: the compression changes the values along every edge"),
+    pytest.param("avif", "is AVIF-compressed", marks=pytest.mark.skipif(not features.check("avif"),
+                                                                         reason="this Pillow has no AVIF")),
 ])
 def test_labels_whose_values_are_not_labels_are_refused(tmp_path, how, words):
     from layeringdiff.io.images import load_labels
 
     labels = np.random.default_rng(6).integers(0, 4, (9, 13)).astype(np.uint8)
-    path = tmp_path / ("l.webp" if how == "webp" else "l.png")
+    path = tmp_path / {"webp": "l.webp", "tiff_jpeg": "l.tif", "avif": "l.avif"}.get(how, "l.png")
     if how == "grey16_big":
         Image.fromarray(np.where(labels == 3, 300, labels.astype(np.uint16))).save(path)
     elif how == "la_soft":
         Image.fromarray(np.dstack([labels, np.where(labels == 0, 128, 255).astype(np.uint8)]), "LA").save(path)
     elif how == "rgb_colour":
         Image.fromarray(np.dstack([labels * 60, labels, labels]).astype(np.uint8)).save(path)
+    elif how == "rgb16":  # grey values in 16-bit colour: Pillow hands out the high bytes, all 0
+        cv2.imwrite(str(path), np.dstack([labels] * 3).astype(np.uint16))
+    elif how == "tiff_jpeg":
+        Image.fromarray(labels * 60).save(path, compression="jpeg")
+    elif how == "avif":
+        Image.fromarray(labels * 60).save(path)
     else:
         Image.fromarray(labels).save(path, lossless=True)
     with pytest.raises(InputError) as info:

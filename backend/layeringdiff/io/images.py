@@ -206,18 +206,23 @@ def _binary_as_selection(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # Pillow's names (a WebP opens as RGB: refused by its mode)
+LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000", "AVIF", "HEIF")  # Pillow's names (WebP: refused apart)
+LOSSY_TIFF = ("jpeg", "tiff_jpeg", "webp")  # a TIFF's compressions that change values (Pillow's names)
 
 
 def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
     values are read as they are stored (a palette's indices, not its colours). Also taken, as other tools save the
-    same values: 1-, 2- and 4-bit grey (Pillow scales those to 0-255: scaled back), 16-bit grey up to 255 (an instance
-    map), and grey or R=G=B colour whose transparency is only opaque or clear (a clear pixel is no object: a label
-    layer exported with its unpainted pixels). Anything else is refused: its values would not be labels."""
+    same values: 1-bit (0/1), 2- and 4-bit grey (Pillow scales those to 0-255: scaled back), 16-bit grey up to 255
+    (an instance map), and grey or R=G=B colour whose transparency is only opaque or clear (a clear pixel is no
+    object, whatever colour it keeps: a label layer exported with its unpainted pixels; a PNG's transparent colour
+    too). Anything else is refused: its values would not be labels."""
     img, rawmode = _open(path, max_pixels)
-    if img.format in LOSSY_FORMATS:
-        raise InputError(f"'{path}' is {img.format}-compressed: the compression changes the values along every "
+    lossy = img.format if img.format in LOSSY_FORMATS else None
+    if img.format == "TIFF" and img.info.get("compression") in LOSSY_TIFF:
+        lossy = f"TIFF with {img.info['compression']}"
+    if lossy:
+        raise InputError(f"'{path}' is {lossy}-compressed: the compression changes the values along every "
                          "edge, and each changed value would become an object of its own", "save the labels as PNG")
     if img.format == "WEBP":  # Pillow opens every WebP as colour, and a lossy one's values are not the painted ones
         raise InputError(f"'{path}' is a WebP file: its values cannot be taken as labels (it may be lossy-compressed)",
@@ -236,13 +241,16 @@ LOW_BIT_GREY = {"L;2": 85, "L;4": 17}  # Pillow's scale of 2- and 4-bit grey sam
 def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str]:
     """The file's stored values as HxW uint8 labels, or why they cannot be labels: what is wrong with them and what
     to do instead (clauses for the message; empty where the file's mode says it)."""
+    if ";16" in rawmode and img.mode in ("LA", "RGB", "RGBA"):  # Pillow hands these out as their high bytes
+        return " at 16 bits a channel", ""
     if img.mode == "P":
         return np.asarray(img, dtype=np.uint8)
-    if img.mode == "1":
-        return np.asarray(img, dtype=np.uint8)  # 0/1: one object
-    if img.mode == "L":
-        values = np.asarray(img, dtype=np.uint8)
-        return values // LOW_BIT_GREY[rawmode] if rawmode in LOW_BIT_GREY else values
+    if img.mode in ("1", "L"):
+        values = np.array(img, dtype=np.uint8)  # "1": 0/1, one object
+        if rawmode in LOW_BIT_GREY:
+            values //= LOW_BIT_GREY[rawmode]
+        # a PNG's transparent grey, as stored (2-bit: 0-3)
+        return _clear_at(values, values == img.info["transparency"]) if "transparency" in img.info else values
     if img.mode in GREY16:
         wide = np.asarray(img)
         if wide.size and 0 <= int(wide.min()) and int(wide.max()) <= 255:
@@ -251,16 +259,25 @@ def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str
         return f" with values from {low} to {high} (labels are 0 to 255)", ""
     if img.mode in ("LA", "RGB", "RGBA"):
         pixels = np.asarray(img, dtype=np.uint8)
-        grey = pixels[..., 0]
-        if img.mode != "LA" and not (np.array_equal(grey, pixels[..., 1]) and np.array_equal(grey, pixels[..., 2])):
-            return "", "; a picture with one flat colour per object is what the Krita docker's label layer takes"
         if img.mode == "RGB":
-            return grey.copy()
-        alpha = pixels[..., -1]
-        if not np.all((alpha == 0) | (alpha == 255)):
-            return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
-        return np.where(alpha == 255, grey, 0).astype(np.uint8)
+            clear = np.all(pixels == np.asarray(img.info["transparency"], np.uint8), axis=2) \
+                if isinstance(img.info.get("transparency"), tuple) else np.zeros(pixels.shape[:2], bool)
+        else:
+            alpha = pixels[..., -1]
+            if not np.all((alpha == 0) | (alpha == 255)):
+                return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
+            clear = alpha == 0
+        grey = pixels[..., 0]
+        if img.mode != "LA" and not np.all(((grey == pixels[..., 1]) & (grey == pixels[..., 2])) | clear):
+            return "", "; a picture with one flat colour per object is what the Krita docker's label layer takes"
+        return _clear_at(grey.copy(), clear)
     return "", ""
+
+
+def _clear_at(values: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """Labels with their transparent pixels at 0 (no object), in place."""
+    values[clear] = 0
+    return values
 
 
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
