@@ -162,6 +162,10 @@ def save_labels(path, labels: np.ndarray, how: str) -> np.ndarray:
         Image.fromarray(labels).convert("RGB").save(path)
     elif how == "grey_trns":  # a PNG optimiser's form of a grey map with clear pixels: one transparent grey
         Image.fromarray(np.where(labels == 0, 9, labels).astype(np.uint8)).save(path, transparency=9)
+    elif how == "palette_trns":  # index 9 clear in the palette, label 3's pixels opaque
+        img = Image.fromarray(np.where(labels == 0, 9, labels).astype(np.uint8), "P")
+        img.putpalette(list(range(256)) * 3)
+        img.save(path, transparency=bytes([255] * 9 + [0]))
     elif how == "rgb_trns":
         Image.fromarray(np.where(labels == 0, 9, labels).astype(np.uint8)).convert("RGB").save(path,
                                                                                           transparency=(9, 9, 9))
@@ -169,7 +173,7 @@ def save_labels(path, labels: np.ndarray, how: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("how", ["grey2", "grey4", "bit1", "grey16", "la_opaque", "la_clear", "rgba_clear",
-                                 "rgb_grey", "grey_trns", "rgb_trns"])
+                                 "rgb_grey", "grey_trns", "rgb_trns", "palette_trns"])
 def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
     """A label map saved by another tool: 1-, 2- and 4-bit grey (which Pillow scales to 0-255: label 1 read as 85 at
     2 bits), 16-bit grey (an instance map), grey with an alpha that is opaque or clear (a label layer exported with
@@ -184,6 +188,7 @@ def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
 @pytest.mark.parametrize(("how", "words"), [
     ("grey16_big", "a 16-bit grey image with values from 0 to 300 (labels are 0 to 255)"),
     ("la_soft", "with half-transparent pixels (a soft brush's edge"),
+    ("palette_soft", "a paletted image with half-transparent pixels"),
     ("rgb_colour", "colour (RGB) image: labels are an 8-bit grey or paletted PNG (0: no object, 1: the frontmost "
                    "object, 2: the next, ...); a picture with one flat colour per object is what the Krita docker's"),
     ("webp", "is a WebP file: its values cannot be taken as labels"),
@@ -203,6 +208,10 @@ def test_labels_whose_values_are_not_labels_are_refused(tmp_path, how, words):
         Image.fromarray(np.dstack([labels, np.where(labels == 0, 128, 255).astype(np.uint8)]), "LA").save(path)
     elif how == "rgb_colour":
         Image.fromarray(np.dstack([labels * 60, labels, labels]).astype(np.uint8)).save(path)
+    elif how == "palette_soft":
+        img = Image.fromarray(labels, "P")
+        img.putpalette(list(range(256)) * 3)
+        img.save(path, transparency=bytes([0, 255, 128]))  # label 2 half clear
     elif how == "rgb16":  # grey values in 16-bit colour: Pillow hands out the high bytes, all 0
         cv2.imwrite(str(path), np.dstack([labels] * 3).astype(np.uint16))
     elif how == "tiff_jpeg":

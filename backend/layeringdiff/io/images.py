@@ -214,9 +214,9 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
     values are read as they are stored (a palette's indices, not its colours). Also taken, as other tools save the
     same values: 1-bit (0/1), 2- and 4-bit grey (Pillow scales those to 0-255: scaled back), 16-bit grey up to 255
-    (an instance map), and grey or R=G=B colour whose transparency is only opaque or clear (a clear pixel is no
-    object, whatever colour it keeps: a label layer exported with its unpainted pixels; a PNG's transparent colour
-    too). Anything else is refused: its values would not be labels."""
+    (an instance map), and grey or R=G=B colour. Where a file has transparency it must be only opaque or clear, and
+    a clear pixel is no object, whatever value or colour it keeps (a label layer exported with its unpainted pixels;
+    a PNG's transparent colour or palette entry). Anything else is refused: its values would not be labels."""
     img, rawmode = _open(path, max_pixels)
     lossy = img.format if img.format in LOSSY_FORMATS else None
     if img.format == "TIFF" and img.info.get("compression") in LOSSY_TIFF:
@@ -243,8 +243,20 @@ def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str
     to do instead (clauses for the message; empty where the file's mode says it)."""
     if ";16" in rawmode and img.mode in ("LA", "RGB", "RGBA"):  # Pillow hands these out as their high bytes
         return " at 16 bits a channel", ""
-    if img.mode == "P":
-        return np.asarray(img, dtype=np.uint8)
+    if img.mode == "P":  # the indices; an index the palette makes clear is no object
+        values = np.array(img, dtype=np.uint8)
+        given = img.info.get("transparency")
+        if given is None:
+            return values
+        alphas = np.full(256, 255, np.uint8)
+        if isinstance(given, int):
+            alphas[given] = 0
+        else:
+            alphas[:len(given)] = np.frombuffer(bytes(given), np.uint8)[:256]
+        used = alphas[values]
+        if not np.all((used == 0) | (used == 255)):
+            return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
+        return _clear_at(values, used == 0)
     if img.mode in ("1", "L"):
         values = np.array(img, dtype=np.uint8)  # "1": 0/1, one object
         if rawmode in LOW_BIT_GREY:
@@ -282,7 +294,8 @@ def _clear_at(values: np.ndarray, clear: np.ndarray) -> np.ndarray:
 
 MODE_NAMES = {**dict.fromkeys(GREY16, "16-bit grey"), "1": "1-bit black-and-white", "LA": "grey-with-transparency",
               "PA": "paletted-with-transparency", "RGB": "colour (RGB)", "RGBA": "colour-with-transparency (RGBA)",
-              "CMYK": "CMYK", "I": "32-bit integer grey", "F": "32-bit float grey"}
+              "CMYK": "CMYK", "I": "32-bit integer grey", "F": "32-bit float grey", "P": "paletted",
+              "L": "8-bit grey"}
 
 
 # zlib level 1: on a 4096^2 RGBA layer about 2x faster than level 6 for files about 5% larger (benchmarks/bench_big.py)
