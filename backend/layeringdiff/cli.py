@@ -141,8 +141,8 @@ def earlier_layer_files(out: Path, written: dict[str, Path], inputs: list[str | 
 
 
 def _same_file(path: Path, given: str | None) -> bool:
-    """False where either cannot be looked at (a dangling link, a file removed meanwhile): the outputs are written
-    by now, and a note must not fail the command."""
+    """Whether `path` is the file `given` (by any path or link); False where either is missing or cannot be looked
+    at (a dangling link, a file removed meanwhile: a note after the outputs are written must not fail them)."""
     try:
         return bool(given) and os.path.samefile(path, str(given))
     except OSError:
@@ -164,7 +164,7 @@ def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, 
     lose the input. `inputs`: what the user calls each input ('IMAGE', '--mask') -> its path."""
     for target in (out, *pngs.values()):
         for role, given in inputs.items():
-            if given and target.exists() and os.path.exists(given) and os.path.samefile(target, given):
+            if _same_file(target, given):
                 beside = "" if target == out else f" (a PNG written beside -o {out}; or add --no-png)"
                 raise InputError(f"output '{target}'{beside} is the {role} file '{given}': writing it would "
                                  f"replace that input; choose another -o")

@@ -227,22 +227,16 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     if img.format == "WEBP":  # Pillow opens every WebP as colour, and a lossy one's values are not the painted ones
         raise InputError(f"'{path}' is a WebP file: its values cannot be taken as labels (it may be lossy-compressed)",
                          "save the labels as an 8-bit grey or paletted PNG")
-    values = _label_values(img, rawmode)
-    if isinstance(values, tuple):
-        kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
-        raise InputError(f"'{path}' is a {kind} image{values[0]}: labels are an 8-bit grey or paletted PNG (0: no "
-                         f"object, 1: the frontmost object, 2: the next, ...){values[1]}")
-    return upright(values, orientation(img))
+    return upright(_label_values(img, rawmode, path), orientation(img))
 
 
 LOW_BIT_GREY = {"L;2": 85, "L;4": 17}  # Pillow's scale of 2- and 4-bit grey samples up to 8 bits
 
 
-def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str]:
-    """The file's stored values as HxW uint8 labels, or why they cannot be labels: what is wrong with them and what
-    to do instead (clauses for the message; empty where the file's mode says it)."""
+def _label_values(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
+    """The file's stored values as HxW uint8 labels; refused where they cannot be labels."""
     if ";16" in rawmode and img.mode in ("LA", "RGB", "RGBA"):  # Pillow hands these out as their high bytes
-        return " at 16 bits a channel", ""
+        raise _not_labels(path, img, " at 16 bits a channel")
     if img.mode == "P":  # the indices; an index the palette makes clear is no object
         values = np.array(img, dtype=np.uint8)
         given = img.info.get("transparency")
@@ -253,10 +247,7 @@ def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str
             alphas[given] = 0
         else:
             alphas[:len(given)] = np.frombuffer(bytes(given), np.uint8)[:256]
-        used = alphas[values]
-        if not np.all((used == 0) | (used == 255)):
-            return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
-        return _clear_at(values, used == 0)
+        return _clear_at(values, _clear_pixels(alphas[values], path, img))
     if img.mode in ("1", "L"):
         values = np.array(img, dtype=np.uint8)  # "1": 0/1, one object
         if rawmode in LOW_BIT_GREY:
@@ -268,22 +259,34 @@ def _label_values(img: Image.Image, rawmode: str) -> np.ndarray | tuple[str, str
         if wide.size and 0 <= int(wide.min()) and int(wide.max()) <= 255:
             return wide.astype(np.uint8)
         low, high = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
-        return f" with values from {low} to {high} (labels are 0 to 255)", ""
+        raise _not_labels(path, img, f" with values from {low} to {high} (labels are 0 to 255)")
     if img.mode in ("LA", "RGB", "RGBA"):
         pixels = np.asarray(img, dtype=np.uint8)
         if img.mode == "RGB":
             clear = np.all(pixels == np.asarray(img.info["transparency"], np.uint8), axis=2) \
                 if isinstance(img.info.get("transparency"), tuple) else np.zeros(pixels.shape[:2], bool)
         else:
-            alpha = pixels[..., -1]
-            if not np.all((alpha == 0) | (alpha == 255)):
-                return " with half-transparent pixels (a soft brush's edge: no value of their own)", ""
-            clear = alpha == 0
+            clear = _clear_pixels(pixels[..., -1], path, img)
         grey = pixels[..., 0]
         if img.mode != "LA" and not np.all(((grey == pixels[..., 1]) & (grey == pixels[..., 2])) | clear):
-            return "", "; a picture with one flat colour per object is what the Krita docker's label layer takes"
+            raise _not_labels(path, img, tail="; a picture with one flat colour per object is what the Krita docker's "
+                                              "label layer takes")
         return _clear_at(grey.copy(), clear)
-    return "", ""
+    raise _not_labels(path, img)
+
+
+def _not_labels(path: str | Path, img: Image.Image, detail: str = "", tail: str = "") -> InputError:
+    """`detail`: what is wrong beyond the file's kind; `tail`: what to do instead."""
+    kind = MODE_NAMES.get(img.mode, f"{img.mode} (Pillow's name)")
+    return InputError(f"'{path}' is a {kind} image{detail}: labels are an 8-bit grey or paletted PNG (0: no object, "
+                      f"1: the frontmost object, 2: the next, ...){tail}")
+
+
+def _clear_pixels(alpha: np.ndarray, path: str | Path, img: Image.Image) -> np.ndarray:
+    """Where a pixel's alpha (or its palette entry's) is 0; half-transparent ones have no value of their own."""
+    if not np.all((alpha == 0) | (alpha == 255)):
+        raise _not_labels(path, img, " with half-transparent pixels (a soft brush's edge: no value of their own)")
+    return alpha == 0
 
 
 def _clear_at(values: np.ndarray, clear: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from ..imaging.compose import composite_error, composite_stack
 from ..io.images import to_u8
 from ..options import LayerMethod, MatteFn, SplitOptions
 from ..progress import ProgressFn, no_progress, sub_progress
-from .split import check_size, split_layer
+from .split import check_shows, check_size, split_layer
 
 
 class LabelMasks(Sequence[np.ndarray]):
@@ -191,8 +191,7 @@ def split_objects(image: np.ndarray, masks: Sequence[np.ndarray], options: Split
     if not masks:
         raise InputError("no object to split: every label is 0")
     check_size(image)  # before any object: these are the picture's, not an object's
-    if image.ndim == 3 and image.shape[2] == 4 and not np.any(image[..., 3] > 0):
-        raise InputError("the layer is fully transparent: nothing to split")
+    check_shows(image)
     peeled = Peeled()
     eight_bit = options is not None and options.quantize == 255
     opaque = image.shape[2] == 3 or float(image[..., 3].min()) >= 1.0  # a layer's own alpha: F's alpha is a a_layer

@@ -38,6 +38,12 @@ def check_size(image: np.ndarray) -> None:
                          f"{MIN_SIDE_PX} pixels or more each way)")
 
 
+def check_shows(image: np.ndarray) -> None:
+    """A layer with nothing visible has nothing to split."""
+    if image.ndim == 3 and image.shape[2] == 4 and not np.any(image[..., 3] > 0):
+        raise InputError("the layer is fully transparent: nothing to split")
+
+
 def check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise InputError(f"image must be HxWx3 or HxWx4, got shape {image.shape}")
@@ -157,8 +163,7 @@ def split_layer(
     h, w = image.shape[:2]
     rgb = image[..., :3]
     layer_alpha = image[..., 3] if image.shape[2] == 4 else None
-    if layer_alpha is not None and not np.any(layer_alpha > 0):
-        raise InputError("the layer is fully transparent: nothing to split")
+    check_shows(image)
     info: dict[str, Any] = {"method": method.name, "alpha_mode": options.alpha_mode,
                             "hint": "mask" if box is None else "box"}
     if method.fill:
