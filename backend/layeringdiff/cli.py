@@ -784,8 +784,10 @@ def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "tra
                              f"{'' if paper else '; default'})")
     parser.add_argument("--size", type=int, default=512, help="sample side (shorter side resized, centre crop)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", choices=("train", "test"), default=split,
-                        help=f"which part of the sources: training, or the held-out test part (default {split})")
+    parser.add_argument("--split", choices=("train", "test", "all"), default=split,  # train.dataset.SPLITS (lazy)
+                        help="which part of the sources: training, the held-out test part (a tenth of the names, by "
+                             "a hash), or all of them, for folders that are one part already (the paper's Table 4 "
+                             f"takes MAGICK's and BG-20k's test folders) (default {split})")
     parser.add_argument("--foregrounds", help="folder of RGBA foregrounds (default: procedural)")
     parser.add_argument("--backgrounds", help="folder of backgrounds (default: photos shipped in scikit-image)")
     parser.add_argument("--num-workers", type=int, default=0,

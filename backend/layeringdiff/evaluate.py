@@ -130,17 +130,18 @@ OURS_COMPOSITION = "LayeringDiff FBDD + HFA + least-change composition (ours)"
 
 def fbdd_hfa_methods(fbdd: Any, hfa: Any, steps: int, seed: int) -> dict[str, Method]:
     """The layering stage twice, as Table 4's "Ours" with the paper's composition (FBDD + HFA, copy-through: the
-    layers as they come) and with this project's least-change step after it. Both rows share one FBDD + HFA run
-    per sample (the evaluation calls the methods in turn on the same arrays)."""
-    from .stages.layering import copy_through, decompose_at_working_size, refine_tiled
+    layers as they come) and with this project's least-change step after it. Both run it as a split does: FBDD and
+    HFA on the object's crop (the inputs HFA is trained on: layering.hfa_inputs), the composite outside it. Both
+    rows share one FBDD + HFA run per sample (the evaluation calls the methods in turn on the same arrays)."""
+    from .stages.layering import fbdd_method, on_object_crop
 
+    stage = fbdd_method(fbdd, hfa, steps, seed).layers
     last: dict[str, Any] = {}
 
     def layers(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if last.get("comp") is not comp or last.get("alpha") is not alpha:
-            fg, bg = decompose_at_working_size(fbdd, comp, alpha, steps, seed)
-            last.update(comp=comp, alpha=alpha, layers=copy_through(comp, alpha, *refine_tiled(hfa, comp, alpha, fg,
-                                                                                                 bg)))
+            found = on_object_crop(comp, alpha, lambda rgb, a: stage(rgb, a, no_progress))
+            last.update(comp=comp, alpha=alpha, layers=found)
         return last["layers"]
 
     def ours(comp: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

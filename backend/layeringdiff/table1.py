@@ -146,11 +146,14 @@ def clip_score(images: list[np.ndarray], prompts: list[str], clip: Callable[[], 
     return float(metric.compute())
 
 
-def fg_miou(models: Any, layer: np.ndarray, phrase: str, alpha: np.ndarray, box_threshold: float = 0.35,
-            text_threshold: float = 0.25) -> float:
-    """The paper's FG-MIoU for one layer: the phrase's best box on it (Grounding DINO), SAM's mask there, and its
-    IoU with the foreground's alpha > 0.5; 0 when nothing is found."""
-    from .stages.foreground import choose_box, detect, segment, to_pil
+def fg_miou(models: Any, layer: np.ndarray, phrase: str, alpha: np.ndarray, box_threshold: float | None = None,
+            text_threshold: float | None = None) -> float:
+    """The paper's FG-MIoU for one layer: the phrase's best box on it (Grounding DINO, at stage 2's thresholds unless
+    given), SAM's mask there, and its IoU with the foreground's alpha > 0.5; 0 when nothing is found."""
+    from .stages.foreground import BOX_THRESHOLD, TEXT_THRESHOLD, choose_box, detect, segment, to_pil
+
+    box_threshold = BOX_THRESHOLD if box_threshold is None else box_threshold
+    text_threshold = TEXT_THRESHOLD if text_threshold is None else text_threshold
 
     pil = to_pil(as_image(layer))
     dino, dino_processor = models.grounding_dino()

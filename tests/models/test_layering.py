@@ -16,6 +16,7 @@ from layeringdiff.stages.layering import (
     HFA,
     copy_through,
     fbdd_input,
+    fbdd_method,
     fbdd_unet_from_inpainting,
     widen_conv_in,
 )
@@ -517,3 +518,29 @@ def test_table_4_has_ours_with_the_papers_composition_and_with_the_least_change_
     assert np.abs(a * paper_f + (1 - a) * paper_b - comp).max() > 1e-2  # the untrained FBDD's layers as they come
     methods[PAPER_COMPOSITION](comp.copy(), alpha)
     assert len(calls) == 2  # another sample: run again
+
+
+def test_table_4_runs_ours_as_a_split_does_on_the_objects_crop(fbdd):
+    """Table 4's "Ours" is the split's layering: FBDD and HFA on the object's crop (what HFA is trained on), the
+    composite outside it; the least-change row is what split_layer makes from the same alpha."""
+    from layeringdiff.evaluate import OURS_COMPOSITION, PAPER_COMPOSITION, fbdd_hfa_methods
+    from layeringdiff.options import SplitOptions
+    from layeringdiff.stages.layering import decompose_at_working_size
+    from layeringdiff.stages.split import split_layer
+
+    small, small_alpha, _, _ = synthetic_composite(32, 32, seed=3)
+    comp = np.full((160, 160, 3), 0.3, np.float32)  # a small object in a corner of a bigger canvas
+    alpha = np.zeros((160, 160), np.float32)
+    comp[4:36, 124:156], alpha[4:36, 124:156] = small, small_alpha
+    hfa = HFA.new(base_channels=8, levels=2)
+    methods = fbdd_hfa_methods(fbdd, hfa, 2, 0)
+    paper_f, paper_b = methods[PAPER_COMPOSITION](comp, alpha)
+    far = (slice(110, 160), slice(0, 50))  # outside the crop (64 px around the object): the composite
+    assert np.array_equal(paper_f[far], comp[far]) and np.array_equal(paper_b[far], comp[far])
+    whole_f, _ = decompose_at_working_size(fbdd, comp, alpha, 2, 0)  # the whole canvas at the working size
+    assert np.abs(paper_f - whole_f)[alpha > 0].mean() > 1e-3
+    ours_f, ours_b = methods[OURS_COMPOSITION](comp, alpha)
+    split = split_layer(comp, mask=alpha, options=SplitOptions(alpha_mode="mask"),
+                        method=fbdd_method(fbdd, hfa, 2, 0))
+    assert np.abs(split.foreground[..., :3] - ours_f).max() < 1e-5
+    assert np.abs(split.background[..., :3] - ours_b).max() < 1e-5

@@ -139,7 +139,7 @@ def test_determine_foreground_end_to_end_from_box_to_trimap_to_alpha(manager, ph
     (phrase_call, dets), (glass_call, glass) = seen["detect"]
     assert phrase_call[3] == "a cat" and glass_call[3:5] == (options.transparent_query, options.transparent_threshold)
     if trimap_kind == "matteanything":  # the defaults: MatteAnything's query and box threshold
-        assert glass_call[3:5] == ("glass, lens, crystal, diamond, bubble, bulb, web, grid", 0.5)
+        assert glass_call[3:5] == ("glass.lens.crystal.diamond.bubble.bulb.web.grid", 0.5)
     assert info["trimap"] == trimap_kind
     assert info["detections"] == len(dets) >= 1
     x0, y0, x1, y1 = dets[0].box  # the best box, floored and ceiled to pixels inside the 128x96 image

@@ -97,6 +97,30 @@ def test_held_out_sources_never_appear_in_training_samples(tmp_path):
             assert fg_name != bg_name
 
 
+def test_split_all_takes_every_file_of_a_folder_that_is_a_test_set_already(tmp_path):
+    """The paper's Table 4 draws from MAGICK's and BG-20k's own test folders: `--split all` takes each whole."""
+    import argparse
+
+    from layeringdiff.cli import add_data_args
+    from layeringdiff.train.dataset import SPLITS
+
+    names = [f"img{i}" for i in range(40)]
+    for kind in ("fg", "bg"):
+        (tmp_path / kind).mkdir()
+    for i, name in enumerate(names):
+        level = (i + 1) / 64
+        save_png(tmp_path / "fg" / f"{name}.png", np.dstack([np.full((8, 8, 3), level), np.ones((8, 8))]))
+        save_png(tmp_path / "bg" / f"{name}.png", np.full((8, 8, 3), level))
+    ds = LayerDataset(DatasetConfig(size=16, length=4, split="all", foregrounds=str(tmp_path / "fg"),
+                                    backgrounds=str(tmp_path / "bg")))
+    assert [p.stem for p in ds.fg_files] == [p.stem for p in ds.bg_files] == sorted(names)
+    assert set(LayerDataset(DatasetConfig(split="all")).photos) == set(SHIPPED_PHOTOS["train"] + SHIPPED_PHOTOS["test"])
+    parser = argparse.ArgumentParser()
+    add_data_args(parser, 10, split="test")
+    assert parser.parse_args(["--split", "all"]).split == "all"
+    assert next(a for a in parser._actions if a.dest == "split").choices == SPLITS
+
+
 def test_a_sample_never_pairs_a_source_with_itself(tmp_path):
     (tmp_path / "fg").mkdir()
     (tmp_path / "bg").mkdir()  # "x" is in both folders: as foreground it is never its own background

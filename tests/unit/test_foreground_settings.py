@@ -8,8 +8,11 @@ from layeringdiff.stages.foreground import ForegroundOptions, matte_anything_tri
 
 
 def test_the_defaults_are_matteanythings():
+    """MatteAnything's text-input version: foreground box and text thresholds 0.25, the transparency query as its UI
+    passes it (full stops) at box threshold 0.5."""
     options = ForegroundOptions()
-    assert options.transparent_query == "glass, lens, crystal, diamond, bubble, bulb, web, grid"
+    assert (options.box_threshold, options.text_threshold) == (0.25, 0.25)
+    assert options.transparent_query == "glass.lens.crystal.diamond.bubble.bulb.web.grid"
     assert options.transparent_threshold == 0.5 and options.trimap == "matteanything"
     assert ForegroundOptions.from_dict({"trimap": "scaled"}).trimap == "scaled"
     with pytest.raises(InputError, match="trimap must be one of"):

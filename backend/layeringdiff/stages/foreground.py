@@ -16,11 +16,13 @@ from ..imaging.trimap import UNKNOWN, trimap_from_mask
 from ..progress import ProgressFn, no_progress
 from .learned_matte import learned_matte, to_pil
 
-BOX_THRESHOLD = 0.35  # Grounding DINO's usual thresholds
+# The paper gives no numbers for stage 2 and defers it to MatteAnything (hustvl/Matte-Anything, matte_anything.py,
+# the version with a foreground text input): its foreground box and text thresholds, its transparency query (as its
+# UI passes it: full stops, which Grounding DINO reads as separate phrases) and box threshold, and its trimap (a
+# 10x10 kernel, 5 iterations of erosion and of dilation)
+BOX_THRESHOLD = 0.25
 TEXT_THRESHOLD = 0.25
-# The paper defers stage 2's details to MatteAnything (hustvl/Matte-Anything, matte_anything.py): its transparency
-# query and box threshold, and its trimap (a 10x10 kernel, 5 iterations of erosion and of dilation)
-TRANSPARENT_QUERY = "glass, lens, crystal, diamond, bubble, bulb, web, grid"
+TRANSPARENT_QUERY = "glass.lens.crystal.diamond.bubble.bulb.web.grid"
 TRANSPARENT_THRESHOLD = 0.5
 MATTE_ANYTHING_KERNEL = 10
 MATTE_ANYTHING_ITERATIONS = 5

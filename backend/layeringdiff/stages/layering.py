@@ -13,6 +13,7 @@ full resolution from the composite.
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -367,12 +368,21 @@ def hfa_inputs(fbdd: FBDD, composite: np.ndarray, alpha: np.ndarray, steps: int,
     the object's crop (split_layer's, with FBDD_CONTEXT's margin) at its working size, brought back with the same
     resampling; outside the crop alpha is 0 and both layers are the composite, as split_layer leaves them there.
     HFA's training inputs are made here (train/hfa.py), so it learns on what it sees in use."""
+    return on_object_crop(composite, alpha,
+                          lambda rgb, a: decompose_at_working_size(fbdd, rgb, a, steps, seed, size))
+
+
+def on_object_crop(composite: np.ndarray, alpha: np.ndarray,
+                   layers: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """`layers` (rgb, alpha -> F, B) on the object's crop as split_layer gives it to the FBDD method (FBDD_CONTEXT's
+    margin), the whole image's F and B back: the composite outside the crop, as split_layer leaves them there."""
     from .split import context_margin, object_crop
 
     rgb = composite[..., :3]
     crop = object_crop(alpha, context_margin(alpha, FBDD_CONTEXT))
     fg, bg = rgb.astype(np.float32, copy=True), rgb.astype(np.float32, copy=True)
-    fg[crop], bg[crop] = decompose_at_working_size(fbdd, rgb[crop], alpha[crop], steps, seed, size)
+    fg[crop], bg[crop] = layers(rgb[crop], alpha[crop])
     return fg, bg
 
 

@@ -1,5 +1,6 @@
-"""The paper's zero-shot layer method, used without FBDD weights: the foreground by multi-level estimation,
-the background un-mixed where partly visible and inpainted by Stable Diffusion 2 where hidden."""
+"""A zero-shot layer method, used without FBDD weights (this project's, close to the paper's third Table 4
+baseline, Germer et al. + inpainting): the foreground by multi-level estimation, the background un-mixed where
+partly visible and inpainted by Stable Diffusion 2 where hidden (the hole dilated)."""
 
 from typing import Any
 

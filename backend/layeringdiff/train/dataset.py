@@ -12,7 +12,8 @@ A foreground is always resized premultiplied (a F and a, then divided), so colou
 into F's edges. Every sample is a pure function of (seed, index).
 
 - The sources are split once into a training part and a held-out test part (`split`): the test set's
-  foregrounds and backgrounds are never seen in training. A sample never pairs a source with itself.
+  foregrounds and backgrounds are never seen in training. Folders that are one part already (BG-20k's test folder,
+  as the paper's Table 4 takes it) are taken whole with split "all". A sample never pairs a source with itself.
 - F where alpha = 0 is defined: the foreground's colours extended outward (compose.extend_foreground), the
   same definition the whole-layer metrics of evaluate.py use.
 - Samples are 8-bit (F, B, alpha, as a painting stores them) and C is composed from those exactly, so Eq. 1
@@ -40,7 +41,10 @@ SHIPPED_PHOTOS = {
     "train": ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field"),
     "test": ("retina", "stereo_motorcycle", "colorwheel", "brick", "grass", "gravel", "camera"),
 }
-SPLITS = ("train", "test")
+SHIPPED_PHOTOS["all"] = SHIPPED_PHOTOS["train"] + SHIPPED_PHOTOS["test"]
+# "all": every file of the folders, for sources that come split already (the paper's test sets: MAGICK's and
+# BG-20k's own test folders)
+SPLITS = ("train", "test", "all")
 TEST_PERCENT = 10  # of the files of a foreground or background folder, held out for testing by a hash of the name
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 FIELDS = ("foreground", "background", "alpha")  # stored, 8-bit; the composite is made from them
@@ -58,7 +62,7 @@ class DatasetConfig:
     scale_max: float = 1.0
     foregrounds: str | None = None  # folder of RGBA images; None: procedural
     backgrounds: str | None = None  # folder of images; None: shipped photos
-    split: str = "train"  # which part of the sources: "train", or the held-out "test"
+    split: str = "train"  # which part of the sources: "train", the held-out "test", or "all" (SPLITS)
     recipe: str = "random"  # RECIPES: how foreground and background are put together (module docstring)
 
 
@@ -115,7 +119,7 @@ def split_files(folder: str, split: str) -> list[Path]:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images in {folder}")
-    chosen = [p for p in files if held_out(p.stem) == (split == "test")]
+    chosen = files if split == "all" else [p for p in files if held_out(p.stem) == (split == "test")]
     if not chosen:
         raise FileNotFoundError(f"none of the {len(files)} images in {folder} falls in the {split} split "
                                 f"({TEST_PERCENT}% of the names are held out for testing)")
