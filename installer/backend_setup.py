@@ -11,9 +11,14 @@ Steps: check (Python, venv, disk space), environment (HOME/env, reused when it w
 pip that reports download progress), packages (the wheel and its dependencies from the package index), verify
 (every module imports, the version is the wheel's), prepare (`layeringdiff prepare` compiles the image kernels),
 then HOME/backend.json names the environment's Python. Nothing outside HOME is written except pip's own download
-cache, which lets a retry skip what it already fetched. A failed or cancelled run leaves backend.json out, so the
-docker offers the setup again; the next run repairs what it finds.
+cache, which lets a retry skip what it already fetched. backend.json is taken away when the run starts changing the
+environment (pip installing, or a broken environment made again): a run that fails or is cancelled before that (the
+package index out of reach, a package missing) leaves an earlier backend as it was, working; one that fails after it
+leaves backend.json out, so the docker offers the setup again, and the next run repairs what it finds. One run at a
+time in a HOME (HOME/setup.lock). Runs on old Pythons far enough to say that they are too old.
 """
+
+from __future__ import annotations  # a Python older than 3.10 gets to the check that names it
 
 import argparse
 import json
@@ -22,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +49,14 @@ _BUILDING = re.compile(r"Building wheel for (\S+)")
 _UNREACHABLE = re.compile(r"Failed to establish a new connection: \[Errno -?\d+\] ([^'\")]+)|"
                           r"(Name or service not known|Temporary failure in name resolution|SSLError|"
                           r"CERTIFICATE_VERIFY_FAILED|Read timed out)")
+_HOST = re.compile(r"HTTPS?ConnectionPool\(host='([^']+)', port=(\d+)\)")
+# pip waits and tries again (5 times by default, 15 s each): said in the docker's status line, not only in the log
+_RETRYING = re.compile(r"Retrying \(Retry\(total=(\d+).*?after connection broken by '(\w+)")
+_CHANGING = ("Installing collected packages", "Attempting uninstall")  # pip starts changing the environment here
+_NO_SPACE = re.compile(r"No space left on device|\[Errno 28\]|There is not enough space on the disk")
+_PIP_CONFIG = re.compile(r"Configuration file (?:could not be loaded|contains invalid)")
+_CONFIG_FILE = re.compile(r"file: '([^']+)'|characters in (.+?)\.?$")
+LOCK_FILE = "setup.lock"
 
 
 class SetupFailed(Exception):
@@ -100,6 +114,37 @@ def remove_tree(path: Path) -> None:
         raise OSError(f"cannot remove {path}: a program may still use it (close it and retry)")
 
 
+def lock(path: Path):  # -> an open file, the lock held while it is open (and dropped when the process ends)
+    """One setup at a time in a folder: a second Krita window's Set up, or one started again while the first goes on,
+    would run pip into the same environment at once."""
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SetupFailed("check", f"another setup is running in {path.parent} (in another Krita window, or one "
+                                   "still ending): wait for it to finish, then press Set up backend again") from None
+    return handle
+
+
+def pip_config_trouble(lines: list) -> str:
+    """pip's own words when its configuration file cannot be read, with the file named; '' when that is not it."""
+    at = next((i for i, ln in enumerate(lines) if _PIP_CONFIG.search(ln)), None)
+    if at is None:
+        return ""
+    text = " ".join(ln.strip() for ln in lines[at:at + 4] if ln.strip())
+    found = _CONFIG_FILE.search(text)
+    where = (found.group(1) or found.group(2)) if found else "(pip config list names it)"
+    return (f"pip's configuration file {where} cannot be read: correct it or move it away ({text[:160]})")
+
+
 class Setup:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -108,6 +153,14 @@ class Setup:
         self.python = env_python(self.env)
         self.order = [s for s in STEPS if not (s == "prepare" and args.no_prepare)]
         self.step = "check"
+        self.state = self.home / STATE_FILE
+        self.lock = None
+
+    def changing(self) -> None:
+        """The environment is about to change: an earlier backend is no longer known to work until this run ends."""
+        if self.state.exists():
+            self.state.unlink()
+            log(f"(the environment is being changed: {self.state.name} is written again when the setup finishes)")
 
     def begin(self, step: str) -> None:
         self.step = step
@@ -121,7 +174,7 @@ class Setup:
         env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PIP_NO_INPUT="1")
         proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, encoding="utf-8", errors="replace")
-        lines, current, failing, unreachable = [], "", "", ""
+        lines, current, failing, unreachable, host = [], "", "", "", ""
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
@@ -131,6 +184,14 @@ class Setup:
                 continue
             lines.append(line)
             log(line)
+            if pip and line.startswith(_CHANGING) and line.split(":", 1)[-1].strip() != "pip":  # pip's own update
+                self.changing()  # leaves the backend as it was
+            retry = _RETRYING.search(line) if pip else None
+            if retry:
+                emit("retry", left=int(retry.group(1)), why=retry.group(2))
+            address = _HOST.search(line) if pip else None
+            if address:
+                host = f"{address.group(1)}:{address.group(2)}"
             for pattern in (_DOWNLOADING, _COLLECTING, _BUILDING):
                 hit = pattern.search(line) if pip else None
                 if hit:
@@ -143,18 +204,29 @@ class Setup:
             if network:
                 unreachable = (network.group(1) or network.group(2)).strip().lower()
         code = proc.wait()
+        if code == 0 and unreachable:  # pip went on without the index (nothing it needed from it): said, not fatal
+            log(f"(pip could not reach the package index: {unreachable}; it went on with what it had)")
         if code != 0:
             errors = [ln.strip() for ln in lines if ln.strip().upper().startswith("ERROR")]
-            why = errors[-1] if errors else (lines[-1].strip() if lines else f"exit code {code}")
+            said = [ln.strip() for ln in lines if ln.strip()]
+            why = errors[-1] if errors else (" ".join(said[-3:]) if said else f"exit code {code}")
             if not unreachable and failing and self.args.index_url:  # pip says "from versions: none" either way
                 unreachable = probe_index(self.args.index_url)
-            if unreachable:
-                index = self.args.index_url or "pip's package index"
-                why = f"the package index ({index}) could not be reached: {unreachable}"
+            config = pip_config_trouble(lines) if pip else ""
+            if config:
+                why, failing, current = config, "", ""
+            elif any(_NO_SPACE.search(ln) for ln in lines):  # not the package's fault: whichever pip was on
+                why = (f"the disk is full (no space left on device): free about {NEED_BYTES / 1e9:.1f} GB on the "
+                       f"disk of {self.home} (and of the temporary folder, {tempfile.gettempdir()}), then retry")
+                failing = current = ""
+            elif unreachable:
+                index = self.args.index_url or (f"{host}, pip's own" if host else "pip's own")
+                why = (f"the package index ({index}) could not be reached: {unreachable}. Check the internet "
+                       "connection or the proxy (pip reads HTTPS_PROXY), or set another package index under Advanced")
                 if "certificate" in unreachable:
                     why += (" (a network that inspects encrypted traffic needs its certificate authority trusted: "
                             "the system's certificate store, or PIP_CERT)")
-            raise SetupFailed(self.step, why[:300], failing or current)
+            raise SetupFailed(self.step, why[:400], failing or current)
         return "\n".join(lines)
 
     # ---- the steps ---------------------------------------------------------------------------------
@@ -171,6 +243,7 @@ class Setup:
         if not wheel.is_file():
             raise SetupFailed("check", f"the backend wheel {wheel} is missing: import the plugin zip again")
         self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = lock(self.home / LOCK_FILE)
         free = shutil.disk_usage(self.home).free
         have = self.env_size() if self.env.exists() else 0
         need = max(NEED_BYTES - have, 0)
@@ -198,6 +271,7 @@ class Setup:
                 return
             except (OSError, subprocess.SubprocessError):
                 log(f"the environment in {self.env} does not run: making it again")
+        self.changing()
         remove_tree(self.env)  # a half-made one (a cancelled or failed run) never blocks the retry
         self.run([sys.executable, "-m", "venv", str(self.env)])
 
@@ -249,13 +323,11 @@ class Setup:
         self.run([self.python, "-m", "layeringdiff", "prepare"])
 
     def main(self) -> int:
-        state = self.home / STATE_FILE
+        state = self.state
         started = time.monotonic()
         try:
             for step in self.order:
                 self.begin(step)
-                if step == "environment":  # from here on the old environment is being changed: not ready
-                    state.unlink(missing_ok=True)
                 getattr(self, step)()
         except SetupFailed as exc:
             emit("error", step=exc.step, n=self.order.index(exc.step) + 1, of=len(self.order),
@@ -275,7 +347,7 @@ class Setup:
         return 0
 
 
-def main(argv: list | None = None) -> int:
+def main(argv: list | None = None) -> int:  # noqa: UP007 - read lazily (the future import)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", required=True, help="the folder for the environment (Krita's data/layeringdiff)")
     parser.add_argument("--wheel", required=True, help="the backend wheel to install (from the plugin zip)")

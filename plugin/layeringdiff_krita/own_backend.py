@@ -105,6 +105,7 @@ class OwnBackend:
         if self.state == SetupState.FINDING and self.finder is not None and self.finder.done:
             finder, self.finder = self.finder, None
             if finder.found is None:
+                self.view.add_setup_log([f"  tried {t}" for t in finder.tried], False)
                 self.set_state(SetupState.FAILED, finder.error)
                 return
             self.view.add_setup_log([f"using {finder.found.how}", *[f"  tried {t}" for t in finder.found.tried]],
@@ -125,6 +126,8 @@ class OwnBackend:
                 self.view.show_message(f"The backend is set up ({run.result.get('release', '')}, "
                                        f"{run.result.get('python', '')}).")
                 self.on_ready()
+            elif self.home.python():  # an update that stopped before it changed anything: the backend as it was
+                self.kept(run)
             else:
                 self.set_state(SetupState.FAILED, run.failure())
             return
@@ -133,6 +136,16 @@ class OwnBackend:
             text = run.text()
             self.view.set_setup_progress(text, run.fraction())
             self.view.set_connection(SETTING_UP, text)  # the status line at the top: always in view
+
+    def kept(self, run: SetupRun) -> None:
+        """A failed or cancelled update that left the earlier backend working (the setup takes backend.json away
+        only once it starts changing the environment): said, that backend started again, the update offered again."""
+        release = self.home.state().get("release", "")
+        what = run.failure() if not run.cancelled else "The update was cancelled."
+        text = f"{what} The backend you had ({release}) is unchanged and runs again; Update backend tries again."
+        self.view.show_message(text, error=not run.cancelled)
+        self.set_state(SetupState.UPDATE, text)
+        self.on_ready()
 
     def offer_update(self, backend: str, plugin: str) -> None:
         self.set_state(SetupState.UPDATE, f"The backend is {backend}, this plugin {plugin}: Update backend installs "

@@ -22,7 +22,9 @@ MIN_VERSION = (3, 10)
 # the best-supported first: every dependency of the backend ships wheels for these; then newer, then older
 PREFERRED = ((3, 12), (3, 13), (3, 11), (3, 14), (3, 10))
 UV_PYTHON = "3.12"  # what uv is asked for when it has to provide the Python
-PROBE = "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"
+# the version first, so that a Python without venv (or too old to be asked further) is still named in the log
+PROBE = ("import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable); import venv, ensurepip; "
+         "print('venv')")
 MAC_DIRS = ("/opt/homebrew/bin", "/usr/local/bin", "/Library/Frameworks/Python.framework/Versions/Current/bin")
 LINUX_DIRS = ("/usr/bin", "/usr/local/bin")
 NOT_FOUND = ("No Python 3.10 or later with venv was found. Install Python from python.org (on Windows keep the "
@@ -60,14 +62,20 @@ def _rank(version: Tuple[int, int]) -> int:
     return PREFERRED.index(version) if version in PREFERRED else len(PREFERRED) + (100 - version[1])
 
 
-def probe(python: str, run: Run, prefix: Sequence[str] = ()) -> Optional[Tuple[Tuple[int, int], str]]:
-    """(version, executable) of a Python that has venv and ensurepip, else None."""
+def probe(python: str, run: Run, prefix: Sequence[str] = ()) -> Tuple[Optional[Tuple[Tuple[int, int], str]], str]:
+    """((version, executable), verdict) of a Python that has venv and ensurepip, else (None, why not): the verdict
+    is what the docker's log says of it."""
     code, out = run([python, *prefix, "-c", PROBE])
     lines = out.strip().splitlines()
-    if code != 0 or len(lines) < 2:
-        return None
-    version = _version(lines[0])
-    return (version, lines[1].strip()) if version and version >= MIN_VERSION else None
+    version = _version(lines[0]) if lines else None
+    if version is None:
+        return None, "does not run (or is no Python)"
+    shown = "{}.{}".format(*version)
+    if version < MIN_VERSION:
+        return None, f"{shown}, older than {MIN_VERSION[0]}.{MIN_VERSION[1]}"
+    if code != 0 or len(lines) < 3 or lines[2].strip() != "venv":
+        return None, f"{shown} without venv/ensurepip (Debian, Ubuntu: install python3-venv)"
+    return (version, lines[1].strip()), f"{shown} with venv"
 
 
 def py_launcher_versions(listing: str) -> List[str]:
@@ -111,15 +119,15 @@ def candidates(system: str, which: Callable[[str], Optional[str]], run: Run,
 
 def find_python(system: str = sys.platform, which: Callable[[str], Optional[str]] = shutil.which,
                 run: Run = run_command, is_file: Callable[[str], bool] = os.path.isfile,
-                uv_dirs: Sequence[str] = ()) -> Optional[Found]:
-    """The best Python to set up the backend with, else uv, else None (say NOT_FOUND)."""
-    tried: List[str] = []
+                uv_dirs: Sequence[str] = (), tried: Optional[List[str]] = None) -> Optional[Found]:
+    """The best Python to set up the backend with, else uv, else None (say NOT_FOUND). `tried`: a list that gets
+    each candidate with what was found of it, found or not (for the docker's log)."""
+    tried = [] if tried is None else tried
     best: Optional[Found] = None
     best_rank = 1 << 30
     for program, prefix in candidates(system, which, run, is_file):
         shown = " ".join([program, *prefix])
-        result = probe(program, run, prefix)
-        verdict = "{}.{} with venv".format(*result[0]) if result else "no (older than 3.10, or no venv)"
+        result, verdict = probe(program, run, prefix)
         tried.append(f"{shown}: {verdict}")
         if result and _rank(result[0]) < best_rank:
             best_rank = _rank(result[0])

@@ -221,6 +221,7 @@ class SetupRun(ChildRun):
         self.last_download: Optional[Download] = None  # shown, with its speed, until the next file is under way
         self.error: Dict[str, Any] = {}
         self.result: Dict[str, Any] = {}
+        self.waiting = ""  # pip waiting on a package index that does not answer, until the next step or download
 
     def start(self) -> bool:
         if not super().start():
@@ -233,8 +234,14 @@ class SetupRun(ChildRun):
         if kind == "step":
             self.step, self.n, self.of = str(event.get("text", "")), int(event.get("n", 0)), int(event.get("of", 0))
             self.download, self.last_download = Download(), None
+            self.waiting = ""
             self.add_log(f"== step {self.n} of {self.of}: {self.step}")
+        elif kind == "retry":  # pip's own retries (15 s each by default): a captive portal, a proxy that hangs
+            left = int(event.get("left", 0))
+            self.waiting = (f"the package index does not answer ({event.get('why', 'no reply')}); pip tries again "
+                            f"{left} more time{'s' if left != 1 else ''}")
         elif kind == "download":
+            self.waiting = ""
             if event.get("package") != self.download.package:
                 if self.download.speed() > 0:
                     self.last_download = self.download
@@ -261,8 +268,10 @@ class SetupRun(ChildRun):
             speed = d.speed()
             parts.append(f"{d.package or 'downloading'} {fmt_bytes(d.done)} of {fmt_bytes(d.total)}"
                          + (f", {speed / 1e6:.1f} MB/s" if speed > 0 else ""))
+        if self.waiting:
+            parts.append(self.waiting)
         parts.append(fmt_elapsed(self.clock() - self.started))
-        return ": ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")
+        return ": ".join(parts[:2]) + "".join(", " + part for part in parts[2:])
 
     def fraction(self) -> float:
         """Progress for a bar: whole steps, and the download's share inside its step."""
@@ -296,10 +305,11 @@ class Finder:
         self.found: Optional[Found] = None
         self.done = False
         self.error = ""
+        self.tried: List[str] = []  # each Python looked at, and what it is: in the log, found or not
 
         def work() -> None:
             try:
-                self.found = (find or find_python)(uv_dirs=uv_dirs)
+                self.found = (find or find_python)(uv_dirs=uv_dirs, tried=self.tried)
                 if self.found is None:
                     self.error = NOT_FOUND
             except Exception as exc:  # a broken PATH entry must not end the docker's setup silently

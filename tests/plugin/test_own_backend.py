@@ -15,7 +15,7 @@ import pytest
 from layering_protocol import RELEASE, compare_releases, server_release
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.own_backend import OwnBackend, SetupState
-from layeringdiff_krita.python_finder import Found
+from layeringdiff_krita.python_finder import NOT_FOUND, Found
 from layeringdiff_krita.settings import Settings
 from layeringdiff_krita.setup_run import EVENT_PREFIX, Bundle, Home, SetupRun
 
@@ -49,6 +49,38 @@ def test_the_docker_shows_step_download_speed_and_elapsed_time():
     lines, count = run.lines_since(0)
     assert "Collecting numpy>=1.24" in lines and "== step 4 of 6: installing the backend and its packages" in lines
     assert run.lines_since(count) == ([], count)
+
+
+def test_an_index_that_does_not_answer_is_said_in_the_status_line_while_pip_waits(tmp_path):
+    """A captive portal or a hanging proxy: pip waits 15 s a try, 5 tries, per file. The setup passes pip's retries
+    on (a real pip against a server that accepts and never answers), and the docker's status line says them."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    home = tmp_path / "home"
+    subprocess.run([sys.executable, "-m", "venv", str(home / "env")], check=True, timeout=300)
+    try:
+        proc = setup_script(home, tiny_wheel(tmp_path, needs="tqdm"), "--index-url",
+                            f"http://127.0.0.1:{port}/simple", "--no-prepare",
+                            env=artists_pip(PIP_TIMEOUT="1", PIP_RETRIES="1"))
+    finally:
+        silent.close()
+    got = events(proc.stdout)
+    retries = [e for e in got if e["event"] == "retry"]
+    assert retries and retries[-1]["left"] == 0 and retries[-1]["why"] == "ReadTimeoutError", got
+    assert got[-1]["event"] == "error" and "could not be reached: read timed out" in got[-1]["why"]
+    clock = FakeClock()
+    run = SetupRun(["true"], clock)
+    run.feed(event("step", step="pip", n=3, of=6, text="updating pip"))
+    clock.advance(31)
+    run.feed(event("retry", left=3, why="ReadTimeoutError"))
+    assert run.text() == ("step 3 of 6: updating pip: the package index does not answer (ReadTimeoutError); pip "
+                          "tries again 3 more times, 31 s")
+    run.feed(event("step", step="packages", n=4, of=6, text="installing the backend and its packages"))
+    assert "does not answer" not in run.text()
 
 
 def test_a_failure_is_one_sentence_naming_the_step_and_the_package():
@@ -93,12 +125,12 @@ def test_cancel_ends_the_setup_and_everything_it_started(tmp_path):
     assert "cancelled" in run.failure()
 
 
-def tiny_wheel(folder):
-    """A valid wheel named like the backend's that needs numpy from the index (and holds nothing else)."""
+def tiny_wheel(folder, needs="numpy>=1.24"):
+    """A valid wheel named like the backend's that needs `needs` from the index (and holds nothing else)."""
     wheel = folder / f"layeringdiff-{RELEASE}-py3-none-any.whl"
     info = f"layeringdiff-{RELEASE}.dist-info"
     files = {f"{info}/METADATA": f"Metadata-Version: 2.1\nName: layeringdiff\nVersion: {RELEASE}\n"
-                                 "Requires-Dist: numpy>=1.24\n",
+                                 + (f"Requires-Dist: {needs}\n" if needs else ""),
              f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     with zipfile.ZipFile(wheel, "w") as zf:
         for name, text in files.items():
@@ -134,6 +166,87 @@ def test_the_setup_script_names_an_unreachable_index_and_leaves_nothing_that_blo
     assert not (home / "backend.json").exists()
 
 
+def artists_pip(**extra):
+    """pip as on an artist's machine: none of this workplace's settings (local wheel folders, constraints)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull,
+                                                                                 **extra}
+
+
+def test_an_update_keeps_the_working_backend_until_pip_starts_changing_it(tmp_path):
+    """backend.json (the docker's "a backend is set up") stays while nothing has changed: an index out of reach, a
+    broken pip.conf, a second setup in the same folder; it goes once pip installs, so a run that fails after that
+    leaves the setup to be done again. The reasons name what to do."""
+    home = tmp_path / "home"
+    subprocess.run([sys.executable, "-m", "venv", str(home / "env")], check=True, timeout=300)
+    python = home / "env" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    state = home / "backend.json"
+    earlier = json.dumps({"python": str(python), "release": "0.1.0"})
+    state.write_text(earlier)
+    wheel = tiny_wheel(tmp_path, needs="tqdm")  # tqdm: not in the environment, so pip needs the index
+    proc = setup_script(home, wheel, "--index-url", "http://127.0.0.1:9/simple", "--no-prepare",
+                        env=artists_pip(PIP_RETRIES="0"))
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["step"] in ("pip", "packages") and state.read_text() == earlier, error
+    assert "(http://127.0.0.1:9/simple) could not be reached" in error["why"] and "proxy" in error["why"]
+    broken = tmp_path / "pip.conf"
+    broken.write_text("[global\nindex-url = http://127.0.0.1:9/simple\n")
+    proc = setup_script(home, wheel, "--no-prepare", env=artists_pip(PIP_CONFIG_FILE=str(broken)))
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and state.read_text() == earlier, error
+    assert f"pip's configuration file {broken} cannot be read: correct it or move it away" in error["why"]
+    assert not error["package"]
+    if os.name != "nt":  # another run holds the folder's lock
+        import fcntl
+
+        with open(home / "setup.lock", "a+") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            proc = setup_script(home, wheel, "--no-prepare")
+        error = events(proc.stdout)[-1]
+        assert proc.returncode == 1 and error["step"] == "check" and "another setup is running" in error["why"]
+        assert state.read_text() == earlier
+    proc = setup_script(home, tiny_wheel(tmp_path, needs=""), "--no-prepare")  # installs (offline), then verify fails
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["step"] == "verify" and not state.exists(), error
+    assert "Installing collected packages: layeringdiff" in proc.stdout
+
+
+def test_a_full_disk_is_said_as_such_not_blamed_on_a_package(tmp_path):
+    module = __import__("importlib").import_module
+    sys.path.insert(0, str(SETUP_SCRIPT.parent))
+    try:
+        setup = module("backend_setup")
+    finally:
+        sys.path.remove(str(SETUP_SCRIPT.parent))
+    args = setup.argparse.Namespace(home=str(tmp_path), wheel="w.whl", index_url="", no_prepare=True)
+    run = setup.Setup(args)
+    run.step = "packages"
+    said = ("Collecting lazy_loader\nInstalling collected packages: numpy\n"
+            "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device\n")
+    with pytest.raises(setup.SetupFailed) as failed:
+        run.run([sys.executable, "-c", f"import sys; sys.stdout.write({said!r}); sys.exit(1)"], pip=True)
+    assert failed.value.package == "" and failed.value.text.startswith("the disk is full (no space left on device)")
+    assert str(tmp_path) in failed.value.text
+    with pytest.raises(setup.SetupFailed) as failed:  # no ERROR line, the last one blank: the last lines said
+        run.run([sys.executable, "-c", "print('the venv module failed:'); print('ensurepip is missing'); print(); "
+                                        "raise SystemExit(1)"])
+    assert failed.value.text == "the venv module failed: ensurepip is missing"
+
+
+def test_the_setup_script_reaches_its_too_old_check_on_old_pythons(tmp_path):
+    """Debian 11 and macOS's own python3 are 3.9: the by-hand command must say so, not fail on 3.10 syntax."""
+    import ast
+
+    source = SETUP_SCRIPT.read_text()
+    ast.parse(source, feature_version=(3, 8))
+    assert "from __future__ import annotations" in source  # annotations such as `list | None` never evaluated
+    fake = ("import runpy, sys; sys.version_info = (3, 9, 2, 'final', 0); sys.version = '3.9.2 (fake)'; "
+            f"sys.argv = ['backend_setup.py', '--home', {str(tmp_path)!r}, '--wheel', 'w.whl']; "
+            f"runpy.run_path({str(SETUP_SCRIPT)!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", fake], capture_output=True, text=True, timeout=60)
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["why"] == "Python 3.9.2 is too old: the backend needs 3.10 or later"
+
+
 def test_modules_missing_after_the_install_are_named(tmp_path):
     """A package that installs but leaves a module out (the leading Krita AI plugin's most frequent complaint) is
     found by the setup, not by the first split: here the wheel holds no code at all."""
@@ -157,6 +270,8 @@ home = args[args.index("--home") + 1]
 say = lambda kind, **f: print({prefix!r} + json.dumps(dict(event=kind, **f)), flush=True)
 say("step", step="check", n=1, of=2, text="checking")
 print("a line of the installer's own output", flush=True)
+if os.path.exists(os.path.join(home, "hang")):
+    time.sleep(60)
 if os.path.exists(os.path.join(home, "fail-once")):
     os.remove(os.path.join(home, "fail-once"))
     say("error", step="check", n=1, of=2, text="checking", why="the disk is full", package="numpy")
@@ -203,6 +318,53 @@ def test_a_failed_setup_says_why_and_retry_finishes_it(tmp_path, monkeypatch):
     pump(own, lambda: own.state == SetupState.READY)
     assert started == [True] and Path(home.python()).is_file()
     assert view.setup_log[0].startswith("using Python 3.x")  # a new run starts a new log
+
+
+def test_an_update_that_fails_or_is_cancelled_before_it_changes_anything_keeps_the_backend_running(tmp_path,
+                                                                                                   monkeypatch):
+    """The setup keeps backend.json until it starts changing the environment: the docker then says what failed,
+    starts the backend it had again and offers the update again, instead of "not set up"."""
+    found = Found([sys.executable], "3.x", "Python 3.x (this test's)")
+    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", lambda **_: found)
+    home = Home(str(tmp_path / "home"))
+    os.makedirs(home.folder)
+    Path(home.folder, "backend.json").write_text(json.dumps({"python": sys.executable, "release": "0.1.0"}))
+    Path(home.folder, "fail-once").write_text("")
+    view, started, stopped = FakeView(), [], []
+    own = OwnBackend(view, home, fake_bundle(tmp_path), lambda: started.append(True), lambda: stopped.append(True))
+    own.offer_update("0.1.0", RELEASE)
+    own.start()  # Update backend
+    pump(own, lambda: not own.busy)
+    assert own.state == SetupState.UPDATE and stopped == [True] and started == [True]
+    said = "The setup failed at step 1 of 2 (checking) on package numpy: the disk is full."
+    assert view.setup[-1][1].startswith(said) and "The backend you had (0.1.0) is unchanged" in view.setup[-1][1]
+    assert view.last == (view.setup[-1][1], True)
+    Path(home.folder, "hang").write_text("")
+    own.start()
+    pump(own, lambda: own.state == SetupState.RUNNING and own.run is not None and own.run.n == 1)
+    own.cancel()
+    pump(own, lambda: not own.busy)
+    assert own.state == SetupState.UPDATE and started == [True, True]
+    assert view.last == ("The update was cancelled. The backend you had (0.1.0) is unchanged and runs again; Update "
+                         "backend tries again.", False)
+    os.remove(Path(home.folder, "backend.json"))  # a run that had started changing the environment: set up again
+    os.remove(Path(home.folder, "hang"))
+    Path(home.folder, "fail-once").write_text("")
+    own.start()
+    pump(own, lambda: not own.busy)
+    assert own.state == SetupState.FAILED and started == [True, True]
+
+
+def test_no_python_found_says_what_to_install_and_the_log_says_what_each_one_was(tmp_path, monkeypatch):
+    def nothing(tried, **_):
+        tried.append("/usr/bin/python3: 3.9, older than 3.10")
+
+    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", nothing)
+    view = FakeView()
+    own = OwnBackend(view, Home(str(tmp_path)), fake_bundle(tmp_path), lambda: None, lambda: None)
+    own.start()
+    pump(own, lambda: own.state == SetupState.FAILED)
+    assert view.setup[-1][1] == NOT_FOUND and "  tried /usr/bin/python3: 3.9, older than 3.10" in view.setup_log
 
 
 def test_no_backend_means_the_setup_panel_and_no_split(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ class Machine:
     def __init__(self, path=None, files=(), pythons=None, listing=""):
         self.path = path or {}  # name -> full path
         self.files = set(files)
-        self.pythons = pythons or {}  # (program, *prefix) -> (version, executable) or None (no venv)
+        # (program, *prefix) -> (version, executable[, has venv]); absent: not a Python at all
+        self.pythons = pythons or {}
         self.listing = listing
         self.ran = []
 
@@ -29,11 +30,14 @@ class Machine:
         assert cmd[-2:] == ["-c", PROBE]
         answer = self.pythons.get(tuple(cmd[:-2]))
         if answer is None:
-            return 1, ""  # no venv/ensurepip, or not a Python at all
-        return 0, f"{answer[0]}\n{answer[1]}\n"
+            return 1, ""  # not a Python at all
+        version, executable, *venv = answer
+        if venv and not venv[0]:  # the version said, then `import venv, ensurepip` fails
+            return 1, f"{version}\n{executable}\n"
+        return 0, f"{version}\n{executable}\nvenv\n"
 
-    def find(self, system, uv_dirs=()):
-        return find_python(system, self.which, self.run, self.is_file, uv_dirs)
+    def find(self, system, uv_dirs=(), tried=None):
+        return find_python(system, self.which, self.run, self.is_file, uv_dirs, tried)
 
 
 def test_linux_prefers_the_best_supported_python_with_venv():
@@ -41,16 +45,25 @@ def test_linux_prefers_the_best_supported_python_with_venv():
                       "python3.12": "/opt/py/bin/python3.12"},
                 pythons={("/usr/bin/python3",): ("3.13", "/usr/bin/python3.13"),
                          ("/usr/bin/python3.13",): ("3.13", "/usr/bin/python3.13"),
-                         ("/opt/py/bin/python3.12",): None})  # 3.12 without venv (Debian's without python3-venv)
+                         # 3.12 without venv (Debian's without python3-venv)
+                         ("/opt/py/bin/python3.12",): ("3.12", "/opt/py/bin/python3.12", False)})
     found = m.find("linux")
     assert found.command == ["/usr/bin/python3.13"] and found.version == "3.13"
-    assert any("python3.12: no" in t for t in found.tried)
+    assert "/opt/py/bin/python3.12: 3.12 without venv/ensurepip (Debian, Ubuntu: install python3-venv)" in found.tried
 
 
 def test_linux_refuses_pythons_older_than_3_10_and_says_what_to_install():
-    m = Machine(path={"python3": "/usr/bin/python3"}, pythons={("/usr/bin/python3",): ("3.9", "/usr/bin/python3")})
-    assert m.find("linux") is None
+    m = Machine(path={"python3": "/usr/bin/python3", "python3.11": "/usr/bin/python3.11"},
+                files={"/usr/local/bin/python3.12"},
+                pythons={("/usr/bin/python3",): ("3.9", "/usr/bin/python3"),
+                         ("/usr/bin/python3.11",): ("3.11", "/usr/bin/python3.11", False)})
+    tried = []
+    assert m.find("linux", tried=tried) is None
     assert "3.10" in NOT_FOUND and "python3-venv" in NOT_FOUND and "uv" in NOT_FOUND
+    # what each one is, for the docker's log: the user sees why none was taken
+    assert tried == ["/usr/local/bin/python3.12: does not run (or is no Python)",
+                     "/usr/bin/python3.11: 3.11 without venv/ensurepip (Debian, Ubuntu: install python3-venv)",
+                     "/usr/bin/python3: 3.9, older than 3.10"]
 
 
 def test_macos_looks_beyond_the_short_path_of_an_app_started_from_the_finder():
