@@ -2,6 +2,7 @@
 SIGTERM takes to stop it in several states; then the attacks, each against a fresh server. Prints figures.
 
     .venv/bin/python benchmarks/bench_soak.py [--messages 100000] [--max-memory 2G] [--attacks-only]
+        [--attack WORDS]  (only the attacks whose name holds WORDS)
 
 Mixed: mutated and hostile messages (tests/integration/fuzz.py), pings, status, hellos, echoes of 1 KB to
 8 MB, messages of 65-100 MB (over the size limit), small split jobs (many refused busy), from four clients
@@ -14,6 +15,10 @@ worst ping, the peak RSS against the budget, and the time SIGTERM takes to stop 
   frames: one message of 10,000,000 empty frames at full speed [no ping delayed past 0.25 s]
   unfinished: 8 connections each sending 6,500,000 empty frames of a message never finished [RSS under budget]
   the connection flood again, with CURVE keys (--keys) [it survives]
+  active connections: 1,000 libzmq connections from another host (127.0.0.2), each having sent a ping, open-files
+  limit 1024 [a newcomer's pings and split answered]
+  held replies: raw connections each asking a 256 MB echo, then reading nothing but keeping their connections
+  alive, until they hold 90% of the budget [a newcomer's split done, not refused too_large]
   a job that grows 8 MB every 10 ms without a step (a test job runner) [killed over its worker's share; RSS under
   budget; answered too_large with its peak]
   real splits whose work needs about 3 GB and about 0.8 GB (4096^2 and 2048^2, a selection of two corner pixels)
@@ -52,7 +57,14 @@ from layeringdiff.wire import from_array  # noqa: E402
 from benchmarks.bench_job_memory import scene_arrays  # noqa: E402
 from tests.conftest import BackendProcess, ServerProcess  # noqa: E402
 from tests.integration.fuzz import mutate  # noqa: E402
-from tests.integration.rawpeer import FileLimitedBackend, Pinger, RawPeer, open_connections  # noqa: E402
+from tests.integration.rawpeer import (  # noqa: E402
+    EchoHolders,
+    FileLimitedBackend,
+    Pinger,
+    PingFlood,
+    RawPeer,
+    open_connections,
+)
 
 CLIENTS = 4
 BATCH = 200
@@ -62,6 +74,9 @@ FLOOD_CONNECTIONS = 10_000
 FLOOD_FRAMES = 10_000_000
 UNFINISHED_PEERS = 8
 UNFINISHED_FRAMES = 6_500_000
+ACTIVE_CONNECTIONS = 1_000
+HELD_ECHO_SIDE = 8000  # 256 MB a reply
+HELD_BUDGET = 2 << 30  # the budget the held replies fill (--max-memory 2G)
 SMALL_FLOOD_FRAMES = 150_000  # most often complete (in libzmq) before the in-flight watch acts: drained by the loop
 
 
@@ -284,6 +299,33 @@ def keyed_connection_flood(server: BackendProcess) -> str:
     return connection_flood(server, **client_keys())
 
 
+def newcomer(endpoint: str) -> str:
+    """What a client that connects now gets: its pings, and a small split's last reply."""
+    with Client(endpoint) as c:
+        pings = 0
+        for _ in range(3):
+            with contextlib.suppress(TimeoutError):
+                pings += isinstance(c.request(Ping(0.0), 5).message, Pong)
+    return f"a newcomer's pings {pings}/3, its split {final_reply(endpoint, split_message(), 60)}"
+
+
+def active_connection_flood(server: BackendProcess) -> str:
+    with PingFlood(server.endpoint, ACTIVE_CONNECTIONS):
+        time.sleep(3)
+        open_fds = len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+        return f"{open_fds} descriptors open (limit {FLOOD_FILES}); {newcomer(server.endpoint)}"
+
+
+def held_replies(server: BackendProcess) -> str:
+    with EchoHolders(server.endpoint, HELD_ECHO_SIDE, int(0.9 * HELD_BUDGET), server.proc.pid) as holders:
+        held = psutil.Process(server.proc.pid).memory_info().rss
+        time.sleep(6)
+        outcome = newcomer(server.endpoint)
+    cut = sum("it has taken nothing of its replies" in line for line in server.log.splitlines())
+    return (f"{len(holders.peers)} connections held {held / 2**20:.0f} MB of replies; {outcome}; {cut} of them cut "
+            "off")
+
+
 def final_reply(endpoint: str, message: object, timeout: float = 300, **keys: str) -> str:
     """The job's last reply, in a few words."""
     start = time.monotonic()
@@ -434,7 +476,7 @@ def stop_during(start: Callable[..., BackendProcess], max_memory: str,
         thread.join(120)  # its sockets closed before the next server starts
 
 
-def attacks(max_memory: str) -> None:
+def attacks(max_memory: str, only: str = "") -> None:
     print(f"attacks (another client pinging every 50 ms; budget {max_memory}; peak RSS: the server and its workers "
           "sampled every 5 ms, and the server's own VmHWM):")
     budget = parse_size(max_memory)
@@ -442,6 +484,10 @@ def attacks(max_memory: str) -> None:
              lambda *a: FileLimitedBackend(FLOOD_FILES, *a), False),
             (f"{FLOOD_CONNECTIONS:,} connections, open-files limit {FLOOD_FILES}, with --keys", keyed_connection_flood,
              lambda *a: keyed_backend(FLOOD_FILES, *a), True),
+            (f"{ACTIVE_CONNECTIONS:,} active connections from another host, open-files limit {FLOOD_FILES}",
+             active_connection_flood, lambda *a: FileLimitedBackend(FLOOD_FILES, *a), False),
+            (f"held replies: echoes of {HELD_ECHO_SIDE}^2 never read", held_replies,
+             lambda *a: BackendProcess("--max-memory", f"{HELD_BUDGET >> 30}G"), False),
             (f"one message of {FLOOD_FRAMES:,} empty frames", frame_flood, BackendProcess, False),
             (f"one message of {SMALL_FLOOD_FRAMES:,} empty frames in one write", small_frame_flood, BackendProcess,
              False),
@@ -454,6 +500,8 @@ def attacks(max_memory: str) -> None:
             ("a 2048^2 split of two corner pixels (its work: about 0.8 GB)", corners_split(2048), BackendProcess,
              False))
     for name, attack, start, keyed in runs:
+        if only not in name:
+            continue
         server = start("--max-memory", max_memory)
         try:
             pid = server.proc.pid
@@ -471,7 +519,8 @@ def attacks(max_memory: str) -> None:
               f"{tree.peak / 2**20:.0f} MB with its workers, the server's own {peak / 2**20:.0f} MB (idle "
               f"{idle / 2**20:.0f} MB, budget {max_memory}); SIGTERM after it {stop:.2f} s, half a second into it "
               f"{during:.2f} s", flush=True)
-    print(f"  the CLI's decoding cost: {decoding_bomb()}", flush=True)
+    if only in "the CLI's decoding cost":
+        print(f"  the CLI's decoding cost: {decoding_bomb()}", flush=True)
 
 
 def main() -> None:
@@ -479,12 +528,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--max-memory", default="2G")
     parser.add_argument("--attacks-only", action="store_true", help="only the attacks (about ten minutes)")
+    parser.add_argument("--attack", default="", metavar="WORDS", help="with --attacks-only: only the attacks whose "
+                                                                      "name holds WORDS")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * FLOOD_CONNECTIONS)), hard))  # our sockets
     if args.attacks_only:
-        attacks(args.max_memory)
+        attacks(args.max_memory, args.attack)
         return
     server = BackendProcess("--max-memory", args.max_memory, "--max-message", f"{MAX_MESSAGE >> 20}M")
     sampler = RssSampler(server.proc.pid)

@@ -184,8 +184,9 @@ class Setup:
                 continue
             lines.append(line)
             log(line)
-            if pip and line.startswith(_CHANGING) and line.split(":", 1)[-1].strip() != "pip":  # pip's own update
-                self.changing()  # leaves the backend as it was
+            # pip begins changing the environment (its own update alone leaves the backend as it was)
+            if pip and line.startswith(_CHANGING) and line.split(":", 1)[-1].strip() != "pip":
+                self.changing()
             retry = _RETRYING.search(line) if pip else None
             if retry:
                 emit("retry", left=int(retry.group(1)), why=retry.group(2))

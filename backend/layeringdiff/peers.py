@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,7 +32,8 @@ if sys.platform.startswith("linux"):
     import fcntl
     import termios
 
-# struct tcp_info (linux/tcp.h): tcpi_bytes_received is a u64 at this offset (kernel 4.1+)
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked and tcpi_bytes_received are u64s at these offsets (kernel 4.1+)
+_TCPI_BYTES_ACKED = 120
 _TCPI_BYTES_RECEIVED = 128
 _TCP_INFO_SIZE = 232
 HAS_TCP_INFO = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
@@ -137,14 +138,24 @@ def bytes_waiting(fd: int) -> int:
         return 0
 
 
-def tcp_bytes_received(fd: int) -> int | None:
-    """Bytes the kernel has received on this TCP connection (Linux); None elsewhere or when fd is gone."""
+def _tcp_info_u64(fd: int, offset: int) -> int | None:
     if not HAS_TCP_INFO:
         return None
     info = _on_socket(fd, lambda s: s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE))
-    if info is None or len(info) < _TCPI_BYTES_RECEIVED + 8:
+    if info is None or len(info) < offset + 8:
         return None
-    return int.from_bytes(info[_TCPI_BYTES_RECEIVED:_TCPI_BYTES_RECEIVED + 8], sys.byteorder)
+    return int.from_bytes(info[offset:offset + 8], sys.byteorder)
+
+
+def tcp_bytes_received(fd: int) -> int | None:
+    """Bytes the kernel has received on this TCP connection (Linux); None elsewhere or when fd is gone."""
+    return _tcp_info_u64(fd, _TCPI_BYTES_RECEIVED)
+
+
+def tcp_bytes_acked(fd: int) -> int | None:
+    """Bytes of ours the other end has acknowledged on this TCP connection (Linux; None elsewhere or when fd is
+    gone): it stops growing once a client that reads nothing has its receive buffer full."""
+    return _tcp_info_u64(fd, _TCPI_BYTES_ACKED)
 
 
 def hang_up(fd: int, address: Any) -> bool:
@@ -167,6 +178,7 @@ class Connection:
     since: float = field(default_factory=time.monotonic)
     delivered: int = 0  # wire bytes of the frames handed to the loop (wire_bytes: never more than sent)
     closing: bool = False  # hung up; libzmq closes it next
+    key: str = ""  # the client's CURVE key, once a message has named it
     # the in-flight watch's reckoning of this connection's unfinished message: bytes libzmq took (all along,
     # and since the message began), the memory charged to it, and `delivered` when it began (a delivered
     # message ends it)
@@ -187,6 +199,11 @@ class Connection:
 
     def overhead(self) -> int:
         return OVERHEAD_FIXED + OVERHEAD_PER_SECOND * int(time.monotonic() - self.since)
+
+    @property
+    def source(self) -> Any:
+        """Who holds this connection, for sharing the connections out: its client key, else its host."""
+        return self.key or (self.address[0] if isinstance(self.address, tuple) else self.address)
 
 
 class Connections:
@@ -229,14 +246,19 @@ class Connections:
         return conn
 
     def over(self, cap: int) -> Connection | None:
-        """With more than `cap` connections open, the one to close: the oldest that has sent no message yet
-        (a flood's idle connections give way to newcomers), or the newest when all have (the clients the
-        server has keep being served)."""
+        """With more than `cap` connections open, the one to close, from the source (client key, else host)
+        that holds the most: the oldest of them that has sent no message yet (a flood's idle connections give
+        way to newcomers), or their newest when all have. A flood of connections that each sent a ping then
+        closes its own, not another client's newcomer; where one source holds them all (loopback), the clients
+        the server has keep being served."""
         live = [c for c in list(self.by_fd.values()) if not c.closing]
         if len(live) <= cap:
             return None
-        silent = [c for c in live if not c.delivered]
-        return min(silent, key=lambda c: c.since) if silent else max(live, key=lambda c: c.since)
+        held = Counter(c.source for c in live)
+        most = max(held.values())
+        crowd = [c for c in live if held[c.source] == most]
+        silent = [c for c in crowd if not c.delivered]
+        return min(silent, key=lambda c: c.since) if silent else max(crowd, key=lambda c: c.since)
 
 
 @dataclass
@@ -263,11 +285,35 @@ class Peer:
     sending_bytes: int = 0
     cut: str = ""  # why this peer gets nothing more (over its backlog, key revoked)
     last_seen: float = field(default_factory=time.monotonic)
+    sent: int = 0  # replies libzmq has finished with
+    # the last look at how far its replies got (the bytes the client acknowledged, and `sent`), and when they
+    # last moved or there were none
+    progress: tuple[int, int] | None = None
+    moved: float = field(default_factory=time.monotonic)
 
     def settle(self) -> None:
         """Forget the replies libzmq has finished with (in order: one peer's messages go out in order)."""
         while self.sending and all(t.done for t in self.sending[0][0]):
             self.sending_bytes -= self.sending.popleft()[1]
+            self.sent += 1
+
+    def pending(self) -> int:
+        """Bytes of replies on their way to this client: held by libzmq, or waiting for room in its pipe."""
+        self.settle()
+        return self.queued_bytes + self.sending_bytes
+
+    def stalled(self, now: float) -> float:
+        """Seconds its replies have been waiting without the client taking a byte of them (0 while they move, or
+        with none waiting). A client reads in libzmq's own thread whatever its application does; one whose
+        replies stand still has stopped reading (or its whole process or network has)."""
+        if not self.pending():
+            self.progress, self.moved = None, now
+            return 0.0
+        acked = tcp_bytes_acked(self.fd) if self.fd is not None else None
+        mark = (acked or 0, self.sent)
+        if mark != self.progress:
+            self.progress, self.moved = mark, now
+        return now - self.moved
 
     def backlog(self) -> tuple[int, int]:
         """(messages, bytes) waiting beyond the one being sent now: a single large result or echo may always

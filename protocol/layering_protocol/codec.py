@@ -15,7 +15,7 @@ import msgpack
 from .errors import ErrorCode, ProtocolError
 from .images import DEFAULT_MAX_PIXELS, Image, check_spec, image_from_frame
 from .limits import MAX_HEADER_BYTES, MAX_ID_LENGTH, MAX_TYPE_LENGTH, short
-from .messages import MESSAGE_TYPES, check_ranges
+from .messages import MESSAGE_TYPES, REQUEST_TYPES, check_ranges
 from .version import PROTOCOL_VERSION
 
 
@@ -129,8 +129,9 @@ def _is_version(value: Any) -> bool:
     return type(value) is int and value == PROTOCOL_VERSION
 
 
-def _header(raw: Any) -> Tuple[dict, type, str, Optional[str]]:
-    """The header frame -> (header, message class, id, reply-to), each checked."""
+def _header(raw: Any, requests_only: bool = False) -> Tuple[dict, type, str, Optional[str]]:
+    """The header frame -> (header, message class, id, reply-to), each checked; `requests_only`: a reply's type
+    is refused as unknown (a server's view), before its fields are looked at."""
     if memoryview(raw).nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {memoryview(raw).nbytes} bytes, more than the limit "
                                                  f"of {MAX_HEADER_BYTES}")
@@ -161,6 +162,8 @@ def _header(raw: Any) -> Tuple[dict, type, str, Optional[str]]:
     cls = MESSAGE_TYPES.get(type_name)
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {short(type_name)}")
+    if requests_only and type_name not in REQUEST_TYPES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"'{type_name}' is a reply, not a request")
     if not isinstance(header.get("body", {}), dict) or not isinstance(header.get("images", []), list):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "'body' must be a map and 'images' a list")
     return header, cls, msg_id, reply_to
@@ -181,18 +184,19 @@ def _image_specs(cls: type, images: list, max_pixels: int) -> List[Tuple[str, di
     return out
 
 
-def check_header(raw: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[str, int]:
+def check_header(raw: Any, max_pixels: int = DEFAULT_MAX_PIXELS, requests_only: bool = False) -> Tuple[str, int]:
     """Check a header without its image frames (a message refused for its size is answered with what is
     wrong in it first); returns (message id, number of image frames it describes)."""
-    header, cls, msg_id, _ = _header(raw)
+    header, cls, msg_id, _ = _header(raw, requests_only)
     return msg_id, len(_image_specs(cls, header.get("images", []), max_pixels))
 
 
-def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> Envelope:
-    """Frames -> Envelope, raising ProtocolError with a precise code for anything malformed."""
+def decode(frames: Sequence[Any], max_pixels: int = DEFAULT_MAX_PIXELS, requests_only: bool = False) -> Envelope:
+    """Frames -> Envelope, raising ProtocolError with a precise code for anything malformed; `requests_only`:
+    _header's."""
     if not frames:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "empty message")
-    header, cls, msg_id, reply_to = _header(frames[0])
+    header, cls, msg_id, reply_to = _header(frames[0], requests_only)
     body = header.get("body", {})
     images = header.get("images", [])
     if len(images) != len(frames) - 1:

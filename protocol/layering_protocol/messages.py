@@ -217,6 +217,7 @@ MESSAGE_TYPES = {
     )
 }
 JOB_TYPES = ("split", "peel", "split_layers", "generate")
+REQUEST_TYPES = ("hello", "ping", "status", "echo", "cancel", *JOB_TYPES)  # what a client may send
 
 
 def _out_of_range(message: Any) -> Optional[str]:

@@ -11,12 +11,16 @@ import threading
 import time
 from typing import Any
 
-from layering_protocol import Ping
+import numpy as np
+import zmq
+from layering_protocol import Echo, Ping, encode
 from layeringdiff.client import BackendLost, Client
+from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess, child_env
 
 MORE, LONG, COMMAND = 1, 2, 4
+PING_COMMAND = bytes([COMMAND, 7]) + b"\x04PING\x00\x00"  # ZMTP heartbeat: name, TTL 0, no context
 
 
 def _frame(body: bytes, flags: int = 0) -> bytes:
@@ -178,3 +182,74 @@ class Pinger(threading.Thread):
     def __exit__(self, *exc: Any) -> None:
         self.done.set()
         self.join(self.timeout + 5)
+
+
+class PingFlood:
+    """`count` libzmq connections from another loopback address (127.0.0.2: another host to the server), each
+    of which sends a ping and stays (libzmq answers the heartbeats and reconnects when closed)."""
+
+    def __init__(self, endpoint: str, count: int, source: str = "127.0.0.2") -> None:
+        self.endpoint, self.count, self.source = endpoint, count, source
+        self.ctx = zmq.Context()
+        self.ctx.set(zmq.MAX_SOCKETS, count + 16)  # libzmq's default is 1023 sockets a context
+        self.socks: list[zmq.Socket] = []
+
+    def __enter__(self) -> "PingFlood":
+        host, port = self.endpoint.removeprefix("tcp://").rsplit(":", 1)
+        for _ in range(self.count):
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"tcp://{self.source}:0;{host}:{port}")
+            sock.send_multipart(encode(Ping(0.0)))
+            self.socks.append(sock)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.ctx.term()
+
+
+class EchoHolders:
+    """Raw connections that each send an echo of a `side` x `side` RGBA image and then read nothing, their
+    connections kept open by heartbeats they send (a tiny receive buffer, so their replies stand still at once):
+    opened until the server's RSS reaches `until` bytes, `most` at most, or the server hangs one up."""
+
+    def __init__(self, endpoint: str, side: int, until: int, pid: int, most: int = 16) -> None:
+        self.endpoint, self.until, self.pid, self.most = endpoint, until, pid, most
+        self.frames = [bytes(f) for f in encode(Echo(from_array(np.full((side, side, 4), 7, np.uint8), "u8",
+                                                                         "RGBA")))]
+        self.peers: list[RawPeer] = []
+        self.stop = threading.Event()
+        self.beat = threading.Thread(target=self._heartbeats, daemon=True)
+
+    def _heartbeats(self) -> None:
+        while not self.stop.wait(1.0):
+            for peer in list(self.peers):
+                try:
+                    peer.sock.send(PING_COMMAND, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "EchoHolders":
+        import psutil
+
+        self.beat.start()
+        process = psutil.Process(self.pid)
+        while process.memory_info().rss < self.until and len(self.peers) < self.most:
+            peer = RawPeer(self.endpoint)
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            try:
+                for i, frame in enumerate(self.frames):
+                    peer.send_part(frame, more=i < len(self.frames) - 1)
+            except OSError:  # over the budget: the server hung this upload up
+                peer.close()
+                break
+            self.peers.append(peer)
+            time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        for peer in self.peers:
+            peer.close()

@@ -34,10 +34,19 @@ from layering_protocol import (
 from layeringdiff.client import BackendLost, Client
 from layeringdiff.limits import FRAMES_CUT_MARGIN
 from layeringdiff.serve.server import CHECK_S
+from layeringdiff.serve.transport import REPLY_STALL_PRESSED_S
 from layeringdiff.wire import from_array
 
 from tests.conftest import BackendProcess, ServerProcess, in_process
-from tests.integration.rawpeer import LONG, FileLimitedBackend, Pinger, RawPeer, open_connections
+from tests.integration.rawpeer import (
+    LONG,
+    EchoHolders,
+    FileLimitedBackend,
+    Pinger,
+    PingFlood,
+    RawPeer,
+    open_connections,
+)
 from tests.integration.test_server import layer_and_mask
 from tests.timing import LOADED_MARGIN_S
 from tests.timing import STOP_S as STOP_PROMISE_S
@@ -555,6 +564,52 @@ def test_a_connection_flood_under_a_low_open_files_limit_leaves_the_server_servi
     assert "Traceback" not in server.log
     # a file it could not open at the limit (its keys folder, /proc) is logged once as outlived, never more
     assert all("goes on serving" in line for line in server.log.splitlines() if "Too many open files" in line)
+
+
+def test_a_flood_of_connections_that_each_sent_a_ping_closes_its_own_not_a_newcomers():
+    """Connections that each sent a message are not closed before silent ones: a flood of them from one host
+    (one key, with keys) used to fill the cap, and every newcomer, silent when accepted, was closed at once. The
+    connections over the cap now come from the source that holds the most."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("open-files limits of a child (POSIX); 127.0.0.2 is loopback (Linux)")
+    server = FileLimitedBackend(FLOOD_FILES)
+    try:
+        with PingFlood(server.endpoint, FLOOD_CONNECTIONS // 2):  # more than the cap (about 150 here)
+            assert logged(server, "the most the backend keeps", 20)
+            time.sleep(1)  # the flood's pings answered by now: its connections have all sent a message
+            assert pings_answered(server.endpoint, 3, 10) == 3
+            with Client(server.endpoint) as c:
+                _, image, mask = layer_and_mask(64)
+                assert isinstance(c.run(Split(image, mask=mask), timeout=60)[0].message, Result)
+    finally:
+        assert stop_time(server) < STOP_S
+    assert "Traceback" not in server.log
+
+
+ECHO_SIDE = 5000  # 100 MB of RGBA a reply: under the 1 GB budget's message limit (128 MB)
+
+
+def test_clients_that_never_take_their_replies_do_not_hold_the_memory_jobs_need():
+    """Raw connections that each ask for a large echo, then read nothing (their heartbeats keep them open):
+    each reply may be in transit, and together they held the memory budget, so every other client's job was
+    refused too_large. A client whose replies stand still is cut off when a job needs what they hold."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the kernel's count of acknowledged bytes (Linux)")
+    server = BackendProcess("--max-memory", "1G")
+    try:
+        with EchoHolders(server.endpoint, ECHO_SIDE, int(0.85 * (1 << 30)), server.proc.pid):
+            rss = psutil.Process(server.proc.pid).memory_info().rss
+            assert rss >= 0.85 * (1 << 30), rss >> 20  # the budget is held
+            time.sleep(REPLY_STALL_PRESSED_S + 1)
+            with Client(server.endpoint) as c:
+                _, small, mask = layer_and_mask(256)
+                reply = c.run(Split(small, mask=mask), timeout=120)[0].message
+                assert isinstance(reply, Result), reply
+            assert logged(server, "it has taken nothing of its replies", 5)
+            assert pings_answered(server.endpoint, 2, 10) == 2
+    finally:
+        assert stop_time(server) < STOP_S
+    assert "Traceback" not in server.log
 
 
 def test_the_memory_budget_refuses_a_job_that_would_not_fit():

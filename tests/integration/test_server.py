@@ -62,6 +62,10 @@ def test_a_reply_sent_as_a_request_is_refused_by_name(client):
     reply = client.request(Pong(1.0)).message
     assert isinstance(reply, Error)
     assert (reply.code, reply.text) == (ErrorCode.UNKNOWN_TYPE, "'pong' is a reply, not a request")
+    # refused for its type before its fields: a reply's type with none of its fields (PROTOCOL.md section 4)
+    client.send_raw([msgpack.packb({"v": PROTOCOL_VERSION, "id": "r1", "type": "result", "body": {}})])
+    reply = client.recv(10).message
+    assert (reply.code, reply.text) == (ErrorCode.UNKNOWN_TYPE, "'result' is a reply, not a request")
     assert isinstance(client.request(Ping(0.0)).message, Pong)
 
 

@@ -306,7 +306,7 @@ class Server:
         try:
             if count > MAX_REQUEST_FRAMES or total > self.limits.max_message:
                 self._oversized(buffers[0], count, total)
-            envelope = decode(buffers, self.limits.max_pixels)
+            envelope = decode(buffers, self.limits.max_pixels, requests_only=True)
             msg_id = envelope.id
             self._dispatch(peer, envelope.id, envelope.message, buffers, total)
         except ProtocolError as exc:
@@ -321,7 +321,7 @@ class Server:
 
     def _oversized(self, header: Any, count: int, total: int) -> None:
         """Refuse a message over the frame or byte limit, naming what is wrong in its header first."""
-        _, images = check_header(header, self.limits.max_pixels)
+        _, images = check_header(header, self.limits.max_pixels, requests_only=True)
         if count > MAX_REQUEST_FRAMES:
             raise ProtocolError(ErrorCode.FRAME_MISMATCH, f"message has {count} frames, a request has at most "
                                                           f"{MAX_REQUEST_FRAMES} (its header describes {images} "
@@ -356,14 +356,26 @@ class Server:
                 raise ProtocolError(ErrorCode.BAD_INPUT, exc.text, exc.detail) from None
             job = Job(msg_id, identity, message, list(buffers), owner=peer.key or identity.hex(), input_bytes=nbytes,
                       models=tuple(models_needed(message)))
-            in_use = self.idle_rss + (self.pool.idle_memory() if self.pool is not None else 0)
-            admit(job, self.jobs, self.queue.queued(), self.limits, in_use)
+            try:
+                admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use())
+            except ProtocolError as exc:
+                # replies that clients have stopped taking hold memory a job needs: those clients are cut off
+                # (their replies freed as libzmq drops them; the memory is looked at again once the server idles)
+                freed = self.transport.free_stalled() if exc.code == ErrorCode.TOO_LARGE else 0
+                if not freed:
+                    raise
+                self.idle_rss = max(0, self.idle_rss - freed)
+                admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use())
             self.jobs[(identity, msg_id)] = job
             position = self.queue.put(job, len(self.pool.workers) if self.pool is not None else 1)
             # before the worker's first progress: the loop forwards that only after this turn
             send(identity, Accepted(msg_id, position), reply_to=msg_id)
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"'{type(message).TYPE}' is a reply, not a request")
+
+    def _in_use(self) -> int:
+        """What the backend holds besides a new job: the server's memory when idle and its idle workers'."""
+        return self.idle_rss + (self.pool.idle_memory() if self.pool is not None else 0)
 
     def _cancel(self, identity: bytes, msg_id: str, job_id: str) -> None:
         job = self.jobs.get((identity, job_id))  # only the client that sent a job may cancel it, or learn it exists

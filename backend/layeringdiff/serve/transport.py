@@ -48,6 +48,12 @@ BATCH = 256  # messages handled per turn of the loop, so replies and checks go o
 TURN_FRAMES = 16384  # frames received per turn by pyzmq (~2 us each): a huge message is drained over many turns
 RELEASE_BYTES = 64 << 20
 IDLE_PEER_S = 600.0
+# A client whose replies stand still this long (it acknowledged none of their bytes: it reads nothing, though its
+# connection is kept alive) is cut off and what it was sent freed; a reply may always be in transit (PROTOCOL.md
+# section 6), so without this a few connections that ask for large echoes or results and never read them would hold
+# the whole memory budget and every job would be refused too_large. When a job needs memory they hold, sooner.
+REPLY_STALL_S = 60.0
+REPLY_STALL_PRESSED_S = 5.0
 LOG_BURST = 20  # log lines about rejected messages per second; the rest are counted
 EVICT_LOG_S = 10.0  # connections closed over the limit: one log line at most this often
 LOG_CHARS = 300
@@ -227,6 +233,7 @@ class Transport:
         if self.evicted and now - self.evict_logged >= EVICT_LOG_S:
             log.info("... and closed %d more connections over the limit", self.evicted)
             self.evict_logged, self.evicted = now, 0
+        self.free_stalled(REPLY_STALL_S, now)
         for peer in list(self.peers.values()):
             conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
             if peer.fd is not None and (conn is None or conn.address != peer.address):
@@ -234,6 +241,21 @@ class Transport:
             elif peer.fd is None and now - peer.last_seen > IDLE_PEER_S and peer.identity not in busy \
                     and not peer.queue and peer.identity not in self.waiting:
                 self.peers.pop(peer.identity, None)  # no descriptor to follow (not a TCP peer): forgotten when idle
+
+    def free_stalled(self, after: float = REPLY_STALL_PRESSED_S, now: float | None = None) -> int:
+        """Cut off the clients whose replies have stood still for `after` seconds (Peer.stalled); returns the bytes
+        of replies that frees (libzmq lets go of them as it drops the connections)."""
+        now = time.monotonic() if now is None else now
+        freed = 0
+        for peer in list(self.peers.values()):
+            if peer.cut:
+                continue
+            still = peer.stalled(now)
+            if still >= after:
+                pending = peer.pending()
+                self.cut(peer, f"it has taken nothing of its replies for {still:.0f} s ({gib(pending)} waiting)")
+                freed += pending
+        return freed
 
     def read_keys(self, strict: bool = False) -> None:
         """The allowed keys; once serving, a folder that cannot be read (no descriptor left) keeps the list
@@ -384,6 +406,8 @@ class Transport:
             conn = self.conns.received(peer.fd, wire, peer.address)
             if peer.address is None:
                 peer.address = conn.address
+            if peer.key and conn.address == peer.address:
+                conn.key = peer.key  # its connections are shared out by key (Connections.over)
 
     def _peer(self, identity: bytes, frame: Any) -> Peer:
         peer = self.peers.get(identity)
