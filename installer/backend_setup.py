@@ -21,6 +21,7 @@ time in a HOME (HOME/setup.lock). Runs on old Pythons far enough to say that the
 from __future__ import annotations  # a Python older than 3.10 gets to the check that names it
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -53,6 +54,8 @@ _HOST = re.compile(r"HTTPS?ConnectionPool\(host='([^']+)', port=(\d+)\)")
 # pip waits and tries again (5 times by default, 15 s each): said in the docker's status line, not only in the log
 _RETRYING = re.compile(r"Retrying \(Retry\(total=(\d+).*?after connection broken by '(\w+)")
 _CHANGING = ("Installing collected packages", "Attempting uninstall")  # pip starts changing the environment here
+# a lock held by another process; anything else (ENOLCK: a network home without a lock daemon) goes on without one
+_LOCKED = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
 _NO_SPACE = re.compile(r"No space left on device|\[Errno 28\]|There is not enough space on the disk")
 _PIP_CONFIG = re.compile(r"Configuration file (?:could not be loaded|contains invalid)")
 _CONFIG_FILE = re.compile(r"file: '([^']+)'|characters in (.+?)\.?$")
@@ -127,10 +130,14 @@ def lock(path: Path):  # -> an open file, the lock held while it is open (and dr
             import fcntl
 
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in _LOCKED:
+            log(f"(no lock on {path}: {exc}; going on without it)")
+            return handle
         handle.close()
-        raise SetupFailed("check", f"another setup is running in {path.parent} (in another Krita window, or one "
-                                   "still ending): wait for it to finish, then press Set up backend again") from None
+        raise SetupFailed("check", f"another setup is running in {path.parent} (one left running when Krita was "
+                                   "closed, in another Krita, or started by hand): wait for it to finish, then press "
+                                   "Set up backend again") from None
     return handle
 
 
@@ -185,7 +192,7 @@ class Setup:
             lines.append(line)
             log(line)
             # pip begins changing the environment (its own update alone leaves the backend as it was)
-            if pip and line.startswith(_CHANGING) and line.split(":", 1)[-1].strip() != "pip":
+            if pip and line.lstrip().startswith(_CHANGING) and line.split(":", 1)[-1].strip() != "pip":
                 self.changing()
             retry = _RETRYING.search(line) if pip else None
             if retry:

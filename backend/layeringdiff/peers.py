@@ -63,6 +63,12 @@ GLOBAL_MIN_BYTES = 4 << 20  # over the memory budget, only a peer holding more t
 SETTLE_S = 1.0  # after a hang-up the memory-based rules wait (at most this long) for libzmq to free the message
 TRIM_S = 0.2  # before a hang-up on the memory's evidence, freed memory is given back (at most this often)
 
+# Over the connection cap: a connection that has sent nothing this long is idle (a client's first message follows
+# its connection within milliseconds), and a source holding more than this many connections floods (a client's
+# docker, Models list and command line hold a few; a studio behind one address without keys a few each)
+IDLE_AFTER_S = 2.0
+CLIENT_CONNECTIONS = 16
+
 log = logging.getLogger("layeringdiff.server")
 
 
@@ -245,20 +251,27 @@ class Connections:
         conn.delivered += wire
         return conn
 
-    def over(self, cap: int) -> Connection | None:
-        """With more than `cap` connections open, the one to close, from the source (client key, else host)
-        that holds the most: the oldest of them that has sent no message yet (a flood's idle connections give
-        way to newcomers), or their newest when all have. A flood of connections that each sent a ping then
-        closes its own, not another client's newcomer; where one source holds them all (loopback), the clients
-        the server has keep being served."""
+    def over(self, cap: int, now: float | None = None) -> Connection | None:
+        """With more than `cap` connections open, the one to close. Among the connections of the sources (a client
+        key, else a host) holding more than CLIENT_CONNECTIONS, where there are such (a flood), else among all:
+        the oldest idle one (silent for IDLE_AFTER_S: a slowloris flood's give way to newcomers); else, with
+        several silent, the oldest of them (the newest, a newcomer, stays); else the newest that has sent a message
+        (a flood of connections that each sent a ping closes its own, not a newcomer, which is silent when it is
+        accepted); else the newest."""
         live = [c for c in list(self.by_fd.values()) if not c.closing]
         if len(live) <= cap:
             return None
+        now = time.monotonic() if now is None else now
         held = Counter(c.source for c in live)
-        most = max(held.values())
-        crowd = [c for c in live if held[c.source] == most]
+        crowd = [c for c in live if held[c.source] > CLIENT_CONNECTIONS] or live
         silent = [c for c in crowd if not c.delivered]
-        return min(silent, key=lambda c: c.since) if silent else max(crowd, key=lambda c: c.since)
+        idle = [c for c in silent if now - c.since >= IDLE_AFTER_S]
+        if idle:
+            return min(idle, key=lambda c: c.since)
+        if len(silent) > 1:
+            return min(silent, key=lambda c: c.since)
+        active = [c for c in crowd if c.delivered]
+        return max(active or crowd, key=lambda c: c.since)
 
 
 @dataclass
@@ -303,14 +316,18 @@ class Peer:
         return self.queued_bytes + self.sending_bytes
 
     def stalled(self, now: float) -> float:
-        """Seconds its replies have been waiting without the client taking a byte of them (0 while they move, or
-        with none waiting). A client reads in libzmq's own thread whatever its application does; one whose
-        replies stand still has stopped reading (or its whole process or network has)."""
+        """Seconds its replies have been waiting without the client taking a byte of them (0 while they move, with
+        none waiting, or where the kernel does not tell: Linux only). A client reads in libzmq's own thread whatever
+        its application does; one whose replies stand still has stopped reading (or its whole process or network
+        has)."""
         if not self.pending():
             self.progress, self.moved = None, now
             return 0.0
         acked = tcp_bytes_acked(self.fd) if self.fd is not None else None
-        mark = (acked or 0, self.sent)
+        if acked is None:  # not Linux, or no TCP connection: a reply being read cannot be told from one that is not
+            self.progress, self.moved = None, now
+            return 0.0
+        mark = (acked, self.sent)
         if mark != self.progress:
             self.progress, self.moved = mark, now
         return now - self.moved

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from .ports import View
-from .setup_run import Bundle, Finder, Home, SetupRun, setup_command, setup_script_module
+from .setup_run import STATE_FILE, Bundle, Finder, Home, SetupRun, setup_command, setup_script_module
 
 VIEW_UPDATE_S = 0.25  # progress and log refresh in the docker
 UV_FOLDER = "uv"  # <home>/uv/uv[.exe]: a uv the user put there is found too
@@ -94,7 +94,10 @@ class OwnBackend:
             self.run.cancel()
         elif self.state == SetupState.FINDING:
             self.finder = None
-            self.set_state(SetupState.FAILED, "The setup was cancelled; press Set up backend to start it again.")
+            if self.home.python():  # an update cancelled before it began: the backend as it was
+                self.kept("The update was cancelled.", error=False)
+            else:
+                self.set_state(SetupState.FAILED, "The setup was cancelled; press Set up backend to start it again.")
 
     def tick(self) -> None:
         if self.removing is not None and not self.removing.is_alive():
@@ -106,7 +109,10 @@ class OwnBackend:
             finder, self.finder = self.finder, None
             if finder.found is None:
                 self.view.add_setup_log([f"  tried {t}" for t in finder.tried], False)
-                self.set_state(SetupState.FAILED, finder.error)
+                if self.home.python():  # nothing to update with, nothing changed
+                    self.kept(finder.error, error=True)
+                else:
+                    self.set_state(SetupState.FAILED, finder.error)
                 return
             self.view.add_setup_log([f"using {finder.found.how}", *[f"  tried {t}" for t in finder.found.tried]],
                                     False)
@@ -126,9 +132,12 @@ class OwnBackend:
                 self.view.show_message(f"The backend is set up ({run.result.get('release', '')}, "
                                        f"{run.result.get('python', '')}).")
                 self.on_ready()
-            elif self.home.python():  # an update that stopped before it changed anything: the backend as it was
-                self.kept(run)
+            elif self.home.python() and not (run.cancelled and run.changed_environment()):
+                # an update that stopped before it changed anything: the backend as it was
+                self.kept("The update was cancelled." if run.cancelled else run.failure(), error=not run.cancelled)
             else:
+                if self.home.python():  # cancelled just as pip began installing: not known to work any more
+                    Path(self.home.folder, STATE_FILE).unlink(missing_ok=True)
                 self.set_state(SetupState.FAILED, run.failure())
             return
         if self.clock() - self._shown >= VIEW_UPDATE_S:
@@ -137,13 +146,13 @@ class OwnBackend:
             self.view.set_setup_progress(text, run.fraction())
             self.view.set_connection(SETTING_UP, text)  # the status line at the top: always in view
 
-    def kept(self, run: SetupRun) -> None:
-        """A failed or cancelled update that left the earlier backend working (the setup takes backend.json away
-        only once it starts changing the environment): said, that backend started again, the update offered again."""
+    def kept(self, what: str, error: bool) -> None:
+        """An update that failed or was cancelled and left the earlier backend working (the setup takes
+        backend.json away only once it starts changing the environment): said, that backend started again, the
+        update offered again."""
         release = self.home.state().get("release", "")
-        what = run.failure() if not run.cancelled else "The update was cancelled."
         text = f"{what} The backend you had ({release}) is unchanged and runs again; Update backend tries again."
-        self.view.show_message(text, error=not run.cancelled)
+        self.view.show_message(text, error=error)
         self.set_state(SetupState.UPDATE, text)
         self.on_ready()
 

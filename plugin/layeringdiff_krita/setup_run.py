@@ -177,6 +177,7 @@ class ChildRun:
         """One line of the child's output."""
         if not line.startswith(EVENT_PREFIX):
             self.add_log(line)
+            self.on_line(line)
             return
         try:
             event = json.loads(line[len(EVENT_PREFIX):])
@@ -187,6 +188,9 @@ class ChildRun:
             self.on_event(event)
 
     def on_event(self, event: Dict[str, Any]) -> None:
+        pass
+
+    def on_line(self, line: str) -> None:
         pass
 
     @property
@@ -237,9 +241,10 @@ class SetupRun(ChildRun):
             self.waiting = ""
             self.add_log(f"== step {self.n} of {self.of}: {self.step}")
         elif kind == "retry":  # pip's own retries (15 s each by default): a captive portal, a proxy that hangs
-            left = int(event.get("left", 0))
-            self.waiting = (f"the package index does not answer ({event.get('why', 'no reply')}); pip tries again "
-                            f"{left} more time{'s' if left != 1 else ''}")
+            left = int(event.get("left", 0))  # pip's count before this retry: so many more after it
+            self.waiting = (f"the package index does not answer ({event.get('why', 'no reply')}); pip tries again"
+                            + (f", {left} more time{'s' if left != 1 else ''} after this" if left else
+                               ", for the last time"))
         elif kind == "download":
             self.waiting = ""
             if event.get("package") != self.download.package:
@@ -253,6 +258,22 @@ class SetupRun(ChildRun):
             self.add_log(f"== failed: {event.get('why', '')}")
         elif kind == "done":
             self.result = event
+
+    def on_line(self, line: str) -> None:
+        """pip said something else than its retry warning (it got an answer, took a file from its cache, went
+        on): the wait is over."""
+        if self.waiting and "Retrying (" not in line:
+            self.waiting = ""
+
+    def changed_environment(self) -> bool:
+        """Whether pip began installing into the environment in this run (its own update apart): a run cancelled
+        after that may have left it half changed, whatever backend.json says (the cancel can beat the setup to
+        the line that says so)."""
+        for line in self.log:
+            head, _, rest = line.strip().partition(":")
+            if head in ("Installing collected packages", "Attempting uninstall") and rest.strip() != "pip":
+                return True
+        return False
 
     @property
     def succeeded(self) -> bool:

@@ -77,8 +77,14 @@ def test_an_index_that_does_not_answer_is_said_in_the_status_line_while_pip_wait
     run.feed(event("step", step="pip", n=3, of=6, text="updating pip"))
     clock.advance(31)
     run.feed(event("retry", left=3, why="ReadTimeoutError"))
+    run.feed("WARNING: Retrying (Retry(total=3, connect=None, read=None, redirect=None, status=None)) after ...")
     assert run.text() == ("step 3 of 6: updating pip: the package index does not answer (ReadTimeoutError); pip "
-                          "tries again 3 more times, 31 s")
+                          "tries again, 3 more times after this, 31 s")
+    run.feed(event("retry", left=0, why="ReadTimeoutError"))
+    assert "pip tries again, for the last time" in run.text()
+    run.feed("Requirement already satisfied: pip in ./env/lib/python3.11/site-packages")  # it went on
+    assert "does not answer" not in run.text()
+    run.feed(event("retry", left=1, why="ConnectTimeoutError"))
     run.feed(event("step", step="packages", n=4, of=6, text="installing the backend and its packages"))
     assert "does not answer" not in run.text()
 
@@ -232,6 +238,36 @@ def test_a_full_disk_is_said_as_such_not_blamed_on_a_package(tmp_path):
     assert failed.value.text == "the venv module failed: ensurepip is missing"
 
 
+def test_a_folder_that_cannot_be_locked_is_set_up_without_the_lock(tmp_path, monkeypatch, capsys):
+    """ENOLCK (a network home without a lock daemon) is no other setup: said in the log, and the run goes on."""
+    import errno
+
+    if os.name == "nt":
+        pytest.skip("fcntl")
+    import fcntl
+
+    sys.path.insert(0, str(SETUP_SCRIPT.parent))
+    try:
+        setup = __import__("importlib").import_module("backend_setup")
+    finally:
+        sys.path.remove(str(SETUP_SCRIPT.parent))
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    handle = setup.lock(tmp_path / "setup.lock")
+    handle.close()
+    assert "no lock on" in capsys.readouterr().out
+
+    def held(fd, how):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(fcntl, "flock", held)
+    with pytest.raises(setup.SetupFailed, match="another setup is running"):
+        setup.lock(tmp_path / "setup.lock")
+
+
 def test_the_setup_script_reaches_its_too_old_check_on_old_pythons(tmp_path):
     """Debian 11 and macOS's own python3 are 3.9: the by-hand command must say so, not fail on 3.10 syntax."""
     import ast
@@ -270,6 +306,8 @@ home = args[args.index("--home") + 1]
 say = lambda kind, **f: print({prefix!r} + json.dumps(dict(event=kind, **f)), flush=True)
 say("step", step="check", n=1, of=2, text="checking")
 print("a line of the installer's own output", flush=True)
+if os.path.exists(os.path.join(home, "installing")):
+    print("Installing collected packages: numpy", flush=True)
 if os.path.exists(os.path.join(home, "hang")):
     time.sleep(60)
 if os.path.exists(os.path.join(home, "fail-once")):
@@ -347,12 +385,36 @@ def test_an_update_that_fails_or_is_cancelled_before_it_changes_anything_keeps_t
     assert own.state == SetupState.UPDATE and started == [True, True]
     assert view.last == ("The update was cancelled. The backend you had (0.1.0) is unchanged and runs again; Update "
                          "backend tries again.", False)
-    os.remove(Path(home.folder, "backend.json"))  # a run that had started changing the environment: set up again
-    os.remove(Path(home.folder, "hang"))
-    Path(home.folder, "fail-once").write_text("")
+    # cancelled just as pip began installing, before the setup took backend.json away: not kept
+    Path(home.folder, "installing").write_text("")
     own.start()
+    pump(own, lambda: own.run is not None and "Installing collected packages: numpy" in own.run.log)
+    own.cancel()
+    pump(own, lambda: not own.busy)
+    assert own.state == SetupState.FAILED and started == [True, True] and not home.python()
+    os.remove(Path(home.folder, "hang"))
+    os.remove(Path(home.folder, "installing"))
+    Path(home.folder, "fail-once").write_text("")
+    own.start()  # a run that had started changing the environment (backend.json gone): set up again
     pump(own, lambda: not own.busy)
     assert own.state == SetupState.FAILED and started == [True, True]
+
+
+def test_an_update_with_no_python_to_run_it_or_cancelled_while_looking_keeps_the_backend(tmp_path, monkeypatch):
+    home = Home(str(tmp_path / "home"))
+    os.makedirs(home.folder)
+    Path(home.folder, "backend.json").write_text(json.dumps({"python": sys.executable, "release": "0.1.0"}))
+    monkeypatch.setattr("layeringdiff_krita.setup_run.find_python", lambda **_: None)
+    view, started = FakeView(), []
+    own = OwnBackend(view, home, fake_bundle(tmp_path), lambda: started.append(True), lambda: None)
+    own.start()
+    pump(own, lambda: not own.busy)
+    assert own.state == SetupState.UPDATE and started == [True] and view.setup[-1][1].startswith(NOT_FOUND)
+    own.start()
+    own.finder = None  # still looking when Cancel comes
+    own.cancel()
+    assert own.state == SetupState.UPDATE and started == [True, True]
+    assert view.last[0].startswith("The update was cancelled. The backend you had (0.1.0) is unchanged")
 
 
 def test_no_python_found_says_what_to_install_and_the_log_says_what_each_one_was(tmp_path, monkeypatch):

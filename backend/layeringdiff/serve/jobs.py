@@ -32,6 +32,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     stage: str = "queued"
     why: tuple[str, str] | None = None  # (code, text) when stopped for another reason than a cancel request
+    room_by: float = 0.0  # admitted on memory being freed (stalled replies cut off): given back by then
 
     def stop(self, code: str, text: str) -> None:
         if self.why is None:

@@ -65,6 +65,7 @@ log = logging.getLogger("layeringdiff.server")
 POLL_MS = 100
 WAITING_POLL_MS = 5  # while replies wait for room in some client's pipe
 CHECK_S = 0.25  # connections, keys, memory, parent
+FREEING_S = 2.0  # replies of clients cut off are freed as libzmq drops their connections: in milliseconds
 PARENT_CHECK_S = 1.0
 SHUTDOWN_JOIN_S = 0.75  # running jobs get this long to stop when the server stops; then their workers are killed
 # refusals of a job request before `accepted` name the job (its id), so a client can tell which request it was
@@ -139,6 +140,7 @@ class Server:
         self.inbox: zmq.Socket | None = None
         self.started_ppid = os.getppid()
         self.idle_rss = 0
+        self.idle_held = 0
         self.next_check = 0.0
         self.next_parent_check = 0.0
 
@@ -269,6 +271,7 @@ class Server:
         if not self.jobs:
             assert self.transport.rss is not None
             self.idle_rss = self.transport.rss()
+            self.idle_held = self.transport.held()  # replies among it (what freeing stalled ones can give back)
 
     def _drain_inbox(self) -> None:
         """The workers' replies: [client, job id if it is the job's last reply else b"", *message]."""
@@ -359,19 +362,32 @@ class Server:
             try:
                 admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use())
             except ProtocolError as exc:
-                # replies that clients have stopped taking hold memory a job needs: those clients are cut off
-                # (their replies freed as libzmq drops them; the memory is looked at again once the server idles)
-                freed = self.transport.free_stalled() if exc.code == ErrorCode.TOO_LARGE else 0
-                if not freed:
+                if exc.code != ErrorCode.TOO_LARGE or not self._room_from_stalled(job, peer):
                     raise
-                self.idle_rss = max(0, self.idle_rss - freed)
-                admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use())
             self.jobs[(identity, msg_id)] = job
             position = self.queue.put(job, len(self.pool.workers) if self.pool is not None else 1)
             # before the worker's first progress: the loop forwards that only after this turn
             send(identity, Accepted(msg_id, position), reply_to=msg_id)
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"'{type(message).TYPE}' is a reply, not a request")
+
+    def _room_from_stalled(self, job: Job, peer: Peer) -> bool:
+        """Replies that clients have stopped taking (Transport.stalled) hold memory a job needs: where freeing
+        them makes the job fit, those clients are cut off and the job admitted (True). Only what the idle memory
+        counted of replies is taken off it (their memory is looked at again once the server idles)."""
+        stalled = [p for p in self.transport.stalled() if p is not peer]
+        freeable = min(sum(p.pending() for p in stalled), self.idle_held)
+        if not freeable:
+            return False
+        try:
+            admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use() - freeable)
+        except ProtocolError:
+            return False  # too large even so: nobody is cut off for nothing
+        self.transport.free_stalled()
+        self.idle_rss = max(0, self.idle_rss - freeable)
+        self.idle_held -= freeable
+        job.room_by = time.monotonic() + FREEING_S  # the worker waits that long for the memory to come back
+        return not peer.cut
 
     def _in_use(self) -> int:
         """What the backend holds besides a new job: the server's memory when idle and its idle workers'."""

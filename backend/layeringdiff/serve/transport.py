@@ -242,19 +242,21 @@ class Transport:
                     and not peer.queue and peer.identity not in self.waiting:
                 self.peers.pop(peer.identity, None)  # no descriptor to follow (not a TCP peer): forgotten when idle
 
+    def stalled(self, after: float = REPLY_STALL_PRESSED_S, now: float | None = None) -> list[Peer]:
+        """The clients whose replies have stood still for `after` seconds (Peer.stalled)."""
+        now = time.monotonic() if now is None else now
+        return [peer for peer in list(self.peers.values()) if not peer.cut and peer.stalled(now) >= after]
+
     def free_stalled(self, after: float = REPLY_STALL_PRESSED_S, now: float | None = None) -> int:
-        """Cut off the clients whose replies have stood still for `after` seconds (Peer.stalled); returns the bytes
-        of replies that frees (libzmq lets go of them as it drops the connections)."""
+        """Cut off the clients whose replies have stood still for `after` seconds; returns the bytes of replies
+        that frees (libzmq lets go of them as it drops the connections)."""
         now = time.monotonic() if now is None else now
         freed = 0
-        for peer in list(self.peers.values()):
-            if peer.cut:
-                continue
-            still = peer.stalled(now)
-            if still >= after:
-                pending = peer.pending()
-                self.cut(peer, f"it has taken nothing of its replies for {still:.0f} s ({gib(pending)} waiting)")
-                freed += pending
+        for peer in self.stalled(after, now):
+            pending = peer.pending()
+            self.cut(peer, f"it has taken nothing of its replies for {now - peer.moved:.0f} s ({gib(pending)} "
+                           "waiting)")
+            freed += pending
         return freed
 
     def read_keys(self, strict: bool = False) -> None:
@@ -305,8 +307,9 @@ class Transport:
             self.evicted += 1
             now = time.monotonic()
             if now - self.evict_logged >= EVICT_LOG_S:
-                log.warning("%d connections open, the most the backend keeps: closed %d (the oldest that sent "
-                            "nothing, else the newest)", self.max_connections, self.evicted)
+                log.warning("%d connections open, the most the backend keeps: closed %d (of the sources holding "
+                            "too many: the oldest idle or silent one, else the newest)", self.max_connections,
+                            self.evicted)
                 self.evict_logged, self.evicted = now, 0
 
     def trouble(self, what: str, exc: OSError) -> None:

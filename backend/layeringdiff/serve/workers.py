@@ -318,6 +318,9 @@ class Worker:
         on_gpu = any(not REGISTRY[n].on_cpu for n in job.models) and self.accelerated()
         estimate = estimate_job(job.message, weight_bytes(_Loaded(self.pool.models, self.loaded)), on_gpu)
         free = self.pool.share(self) - self.memory()
+        while estimate.nbytes > free and time.monotonic() < job.room_by:  # being freed for it (server.FREEING_S)
+            time.sleep(0.05)
+            free = self.pool.share(self) - self.memory()
         if estimate.nbytes > free:
             raise too_large(estimate.what, estimate.nbytes, self.pool.limits.max_memory,
                             self.pool.limits.max_memory - free)
