@@ -65,7 +65,7 @@ log = logging.getLogger("layeringdiff.server")
 POLL_MS = 100
 WAITING_POLL_MS = 5  # while replies wait for room in some client's pipe
 CHECK_S = 0.25  # connections, keys, memory, parent
-FREEING_S = 5.0  # replies of clients cut off are freed as libzmq drops their connections (milliseconds; a loaded machine)
+FREEING_S = 5.0  # replies of clients cut off, freed as libzmq drops their connections (ms; a loaded machine)
 PARENT_CHECK_S = 1.0
 SHUTDOWN_JOIN_S = 0.75  # running jobs get this long to stop when the server stops; then their workers are killed
 # refusals of a job request before `accepted` name the job (its id), so a client can tell which request it was
