@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from .ports import View
-from .setup_run import STATE_FILE, Bundle, Finder, Home, SetupRun, setup_command, setup_script_module
+from .setup_run import Bundle, Finder, Home, SetupRun, setup_command, setup_script_module
 
 VIEW_UPDATE_S = 0.25  # progress and log refresh in the docker
 UV_FOLDER = "uv"  # <home>/uv/uv[.exe]: a uv the user put there is found too
@@ -137,7 +137,7 @@ class OwnBackend:
                 self.kept("The update was cancelled." if run.cancelled else run.failure(), error=not run.cancelled)
             else:
                 if self.home.python():  # cancelled just as pip began installing: not known to work any more
-                    Path(self.home.folder, STATE_FILE).unlink(missing_ok=True)
+                    Path(self.home.state_file).unlink(missing_ok=True)
                 self.set_state(SetupState.FAILED, run.failure())
             return
         if self.clock() - self._shown >= VIEW_UPDATE_S:
@@ -166,7 +166,7 @@ class OwnBackend:
             return "Wait for the setup to finish or cancel it first."
         self.on_stop()
         folders: List[str] = [self.home.env] + ([self.home.models] if models else [])
-        state_file = f"{self.home.folder}/backend.json"
+        state_file = self.home.state_file
 
         def work() -> None:
             try:

@@ -67,10 +67,14 @@ class Home:
     def env(self) -> str:
         return os.path.join(self.folder, "env")
 
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.folder, STATE_FILE)
+
     def state(self) -> Dict[str, Any]:
         """backend.json: {"python", "release", ...} of a finished setup, {} while there is none."""
         try:
-            with open(os.path.join(self.folder, STATE_FILE), encoding="utf-8") as fh:
+            with open(self.state_file, encoding="utf-8") as fh:
                 data = json.load(fh)
         except (OSError, ValueError):
             return {}

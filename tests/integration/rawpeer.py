@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
+import psutil
 import zmq
 from layering_protocol import Echo, Ping, encode
 from layeringdiff.client import BackendLost, Client
@@ -20,7 +21,6 @@ from layeringdiff.wire import from_array
 from tests.conftest import BackendProcess, child_env
 
 MORE, LONG, COMMAND = 1, 2, 4
-PING_COMMAND = bytes([COMMAND, 7]) + b"\x04PING\x00\x00"  # ZMTP heartbeat: name, TTL 0, no context
 
 
 def _frame(body: bytes, flags: int = 0) -> bytes:
@@ -227,13 +227,11 @@ class EchoHolders:
         while not self.stop.wait(1.0):
             for peer in list(self.peers):
                 try:
-                    peer.sock.send(PING_COMMAND, socket.MSG_DONTWAIT)
+                    peer.sock.send(_frame(b"\x04PING\x00\x00", COMMAND), socket.MSG_DONTWAIT)  # TTL 0
                 except OSError:
                     pass
 
     def __enter__(self) -> "EchoHolders":
-        import psutil
-
         self.beat.start()
         process = psutil.Process(self.pid)
         while process.memory_info().rss < self.until and len(self.peers) < self.most:

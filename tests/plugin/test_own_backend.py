@@ -17,7 +17,7 @@ from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.own_backend import OwnBackend, SetupState
 from layeringdiff_krita.python_finder import NOT_FOUND, Found
 from layeringdiff_krita.settings import Settings
-from layeringdiff_krita.setup_run import EVENT_PREFIX, Bundle, Home, SetupRun
+from layeringdiff_krita.setup_run import EVENT_PREFIX, Bundle, Home, SetupRun, setup_script_module
 
 from .fakes import FakeBridge, FakeClock, FakeView
 
@@ -217,12 +217,7 @@ def test_an_update_keeps_the_working_backend_until_pip_starts_changing_it(tmp_pa
 
 
 def test_a_full_disk_is_said_as_such_not_blamed_on_a_package(tmp_path):
-    module = __import__("importlib").import_module
-    sys.path.insert(0, str(SETUP_SCRIPT.parent))
-    try:
-        setup = module("backend_setup")
-    finally:
-        sys.path.remove(str(SETUP_SCRIPT.parent))
+    setup = setup_script_module(Bundle(str(SETUP_SCRIPT.parent)))
     args = setup.argparse.Namespace(home=str(tmp_path), wheel="w.whl", index_url="", no_prepare=True)
     run = setup.Setup(args)
     run.step = "packages"
@@ -246,11 +241,7 @@ def test_a_folder_that_cannot_be_locked_is_set_up_without_the_lock(tmp_path, mon
         pytest.skip("fcntl")
     import fcntl
 
-    sys.path.insert(0, str(SETUP_SCRIPT.parent))
-    try:
-        setup = __import__("importlib").import_module("backend_setup")
-    finally:
-        sys.path.remove(str(SETUP_SCRIPT.parent))
+    setup = setup_script_module(Bundle(str(SETUP_SCRIPT.parent)))
 
     def no_locks(fd, how):
         raise OSError(errno.ENOLCK, "No locks available")

@@ -383,11 +383,11 @@ class Server:
             admit(job, self.jobs, self.queue.queued(), self.limits, self._in_use() - freeable)
         except ProtocolError:
             return False  # too large even so: nobody is cut off for nothing
-        self.transport.free_stalled()
+        self.transport.cut_stalled(stalled, time.monotonic())
         self.idle_rss = max(0, self.idle_rss - freeable)
         self.idle_held -= freeable
         job.room_by = time.monotonic() + FREEING_S  # the worker waits that long for the memory to come back
-        return not peer.cut
+        return True
 
     def _in_use(self) -> int:
         """What the backend holds besides a new job: the server's memory when idle and its idle workers'."""

@@ -233,7 +233,7 @@ class Transport:
         if self.evicted and now - self.evict_logged >= EVICT_LOG_S:
             log.info("... and closed %d more connections over the limit", self.evicted)
             self.evict_logged, self.evicted = now, 0
-        self.free_stalled(REPLY_STALL_S, now)
+        self.cut_stalled(self.stalled(REPLY_STALL_S, now), now)
         for peer in list(self.peers.values()):
             conn = self.conns.by_fd.get(peer.fd) if peer.fd is not None else None
             if peer.fd is not None and (conn is None or conn.address != peer.address):
@@ -247,17 +247,12 @@ class Transport:
         now = time.monotonic() if now is None else now
         return [peer for peer in list(self.peers.values()) if not peer.cut and peer.stalled(now) >= after]
 
-    def free_stalled(self, after: float = REPLY_STALL_PRESSED_S, now: float | None = None) -> int:
-        """Cut off the clients whose replies have stood still for `after` seconds; returns the bytes of replies
-        that frees (libzmq lets go of them as it drops the connections)."""
-        now = time.monotonic() if now is None else now
-        freed = 0
-        for peer in self.stalled(after, now):
+    def cut_stalled(self, peers: list[Peer], now: float) -> None:
+        """Cut off these clients (stalled()'s), their replies freed as libzmq drops their connections."""
+        for peer in peers:
             pending = peer.pending()
             self.cut(peer, f"it has taken nothing of its replies for {now - peer.moved:.0f} s ({gib(pending)} "
                            "waiting)")
-            freed += pending
-        return freed
 
     def read_keys(self, strict: bool = False) -> None:
         """The allowed keys; once serving, a folder that cannot be read (no descriptor left) keeps the list
