@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,26 @@ EXIT_INTERNAL = 1
 # was 1.2x to 1.7x the measured peak above the check's RSS, splits of 1536x1024 to 6144x4096 (2 cores, box and mask)
 SPLIT_CLI_FIXED_BYTES = 100 << 20
 OBJECT_LAYER_BYTES_PER_PIXEL = 4  # an object peeled before the last: its layer, kept as 8-bit RGBA (stages/peel.py)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, `kill`, a closed terminal) while a command writes files: stopped as by Ctrl+C,
+    so its temporary outputs are taken back (io/outputs.py), and the exit code says which signal (128 + it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_on_termination() -> None:
+    """SIGTERM and SIGHUP raise Terminated in the main thread (their default ends the process at once, leaving the
+    hidden temporary files behind)."""
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
 
 
 class Parser(argparse.ArgumentParser):
@@ -172,11 +193,14 @@ def refuse_replacing_inputs(out: Path, pngs: dict[str, Path], inputs: dict[str, 
 
 def print_paths(paths: list[Path]) -> None:
     """The list of files written, on stdout: part of the result, so it fails the command if it cannot be written
-    (a full disk, a closed pipe), and then no output is kept."""
+    (a full disk), and then no output is kept. A reader that has gone (`| head -n1`, `| grep -q`: a closed pipe) took
+    what it wanted: the files stay."""
     try:
         for path in paths:
             print(path)
         sys.stdout.flush()
+    except BrokenPipeError:
+        return
     except OSError as exc:
         raise InputError(f"cannot write the list of output files to stdout ({exc.strerror or exc}): no output "
                          "file was kept") from None
@@ -279,6 +303,7 @@ class ProgressBar:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
+    stop_on_termination()
     from .prepare_kernels import ensure_prepared
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
@@ -316,6 +341,12 @@ def cmd_split(args: argparse.Namespace) -> int:
     labels = objects = None
     if not args.example:
         check_split_memory(args, max_memory)
+        if out.suffix.lower() == ".psd":  # from the header: not after the split
+            from .io.images import read_header
+            from .io.psd import check_psd_size
+
+            header = read_header(args.image, args.max_pixels)
+            check_psd_size(header.width, header.height)
     if args.labels:
         from .stages.peel import check_labels, label_values
 
@@ -595,6 +626,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    stop_on_termination()
     from layering_protocol import Generate
 
     from .io.images import load_image, save_png
@@ -1138,17 +1170,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(attach_negative_boxes(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _stopped(exc)
     except OSError as exc:  # disk full, permissions, a file that vanished: the files the user named
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # the same words a client of the server gets (replies.to_reply)
-        if _interrupted(exc):
-            print("interrupted", file=sys.stderr)
-            return 130
+        stop = _interrupted(exc)
+        if stop is not None:
+            return _stopped(stop)
         failure = to_reply(exc)
         if failure.internal:
             return _internal(exc)
@@ -1157,17 +1188,26 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Ctrl+C that reached us wrapped: numba turns a KeyboardInterrupt raised while it loads or compiles a function
-    into a SystemError ("returned a result with an exception set")."""
+def _stopped(stop: KeyboardInterrupt) -> int:
+    """Ctrl+C: 130; SIGTERM, SIGHUP: 128 + the signal, as a shell reports a process they ended."""
+    if isinstance(stop, Terminated):
+        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
+    print("interrupted", file=sys.stderr)
+    return 130
+
+
+def _interrupted(exc: BaseException) -> KeyboardInterrupt | None:
+    """Ctrl+C (or Terminated) that reached us wrapped: numba turns a KeyboardInterrupt raised while it loads or
+    compiles a function into a SystemError ("returned a result with an exception set")."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, KeyboardInterrupt):
-            return True
+            return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return False
+    return None
 
 
 def _internal(exc: BaseException) -> int:

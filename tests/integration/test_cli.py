@@ -295,7 +295,10 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_leaves_no_partial_files(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_leaves_no_partial_files(tmp_path, stop):
+    """Nor does `timeout` or `kill` (SIGTERM), nor a terminal closed under it (SIGHUP): both ended the process at
+    once, leaving a hidden temporary file for each output."""
     # the coffee photo at 4x: seconds of work are left after the first stage line, so the interrupt lands inside
     # the split or the writing even on a loaded machine (at 1x a busy CI machine once saw the split finish first)
     from layeringdiff.examples import example
@@ -312,9 +315,10 @@ def test_ctrl_c_leaves_no_partial_files(tmp_path):
     for line in proc.stderr:
         if "trimap" in line or "matting" in line:
             break
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(120) == 130
+    proc.send_signal(getattr(signal, stop))
+    assert proc.wait(120) == 128 + getattr(signal, stop)  # 130 for Ctrl+C, as a shell says
     assert list(out.iterdir()) == []
+    assert ("interrupted" if stop == "SIGINT" else f"stopped by {stop}") in proc.stderr.read()
 
 
 def test_the_command_ends_without_the_interpreters_teardown():
@@ -376,6 +380,23 @@ def test_a_list_of_outputs_that_cannot_be_written_fails_the_split_and_keeps_no_o
                            "file was kept")
     assert [p.name for p in tmp_path.iterdir()] == ["x.ora"]
     assert (tmp_path / "x.ora").read_text() == "an older result"
+
+
+def test_a_reader_that_leaves_early_keeps_the_outputs(inputs, tmp_path):
+    """`$(layeringdiff split ... | head -n1)`: head leaves after the first path, and the split, still printing the
+    others, meets a closed pipe. The reader took what it wanted: the files stay (they were taken back, 3 runs in 10)."""
+    read, write = os.pipe()
+    os.close(read)  # every write to stdout fails at once (EPIPE), as after head has left
+    try:
+        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", "-q", str(inputs / "photo.png"),
+                               "--mask", str(inputs / "mask.png"), "-o", str(tmp_path / "x.ora")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.ora", "x_alpha.png", "x_background.png",
+                                                          "x_foreground.png"]
+    check_ora_recomposites(tmp_path / "x.ora", inputs / "photo.png")
 
 
 @pytest.mark.parametrize("case", ["image named like a PNG output", "mask named like a PNG output", "by ../",

@@ -126,6 +126,9 @@ def test_the_file_s_composite_keeps_the_picture_s_transparency(tmp_path):
     shown = PSDImage.open(tmp_path / "t.psd").topil()
     assert shown.mode == "RGBA"
     assert np.array_equal(np.asarray(shown)[..., 3], np.round(front[..., 3] * 255).astype(np.uint8))
+    # its colours too where it is half clear: stored over white, as Photoshop does, and read back by taking that off
+    # (stored as they were, this pixel read (0.0, 0.0, 0.0))
+    assert np.abs(np.asarray(shown)[10, 25, :3] / 255 - front[10, 25, :3]).max() <= 1.5 / 255
 
 
 def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path, monkeypatch):
@@ -159,3 +162,21 @@ def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path, monke
     assert [la.name for _, la in read_psd(tmp_path / "long.psd")[0]] == ["n" * 255]
     assert (read[0][1].x, read[0][1].y, read[0][1].pixels.shape[:2]) == (20, 5, (10, 15))  # cropped to what shows
     assert np.abs(placed(read[0][1], 40, 30) - front).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_picture_wider_than_a_psd_holds_is_refused_before_the_split(tmp_path):
+    """Over 30000 px a side psd-tools writes a PSB whatever the name, which GIMP cannot open: refused from the
+    header, with the .ora named instead; write_psd refuses it too."""
+    from layeringdiff.io.images import save_png
+    from layeringdiff.io.ora import OraLayer
+    from tests.integration.test_cli import one_line_failure
+
+    wide = np.zeros((4, 30_001, 3), np.float32)
+    save_png(tmp_path / "strip.png", wide)
+    proc = run("split", "-q", tmp_path / "strip.png", "--box", "0,0,20,4", "-o", tmp_path / "strip.psd")
+    one_line_failure(proc, "a 30001x4 picture does not fit a .psd file (at most 30000 pixels a side")
+    assert "-o NAME.ora" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strip.png"]
+    with pytest.raises(Exception, match="does not fit a .psd"):
+        write_psd(tmp_path / "w.psd", [OraLayer("a", np.zeros((30_001, 2, 4), np.float32))], 2, 30_001,
+                  np.zeros((30_001, 2, 4), np.float32))

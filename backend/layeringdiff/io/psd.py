@@ -4,7 +4,8 @@ Readers of PSD composite its layers as Photoshop does, in the file's own (percep
 layers were split in.
 
 8-bit RGBA layers with their names (each cropped to where it shows), the original hidden, a split's objects and
-background in a group, and the merged image as the file's composite (what viewers and thumbnails show). Written
+background in a group, and the merged image as the file's composite (what viewers and thumbnails show; a
+transparent one over white, as Photoshop stores it). Written
 with psd-tools (MIT, maintained, and it reads what it writes; layer creation since 1.25) rather than a hand-made
 format; the document is RGBA, so a layer's alpha is its transparency channel, not a layer mask.
 """
@@ -14,14 +15,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from .images import stored_u8
 from .ora import LayerGroup, OraLayer
+
+# A PSD holds at most this many pixels a side; psd-tools writes a larger canvas as a PSB (Photoshop's large format),
+# which GIMP and psd-tools' own reader refuse, whatever the file is named.
+PSD_MAX_SIDE = 30_000
+
+
+def check_psd_size(width: int, height: int) -> None:
+    """Refuse a canvas a .psd cannot hold (PSD_MAX_SIDE)."""
+    if max(width, height) > PSD_MAX_SIDE:
+        raise InputError(f"a {width}x{height} picture does not fit a .psd file (at most {PSD_MAX_SIDE} pixels a "
+                         "side; larger is Photoshop's .psb, which GIMP cannot open)",
+                         "write an .ora instead (-o NAME.ora), which Krita opens as it is")
 
 
 def _rgba(pixels: np.ndarray) -> np.ndarray:
     """HxWx3/4 float32 (or uint8) -> HxWx4 uint8 as the .ora stores it (an opaque alpha added to RGB)."""
     u8 = stored_u8(pixels)
     return u8 if u8.shape[2] == 4 else np.dstack([u8, np.full(u8.shape[:2], 255, np.uint8)])
+
+
+def _over_white(u8: np.ndarray) -> np.ndarray:
+    """A transparent picture's merged image as Photoshop stores it: its colours composited over white, which
+    readers take off again (psd-tools, viewers); stored as they are, a half-clear pixel read back far too dark."""
+    alpha = u8[..., 3:4]
+    if alpha.min() == 255:
+        return u8
+    a = alpha.astype(np.float32) / 255.0
+    rgb = np.rint(u8[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
+    return np.dstack([rgb, alpha])
 
 
 def _shown(u8: np.ndarray) -> tuple[slice, slice]:
@@ -55,7 +80,9 @@ def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int,
     """Layers and groups top first, as for write_ora; `merged` (HxWx3/4 in [0,1]) is stored as the composite."""
     from psd_tools import PSDImage
 
-    doc = PSDImage.frompil(Image.fromarray(_rgba(merged), "RGBA"))  # an RGBA document: layers keep transparency
+    check_psd_size(width, height)
+    # an RGBA document: layers keep transparency
+    doc = PSDImage.frompil(Image.fromarray(_over_white(_rgba(merged)), "RGBA"))
     if doc.size != (width, height):
         raise ValueError(f"the merged image is {doc.size[0]}x{doc.size[1]}, the canvas {width}x{height}")
     for item in reversed(layers):  # psd-tools adds each on top
