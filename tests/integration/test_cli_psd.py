@@ -169,6 +169,7 @@ def test_a_picture_wider_than_a_psd_holds_is_refused_before_the_split(tmp_path):
     header, with the .ora named instead; write_psd refuses it too."""
     from layeringdiff.io.images import save_png
     from layeringdiff.io.ora import OraLayer
+
     from tests.integration.test_cli import one_line_failure
 
     wide = np.zeros((4, 30_001, 3), np.float32)
