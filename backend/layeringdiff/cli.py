@@ -107,31 +107,64 @@ def output_path(text: str) -> Path:
 
 
 def write_layered(target: Path, out: Path, layers: list, merged: "np.ndarray", source_png: bytes | None,
-                  quiet: bool = False) -> dict:
+                  quiet: bool = False, icc: bytes | None = None) -> dict:
     """The layers (top first) into `target`, an .ora or a .psd as `out` is named; returns the .ora's PNGs by layer
     name (none for a .psd: its layers are not PNGs). Says so on stderr first (a big canvas takes a while to
-    compress after the split's progress has reached 100%)."""
+    compress after the split's progress has reached 100%). `icc`: the picture's colour profile, on every layer."""
     h, w = merged.shape[:2]
     if not quiet:
         print(f"writing {out} ...", file=sys.stderr, flush=True)
     if out.suffix.lower() == ".psd":
         from .io.psd import write_psd
 
-        write_psd(target, layers, w, h, merged)
+        write_psd(target, layers, w, h, merged, icc)
         return {}
     from .io.ora import write_ora
 
-    return write_ora(target, layers, w, h, merged=merged, encoded={"original": source_png} if source_png else None)
+    return write_ora(target, layers, w, h, merged=merged, encoded={"original": source_png} if source_png else None,
+                     icc=icc)
 
 
-def write_pngs(outputs: "Outputs", pngs: dict[Path, tuple[str, "np.ndarray"]], encoded: dict[str, bytes]) -> None:
+def write_pngs(outputs: "Outputs", pngs: dict[Path, tuple[str, "np.ndarray"]], encoded: dict[str, bytes],
+               icc: bytes | None = None) -> None:
     """The PNGs beside the layered file, each path -> (its layer's name, its pixels): the .ora's own bytes of that
-    layer where it has them (nothing encoded twice)."""
+    layer where it has them (nothing encoded twice), else encoded with the colour profile `icc`."""
     from .io.images import png_bytes
 
     for path, (name, pixels) in pngs.items():
         data = encoded.get(name)
-        outputs.path(path).write_bytes(data if data is not None else png_bytes(pixels))
+        outputs.path(path).write_bytes(data if data is not None else png_bytes(pixels, icc))
+
+
+def picture_profile(args: argparse.Namespace, out: Path) -> bytes | None:
+    """IMAGE's RGB colour profile, for its layers (io/profiles.py); a CMYK picture's conversion said in a note, and
+    what Krita makes of an .ora of a picture in another space than sRGB."""
+    if args.example:
+        return None
+    from .io.images import file_profile
+    from .io.profiles import description
+
+    if file_mode(args.image) == "CMYK" and not args.quiet:
+        print(f"note: '{args.image}' is CMYK: its layers are RGB (sRGB), converted through its colour profile where "
+              "it has one", file=sys.stderr)
+    icc = file_profile(args.image)
+    named = description(icc)
+    if named and "srgb" not in named.lower() and out.suffix.lower() == ".ora" and not args.quiet:
+        print(f"note: '{args.image}' is in {named}: every layer carries that profile; Krita opens an .ora in sRGB, "
+              "converting each layer on its own, which moves soft edges where a layer's colours lie outside sRGB; a "
+              ".psd keeps the profile for the whole file (-o NAME.psd)", file=sys.stderr)
+    return icc
+
+
+def file_mode(path: str) -> str:
+    """The image file's Pillow mode from its header ("" where it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except OSError:
+        return ""
 
 
 def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:
@@ -458,9 +491,10 @@ def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray 
     # which is the input file itself when that is an 8-bit PNG
     source_png = png_file_bytes(args.image, turn) if not args.example else None
     start = time.monotonic()
-    encoded = write_layered(outputs.path(out), out, layers, image, source_png, args.quiet)
+    icc = picture_profile(args, out)
+    encoded = write_layered(outputs.path(out), out, layers, image, source_png, args.quiet, icc)
     arrays = {"foreground": result.foreground, "background": result.background, "alpha": result.alpha}
-    write_pngs(outputs, {path: (name, arrays[name]) for name, path in pngs.items()}, encoded)
+    write_pngs(outputs, {path: (name, arrays[name]) for name, path in pngs.items()}, encoded, icc)
     info = result.info
     alpha = f"{info['matting']} matting" if "matting" in info else f"{info['alpha_mode']} alpha"
     return (f"split {w}x{h} ({info['hint']} hint, {alpha}) in {sum(info['timings'].values()):.2f}s, files written in "
@@ -493,10 +527,11 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
              OraLayer("background", peeled.background)]
     layers = [LayerGroup(f"{Path(args.image).stem} split", stack), OraLayer("original", image, visible=False)]
     split_time, start = time.monotonic() - start, time.monotonic()
-    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image, turn), args.quiet)
+    icc = picture_profile(args, out)
+    encoded = write_layered(outputs.path(out), out, layers, image, png_file_bytes(args.image, turn), args.quiet, icc)
     by_key = {**{f"object{k}": (name, layer) for k, name, layer in zip(objects, names, peeled.layers, strict=True)},
               "background": ("background", peeled.background)}
-    write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded)
+    write_pngs(outputs, {path: by_key[key] for key, path in pngs.items()}, encoded, icc)
     written = time.monotonic() - start
     error = peeled.error(image)
     matting = f", {peeled.infos[0]['matting']} matting" if "matting" in peeled.infos[0] else ""

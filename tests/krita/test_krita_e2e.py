@@ -509,13 +509,20 @@ def test_the_cli_s_layered_files_open_in_krita_as_the_split_made_them(home, tmp_
     labels = np.zeros((h, w), np.uint8)
     labels[card > 0], labels[ball > 0], labels[disc > 0] = 3, 2, 1  # the disc in front of the card
     Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(tmp_path / "scene.png")
+    # the same picture in Adobe RGB (its profile from Ghostscript's, which GIMP brings along)
+    a98 = Path("/usr/share/color/icc/ghostscript/a98.icc")
+    if not a98.exists():
+        pytest.fail(f"{a98} is missing (apt-get install gimp brings it)")
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(tmp_path / "tagged.png", icc_profile=a98.read_bytes())
     Image.fromarray(labels, "L").save(tmp_path / "labels.png")
-    for name in ("layers.ora", "layers.psd"):
-        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(tmp_path / "scene.png"), "--labels",
+    made = {"layers.ora": "scene.png", "layers.psd": "scene.png", "tagged.psd": "tagged.png",
+            "tagged.ora": "tagged.png"}
+    for name, source in made.items():
+        proc = subprocess.run([sys.executable, "-m", "layeringdiff", "split", str(tmp_path / source), "--labels",
                                str(tmp_path / "labels.png"), "-o", str(tmp_path / name), "--no-png", "-q"],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
-    (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "files": ["layers.ora", "layers.psd"]}))
+    (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "files": list(made)}))
     report = run_krita(home, tmp_path, "open_files", timeout=240)
     check_report(report)
     steps = {s["step"]: s for s in report["steps"]}
@@ -532,3 +539,10 @@ def test_the_cli_s_layered_files_open_in_krita_as_the_split_made_them(home, tmp_
         shown = raw(tmp_path, f"open_{name}.bgra", w, h)
         assert shown[..., 3].min() == 255
         assert np.abs(shown[..., :3] - picture).max() <= 1, f"{name}: Krita's composite is the picture"
+    # a picture with a colour profile: its .psd opens in that space, its composite the picture's own values; its
+    # .ora opens in sRGB (each layer converted on its own), as the CLI's note and docs/cli.md say
+    tagged = steps["open tagged.psd"]
+    assert tagged["opened"] and "A98" in tagged["profile"], tagged
+    shown = raw(tmp_path, "open_tagged.psd.bgra", w, h)
+    assert np.abs(shown[..., :3] - picture).max() <= 1, "tagged.psd: Krita's composite is the picture"
+    assert "sRGB" in steps["open tagged.ora"]["profile"], steps["open tagged.ora"]

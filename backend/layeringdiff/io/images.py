@@ -9,6 +9,7 @@ from layering_protocol import DEFAULT_MAX_PIXELS
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from .profiles import cmyk_to_rgb, rgb_profile, tag_png
 
 MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets another per call
 GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -167,8 +168,20 @@ def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarr
     deep = _deep_colour(img, rawmode, path)
     if deep is not None and deep.shape[2] in (3, 4):
         return deep
+    if img.mode == "CMYK":  # through its profile where it has one (Pillow's formula was up to 48/255 off)
+        return _to_float(cmyk_to_rgb(img)[0])
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
+
+
+def file_profile(path: str | Path) -> bytes | None:
+    """The RGB colour profile embedded in an image file (profiles.rgb_profile), read from its header; None where it
+    has none or cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return rgb_profile(img)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
 
 
 
@@ -325,17 +338,17 @@ def stored_u8(array: np.ndarray) -> np.ndarray:
     return u8
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray, icc: bytes | None = None) -> bytes:
     """HxW, HxWx3 or HxWx4 float32 in [0,1] (or uint8) -> 8-bit PNG bytes (straight alpha; the colour of fully
-    transparent pixels is not kept). OpenCV's encoder at PNG_LEVEL releases the GIL, so layers encode in
-    parallel threads."""
+    transparent pixels is not kept), tagged with the colour profile `icc` when given. OpenCV's encoder at PNG_LEVEL
+    releases the GIL, so layers encode in parallel threads."""
     u8 = stored_u8(array)
     if u8.ndim == 3 and u8.shape[2] in (3, 4):
         u8 = cv2.cvtColor(u8, cv2.COLOR_RGB2BGR if u8.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     ok, data = cv2.imencode(".png", u8, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
     if not ok:
         raise OSError(f"PNG encoding failed for an array of shape {array.shape}")
-    return data.tobytes()
+    return tag_png(data.tobytes(), icc if u8.ndim == 3 else None)  # an RGB profile does not fit a grey PNG
 
 
 def png_file_bytes(path: str | Path, turn: int = 1) -> bytes | None:

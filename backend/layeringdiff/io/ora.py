@@ -92,12 +92,14 @@ def _thumbnail(merged: np.ndarray) -> np.ndarray:
 
 
 def write_ora(path: str | Path, layers: list["OraLayer | LayerGroup"], width: int, height: int,
-              merged: np.ndarray | None = None, encoded: dict[str, bytes] | None = None) -> dict[str, bytes]:
+              merged: np.ndarray | None = None, encoded: dict[str, bytes] | None = None,
+              icc: bytes | None = None) -> dict[str, bytes]:
     """Write layers and groups (top first; a group is a nested stack, which Krita and MyPaint open as a group
     layer); returns each layer's PNG bytes by name, for callers that also write them as files (nothing is encoded
     twice). `encoded`: PNGs the caller already has, by layer name (a source file stored as it is). The merged image
     and thumbnail are the visible stack: pass `merged` when it is known (a split's layers recomposite its source),
-    else it is composited here. A `merged` that is one of the layers' own arrays is encoded once for both."""
+    else it is composited here. A `merged` that is one of the layers' own arrays is encoded once for both. `icc`:
+    the colour profile every PNG it encodes is tagged with (the picture's: io/profiles.py)."""
     flat = leaves(layers)
     image = ElementTree.Element("image", version="0.0.3", w=str(width), h=str(height))
     if merged is None:
@@ -107,12 +109,12 @@ def write_ora(path: str | Path, layers: list["OraLayer | LayerGroup"], width: in
 
     def encode(i: int) -> bytes:
         array = flat[i].pixels if i < len(flat) else merged
-        return given[flat[i].name] if i < len(flat) and flat[i].name in given else png_bytes(array)
+        return given[flat[i].name] if i < len(flat) and flat[i].name in given else png_bytes(array, icc)
 
     with ThreadPoolExecutor(WRITERS) as pool:
         encoded_all = list(pool.map(encode, range(len(flat) + (same is None))))
         merged_png = encoded_all[same] if same is not None else encoded_all[-1]
-        thumb = png_bytes(_thumbnail(merged))
+        thumb = png_bytes(_thumbnail(merged), icc)
     tmp = Path(str(path) + ".tmp")
     with _removed_on_failure(tmp), zipfile.ZipFile(tmp, "w") as zf:
         # the spec requires 'mimetype' first and stored uncompressed

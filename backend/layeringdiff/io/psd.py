@@ -76,15 +76,20 @@ def _add(parent: object, layer: OraLayer) -> None:
 
 
 def write_psd(path: str | Path, layers: list[OraLayer | LayerGroup], width: int, height: int,
-              merged: np.ndarray) -> None:
-    """Layers and groups top first, as for write_ora; `merged` (HxWx3/4 in [0,1]) is stored as the composite."""
+              merged: np.ndarray, icc: bytes | None = None) -> None:
+    """Layers and groups top first, as for write_ora; `merged` (HxWx3/4 in [0,1]) is stored as the composite.
+    `icc`: the file's colour profile (the picture's: io/profiles.py), as Photoshop stores one."""
     from psd_tools import PSDImage
+    from psd_tools.constants import Resource
+    from psd_tools.psd.image_resources import ImageResource
 
     check_psd_size(width, height)
     # an RGBA document: layers keep transparency
     doc = PSDImage.frompil(Image.fromarray(_over_white(_rgba(merged)), "RGBA"))
     if doc.size != (width, height):
         raise ValueError(f"the merged image is {doc.size[0]}x{doc.size[1]}, the canvas {width}x{height}")
+    if icc:
+        doc.image_resources[Resource.ICC_PROFILE] = ImageResource(key=Resource.ICC_PROFILE, data=icc)
     for item in reversed(layers):  # psd-tools adds each on top
         if isinstance(item, LayerGroup):
             group = doc.create_group(name="group")  # a placeholder, as for a layer

@@ -915,7 +915,7 @@ def scenario_open_files():
             step(f"open {name}", opened=False)
             continue
         step(f"open {name}", opened=True, tree=tree(doc.rootNode()), size=[doc.width(), doc.height()],
-             model=doc.colorModel(), depth=doc.colorDepth())
+             model=doc.colorModel(), depth=doc.colorDepth(), profile=doc.colorProfile())
         dump(f"open_{name}.bgra", projection(doc))
         doc.close()
         yield from settle()
