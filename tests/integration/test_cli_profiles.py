@@ -60,6 +60,12 @@ def test_every_layer_carries_the_picture_s_profile(tmp_path, kind):
     proc = run("split", "-q", source, "--box", box_text, "-o", tmp_path / "t.psd", "--no-png")
     assert proc.returncode == 0, proc.stderr
     assert PSDImage.open(tmp_path / "t.psd").image_resources.get_data(Resource.ICC_PROFILE) == icc
+    if kind == "png":  # GIMP 2.10 keeps the profile and composites the layers in it: the picture's own values
+        from tests.integration.test_cli_psd import as_rgb, gimp_flatten
+
+        gimp_flatten(tmp_path / "t.psd", tmp_path / "flat.png")
+        assert np.abs(as_rgb(tmp_path / "flat.png") - pixels / 255).max() <= 2 / 255
+        assert Image.open(tmp_path / "flat.png").info.get("icc_profile") == icc
 
 
 def test_an_untagged_picture_gives_untagged_layers(tmp_path):
