@@ -94,6 +94,12 @@ LAYERED_FORMATS = (".ora", ".psd")
 def output_path(text: str) -> Path:
     """-o: an .ora or .psd file (.ora added when there is no suffix), never an existing folder or another format."""
     given = Path(text)
+    if text == "-":
+        raise InputError("-o - (standard output) cannot take a layered file with PNGs beside it: give a file name, "
+                         "such as layers.ora")
+    if given.exists() and not given.is_file() and not given.is_dir():  # /dev/null: NAME.ora and PNGs in /dev
+        raise InputError(f"output '{given}' is not a regular file (a device or a pipe): give a file name, such as "
+                         "layers.ora")
     if given.is_dir():
         raise InputError(f"output '{given}' is a folder: give a file name such as {given / 'layers.ora'}")
     if given.suffix and given.suffix.lower() not in LAYERED_FORMATS:
@@ -368,6 +374,9 @@ def cmd_split(args: argparse.Namespace) -> int:
         if sum(hint is not None for hint in (args.mask, args.box, args.labels)) + args.auto != 1:
             raise InputError("give exactly one foreground hint: --mask FILE, --box x0,y0,x1,y1, --labels FILE or "
                              "--auto")
+    for what, given in (("IMAGE", args.image), ("--mask", args.mask), ("--labels", args.labels)):
+        if given is not None and not given.strip():  # `--labels ""`: an unset variable in a script
+            raise InputError(f"{what} is empty: give a file name")
     out = output_path(args.output)
     inputs = {"IMAGE": args.image, "--mask": args.mask, "--labels": args.labels}
     refuse_replacing_inputs(out, {}, inputs)  # -o now, before any file is read; the PNGs once --labels names them
@@ -383,7 +392,12 @@ def cmd_split(args: argparse.Namespace) -> int:
     if args.labels:
         from .stages.peel import check_labels, label_values
 
-        labels = load_labels(args.labels, args.max_pixels)
+        hidden: list[int] = []
+        labels = load_labels(args.labels, args.max_pixels, hidden)
+        if hidden:
+            which = f"labels {', '.join(map(str, hidden))} are" if len(hidden) > 1 else f"label {hidden[0]} is"
+            print(f"note: {which} only on pixels the file makes transparent (its transparent grey or palette entry, "
+                  "or clear pixels): no object", file=sys.stderr)
         objects = label_values(labels)
         blended = check_labels(labels, objects, args.thin_labels)
         if blended and not args.thin_labels:
@@ -512,7 +526,10 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
 
     h, w = image.shape[:2]
     if labels.shape != (h, w):
-        raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match")
+        turned = labels.shape == (w, h) and turn >= 5  # IMAGE was turned upright by its EXIF orientation
+        raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match",
+                         f"the image is stored turned (EXIF orientation {turn}) and read upright, as viewers show "
+                         "it: labels drawn on its stored pixels must be turned the same way" if turned else "")
     start = time.monotonic()
     masks = LabelMasks(labels, objects, [f"label {k}" for k in objects])
     peeled = split_objects(image, masks, options, progress, method, matte)

@@ -382,6 +382,17 @@ def test_a_list_of_outputs_that_cannot_be_written_fails_the_split_and_keeps_no_o
     assert (tmp_path / "x.ora").read_text() == "an older result"
 
 
+@pytest.mark.parametrize(("output", "words"), [
+    ("-", "-o - (standard output) cannot take a layered file"),
+    ("/dev/null", "output '/dev/null' is not a regular file (a device or a pipe)"),
+])
+def test_an_output_that_is_no_file_name_is_refused(inputs, output, words):
+    """-o /dev/null wrote /dev/null.ora and four PNGs into /dev; -o - a file named '-.ora'."""
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", output, "-q")
+    one_line_failure(proc, words)
+    assert not Path("/dev/null.ora").exists() and not Path("-.ora").exists()
+
+
 def test_a_reader_that_leaves_early_keeps_the_outputs(inputs, tmp_path):
     """`$(layeringdiff split ... | head -n1)`: head leaves after the first path, and the split, still printing the
     others, meets a closed pipe. The reader took what it wanted: the files stay (they were taken back, 3 runs in 10)."""

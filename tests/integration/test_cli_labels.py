@@ -70,6 +70,8 @@ def files(tmp_path_factory):
     Image.fromarray(np.round(cv2.GaussianBlur(stretched, (5, 5), 1.5)).astype(np.uint8), "L").save(d / "smooth.png")
     Image.fromarray(labels[:-1], "L").save(d / "short.png")
     Image.fromarray(np.zeros((300, 300), np.uint8), "L").save(d / "big.png")  # over --max-pixels 50000: size first
+    Image.fromarray(labels.astype(np.uint16) * 257).save(d / "labels16.png")  # an editor's 16-bit mode: k -> 257 k
+    palette.save(d / "labels_clear2.png", transparency=2)  # the palette entry of object 2 made transparent
     return d, visible
 
 
@@ -134,6 +136,8 @@ def test_the_automatic_order_peels_the_front_object_first_whatever_its_label(fil
     (["--labels", "short.png"], "--labels is 192x191, the image is 192x192: sizes must match"),
     (["--labels", "big.png", "--max-pixels", "50000"], "--labels is 300x300, the image is 192x192: sizes must match"),
     (["--labels", "labels.png", "--box", "1,1,50,50"], "give exactly one foreground hint"),
+    (["--labels", "labels16.png"], "every value is a multiple of 257: 8-bit labels saved at 16 bits"),
+    (["--labels", ""], "--labels is empty: give a file name"),
     (["--mask", "labels.png", "--order", "auto"], "--order applies to --labels only"),
 ])
 def test_labels_that_cannot_be_split_are_one_line_and_leave_nothing(files, tmp_path, args, words):
@@ -144,6 +148,25 @@ def test_labels_that_cannot_be_split_are_one_line_and_leave_nothing(files, tmp_p
                "-o", out / "x.ora")
     one_line_failure(proc, words)
     assert list(out.iterdir()) == [], error_lines(proc)
+
+
+@pytest.mark.parametrize(("image", "words"), [("folder", "it is a folder, not an image file"),
+                                              ("/dev/null", "it is not a regular file")])
+def test_an_image_that_is_no_file_is_said_to_be_what_it_is(files, tmp_path, image, words):
+    d, _ = files
+    proc = run("split", d if image == "folder" else image, "--labels", d / "labels.png", "-o", tmp_path / "x.ora")
+    one_line_failure(proc, words)  # both were "no such file"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_object_the_file_makes_transparent_is_named_in_a_note(files, tmp_path):
+    """A PNG whose transparent palette entry (or grey) is an object's value: that object's pixels are clear, so no
+    object, which a note now says instead of a stack one layer short without a word."""
+    d, _ = files
+    proc = run("split", d / "scene.png", "--labels", d / "labels_clear2.png", "-o", tmp_path / "x.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: label 2 is only on pixels the file makes transparent" in proc.stderr
+    assert [la.name for la in read_ora(tmp_path / "x.ora")[0]] == ["object 1", "object 3", "background", "original"]
 
 
 def test_a_half_transparent_picture_is_split_and_the_summary_measures_what_it_shows(files, tmp_path):
@@ -212,6 +235,16 @@ def test_a_picture_stored_turned_is_split_as_it_shows(files, tmp_path):
     assert np.abs(flatten(layers, w, h)[..., :3] - upright).max() <= 1 / 255 + 1e-5
     labels = np.asarray(Image.open(d / "labels.png"))
     assert iou(layers[0].pixels[..., 3] >= 0.5, labels == 1) > 0.9
+    # labels drawn on the pixels as stored (sideways) do not fit: the error says why
+    Image.fromarray(np.ascontiguousarray(np.rot90(labels[:, :-8], 1)), "L").save(tmp_path / "sideways.png")
+    Image.fromarray(np.ascontiguousarray(labels[:, :-8]), "L").save(tmp_path / "narrow.png")
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown[:, :-8], 1))).save(tmp_path / "turned2.png",
+                                                                           exif=exif.tobytes())
+    proc = run("split", tmp_path / "turned2.png", "--labels", tmp_path / "sideways.png", "-o", tmp_path / "x.ora")
+    assert proc.returncode == 2 and "error: --labels is 192x184, the image is 184x192: sizes must match (the image " \
+        "is stored turned (EXIF orientation 6) and read upright" in proc.stderr, proc.stderr
+    proc = run("split", tmp_path / "turned2.png", "--labels", tmp_path / "narrow.png", "-o", tmp_path / "x.ora")
+    assert proc.returncode == 0, proc.stderr
 
 
 def exif_after_pixels(path) -> None:

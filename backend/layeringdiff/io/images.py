@@ -46,6 +46,10 @@ def _open_lazily(path: Path, max_pixels: int) -> Image.Image:
     """The file opened, its header read and its size checked, nothing decoded: a small file can describe a huge
     image (a 281 KB PNG of 17000^2 pixels decodes to 10 GB), and Pillow's own guard only acts at twice its limit."""
     if not path.is_file():
+        if path.is_dir():
+            raise InputError(f"cannot read '{path}': it is a folder, not an image file")
+        if path.exists():  # a device, a pipe, a socket
+            raise InputError(f"cannot read '{path}': it is not a regular file", "give an image file")
         raise InputError(f"cannot read '{path}': no such file")
     Image.MAX_IMAGE_PIXELS = None  # Pillow's guard (a warning, an error only at twice it): ours replaces it
     try:
@@ -223,13 +227,14 @@ LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000", "AVIF", "HEIF")  # Pillow's names (W
 LOSSY_TIFF = ("jpeg", "tiff_jpeg", "webp")  # a TIFF's compressions that change values (Pillow's names)
 
 
-def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
+def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS, hidden: list[int] | None = None) -> np.ndarray:
     """An 8-bit grey or paletted file -> HxW uint8 labels: 0 no object, k the k-th object (1 the frontmost). The
     values are read as they are stored (a palette's indices, not its colours). Also taken, as other tools save the
     same values: 1-bit (0/1), 2- and 4-bit grey (Pillow scales those to 0-255: scaled back), 16-bit grey up to 255
     (an instance map), and grey or R=G=B colour. Where a file has transparency it must be only opaque or clear, and
     a clear pixel is no object, whatever value or colour it keeps (a label layer exported with its unpainted pixels;
-    a PNG's transparent colour or palette entry). Anything else is refused: its values would not be labels."""
+    a PNG's transparent colour or palette entry). Anything else is refused: its values would not be labels.
+    `hidden` (when given) gets the object values found only on clear pixels: whole objects left out that way."""
     img, rawmode = _open(path, max_pixels)
     lossy = img.format if img.format in LOSSY_FORMATS else None
     if img.format == "TIFF" and img.info.get("compression") in LOSSY_TIFF:
@@ -240,13 +245,13 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarr
     if img.format == "WEBP":  # Pillow opens every WebP as colour, and a lossy one's values are not the painted ones
         raise InputError(f"'{path}' is a WebP file: its values cannot be taken as labels (it may be lossy-compressed)",
                          "save the labels as an 8-bit grey or paletted PNG")
-    return upright(_label_values(img, rawmode, path), orientation(img))
+    return upright(_label_values(img, rawmode, path, hidden), orientation(img))
 
 
 LOW_BIT_GREY = {"L;2": 85, "L;4": 17}  # Pillow's scale of 2- and 4-bit grey samples up to 8 bits
 
 
-def _label_values(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
+def _label_values(img: Image.Image, rawmode: str, path: str | Path, hidden: list[int] | None = None) -> np.ndarray:
     """The file's stored values as HxW uint8 labels; refused where they cannot be labels."""
     if ";16" in rawmode and img.mode in ("LA", "RGB", "RGBA"):  # Pillow hands these out as their high bytes
         raise _not_labels(path, img, " at 16 bits a channel")
@@ -260,19 +265,22 @@ def _label_values(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarra
             alphas[given] = 0
         else:
             alphas[:len(given)] = np.frombuffer(bytes(given), np.uint8)[:256]
-        return _clear_at(values, _clear_pixels(alphas[values], path, img))
+        return _clear_at(values, _clear_pixels(alphas[values], path, img), hidden)
     if img.mode in ("1", "L"):
         values = np.array(img, dtype=np.uint8)  # "1": 0/1, one object
         if rawmode in LOW_BIT_GREY:
             values //= LOW_BIT_GREY[rawmode]
         # a PNG's transparent grey, as stored (2-bit: 0-3)
-        return _clear_at(values, values == img.info["transparency"]) if "transparency" in img.info else values
+        return _clear_at(values, values == img.info["transparency"], hidden) if "transparency" in img.info else values
     if img.mode in GREY16:
         wide = np.asarray(img)
         if wide.size and 0 <= int(wide.min()) and int(wide.max()) <= 255:
             return wide.astype(np.uint8)
         low, high = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
-        raise _not_labels(path, img, f" with values from {low} to {high} (labels are 0 to 255)")
+        scaled = wide.size and not np.any(wide % 257) and high <= 255 * 257
+        raise _not_labels(path, img, f" with values from {low} to {high} (labels are 0 to 255)",
+                          "; every value is a multiple of 257: 8-bit labels saved at 16 bits (an editor's 16-bit "
+                          "mode scales k to 257 k), so save them as 8-bit" if scaled else "")
     if img.mode in ("LA", "RGB", "RGBA"):
         pixels = np.asarray(img, dtype=np.uint8)
         if img.mode == "RGB":
@@ -284,7 +292,7 @@ def _label_values(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarra
         if img.mode != "LA" and not np.all(((grey == pixels[..., 1]) & (grey == pixels[..., 2])) | clear):
             raise _not_labels(path, img, tail="; a picture with one flat colour per object is what the Krita docker's "
                                               "label layer takes")
-        return _clear_at(grey.copy(), clear)
+        return _clear_at(grey.copy(), clear, hidden)
     raise _not_labels(path, img)
 
 
@@ -302,8 +310,13 @@ def _clear_pixels(alpha: np.ndarray, path: str | Path, img: Image.Image) -> np.n
     return alpha == 0
 
 
-def _clear_at(values: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """Labels with their transparent pixels at 0 (no object), in place."""
+def _clear_at(values: np.ndarray, clear: np.ndarray, hidden: list[int] | None = None) -> np.ndarray:
+    """Labels with their transparent pixels at 0 (no object), in place; `hidden` gets the object values that were
+    only on those (a PNG whose transparent grey or palette entry is an object's value drops that whole object)."""
+    if hidden is not None and clear.any():
+        every = cv2.calcHist([values], [0], None, [256], [0, 256]).ravel()
+        on_clear = cv2.calcHist([values], [0], clear.view(np.uint8), [256], [0, 256]).ravel()
+        hidden.extend(int(v) for v in np.flatnonzero((every > 0) & (on_clear == every)) if v)
     values[clear] = 0
     return values
 
