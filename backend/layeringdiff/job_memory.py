@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from layering_protocol import Generate, Peel, Split, SplitLayers
 
-from .errors import InputError, NotAvailable
+from .errors import NotAvailable
 from .imaging.matting import MAX_UNKNOWN
 from .imaging.patchmatch import FEATURE_LEVELS_FINER, MAX_WORK_PIXELS, MIN_SOURCE_CENTRES, PATCH_RADIUS
 from .imaging.trimap import (
@@ -498,14 +498,12 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
 
 
 def colour_count(labels: Any) -> int:
-    """About how many objects a label image in flat colours has (stages/peel.colour_labels on every 4th pixel)."""
-    from .stages.peel import colour_labels
+    """How many objects a label image in flat colours has (stages/peel.object_colours, at full size: a small
+    object, 5 px across, is one), at most 255 (more: the job itself says so, bad_input)."""
+    from .stages.peel import label_codes, object_colours
 
     data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width, labels.channels)
-    try:
-        return len(colour_labels(np.ascontiguousarray(data[::4, ::4]))[1])
-    except InputError:  # too many colours: the job itself says so (bad_input), counted at the most meanwhile
-        return 255
+    return min(255, len(object_colours(*label_codes(data))))
 
 
 def label_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:

@@ -279,8 +279,8 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
             rgb = labels[..., [2, 1, 0, 3][:msg.labels.channels]] if msg.labels.order.startswith("BGR") else labels
             labels, info["colours"] = colour_labels(rgb)
             if not info["colours"]:
-                raise InputError("the label layer has no flat colour that covers an object's area (at least 0.2% of "
-                                 "its painted pixels)", "paint each object in one flat colour")
+                raise InputError("the label layer has no flat colour that covers an object's area (a patch of one "
+                                 "colour at least 5 pixels across)", "paint each object in one flat colour")
             check_background(labels, "the label layer is painted all over", "leave the background unpainted")
             names = [f"the object painted {colour}" for colour in info["colours"]]
         objects = label_values(labels)

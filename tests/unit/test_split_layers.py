@@ -144,11 +144,40 @@ def test_colour_labels_keep_objects_and_give_edges_and_blends_to_the_nearest():
 
 
 def test_more_than_255_colour_objects_are_refused():
-    rgb = np.zeros((64, 64 * 5, 3), np.uint8)
-    rgb.reshape(64 * 64 * 5, 3)[:] = np.repeat(np.arange(320), 64)[:, None] * np.array([[1, 0, 0]]) % 256 \
-        + np.repeat(np.arange(320) // 256, 64)[:, None] * np.array([[0, 1, 0]])
+    index = np.arange(16 * 20).reshape(16, 20).repeat(8, axis=0).repeat(8, axis=1)  # 320 flat 8x8 dabs
+    rgb = np.stack([index % 256, index // 256, np.zeros_like(index)], axis=2).astype(np.uint8)
     with pytest.raises(InputError, match="320 colours covering an object's area; at most 255 objects"):
         colour_labels(rgb)
+
+
+def test_a_small_flat_object_is_one_and_blends_join_a_colour_that_meets_there():
+    """A 7x7 dab on a big layer was merged into its neighbour (a colour under 0.2% of the painted pixels was taken
+    for a blend); the blends of a soft edge between red and blue went to purple, the colour nearest theirs."""
+    rgba = np.zeros((400, 600, 4), np.uint8)
+    rgba[200:, :, :] = (60, 180, 40, 255)  # a hill over the lower half
+    rgba[50:57, 300:307] = (20, 90, 220, 255)  # a bird, 7x7
+    found, colours = colour_labels(rgba)
+    assert colours == ["#3cb428", "#145adc"] and (found[50:57, 300:307] == 2).all()
+    red, blue, purple = np.array((200, 40, 30)), np.array((20, 90, 220)), np.array((110, 60, 130))
+    soft = np.zeros((120, 300, 3), np.float32)
+    soft[:, :150], soft[:, 150:] = red, blue
+    soft[:40, :] = purple  # a third object, away from the red-blue edge
+    soft = cv2.GaussianBlur(soft, (0, 0), 2)  # painted with a soft brush: blends along every edge
+    labels, colours = colour_labels(np.rint(soft).astype(np.uint8))
+    assert sorted(colours) == ["#145adc", "#6e3c82", "#c8281e"], colours  # no blend taken for an object
+    r, b = colours.index("#c8281e") + 1, colours.index("#145adc") + 1
+    edge = labels[60:, 140:160]  # the red-blue seam, far from the purple band
+    assert set(np.unique(edge)) == {r, b}
+    assert (labels[60:, :147] == r).all() and (labels[60:, 153:] == b).all()
+    assert count_in_job(rgba) == 2
+
+
+def count_in_job(rgba: np.ndarray) -> int:
+    from layering_protocol import Image as WireImage
+    from layeringdiff.job_memory import colour_count
+
+    h, w = rgba.shape[:2]
+    return colour_count(WireImage(w, h, "RGBA", "u8", rgba.tobytes()))
 
 
 def test_no_object_at_all_is_a_clear_error():
