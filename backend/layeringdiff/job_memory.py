@@ -437,9 +437,11 @@ def models_needed(message: Any) -> list[str]:
     return names
 
 
-def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, on_gpu: bool = False) -> Estimate:
+def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, on_gpu: bool = False,
+                 least: bool = False) -> Estimate:
     """Peak bytes a job adds to the server's RSS. `weights(name)`: bytes loading that model reads into
-    memory; `on_gpu`: the models' working memory is the GPU's."""
+    memory; `on_gpu`: the models' working memory is the GPU's; `least`: a quick lower bound where the exact figure
+    takes long to find (a label layer's objects: colour_count), for admission on the server's own thread."""
     names = models_needed(message)
     whole = [n for n in names if n not in FIXED_SIZE_MODEL_BYTES and n not in TILED_MODEL_BYTES]  # at its size
     models = sum(weights(n) for n in names) + sum(FIXED_SIZE_MODEL_BYTES.get(n, 0) for n in names)
@@ -457,14 +459,15 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
         return Estimate(split_bytes(w * h, None if work is None else work.crop, wide, work) + models,
                         f"a {w}x{h} {message.TYPE}")
     if isinstance(message, SplitLayers):
-        return Estimate(split_layers_bytes(message, whole) + models,
+        return Estimate(split_layers_bytes(message, whole, least) + models,
                         f"a {message.image.width}x{message.image.height} split into layers")
     return Estimate(0, type(message).__name__)
 
 
-def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
+def split_layers_bytes(message: SplitLayers, whole: bool = False, least: bool = False) -> int:
     """Its largest object's split (each object's box from the labels, as a box hint's; `whole`: a model sees the
-    whole canvas), plus what the peel holds beside it (PEEL_CHECK_BYTES_PER_PIXEL's comment)."""
+    whole canvas), plus what the peel holds beside it (PEEL_CHECK_BYTES_PER_PIXEL's comment). `least`:
+    estimate_job's."""
     image, labels = message.image, message.labels
     w, h = image.width, image.height
     pixels = w * h
@@ -483,7 +486,7 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
             grow = completion_reach(y1 - y0, x1 - x0)
             boxes[k] = (max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow))
     elif readable:  # flat colours: their objects' boxes are not known before they are read
-        boxes = dict.fromkeys(range(1, 1 + colour_count(labels)), (0, 0, w, h))
+        boxes = dict.fromkeys(range(1, 1 + colour_count(labels, least)), (0, 0, w, h))
     options = message.options or {}
     band, exact, fill = work_options(options)
     largest = max((split_bytes(pixels, None if whole else work.crop, wide, None if whole else work)
@@ -497,12 +500,15 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False) -> int:
     return largest + held + PEEL_CHECK_BYTES_PER_PIXEL * pixels + (len(boxes) + 1) * frame * pixels
 
 
-def colour_count(labels: Any) -> int:
-    """How many objects a label image in flat colours has (stages/peel.object_colours, at full size: a small
-    object, 5 px across, is one), at most 255 (more: the job itself says so, bad_input)."""
+def colour_count(labels: Any, least: bool = False) -> int:
+    """How many objects a label image in flat colours has (stages/peel.object_colours, at full size: a small object,
+    5 px across, is one; 0.4 s at 4096^2), at most 255 (more: the job itself says so, bad_input). `least`: on every
+    4th pixel, 1/16 of the time: the objects about 12 px across and larger."""
     from .stages.peel import label_codes, object_colours
 
     data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width, labels.channels)
+    if least:
+        data = np.ascontiguousarray(data[::4, ::4])
     return min(255, len(object_colours(*label_codes(data))))
 
 

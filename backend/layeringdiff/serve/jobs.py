@@ -161,6 +161,6 @@ def admit(job: Job, jobs: dict[tuple[bytes, str], Job], queued: Iterable[Job], l
         raise ProtocolError(ErrorCode.BUSY, f"the queued jobs' images would take {gib(waiting)}, more than the "
                                             f"backend's limit of {gib(limits.queued_input)}",
                             "try again when the queue is shorter")
-    estimate = estimate_job(job.message, weights=lambda name: 0, on_gpu=True)  # the least it can need
+    estimate = estimate_job(job.message, weights=lambda name: 0, on_gpu=True, least=True)  # the least it can need
     if estimate.nbytes > limits.max_memory - in_use:
         raise too_large(estimate.what, estimate.nbytes, limits.max_memory, in_use)

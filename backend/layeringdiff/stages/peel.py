@@ -115,30 +115,45 @@ def label_codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, painted
 
 
-def object_colours(codes: np.ndarray, painted: np.ndarray) -> np.ndarray:
-    """The codes painted flat somewhere (MIN_INTERIOR_PIXELS), the largest first."""
+def flat_pixels(codes: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    """HxW bool: painted pixels whose 8 neighbours are painted in the same colour."""
+    h, w = codes.shape
     flat = painted.copy()
     flat[0, :] = flat[-1, :] = flat[:, 0] = flat[:, -1] = False  # a border pixel's neighbours are not all seen
     centre = codes[1:-1, 1:-1]
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             if dy or dx:
-                h, w = codes.shape
                 flat[1:-1, 1:-1] &= (codes[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] == centre) & \
                     painted[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx]
-    values, inner = np.unique(codes[flat], return_counts=True)
-    values = values[inner >= MIN_INTERIOR_PIXELS]
-    if values.size == 0:
-        return values
-    counts = np.bincount(np.searchsorted(values, codes[painted & np.isin(codes, values)]), minlength=values.size)
-    return values[np.argsort(-counts, kind="stable")]
+    return flat
+
+
+def object_colours(codes: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    """The codes painted flat somewhere (MIN_INTERIOR_PIXELS), the largest first. Counted through a table of every
+    24-bit code (64 MB, only the pages touched are allocated), ROWS rows at a time: no sort of the canvas."""
+    flat = flat_pixels(codes, painted)
+    # every 3x3 block of flat pixels holds one of this grid: a colour with MIN_INTERIOR_PIXELS of them is among these
+    candidates = np.unique(codes[::3, ::3][flat[::3, ::3]])
+    if candidates.size == 0:
+        return candidates
+    index = np.zeros(1 << 24, np.int32)
+    index[candidates] = np.arange(1, candidates.size + 1, dtype=np.int32)
+    inner, every = np.zeros(candidates.size + 1, np.int64), np.zeros(candidates.size + 1, np.int64)
+    for y in range(0, codes.shape[0], ROWS):
+        rows = slice(y, y + ROWS)
+        inner += np.bincount(index[codes[rows][flat[rows]]], minlength=candidates.size + 1)
+        every += np.bincount(index[codes[rows][painted[rows]]], minlength=candidates.size + 1)
+    keep = np.flatnonzero(inner[1:] >= MIN_INTERIOR_PIXELS)
+    return candidates[keep[np.argsort(-every[1:][keep], kind="stable")]]
 
 
 def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """A label layer painted in flat colours (HxWx3/4 uint8, RGB(A)) -> (HxW uint8 labels, "#rrggbb" of label k at
     k - 1). A colour painted flat somewhere (object_colours) is an object, the largest label 1; other painted pixels
-    (a brush's anti-aliased edge, blends where two colours meet) join the object whose pixels are nearest (one of
-    the colours that meet there: the nearest colour could be a third one, between them); transparent ones none."""
+    (a brush's anti-aliased edge, blends where two colours meet) join an object whose pixels touch them, growing a
+    pixel at a time (one of the colours that meet there: the nearest colour could be a third one, between them);
+    transparent ones none."""
     codes, painted = label_codes(pixels)
     main = object_colours(codes, painted)
     if main.size > 255:
@@ -147,16 +162,20 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     labels = np.zeros(codes.shape, np.uint8)
     if main.size == 0:
         return labels, []
-    order = np.argsort(main)
-    where = np.searchsorted(main[order], codes)
-    found = (where < main.size) & (main[order][np.minimum(where, main.size - 1)] == codes) & painted
-    labels[found] = (order[where[found]] + 1).astype(np.uint8)
-    blends = painted & ~found
-    if blends.any():  # each to the label of the nearest object pixel (OpenCV numbers those in raster order)
-        _, nearest = cv2.distanceTransformWithLabels((~found).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                     labelType=cv2.DIST_LABEL_PIXEL)
-        by_index = np.concatenate([[0], labels[found]]).astype(np.uint8)
-        labels[blends] = by_index[nearest[blends]]
+    label_of = np.zeros(1 << 24, np.uint8)
+    label_of[main] = np.arange(1, main.size + 1, dtype=np.uint8)
+    for y in range(0, codes.shape[0], ROWS):
+        rows = slice(y, y + ROWS)
+        labels[rows] = label_of[codes[rows]] * painted[rows]
+    open_ = painted & (labels == 0)  # the blends, given out from the objects' pixels inwards
+    kernel = np.ones((3, 3), np.uint8)
+    while open_.any():
+        grown = cv2.dilate(labels, kernel)
+        reached = open_ & (grown > 0)
+        if not reached.any():
+            break
+        labels[reached] = grown[reached]
+        open_ &= ~reached
     return labels, [f"#{int(code):06x}" for code in main]
 
 
