@@ -297,7 +297,9 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     alpha = first[..., 3].astype(np.float32) / 255.0 if first.dtype == np.uint8 else first[..., 3]
     used = "depth and occlusion" if msg.auto else "colours" if msg.colours else msg.order
     info.update({**peeled.infos[-1], "objects": objects, "order": used, "recomposition_error": error,
-                 "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos]})
+                 "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos],
+                 # objects whose layer shows nowhere (labelled only where the layer is transparent): the docker says so
+                 "empty": [k for k, layer in zip(objects, peeled.layers, strict=True) if not layer[..., 3].any()]})
     out = JobOutput(from_array(first, dtype, order), from_array(peeled.background, dtype, order),
                     from_array(alpha, dtype, "L"), plain(info))
     peeled.background = None

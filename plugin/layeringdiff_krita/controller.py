@@ -345,6 +345,8 @@ class Controller:
         """band: half-width in pixels of the band around the selection's edge that matting decides
         (0: scaled to the object); fill: how the hidden background is completed (FILLS; "": the backend's default)."""
         self._require_idle_connection()
+        if colour_codes(phrase) is not None:  # a label layer's order left in the field by Split into layers
+            phrase = ""
         doc = self.bridge.active_document()
         layer = self.bridge.read_active_layer(doc)
         mask_bytes = self.bridge.read_selection(doc, layer)
@@ -405,22 +407,26 @@ class Controller:
         else:
             try:
                 layer, objects = self.bridge.read_objects(doc)
-            except NoObjects as exc:
+            except NoObjects:
                 if colours is not None:
-                    raise UserError(f"The colours {'; '.join(colours)} order the objects of a label layer: {exc}") \
-                        from None
-                if not phrases:
+                    active = self.bridge.read_active_layer(doc)
+                    if self.bridge.peel_index(active) is not None:  # the background a split left: its own again
+                        raise UserError(f"'{active.name}' is the background of a split. To split the layer again in "
+                                        "the order of the phrase field, press Undo split first, then Split into "
+                                        "layers.") from None
+                if not phrases or colours is not None:
                     raise
                 # no masks, no label layer: the phrases name the objects, front first, for the models to find
                 layer = self.bridge.read_active_layer(doc)
                 names = dict(enumerate(phrases, 1))
                 objects = Objects(None, names, "labels", f"the phrases {'; '.join(phrases)}")
                 phrase = ""  # they name the layers, not the group
+        note = ""
         if colours is not None and not auto:
-            if not objects.colours:
-                raise UserError(f"The colours {'; '.join(colours)} order the objects of a label layer in flat colours; "
-                                f"the objects of '{layer.name}' came from {objects.source}: drag its selection masks "
-                                "in the Layers docker to order them (the top one in front).")
+            if not objects.colours:  # an order left from a label layer's split: the masks' own order holds
+                note = (f"The colours in the phrase field order a label layer's objects; these came from "
+                        f"{objects.source}, ordered top first (drag them in the Layers docker to change it). ")
+                colours = None
             phrase = ""  # they order the objects, they do not name the group
         options = self._split_options(exact_alpha, band, fill, matting if objects.labels is not None or auto else "")
         message = SplitLayers(layer.image, objects.labels, order="labels" if auto else objects.order,
@@ -428,7 +434,7 @@ class Controller:
                               phrases=list(objects.names.values()) if objects.labels is None and not auto else [],
                               colours=colours if colours is not None and objects.colours else [])
         job_id = self.client.send(message)
-        self._begin(Job(job_id, "split", doc, layer, phrase, 1, objects=objects))
+        self._begin(Job(job_id, "split", doc, layer, phrase, 1, objects=objects, note=note))
 
     def _generate(self, prompt: str, width: int, height: int, steps: int, seed: int, negative: str = "",
                   guide: str = "", guide_strength: float = 0.5) -> None:

@@ -156,6 +156,7 @@ class KritaBridge:
         node = doc.activeNode()
         if node is not None and node.type() == "selectionmask" and node.parentNode() is not None:
             node = node.parentNode()
+        node = self._below_label_layer(node) or node  # the artist has just painted the labels: it is active
         layer = self.read_active_layer(doc, node)
         x, y, w, h = layer.rect
         masks = [m for m in reversed(layer.node.childNodes()) if m.type() == "selectionmask"]  # top first
@@ -179,6 +180,8 @@ class KritaBridge:
                             "or a paint layer named 'labels' right above it with each object painted in one flat "
                             "colour, or their names as phrases, front first: cat; vase; table.")
         data = bytes(labels.pixelData(x, y, w, h))
+        if labels.colorDepth() == "U16":  # each channel's high byte (little-endian): flat colours stay flat
+            data = data[1::2]
         if max(data[3::4], default=0) < 128:
             raise UserError(f"The label layer '{labels.name()}' paints nothing over '{layer.name}'.")
         return layer, Objects(layer_image(data, w, h, "RGBA", "U8"), {}, "auto", f"the label layer '{labels.name()}'",
@@ -186,16 +189,28 @@ class KritaBridge:
 
     def _label_layer(self, layer: LayerPixels) -> Any:
         """The layer right above `layer` whose name starts with "label", passing over groups (the groups of its
-        earlier splits go right above it), or None; only an 8-bit RGBA paint layer."""
+        earlier splits go right above it), or None; only an RGBA paint layer of 8 or 16 bits (16: a new layer in a
+        16-bit document)."""
         siblings = list(layer.node.parentNode().childNodes())  # a layer in a document has a parent, the root at least
         at = [n.uniqueId() for n in siblings].index(layer.node.uniqueId())
         above = next((n for n in siblings[at + 1:] if n.type() != "grouplayer"), None)
         if above is None or not LABEL_LAYER.match(above.name()):
             return None
-        if above.type() != "paintlayer" or (above.colorModel(), above.colorDepth()) != ("RGBA", "U8"):
-            raise UserError(f"The label layer '{above.name()}' must be an 8-bit RGB paint layer (it is "
-                            f"{with_article(above.type())}, {above.colorModel()}/{above.colorDepth()}).")
+        if above.type() != "paintlayer" or above.colorModel() != "RGBA" or above.colorDepth() not in ("U8", "U16"):
+            raise UserError(f"The label layer '{above.name()}' must be an RGB paint layer of 8 or 16-bit integers (it "
+                            f"is {with_article(above.type())}, {above.colorModel()}/{above.colorDepth()}): Layer > "
+                            "Convert > Convert Layer Color Space..., RGB/Alpha, 8-bit integer/channel.")
         return above
+
+    def _below_label_layer(self, node: Any) -> Any:
+        """The paint layer a label layer (`node`) is right above, passing over groups, else None."""
+        if node is None or node.type() != "paintlayer" or not LABEL_LAYER.match(node.name()) or \
+                node.parentNode() is None:
+            return None
+        siblings = list(node.parentNode().childNodes())
+        at = [n.uniqueId() for n in siblings].index(node.uniqueId())
+        below = next((n for n in reversed(siblings[:at]) if n.type() != "grouplayer"), None)
+        return below if below is not None and below.type() == "paintlayer" else None
 
     def read_guide(self, doc: Any, width: int, height: int) -> Any:
         """The active layer over the area the generated layers will cover (the canvas's top-left
@@ -236,6 +251,7 @@ class KritaBridge:
         doc, layer = job.doc, job.layer
         assert layer is not None
         source = self._live(doc, layer.node, layer.name)
+        self._unchanged(doc, source, layer)
         parent = source.parentNode()
         before, active_id = self._state(doc)
         name = group_name(layer.name, job.phrase, self._all_names(doc))
@@ -255,13 +271,32 @@ class KritaBridge:
         hidden = (f"'{layer.name}' is hidden, not changed" if group.visible()
                   else f"'{layer.name}' was hidden, so the group is hidden too")
         if job.objects is not None:
-            hidden += f"; the objects came from {job.objects.source}"
+            hidden += f"; the objects came from {job.objects.source}" + self._missing(job, result, names)
             if job.objects.colours:
                 hidden += (", in the order you gave" if result.info.get("order") == "colours" else
                            ", ordered from where they touch") + \
                     " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
             self._undo_note(shown)
+
+    def _missing(self, job: Job, result: Any, names: List[str]) -> str:
+        """What a split into layers left out or left empty, in words ("" when nothing): selection masks wholly
+        behind the masks above them (no pixel of their own), objects that show nowhere (labels over transparent
+        pixels only; the backend's info["empty"])."""
+        assert job.objects is not None
+        order = list(result.info.get("objects") or [])
+        behind = [job.objects.names[k] for k in sorted(job.objects.names) if k not in order] \
+            if job.objects.source.endswith(("selection mask", "selection masks")) else []
+        empty = [names[order.index(k)] for k in result.info.get("empty") or [] if k in order]
+        words = ""
+        if behind:
+            words += (f" (the mask{'s' if len(behind) > 1 else ''} {', '.join(repr(n) for n in behind)} "
+                      f"{'are' if len(behind) > 1 else 'is'} wholly behind the masks above: no layer)")
+        if empty:
+            words += (f" ({', '.join(repr(n) for n in empty)} {'are' if len(empty) > 1 else 'is'} empty: "
+                      f"{'their objects lie' if len(empty) > 1 else 'its object lies'} only over transparent pixels "
+                      f"of '{job.layer.name if job.layer else ''}')")
+        return words
 
     def _object_names(self, job: Job, result: Any) -> Tuple[List[str], str]:
         """The layer names of a split into layers, front first: each object by its mask's name, or its colour."""
@@ -278,6 +313,7 @@ class KritaBridge:
         doc, layer = job.doc, job.layer
         assert layer is not None
         old = self._live(doc, layer.node, layer.name)
+        self._unchanged(doc, old, layer)
         parent = old.parentNode()
         before, active_id = self._state(doc)
         fg_name, bg_name = layer_names(job.index, job.phrase, [n.name() for n in parent.childNodes()])
@@ -528,6 +564,17 @@ class KritaBridge:
             raise UserError(f"The layer '{name}' was deleted while the job ran, so the result was not inserted; "
                             "the document is unchanged.")
         return found
+
+    def _unchanged(self, doc: Any, node: Any, layer: LayerPixels) -> None:
+        """Refuse a result whose source layer was painted on (or moved) while the job ran: inserted, it would hide
+        the new strokes under a group made from the old pixels."""
+        b = node.bounds()
+        x, y = max(b.x(), 0), max(b.y(), 0)
+        rect = (x, y, min(b.x() + b.width(), doc.width()) - x, min(b.y() + b.height(), doc.height()) - y)
+        if rect != tuple(layer.rect) or bytes(node.pixelData(*rect)) != layer.image.data:
+            raise UserError(f"'{layer.name}' was changed while the job ran (painted on, moved or filtered), so the "
+                            "result was not inserted: it was made from the layer as it was, and would hide your "
+                            "changes. The document is as you left it; split again.")
 
     def _find(self, doc: Any, uid: Any) -> Any:
         stack = list(doc.rootNode().childNodes())

@@ -494,15 +494,36 @@ def test_a_label_layer_s_order_is_shown_and_the_artist_s_order_is_sent(ctl):
     assert len(ctl.bridge.applied) == applied
 
 
-def test_colour_codes_with_selection_masks_or_no_objects_say_what_orders_them(ctl):
+def test_a_colour_order_left_in_the_phrase_field_does_not_leak_into_other_operations(ctl):
+    """After a label layer's split the field holds its colours, front first. With selection masks the masks' order
+    holds (it was refused); with no objects, the plain advice, and on the background a split left, Undo split first
+    (was a long mixed message); Split selected and Peel do not take the colours for a name or a phrase (the group
+    and its layer were named '#145adc; #c8281e')."""
     sent = record_sends(ctl)
+
+    def jobs(kind):
+        return [m for m in sent if m.TYPE == kind]
+
     ctl.split_layers("#c8281e; #145adc")  # the fake layer has selection masks
-    text, error = ctl.view.last
-    assert error and "drag its selection masks" in text and not sent, text
-    ctl.bridge.no_objects = True  # not taken for phrases of the models
+    pump(ctl, lambda: ctl.job is None)
+    assert jobs("split_layers")[-1].colours == [] and jobs("split_layers")[-1].labels.order == "L"
+    _, job, result = ctl.bridge.applied[-1]
+    assert job.phrase == "" and ctl.view.last[0].startswith("The colours in the phrase field order a label layer's "
+                                                            "objects; these came from")
+    ctl.bridge.no_objects, ctl.bridge.peelable = True, False  # not taken for phrases of the models
+    count = len(jobs("split_layers"))
     ctl.split_layers("#c8281e; #145adc")
     text, error = ctl.view.last
-    assert error and text.startswith("The colours #c8281e; #145adc order the objects of a label layer") and not sent
+    assert error and text.startswith("Give 'photo' its objects first") and len(jobs("split_layers")) == count, text
+    ctl.bridge.peelable = True  # the active layer is the background the split left
+    ctl.split_layers("#c8281e; #145adc")
+    text, error = ctl.view.last
+    assert error and "is the background of a split" in text and "press Undo split first" in text, text
+    ctl.bridge.peelable = False
+    ctl.split_selected("#c8281e; #145adc")
+    pump(ctl, lambda: ctl.job is None)
+    _, job, _ = ctl.bridge.applied[-1]
+    assert job.phrase == "" and jobs("split")[-1].phrase is None
 
 
 def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):

@@ -1052,7 +1052,8 @@ def test_objects_the_backend_names_out_of_its_colours_are_objects(fake_krita):
 @pytest.mark.parametrize("case,words", [
     ("nothing", "a selection mask for each .* a paint layer named 'labels' right above it"),
     ("empty mask", "The selection mask 'cup' selects nothing of 'photo'"),
-    ("label layer 16-bit", "The label layer 'labels' must be an 8-bit RGB paint layer"),
+    ("label layer float", "The label layer 'labels' must be an RGB paint layer of 8 or 16-bit integers .* Layer > "
+                          "Convert > Convert Layer Color Space"),
     ("label layer empty", "The label layer 'labels' paints nothing over 'photo'"),
     ("label layer below", "a selection mask for each")])
 def test_split_into_layers_says_what_is_missing(fake_krita, case, words):
@@ -1061,8 +1062,8 @@ def test_split_into_layers_says_what_is_missing(fake_krita, case, words):
         add_selection_mask(fake_krita, doc, layer, "cup", np.zeros((30, 40), bool))
     elif case.startswith("label layer"):
         labels = doc.createNode("labels", "paintlayer")
-        if case == "label layer 16-bit":
-            labels.setColorSpace("RGBA", "U16", "sRGB")
+        if case == "label layer float":
+            labels.setColorSpace("RGBA", "F32", "sRGB")
         if case == "label layer below":  # painted, but under the layer: not its label layer
             doc.rootNode().setChildNodes([labels, layer])
             labels.setPixelData(painting(20, 10, 3).tobytes(), 5, 4, 20, 10)
@@ -1083,6 +1084,55 @@ def test_split_into_layers_from_a_label_layer_sends_its_colours_for_the_backend_
     assert objects.source == "the label layer 'Labels (flat colours)'"
     assert (objects.labels.order, objects.labels.dtype) == ("BGRA", "u8") and objects.labels.data == colours.tobytes()
     assert (objects.labels.width, objects.labels.height) == (20, 10)
+
+
+def test_a_16_bit_label_layer_is_read_as_its_8_bit_colours_and_the_label_layer_active_splits_the_one_below(
+        fake_krita):
+    """In a 16-bit document every new layer is 16-bit: its label layer was always refused. And an artist who has just
+    painted the labels has that layer active: it was told to give 'labels' its objects."""
+    doc, layer, bridge = ready(fake_krita)
+    labels = doc.createNode("labels", "paintlayer")
+    labels.setColorSpace("RGBA", "U16", "sRGB")
+    doc.rootNode().addChildNode(labels, layer)
+    colours = painting(20, 10, 3)
+    wide = (colours.astype(np.uint16) * 257).astype("<u2")  # the same colours at 16 bits a channel
+    labels.setPixelData(wide.tobytes(), 5, 4, 20, 10)
+    doc.setActiveNode(labels)
+    px, objects = bridge.read_objects(doc)
+    assert px.node == layer and objects.source == "the label layer 'labels'"
+    assert (objects.labels.order, objects.labels.dtype) == ("BGRA", "u8") and objects.labels.data == colours.tobytes()
+
+
+def test_a_result_made_from_pixels_changed_since_is_not_inserted(fake_krita):
+    """Painting on the layer while its split ran: the group made from the old pixels hid the new strokes."""
+    doc, layer, bridge = ready(fake_krita)
+    px = bridge.read_active_layer(doc)
+    before = whole_tree(doc.rootNode())
+    changed = painting(20, 10, 1)
+    changed[2:5, 3:9, :3] = (0, 0, 255)  # a red bar
+    layer.setPixelData(changed.tobytes(), 5, 4, 20, 10)
+    with pytest.raises(UserError, match="'photo' was changed while the job ran .* the result was not inserted"):
+        bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    assert whole_tree(doc.rootNode()) == before
+    layer.setPixelData(painting(20, 10, 1).tobytes(), 5, 4, 20, 10)  # as it was: inserted
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    assert len(doc.rootNode().childNodes()) == len(before) + 1
+
+
+def test_a_mask_wholly_behind_others_and_an_object_that_shows_nowhere_are_named(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    left, right = discs(40, 30)
+    add_selection_mask(fake_krita, doc, layer, "shadow", left)  # under the cup's mask: wholly behind it
+    add_selection_mask(fake_krita, doc, layer, "cup", left | right)
+    add_selection_mask(fake_krita, doc, layer, "saucer", right)  # on top: the front object
+    px, objects = bridge.read_objects(doc)
+    assert objects.names == {1: "saucer", 2: "cup", 3: "shadow"}
+    res = split_of(px.image)
+    res.behind = [res.foreground]
+    res.info.update(objects=[1, 2], empty=[2])  # the backend: label 3 has no pixel, label 2's layer shows nowhere
+    text = bridge.apply_split(Job("1", "split", doc, px, "", objects=objects), res)
+    assert "(the mask 'shadow' is wholly behind the masks above: no layer)" in text, text
+    assert "('2 cup' is empty: its object lies only over transparent pixels of 'photo')" in text, text
 
 
 def test_the_label_layer_is_found_past_the_groups_of_earlier_splits(fake_krita):

@@ -252,3 +252,15 @@ def test_a_label_layer_of_too_many_colours_is_a_clear_error_from_the_job_and_adm
     gradient[H // 2:, :, 1] = np.linspace(0, 255, W).astype(np.uint8)[None]  # thousands of one-off colours
     labels, colours = colour_labels(gradient)
     assert len(colours) >= 2 and (labels > 0).all()
+
+
+def test_an_object_labelled_only_over_transparent_pixels_is_named_empty():
+    """Labels painted past a cut-out's edge onto its transparent part only: that object's layer shows nowhere, and
+    the result says which (the docker then names it instead of reporting a plain success)."""
+    image, labels = scene()
+    bgra = np.frombuffer(image.data, np.uint8).reshape(H, W, 4).copy()
+    bgra[:, 100:, 3] = 0  # the layer is clear on its right
+    labels[labels == 2] = 0
+    labels[10:30, 104:116] = 2  # object 2 lies only there
+    out = run(SplitLayers(Image(W, H, "BGRA", "u8", bgra.tobytes()), Image(W, H, "L", "u8", labels.tobytes())))
+    assert out.info["objects"] == [1, 2] and out.info["empty"] == [2]
