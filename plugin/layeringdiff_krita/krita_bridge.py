@@ -285,8 +285,8 @@ class KritaBridge:
         pixels only; the backend's info["empty"])."""
         assert job.objects is not None
         order = list(result.info.get("objects") or [])
-        behind = [job.objects.names[k] for k in sorted(job.objects.names) if k not in order] \
-            if job.objects.source.endswith(("selection mask", "selection masks")) else []
+        masks = job.objects.labels is not None and not job.objects.colours  # one label value a selection mask
+        behind = [job.objects.names[k] for k in sorted(job.objects.names) if k not in order] if masks else []
         empty = [names[order.index(k)] for k in result.info.get("empty") or [] if k in order]
         words = ""
         if behind:
