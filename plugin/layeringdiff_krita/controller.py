@@ -33,7 +33,7 @@ from .connection import BackendClient, SendFailed, State
 from .jobs import Job, JobState, NoObjects, Objects, UserError
 from .messages import model_hint, starting_status
 from .models_panel import GENERATE_MODELS, ModelsPanel
-from .naming import colour_codes, object_colours
+from .naming import colour_codes, mistyped_colour, object_colours
 from .own_backend import OwnBackend, SetupState
 from .pixels import selection_image, selection_is_empty, selection_is_full
 from .ports import Bridge, View
@@ -401,6 +401,10 @@ class Controller:
         doc = self.bridge.active_document()
         phrases = [p.strip() for p in phrase.split(";") if p.strip()]
         colours = colour_codes(phrase)  # a label layer's colours front first: the artist's order
+        odd = mistyped_colour(phrase)
+        if odd:  # taken for a phrase, it would name the group, and the order would be the automatic one
+            raise UserError(f"'{odd}' is not a colour: write the label layer's colours as #rrggbb, front first "
+                            "(#c8281e; #145adc), or clear the field.")
         if auto:  # no hint at all: the backend's models find the objects
             layer = self.bridge.read_active_layer(doc)
             objects = Objects(None, {}, "auto", "the models (SAM's masks, ordered by depth)")

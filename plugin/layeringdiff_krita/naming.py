@@ -21,6 +21,7 @@ _BACKGROUND = re.compile(r"^background \d+$")
 _DEFAULT_MASK = re.compile(r"^(selection mask|local selection|selection)( \d+)?$", re.IGNORECASE)  # Krita's own names
 LABEL_LAYER = re.compile(r"^labels?\b", re.IGNORECASE)  # a layer painted in flat colours, one per object
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+_ALMOST_COLOUR = re.compile(r"#[0-9a-fA-F]{4,8}")
 FOREGROUND_WORD = "foreground"
 OBJECT_WORD = "object"  # an object of a split into layers that has no name
 
@@ -90,6 +91,12 @@ def colour_codes(text: str) -> Optional[List[str]]:
     if not words or not all(_COLOUR.fullmatch(w) for w in words):
         return None
     return [w.lower() for w in words]
+
+
+def mistyped_colour(text: str) -> Optional[str]:
+    """The first word that looks like a colour code with a digit too many or too few ('#3cb42'), else None."""
+    return next((w for w in re.split(r"[;,\s]+", text.strip()) if _ALMOST_COLOUR.fullmatch(w)
+                 and not _COLOUR.fullmatch(w)), None)
 
 
 def object_colours(info: dict) -> List[Optional[str]]:

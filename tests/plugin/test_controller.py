@@ -519,6 +519,10 @@ def test_a_colour_order_left_in_the_phrase_field_does_not_leak_into_other_operat
     ctl.split_layers("#c8281e; #145adc")
     text, error = ctl.view.last
     assert error and "is the background of a split" in text and "press Undo split first" in text, text
+    ctl.bridge.no_objects = False
+    ctl.split_layers("#c8281e; #3cb42")  # a digit short: it named the group, and the order was the automatic one
+    text, error = ctl.view.last
+    assert error and text.startswith("'#3cb42' is not a colour: write the label layer's colours as #rrggbb"), text
     ctl.bridge.peelable = False
     ctl.split_selected("#c8281e; #145adc")
     pump(ctl, lambda: ctl.job is None)
