@@ -188,7 +188,6 @@ def file_profile(path: str | Path) -> bytes | None:
         return None
 
 
-
 def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """A selection file -> HxW float32 in [0,1]: its alpha channel where that varies (a selection saved with
     transparency), else its brightest channel: the grey level of a grey mask, and where a mask painted in any

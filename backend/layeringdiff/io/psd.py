@@ -22,6 +22,7 @@ from .ora import LayerGroup, OraLayer
 # A PSD holds at most this many pixels a side; psd-tools writes a larger canvas as a PSB (Photoshop's large format),
 # which GIMP and psd-tools' own reader refuse, whatever the file is named.
 PSD_MAX_SIDE = 30_000
+ROWS = 256
 
 
 def check_psd_size(width: int, height: int) -> None:
@@ -41,12 +42,14 @@ def _rgba(pixels: np.ndarray) -> np.ndarray:
 def _over_white(u8: np.ndarray) -> np.ndarray:
     """A transparent picture's merged image as Photoshop stores it: its colours composited over white, which
     readers take off again (psd-tools, viewers); stored as they are, a half-clear pixel read back far too dark."""
-    alpha = u8[..., 3:4]
-    if alpha.min() == 255:
+    if u8[..., 3].min() == 255:
         return u8
-    a = alpha.astype(np.float32) / 255.0
-    rgb = np.rint(u8[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
-    return np.dstack([rgb, alpha])
+    out = u8.copy()
+    for y in range(0, u8.shape[0], ROWS):  # in 16-bit integers a band at a time: an 8000^2 canvas needs no float copy
+        a = u8[y:y + ROWS, :, 3:4].astype(np.uint16)
+        mixed = u8[y:y + ROWS, :, :3] * a + 255 * (255 - a) + 127  # at most 65152
+        out[y:y + ROWS, :, :3] = mixed // 255
+    return out
 
 
 def _shown(u8: np.ndarray) -> tuple[slice, slice]:
