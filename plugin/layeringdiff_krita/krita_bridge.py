@@ -39,6 +39,7 @@ ACTIVATE_DELAY_MS = 50
 NEW_DOCUMENT_FORMAT = ("RGBA", "U8")
 KEPT_MASKS = ("transparencymask", "filtermask", "transformmask")  # act on the group's picture as on the layer's
 IGNORED_MASKS = ("selectionmask",)  # a layer's local selection does not change how it looks
+FAINTEST_LABEL_ALPHA = 32  # a label layer with no pixel this opaque paints nothing
 UNDO_TRIES = 20  # presses of Edit > Undo per step before the docker's Undo gives up (Krita drops them while busy)
 History = Tuple[List[str], int]  # the History docker's entries ("<empty>" first) and the current row
 
@@ -182,7 +183,7 @@ class KritaBridge:
         data = bytes(labels.pixelData(x, y, w, h))
         if labels.colorDepth() == "U16":  # each channel's high byte (little-endian): flat colours stay flat
             data = data[1::2]
-        if max(data[3::4], default=0) < 128:
+        if max(data[3::4], default=0) < FAINTEST_LABEL_ALPHA:  # the backend's rule (stages/peel.label_codes)
             raise UserError(f"The label layer '{labels.name()}' paints nothing over '{layer.name}'.")
         return layer, Objects(layer_image(data, w, h, "RGBA", "U8"), {}, "auto", f"the label layer '{labels.name()}'",
                               colours=True)

@@ -1030,11 +1030,11 @@ def test_a_label_layer_counts_as_painted_by_its_alpha_alone(fake_krita):
     labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
     with pytest.raises(UserError, match="The label layer 'labels' paints nothing over 'photo'"):
         bridge.read_objects(doc)
-    paint[3, 4, 3] = 127
+    paint[3, 4, 3] = 31
     labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
     with pytest.raises(UserError, match="paints nothing"):
         bridge.read_objects(doc)
-    paint[3, 4, 3] = 128  # half opaque: painted
+    paint[3, 4, 3] = 32  # faint, but the layer's strongest (a brush at low opacity): painted
     labels.setPixelData(paint.tobytes(), 5, 4, 20, 10)
     assert bridge.read_objects(doc)[1].colours
 

@@ -264,3 +264,17 @@ def test_an_object_labelled_only_over_transparent_pixels_is_named_empty():
     labels[10:30, 104:116] = 2  # object 2 lies only there
     out = run(SplitLayers(Image(W, H, "BGRA", "u8", bgra.tobytes()), Image(W, H, "L", "u8", labels.tobytes())))
     assert out.info["objects"] == [1, 2] and out.info["empty"] == [2]
+
+
+def test_labels_painted_faintly_are_objects_and_their_soft_edges_are_not():
+    """Labels painted with a brush at 40% opacity (alpha 102) were 'nothing' (painted from alpha 128 only): a pixel
+    is painted from half the layer's strongest alpha where that is less than 128."""
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[10:40, 10:40] = (*RED, 102)
+    rgba[20:50, 45:70] = (*BLUE, 102)
+    rgba[9, 10:40] = (*RED, 40)  # a soft edge, under half of the strokes
+    labels, colours = colour_labels(rgba)
+    assert sorted(colours) == ["#145adc", "#c8281e"] and not labels[9].any()
+    assert (labels[10:40, 10:40] == colours.index("#c8281e") + 1).all()
+    rgba[..., 3] = np.minimum(rgba[..., 3], 31)  # fainter than that is nothing
+    assert colour_labels(rgba)[1] == []

@@ -103,13 +103,21 @@ ROWS = 256  # rows worked on at a time
 # object of any size has them: the rule that took a colour for an object by its share of the painted pixels (0.2%)
 # merged a 43x43 bird on a 2000x1500 label layer into the hill beside it.
 MIN_INTERIOR_PIXELS = 9
-OPAQUE_FROM = 128  # a label layer's alpha from which a pixel is painted
+# A label layer's pixel is painted from this alpha, or from half the layer's strongest where that is less (labels
+# painted with a brush at 40% opacity: their strokes 102, their soft edges less), but never below FAINTEST_ALPHA.
+OPAQUE_FROM = 128
+FAINTEST_ALPHA = 32
 
 
 def label_codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A label layer (HxWx3/4 uint8, RGB(A)) -> (HxW int32 0xRRGGBB codes, HxW bool painted: alpha >= OPAQUE_FROM)."""
+    """A label layer (HxWx3/4 uint8, RGB(A)) -> (HxW int32 0xRRGGBB codes, HxW bool painted: alpha from OPAQUE_FROM,
+    or half the strongest)."""
     h, w = pixels.shape[:2]
-    painted = pixels[..., 3] >= OPAQUE_FROM if pixels.shape[2] == 4 else np.ones((h, w), bool)
+    if pixels.shape[2] == 4:
+        alpha = pixels[..., 3]
+        painted = alpha >= min(OPAQUE_FROM, max(FAINTEST_ALPHA, (int(alpha.max()) + 1) // 2))
+    else:
+        painted = np.ones((h, w), bool)
     rgb = pixels[..., :3]
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     return codes, painted
