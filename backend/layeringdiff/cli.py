@@ -147,30 +147,24 @@ def picture_profile(args: argparse.Namespace, out: Path) -> bytes | None:
     what Krita makes of an .ora of a picture in another space than sRGB."""
     if args.example:
         return None
-    from .io.images import file_profile
-    from .io.profiles import description
+    from PIL import Image
 
-    if file_mode(args.image) == "CMYK" and not args.quiet:
+    from .io.profiles import description, rgb_profile
+
+    try:
+        with Image.open(args.image) as img:  # the header only, once
+            mode, icc = img.mode, rgb_profile(img)
+    except OSError:
+        return None
+    if mode == "CMYK" and not args.quiet:
         print(f"note: '{args.image}' is CMYK: its layers are RGB (sRGB), converted through its colour profile where "
               "it has one", file=sys.stderr)
-    icc = file_profile(args.image)
     named = description(icc)
     if named and "srgb" not in named.lower() and out.suffix.lower() == ".ora" and not args.quiet:
         print(f"note: '{args.image}' is in {named}: every layer carries that profile; Krita opens an .ora in sRGB, "
               "converting each layer on its own, which moves soft edges where a layer's colours lie outside sRGB; a "
               ".psd keeps the profile for the whole file (-o NAME.psd)", file=sys.stderr)
     return icc
-
-
-def file_mode(path: str) -> str:
-    """The image file's Pillow mode from its header ("" where it cannot be read)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.mode
-    except OSError:
-        return ""
 
 
 def layer_files(out: Path, objects: list[int] | None = None) -> dict[str, Path]:

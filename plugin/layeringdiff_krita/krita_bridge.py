@@ -192,9 +192,8 @@ class KritaBridge:
         """The layer right above `layer` whose name starts with "label", passing over groups (the groups of its
         earlier splits go right above it), or None; only an RGBA paint layer of 8 or 16 bits (16: a new layer in a
         16-bit document)."""
-        siblings = list(layer.node.parentNode().childNodes())  # a layer in a document has a parent, the root at least
-        at = [n.uniqueId() for n in siblings].index(layer.node.uniqueId())
-        above = next((n for n in siblings[at + 1:] if n.type() != "grouplayer"), None)
+        _, above = _around(layer.node)  # a layer in a document has a parent, the root at least
+        above = next((n for n in above if n.type() != "grouplayer"), None)
         if above is None or not LABEL_LAYER.match(above.name()):
             return None
         if above.type() != "paintlayer" or above.colorModel() != "RGBA" or above.colorDepth() not in ("U8", "U16"):
@@ -208,9 +207,7 @@ class KritaBridge:
         if node is None or node.type() != "paintlayer" or not LABEL_LAYER.match(node.name()) or \
                 node.parentNode() is None:
             return None
-        siblings = list(node.parentNode().childNodes())
-        at = [n.uniqueId() for n in siblings].index(node.uniqueId())
-        below = next((n for n in reversed(siblings[:at]) if n.type() != "grouplayer"), None)
+        below = next((n for n in reversed(_around(node)[0]) if n.type() != "grouplayer"), None)
         return below if below is not None and below.type() == "paintlayer" else None
 
     def read_guide(self, doc: Any, width: int, height: int) -> Any:
@@ -625,3 +622,10 @@ class KritaBridge:
             return (". Krita would not hide it with an undo entry (several layers selected?): Undo "
                     f"{self.last.kind if self.last else 'split'} in this docker shows it again")
         return ""
+
+
+def _around(node: Any) -> Tuple[list, list]:
+    """The node's siblings below it and above it, bottom first (Krita's order)."""
+    siblings = list(node.parentNode().childNodes())
+    at = [n.uniqueId() for n in siblings].index(node.uniqueId())
+    return siblings[:at], siblings[at + 1:]

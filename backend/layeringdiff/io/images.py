@@ -9,7 +9,7 @@ from layering_protocol import DEFAULT_MAX_PIXELS
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from .profiles import cmyk_to_rgb, rgb_profile, tag_png
+from .profiles import cmyk_to_rgb, tag_png
 
 MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets another per call
 GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -176,16 +176,6 @@ def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarr
         return _to_float(cmyk_to_rgb(img)[0])
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
-
-
-def file_profile(path: str | Path) -> bytes | None:
-    """The RGB colour profile embedded in an image file (profiles.rgb_profile), read from its header; None where it
-    has none or cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return rgb_profile(img)
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
 
 
 def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
