@@ -238,7 +238,19 @@ def option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def joined_keys(argv: list[str]) -> list[str]:
+    """`--server-key KEY` as `--server-key=KEY`: a Z85 key may begin with '-', which argparse takes for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in ("--server-key", "--client-key"):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = joined_keys(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("endpoint", help="the server's address, e.g. tcp://127.0.0.1:5557 (its READY line)")
