@@ -98,13 +98,17 @@ def shared_controller(settings: Settings) -> Controller:
     """Every window's docker shares one controller, one connection and one backend process."""
     if "controller" not in _SHARED:
         home = Home(os.path.join(Krita.instance().getAppDataLocation(), "layeringdiff"))
-        controller = Controller(KritaBridge(), ViewGroup(), settings, home=home, bundle=Bundle())
+        bridge = KritaBridge()
+        controller = Controller(bridge, ViewGroup(), settings, home=home, bundle=Bundle())
         timer = QTimer(QApplication.instance())  # lives as long as Krita, not as one docker
         timer.timeout.connect(controller.tick)
         timer.start(TICK_MS)
         _SHARED.update(controller=controller, timer=timer)
         controller.start()
-        Krita.instance().notifier().applicationClosing.connect(controller.shutdown)
+        closing = Krita.instance().notifier().applicationClosing
+        closing.connect(timer.stop)  # no tick while Krita deletes its windows and the docker
+        closing.connect(bridge.stop)
+        closing.connect(controller.shutdown)
     return _SHARED["controller"]
 
 

@@ -90,6 +90,11 @@ class KritaBridge:
     def __init__(self, ui: Any = None) -> None:
         self.ui = ui or KritaUi()
         self.last: Optional[Applied] = None
+        self.closing = False  # Krita is quitting: its windows and views are being deleted
+
+    def stop(self) -> None:
+        """Krita's applicationClosing: what a timer still has to do is left undone."""
+        self.closing = True
 
     # ---- documents ----------------------------------------------------------------------------
     def active_document(self) -> Any:
@@ -551,10 +556,27 @@ class KritaBridge:
             return
         doc.waitForDone()
         doc.setActiveNode(node)
+        uid = node.uniqueId()
         try:
-            self.ui.later(ACTIVATE_DELAY_MS, lambda: self.document_is_open(doc) and doc.setActiveNode(node))
+            self.ui.later(ACTIVATE_DELAY_MS, lambda: self._activate_again(doc, uid))
         except ImportError:  # outside Krita
             pass
+
+    def _activate_again(self, doc: Any, uid: Any) -> None:
+        """_activate's second call, only while Krita is not quitting and doc is in the active view and still holds
+        the layer: Document's setActiveNode goes through the active window's view, which Krita deletes when it quits
+        or the view is closed (a timer due as Krita quit just after Undo split crashed Krita 5.3 and 6.0 there)."""
+        if not self.closing and self.document_is_open(doc) and self.can_apply(doc) and self._on_screen():
+            node = self._find(doc, uid)
+            if node is not None:
+                doc.setActiveNode(node)
+
+    def _on_screen(self) -> bool:
+        """Whether the active window and its view are shown: File > Quit closes (hides) them at once and deletes
+        them a little later, while they are still Krita's active ones."""
+        window = Krita.instance().activeWindow()
+        view = window.activeView() if window is not None else None
+        return view is not None and window.qwindow().isVisible() and view.visible()
 
     def _live(self, doc: Any, node: Any, name: str) -> Any:
         found = self._find(doc, node.uniqueId())

@@ -268,4 +268,7 @@ def run_krita(home: Path, out: Path, scenario: str, timeout: float = 240, screen
     if report.get("krita"):
         RAN[target.name] = report["krita"]
     report["log_tail"] = (out / "krita.log").read_text(errors="replace")[-4000:]
+    faults = out / "faulthandler.txt"  # the driver's: Python's and the C stack of a crash
+    fatal = faults.read_text(errors="replace") if faults.exists() else ""
+    report["fatal"] = fatal[:8000] if "Fatal Python error" in fatal else ""
     return report

@@ -382,17 +382,34 @@ def _blend(dst, src, opacity, mode, inherit):
 class View:
     def __init__(self):
         self.doc, self.selected = None, []
+        self.shown = True  # False: closed, not yet deleted (File > Quit)
 
     def document(self):
         return self.doc
+
+    def visible(self):
+        return self.shown
 
     def selectedNodes(self):
         return list(self.selected)
 
 
+class QWindow:
+    """Window.qwindow(): the QMainWindow, only whether it is shown."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def isVisible(self):
+        return self.view.shown
+
+
 class Window:
     def __init__(self):
         self.view = View()
+
+    def qwindow(self):
+        return QWindow(self.view)
 
     def activeView(self):
         return self.view if self.view.doc is not None else None

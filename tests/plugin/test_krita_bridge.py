@@ -727,6 +727,46 @@ def test_the_new_background_is_made_active_again_after_kritas_queued_signals(fak
     assert doc.activeNode() == layer  # a closed document is left alone
 
 
+def test_the_delayed_activation_leaves_a_document_alone_once_its_view_is_gone(fake_krita):
+    """Krita deletes the view while it quits (or the view is closed) with the document still open, and Document's
+    setActiveNode through a deleted view crashed Krita 5.3 and 6.0 when quitting just after Undo split: the second
+    activation happens only while the document is in the active view, and finds the layer afresh."""
+    doc, layer, bridge = ready(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    calls = list(bridge.ui.later_calls)
+    doc.setActiveNode(layer)
+    fake_krita.Krita.instance().window.view.doc = None  # the view closed, the document still open
+    for call in calls:
+        call()
+    assert doc.activeNode() == layer
+    fake_krita.Krita.instance().window.addView(doc)
+    doc.setActiveNode(layer)
+    background.remove()  # the layer went (Undo) before the timer fired
+    for call in calls:
+        call()
+    assert doc.activeNode() == layer
+
+
+
+def test_the_delayed_activation_is_left_undone_once_krita_is_quitting(fake_krita):
+    """File > Quit closes (hides) the window and its view at once and deletes them later, still Krita's active
+    ones meanwhile (the crash came from there); applicationClosing (Qt's aboutToQuit) comes later still: a timer
+    due after either leaves the document alone."""
+    for quitting in ("window closed", "applicationClosing"):
+        doc, layer, bridge = ready(fake_krita)
+        split_photo(fake_krita, bridge, doc)
+        doc.setActiveNode(layer)
+        if quitting == "window closed":
+            fake_krita.Krita.instance().window.view.shown = False
+        else:
+            bridge.stop()
+        for call in bridge.ui.later_calls:
+            call()
+        assert doc.activeNode() == layer, quitting
+        fake_krita.Krita.reset()
+
+
 def test_a_multi_selection_is_narrowed_to_the_source_before_hiding_it(fake_krita):
     """Krita keeps a multi-selection when one of its layers is activated, and its hide action hides every selected
     layer: the bridge activates another layer first, then the source alone."""
