@@ -126,7 +126,7 @@ def test_raw_client_with_curve_keys(secure_backend, curve_keys, tmp_path):
     proc = run_client(secure_backend.local, str(image), "--mask", str(mask), "-o", str(out / "no"), "--timeout", "3",
                       "--server-key", secure_backend.ready["server_key"], "--client-key", str(stranger))
     assert proc.returncode == 2 and "no answer to hello" in proc.stdout, proc.stdout + proc.stderr
-    # a key's text may begin with '-' (Z85 has it): still the key, not an unknown option (CI met it 1 run in 85)
+    # a key's text may begin with '-' (Z85 has it: 1 key in 85): still the key, not an unknown option
     dashed = next(k.decode() for k in iter(lambda: zmq.curve_keypair()[0], None) if k.startswith(b"-"))
     proc = run_client(secure_backend.local, str(image), "--mask", str(mask), "-o", str(out / "no"), "--timeout", "1",
                       "--server-key", dashed, "--client-key", str(stranger))

@@ -748,7 +748,6 @@ def test_the_delayed_activation_leaves_a_document_alone_once_its_view_is_gone(fa
     assert doc.activeNode() == layer
 
 
-
 def test_the_delayed_activation_is_left_undone_once_krita_is_quitting(fake_krita):
     """File > Quit closes (hides) the window and its view at once and deletes them later, still Krita's active
     ones meanwhile (the crash came from there); applicationClosing (Qt's aboutToQuit) comes later still: a timer
