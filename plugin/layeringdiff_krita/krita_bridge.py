@@ -566,17 +566,17 @@ class KritaBridge:
         """_activate's second call, only while Krita is not quitting and doc is in the active view and still holds
         the layer: Document's setActiveNode goes through the active window's view, which Krita deletes when it quits
         or the view is closed (a timer due as Krita quit just after Undo split crashed Krita 5.3 and 6.0 there)."""
-        if not self.closing and self.document_is_open(doc) and self.can_apply(doc) and self._on_screen():
+        if not self.closing and self.document_is_open(doc) and self._on_screen(doc):
             node = self._find(doc, uid)
             if node is not None:
                 doc.setActiveNode(node)
 
-    def _on_screen(self) -> bool:
-        """Whether the active window and its view are shown: File > Quit closes (hides) them at once and deletes
+    def _on_screen(self, doc: Any) -> bool:
+        """can_apply, and the active window and its view shown: File > Quit closes (hides) them at once and deletes
         them a little later, while they are still Krita's active ones."""
         window = Krita.instance().activeWindow()
         view = window.activeView() if window is not None else None
-        return view is not None and window.qwindow().isVisible() and view.visible()
+        return view is not None and view.document() == doc and window.qwindow().isVisible() and view.visible()
 
     def _live(self, doc: Any, node: Any, name: str) -> Any:
         found = self._find(doc, node.uniqueId())
