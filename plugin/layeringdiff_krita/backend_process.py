@@ -10,6 +10,7 @@ from .messages import PREPARING_PREFIX
 
 READY_PREFIX = "READY "
 LOG_LINES = 40
+DRAIN_SECONDS = 1.0  # waited per reader, once the backend has exited, for its last lines
 
 
 def parse_ready(line: str) -> Optional[str]:
@@ -37,6 +38,7 @@ class BackendProcess:
         self.phase = ""  # what the backend said it is doing before READY (e.g. compiling its kernels)
         self._log: Deque[str] = collections.deque(maxlen=LOG_LINES)
         self._lock = threading.Lock()
+        self._readers: List[threading.Thread] = []
 
     def start(self) -> bool:
         env = child_env()
@@ -50,8 +52,10 @@ class BackendProcess:
         except OSError as exc:
             self.start_error = f"cannot run {' '.join(self.command)}: {exc}"
             return False
-        threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True).start()
+        self._readers = [threading.Thread(target=self._read, args=(stream, is_stdout), daemon=True)
+                         for stream, is_stdout in ((self.proc.stdout, True), (self.proc.stderr, False))]
+        for reader in self._readers:
+            reader.start()
         return True
 
     def _read(self, stream, is_stdout: bool) -> None:
@@ -68,6 +72,11 @@ class BackendProcess:
         return None if self.proc is None else self.proc.poll()
 
     def log_tail(self, lines: int = 12) -> str:
+        """Its last lines; once it has exited, with what it printed last (its error), which the readers may not
+        have taken from the pipes yet (a child of it holding them open costs at most DRAIN_SECONDS a reader)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            for reader in self._readers:
+                reader.join(DRAIN_SECONDS)
         with self._lock:
             return "\n".join(list(self._log)[-lines:])
 

@@ -229,8 +229,11 @@ class LayeringDiffDocker(DockWidget):
         split = QGroupBox("Split")
         split.setObjectName("ld_split_box")
         split_form = QVBoxLayout(split)
-        self.phrase = _line("", "foreground phrase (names the group; finds the object without a selection)",
-                            "ld_phrase")
+        # short enough to show whole in a narrow docker (the 5.3/6.0 fonts cut the longer one): the rest is the tooltip
+        self.phrase = _line("", "object, or objects front first: cat; vase", "ld_phrase")
+        self.phrase.setToolTip("the new group's name; without a selection, what the models look for. Split into "
+                               "layers: several objects front first (cat; vase), or a label layer's colours front "
+                               "first (#c8281e; #145adc)")
         split_form.addWidget(self.phrase)
         self.exact_alpha = QCheckBox("Use the selection as the exact alpha (no matting)")
         self.exact_alpha.setObjectName("ld_exact_alpha")

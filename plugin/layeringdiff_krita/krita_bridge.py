@@ -40,6 +40,9 @@ NEW_DOCUMENT_FORMAT = ("RGBA", "U8")
 KEPT_MASKS = ("transparencymask", "filtermask", "transformmask")  # act on the group's picture as on the layer's
 IGNORED_MASKS = ("selectionmask",)  # a layer's local selection does not change how it looks
 FAINTEST_LABEL_ALPHA = 32  # a label layer with no pixel this opaque paints nothing
+# actions whose undo entries change only the selection: Undo split takes them back with it (the selection comes back
+# as it was before the split)
+SELECTION_ACTIONS = ("deselect", "select_all", "reselect", "invert_selection")
 UNDO_TRIES = 20  # presses of Edit > Undo per step before the docker's Undo gives up (Krita drops them while busy)
 History = Tuple[List[str], int]  # the History docker's entries ("<empty>" first) and the current row
 
@@ -128,8 +131,20 @@ class KritaBridge:
             raise UserError(str(exc)) from None
 
     # ---- reading --------------------------------------------------------------------------------
+    def active_node(self, doc: Any) -> Any:
+        """The layer the artist works on: Document.activeNode() is the current layer of the document's first view,
+        so with a second view (Window > New View) it is the one selected in the active view when it shows doc."""
+        node = doc.activeNode()
+        selected = self._selected_nodes(doc)
+        if not selected or (node is not None and node.uniqueId() in [n.uniqueId() for n in selected]):
+            return node
+        if len(selected) > 1:
+            raise UserError("Several layers are selected in this view: click only the layer to work on in the "
+                            "Layers docker.")
+        return selected[0]
+
     def read_active_layer(self, doc: Any, node: Any = None) -> LayerPixels:
-        node = node or doc.activeNode()
+        node = node or self.active_node(doc)
         if node is None:
             raise UserError("Choose a layer in the Layers docker first.")
         if node.type() != "paintlayer":
@@ -159,7 +174,7 @@ class KritaBridge:
         """The active paint layer (or the layer of the active selection mask) and its objects: its selection masks
         (the top one the front object), else the layer right above it named "labels" (past the groups of earlier
         splits), painted in flat colours."""
-        node = doc.activeNode()
+        node = self.active_node(doc)
         if node is not None and node.type() == "selectionmask" and node.parentNode() is not None:
             node = node.parentNode()
         node = self._below_label_layer(node) or node  # the artist has just painted the labels: it is active
@@ -218,7 +233,7 @@ class KritaBridge:
     def read_guide(self, doc: Any, width: int, height: int) -> Any:
         """The active layer over the area the generated layers will cover (the canvas's top-left
         width x height; outside the layer reads as transparent): a sketch or a depth map for ControlNet."""
-        node = doc.activeNode()
+        node = self.active_node(doc)
         if node is None or node.type() != "paintlayer":
             raise UserError("Choose the guide in the Layers docker: a paint layer with a sketch or a depth map.")
         try:
@@ -280,7 +295,18 @@ class KritaBridge:
                            ", ordered from where they touch") + \
                     " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
-            self._undo_note(shown)
+            self._undo_note(shown) + self._profile_note(doc, source)
+
+    def _profile_note(self, doc: Any, source: Any) -> str:
+        """A word where the source has an RGB profile of its own: its layers keep it (_filled), but Krita converts
+        each to the document's before blending, so soft edges come out a little unlike the source's own mix (a
+        wide-gamut layer in an sRGB document: a few dozen edge values of 328k, up to 21/255)."""
+        mine, theirs = source.colorProfile(), doc.colorProfile()
+        if source.colorModel() != doc.colorModel() or mine == theirs:
+            return ""
+        return (f"; it has its own colour profile ({mine}), which the new layers keep, but Krita mixes their soft "
+                f"edges in the document's ({theirs}), so a few edge pixels may look slightly different: for an exact "
+                "split, convert the layer to the document's profile first (Layer > Convert)")
 
     def _missing(self, job: Job, result: Any, names: List[str]) -> str:
         """What a split into layers left out or left empty, in words ("" when nothing): selection masks wholly
@@ -334,7 +360,7 @@ class KritaBridge:
                      1 + hide_steps + (0 if grouped else 1))
         where = f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if grouped else ""
         return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
-                "not changed" + self._undo_note(shown))
+                "not changed" + self._undo_note(shown) + self._profile_note(doc, old))
 
     def apply_generate(self, job: Job, result: Any) -> str:
         doc = job.doc
@@ -393,7 +419,13 @@ class KritaBridge:
         # is at its limit, every new entry drops the oldest and the index stays where it is
         (texts, index), (after_texts, after_index) = now, op.after
         steps = op.steps
-        if index > after_index or texts[:after_index + 1] != after_texts[:after_index + 1]:
+        same = texts[:after_index + 1] == after_texts[:after_index + 1]
+        since = texts[after_index + 1:index + 1] if same else []
+        selecting = since and all(text in self._selection_entries() for text in since)
+        if selecting:  # a Deselect after the split changed no layer: taken back too, as it came after
+            steps += len(since)
+            after_index = index
+        if index > after_index or not same:
             newest = texts[index] if 0 <= index < len(texts) else "?"
             raise UserError(f"The document changed after the {op.kind} ('{newest}'), so Undo {op.kind} would take "
                             "that back too: use Edit > Undo or the History docker, step by step.")
@@ -419,7 +451,18 @@ class KritaBridge:
         if left is None or left[1] != index - steps:
             raise UserError(f"Krita's undo history did not go back as expected: check the {op.kind} in the History "
                             "docker.")
-        return f"Took back the {op.what}: the document is as it was before."
+        also = f" and the {', '.join(dict.fromkeys(since))} after it" if selecting else ""
+        return f"Took back the {op.what}{also}: the document is as it was before."
+
+    def _selection_entries(self) -> set:
+        """The History docker's entries of Krita's actions that change only the selection, in Krita's language
+        (an undo entry is named as its action, less the menu's '&')."""
+        texts = set()
+        for name in SELECTION_ACTIONS:
+            action = Krita.instance().action(name)
+            if action is not None and action.text():
+                texts.add(action.text().replace("&", ""))
+        return texts
 
     def _undo(self, doc: Any, steps: int, index: int) -> int:
         """Krita's Edit > Undo `steps` times from history row `index`; returns how many steps it took.
@@ -469,8 +512,11 @@ class KritaBridge:
 
     def _filled(self, doc: Any, name: str, image: Any, x: int, y: int, like: Any) -> Any:
         node = doc.createNode(name, "paintlayer")
-        if like is not None and (node.colorModel(), node.colorDepth()) != (like.colorModel(), like.colorDepth()):
-            node.setColorSpace(like.colorModel(), like.colorDepth(), like.colorProfile())
+        # the source's own colour space, its profile too: the same numbers under the document's profile (a layer
+        # converted to a wide-gamut or linear one) would show other colours
+        space = (like.colorModel(), like.colorDepth(), like.colorProfile()) if like is not None else None
+        if space is not None and (node.colorModel(), node.colorDepth(), node.colorProfile()) != space:
+            node.setColorSpace(*space)
         # Krita 5.1 returns None (void), later versions a bool: only False is a refusal
         if node.setPixelData(bytes(image.data), x, y, image.width, image.height) is False:
             raise UserError(f"Krita refused the pixels for layer '{name}'; the document is unchanged.")
@@ -543,11 +589,16 @@ class KritaBridge:
         return False
 
     def _selected(self, doc: Any) -> Optional[list]:
+        nodes = self._selected_nodes(doc)
+        return None if nodes is None else [n.uniqueId() for n in nodes]
+
+    def _selected_nodes(self, doc: Any) -> Optional[list]:
+        """The layers selected in the active view, None where it does not show doc."""
         window = Krita.instance().activeWindow()
         view = window.activeView() if window is not None else None
         if view is None or view.document() != doc:
             return None
-        return [n.uniqueId() for n in view.selectedNodes()]
+        return list(view.selectedNodes())
 
     def _activate(self, doc: Any, node: Any) -> None:
         # Krita activates each newly added layer from queued signals that can run after this call returns,
@@ -617,11 +668,13 @@ class KritaBridge:
         return names
 
     def _fingerprint(self, doc: Any) -> list:
-        """The layer tree with every property an undo entry could change (pixels aside)."""
+        """The layer tree with every property an undo entry could change (pixels and the selection aside)."""
         rows: list = []
 
         def walk(node: Any, depth: int) -> None:
             for n in node.childNodes():
+                if depth == 0 and n.type() == "selectionmask":
+                    continue  # the global selection's: Deselect or Select All come and go with it
                 rows.append((depth, n.uniqueId(), n.name(), n.type(), n.visible(), n.opacity(), n.blendingMode(),
                              n.inheritAlpha(), n.colorLabel(), n.locked()))
                 walk(n, depth + 1)
@@ -630,7 +683,7 @@ class KritaBridge:
         return rows
 
     def _state(self, doc: Any) -> tuple:
-        active = doc.activeNode()
+        active = self.active_node(doc)
         return self.ui.history() if self.can_apply(doc) else None, active.uniqueId() if active is not None else None
 
     def _record(self, doc: Any, kind: str, what: str, before: Optional[History], active_id: Any,

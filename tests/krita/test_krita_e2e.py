@@ -315,6 +315,12 @@ def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
     assert undo["tree"] == steps["split"]["tree"] and undo["active"] == "background 1"
     assert steps["split"]["undo_label"] == "Undo split" and not undo["enabled_after"]
     assert "Nothing to take back" in steps["undo again"]["message"]
+    deselect = steps["undo after deselect"]
+    (texts, row), gone = deselect["deselected"]
+    assert texts[row] == "Deselect" and gone, deselect  # Krita's own entry, the selection dropped
+    assert re.fullmatch(r"Took back the split of '[^']+' and the Deselect after it: the document is as it was "
+                        r"before\.", deselect["message"]), deselect
+    assert deselect["tree"] == deselect["before_tree"] and deselect["selection_back"]
     refused = steps["undo refused"]
     assert "changed after the split" in refused["message"] and refused["unchanged"], refused["message"]
     # 50% multiply over paper: the same picture after; one state in between differs (both layers shown)
@@ -451,6 +457,8 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
     assert ("photo", False) in [(n["name"], n["visible"]) for n in done["tree"]]
     assert done["masks"] == [["card", "selectionmask"], ["ball", "selectionmask"], ["disc", "selectionmask"]]
     assert done["active"] == "background 3" and done["undo_label"] == "Undo split"
+    advance, width = done["hint"]  # the phrase field's hint shows whole (its frame and margins: about 10 px)
+    assert advance <= width - 10, done["hint"]
     split = raw(tmp_path, "layers_split.bgra", w, h)
     assert np.abs(split - before).max() <= 1, "the visible picture is the layer's within a level"
     front, back = raw(tmp_path, "layers_1_disc.bgra", w, h), raw(tmp_path, "layers_3_card.bgra", w, h)

@@ -42,7 +42,7 @@ class Rect:
 class Node:
     def __init__(self, doc, name, kind, model="RGBA", depth="U8"):
         self.doc, self._name, self._type = doc, name, kind
-        self._model, self._depth = model, depth
+        self._model, self._depth, self._profile = model, depth, doc.colorProfile() if doc is not None else "sRGB"
         self._children, self._parent, self._visible = [], None, True
         self._id = next(_ids)
         self._opacity, self._mode, self._inherit, self._label, self._locked, self._style = 255, "normal", False, 0, \
@@ -120,11 +120,11 @@ class Node:
         return self._depth
 
     def colorProfile(self):
-        return "sRGB"
+        return self._profile
 
     def setColorSpace(self, model, depth, profile):
         assert all(isinstance(v, str) for v in (model, depth, profile)), (model, depth, profile)
-        self._model, self._depth = model, depth
+        self._model, self._depth, self._profile = model, depth, profile
         return True
 
     def bytes_per_pixel(self):
@@ -212,7 +212,8 @@ class Node:
 
     def duplicate(self):
         copy = Node(self.doc, self._name, self._type, self._model, self._depth)
-        copy._visible, copy._opacity, copy._mode = self._visible, self._opacity, self._mode
+        copy._visible, copy._opacity, copy._mode, copy._profile = self._visible, self._opacity, self._mode, \
+            self._profile
         copy._inherit, copy._label, copy._style, copy.pixels = self._inherit, self._label, self._style, \
             dict(self.pixels)
         for child in self._children:
@@ -292,7 +293,7 @@ class Document:
         return self.depth
 
     def colorProfile(self):
-        return "sRGB"
+        return getattr(self, "profile", "sRGB")
 
     def rootNode(self):
         return self.root
@@ -420,15 +421,25 @@ class Window:
 
 
 class Action:
+    TEXTS = {"deselect": "&Deselect", "select_all": "Select &All", "reselect": "&Reselect",
+             "invert_selection": "&Invert Selection"}  # Krita's menu labels
+
     def __init__(self, name):
         self.name = name
+
+    def text(self):
+        return self.TEXTS.get(self.name, self.name)
 
     def trigger(self):
         view = Krita.instance().window.view
         doc = view.doc
         if doc is None:
             return
-        if self.name == "edit_undo":
+        if self.name in ("deselect", "select_all"):  # the selection only, one undo entry
+            old = doc.sel
+            new = None if self.name == "deselect" else Selection(b"\xff" * (doc.w * doc.h), doc.w, doc.h)
+            doc.record(self.text().replace("&", ""), lambda: setattr(doc, "sel", old), lambda: setattr(doc, "sel", new))
+        elif self.name == "edit_undo":
             doc.undo()
         elif self.name == "edit_redo":
             doc.redo()

@@ -205,6 +205,32 @@ def test_undo_split_takes_back_exactly_the_last_operation(fake_krita):
         bridge.undo_last()
 
 
+def test_undo_split_takes_a_deselect_after_it_back_too(fake_krita):
+    # the artist drops the selection once the split is in (Ctrl+Shift+A): it changed no layer, so Undo split still
+    # works, and takes it back with the split (the selection comes back, as before the split); a stroke still stops it
+    doc, layer, bridge = ready(fake_krita)
+    doc.sel = fake_krita.Selection(b"\x80" * (40 * 30), 40, 30)
+    selection, picture = doc.sel, doc.projection()
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    actions = fake_krita.Krita.instance().action
+    actions("deselect").trigger()
+    actions("select_all").trigger()
+    actions("deselect").trigger()
+    assert doc.sel is None and [t for t, _, _ in doc.history][-3:] == ["Deselect", "Select All", "Deselect"]
+    said = bridge.undo_last()
+    assert said == ("Took back the split of 'photo' and the Deselect, Select All after it: the document is as it was "
+                    "before."), said
+    assert doc.index == 0 and doc.sel is selection
+    assert tree(doc.rootNode()) == [("photo", True)] and same_picture(doc.projection(), picture)
+    px = bridge.read_active_layer(doc)
+    bridge.apply_split(Job("2", "split", doc, px, "cat"), split_of(px.image))
+    actions("deselect").trigger()
+    doc.record("Stroke", lambda: None, lambda: None)
+    with pytest.raises(UserError, match="changed after the split \\('Stroke'\\)"):
+        bridge.undo_last()
+
+
 @pytest.mark.parametrize("kind", ["split", "peel"])
 def test_undo_split_works_when_the_undo_history_is_full(fake_krita, kind):
     """Krita keeps a limited undo history: once full, each new step drops the oldest and the index stands still."""
@@ -504,6 +530,32 @@ def test_new_layers_keep_the_depth_of_a_layer_unlike_its_document(fake_krita):
     bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, Image(
         20, 10, "L", "u8", bytes(200))))
     assert [n.colorDepth() for n in group.childNodes()] == ["U16", "U16", "U16", "U16"]
+
+
+def test_new_layers_keep_the_profile_of_a_layer_unlike_its_document(fake_krita):
+    # the same numbers under the document's sRGB would show other colours (a wide-gamut layer lost 62/255)
+    doc, layer = setup_doc(fake_krita)
+    shown(fake_krita, doc)
+    layer.setColorSpace("RGBA", "U8", "WideRGB-elle-V2-g22.icc")
+    layer.pixels = {(5, 4, 20, 10): bytes(20 * 10 * 4)}
+    bridge = bridge_for(fake_krita)
+    px = bridge.read_active_layer(doc)
+    image = Image(20, 10, "BGRA", "u8", bytes(range(200)) * 4)
+    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), Result("j", image, image, Image(20, 10, "L", "u8",
+                                                                                                 bytes(200))))
+    group = doc.rootNode().childNodes()[1]
+    assert [n.colorProfile() for n in group.childNodes()] == ["WideRGB-elle-V2-g22.icc"] * 2
+    # Krita mixes them in the document's profile: the soft edges are not quite the layer's own mix, and it says so
+    assert said.endswith("; it has its own colour profile (WideRGB-elle-V2-g22.icc), which the new layers keep, but "
+                         f"Krita mixes their soft edges in the document's ({doc.colorProfile()}), so a few edge "
+                         "pixels may look slightly different: for an exact split, convert the layer to the "
+                         "document's profile first (Layer > Convert)"), said
+    bg_px = bridge.read_active_layer(doc)
+    said = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, Image(
+        20, 10, "L", "u8", bytes(200))))
+    assert [n.colorProfile() for n in group.childNodes()] == ["WideRGB-elle-V2-g22.icc"] * 4
+    assert "its own colour profile (WideRGB-elle-V2-g22.icc)" in said
+    assert doc.colorProfile() != "WideRGB-elle-V2-g22.icc"
 
 
 def test_a_generated_document_is_shown_ready_to_peel_and_closing_it_is_its_undo(fake_krita):
@@ -1245,3 +1297,26 @@ def test_split_into_layers_names_a_label_layers_objects_by_colour_in_the_backend
     wrong.info["objects"] = [1]
     with pytest.raises(UserError, match="sent 2 layers for 1 objects; the document is unchanged"):
         bridge.apply_split(Job("2", "split", doc, px, "", objects=objects), wrong)
+
+
+def test_the_layer_is_the_one_selected_in_the_active_view_of_a_second_view(fake_krita):
+    # Window > New View: Document.activeNode() stays the first view's current layer, the artist works in the second
+    doc, photo, bridge = ready(fake_krita)
+    paper = doc.createNode("paper", "paintlayer")
+    doc.rootNode().addChildNode(paper, None)
+    paper.setPixelData(painting(20, 10, 2).tobytes(), 5, 4, 20, 10)
+    doc.active = paper  # the first view's
+    view = fake_krita.Krita.instance().window.view
+    view.selected = [photo]  # the active view's
+    assert bridge.read_active_layer(doc).name == "photo"
+    assert bridge._state(doc)[1] == photo.uniqueId()  # the undo returns to it
+    view.selected = [photo, paper]  # the first view's layer among those selected here: that one, as in one view
+    assert bridge.read_active_layer(doc).name == "paper"
+    other = doc.createNode("other", "paintlayer")
+    doc.rootNode().addChildNode(other, None)
+    view.selected = [photo, other]  # which one? the artist says
+    with pytest.raises(UserError) as caught:
+        bridge.read_active_layer(doc)
+    assert "Several layers are selected in this view" in str(caught.value)
+    view.doc = None  # no view shows the document: its own active layer
+    assert bridge.read_active_layer(doc).name == "paper"

@@ -109,6 +109,28 @@ def test_backend_output_that_is_not_ascii_or_not_utf8_keeps_being_read(tmp_path)
     assert "\u2588\u2588 50%" in proc.log_tail() and "not utf-8" in proc.log_tail()
 
 
+def test_a_backend_that_exited_is_reported_with_its_last_error_line(monkeypatch):
+    """The error a backend prints as it exits is in the log the docker shows, even when its reader thread has not
+    run yet (under load the docker said only 'exited (code 3)' with the lines before)."""
+    import sys
+    import time
+
+    from layeringdiff_krita import backend_process
+
+    read = backend_process.BackendProcess._read
+
+    def late(self, stream, is_stdout):  # a reader thread descheduled past the exit
+        time.sleep(0.4)
+        read(self, stream, is_stdout)
+
+    monkeypatch.setattr(backend_process.BackendProcess, "_read", late)
+    proc = backend_process.BackendProcess([sys.executable, "-c", "import sys; print('boom: no kernels', "
+                                           "file=sys.stderr); sys.exit(3)"])
+    assert proc.start()
+    assert proc.proc is not None and proc.proc.wait(10) == 3
+    assert proc.exit_code() == 3 and "boom: no kernels" in proc.log_tail()
+
+
 def test_labels_from_masks_front_first_at_least_half_selected():
     front = bytes([255, 255, 0, 0, 128, 127, 0])
     back = bytes([0, 255, 255, 0, 0, 255, 128])

@@ -514,6 +514,19 @@ def scenario_undo():
          active=doc.activeNode().name(), enabled_after=d.undo_button.isEnabled(), before_peel_tree=before_peel_tree)
     d.controller.undo_last()
     step("undo again", message=d.message.text())
+    # Select > Deselect after a split changes no layer: the docker's Undo takes it back with the split
+    select(doc, w, h, "mask2.u8")
+    before_tree = tree(doc.rootNode())
+    d.phrase.setText("dog")
+    d.split_button.click()
+    yield from job_done(d, doc, "split before a deselect finished")
+    yield from press(doc, "deselect")
+    yield from settle()
+    deselected = (history(), doc.selection() is None)
+    d.undo_button.click()
+    yield from settle()
+    step("undo after deselect", message=d.message.text(), tree=tree(doc.rootNode()), deselected=deselected,
+         selection_back=doc.selection() is not None, before_tree=before_tree)
     # another change after a split: the docker's Undo says why it cannot
     select(doc, w, h, "mask2.u8")
     d.phrase.setText("dog")
@@ -870,7 +883,8 @@ def scenario_layers():
     dump_layers(find(doc.rootNode(), "photo split"), "layers", w, h)
     step("layers", message=d.message.text(), tree=tree(doc.rootNode()), entries=h1[0][h0[1] + 1:h1[1] + 1],
          masks=[(m.name(), m.type()) for m in layer.childNodes()], active=doc.activeNode().name(),
-         undo_label=d.undo_button.text())
+         undo_label=d.undo_button.text(),
+         hint=[d.phrase.fontMetrics().horizontalAdvance(d.phrase.placeholderText()), d.phrase.width()])
     d.grab().save(os.path.join(OUT, "docker_after_layers.png"))
     QGuiApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "krita_after_layers.png"))
     yield from walk_history(doc, "layers", h1[1] - h0[1])
