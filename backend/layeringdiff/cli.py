@@ -149,16 +149,22 @@ def picture_profile(args: argparse.Namespace, out: Path) -> bytes | None:
         return None
     from PIL import Image
 
-    from .io.profiles import description, rgb_profile
+    from .io.images import GREY16
+    from .io.profiles import description, grey_curve, rgb_profile
 
     try:
         with Image.open(args.image) as img:  # the header only, once
             mode, icc = img.mode, rgb_profile(img)
+            grey = mode in GREY16 + ("L", "LA") and grey_curve(img) is not None  # as io.images reads it
+            grey_name = description(img.info.get("icc_profile")) if grey else ""
     except OSError:
         return None
     if mode == "CMYK" and not args.quiet:
         print(f"note: '{args.image}' is CMYK: its layers are RGB (sRGB), converted through its colour profile where "
               "it has one", file=sys.stderr)
+    if grey and not args.quiet:
+        print(f"note: '{args.image}' is grey with its own colour profile ({grey_name or 'unnamed'}): its layers are "
+              "RGB (sRGB), converted through it", file=sys.stderr)
     named = description(icc)
     if named and "srgb" not in named.lower() and out.suffix.lower() == ".ora" and not args.quiet:
         print(f"note: '{args.image}' is in {named}: every layer carries that profile; Krita opens an .ora in sRGB, "
@@ -341,7 +347,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     ensure_prepared(lambda text: None if args.quiet else print(text, file=sys.stderr, flush=True))
     from .examples import example
-    from .io.images import file_orientation, load_labels, load_mask, load_upright
+    from .io.images import file_orientation, frame_count, load_labels, load_mask, load_upright
     from .io.outputs import Outputs
     from .limits import parse_size
     from .options import SplitOptions
@@ -431,6 +437,8 @@ def cmd_split(args: argparse.Namespace) -> int:
                 preloaded, turn = load_upright(args.image, args.max_pixels)
             image = preloaded
             mask = load_mask(args.mask, args.max_pixels) if args.mask else None
+            if mask is not None:
+                check_hint_size("--mask", mask.shape, image.shape[:2], turn)
             box = args.box
             # said before any size is compared: a hint drawn on the pixels as stored no longer fits
             turns = [("IMAGE", args.image, turn)] + [(what, name, file_orientation(name)) for what, name in
@@ -439,6 +447,10 @@ def cmd_split(args: argparse.Namespace) -> int:
                 if found != 1:
                     print(f"note: {what} '{name}' is stored turned or mirrored (EXIF orientation {found}): read "
                           "upright, as viewers and paint programs show it", file=sys.stderr)
+            frames = frame_count(args.image)
+            if frames > 1:
+                print(f"note: IMAGE '{args.image}' holds {frames} frames or pages: only the first is split",
+                      file=sys.stderr)
         if box is not None:
             box, note = clip_box(box, image.shape[1], image.shape[0])
             if note:
@@ -477,6 +489,18 @@ def split_matte(args: argparse.Namespace, manager: Any = None) -> "MatteFn | Non
         # auto asked for no model: an unreadable model config or folder costs the split nothing
         print(f"closed-form matting: {exc.text}", file=sys.stderr)
         return None
+
+
+def check_hint_size(what: str, hint: tuple[int, ...], image: tuple[int, ...], turn: int) -> None:
+    """A mask or labels (`hint`: its HxW) of another size than the upright picture's (`image`) is refused; where the
+    picture was turned upright by its EXIF orientation (`turn`) and the hint fits it as stored, the message says so."""
+    (hh, hw), (h, w) = hint[:2], image[:2]
+    if (hh, hw) != (h, w):
+        turned = (hh, hw) == (w, h) and turn >= 5
+        raise InputError(f"{what} is {hw}x{hh}, the image is {w}x{h}: sizes must match",
+                         f"the image is stored turned (EXIF orientation {turn}) and read upright, as viewers show "
+                         f"it: {'labels' if what == '--labels' else 'a mask'} drawn on its stored pixels must be "
+                         "turned the same way" if turned else "")
 
 
 def _split_one(args: argparse.Namespace, image: "np.ndarray", mask: "np.ndarray | None", box: tuple | None,
@@ -519,11 +543,7 @@ def _split_labels(args: argparse.Namespace, image: "np.ndarray", labels: "np.nda
     from .stages.peel import LabelMasks, split_objects
 
     h, w = image.shape[:2]
-    if labels.shape != (h, w):
-        turned = labels.shape == (w, h) and turn >= 5  # IMAGE was turned upright by its EXIF orientation
-        raise InputError(f"--labels is {labels.shape[1]}x{labels.shape[0]}, the image is {w}x{h}: sizes must match",
-                         f"the image is stored turned (EXIF orientation {turn}) and read upright, as viewers show "
-                         "it: labels drawn on its stored pixels must be turned the same way" if turned else "")
+    check_hint_size("--labels", labels.shape, (h, w), turn)
     start = time.monotonic()
     masks = LabelMasks(labels, objects, [f"label {k}" for k in objects])
     peeled = split_objects(image, masks, options, progress, method, matte)

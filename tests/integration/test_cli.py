@@ -461,3 +461,19 @@ def test_a_png_too_large_for_memory_is_refused_from_its_header(tmp_path):
                      r"address-space limit \(ulimit -v\) \(scale it down, or raise --max-memory", proc.stderr)
     assert time.monotonic() - start < 60
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]
+
+
+def test_a_picture_of_several_frames_says_only_the_first_is_split(tmp_path):
+    """An animated GIF or a multi-page TIFF: the first frame or page is split, and a note says so (it was silent)."""
+    first = (np.random.default_rng(0).random((48, 64, 3)) * 60).astype(np.uint8)
+    first[12:36, 16:48] = (230, 40, 30)  # a red card on a dark ground
+    second = np.full_like(first, 128)
+    Image.fromarray(first).save(tmp_path / "pages.tif", save_all=True, append_images=[Image.fromarray(second)])
+    proc = run("split", tmp_path / "pages.tif", "--box", "10,6,54,42", "-o", tmp_path / "p.ora", "--no-png")
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: IMAGE '{tmp_path / 'pages.tif'}' holds 2 frames or pages: only the first is split" in proc.stderr
+    layers, w, h = read_ora(tmp_path / "p.ora")
+    assert np.abs(layers[-1].pixels[..., :3] * 255 - first).max() <= 0.5  # the original is the first page
+    Image.fromarray(first).save(tmp_path / "one.tif")
+    proc = run("split", tmp_path / "one.tif", "--box", "10,6,54,42", "-o", tmp_path / "q.ora", "--no-png")
+    assert proc.returncode == 0 and "frames or pages" not in proc.stderr, proc.stderr

@@ -245,6 +245,12 @@ def test_a_picture_stored_turned_is_split_as_it_shows(files, tmp_path):
         "is stored turned (EXIF orientation 6) and read upright" in proc.stderr, proc.stderr
     proc = run("split", tmp_path / "turned2.png", "--labels", tmp_path / "narrow.png", "-o", tmp_path / "x.ora")
     assert proc.returncode == 0, proc.stderr
+    # a mask too, before the split starts (it said only that the sizes differ, after its first progress line)
+    proc = run("split", tmp_path / "turned2.png", "--mask", tmp_path / "sideways.png", "-o", tmp_path / "y.ora")
+    assert proc.returncode == 2 and "error: --mask is 192x184, the image is 184x192: sizes must match (the image " \
+        "is stored turned (EXIF orientation 6) and read upright, as viewers show it: a mask drawn on its stored " \
+        "pixels must be turned the same way" in proc.stderr, proc.stderr
+    assert "hint" not in proc.stderr and not (tmp_path / "y.ora").exists()
 
 
 def exif_after_pixels(path) -> None:

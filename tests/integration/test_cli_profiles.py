@@ -3,6 +3,7 @@ theirs: the real CLI on real files."""
 
 import io
 import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -101,6 +102,58 @@ def test_a_cmyk_picture_is_converted_through_its_profile(tmp_path):
     assert np.abs(original - managed).max() <= 1
     assert np.abs(plain - managed).max() > 10  # the test can tell the two apart
     assert all(p is None for p in profiles_in_ora(tmp_path / "c.ora").values())  # sRGB now, as untagged is read
+
+
+def grey_profile(gamma: float, name: str) -> bytes:
+    """A grey display profile with a gamma curve (ICC v2: desc, wtpt, kTRC, cprt), made here: Photoshop's and
+    Krita's grey profiles are of this kind, and a test machine may have none."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
+    text = name.encode() + b"\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 2 + 1 + 67)),
+            (b"wtpt", b"XYZ " + bytes(4) + d50),
+            (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)),
+            (b"cprt", b"text" + bytes(4) + b"none\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for sig, data in tags:
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data + bytes(-len(data) % 4)
+    header = (struct.pack(">I", offset + len(body)) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
+              + bytes(12) + b"acsp" + bytes(28) + d50 + bytes(48))
+    assert len(header) == 128 and colour_space(header + table + body) == "GRAY"
+    return header + table + body
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16"])
+def test_a_grey_picture_is_converted_through_its_profile(tmp_path, mode):
+    """A grey file's profile was dropped: its layers untagged, read as sRGB, a linear grey's tones 60/255 off."""
+    pixels, box = picture()
+    grey = np.asarray(Image.fromarray(pixels).convert("L"))
+    if mode == "LA":
+        img = Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), "LA")
+    elif mode == "I;16":
+        img = Image.fromarray(grey.astype(np.uint16) * 257)
+    else:
+        img = Image.fromarray(grey, "L")
+    source = tmp_path / "grey.png"
+    img.save(source, icc_profile=grey_profile(1.0, "Grey linear"))
+    proc = run("split", source, "--box", ",".join(map(str, box)), "-o", tmp_path / "g.ora")
+    assert proc.returncode == 0, proc.stderr
+    assert "is grey with its own colour profile (Grey linear): its layers are RGB (sRGB), converted through it" in \
+        proc.stderr
+    managed = ImageCms.profileToProfile(
+        Image.fromarray(grey, "L"), ImageCms.ImageCmsProfile(io.BytesIO(grey_profile(1.0, "Grey linear"))),
+        ImageCms.createProfile("sRGB"), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB",
+        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+    managed = np.asarray(managed, np.float32)
+    with zipfile.ZipFile(tmp_path / "g.ora") as z:
+        original = np.asarray(Image.open(io.BytesIO(z.read("data/layer002.png"))).convert("RGB"), np.float32)
+    assert np.abs(original - managed).max() <= 1
+    assert np.abs(managed - grey[..., None]).mean() > 30  # as sRGB it was this far off
+    assert all(p is None for p in profiles_in_ora(tmp_path / "g.ora").values())  # sRGB, as untagged is read
 
 
 def test_the_profile_goes_right_after_the_header_and_reads_back():

@@ -125,6 +125,14 @@ def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, t
     assert (png_file_bytes(tmp_path / "rgb.png", turn) is None) is (turn != 1)
     header = read_header(tmp_path / "rgb.png")  # the size a --box is given in, for the memory estimate
     assert (header.height, header.width) == shown.shape[:2]
+    # a TIFF too, which Pillow turns upright itself as it decodes it (dropping the tag: no note said it was turned)
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = turn
+    img.save(tmp_path / "rgb.tif", exif=exif.tobytes())
+    upright, found = load_upright(tmp_path / "rgb.tif")
+    np.testing.assert_array_equal(upright, shown / np.float32(255))
+    assert found == turn
 
 
 def grey_png(path, values: np.ndarray, bits: int) -> None:

@@ -143,6 +143,16 @@ def test_hint_refusals_in_full():
         "mask is 64x40, image is 64x48: sizes must match"
     assert str(refused(split_alpha, rgb, mask[..., None], None, *steps)) == \
         "mask must be one channel, got shape (48, 64, 1)"  # the right size, one channel too many
+    # a selection at 127/255 marks no pixel as the object's: its layer was empty, without a word
+    faint = refused(split_alpha, rgb, mask * np.float32(127 / 255), None, *steps)
+    assert str(faint) == ("the selection is faint: its strongest value is 127/255, under half, so it marks no pixel "
+                          "as the object's")
+    assert faint.detail == ("select the object at full strength, or take the selection as the exact alpha: the "
+                            "docker's 'Use the selection as the exact alpha', the CLI's --alpha-mode mask")
+    # as the exact alpha it is what the artist asked for: a see-through layer
+    as_alpha = split_alpha(rgb, mask * np.float32(127 / 255), None, SplitOptions(alpha_mode="mask"), *steps[1:])
+    assert float(as_alpha.max()) == pytest.approx(127 / 255)
+    assert split_alpha(rgb, mask * np.float32(128 / 255), None, *steps).max() > 0.5  # half is enough
 
 
 # ---- options, method, timings -----------------------------------------------------------------------------

@@ -131,7 +131,12 @@ def test_boxes_at_the_limits_of_the_rule():
     tiny[60:64, 80:84] = [0.9, 0.8, 0.1]
     with pytest.raises(InputError) as caught:
         mask_from_box(tiny, (80, 60, 83, 70))
-    assert str(caught.value) == "box (80, 60, 83, 70) is empty or outside the 160x120 image"
+    assert str(caught.value) == "box (80, 60, 83, 70) is only 3x10 px inside the 160x120 image"
+    assert caught.value.detail == "draw it around the whole object, at least 4 px each way"
+    for box in ((80, 60, 80, 70), (200, 10, 240, 50), (10, -40, 50, -5)):  # no width; outside: nothing to draw
+        with pytest.raises(InputError) as caught:
+            mask_from_box(tiny, box)
+        assert str(caught.value) == f"box {box} is empty or outside the 160x120 image"
     with pytest.raises(InputError) as caught:
         mask_from_box(image, (0, 0, 160, 120))
     assert str(caught.value) == "the box covers the whole image: leave a margin of background around the object"
@@ -221,7 +226,7 @@ def test_boxes_of_exactly_four_pixels_each_way_are_taken_and_three_are_not():
     for box in ((79, 59, 82, 63), (79, 61, 83, 64)):  # 3 wide; 3 high (not at the top: y0 + y1 is no height)
         with pytest.raises(InputError) as caught:
             mask_from_box(image, box)
-        assert str(caught.value) == f"box {box} is empty or outside the 160x120 image"
+        assert str(caught.value).startswith(f"box {box} is only ")
 
 
 def test_a_box_as_high_as_the_image_but_not_as_wide_is_no_whole_image_box():

@@ -197,6 +197,9 @@ def mask_from_box(image: np.ndarray, box: tuple[int, int, int, int], max_side: i
     x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
     y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
     if x1 - x0 < 4 or y1 - y0 < 4:
+        if x1 > x0 and y1 > y0:  # inside, but too small to hold an object and some of what is around it
+            raise InputError(f"box {box} is only {x1 - x0}x{y1 - y0} px inside the {w}x{h} image",
+                             "draw it around the whole object, at least 4 px each way")
         raise InputError(f"box {box} is empty or outside the {w}x{h} image")
     if (x1 - x0) >= w and (y1 - y0) >= h:
         raise InputError("the box covers the whole image: leave a margin of background around the object")

@@ -9,7 +9,7 @@ from layering_protocol import DEFAULT_MAX_PIXELS
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from .profiles import cmyk_to_rgb, tag_png
+from .profiles import cmyk_to_rgb, grey_curve, tag_png, through_curve
 
 MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets another per call
 GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -117,6 +117,15 @@ def header_orientation(img: Image.Image) -> int:
     return orientation(img)
 
 
+def frame_count(path: str | Path) -> int:
+    """How many frames or pages the file holds (an animated GIF or WebP, a multi-page TIFF): only the first is read."""
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1) or 1)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return 1
+
+
 def file_orientation(path: str | Path) -> int:
     """header_orientation() of a file, for a note; 1 where it cannot be read."""
     try:
@@ -163,10 +172,18 @@ def load_upright(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> tuple[n
     """load_image's pixels, and the EXIF orientation they were turned from (1: stored upright)."""
     img, rawmode = _open(path, max_pixels)
     turn = orientation(img)  # decoded already: nothing read twice
+    if turn == 1 and img.format == "TIFF":  # Pillow turns a TIFF upright as it decodes it, and drops the tag
+        return _decoded_image(img, rawmode, path), file_orientation(path)
     return upright(_decoded_image(img, rawmode, path), turn), turn
 
 
 def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
+    curve = grey_curve(img) if img.mode in GREY16 + ("L", "LA") else None
+    if curve is not None:  # a grey picture with its own profile: into sRGB through it, as viewers show it
+        grey = _to_float(img)
+        if grey.ndim == 2:
+            return through_curve(grey, curve)
+        return np.concatenate([through_curve(grey[..., 0], curve), grey[..., 1:2]], axis=2)
     if img.mode in GREY16:  # converting these to RGB would clip them to white
         return np.repeat(_to_float(img)[..., None], 3, axis=2)
     deep = _deep_colour(img, rawmode, path)

@@ -7,13 +7,43 @@ removed: no half-written or stale file is left behind. The report of the files w
 stdout) is part of it: if it cannot be written, the renames are undone.
 """
 
+import errno
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from ..errors import InputError
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a disk, a quota or a file size limit reached while writing
+
+
+def remove_stale_parts(target: Path) -> None:
+    """The files a run killed while it wrote `target` left beside it (a kill -9, the out-of-memory killer: no
+    clean-up ran), each named with its writer's process id: those whose writer is gone (a 6000^2 split left 113 MB
+    of them, which later runs never removed). A live writer's, and a replaced file's copy (.old: the files that
+    were there before, should a rename have been cut short), are left alone."""
+    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.part{re.escape(target.suffix)}")
+    try:
+        names = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for part in names:
+        match = pattern.fullmatch(part.name)
+        if match is not None and not _alive(int(match.group(1))):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        return True  # someone else's process, or a number we cannot ask about: not ours to remove
+    return True
 
 
 class Outputs:
@@ -33,6 +63,8 @@ class Outputs:
                 raise InputError(f"'{target}' is a folder: choose another output name")
             if target.exists() and not target.is_file():
                 raise InputError(f"'{target}' exists and is not a regular file")
+        for target in self.targets:
+            remove_stale_parts(target)
         try:
             for target in self.targets:
                 self.temps[target] = self._reserve(target)
@@ -44,7 +76,7 @@ class Outputs:
     @staticmethod
     def _reserve(target: Path) -> Path:
         """An empty file beside the target, with the target's extension (writers pick the format by it)."""
-        temp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.part{target.suffix}")
+        temp = target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.part{target.suffix}")
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as exc:
@@ -97,6 +129,11 @@ class Outputs:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if kind is not None:
             self.discard()
+            if isinstance(exc, OSError) and exc.errno in FULL and not exc.filename:  # a write says no more
+                raise InputError(f"cannot write {', '.join(str(t) for t in self.targets)}: "
+                                 f"{exc.strerror or os.strerror(exc.errno or 0)}",
+                                 "free some space there, or write elsewhere with -o; the files that were there are "
+                                 "kept") from None
             return
         try:
             self.commit()

@@ -120,6 +120,12 @@ def split_alpha(rgb: np.ndarray, mask: np.ndarray | None, box: tuple[int, int, i
         return mask.copy()
     if matte is None and options.matting == "vitmatte":  # the caller's to build it (pipeline.matte_method)
         raise ValueError("matting 'vitmatte' needs its model: pass matte")
+    strongest = float(mask.max())
+    if strongest < 0.5:  # matting keeps what the hint marks as mostly the object's: here nothing (its layer empty)
+        raise InputError(f"the selection is faint: its strongest value is {strongest * 255:.0f}/255, under half, so "
+                         "it marks no pixel as the object's", "select the object at full strength, or take the "
+                         "selection as the exact alpha: the docker's 'Use the selection as the exact alpha', the "
+                         "CLI's --alpha-mode mask")
     info["matting"] = "closed-form" if matte is None else "vitmatte"  # the one learned matting (options.MATTINGS)
     progress("trimap", 0.05)
     ramp = selection_ramp(mask)  # feathered or hard: the trimap's band, and whether the matting may hold the mask
