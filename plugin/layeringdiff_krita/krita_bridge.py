@@ -295,7 +295,7 @@ class KritaBridge:
                            ", ordered from where they touch") + \
                     " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
-            self._undo_note(shown) + self._profile_note(doc, source)
+            self._undo_note(shown) + self._profile_note(doc, source) + self._outside_note(doc, source)
 
     def _profile_note(self, doc: Any, source: Any) -> str:
         """A word where the source has an RGB profile of its own: its layers keep it (_filled), but Krita converts
@@ -307,6 +307,16 @@ class KritaBridge:
         return (f"; it has its own colour profile ({mine}), which the new layers keep, but Krita mixes their soft "
                 f"edges in the document's ({theirs}), so a few edge pixels may look slightly different: for an exact "
                 "split, convert the layer to the document's profile first (Layer > Convert)")
+
+    def _outside_note(self, doc: Any, source: Any) -> str:
+        """A word where the source has pixels past the canvas (moved partly off it, or the canvas cropped): only the
+        canvas is split (read_active_layer), so a larger canvas or the Move tool later shows the new layers cut at
+        its old edge; the hidden source keeps all of it."""
+        b = source.bounds()
+        if b.x() >= 0 and b.y() >= 0 and b.x() + b.width() <= doc.width() and b.y() + b.height() <= doc.height():
+            return ""
+        return (f"; only its part inside the canvas is split: what lies outside stays in the hidden "
+                f"'{source.name()}'")
 
     def _missing(self, job: Job, result: Any, names: List[str]) -> str:
         """What a split into layers left out or left empty, in words ("" when nothing): selection masks wholly
@@ -360,7 +370,7 @@ class KritaBridge:
                      1 + hide_steps + (0 if grouped else 1))
         where = f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if grouped else ""
         return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
-                "not changed" + self._undo_note(shown) + self._profile_note(doc, old))
+                "not changed" + self._undo_note(shown) + self._profile_note(doc, old) + self._outside_note(doc, old))
 
     def apply_generate(self, job: Job, result: Any) -> str:
         doc = job.doc

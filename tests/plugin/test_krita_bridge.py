@@ -512,50 +512,34 @@ def test_documents_are_named_and_read_in_their_format(fake_krita):
                                  "Convert Image Color Space (or Layer > Convert > Layer Color Space) to RGB.")
 
 
-def test_new_layers_keep_the_depth_of_a_layer_unlike_its_document(fake_krita):
+@pytest.mark.parametrize("depth,profile", [("U16", None), ("U8", "WideRGB-elle-V2-g22.icc")])
+def test_new_layers_keep_the_colour_space_of_a_layer_unlike_its_document(fake_krita, depth, profile):
+    # a 16-bit layer in an 8-bit document; a wide-gamut one in an sRGB document, whose numbers under the document's
+    # profile showed other colours (up to 62/255)
     doc, layer = setup_doc(fake_krita)
     shown(fake_krita, doc)
-    layer.setColorSpace("RGBA", "U16", "sRGB")
-    layer.pixels = {(5, 4, 20, 10): bytes(20 * 10 * 8)}
+    profile = profile or doc.colorProfile()  # None: the document's
+    layer.setColorSpace("RGBA", depth, profile)
+    size = 8 if depth == "U16" else 4
+    layer.pixels = {(5, 4, 20, 10): bytes(20 * 10 * size)}
     bridge = bridge_for(fake_krita)
     px = bridge.read_active_layer(doc)
-    assert (px.image.dtype, px.image.order) == ("u16", "BGRA")
-    image = Image(20, 10, "BGRA", "u16", (bytes(range(200)) * 8)[:1600])
-    bridge.apply_split(Job("1", "split", doc, px, "cat"), Result("j", image, image, Image(20, 10, "L", "u8",
-                                                                                          bytes(200))))
+    dtype = "u16" if depth == "U16" else "u8"
+    assert (px.image.dtype, px.image.order) == (dtype, "BGRA")
+    image = Image(20, 10, "BGRA", dtype, (bytes(range(200)) * size)[:200 * size])
+    alpha = Image(20, 10, "L", "u8", bytes(200))
+    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), Result("j", image, image, alpha))
     group = doc.rootNode().childNodes()[1]
-    assert [n.colorDepth() for n in group.childNodes()] == ["U16", "U16"]
+    assert [(n.colorDepth(), n.colorProfile()) for n in group.childNodes()] == [(depth, profile)] * 2
     bg_px = bridge.read_active_layer(doc)
     assert bg_px.image.data == image.data
-    bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, Image(
-        20, 10, "L", "u8", bytes(200))))
-    assert [n.colorDepth() for n in group.childNodes()] == ["U16", "U16", "U16", "U16"]
-
-
-def test_new_layers_keep_the_profile_of_a_layer_unlike_its_document(fake_krita):
-    # the same numbers under the document's sRGB would show other colours (a wide-gamut layer lost 62/255)
-    doc, layer = setup_doc(fake_krita)
-    shown(fake_krita, doc)
-    layer.setColorSpace("RGBA", "U8", "WideRGB-elle-V2-g22.icc")
-    layer.pixels = {(5, 4, 20, 10): bytes(20 * 10 * 4)}
-    bridge = bridge_for(fake_krita)
-    px = bridge.read_active_layer(doc)
-    image = Image(20, 10, "BGRA", "u8", bytes(range(200)) * 4)
-    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), Result("j", image, image, Image(20, 10, "L", "u8",
-                                                                                                 bytes(200))))
-    group = doc.rootNode().childNodes()[1]
-    assert [n.colorProfile() for n in group.childNodes()] == ["WideRGB-elle-V2-g22.icc"] * 2
+    said_too = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, alpha))
+    assert [(n.colorDepth(), n.colorProfile()) for n in group.childNodes()] == [(depth, profile)] * 4
     # Krita mixes them in the document's profile: the soft edges are not quite the layer's own mix, and it says so
-    assert said.endswith("; it has its own colour profile (WideRGB-elle-V2-g22.icc), which the new layers keep, but "
-                         f"Krita mixes their soft edges in the document's ({doc.colorProfile()}), so a few edge "
-                         "pixels may look slightly different: for an exact split, convert the layer to the "
-                         "document's profile first (Layer > Convert)"), said
-    bg_px = bridge.read_active_layer(doc)
-    said = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, Image(
-        20, 10, "L", "u8", bytes(200))))
-    assert [n.colorProfile() for n in group.childNodes()] == ["WideRGB-elle-V2-g22.icc"] * 4
-    assert "its own colour profile (WideRGB-elle-V2-g22.icc)" in said
-    assert doc.colorProfile() != "WideRGB-elle-V2-g22.icc"
+    note = (f"; it has its own colour profile ({profile}), which the new layers keep, but Krita mixes their soft "
+            f"edges in the document's ({doc.colorProfile()}), so a few edge pixels may look slightly different: "
+            "for an exact split, convert the layer to the document's profile first (Layer > Convert)")
+    assert [note in said, note in said_too] == [profile != doc.colorProfile()] * 2, said
 
 
 def test_a_generated_document_is_shown_ready_to_peel_and_closing_it_is_its_undo(fake_krita):
@@ -1320,3 +1304,18 @@ def test_the_layer_is_the_one_selected_in_the_active_view_of_a_second_view(fake_
     assert "Several layers are selected in this view" in str(caught.value)
     view.doc = None  # no view shows the document: its own active layer
     assert bridge.read_active_layer(doc).name == "paper"
+
+
+def test_a_layer_partly_past_the_canvas_is_split_inside_it_and_the_message_says_so(fake_krita):
+    # the new layers hold the canvas's part only: a larger canvas later showed them cut at the old edge, unsaid
+    doc, layer, bridge = ready(fake_krita)
+    layer.pixels = {(-10, -5, 30, 20): painting(30, 20, 4).tobytes()}
+    px = bridge.read_active_layer(doc)
+    assert px.rect == (0, 0, 20, 15)
+    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
+    assert said.endswith("; only its part inside the canvas is split: what lies outside stays in the hidden "
+                         "'photo'"), said
+    layer.pixels = {(5, 4, 20, 10): painting(20, 10, 4).tobytes()}  # wholly inside: no word of it
+    bridge.undo_last()
+    px = bridge.read_active_layer(doc)
+    assert "outside" not in bridge.apply_split(Job("2", "split", doc, px, "cat"), split_of(px.image))
