@@ -536,9 +536,9 @@ def test_new_layers_keep_the_colour_space_of_a_layer_unlike_its_document(fake_kr
     said_too = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), Result("j", image, image, alpha))
     assert [(n.colorDepth(), n.colorProfile()) for n in group.childNodes()] == [(depth, profile)] * 4
     # Krita mixes them in the document's profile: the soft edges are not quite the layer's own mix, and it says so
-    note = (f"; it has its own colour profile ({profile}), which the new layers keep, but Krita mixes their soft "
-            f"edges in the document's ({doc.colorProfile()}), so a few edge pixels may look slightly different: "
-            "for an exact split, convert the layer to the document's profile first (Layer > Convert)")
+    note = (f"; it has its own colour profile ({profile}), which the new layers keep, but Krita mixes them in the "
+            f"document's ({doc.colorProfile()}), so their soft edges may look slightly different: for an exact "
+            "split, convert the layer to the document's profile first (Layer > Convert)")
     assert [note in said, note in said_too] == [profile != doc.colorProfile()] * 2, said
 
 

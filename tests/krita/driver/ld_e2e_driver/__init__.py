@@ -672,6 +672,35 @@ def scenario_props():
     d.peel_button.click()
     yield from job_done(d, doc, "peel of a layer never split")
     cases["peel unsplit"] = dict(message=d.message.text(), tree=tree(doc.rootNode()))
+    # a layer in a wide-gamut profile in an sRGB document (Layer > Convert > Convert Layer Color Space)
+    doc, layer = document_over_paper(w, h, name="profile")
+    layer.setColorSpace("RGBA", "U8", "WideRGB-elle-V2-g22.icc")
+    yield from activate(doc, layer)
+    dump("profile_before.bgra", projection(doc))
+    yield from split(doc, "profile")
+    group = find(doc.rootNode(), "photo split")
+    cases["profile"] = dict(message=d.message.text(), document=doc.colorProfile(), source=layer.colorProfile(),
+                            inner=[n.colorProfile() for n in group.childNodes()])
+    # Window > New View: 'paper' current in the first view, 'photo' picked in the second, where the artist splits
+    doc, layer = document_over_paper(w, h, name="views")
+    window = k.activeWindow()
+    yield from activate(doc, find(doc.rootNode(), "paper"))
+    window.addView(doc)
+    yield from settle()
+    doc.setActiveNode(layer)  # in the second view, now the active one
+    yield from settle()
+    first = doc.activeNode().name()  # what Krita's scripting calls the document's active layer: the first view's
+    dump("views_before.bgra", projection(doc))
+    yield from split(doc, "views")
+    cases["views"] = dict(message=d.message.text(), first=first, tree=tree(doc.rootNode()))
+    # a layer moved partly off the canvas: the canvas's part is split, and the message says so
+    doc, layer = document_over_paper(w, h, name="offset")
+    layer.move(-40, -30)
+    yield from activate(doc, layer)
+    doc.waitForDone()
+    dump("offset_before.bgra", projection(doc))
+    yield from split(doc, "offset")
+    cases["offset"] = dict(message=d.message.text())
     # (a colorize mask, which is refused, cannot be made from Python in Krita 5.1: the mock krita tests that)
     report["cases"] = cases
 
