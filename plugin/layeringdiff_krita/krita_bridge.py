@@ -131,14 +131,17 @@ class KritaBridge:
             raise UserError(str(exc)) from None
 
     # ---- reading --------------------------------------------------------------------------------
-    def active_node(self, doc: Any) -> Any:
+    def active_node(self, doc: Any, strict: bool = True) -> Any:
         """The layer the artist works on: Document.activeNode() is the current layer of the document's first view,
-        so with a second view (Window > New View) it is the one selected in the active view when it shows doc."""
+        so with a second view (Window > New View) it is the one selected in the active view when it shows doc.
+        Several selected there, none of them the first view's: refused when `strict`, else the first view's."""
         node = doc.activeNode()
         selected = self._selected_nodes(doc)
         if not selected or (node is not None and node.uniqueId() in [n.uniqueId() for n in selected]):
             return node
         if len(selected) > 1:
+            if not strict:
+                return node
             raise UserError("Several layers are selected in this view: click only the layer to work on in the "
                             "Layers docker.")
         return selected[0]
@@ -694,7 +697,7 @@ class KritaBridge:
         return rows
 
     def _state(self, doc: Any) -> tuple:
-        active = self.active_node(doc)
+        active = self.active_node(doc, strict=False)  # a result being inserted: never refused for this
         return self.ui.history() if self.can_apply(doc) else None, active.uniqueId() if active is not None else None
 
     def _record(self, doc: Any, kind: str, what: str, before: Optional[History], active_id: Any,

@@ -1302,6 +1302,7 @@ def test_the_layer_is_the_one_selected_in_the_active_view_of_a_second_view(fake_
     with pytest.raises(UserError) as caught:
         bridge.read_active_layer(doc)
     assert "Several layers are selected in this view" in str(caught.value)
+    assert bridge._state(doc)[1] == paper.uniqueId()  # a result arriving now is inserted all the same
     view.doc = None  # no view shows the document: its own active layer
     assert bridge.read_active_layer(doc).name == "paper"
 
