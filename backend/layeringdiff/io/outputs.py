@@ -17,7 +17,8 @@ from types import TracebackType
 
 from ..errors import InputError
 
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a disk, a quota or a file size limit reached while writing
+# a disk, a quota or a file size limit reached while writing (Windows may have no EDQUOT)
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
 def remove_stale_parts(target: Path) -> None:
@@ -37,13 +38,13 @@ def remove_stale_parts(target: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """psutil's, not os.kill(pid, 0): on Windows that terminates the process."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OverflowError, OSError):
-        return True  # someone else's process, or a number we cannot ask about: not ours to remove
-    return True
+        return bool(psutil.pid_exists(pid))
+    except (OverflowError, OSError, ValueError):
+        return True  # a number we cannot ask about: not ours to remove
 
 
 class Outputs:
