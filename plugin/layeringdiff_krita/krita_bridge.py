@@ -435,7 +435,7 @@ class KritaBridge:
         steps = op.steps
         same = texts[:after_index + 1] == after_texts[:after_index + 1]
         since = texts[after_index + 1:index + 1] if same else []
-        selecting = since and all(text in self._selection_entries() for text in since)
+        selecting = bool(since) and set(since) <= self._selection_entries()
         if selecting:  # a Deselect after the split changed no layer: taken back too, as it came after
             steps += len(since)
             after_index = index

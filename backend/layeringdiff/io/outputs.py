@@ -28,11 +28,10 @@ def remove_stale_parts(target: Path) -> None:
     were there before, should a rename have been cut short), are left alone."""
     pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.part{re.escape(target.suffix)}")
     try:
-        names = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+        found = [(p, pattern.fullmatch(p.name)) for p in target.parent.iterdir()]
     except OSError:
         return
-    for part in names:
-        match = pattern.fullmatch(part.name)
+    for part, match in found:
         if match is not None and not _alive(int(match.group(1))):
             part.unlink(missing_ok=True)
 
