@@ -90,7 +90,13 @@ STAGE2 = ("grounding-dino", "sam", "vitmatte")
 # Counted from the arrays the code makes, not fitted (bench_layers.py measures the CLI's peel).
 PEEL_CHECK_BYTES_PER_PIXEL = 66
 AUTO_OBJECTS = 8  # objects an automatic split is counted for before it finds them (a worker past its share stops)
-MASK_ROWS = 256  # the selection is read this many rows at a time (a few MB of temporaries whatever the canvas)
+MASK_ROWS = 256  # the selection is read at least this many rows at a time (even: 2x2 blocks stay whole)
+MASK_CHUNK = 1 << 20  # and about this many pixels: a few MB of temporaries, few rounds, whatever the shape
+LABEL_CHUNK = 1 << 20  # label_boxes' pixels at a time
+# admission (estimate_job's `least`, on the server's own thread) reads a selection or labels up to this many pixels
+# (about a second of reading at most); a larger canvas is admitted on its pixels alone, and the worker's full
+# estimate, off that thread, refuses it if its work does not fit
+ADMIT_SCAN_PIXELS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -136,13 +142,16 @@ def work_options(options: dict[str, Any]) -> tuple[int | None, bool, str]:
     return band, options.get("alpha_mode") == "mask", options.get("fill", DEFAULT_FILL)
 
 
-def split_work(message: Any) -> SplitWork | None:
+def split_work(message: Any, least: bool = False) -> SplitWork | None:
     """What the split of a Split/Peel request will work on, from its selection or its box; None when the
-    whole canvas is worked on by a model's mask (a phrase) or the selection cannot be read."""
+    whole canvas is worked on by a model's mask (a phrase) or the selection cannot be read. `least`: a canvas past
+    ADMIT_SCAN_PIXELS is not read: the least work of any selection (none beyond the canvas's own)."""
     w, h = message.image.width, message.image.height
     band, exact, fill = work_options(message.options or {})
     if message.box is not None and len(message.box) == 4:
         return box_work(message.box, w, h, band, exact, fill)
+    if least and w * h > ADMIT_SCAN_PIXELS:
+        return SplitWork(0, 0, 0)
     mask = message.mask
     if mask is None or mask.dtype not in NP_DTYPES or (mask.width, mask.height) != (w, h) or \
             memoryview(mask.data).nbytes != mask.expected_nbytes:
@@ -172,8 +181,9 @@ def mask_work(mask: np.ndarray, band: int | None = None, exact: bool = False, fi
     # blocks of 2x2 pixels: with a pixel of the hard selection, with a soft pixel, with an edge pixel of the hard one
     hard_blocks, soft_blocks, edge_blocks = (np.zeros(((h + 1) // 2, (w + 1) // 2), bool) for _ in range(3))
     last = None
-    for y in range(0, h, MASK_ROWS):  # MASK_ROWS is even: the blocks of two rows stay whole
-        part = mask[y:y + MASK_ROWS]
+    step = _rows_at_a_time(w)
+    for y in range(0, h, step):
+        part = mask[y:y + step]
         n = part.shape[0]
         on = part >= half
         for name, selected in (("any", part > 0), ("kept", part >= lo), ("hard", on)):
@@ -345,13 +355,20 @@ def _clear_pixels(mask: np.ndarray, crop: tuple[int, int, int, int], selected: f
     reach, edge = PATCH_RADIUS + HOLE_GROW_PX, PATCH_RADIUS
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     clear = 0
-    for y in range(y0 + edge, y1 - edge, MASK_ROWS):
-        y_end = min(y + MASK_ROWS, y1 - edge)
+    step = _rows_at_a_time(x1 - x0)
+    for y in range(y0 + edge, y1 - edge, step):
+        y_end = min(y + step, y1 - edge)
         top, bottom = max(y0, y - reach), min(y1, y_end + reach)
         taken = cv2.dilate((mask[top:bottom, x0:x1] >= selected).view(np.uint8), kernel)
         inner = taken[y - top:y_end - top, edge:x1 - x0 - edge]
         clear += inner.size - np.count_nonzero(inner)
     return int(clear)
+
+
+def _rows_at_a_time(w: int) -> int:
+    """Rows of a w-wide mask to read at once: MASK_CHUNK pixels, at least MASK_ROWS, even (2x2 blocks stay whole),
+    so that a strip one pixel wide and millions long takes a few rounds, not one per MASK_ROWS."""
+    return max(MASK_ROWS, MASK_CHUNK // max(1, w)) // 2 * 2
 
 
 def _targets(hole: float, edges: int, k: int) -> int:
@@ -455,7 +472,7 @@ def estimate_job(message: Any, weights: Callable[[str], int] = registry_bytes, o
         image = message.image
         w, h = image.width, image.height
         wide = max(0, image.expected_nbytes - 4 * w * h)
-        work = None if whole else split_work(message)  # stage 2 and generative layering see it all
+        work = None if whole else split_work(message, least)  # stage 2 and generative layering see it all
         return Estimate(split_bytes(w * h, None if work is None else work.crop, wide, work) + models,
                         f"a {w}x{h} {message.TYPE}")
     if isinstance(message, SplitLayers):
@@ -478,6 +495,8 @@ def split_layers_bytes(message: SplitLayers, whole: bool = False, least: bool = 
     if labels is None:  # phrases, or every object the models find (AUTO_OBJECTS counted): on the whole canvas
         count = len(message.phrases) if message.phrases else AUTO_OBJECTS
         boxes = dict.fromkeys(range(1, 1 + count), (0, 0, w, h))
+    elif readable and labels.order == "L" and least and pixels > ADMIT_SCAN_PIXELS:
+        boxes = {1: (0, 0, 1, 1)}  # not read on the server's own thread: one object of one pixel, the least
     elif readable and labels.order == "L":
         from .stages.peel import completion_reach
 
@@ -513,22 +532,31 @@ def colour_count(labels: Any, least: bool = False) -> int:
 
 
 def label_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:
-    """Each object label's box (x0, y0, x1, y1, exclusive) in an L u8 label image, read MASK_ROWS rows at a time."""
-    data = np.frombuffer(labels.data, np.uint8).reshape(labels.height, labels.width)
-    rows = np.zeros((labels.height, 256), bool)
-    cols = np.zeros((256, labels.width), bool)
-    for y in range(0, labels.height, MASK_ROWS):
-        band = data[y:y + MASK_ROWS]
-        flat = band.astype(np.int32) + 256 * np.arange(band.shape[0], dtype=np.int32)[:, None]
-        rows[y:y + band.shape[0]] = np.bincount(flat.ravel(), minlength=256 * band.shape[0]).reshape(-1, 256) > 0
-        flat = band.astype(np.int32) * labels.width + np.arange(labels.width, dtype=np.int32)
-        cols |= np.bincount(flat.ravel(), minlength=256 * labels.width).reshape(256, -1) > 0
-    boxes = {}
-    for k in range(1, 256):
-        ys, xs = np.flatnonzero(rows[:, k]), np.flatnonzero(cols[k])
-        if ys.size:
-            boxes[k] = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
-    return boxes
+    """Each object label's box (x0, y0, x1, y1, exclusive) in an L u8 label image, read LABEL_CHUNK pixels at a time
+    whatever its shape (a 1-row or 1-column image of millions of pixels too): tens of MB of temporaries, linear time
+    (a stable argsort of bytes is a radix sort), on the server's own thread at admission."""
+    w = labels.width
+    flat = np.frombuffer(labels.data, np.uint8)[:w * labels.height]
+    first = np.full(256, -1, np.int64)  # each label's first and last flat index (its rows), and its columns
+    last = np.full(256, -1, np.int64)
+    x0 = np.full(256, w, np.int64)
+    x1 = np.full(256, -1, np.int64)
+    for start in range(0, flat.size, LABEL_CHUNK):
+        part = flat[start:start + LABEL_CHUNK]
+        counts = np.bincount(part, minlength=256)
+        present = np.flatnonzero(counts[1:]) + 1
+        if not present.size:
+            continue
+        order = np.argsort(part, kind="stable")  # by label, each label's pixels in reading order
+        ends = np.cumsum(counts)
+        starts = (ends - counts)[present]
+        first[present] = np.where(first[present] < 0, order[starts] + start, first[present])
+        last[present] = order[ends[present] - 1] + start
+        xs = (order + start) % w
+        x0[present] = np.minimum(x0[present], np.minimum.reduceat(xs, starts))  # a label's run up to the next's
+        x1[present] = np.maximum(x1[present], np.maximum.reduceat(xs, starts))  # (the labels between are absent)
+    return {int(k): (int(x0[k]), int(first[k] // w), int(x1[k]) + 1, int(last[k] // w) + 1)
+            for k in np.flatnonzero(first[1:] >= 0) + 1}
 
 
 def _pixels(message: Any) -> int:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from layering_protocol import Generate, Image, Split, SplitLayers
+from layeringdiff import job_memory
 from layeringdiff.errors import NotAvailable
 from layeringdiff.imaging.patchmatch import completion
 from layeringdiff.imaging.trimap import UNKNOWN, trimap_from_mask
@@ -15,6 +16,7 @@ from layeringdiff.job_memory import (
     FIXED_SIZE_MODEL_BYTES,
     TILED_MODEL_BYTES,
     estimate_job,
+    label_boxes,
     mask_work,
     models_needed,
     split_bytes,
@@ -217,6 +219,92 @@ def test_reading_a_selection_costs_the_server_a_few_megabytes():
     finally:
         tracemalloc.stop()
     assert peak < 24 << 20
+
+
+def _boxes_by_hand(labels):
+    boxes = {}
+    for k in np.unique(labels)[1:]:
+        ys, xs = np.nonzero(labels == k)
+        boxes[int(k)] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return boxes
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_label_boxes_are_each_labels_box_whatever_the_pixels_read_at_a_time(monkeypatch, chunk):
+    """Labels 1..255 in any number, scattered across chunks (pixels read at a time), in any shape."""
+    monkeypatch.setattr(job_memory, "LABEL_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for h, w in ((37, 53), (1, 300), (300, 1), (16, 16)):
+        labels = np.zeros((h, w), np.uint8)
+        for k in (1, 2, 200, 255):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            labels[y:y + rng.integers(1, 9), x:x + rng.integers(1, 9)] = k
+        labels[rng.random((h, w)) < 0.02] = 9  # a label in specks everywhere
+        labels[-1, -1] = 17  # and one in the last pixel only
+        assert label_boxes(Image(w, h, "L", "u8", labels.tobytes())) == _boxes_by_hand(labels)
+    assert label_boxes(Image(5, 3, "L", "u8", bytes(15))) == {}
+
+
+@pytest.mark.parametrize("w, h", [(2_097_152, 2), (2, 2_097_152)])
+def test_label_boxes_of_a_long_strip_cost_tens_of_megabytes(w, h):
+    """A 4 MB label image one way or the other (the server reads it on its own thread at admission): before, a row
+    or a column of 256 flags a pixel, 4.5 GB for (2_097_152, 2), and int32 flat indices past 8.4M columns."""
+    labels = np.zeros(w * h, np.uint8)
+    labels[w * h // 3: w * h // 2] = 255
+    labels[-1] = 1
+    tracemalloc.start()
+    try:
+        boxes = label_boxes(Image(w, h, "L", "u8", labels.tobytes()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert boxes == _boxes_by_hand(labels.reshape(h, w))
+    assert peak < 64 << 20
+
+
+def test_a_strip_one_pixel_wide_is_read_in_a_few_rounds_and_as_any_chunk_reads_it(monkeypatch):
+    """mask_work reads about MASK_CHUNK pixels a round, whatever the shape: a 1 x 16M selection took 62,500
+    rounds of MASK_ROWS rows (6 s on the server's own thread, every other client waiting)."""
+    h = 1 << 20
+    mask = np.zeros((h, 1), np.uint8)
+    mask[h // 4: h // 2] = 255
+    mask[h // 2: h // 2 + 40] = 128  # a soft end
+    rounds = []
+    pool = job_memory._pool
+    monkeypatch.setattr(job_memory, "_pool", lambda a: rounds.append(a.shape) or pool(a))
+    work = mask_work(mask)
+    reads = [s for s in rounds if s[0] == job_memory.MASK_CHUNK]  # the reading loop pools three arrays a round
+    assert len(reads) == 3 * (h // job_memory.MASK_CHUNK) and len(rounds) < 40
+    monkeypatch.setattr(job_memory, "MASK_CHUNK", 1)  # MASK_ROWS rows a round, as before
+    monkeypatch.setattr(job_memory, "_pool", pool)
+    assert mask_work(mask) == work
+    wide = mask_work(np.ascontiguousarray(mask.T))  # the same strip lying down: the same work
+    assert (wide.crop, wide.unknown, wide.mixed) == (work.crop, work.unknown, work.mixed)
+
+
+def test_admission_reads_no_selection_or_labels_of_a_canvas_past_its_scan_limit(monkeypatch):
+    """estimate_job's `least` (admission, on the server's own thread) reads up to ADMIT_SCAN_PIXELS; past it, the
+    least any selection or labels can need, at most the full estimate, which reads them."""
+    monkeypatch.setattr(job_memory, "ADMIT_SCAN_PIXELS", 64 * 64)
+    mask = np.zeros((80, 80), np.float32)
+    mask[70:, 70:] = 1.0
+    labels = Image(80, 80, "L", "u8", (np.arange(6400) % 3).astype(np.uint8).tobytes())
+    layers = SplitLayers(Image(80, 80, "RGBA", "u8", bytes(4 * 6400)), labels)
+    full = estimate_job(_masked(mask)).nbytes, estimate_job(layers).nbytes
+
+    def unread(*args, **kwargs):
+        raise AssertionError("read at admission")
+
+    monkeypatch.setattr(job_memory, "mask_work", unread)
+    monkeypatch.setattr(job_memory, "label_boxes", unread)
+    least = estimate_job(_masked(mask), least=True).nbytes, estimate_job(layers, least=True).nbytes
+    assert least[0] == split_bytes(6400, 0, 0, job_memory.SplitWork(0, 0, 0)) < full[0]
+    assert 0 < least[1] < full[1]
+    with pytest.raises(AssertionError, match="read at admission"):  # the worker's estimate reads them
+        estimate_job(_masked(mask))
+    monkeypatch.setattr(job_memory, "ADMIT_SCAN_PIXELS", 80 * 80)
+    with pytest.raises(AssertionError, match="read at admission"):  # up to the limit, admission reads them too
+        estimate_job(_masked(mask), least=True)
 
 
 def test_the_estimate_grows_with_the_canvas_and_counts_models_not_loaded():
