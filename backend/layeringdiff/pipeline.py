@@ -355,8 +355,8 @@ def _generate_request(msg: Generate) -> tuple[Any, list[str], str, str, Any]:
         raise InputError("name the foreground: put it in brackets in the prompt, e.g. [a red fox] in the snow")
     dtype = msg.options.get("dtype", "u8")
     order = msg.options.get("order", "RGBA")
-    if dtype not in DTYPE_SIZES or order not in ("RGBA", "BGRA"):
-        raise InputError(f"output dtype/order {dtype}/{order} not supported (u8/u16/f16/f32, RGBA/BGRA)")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES or order not in ("RGBA", "BGRA"):
+        raise InputError(f"output dtype/order {dtype!r}/{order!r} not supported (u8/u16/f16/f32, RGBA/BGRA)")
     control = msg.options.get("control")
     params = GenerateParams(prompt, msg.width, msg.height, msg.steps, msg.guidance, msg.seed, msg.negative_prompt,
                             control, msg.control_image, _number(msg.options, "control_scale", 0.5, 0.0, 2.0, float))

@@ -21,8 +21,16 @@ def to_array(image: Image) -> np.ndarray:
     for dst, src in enumerate(order):
         np.divide(arr[..., src], SCALE[image.dtype], out=out[..., dst], dtype=np.float32)
     if image.dtype in FLOATS:
+        _infinite_as_nan(out)
         np.clip(out, 0.0, 1.0, out=out)  # NaN stays NaN, so the stage's own check reports it
     return out
+
+
+def _infinite_as_nan(out: np.ndarray) -> None:
+    """+-inf -> NaN in place, before clipping would make it 1 or 0: refused like NaN (PROTOCOL.md: bad_input)."""
+    for y in range(0, out.shape[0], ROWS):
+        band = out[y:y + ROWS]
+        band[np.isinf(band)] = np.nan
 
 
 def mask_channel(order: str) -> int:
@@ -34,7 +42,10 @@ def to_mask(image: Image) -> np.ndarray:
     """Mask image -> HxW float32 (mask_channel's channel)."""
     arr = np.frombuffer(image.data, dtype=NP_DTYPES[image.dtype]).reshape(image.height, image.width, image.channels)
     out = arr[..., mask_channel(image.order)].astype(np.float32) / SCALE[image.dtype]
-    return np.clip(out, 0.0, 1.0) if image.dtype in FLOATS else out  # NaN stays NaN, for the stage's own check
+    if image.dtype in FLOATS:
+        _infinite_as_nan(out)
+        np.clip(out, 0.0, 1.0, out=out)  # NaN stays NaN, for the stage's own check
+    return out
 
 
 def from_array(array: np.ndarray, dtype: str, order: str) -> Image:

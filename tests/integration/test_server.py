@@ -305,11 +305,14 @@ def test_fifty_malformed_messages_then_a_valid_job(client):
     ("empty mask", ErrorCode.BAD_INPUT, False),
     ("full mask", ErrorCode.BAD_INPUT, False),
     ("nan", ErrorCode.BAD_INPUT, False),
+    ("infinity", ErrorCode.BAD_INPUT, False),
+    ("infinite mask", ErrorCode.BAD_INPUT, False),
     ("mask size", ErrorCode.BAD_FIELD, True),
     ("no hint", ErrorCode.BAD_INPUT, True),
     ("bad option", ErrorCode.BAD_INPUT, True),
     ("unknown option", ErrorCode.BAD_INPUT, True),
     ("bad phrase option", ErrorCode.BAD_INPUT, True),
+    ("transparent query not text", ErrorCode.BAD_INPUT, True),
     ("mask and box", ErrorCode.BAD_INPUT, True),
     ("short box", ErrorCode.BAD_INPUT, True),
     ("grey layer", ErrorCode.BAD_INPUT, True),
@@ -328,6 +331,14 @@ def test_bad_jobs_get_clear_errors(client, case, code, before):
         rgba = rgba.copy()
         rgba[5, 5, 0] = np.nan
         image = from_array(rgba, "f32", "RGBA")
+    elif case == "infinity":  # clipped to 1 it used to pass: refused as NaN is (PROTOCOL.md)
+        rgba = rgba.copy()
+        rgba[5, 5, 1] = -np.inf
+        image = from_array(rgba, "f32", "RGBA")
+    elif case == "infinite mask":
+        soft = to_array(mask)[..., 0].copy()
+        soft[3, 3] = np.inf
+        kwargs["mask"] = from_array(soft, "f32", "L")
     elif case == "no hint":
         kwargs = {}
     elif case == "bad option":
@@ -336,6 +347,8 @@ def test_bad_jobs_get_clear_errors(client, case, code, before):
         kwargs["options"] = {"bnad": 12}
     elif case == "bad phrase option":
         kwargs["options"] = {"box_threshold": 3}  # checked with a mask too: a typo is never silently ignored
+    elif case == "transparent query not text":
+        kwargs["options"] = {"transparent_query": ["glass"]}
     elif case == "mask and box":
         kwargs["box"] = [0, 0, 8, 8]
     elif case == "short box":
@@ -349,11 +362,22 @@ def test_bad_jobs_get_clear_errors(client, case, code, before):
     assert isinstance(err, Error) and err.code == code and err.text
     assert (len(events) == 1) == before, [type(e.message).__name__ for e in events]  # no `accepted` first
     assert err.job == (None if code == ErrorCode.BAD_FIELD else final.reply_to)
+    if case in ("nan", "infinity", "infinite mask"):
+        assert "NaN or infinite" in err.text, err.text
     if case == "unknown option":  # and what to write instead
         assert err.text == "unknown option(s): bnad" and err.detail.startswith("known: alpha_mode, band, ")
 
 
 ML_INSTALLED = all(importlib.util.find_spec(m) for m in ("torch", "diffusers", "transformers"))
+
+
+@pytest.mark.parametrize("options", [{"dtype": ["u8"]}, {"dtype": {"u8": 1}}, {"order": ["RGBA"]}, {"dtype": "u12"}])
+def test_generate_refuses_an_output_format_of_the_wrong_type_before_accepting(client, options):
+    """A list or a map as the dtype was looked up in a dict: `internal` and a traceback after `accepted`."""
+    final, events = client.run(Generate("[a cat] on a sofa", width=64, height=64, options=options))
+    err = final.message
+    assert isinstance(err, Error) and err.code == ErrorCode.BAD_INPUT and "not supported" in err.text, err
+    assert len(events) == 1
 
 
 def test_generate_names_the_missing_models(client):

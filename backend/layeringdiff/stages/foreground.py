@@ -50,6 +50,8 @@ class ForegroundOptions:
         opts = cls(**known)
         if opts.policy not in BOX_POLICIES:
             raise InputError(f"policy must be one of {BOX_POLICIES}, got {opts.policy!r}")
+        if not isinstance(opts.transparent_query, str):
+            raise InputError(f"transparent_query must be a phrase (\"\" turns it off), got {opts.transparent_query!r}")
         if opts.trimap not in TRIMAPS:
             raise InputError(f"trimap must be one of {TRIMAPS}, got {opts.trimap!r}")
         for name in ("box_threshold", "text_threshold", "transparent_threshold"):
