@@ -621,6 +621,10 @@ def model_config(args: argparse.Namespace):  # -> ModelConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.supervisor import restart_wanted
+
+    if restart_wanted(args.restart, args.host):
+        return _supervise(args)
     from .prepare_kernels import ensure_prepared
 
     # before the server (and pymatting) is imported; the Krita docker shows these lines while it waits for READY
@@ -650,6 +654,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # everything is closed and sent: skip the interpreter's teardown of the numerical libraries, which
     # takes most of a second on a loaded machine (the stop after SIGTERM should take well under 2 s)
     _exit_now(code)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """The server as a child started again when it dies unasked (serve/supervisor.py says why)."""
+    import psutil
+
+    from .serve.supervisor import Supervisor
+
+    argv = list(args.raw_argv)
+    serve_args = argv[argv.index("serve") + 1:]
+    parent = args.parent_pid
+    watch = (lambda: psutil.pid_exists(parent)) if parent else None
+    return Supervisor(serve_args, watch_parent=watch).run()
 
 
 def psutil_total() -> int:
@@ -1109,6 +1126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-jobs", type=int, help="queued + running jobs of all clients (default 32)")
     sv.add_argument("--client-backlog", help="replies a client may leave unread before it is cut off (default 128M)")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
+    sv.add_argument("--restart", choices=("auto", "always", "never"), default="auto",
+                    help="run the server as a child process started again (same port) when it dies unasked, as "
+                         "libzmq can make it on a hostile client's traffic; auto: when --host is not loopback")
     sv.add_argument("--devices", help="one worker process per device, comma-separated (e.g. cuda:0,cuda:1): a studio "
                                       "box with several GPUs serves several jobs at once")
     sv.add_argument("--workers", type=int, help="CPU worker processes (default 1 without --devices, else 0); each "
@@ -1233,7 +1253,9 @@ def attach_negative_boxes(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Every failure is one line on stderr: exit 2 for what the user can change (input, files, memory,
     missing extras), 1 for a fault of this program (LAYERINGDIFF_DEBUG=1 shows its traceback)."""
-    args = build_parser().parse_args(attach_negative_boxes(sys.argv[1:] if argv is None else argv))
+    raw = attach_negative_boxes(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.raw_argv = raw  # serve --restart starts the server again with the same arguments
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:

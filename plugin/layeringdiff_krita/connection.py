@@ -51,6 +51,9 @@ _FAILED_AUTH = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
 _FAILED_PROTOCOL = getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
 _FAILED_NO_DETAIL = getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
 HANDSHAKE_FAILURES = _FAILED_AUTH | _FAILED_PROTOCOL | _FAILED_NO_DETAIL
+# a connection that dropped: ZeroMQ reconnects by itself, but the backend that answers may be a new one (a studio
+# server restarts after a crash: `serve --restart`) that never heard of the job sent before
+DROPPED = zmq.EVENT_DISCONNECTED
 
 
 class BackendClient:
@@ -62,6 +65,7 @@ class BackendClient:
         self.server_key = server_key.strip()
         self.client_key = client_key.strip()
         self._monitor: Optional[zmq.Socket] = None
+        self.drops = 0  # connections that dropped (DROPPED) since connect()
         self.clock = clock
         self.ctx = ctx or zmq.Context.instance()
         self.sock: Optional[zmq.Socket] = None
@@ -81,8 +85,7 @@ class BackendClient:
             except ValueError as exc:
                 self._refused(f"{exc}.")
                 return
-        if HANDSHAKE_FAILURES:
-            self._monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILURES)
+        self._monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILURES | DROPPED)
         self.sock.connect(self.endpoint)
         self.state = State.CONNECTING
         self.detail = f"connecting to {self.endpoint}"
@@ -127,6 +130,9 @@ class BackendClient:
     def _check_handshake(self) -> None:
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]
+            if event == DROPPED:
+                self.drops += 1
+                continue
             keyed = bool(self.server_key)
             where = f"the backend at {self.endpoint}"
             if event == _FAILED_AUTH:

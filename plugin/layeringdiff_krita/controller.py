@@ -212,6 +212,9 @@ class Controller:
             return
         for env in self.client.poll():
             self._on_message(env)
+        if self._job_running() and self.job is not None and self.client.drops > self.job.drops:
+            self._fail_job("lost the backend: its connection dropped while it worked on the job (it stopped, or "
+                           "a shared server started again after a crash and forgot the job)")
         self.client.tick()
         if self.process is not None and self.process.exit_code() is not None and self.client.state != State.LOST:
             self.client.state = State.LOST
@@ -471,6 +474,7 @@ class Controller:
             self.view.show_message(warning)
 
     def _begin(self, job: Job) -> None:
+        job.drops = self.client.drops if self.client is not None else 0
         self.job = job
         self.view.set_busy(True)
         self.view.set_progress("sending", 0.0)

@@ -55,3 +55,4 @@ class Job:
     note: str = ""  # said before the result's own message
     result: Any = None  # a result waiting for its document
     objects: Optional[Objects] = None  # a split into layers: its objects
+    drops: int = 0  # the connection's drops when it was sent (BackendClient.drops): one more, and it is lost

@@ -194,12 +194,37 @@ def test_heartbeat_detects_a_dead_backend_and_fails_the_job():
         pump(ctl, lambda: ctl.job is not None and ctl.job.stage in ("matting", "foreground"))
         os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait()
-        clock.advance(LOST_S + 1)
-        pump(ctl, lambda: view.connection[0] == State.LOST, 10)
+        pump(ctl, lambda: ctl.job is None, 10)  # its connection dropped: the job is failed at once
         text, error = view.last
         assert error and "lost the backend" in text and "unchanged" in text
+        clock.advance(LOST_S + 1)
+        pump(ctl, lambda: view.connection[0] == State.LOST, 10)
         assert ctl.job is None and not view.busy and not ctl.bridge.applied
         assert "Click Reconnect" in view.connection[1]  # a backend it did not start is reconnected to
+    finally:
+        ctl.shutdown()
+        server.kill()
+
+
+def test_a_job_whose_server_restarted_under_it_fails_at_once_and_the_next_one_runs():
+    """A studio server started again after a crash (`serve --restart`) answers pings as before, but never heard of
+    the job: the dropped connection fails it at once (not a wait without end), and the next split is served."""
+    import psutil
+
+    server = BackendProcess("--restart", "always")
+    ctl, view = make(server.endpoint, FakeBridge(size=1024))
+    try:
+        ctl.split_selected("")
+        pump(ctl, lambda: ctl.job is not None and ctl.job.stage in ("matting", "foreground"))
+        child = next(p for p in psutil.Process(server.proc.pid).children() if "serve" in " ".join(p.cmdline()))
+        child.send_signal(signal.SIGABRT)
+        pump(ctl, lambda: ctl.job is None, 20)
+        text, error = view.last
+        assert error and "its connection dropped while it worked on the job" in text and "unchanged" in text
+        assert not ctl.bridge.applied and view.connection[0] == State.CONNECTED
+        ctl.split_selected("")  # the restarted server on the same port
+        pump(ctl, lambda: ctl.job is None, 90)
+        assert ctl.bridge.applied and not view.last[1], view.messages
     finally:
         ctl.shutdown()
         server.kill()
