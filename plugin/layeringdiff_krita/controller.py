@@ -404,6 +404,10 @@ class Controller:
         doc = self.bridge.active_document()
         phrases = [p.strip() for p in phrase.split(";") if p.strip()]
         colours = colour_codes(phrase)  # a label layer's colours front first: the artist's order
+        twice = next((c for i, c in enumerate(colours or []) if c in (colours or [])[:i]), None)
+        if twice:
+            raise UserError(f"The colour {twice} is in the phrase field twice: name each label colour once, front "
+                            "first (#c8281e; #145adc), or clear the field.")
         odd = mistyped_colour(phrase)
         if odd:  # taken for a phrase, it would name the group, and the order would be the automatic one
             raise UserError(f"'{odd}' is not a colour: write the label layer's colours as #rrggbb, front first "
@@ -435,6 +439,10 @@ class Controller:
                         f"{objects.source}, ordered top first (drag them in the Layers docker to change it). ")
                 colours = None
             phrase = ""  # they order the objects, they do not name the group
+        if exact_alpha and objects.soft:  # a label is one value a pixel: the masks' soft edges cannot travel
+            note += ("The selection masks' soft edges were cut at half: Split into layers takes each mask as a hard "
+                     "edge, so the exact alpha is hard too (for one object's soft selection as its alpha, use Split "
+                     "selected layer, then Peel next). ")
         options = self._split_options(exact_alpha, band, fill, matting if objects.labels is not None or auto else "")
         message = SplitLayers(layer.image, objects.labels, order="labels" if auto else objects.order,
                               options=options, auto=auto,

@@ -38,6 +38,7 @@ class Objects:
     order: str  # "labels" (1 the frontmost) or "auto" (the backend orders them)
     source: str  # for messages: "3 selection masks", "the label layer 'labels'"
     colours: bool = False  # a label layer in flat colours: the backend names and orders them (or the artist's order)
+    soft: bool = False  # selection masks with soft edges, which labels (one value a pixel) cut at half
 
 
 @dataclass

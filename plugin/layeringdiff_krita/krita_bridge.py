@@ -150,6 +150,8 @@ class KritaBridge:
         node = node or self.active_node(doc)
         if node is None:
             raise UserError("Choose a layer in the Layers docker first.")
+        if node.type().endswith("mask") and node.parentNode() is not None:  # Krita activates a mask just added
+            node = node.parentNode()
         if node.type() != "paintlayer":
             hint = ("choose one of the paint layers inside it" if node.type() == "grouplayer"
                     else "Layer > Convert > to Paint Layer makes one from it")
@@ -159,6 +161,10 @@ class KritaBridge:
                 raise UserError(f"'{node.name()}' has {with_article(mask.type())} ('{mask.name()}'), which the new "
                                 "layers cannot carry over: apply it or remove it first (its right-click menu in "
                                 "the Layers docker).")
+        if getattr(node, "animated", lambda: False)():
+            raise UserError(f"'{node.name()}' is animated: its layers would hold this frame only and show it on every "
+                            "frame. To split this frame: Select > Select All, Edit > Copy, Edit > Paste into New "
+                            "Layer, and split that layer.")
         try:
             layer_format(node.colorModel(), node.colorDepth())
         except UnsupportedFormat as exc:
@@ -196,7 +202,9 @@ class KritaBridge:
                 selections.append(data)
             names = {k: object_name(m.name()) for k, m in enumerate(masks, 1)}
             count = f"{len(masks)} selection mask{'s' if len(masks) > 1 else ''}"
-            return layer, Objects(selection_image(labels_from_masks(selections), w, h), names, "labels", count)
+            soft = any(data.translate(None, b"\x00\xff") for data in selections)  # a value other than 0 and 255
+            return layer, Objects(selection_image(labels_from_masks(selections), w, h), names, "labels", count,
+                                  soft=soft)
         labels = self._label_layer(layer)
         if labels is None:
             raise NoObjects(f"Give '{layer.name}' its objects first: a selection mask for each (select an object, "
@@ -372,7 +380,9 @@ class KritaBridge:
         self._activate(doc, background)
         self._record(doc, "peel", f"peel of '{layer.name}'", before, active_id, shown,
                      1 + hide_steps + (0 if grouped else 1))
-        where = f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if grouped else ""
+        where = (f" (in group 'peel {job.index}', which keeps the look of '{layer.name}')" if keep_group else
+                 f" (in group 'peel {job.index}': Krita would not ungroup it here, in a locked group?)" if grouped
+                 else "")
         return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
                 "not changed" + self._undo_note(shown) + self._profile_note(doc, old) + self._outside_note(doc, old))
 
@@ -550,11 +560,15 @@ class KritaBridge:
         style = source.layerStyleToAsl() if hasattr(source, "layerStyleToAsl") else ""
         if style:
             group.setLayerStyleFromAsl(style)
+        off = _channels_off(source)  # Layer Properties > Active Channels
+        for channel in group.channels() if off else []:
+            if channel.name() in off:
+                channel.setVisible(False)
 
     def _needs_group(self, node: Any) -> bool:
         style = node.layerStyleToAsl() if hasattr(node, "layerStyleToAsl") else ""
         return (node.opacity() != 255 or node.blendingMode() != "normal" or node.inheritAlpha() or bool(style)
-                or any(m.type() in KEPT_MASKS for m in node.childNodes()))
+                or any(m.type() in KEPT_MASKS for m in node.childNodes()) or bool(_channels_off(node)))
 
     def _insert(self, doc: Any, parent: Any, node: Any, above: Any) -> Any:
         """Insert a node built elsewhere; returns it as found in doc (the copy's own handle is not doc's)."""
@@ -591,9 +605,15 @@ class KritaBridge:
         return self._find(doc, uid) is None
 
     def _select_only(self, doc: Any, node: Any, other: Any) -> bool:
-        """Make node the active and only selected layer of doc's view (actions act on the selection)."""
-        for first in (None, other):
-            if first is not None:  # an active layer stays in a multi-selection: activate another one first
+        """Make node the active and only selected layer of doc's view (actions act on the selection). An active
+        layer stays in a multi-selection: another one is activated first, `other`, else one outside the selection
+        (Krita 5.1.5 keeps the two layers a Quick Ungroup left selected when either, or the new group, is
+        activated: a second peel in a row then hid the old background without an undo entry)."""
+        for attempt in range(3):
+            first = (None, other, self._unselected(doc, node) if attempt == 2 else None)[attempt]
+            if attempt and first is None:
+                continue
+            if first is not None:
                 doc.setActiveNode(first)
                 self.ui.process_events()
             doc.setActiveNode(node)
@@ -601,6 +621,18 @@ class KritaBridge:
             if self._selected(doc) == [node.uniqueId()]:
                 return True
         return False
+
+    def _unselected(self, doc: Any, node: Any) -> Any:
+        """A layer of doc (not a mask, not node) that is not selected in the view, or None."""
+        selected = set(self._selected(doc) or [])
+        stack = list(doc.rootNode().childNodes())
+        while stack:
+            candidate = stack.pop()
+            uid = candidate.uniqueId()
+            if uid not in selected and uid != node.uniqueId() and not candidate.type().endswith("mask"):
+                return candidate
+            stack.extend(candidate.childNodes())
+        return None
 
     def _selected(self, doc: Any) -> Optional[list]:
         nodes = self._selected_nodes(doc)
@@ -711,6 +743,12 @@ class KritaBridge:
             return (". Krita would not hide it with an undo entry (several layers selected?): Undo "
                     f"{self.last.kind if self.last else 'split'} in this docker shows it again")
         return ""
+
+
+def _channels_off(node: Any) -> List[str]:
+    """The names of the channels switched off in the layer's properties (Active Channels): its picture shows without
+    them, so the group of its split switches them off too."""
+    return [c.name() for c in node.channels() if not c.visible()] if hasattr(node, "channels") else []
 
 
 def _around(node: Any) -> Tuple[list, list]:

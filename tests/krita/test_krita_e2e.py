@@ -328,6 +328,12 @@ def test_undo_and_redo_never_show_a_half_built_picture(home, tmp_path):
     assert np.abs(blend_after - blend_before).max() <= 1
     assert steps["blend split"]["entries"] == ["Add Layer", "Property Changes"]
     assert states_match(tmp_path, "blend", 2, w, h, blend_before, blend_after) <= 1
+    # a second peel right after the first, the Layers docker untouched: its three steps, every state whole
+    peel2 = steps["peel2"]
+    assert peel2["entries"] == ["Add Layer", "Property Changes", "Quick Ungroup"], peel2
+    assert "would not hide" not in peel2["message"], peel2["message"]
+    p_before, p_after = raw(tmp_path, "peel2_before.bgra", w, h), raw(tmp_path, "peel2_after.bgra", w, h)
+    assert np.abs(p_after - p_before).max() <= 2 and states_match(tmp_path, "peel2", 3, w, h, p_before, p_after) == 0
     fits_the_screen(report["fit_after_split"])
     shutil.copy2(tmp_path / "fit_after_split.png", artifacts_for(report) / "screen_1600x1000.png")
 
@@ -380,6 +386,12 @@ def test_layer_properties_are_kept(home, tmp_path):
     unchanged("views")
     assert "only its part inside the canvas is split" in cases["offset"]["message"], cases["offset"]
     unchanged("offset")
+    # Active Channels: the group of a layer shown without its red hides the red too (before: up to 191/255 off)
+    unchanged("channels")
+    assert ["Red", False] in cases["channels"]["group"] or ["R", False] in cases["channels"]["group"], cases["channels"]
+    animated = cases["animated"]
+    assert animated["animated"] and animated["unchanged"], animated
+    assert animated["message"].startswith("'photo' is animated: its layers would hold this frame only"), animated
     fits_the_screen(report["fit_props"])
     shutil.copy2(tmp_path / "fit_props.png", artifacts_for(report) / "screen_1366x768.png")
 

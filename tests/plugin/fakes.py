@@ -96,6 +96,7 @@ class FakeBridge:
         self.peelable = True
         self.no_objects = False
         self.label_layer = False  # read_objects: a label layer in flat colours instead of selection masks
+        self.soft_masks = False  # read_objects: the selection masks have soft edges
         self.last = None
         self.undone = 0
 
@@ -141,7 +142,7 @@ class FakeBridge:
             return layer, Objects(Image(self.size, self.size, "BGRA", "u8", paint.tobytes()), {}, "auto",
                                   "the label layer 'labels'", colours=True)
         objects = Objects(Image(self.size, self.size, "L", "u8", labels.tobytes()), {1: "cat", 2: "box"}, "labels",
-                          "2 selection masks")
+                          "2 selection masks", soft=self.soft_masks)
         return layer, objects
 
     def peel_index(self, layer):

@@ -48,6 +48,15 @@ class Node:
         self._opacity, self._mode, self._inherit, self._label, self._locked, self._style = 255, "normal", False, 0, \
             False, ""
         self.pixels = {}  # (x, y, w, h) -> bytes written there, oldest first (a later write wins where they overlap)
+        self._animated = False
+        self._off: set = set()  # channels switched off (Layer Properties > Active Channels), by name
+
+    def animated(self):
+        return self._animated
+
+    def channels(self):
+        names = ("Alpha",) if self._type in MASKS else ("Blue", "Green", "Red", "Alpha")
+        return [Channel(self, name) for name in names]
 
     def __eq__(self, other):
         return isinstance(other, Node) and other._id == self._id
@@ -216,6 +225,7 @@ class Node:
             self._profile
         copy._inherit, copy._label, copy._style, copy.pixels = self._inherit, self._label, self._style, \
             dict(self.pixels)
+        copy._off = set(self._off)
         for child in self._children:
             copy._attach(child.duplicate(), len(copy._children))
         return copy
@@ -307,7 +317,7 @@ class Document:
         view = Krita.instance().window.view
         # libkis: only the document of the current view; activating a layer that is part of a multi-selection
         # keeps that selection (Krita's layer box), activating any other layer selects it alone
-        if view.doc is self and not (node in view.selected and len(view.selected) > 1):
+        if view.doc is self and not ((node in view.selected or view.sticky(node)) and len(view.selected) > 1):
             view.selected = [node]
 
     def selection(self):
@@ -380,10 +390,27 @@ def _blend(dst, src, opacity, mode, inherit):
     return np.concatenate([colour, a_o], axis=2)
 
 
+class Channel:
+    def __init__(self, node, name):
+        self.node, self._name = node, name
+
+    def name(self):
+        return self._name
+
+    def visible(self):
+        return self._name not in self.node._off
+
+    def setVisible(self, value):
+        (self.node._off.discard if value else self.node._off.add)(self._name)
+
+
 class View:
     def __init__(self):
         self.doc, self.selected = None, []
         self.shown = True  # False: closed, not yet deleted (File > Quit)
+        # Krita 5.1.5: activating a layer for which this says True keeps a multi-selection too (the new peel group
+        # while the two layers a Quick Ungroup left are selected)
+        self.sticky = lambda node: False
 
     def document(self):
         return self.doc

@@ -548,11 +548,27 @@ def test_a_colour_order_left_in_the_phrase_field_does_not_leak_into_other_operat
     ctl.split_layers("#c8281e; #3cb42")  # a digit short: it named the group, and the order was the automatic one
     text, error = ctl.view.last
     assert error and text.startswith("'#3cb42' is not a colour: write the label layer's colours as #rrggbb"), text
+    for twice in ("#c8281e; #145adc; #c8281e", "#145adc; #145ADC"):  # before: the protocol's own words
+        ctl.split_layers(twice)
+        text, error = ctl.view.last
+        assert error and text.startswith("The colour #") and "is in the phrase field twice" in text, text
     ctl.bridge.peelable = False
     ctl.split_selected("#c8281e; #145adc")
     pump(ctl, lambda: ctl.job is None)
     _, job, _ = ctl.bridge.applied[-1]
     assert job.phrase == "" and jobs("split")[-1].phrase is None
+
+
+def test_the_exact_alpha_of_soft_selection_masks_says_their_soft_edges_were_cut(ctl):
+    """Labels hold one value a pixel: a split into layers takes each selection mask at half, so the exact alpha is
+    hard, and the message says so and what keeps a soft edge (before: not a word)."""
+    ctl.bridge.soft_masks = True
+    ctl.split_layers("", exact_alpha=True)
+    pump(ctl, lambda: ctl.job is None)
+    assert ctl.view.last[0].startswith("The selection masks' soft edges were cut at half"), ctl.view.last
+    ctl.split_layers("", exact_alpha=False)  # matted: the band finds the soft edge again
+    pump(ctl, lambda: ctl.job is None)
+    assert "cut at half" not in ctl.view.last[0]
 
 
 def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):

@@ -746,6 +746,46 @@ def test_a_peel_krita_would_not_hide_names_undo_peel(fake_krita, monkeypatch):
     assert background.visible()
 
 
+def test_a_peel_left_grouped_by_krita_does_not_claim_a_look_it_keeps(fake_krita, monkeypatch):
+    """Inside a locked group Quick Ungroup does nothing: the peel stays a group, and says so, not that it keeps a
+    look the background does not have."""
+    from layeringdiff_krita.krita_bridge import KritaBridge
+
+    doc, layer, bridge = ready(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    monkeypatch.setattr(KritaBridge, "_ungroup", lambda self, *a: False)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "(in group 'peel 2': Krita would not ungroup it here, in a locked group?)" in text
+    assert "keeps the look" not in text
+
+
+def test_an_animated_layer_is_refused_with_how_to_split_its_frame(fake_krita):
+    doc, layer, bridge = ready(fake_krita)
+    layer._animated = True
+    with pytest.raises(UserError, match="'photo' is animated: its layers would hold this frame only") as info:
+        bridge.read_active_layer(doc)
+    assert "Edit > Paste into New Layer" in str(info.value)
+
+
+def test_channels_switched_off_in_the_source_are_switched_off_on_its_group(fake_krita):
+    """Layer Properties > Active Channels: red off shows the layer without its red; the group of its split, and a
+    peel of a background with red off, hide it too (before: the group showed it, up to 191/255 off)."""
+    doc, layer, bridge = ready(fake_krita)
+    next(c for c in layer.channels() if c.name() == "Red").setVisible(False)
+    split_photo(fake_krita, bridge, doc)
+    group = doc.rootNode().childNodes()[1]
+    assert [c.name() for c in group.channels() if not c.visible()] == ["Red"]
+    assert all(c.visible() for n in group.childNodes() for c in n.channels())
+    background = doc.activeNode()
+    next(c for c in background.channels() if c.name() == "Green").setVisible(False)
+    bg_px = bridge.read_active_layer(doc)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    peel = next(n for n in group.childNodes() if n.name() == "peel 2")
+    assert "keeps the look of 'background 1'" in text
+    assert [c.name() for c in peel.channels() if not c.visible()] == ["Green"]
+
+
 def test_the_new_background_is_made_active_again_after_kritas_queued_signals(fake_krita):
     """Krita activates each new layer from queued signals after the call returns: the bridge activates the
     background again from a timer, unless its document was closed meanwhile."""
@@ -993,6 +1033,24 @@ def test_a_multi_selection_is_narrowed_for_a_peel_too(fake_krita):
     assert not background.visible() and sibling.visible()
 
 
+def test_a_second_peel_hides_the_old_background_with_undo_where_krita_keeps_the_ungrouped_pair_selected(fake_krita):
+    """Krita 5.1.5 after a peel: its two ungrouped layers stay selected, and activating either, or the next peel's
+    new group, keeps them so; a layer outside them is activated first (before: hidden without an undo entry, and
+    Ctrl+Z showed holes)."""
+    doc, layer, bridge = ready(fake_krita)
+    split_photo(fake_krita, bridge, doc)
+    background = doc.activeNode()
+    sibling = doc.rootNode().childNodes()[1].childNodes()[1]
+    view = fake_krita.Krita.instance().window.view
+    view.selected = [background, sibling]
+    view.sticky = lambda node: node.name().startswith("peel")
+    bg_px = bridge.read_active_layer(doc)
+    entries = len(doc.history)
+    text = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert "would not hide" not in text and not background.visible()
+    assert "Property Changes" in [e[0] for e in doc.history[entries:]]
+
+
 def test_a_hidden_background_with_a_look_is_peeled_into_a_hidden_group_of_visible_layers(fake_krita):
     doc, layer, bridge = ready(fake_krita)
     split_photo(fake_krita, bridge, doc)
@@ -1062,6 +1120,10 @@ def test_split_into_layers_reads_the_selection_masks_top_first_and_the_front_one
     # with a selection mask active (its row clicked in the Layers docker), its layer is the one split
     doc.setActiveNode(layer.childNodes()[0])
     assert bridge.read_objects(doc)[0].node == layer
+    assert bridge.read_active_layer(doc).node == layer  # Split selected layer too, not "convert the mask"
+    assert not objects.soft  # hard masks: the labels hold them exactly
+    add_selection_mask(fake_krita, doc, layer, "soft", left * (200 / 255))
+    assert bridge.read_objects(doc)[1].soft  # a value other than 0 and 255: the controller says what it loses
 
 
 def test_the_objects_messages_in_full_and_where_their_limits_are(fake_krita, monkeypatch):

@@ -554,6 +554,23 @@ def scenario_undo():
     dump("blend_split.bgra", projection(doc2))
     step("blend split", message=d.message.text(), entries=g1[0][g0[1] + 1:g1[1] + 1], tree=tree(doc2.rootNode()))
     yield from walk_history(doc2, "blend", g1[1] - g0[1])
+    # split, peel, and a second peel at once, the Layers docker untouched: Krita 5.1.5 keeps the two layers the
+    # first peel ungrouped selected, and the old background was hidden without an undo entry (Ctrl+Z: holes)
+    doc3, layer3 = new_document(w, h, "photo.bgra")
+    yield from activate(doc3, layer3)
+    for i, (mask, button) in enumerate((("mask1.u8", d.split_button), ("mask2.u8", d.peel_button),
+                                        ("mask1.u8", d.peel_button))):
+        select(doc3, w, h, mask)
+        yield from settle()
+        p0 = history()
+        dump("peel2_before.bgra", projection(doc3))  # the last one's is kept
+        d.phrase.setText("")
+        button.click()
+        yield from job_done(d, doc3, f"peel chain {i} finished")
+    p1 = history()
+    dump("peel2_after.bgra", projection(doc3))
+    step("peel2", message=d.message.text(), entries=p1[0][p0[1] + 1:p1[1] + 1], tree=tree(doc3.rootNode()))
+    yield from walk_history(doc3, "peel2", p1[1] - p0[1])
 
 
 def scenario_props():
@@ -701,6 +718,32 @@ def scenario_props():
     dump("offset_before.bgra", projection(doc))
     yield from split(doc, "offset")
     cases["offset"] = dict(message=d.message.text())
+    # Layer Properties > Active Channels: red off (the picture shows the layer without its red), then a peel
+    doc, layer = document_over_paper(w, h, name="channels")
+    next(c for c in layer.channels() if c.name().lower().startswith("red")).setVisible(False)
+    yield from activate(doc, layer)
+    dump("channels_before.bgra", projection(doc))
+    yield from split(doc, "channels")
+    group = find(doc.rootNode(), "photo split")
+    cases["channels"] = dict(message=d.message.text(), group=[[c.name(), c.visible()] for c in group.channels()])
+    # an animated layer (keyframes on frames 0 and 5): refused, the document unchanged
+    doc, layer = document_over_paper(w, h, name="animated")
+    yield from activate(doc, layer)
+    k.action("add_duplicate_frame").trigger()
+    yield from settle()
+    doc.setCurrentTime(5)
+    yield from settle()
+    k.action("add_duplicate_frame").trigger()
+    yield from settle()
+    doc.setCurrentTime(0)
+    yield from settle()
+    select(doc, w, h, "mask1.u8")
+    yield from settle()
+    before = tree(doc.rootNode())  # (the selection shows in the tree)
+    d.split_button.click()
+    yield from settle()
+    cases["animated"] = dict(message=d.message.text(), animated=layer.animated(),
+                             unchanged=tree(doc.rootNode()) == before)
     # (a colorize mask, which is refused, cannot be made from Python in Krita 5.1: the mock krita tests that)
     report["cases"] = cases
 
