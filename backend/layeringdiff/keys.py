@@ -173,19 +173,51 @@ def allowed_clients(folder: str | Path) -> dict[bytes, str]:
     return allowed
 
 
+REREAD_S = 1.0  # the handshakes read clients/ at most this often, and whenever its listing changed
+REFUSED_LOG_BURST = 5  # refused handshakes logged a minute; the rest are counted in one line
+
+
 class ClientList:
-    """Credentials provider for pyzmq's authenticator: a client is let in when its key is in clients/."""
+    """Credentials provider for pyzmq's authenticator: a client is let in when its key is in clients/. A flood of
+    handshakes with made-up keys (anyone with the server's public key can send them) costs one read of the folder a
+    second and a few log lines a minute, not a read and a line each."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self._allowed: dict[bytes, str] | None = None
+        self._stamp: int | None = None  # clients/'s mtime when read: a key added or deleted changes it
+        self._read_at = 0.0
+        self._minute, self._logged, self._skipped = -1, 0, 0
+
+    def allowed(self) -> dict[bytes, str]:
+        now = time.monotonic()
+        try:
+            stamp: int | None = (self.folder / "clients").stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if self._allowed is None or stamp != self._stamp or now - self._read_at >= REREAD_S:
+            self._allowed, self._stamp, self._read_at = allowed_clients(self.folder), stamp, now
+        return self._allowed
 
     def callback(self, domain: str, key: bytes) -> bool:
-        name = allowed_clients(self.folder).get(key)
+        name = self.allowed().get(key)
         if name is None:
-            log.warning("refused a client whose key is not in %s", self.folder / "clients")
+            self._log_refused()
             return False
         log.info("client %s connected", name)
         return True
+
+    def _log_refused(self) -> None:
+        minute = int(time.monotonic() // 60)
+        if minute != self._minute:
+            if self._skipped:
+                log.warning("... and %d more clients refused in that minute", self._skipped)
+            self._minute, self._logged, self._skipped = minute, 0, 0
+        if self._logged < REFUSED_LOG_BURST:
+            self._logged += 1
+            log.warning("refused a client whose key is not in %s", self.folder / "clients")
+        else:
+            self._skipped += 1
 
 
 def is_loopback(host: str) -> bool:

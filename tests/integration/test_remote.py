@@ -241,3 +241,38 @@ def mode(path) -> int:
     import stat
 
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_flood_of_refused_handshakes_costs_a_read_a_second_and_a_few_log_lines(tmp_path, monkeypatch, caplog):
+    """Made-up keys (anyone with the server's public key can send them), 500 handshakes: clients/ read once, not
+    500 times, five lines logged and the rest counted; a key added or deleted meanwhile counts at once."""
+    from layeringdiff import keys as keys_module
+
+    folder = tmp_path / "keys"
+    init_keys(folder)
+    alice = read_key_file(add_client(folder, "alice"))["public"]
+    reads = []
+    real = keys_module.allowed_clients
+    monkeypatch.setattr(keys_module, "allowed_clients", lambda f: reads.append(f) or real(f))
+    now = [1000.0]
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: now[0])
+    clients = keys_module.ClientList(folder)
+    caplog.set_level("INFO", logger=keys_module.log.name)
+    assert not any(clients.callback("*", zmq.curve_keypair()[0]) for _ in range(500))
+    assert len(reads) == 1 and caplog.text.count("refused a client") == keys_module.REFUSED_LOG_BURST
+    assert clients.callback("*", alice)
+    listing = folder / "clients"
+
+    def touched(step: int) -> None:  # the listing's new mtime (a clock tick can be coarser than these steps)
+        os.utime(listing, ns=(listing.stat().st_atime_ns, listing.stat().st_mtime_ns + step * 10**9))
+
+    bob = read_key_file(add_client(folder, "bob"))["public"]  # the folder's listing changed: read again
+    touched(1)
+    assert clients.callback("*", bob) and len(reads) == 2
+    (folder / "clients" / "alice.key").unlink()
+    touched(2)
+    assert not clients.callback("*", alice) and len(reads) == 3
+    now[0] += 61  # the next minute: the count of the last one, and lines again
+    assert not clients.callback("*", zmq.curve_keypair()[0])
+    assert f"... and {500 - keys_module.REFUSED_LOG_BURST + 1} more clients refused in that minute" in caplog.text
+    assert caplog.text.count("refused a client") == keys_module.REFUSED_LOG_BURST + 1

@@ -154,6 +154,6 @@ class Supervisor:
 
 def restart_wanted(choice: str, host: str) -> bool:
     """--restart auto: on for a server others can reach (not loopback), whose traffic we do not control."""
-    if choice != "auto":
-        return choice == "always"
-    return not (host in ("localhost", "::1") or host.startswith("127."))
+    from ..keys import is_loopback
+
+    return choice == "always" if choice != "auto" else not is_loopback(host)
