@@ -91,6 +91,17 @@ def clip_box(box: tuple[int, int, int, int], w: int, h: int) -> tuple[tuple[int,
 LAYERED_FORMATS = (".ora", ".psd")
 
 
+class Once(argparse.Action):
+    """An option that may be given once: a second -o used to replace the first without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} is given twice ({getattr(namespace, self.dest)}, {values}): one layered "
+                         "file a run (its PNGs are written beside it); run again for another format")
+        setattr(namespace, self.dest, values)
+
+
 def output_path(text: str) -> Path:
     """-o: an .ora or .psd file (.ora added when there is no suffix), never an existing folder or another format."""
     given = Path(text)
@@ -102,6 +113,9 @@ def output_path(text: str) -> Path:
                          "layers.ora")
     if given.is_dir():
         raise InputError(f"output '{given}' is a folder: give a file name such as {given / 'layers.ora'}")
+    if text.endswith(("/", os.sep)):  # Path() drops the separator: "newdir/" would write ./newdir.ora
+        raise InputError(f"output '{text}' names a folder: give a file name in an existing folder, such as "
+                         f"{text}layers.ora")
     if given.suffix and given.suffix.lower() not in LAYERED_FORMATS:
         raise InputError(f"output '{given}' is not an .ora or .psd file: the layers go into "
                          f"{given.with_suffix('.ora')} (or .psd) and PNGs beside it ({given.stem}_foreground.png, "
@@ -1087,8 +1101,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="every object, with no hint: SAM's automatic masks, ordered front to back by Depth Anything "
                          "V2's depth and where they touch (needs the sam and depth-anything models)")
     sp.add_argument("--example", help="use a bundled example photo and its box (see `layeringdiff examples`)")
-    sp.add_argument("-o", "--output", required=True, help="output .ora or .psd (layered, for GIMP and other "
-                                                            "Photoshop-compatible applications); PNGs beside it")
+    sp.add_argument("-o", "--output", required=True, action=Once,
+                    help="output .ora or .psd (layered, for GIMP and other Photoshop-compatible applications); PNGs "
+                         "beside it")
     sp.add_argument("--alpha-mode", choices=("matte", "mask"), default="matte",
                     help="matte: refine the hint by matting (default); mask: use the mask as the alpha")
     sp.add_argument("--band", type=int, help="unknown band half-width, 1 to 500 pixels (default: scaled to the "
@@ -1150,7 +1165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gp = sub.add_parser("generate", help="generate a layered image from a prompt (needs the model weights)")
     gp.add_argument("prompt", help='prompt with the foreground in brackets: "[a cat] on a sofa"')
-    gp.add_argument("-o", "--output", required=True, help="output .ora; PNGs are written beside it")
+    gp.add_argument("-o", "--output", required=True, action=Once, help="output .ora; PNGs are written beside it")
     gp.add_argument("--phrase", help="foreground phrase (default: the first [bracketed] span)")
     gp.add_argument("--width", type=int, default=1024)
     gp.add_argument("--height", type=int, default=1024)

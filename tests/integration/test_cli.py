@@ -191,6 +191,16 @@ def test_missing_output_folder(inputs, tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
+def test_an_output_ending_in_a_slash_and_a_second_output_are_refused(inputs, tmp_path):
+    """-o newdir/ (no such folder) wrote ./newdir.ora; -o a.ora -o b.psd wrote b.psd only, without a word."""
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", "newdir/", cwd=tmp_path)
+    assert proc.returncode == 2 and "names a folder" in proc.stderr and "newdir/layers.ora" in proc.stderr
+    proc = run("split", inputs / "photo.png", "--mask", inputs / "mask.png", "-o", "a.ora", "-o", "b.psd",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "-o is given twice (a.ora, b.psd)" in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def error_lines(proc) -> list[str]:
     """stderr without the progress lines ("  5.0% trimap (0.1s)") that came before the failure."""
     return [line for line in proc.stderr.splitlines() if line.strip() and not re.match(r"\s*\d+\.\d%", line)]

@@ -94,6 +94,9 @@ def test_three_objects_become_three_layers_and_a_background_that_recomposite_the
     merged = flatten(layers, w, h)
     assert np.all(merged[..., 3] > 0.999) and np.all(layers[3].pixels[..., 3] > 0.999)  # the background is opaque
     assert np.abs(merged[..., :3] - original).max() <= 1 / 255 + 1e-5
+    # the summary's figure is the file's (it was the float background's: 0.000/255 where the file is 0.49 off)
+    summary = float(proc.stderr.rsplit("recomposition error ", 1)[1].split("/255")[0])
+    assert abs(summary - 255 * np.abs(merged[..., :3] - original).max()) <= 0.002, summary
     labels = np.asarray(Image.open(d / "labels.png"))
     front = np.zeros(labels.shape, bool)  # the objects in front of this one
     for k, truth in enumerate(visible):

@@ -18,6 +18,15 @@ def test_sixteen_bit_grey_is_not_clipped_to_white(tmp_path):
     np.testing.assert_allclose(load_mask(tmp_path / "g.png"), RAMP / 65535, atol=1e-6)
 
 
+def test_a_float_grey_tiff_is_its_grey_not_black(tmp_path):
+    """GIMP's grey export at float precision (Pillow's mode F, 0..1): Pillow's own F->RGB truncated it to black."""
+    ramp = (RAMP / 65535).astype(np.float32)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "f.tif")
+    image = load_image(tmp_path / "f.tif")
+    assert image.shape == (32, 48, 3)
+    np.testing.assert_allclose(image, np.repeat(ramp[..., None], 3, axis=2), atol=1e-6)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("channels", [3, 4])
 def test_sixteen_bit_colour_keeps_its_precision(tmp_path, suffix, channels):
@@ -135,8 +144,9 @@ def test_a_file_stored_turned_or_mirrored_is_read_as_viewers_show_it(tmp_path, t
     assert found == turn
 
 
-def grey_png(path, values: np.ndarray, bits: int) -> None:
-    """A grey PNG of 1, 2 or 4 bits a sample, packed by hand (Pillow writes grey at 8 or 16 bits only)."""
+def grey_png(path, values: np.ndarray, bits: int, transparent: int | None = None) -> None:
+    """A grey PNG of 1, 2 or 4 bits a sample, packed by hand (Pillow writes grey at 8 or 16 bits only); with a
+    transparent grey (tRNS) if given."""
     import struct
     import zlib
 
@@ -146,8 +156,9 @@ def grey_png(path, values: np.ndarray, bits: int) -> None:
     h, w = values.shape
     rows = b"".join(b"\0" + np.packbits(np.unpackbits(values.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - bits:]
                                         .reshape(h, w * bits)[y]).tobytes() for y in range(h))
+    trns = chunk(b"tRNS", struct.pack(">H", transparent)) if transparent is not None else b""
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+                     + trns + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def save_labels(path, labels: np.ndarray, how: str) -> np.ndarray:
@@ -191,6 +202,25 @@ def test_labels_saved_by_other_tools_are_read_as_their_values(tmp_path, how):
     labels = np.random.default_rng(5).integers(0, 2 if how == "bit1" else 4, (9, 13)).astype(np.uint8)
     meant = save_labels(tmp_path / "l.png", labels, how)
     np.testing.assert_array_equal(load_labels(tmp_path / "l.png"), meant)
+
+
+def test_a_transparent_grey_clears_its_pixels_at_16_and_1_bits_too(tmp_path):
+    """tRNS in a 16-bit grey label PNG (an object's value, or one past 255) and in a 1-bit one (Pillow says 255 for a
+    stored 1): no object there, as at 8, 4 and 2 bits (before: still split as objects)."""
+    from layeringdiff.io.images import load_labels
+
+    labels = np.random.default_rng(7).integers(0, 4, (9, 13)).astype(np.uint8)
+    Image.fromarray(labels.astype(np.uint16)).save(tmp_path / "a.png", transparency=2)
+    hidden: list[int] = []
+    np.testing.assert_array_equal(load_labels(tmp_path / "a.png", hidden=hidden), np.where(labels == 2, 0, labels))
+    assert hidden == [2]
+    Image.fromarray(np.where(labels == 0, 300, labels.astype(np.uint16))).save(tmp_path / "b.png", transparency=300)
+    np.testing.assert_array_equal(load_labels(tmp_path / "b.png"), labels)  # 300: clear, not "labels are 0-255"
+    ones = (labels > 0).astype(np.uint8)
+    grey_png(tmp_path / "c.png", ones, 1, transparent=0)
+    np.testing.assert_array_equal(load_labels(tmp_path / "c.png"), ones)
+    grey_png(tmp_path / "d.png", 1 - ones, 1, transparent=1)  # the ones clear: the zeros stay no object
+    np.testing.assert_array_equal(load_labels(tmp_path / "d.png"), np.zeros_like(ones))
 
 
 @pytest.mark.parametrize(("how", "words"), [

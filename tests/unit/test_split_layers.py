@@ -205,6 +205,28 @@ def test_a_half_transparent_layer_s_error_is_what_the_stack_shows():
     assert np.abs(colour - source[..., :3] * source[..., 3:]).max() <= 1 / 255 + 1e-5
 
 
+def test_ten_nested_objects_over_a_translucent_layer_stay_within_a_level():
+    """Each layer's stored alpha (its matte times the layer's, rounded) is made good by the background behind it,
+    as an opaque layer's colour rounding is: ten nested discs over a layer at alpha 64/255 were 1.3/255 off."""
+    rng = np.random.default_rng(7)
+    colour = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (0, 0), 1.0)
+    bgra = np.dstack([colour, np.full((H, W), 64, np.uint8)])
+    labels = np.zeros((H, W), np.uint8)
+    for k in range(10, 0, -1):
+        cv2.circle(labels, (W // 2 + int(rng.integers(-3, 4)), H // 2 + int(rng.integers(-3, 4))), 3 + 4 * k, k, -1)
+    image = Image(W, H, "BGRA", "u8", bgra.tobytes())
+    out = run(SplitLayers(image, Image(W, H, "L", "u8", labels.tobytes())))
+    layers, background = layers_of(out)
+    source = to_array(image)
+    colour, shown = background[..., :3] * background[..., 3:], background[..., 3:]
+    for layer in reversed(layers):
+        a = layer[..., 3:]
+        colour, shown = a * layer[..., :3] + (1 - a) * colour, a + (1 - a) * shown
+    assert len(layers) == 10
+    assert np.abs(shown[..., 0] - source[..., 3]).max() <= 1 / 255 + 1e-5
+    assert np.abs(colour - source[..., :3] * source[..., 3:]).max() <= 1 / 255 + 1e-5
+
+
 def test_masks_or_colours_that_leave_no_background_are_refused():
     """The docker's selection masks (grey labels) or a label layer that cover the whole layer: the backmost
     object's split would have nothing behind it."""

@@ -252,8 +252,9 @@ def test_a_mask_that_leaves_no_background_is_refused_with_a_hint():
     mask[1:19, 1:19] = 1.0  # one pixel of background all round: inside the band
     with pytest.raises(InputError) as caught:
         trimap_from_mask(mask, band=3)
-    assert (str(caught.value), caught.value.detail) == ("the mask leaves no background around the object",
-                                                        "select a smaller region")
+    assert (str(caught.value), caught.value.detail) == (
+        "the mask leaves no background around the object",
+        "select a smaller region, or narrow the band around its edge (3 px here: the docker's Edge, the CLI's --band)")
 
 
 def test_a_selection_soft_all_over_is_all_unknown_around_it():

@@ -31,9 +31,10 @@ def composite_error(layers: list[np.ndarray], background: np.ndarray, image: np.
     """Max difference between what a paint program shows of the stack (straight-alpha layers, front first, "over"
     each other and the background) and `image` (HxWx3, or HxWx4 straight alpha), compared premultiplied: the colour
     of a pixel no layer shows is no part of the picture (a transparent pixel's stored colour is arbitrary)."""
-    colour = background[..., :3].astype(np.float32, copy=True)
+    scale = np.float32(255 if background.dtype == np.uint8 else 1)  # a background as an 8-bit file stores it
+    colour = background[..., :3].astype(np.float32, copy=True) / scale
     shown = np.ones(colour.shape[:2] + (1,), np.float32) if background.shape[2] == 3 else \
-        background[..., 3:4].astype(np.float32, copy=True)
+        background[..., 3:4].astype(np.float32, copy=True) / scale
     colour *= shown
     for stored in reversed(layers):
         layer = stored / np.float32(255) if stored.dtype == np.uint8 else stored

@@ -172,7 +172,9 @@ def trimap_and_strands(mask: np.ndarray, band: int | None = None,
         part[(sub > SOFT_LO) & (sub < SOFT_HI)] = UNKNOWN
     trimap[box] = part
     if not np.any(trimap == 0.0):
-        raise InputError("the mask leaves no background around the object", "select a smaller region")
+        raise InputError("the mask leaves no background around the object",
+                         f"select a smaller region, or narrow the band around its edge ({r} px here: the docker's "
+                         "Edge, the CLI's --band)")
     if strands is None and band is None and not feathered and \
             np.count_nonzero(part == 1.0) < NARROW_SURE * np.count_nonzero(hard):
         strands = trimap == UNKNOWN  # narrow: the prior held firmer over the whole band

@@ -184,7 +184,7 @@ def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarr
         if grey.ndim == 2:
             return through_curve(grey, curve)
         return np.concatenate([through_curve(grey[..., 0], curve), grey[..., 1:2]], axis=2)
-    if img.mode in GREY16:  # converting these to RGB would clip them to white
+    if img.mode in GREY16 or img.mode == "F":  # converting these to RGB would clip 16-bit to white, floats to black
         return np.repeat(_to_float(img)[..., None], 3, axis=2)
     deep = _deep_colour(img, rawmode, path)
     if deep is not None and deep.shape[2] in (3, 4):
@@ -276,12 +276,21 @@ def _label_values(img: Image.Image, rawmode: str, path: str | Path, hidden: list
         values = np.array(img, dtype=np.uint8)  # "1": 0/1, one object
         if rawmode in LOW_BIT_GREY:
             values //= LOW_BIT_GREY[rawmode]
-        # a PNG's transparent grey, as stored (2-bit: 0-3)
-        return _clear_at(values, values == img.info["transparency"], hidden) if "transparency" in img.info else values
+        if "transparency" not in img.info:
+            return values
+        # a PNG's transparent grey, as stored (2-bit: 0-3; 1-bit: Pillow says 255 for a stored 1)
+        clear = img.info["transparency"]
+        clear = int(bool(clear)) if img.mode == "1" else clear
+        return _clear_at(values, values == clear, hidden)
     if img.mode in GREY16:
-        wide = np.asarray(img)
+        stored = np.asarray(img)
+        given = img.info.get("transparency")
+        clear = stored == given if isinstance(given, int) else None  # a 16-bit PNG's transparent grey: no object
+        # its value past 255 is no label: left out of the range (and of the objects _clear_at names)
+        wide = stored if clear is None or given <= 255 else np.where(clear, 0, stored)
         if wide.size and 0 <= int(wide.min()) and int(wide.max()) <= 255:
-            return wide.astype(np.uint8)
+            values = wide.astype(np.uint8)
+            return values if clear is None else _clear_at(values, clear, hidden)
         low, high = (int(wide.min()), int(wide.max())) if wide.size else (0, 0)
         scaled = wide.size and not np.any(wide % 257) and high <= 255 * 257
         raise _not_labels(path, img, f" with values from {low} to {high} (labels are 0 to 255)",
