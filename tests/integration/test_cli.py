@@ -485,5 +485,8 @@ def test_a_picture_of_several_frames_says_only_the_first_is_split(tmp_path):
     layers, w, h = read_ora(tmp_path / "p.ora")
     assert np.abs(layers[-1].pixels[..., :3] * 255 - first).max() <= 0.5  # the original is the first page
     Image.fromarray(first).save(tmp_path / "one.tif")
-    proc = run("split", tmp_path / "one.tif", "--box", "10,6,54,42", "-o", tmp_path / "q.ora", "--no-png")
+    proc = run("split", tmp_path / "one.tif", "--box", "10,6,54,42", "-o", tmp_path / "q.psd", "--no-png")
+    assert proc.returncode == 0 and "frames or pages" not in proc.stderr, proc.stderr
+    # a layered PSD's frames are its layers, and its composite is what is split: one picture, no note
+    proc = run("split", tmp_path / "q.psd", "--box", "10,6,54,42", "-o", tmp_path / "r.ora", "--no-png")
     assert proc.returncode == 0 and "frames or pages" not in proc.stderr, proc.stderr

@@ -118,10 +118,11 @@ def header_orientation(img: Image.Image) -> int:
 
 
 def frame_count(path: str | Path) -> int:
-    """How many frames or pages the file holds (an animated GIF or WebP, a multi-page TIFF): only the first is read."""
+    """How many frames or pages the file holds (an animated GIF or WebP, a multi-page TIFF): only the first is read.
+    A PSD's frames are its layers, and what is read is their composite: one picture."""
     try:
         with Image.open(path) as img:
-            return int(getattr(img, "n_frames", 1) or 1)
+            return 1 if img.format == "PSD" else int(getattr(img, "n_frames", 1) or 1)
     except (OSError, UnidentifiedImageError, ValueError):
         return 1
 
