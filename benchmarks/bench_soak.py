@@ -77,6 +77,8 @@ UNFINISHED_FRAMES = 6_500_000
 ACTIVE_CONNECTIONS = 1_000
 HELD_ECHO_SIDE = 8000  # 256 MB a reply
 HELD_BUDGET = 2 << 30  # the budget the held replies fill (--max-memory 2G)
+HANG_UP_FLOODERS = 6  # connections that flood pings with 1 ms ZMTP heartbeats, then hang up (libzmq's abort)
+HANG_UP_SECONDS = 40
 SMALL_FLOOD_FRAMES = 150_000  # most often complete (in libzmq) before the in-flight watch acts: drained by the loop
 
 
@@ -326,6 +328,44 @@ def held_replies(server: BackendProcess) -> str:
             "off")
 
 
+def hang_up_flood(server: BackendProcess) -> str:
+    """Connections that send pings without reading a reply, their own ZMTP heartbeat every 1 ms, and hang up after
+    0.3-1.5 s, over and over: libzmq 4.3.5 aborts the server's process on them (serve/supervisor.py says how), and
+    `serve --restart` starts it again on its port."""
+    stop = threading.Event()
+    ping = encode(Ping(0.0), "f" * 32)
+
+    def flood(seed: int) -> None:
+        rng = random.Random(seed)
+        ctx = zmq.Context()
+        while not stop.is_set():
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger, sock.sndhwm = 0, 100_000
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 1)
+            sock.connect(server.endpoint)
+            end = time.monotonic() + rng.uniform(0.3, 1.5)
+            while time.monotonic() < end and not stop.is_set():
+                try:
+                    for _ in range(200):
+                        sock.send_multipart(ping, zmq.NOBLOCK)
+                except zmq.Again:
+                    time.sleep(0.001)
+            sock.close()
+        ctx.term()
+
+    threads = [threading.Thread(target=flood, args=(i,), daemon=True) for i in range(HANG_UP_FLOODERS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(HANG_UP_SECONDS)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    time.sleep(2)
+    restarts = server.log.count("starting it again")
+    return f"the server's process aborted and started again {restarts} times in {HANG_UP_SECONDS} s; " + \
+        newcomer(server.endpoint)
+
+
 def final_reply(endpoint: str, message: object, timeout: float = 300, **keys: str) -> str:
     """The job's last reply, in a few words."""
     start = time.monotonic()
@@ -488,6 +528,8 @@ def attacks(max_memory: str, only: str = "") -> None:
              active_connection_flood, lambda *a: FileLimitedBackend(FLOOD_FILES, *a), False),
             (f"held replies: echoes of {HELD_ECHO_SIDE}^2 never read", held_replies,
              lambda *a: BackendProcess("--max-memory", f"{HELD_BUDGET >> 30}G"), False),
+            (f"{HANG_UP_FLOODERS} connections flooding pings and hanging up, serve --restart always",
+             hang_up_flood, lambda *a: BackendProcess("--restart", "always", *a), False),
             (f"one message of {FLOOD_FRAMES:,} empty frames", frame_flood, BackendProcess, False),
             (f"one message of {SMALL_FLOOD_FRAMES:,} empty frames in one write", small_frame_flood, BackendProcess,
              False),

@@ -19,8 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-FIRST_DELAY_S = 0.2  # before the first restart; doubled for each crash in a row, up to MAX_DELAY_S
-MAX_DELAY_S = 5.0
+FIRST_DELAY_S = 0.2  # before the first restart; doubled for each crash in a row (a crash loop), up to MAX_DELAY_S
+MAX_DELAY_S = 1.0  # a crash takes a client seconds of flooding: the server is back within a second each time
 STABLE_S = 60.0  # a child that served this long starts the delays over
 STOP_WAIT_S = 10.0  # after SIGTERM is passed on, before the child is killed
 READY = re.compile(r"READY tcp://(?P<host>.+):(?P<port>\d+)\b")
