@@ -680,7 +680,7 @@ def _supervise(args: argparse.Namespace) -> int:
     serve_args = argv[argv.index("serve") + 1:]
     parent = args.parent_pid
     watch = (lambda: psutil.pid_exists(parent)) if parent else None
-    return Supervisor(serve_args, watch_parent=watch).run()
+    return Supervisor(serve_args, port=args.port, watch_parent=watch).run()
 
 
 def psutil_total() -> int:

@@ -127,6 +127,10 @@ class BackendClient:
         self.state = State.REFUSED
         self.detail = text
 
+    def check_events(self) -> None:
+        """The socket monitor's events so far: failed handshakes, dropped connections (drops)."""
+        self._check_handshake()
+
     def _check_handshake(self) -> None:
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]

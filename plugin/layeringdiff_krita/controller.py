@@ -482,6 +482,8 @@ class Controller:
             self.view.show_message(warning)
 
     def _begin(self, job: Job) -> None:
+        if self.client is not None:
+            self.client.check_events()  # a drop before this job (a reconnect just now) is no drop under it
         job.drops = self.client.drops if self.client is not None else 0
         self.job = job
         self.view.set_busy(True)

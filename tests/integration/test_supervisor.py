@@ -94,6 +94,21 @@ def test_the_child_is_the_same_serve_on_the_chosen_port_that_never_restarts_itse
         "exit code 3"
 
 
+def test_an_abbreviated_port_is_the_port_the_restarts_keep():
+    """argparse takes --po for --port: the child gets the parsed port after it, which wins (it got 0: a new port
+    after each restart)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    supervisor = BackendProcess("--restart", "always", "--po", str(port))
+    try:
+        assert supervisor.endpoint.endswith(f":{port}")
+        child = server_child(supervisor)
+        assert child.cmdline()[-2:] == ["--port", str(port)]
+    finally:
+        supervisor.terminate()
+
+
 def test_a_loopback_server_runs_in_its_own_process_by_default():
     """The docker's own backend (loopback) is watched by the docker itself: no supervisor between them."""
     server = BackendProcess()

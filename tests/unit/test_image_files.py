@@ -231,7 +231,7 @@ def test_a_transparent_grey_clears_its_pixels_at_16_and_1_bits_too(tmp_path):
                    "object, 2: the next, ...); a picture with one flat colour per object is what the Krita docker's"),
     ("webp", "is a WebP file: its values cannot be taken as labels"),
     ("rgb16", "a colour (RGB) image at 16 bits a channel: labels are"),
-    ("tiff_jpeg", "is TIFF with jpeg-compressed: the compression changes the values along every edge"),
+    ("tiff_jpeg", "is TIFF, jpeg-compressed: the compression changes the values along every edge"),
     pytest.param("avif", "is AVIF-compressed", marks=pytest.mark.skipif(not features.check("avif"),
                                                                          reason="this Pillow has no AVIF")),
 ])

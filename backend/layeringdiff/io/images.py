@@ -245,7 +245,7 @@ def load_labels(path: str | Path, max_pixels: int = MAX_FILE_PIXELS, hidden: lis
     img, rawmode = _open(path, max_pixels)
     lossy = img.format if img.format in LOSSY_FORMATS else None
     if img.format == "TIFF" and img.info.get("compression") in LOSSY_TIFF:
-        lossy = f"TIFF with {img.info['compression']}"
+        lossy = f"TIFF, {img.info['compression']}"  # "is TIFF, jpeg-compressed"
     if lossy:
         raise InputError(f"'{path}' is {lossy}-compressed: the compression changes the values along every "
                          "edge, and each changed value would become an object of its own", "save the labels as PNG")

@@ -27,8 +27,8 @@ READY = re.compile(r"READY tcp://(?P<host>.+):(?P<port>\d+)\b")
 
 
 def child_command(argv: Sequence[str], port: int | None) -> list[str]:
-    """`layeringdiff serve` as given (less --restart and --parent-pid), never restarting itself, watching us, on
-    `port` once the first child chose it."""
+    """`layeringdiff serve` as given, never restarting itself, watching us, on `port` (the one given, then the one
+    the first child chose): the options given last win, also over an abbreviation given before (--po 5557)."""
     kept: list[str] = []
     skip = False
     for arg in argv:
@@ -45,16 +45,6 @@ def child_command(argv: Sequence[str], port: int | None) -> list[str]:
             "--parent-pid", str(os.getpid()), "--port", str(port or 0)]
 
 
-def first_port(argv: Sequence[str]) -> int:
-    """The --port given (0: a free one, which the first child picks)."""
-    for i, arg in enumerate(argv):
-        if arg == "--port" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--port="):
-            return int(arg.split("=", 1)[1])
-    return 0
-
-
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -67,10 +57,11 @@ def describe_exit(code: int) -> str:
 
 
 class Supervisor:
-    def __init__(self, argv: Sequence[str], watch_parent: Callable[[], bool] | None = None,
+    def __init__(self, argv: Sequence[str], port: int = 0, watch_parent: Callable[[], bool] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
+        """argv: serve's own arguments as given; port: --port as parsed (0: a free one, the first child's)."""
         self.argv = list(argv)
-        self.port = first_port(argv)
+        self.port = port
         self.watch_parent = watch_parent  # False once the process that started us is gone
         self.log = log or (lambda text: print(f"layeringdiff supervisor: {text}", file=sys.stderr, flush=True))
         self.stopping = threading.Event()
