@@ -2,6 +2,7 @@
 
 import collections
 import os
+import signal
 import subprocess
 import threading
 from typing import Deque, Dict, List, Optional
@@ -11,6 +12,7 @@ from .messages import PREPARING_PREFIX
 READY_PREFIX = "READY "
 LOG_LINES = 40
 DRAIN_SECONDS = 1.0  # waited per reader, once the backend has exited, for its last lines
+STOP_SECONDS = 3.0  # the backend stops within 2 s of SIGTERM (docs/backend.md); then it is killed
 
 
 def parse_ready(line: str) -> Optional[str]:
@@ -80,9 +82,14 @@ class BackendProcess:
         with self._lock:
             return "\n".join(list(self._log)[-lines:])
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        if hasattr(signal, "SIGCONT"):  # a stopped one (SIGSTOP, a debugger) cannot act on SIGTERM: Krita froze 5 s
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+            except OSError:
+                pass
         self.proc.terminate()
         try:
             self.proc.wait(timeout)

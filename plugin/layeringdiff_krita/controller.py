@@ -439,6 +439,10 @@ class Controller:
                         f"{objects.source}, ordered top first (drag them in the Layers docker to change it). ")
                 colours = None
             phrase = ""  # they order the objects, they do not name the group
+        if objects.labels is not None and not objects.colours and not auto and \
+                self.bridge.read_selection(doc, layer) is not None:  # Split selected layer's hint, not this one's
+            note += ("The selection on the canvas was not used: Split into layers takes its objects from the "
+                     "selection masks. ")
         if exact_alpha and objects.soft:  # a label is one value a pixel: the masks' soft edges cannot travel
             note += ("The selection masks' soft edges were cut at half: Split into layers takes each mask as a hard "
                      "edge, so the exact alpha is hard too (for one object's soft selection as its alpha, use Split "

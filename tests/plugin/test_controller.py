@@ -562,13 +562,26 @@ def test_a_colour_order_left_in_the_phrase_field_does_not_leak_into_other_operat
 def test_the_exact_alpha_of_soft_selection_masks_says_their_soft_edges_were_cut(ctl):
     """Labels hold one value a pixel: a split into layers takes each selection mask at half, so the exact alpha is
     hard, and the message says so and what keeps a soft edge (before: not a word)."""
-    ctl.bridge.soft_masks = True
+    ctl.bridge.soft_masks, ctl.bridge.selection = True, "none"
     ctl.split_layers("", exact_alpha=True)
     pump(ctl, lambda: ctl.job is None)
     assert ctl.view.last[0].startswith("The selection masks' soft edges were cut at half"), ctl.view.last
     ctl.split_layers("", exact_alpha=False)  # matted: the band finds the soft edge again
     pump(ctl, lambda: ctl.job is None)
     assert "cut at half" not in ctl.view.last[0]
+
+
+def test_a_selection_on_the_canvas_beside_selection_masks_is_said_to_be_unused(ctl):
+    """Split into layers takes the masks; the canvas's selection (Split selected layer's hint) is left, and said so
+    (it was silent)."""
+    ctl.bridge.selection = "mask"
+    ctl.split_layers("")
+    pump(ctl, lambda: ctl.job is None)
+    assert ctl.view.last[0].startswith("The selection on the canvas was not used"), ctl.view.last
+    ctl.bridge.selection = "none"
+    ctl.split_layers("")
+    pump(ctl, lambda: ctl.job is None)
+    assert "not used" not in ctl.view.last[0]
 
 
 def test_split_into_layers_asks_an_older_backend_to_be_updated(ctl):

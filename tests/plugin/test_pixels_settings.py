@@ -109,6 +109,29 @@ def test_backend_output_that_is_not_ascii_or_not_utf8_keeps_being_read(tmp_path)
     assert "\u2588\u2588 50%" in proc.log_tail() and "not utf-8" in proc.log_tail()
 
 
+def test_stopping_a_stopped_backend_does_not_wait_out_its_timeout():
+    """Restart backend on a backend stopped by SIGSTOP (a debugger, Ctrl+Z): it is let go on first, so SIGTERM ends
+    it at once, not after the wait (Krita's window froze 5 s)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from layeringdiff_krita.backend_process import BackendProcess
+
+    script = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(3)); print('up', "
+              "flush=True); time.sleep(60)")  # its own handler, as the backend's: a stopped process cannot run it
+    proc = BackendProcess([sys.executable, "-c", script])
+    assert proc.start()
+    deadline = time.monotonic() + 10
+    while "up" not in proc.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    start = time.monotonic()
+    proc.stop(timeout=10)
+    assert time.monotonic() - start < 2.0 and proc.proc.returncode == 3  # its handler ran: not killed after 10 s
+
+
 def test_a_backend_that_exited_is_reported_with_its_last_error_line(monkeypatch):
     """The error a backend prints as it exits is in the log the docker shows, even when its reader thread has not
     run yet (under load the docker said only 'exited (code 3)' with the lines before)."""
