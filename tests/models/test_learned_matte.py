@@ -220,8 +220,9 @@ def test_cli_split_with_labels_and_the_learned_matting(tiny_models, tmp_path):
     PILImage.fromarray(labels).save(tmp_path / "labels.png")
     out = tmp_path / "out.ora"
     command = [sys.executable, "-m", "layeringdiff", "split", str(tmp_path / "in.png"), "--labels",
-               str(tmp_path / "labels.png"), "-o", str(out), "--no-png", "--matting", "vitmatte"]
-    proc = subprocess.run([*command, "--models-dir", str(root)], capture_output=True, text=True, timeout=300)
+               str(tmp_path / "labels.png"), "--no-png", "--matting", "vitmatte"]
+    proc = subprocess.run([*command, "-o", str(out), "--models-dir", str(root)], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "vitmatte matting" in proc.stderr.splitlines()[-1]
     layers, w, h = read_ora(out)
