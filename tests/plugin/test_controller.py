@@ -460,6 +460,7 @@ def test_a_send_with_no_connection_never_blocks_krita(backend):
 
 def test_split_into_layers_sends_every_object_and_applies_them_front_to_back(ctl):
     sent = record_sends(ctl)
+    ctl.bridge.selection = "none"  # the objects from their masks alone (a selection beside them is said unused)
     ctl.split_layers("", band=5, fill="smooth")
     assert ctl.view.busy
     pump(ctl, lambda: ctl.job is None)
