@@ -128,10 +128,7 @@ class BackendClient:
         self.detail = text
 
     def check_events(self) -> None:
-        """The socket monitor's events so far: failed handshakes, dropped connections (drops)."""
-        self._check_handshake()
-
-    def _check_handshake(self) -> None:
+        """The socket monitor's events so far: failed handshakes (named at once), dropped connections (drops)."""
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]
             if event == DROPPED:
@@ -171,7 +168,7 @@ class BackendClient:
     def poll(self, max_messages: int = 100) -> List[Envelope]:
         """Messages that arrived since the last call (handshake and pongs are consumed here)."""
         out: List[Envelope] = []
-        self._check_handshake()
+        self.check_events()
         if self.sock is None:
             return out
         for _ in range(max_messages):

@@ -14,7 +14,7 @@ Krita's actions act on the active view, so results are inserted only while their
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from krita import Krita
 
@@ -609,10 +609,7 @@ class KritaBridge:
         layer stays in a multi-selection: another one is activated first, `other`, else one outside the selection
         (Krita 5.1.5 keeps the two layers a Quick Ungroup left selected when either, or the new group, is
         activated: a second peel in a row then hid the old background without an undo entry)."""
-        for attempt in range(3):
-            first = (None, other, self._unselected(doc, node) if attempt == 2 else None)[attempt]
-            if attempt and first is None:
-                continue
+        for first in self._activate_first(doc, node, other):
             if first is not None:
                 doc.setActiveNode(first)
                 self.ui.process_events()
@@ -621,6 +618,16 @@ class KritaBridge:
             if self._selected(doc) == [node.uniqueId()]:
                 return True
         return False
+
+    def _activate_first(self, doc: Any, node: Any, other: Any) -> Iterator[Any]:
+        """What _select_only activates before node, try by try: nothing, `other`, a layer outside the selection
+        (looked for only once the tries before it failed)."""
+        yield None
+        if other is not None:
+            yield other
+        outside = self._unselected(doc, node)
+        if outside is not None:
+            yield outside
 
     def _unselected(self, doc: Any, node: Any) -> Any:
         """A layer of doc (not a mask, not node) that is not selected in the view, or None."""
