@@ -20,6 +20,9 @@ REPLY_MARGIN_SHARE = 4
 CLIENT_JOBS = 4  # queued + running jobs of one client (one key when served with keys)
 JOBS = 32  # of all clients
 QUEUED_INPUT_SHARE = 4  # queued jobs' images together: at most 1/4 of the memory budget
+# ... of which one client's beyond its first queued job: at most 1/2, so one client (a key, or a connection where
+# there are no keys) cannot hold the whole of it and turn everyone else away as busy
+CLIENT_QUEUED_SHARE = 2
 CLIENT_BACKLOG_BYTES = 128 << 20  # replies piling up for a client that does not read them
 CLIENT_BACKLOG_MESSAGES = 4096
 # a message more frames than this past MAX_REQUEST_FRAMES is no mistake: its sender is cut off instead of

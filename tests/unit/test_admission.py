@@ -80,6 +80,22 @@ def test_queued_images_may_reach_the_limit_exactly():
     admit(job("a", 1, 101), {}, [queued[0], job("c", 1, 500, cancelled=True)], limits(), 0)
 
 
+def test_one_client_past_its_first_queued_job_may_hold_half_the_queued_images_room():
+    """One client (or one key) with a big job queued cannot queue another that leaves the others no room; its
+    first queued job may take all of it, and another client's job then still fits what is left."""
+    admit(job("a", 2, 1000), {}, [], limits(), 0)  # a first queued job: the whole room
+    admit(job("a", 2, 200), {}, [job("a", 1, 300)], limits(), 0)  # 500 of the 500 a client may hold
+    err = refused(job("a", 2, 201), [], [job("a", 1, 300)])
+    assert err.code == ErrorCode.BUSY and err.text == ("this client's queued jobs' images would take 0 MB, more "
+                                                       "than its share of 0 MB (the backend's other clients keep "
+                                                       "room)")
+    assert err.detail == "wait for one of them to start"
+    admit(job("a", 2, 201), {}, [job("a", 1, 300, cancelled=True)], limits(), 0)
+    admit(job("b", 1, 400), {}, [job("a", 1, 300), job("a", 2, 200)], limits(), 0)  # another client: room left
+    err = refused(job("b", 1, 501), [], [job("a", 1, 300), job("a", 2, 200)])
+    assert err.text.startswith("the queued jobs' images would take")  # the room of all is still the limit
+
+
 def test_the_least_memory_a_job_needs_must_fit_what_the_budget_leaves():
     admit(job(), {}, (), limits(max_memory=LEAST + 5000), 5000)  # exactly what is left
     err = refused(job(), [], lim=limits(max_memory=LEAST + 5000), in_use=5001)

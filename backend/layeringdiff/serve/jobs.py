@@ -15,7 +15,7 @@ from typing import Any
 from layering_protocol import ErrorCode, ProtocolError, clip
 
 from ..job_memory import estimate_job
-from ..limits import Limits, gib
+from ..limits import CLIENT_QUEUED_SHARE, Limits, gib
 
 TURNS_KEPT = 1024  # clients whose last turn is remembered while they have nothing queued or running
 
@@ -144,8 +144,9 @@ def too_large(what: str, need: int, budget: int, in_use: int) -> ProtocolError:
 
 def admit(job: Job, jobs: dict[tuple[bytes, str], Job], queued: Iterable[Job], limits: Limits, in_use: int) -> None:
     """Queue limits and a first memory check (the pixels alone, against what the backend holds when idle; the
-    full estimate when a worker takes it). A cancelled job counts no more (a running one may take a moment to
-    stop). Raises ProtocolError (busy, too_large, or a job id in use)."""
+    full estimate when a worker takes it). A client's first queued job may take the whole of the queued images'
+    room; with more, its images may take 1/CLIENT_QUEUED_SHARE of it. A cancelled job counts no more (a running
+    one may take a moment to stop). Raises ProtocolError (busy, too_large, or a job id in use)."""
     if (job.identity, job.id) in jobs:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {clip(job.id, 40)} is already in use")
     live = [j for j in jobs.values() if not j.cancel.is_set()]
@@ -156,7 +157,14 @@ def admit(job: Job, jobs: dict[tuple[bytes, str], Job], queued: Iterable[Job], l
     if len(live) >= limits.jobs:
         raise ProtocolError(ErrorCode.BUSY, f"the backend has {len(live)} jobs queued or running, the limit is "
                                             f"{limits.jobs}", "try again in a while")
-    waiting = sum(j.input_bytes for j in queued if not j.cancel.is_set()) + job.input_bytes
+    queued = [j for j in queued if not j.cancel.is_set()]
+    waiting = sum(j.input_bytes for j in queued) + job.input_bytes
+    own = sum(j.input_bytes for j in queued if j.owner == job.owner)
+    if own and own + job.input_bytes > limits.queued_input // CLIENT_QUEUED_SHARE:
+        raise ProtocolError(ErrorCode.BUSY, f"this client's queued jobs' images would take "
+                                            f"{gib(own + job.input_bytes)}, more than its share of "
+                                            f"{gib(limits.queued_input // CLIENT_QUEUED_SHARE)} (the backend's "
+                                            "other clients keep room)", "wait for one of them to start")
     if waiting > limits.queued_input:
         raise ProtocolError(ErrorCode.BUSY, f"the queued jobs' images would take {gib(waiting)}, more than the "
                                             f"backend's limit of {gib(limits.queued_input)}",
