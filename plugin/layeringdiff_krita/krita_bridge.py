@@ -292,7 +292,7 @@ class KritaBridge:
             fg_name, bg_name = layer_names(1, job.phrase)
             names, stack = [fg_name], [(bg_name, result.background), (fg_name, result.foreground)]
         x, y, _, _ = layer.rect
-        group = self._build(doc, name, stack, x, y, like=source, look=source)
+        group = self._build(doc, name, stack, x, y, like=source, look=source, outside=source)
         group = self._insert(doc, parent, group, source)
         hide_steps, shown = self._hide(doc, source, group)
         self._activate(doc, self._child(group, bg_name))  # ready for Peel next with a new selection
@@ -306,7 +306,7 @@ class KritaBridge:
                            ", ordered from where they touch") + \
                     " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
-            self._undo_note(shown) + self._profile_note(doc, source) + self._outside_note(doc, source)
+            self._undo_note(shown) + self._profile_note(doc, source) + self._outside_note(doc, source, bg_name)
 
     def _profile_note(self, doc: Any, source: Any) -> str:
         """A word where the source has an RGB profile of its own: its layers keep it (_filled), but Krita converts
@@ -320,15 +320,14 @@ class KritaBridge:
                 f"document's ({theirs}), so their soft edges may look slightly different: for an exact split, "
                 "convert the layer to the document's profile first (Layer > Convert)")
 
-    def _outside_note(self, doc: Any, source: Any) -> str:
+    def _outside_note(self, doc: Any, source: Any, bg_name: str) -> str:
         """A word where the source has pixels past the canvas (moved partly off it, or the canvas cropped): only the
-        canvas is split (read_active_layer), so a larger canvas or the Move tool later shows the new layers cut at
-        its old edge; the hidden source keeps all of it."""
-        b = source.bounds()
-        if b.x() >= 0 and b.y() >= 0 and b.x() + b.width() <= doc.width() and b.y() + b.height() <= doc.height():
+        canvas is split (read_active_layer: the hints are the canvas's, and a cropped photo may be many times its
+        size), and the background keeps the rest as it was (_build), so a larger canvas or the Move tool later
+        shows all of it."""
+        if not outside_strips(source.bounds(), doc.width(), doc.height()):
             return ""
-        return (f"; only its part inside the canvas is split: what lies outside stays in the hidden "
-                f"'{source.name()}'")
+        return f"; its pixels past the canvas are not split: '{bg_name}' keeps them as they were"
 
     def _missing(self, job: Job, result: Any, names: List[str]) -> str:
         """What a split into layers left out or left empty, in words ("" when nothing): selection masks wholly
@@ -372,7 +371,8 @@ class KritaBridge:
         # the old background's opacity, blend mode, masks or style only survive on a group of their own
         keep_group = self._needs_group(old)
         peel = self._build(doc, f"peel {job.index}", [(bg_name, result.background), (fg_name, result.foreground)],
-                           x, y, like=old, look=old if keep_group else None, layers_like=None if keep_group else old)
+                           x, y, like=old, look=old if keep_group else None, layers_like=None if keep_group else old,
+                           outside=old)
         peel = self._insert(doc, parent, peel, old)
         hide_steps, shown = self._hide(doc, old, peel)
         grouped = keep_group or not self._ungroup(doc, peel, old)
@@ -384,7 +384,8 @@ class KritaBridge:
                  f" (in group 'peel {job.index}': Krita would not ungroup it here, in a locked group?)" if grouped
                  else "")
         return (f"Peeled '{fg_name}' and '{bg_name}' from '{layer.name}'{where}; '{layer.name}' is hidden, "
-                "not changed" + self._undo_note(shown) + self._profile_note(doc, old) + self._outside_note(doc, old))
+                "not changed" + self._undo_note(shown) + self._profile_note(doc, old) +
+                self._outside_note(doc, old, bg_name))
 
     def apply_generate(self, job: Job, result: Any) -> str:
         doc = job.doc
@@ -513,16 +514,20 @@ class KritaBridge:
         return [(bg_name, background)] + [(names[i], layers[i]) for i in reversed(range(len(layers)))]
 
     def _build(self, doc: Any, name: str, layers: list, x: int, y: int, like: Any = None, look: Any = None,
-               layers_like: Any = None) -> Any:
+               layers_like: Any = None, outside: Any = None) -> Any:
         """A group of paint layers [(name, image)], bottom first, built in a scratch document so that nothing
         lands on doc's history; with look, the group takes that layer's look; with layers_like, the layers take
-        its visibility and colour label. Returns a copy in no document yet (use what _insert returns)."""
+        its visibility and colour label; with outside (the split layer), the bottom one (the background) takes its
+        pixels past the canvas, which were not split. Returns a copy in no document yet (use what _insert
+        returns)."""
         k = Krita.instance()
         scratch = k.createDocument(doc.width(), doc.height(), "layeringdiff scratch", doc.colorModel(),
                                    doc.colorDepth(), doc.colorProfile(), doc.resolution())
         try:
             group = scratch.createGroupLayer(name)
             nodes = [self._filled(scratch, layer_name, image, x, y, like) for layer_name, image in layers]
+            for strip in outside_strips(outside.bounds(), doc.width(), doc.height()) if outside is not None else []:
+                nodes[0].setPixelData(outside.pixelData(*strip), *strip)  # the same colour space (like=outside)
             for node in nodes if layers_like is not None else []:  # hidden before insertion: inserted hidden
                 node.setVisible(layers_like.visible())
                 node.setColorLabel(layers_like.colorLabel())
@@ -763,3 +768,17 @@ def _around(node: Any) -> Tuple[list, list]:
     siblings = list(node.parentNode().childNodes())
     at = [n.uniqueId() for n in siblings].index(node.uniqueId())
     return siblings[:at], siblings[at + 1:]
+
+
+def outside_strips(bounds: Any, width: int, height: int) -> List[Tuple[int, int, int, int]]:
+    """The rectangles (x, y, w, h) that cover a layer's extent `bounds` (a QRect) past a width x height canvas:
+    above it and below it across the extent's width, then left and right of it beside the canvas."""
+    x0, y0 = bounds.x(), bounds.y()
+    x1, y1 = x0 + bounds.width(), y0 + bounds.height()
+    if x1 <= x0 or y1 <= y0:
+        return []
+    top, bottom = min(max(y0, 0), y1), max(min(y1, height), y0)  # the rows beside the canvas
+    strips = [(x0, y0, x1 - x0, top - y0), (x0, bottom, x1 - x0, y1 - bottom)]
+    if top < bottom:
+        strips += [(x0, top, min(0, x1) - x0, bottom - top), (max(width, x0), top, x1 - max(width, x0), bottom - top)]
+    return [s for s in strips if s[2] > 0 and s[3] > 0]

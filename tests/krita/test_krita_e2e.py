@@ -384,8 +384,17 @@ def test_layer_properties_are_kept(home, tmp_path):
     views = cases["views"]
     assert views["first"] == "paper" and views["message"].startswith("Split 'photo' into group 'photo split'"), views
     unchanged("views")
-    assert "only its part inside the canvas is split" in cases["offset"]["message"], cases["offset"]
+    # a layer past the canvas: its canvas part split, the rest kept in the background, whole in a grown canvas
+    offset = cases["offset"]
+    assert "its pixels past the canvas are not split: 'background 1' keeps them as they were" in offset["message"], \
+        offset
     unchanged("offset")
+    assert offset["grown"] == [w + 40, h + 30] and not offset["visible"], offset
+    grown = read_bgra(tmp_path / "offset_grown.bgra", w + 40, h + 30)
+    source = raw(tmp_path, "offset_source.bgra", w, h)
+    past = np.ones((h, w), bool)
+    past[30:, 40:] = False  # the old canvas
+    assert np.abs(grown[:h, :w][past] - source[past]).max() <= 1  # the layer's pixels past the old canvas, all
     # Active Channels: the group of a layer shown without its red hides the red too (before: up to 191/255 off)
     unchanged("channels")
     assert ["Red", False] in cases["channels"]["group"] or ["R", False] in cases["channels"]["group"], cases["channels"]

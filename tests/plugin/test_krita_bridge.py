@@ -1369,16 +1369,52 @@ def test_the_layer_is_the_one_selected_in_the_active_view_of_a_second_view(fake_
     assert bridge.read_active_layer(doc).name == "paper"
 
 
-def test_a_layer_partly_past_the_canvas_is_split_inside_it_and_the_message_says_so(fake_krita):
-    # the new layers hold the canvas's part only: a larger canvas later showed them cut at the old edge, unsaid
+def test_a_layer_partly_past_the_canvas_is_split_inside_it_and_its_background_keeps_the_rest(fake_krita):
+    """The canvas's part is split (its hints are the canvas's); the background keeps the pixels past the canvas as
+    they were, through a peel too, so a larger canvas or the Move tool later shows the layer whole (before: cut at
+    the old edge, the rest in the hidden source alone)."""
+    from layeringdiff_krita.krita_bridge import outside_strips
+
     doc, layer, bridge = ready(fake_krita)
-    layer.pixels = {(-10, -5, 30, 20): painting(30, 20, 4).tobytes()}
+    whole = painting(60, 50, 4)
+    layer.pixels = {(-10, -5, 60, 50): whole.tobytes()}  # past every edge of the 40x30 canvas
     px = bridge.read_active_layer(doc)
-    assert px.rect == (0, 0, 20, 15)
-    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), split_of(px.image))
-    assert said.endswith("; only its part inside the canvas is split: what lies outside stays in the hidden "
-                         "'photo'"), said
-    layer.pixels = {(5, 4, 20, 10): painting(20, 10, 4).tobytes()}  # wholly inside: no word of it
-    bridge.undo_last()
+    assert px.rect == (0, 0, 40, 30)
+    res = split_of(px.image)
+    said = bridge.apply_split(Job("1", "split", doc, px, "cat"), res)
+    assert said.endswith("; its pixels past the canvas are not split: 'background 1' keeps them as they were"), said
+    group = doc.rootNode().childNodes()[-1]
+    bg, fg = group.childNodes()
+    assert np.array_equal(pixels_of(fg, px.rect), np.frombuffer(res.foreground.data, np.uint8).reshape(30, 40, 4))
+    assert fg.bounds().width() == 40 and fg.bounds().height() == 30  # the objects are the canvas's alone
+    kept = np.frombuffer(bg.pixelData(-10, -5, 60, 50), np.uint8).reshape(50, 60, 4).copy()
+    inside = kept[5:35, 10:50].copy()
+    assert inside.tobytes() == res.background.data
+    kept[5:35, 10:50] = whole[5:35, 10:50]
+    assert np.array_equal(kept, whole)  # outside the canvas: the layer's pixels, all of them
+    assert len(outside_strips(bg.bounds(), 40, 30)) == 4
+    # a peel of that background keeps them too
+    bg_px = bridge.read_active_layer(doc)
+    assert bg_px.rect == (0, 0, 40, 30) and bg_px.image.data == res.background.data
+    peel = split_of(bg_px.image)
+    said = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), peel)
+    assert "'background 2' keeps them as they were" in said, said
+    bg2 = next(n for n in group.childNodes() if n.name() == "background 2")
+    kept = np.frombuffer(bg2.pixelData(-10, -5, 60, 50), np.uint8).reshape(50, 60, 4).copy()
+    assert kept[5:35, 10:50].tobytes() == peel.background.data
+    kept[5:35, 10:50] = whole[5:35, 10:50]
+    assert np.array_equal(kept, whole)
+    doc, layer, bridge = ready(fake_krita)  # wholly inside: no word of it
     px = bridge.read_active_layer(doc)
-    assert "outside" not in bridge.apply_split(Job("2", "split", doc, px, "cat"), split_of(px.image))
+    assert "past the canvas" not in bridge.apply_split(Job("3", "split", doc, px, "cat"), split_of(px.image))
+
+
+@pytest.mark.parametrize("bounds,strips", [
+    ((0, 0, 40, 30), []), ((5, 4, 10, 10), []), ((0, 0, 0, 0), []),
+    ((-3, 0, 10, 30), [(-3, 0, 3, 30)]), ((35, 28, 10, 10), [(35, 30, 10, 8), (40, 28, 5, 2)]),
+    ((-5, -5, 50, 40), [(-5, -5, 50, 5), (-5, 30, 50, 5), (-5, 0, 5, 30), (40, 0, 5, 30)]),
+    ((50, 40, 4, 4), [(50, 40, 4, 4)]), ((-9, 2, 4, 4), [(-9, 2, 4, 4)])])
+def test_outside_strips_cover_the_extent_past_the_canvas_once(fake_krita, bounds, strips):
+    from layeringdiff_krita.krita_bridge import outside_strips
+
+    assert outside_strips(fake_krita.Rect(*bounds), 40, 30) == strips

@@ -710,7 +710,8 @@ def scenario_props():
     dump("views_before.bgra", projection(doc))
     yield from split(doc, "views")
     cases["views"] = dict(message=d.message.text(), first=first, tree=tree(doc.rootNode()))
-    # a layer moved partly off the canvas: the canvas's part is split, and the message says so
+    # a layer moved partly off the canvas: the canvas's part is split, the background keeps the rest as it was,
+    # and the message says so; the canvas then grown to hold the whole layer shows it whole
     doc, layer = document_over_paper(w, h, name="offset")
     layer.move(-40, -30)
     yield from activate(doc, layer)
@@ -718,6 +719,14 @@ def scenario_props():
     dump("offset_before.bgra", projection(doc))
     yield from split(doc, "offset")
     cases["offset"] = dict(message=d.message.text())
+    dump("offset_after.bgra", projection(doc))
+    doc.resizeImage(-40, -30, w + 40, h + 30)  # Image > Resize Canvas, the old canvas at (40, 30) now
+    doc.waitForDone()
+    yield from settle()
+    source = find(doc.rootNode(), "photo")
+    dump("offset_source.bgra", source.pixelData(0, 0, w, h))  # hidden: its pixels, as they were
+    dump("offset_grown.bgra", projection(doc))
+    cases["offset"].update(grown=[doc.width(), doc.height()], visible=source.visible())
     # Layer Properties > Active Channels: red off (the picture shows the layer without its red), then a peel
     doc, layer = document_over_paper(w, h, name="channels")
     next(c for c in layer.channels() if c.name().lower().startswith("red")).setVisible(False)
