@@ -35,7 +35,7 @@ from .messages import model_hint, starting_status
 from .models_panel import GENERATE_MODELS, ModelsPanel
 from .naming import colour_codes, mistyped_colour, object_colours
 from .own_backend import OwnBackend, SetupState
-from .pixels import selection_image, selection_is_empty, selection_is_full
+from .pixels import selection_image, selection_is_empty, selection_is_full, selects_only_transparent
 from .ports import Bridge, View
 from .settings import Settings
 from .setup_run import Bundle, Home
@@ -362,6 +362,9 @@ class Controller:
             raise UserError(f"The selection does not cover any part of layer '{layer.name}'.")
         elif selection_is_full(mask_bytes):
             raise UserError("The selection covers the whole layer: select only the foreground object.")
+        elif selects_only_transparent(mask_bytes, layer.image):  # its foreground would be empty
+            raise UserError(f"The selection covers only transparent pixels of '{layer.name}': nothing of it to "
+                            "split there. Select over its painted part, or choose the layer the object is on.")
         else:
             mask = selection_image(mask_bytes, w, h)
         options = self._split_options(exact_alpha and mask is not None, band if mask is not None else 0, fill,

@@ -43,6 +43,23 @@ def selection_is_full(data: bytes) -> bool:
     return data.count(255) == len(data)
 
 
+_NONZERO = bytes([0] + [1] * 255)  # bytes.translate table: 1 where a byte is not zero
+
+
+def _painted(image: Image) -> int:
+    """An int whose byte i (little-endian) is 1 where pixel i's alpha is not zero (an int: C-speed ands)."""
+    size = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}[image.dtype]
+    painted = 0
+    for k in range(size):  # alpha is the fourth channel in BGRA and RGBA alike
+        painted |= int.from_bytes(bytes(image.data[3 * size + k::4 * size]).translate(_NONZERO), "little")
+    return painted
+
+
+def selects_only_transparent(data: bytes, image: Image) -> bool:
+    """Whether a selection (one byte a pixel over the layer) touches none of the layer's painted pixels."""
+    return int.from_bytes(data.translate(_NONZERO), "little") & _painted(image) == 0
+
+
 MAX_OBJECTS = 255  # labels are one byte
 _HALF = 128  # a pixel at least half selected belongs to the mask's object
 

@@ -368,6 +368,9 @@ def test_layer_properties_are_kept(home, tmp_path):
     unchanged("locked", 2, "peel")
     assert cases["locked"]["message"].startswith("Peeled '2 foreground' and 'background 2'"), cases["locked"]
     assert "is a vector layer: choose a paint layer" in cases["vector"]["message"]
+    clear = cases["transparent"]  # before: an empty foreground layer, and no word of why
+    assert clear["message"].startswith("The selection covers only transparent pixels of 'paper'"), clear
+    assert clear["unchanged"] and clear["idle"], clear
     unsplit = cases["peel unsplit"]
     assert unsplit["message"].startswith("'photo' is not a background a split left, so Peel made a group"), unsplit
     group = next(n for n in unsplit["tree"] if n["name"] == "photo split")

@@ -11,6 +11,7 @@ import pytest
 import zmq
 from layering_protocol import Error, ErrorCode, Result, Split, SplitLayers, encode
 from layeringdiff.examples import synthetic_composite
+from layeringdiff.wire import from_array
 from layeringdiff_krita.connection import LOST_S, BackendClient, State
 from layeringdiff_krita.controller import Controller
 from layeringdiff_krita.settings import Settings
@@ -113,6 +114,27 @@ def test_user_errors_are_shown_and_nothing_is_sent(ctl, setup, words):
     ctl.split_selected("")
     text, error = ctl.view.last
     assert words in text and error and ctl.job is None and not ctl.bridge.applied
+
+
+@pytest.mark.parametrize("kind", ["split", "peel"])
+def test_a_selection_over_transparent_pixels_alone_is_refused_before_anything_is_sent(ctl, kind):
+    """Before: the split ran, and gave an empty foreground layer without a word."""
+    rgba = np.dstack([np.full((ctl.bridge.size, ctl.bridge.size, 3), 0.5, np.float32),
+                      (np.frombuffer(ctl.bridge.mask, np.uint8).reshape(ctl.bridge.size, -1) == 0)])
+    ctl.bridge.layer_image = from_array(rgba.astype(np.float32), "u8", "BGRA")  # a hole where the selection is
+    (ctl.split_selected if kind == "split" else ctl.peel_next)("")
+    text, error = ctl.view.last
+    assert error and text.startswith("The selection covers only transparent pixels of 'photo'"), text
+    assert ctl.job is None and not ctl.bridge.applied
+    rgba[0, 0, 3] = 0  # one more transparent pixel, outside the selection: the same
+    ctl.bridge.layer_image = from_array(rgba.astype(np.float32), "u8", "BGRA")
+    ctl.split_selected("")
+    assert ctl.view.last[0].startswith("The selection covers only transparent"), ctl.view.last
+    rgba[..., 3] = 1  # painted under the selection: it runs
+    ctl.bridge.layer_image = from_array(rgba.astype(np.float32), "u8", "BGRA")
+    ctl.split_selected("")
+    pump(ctl, lambda: ctl.job is None)
+    assert len(ctl.bridge.applied) == 1
 
 
 def test_one_job_at_a_time(ctl):

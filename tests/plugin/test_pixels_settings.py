@@ -11,6 +11,7 @@ from layeringdiff_krita.pixels import (
     selection_image,
     selection_is_empty,
     selection_is_full,
+    selects_only_transparent,
 )
 from layeringdiff_krita.settings import ENV_ENDPOINT, ENV_PYTHON, Settings
 
@@ -35,6 +36,18 @@ def test_selection_helpers():
     assert selection_is_full(b"\xff" * 4) and not selection_is_full(b"\xff\xfe")
     img = selection_image(bytes(6), 3, 2)
     assert (img.order, img.dtype, img.expected_nbytes) == ("L", "u8", 6)
+
+
+@pytest.mark.parametrize("depth,alpha", [("U8", b"\x01"), ("U16", b"\x00\x01"), ("F16", b"\x00\x3c"),
+                                         ("F32", b"\x00\x00\x00\x3f")])
+def test_a_selection_that_touches_no_painted_pixel_is_told_apart_in_every_depth(depth, alpha):
+    size = len(alpha)
+    pixel = lambda a: b"\xff" * 3 * size + a  # noqa: E731  bright colour, its alpha as given
+    data = pixel(bytes(size)) * 2 + pixel(alpha) + pixel(bytes(size))  # 4 pixels: only the third is painted
+    image = layer_image(data, 2, 2, "RGBA", depth)
+    assert selects_only_transparent(b"\xff\x80\x00\xff", image)  # all but the painted pixel
+    assert not selects_only_transparent(b"\x00\x00\x01\x00", image)  # a faint selection over it is enough
+    assert selects_only_transparent(bytes(4), image)
 
 
 def test_settings_round_trip_and_bad_json(monkeypatch):

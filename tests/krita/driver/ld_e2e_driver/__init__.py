@@ -683,6 +683,15 @@ def scenario_props():
     yield from activate(doc, vector)
     d.split_button.click()
     cases["vector"] = dict(message=d.message.text())
+    # a selection over transparent pixels alone (the ellipse over the right half, which the paper lacks): refused
+    doc, layer = document_over_paper(w, h, paper_file="paper_half.bgra", name="transparent")
+    yield from activate(doc, find(doc.rootNode(), "paper"))
+    select(doc, w, h, "mask2.u8")
+    before = tree(doc.rootNode())
+    d.split_button.click()
+    yield from settle()
+    cases["transparent"] = dict(message=d.message.text(), unchanged=tree(doc.rootNode()) == before,
+                                idle=idle(d))
     # Peel on a layer no split made: a group, as Split makes
     yield from activate(doc, layer)
     select(doc, w, h, "mask1.u8")
