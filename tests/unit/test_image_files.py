@@ -27,6 +27,34 @@ def test_a_float_grey_tiff_is_its_grey_not_black(tmp_path):
     np.testing.assert_allclose(image, np.repeat(ramp[..., None], 3, axis=2), atol=1e-6)
 
 
+def _uint32_grey_tiff(path, values: np.ndarray) -> None:
+    """An uncompressed little-endian unsigned 32-bit grey TIFF, written field by field (Pillow writes mode I as
+    signed, and OpenCV cannot write 32-bit unsigned)."""
+    import struct
+
+    h, w = values.shape
+    data = values.astype("<u4").tobytes()
+    tags = [(256, w), (257, h), (258, 32), (259, 1), (262, 1), (273, 0), (277, 1), (278, h), (279, len(data)),
+            (339, 1)]  # SampleFormat 1: unsigned
+    start = 8 + 2 + 12 * len(tags) + 4
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", tag, 4, 1, start if tag == 273 else value) for tag, value in tags)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data)
+
+
+def test_a_32_bit_integer_grey_tiff_is_read_over_its_whole_range(tmp_path):
+    """Pillow's mode I: before, it was divided by 65535 (white past 1/65536 of the range) and an unsigned file's
+    top half came negative (black)."""
+    ramp = RAMP.astype(np.float64) / 65535
+    Image.fromarray(np.round(ramp * 2147483647).astype(np.int32), mode="I").save(tmp_path / "s.tif")
+    _uint32_grey_tiff(tmp_path / "u.tif", np.round(ramp * 4294967295).astype(np.uint32))
+    for name in ("s.tif", "u.tif"):
+        image = load_image(tmp_path / name)
+        assert image.shape == (32, 48, 3)
+        np.testing.assert_allclose(image[..., 0], ramp, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(load_mask(tmp_path / name), ramp, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 @pytest.mark.parametrize("channels", [3, 4])
 def test_sixteen_bit_colour_keeps_its_precision(tmp_path, suffix, channels):

@@ -154,10 +154,21 @@ def _deep_colour(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray
     return rgb.astype(np.float32) / 65535.0
 
 
-def _to_float(img: Image.Image) -> np.ndarray:
+def _grey_top(rawmode: str) -> float:
+    """The white of a grey integer file: 32-bit TIFFs (Pillow's mode I for them too) over their whole range, as
+    GIMP and ImageMagick read them (before: divided by 65535, so all but the darkest 1/65536 came out white)."""
+    if rawmode.startswith("I;32"):
+        return 2147483647.0 if rawmode.endswith("S") else 4294967295.0  # signed: its negative half clipped to 0
+    return 65535.0
+
+
+def _to_float(img: Image.Image, rawmode: str = "") -> np.ndarray:
     if img.mode in GREY16:
-        arr = np.asarray(img).astype(np.float32)
-        return np.clip(arr / 65535.0, 0, 1)
+        arr = np.asarray(img)
+        if rawmode.startswith("I;32") and not rawmode.endswith("S") and arr.dtype == np.int32:
+            arr = arr.view(np.uint32)  # Pillow hands an unsigned file out as signed: the top half came negative
+        arr = arr.astype(np.float64 if rawmode.startswith("I;32") else np.float32)
+        return np.clip(arr / _grey_top(rawmode), 0, 1).astype(np.float32)
     if img.mode == "F":
         return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
     return np.asarray(img, dtype=np.float32) / 255.0
@@ -181,12 +192,12 @@ def load_upright(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> tuple[n
 def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarray:
     curve = grey_curve(img) if img.mode in GREY16 + ("L", "LA") else None
     if curve is not None:  # a grey picture with its own profile: into sRGB through it, as viewers show it
-        grey = _to_float(img)
+        grey = _to_float(img, rawmode)
         if grey.ndim == 2:
             return through_curve(grey, curve)
         return np.concatenate([through_curve(grey[..., 0], curve), grey[..., 1:2]], axis=2)
     if img.mode in GREY16 or img.mode == "F":  # converting these to RGB would clip 16-bit to white, floats to black
-        return np.repeat(_to_float(img)[..., None], 3, axis=2)
+        return np.repeat(_to_float(img, rawmode)[..., None], 3, axis=2)
     deep = _deep_colour(img, rawmode, path)
     if deep is not None and deep.shape[2] in (3, 4):
         return deep
@@ -212,7 +223,7 @@ def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray
         del alpha
     if mask is None:
         if img.mode in GREY16 or img.mode == "F":
-            mask = _to_float(img)
+            mask = _to_float(img, rawmode)
         elif deep is not None and deep.shape[2] >= 3:  # 16-bit colour at full precision
             mask = np.ascontiguousarray(deep[..., :3].max(axis=2))
         elif img.mode in ("L", "LA"):
