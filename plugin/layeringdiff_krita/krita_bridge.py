@@ -451,9 +451,10 @@ class KritaBridge:
             steps += len(since)
             after_index = index
         if index > after_index or not same:
-            newest = texts[index] if 0 <= index < len(texts) else "?"
-            raise UserError(f"The document changed after the {op.kind} ('{newest}'), so Undo {op.kind} would take "
-                            "that back too: use Edit > Undo or the History docker, step by step.")
+            newest = texts[index].strip() if 0 <= index < len(texts) else ""
+            named = f" ('{newest}')" if newest else ""  # Krita 6 leaves some entries unnamed
+            raise UserError(f"The document changed after the {op.kind}{named}, so Undo {op.kind} would take that "
+                            "back too: use Edit > Undo or the History docker, step by step.")
         if index < after_index:
             raise UserError(f"The {op.kind} was already taken back with Edit > Undo ({after_index - index} of "
                             f"{steps} step{'s' if steps != 1 else ''}): press Ctrl+Z to finish, or Ctrl+Shift+Z.")

@@ -587,6 +587,8 @@ def split_photo(mk, bridge, doc):
                    "safely here: use Edit > Undo."),
     ("stroke", "The document changed after the split ('Stroke'), so Undo split would take that back too: use "
                "Edit > Undo or the History docker, step by step."),
+    ("unnamed", "The document changed after the split, so Undo split would take that back too: use Edit > Undo "
+                "or the History docker, step by step."),  # Krita 6 leaves some entries unnamed: before, ('')
     ("one undo", "The split was already taken back with Edit > Undo (1 of 2 steps): press Ctrl+Z to finish, or "
                  "Ctrl+Shift+Z."),
     ("one undo of one", "The split was already taken back with Edit > Undo (1 of 1 step): press Ctrl+Z to finish, "
@@ -618,8 +620,8 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
         k.window.addView(k.createDocument(8, 8, "other", "RGBA", "U8", "", 72.0))
     elif case == "no history":
         monkeypatch.setattr(bridge.ui, "history", lambda: None)
-    elif case == "stroke":
-        doc.record("Stroke", lambda: None, lambda: None)
+    elif case in ("stroke", "unnamed"):
+        doc.record("Stroke" if case == "stroke" else " ", lambda: None, lambda: None)
         picture, history = doc.projection(), (list(doc.history), doc.index)
     elif case.startswith("one undo"):
         doc.undo()
