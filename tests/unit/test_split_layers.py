@@ -172,6 +172,40 @@ def test_a_small_flat_object_is_one_and_blends_join_a_colour_that_meets_there():
     assert count_in_job(rgba) == 2
 
 
+def krita_over(layer: np.ndarray, colour, alpha: float, where: np.ndarray) -> None:
+    """A stroke painted over a straight-alpha RGBA float layer as Krita's "normal" mode mixes it."""
+    under = layer[..., 3]
+    out = alpha + under * (1 - alpha)
+    mixed = (np.array(colour, float) * alpha + layer[..., :3] * (under * (1 - alpha))[..., None]) / \
+        np.maximum(out, 1e-9)[..., None]
+    layer[where, :3], layer[where, 3] = mixed[where], out[where]
+
+
+def test_where_translucent_label_strokes_overlap_is_the_top_stroke_s_object_not_another():
+    """Two label strokes painted at 50-60% opacity mix where they overlap into a flat colour of its own, which was
+    taken for an extra object; it is now the object of the stroke on top (a three-way overlap too). A third colour
+    that only lies between two others (an opaque layer, or the strokes' own alpha) stays an object."""
+    layer = np.zeros((100, 160, 4))
+    red, blue, green = np.zeros((100, 160), bool), np.zeros((100, 160), bool), np.zeros((100, 160), bool)
+    red[10:70, 10:90], blue[40:90, 60:150], green[30:95, 70:80] = True, True, True
+    krita_over(layer, (1, 0, 0), 0.5, red)
+    krita_over(layer, (0, 0.4, 1), 0.6, blue)
+    krita_over(layer, (0.2, 0.9, 0.1), 0.45, green)  # over both, and where they overlap
+    labels, colours = colour_labels(np.rint(layer * 255).astype(np.uint8))
+    assert sorted(colours) == ["#0066ff", "#33e61a", "#ff0000"], colours
+    r, b, g = (colours.index(c) + 1 for c in ("#ff0000", "#0066ff", "#33e61a"))
+    assert (labels[40:70, 60:70] == b).all() and (labels[40:70, 80:90] == b).all()  # blue over red: blue's
+    assert (labels[30:95, 70:80] == g).all()  # green over red, blue and both
+    assert (labels[10:40, 10:70] == r).all() and (labels[70:90, 90:150] == b).all()
+    # the same colours opaque, and a purple object halfway between red and blue: four objects
+    flat = np.zeros((100, 160, 4), np.uint8)
+    flat[10:70, 10:90], flat[40:90, 60:150] = (255, 0, 0, 255), (0, 102, 255, 255)
+    flat[0:9, 100:150] = (128, 51, 128, 255)
+    assert len(colour_labels(flat)[1]) == 3
+    flat[..., 3] = np.where(flat[..., 3] > 0, 128, 0)  # all at one alpha: the purple is no mix of theirs either
+    assert len(colour_labels(flat)[1]) == 3
+
+
 def count_in_job(rgba: np.ndarray) -> int:
     from layering_protocol import Image as WireImage
     from layeringdiff.job_memory import colour_count

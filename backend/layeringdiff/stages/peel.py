@@ -156,6 +156,45 @@ def object_colours(codes: np.ndarray, painted: np.ndarray) -> np.ndarray:
     return candidates[keep[np.argsort(-every[1:][keep], kind="stable")]]
 
 
+BLEND_TOLERANCE = 3  # /255: how near a colour and its alpha must come to two strokes' mix to be taken for it
+MAX_BLEND_SEARCH = 320  # colours: past this many the ordered pairs (~100k) are not looked through for mixes
+
+
+def colour_alphas(codes: np.ndarray, painted: np.ndarray, alpha: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Each colour's mean alpha (0..255) over the pixels painted in it, ROWS rows at a time."""
+    index = np.zeros(1 << 24, np.int32)
+    index[colours] = np.arange(1, colours.size + 1, dtype=np.int32)
+    total, count = np.zeros(colours.size + 1), np.zeros(colours.size + 1)
+    for y in range(0, codes.shape[0], ROWS):
+        rows = slice(y, y + ROWS)
+        at = index[codes[rows][painted[rows]]]
+        total += np.bincount(at, weights=alpha[rows][painted[rows]], minlength=colours.size + 1)
+        count += np.bincount(at, minlength=colours.size + 1)
+    return total[1:] / np.maximum(count[1:], 1)
+
+
+def translucent_overlaps(colours: np.ndarray, alphas: np.ndarray) -> dict[int, int]:
+    """Colours that are where a translucent stroke of one label colour went over another's: their colour and alpha
+    are Krita's "normal" mix of the two (alpha_t + alpha_b (1 - alpha_t), the colours weighted so), to within
+    BLEND_TOLERANCE. -> {index of such a colour: index of the stroke on top}. Opaque strokes mix to the top one's
+    own colour, so a layer painted at full opacity never has any."""
+    rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float64)
+    a = alphas / 255.0
+    top, under = np.meshgrid(np.arange(colours.size), np.arange(colours.size), indexing="ij")
+    pairs = top != under
+    top, under = top[pairs], under[pairs]
+    over = a[top] + a[under] * (1 - a[top])  # every ordered pair's mix: its alpha and colour
+    mixed = (rgb[top] * a[top, None] + rgb[under] * (a[under] * (1 - a[top]))[:, None]) / \
+        np.maximum(over, 1e-9)[:, None]
+    found = {}
+    for c in range(colours.size):
+        mine = (top != c) & (under != c) & (np.abs(over * 255 - alphas[c]) <= BLEND_TOLERANCE) & \
+            (np.abs(mixed - rgb[c]).max(axis=1) <= BLEND_TOLERANCE)
+        if mine.any():
+            found[c] = int(top[np.flatnonzero(mine)[0]])
+    return found
+
+
 def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """A label layer painted in flat colours (HxWx3/4 uint8, RGB(A)) -> (HxW uint8 labels, "#rrggbb" of label k at
     k - 1). A colour painted flat somewhere (object_colours) is an object, the largest label 1; other painted pixels
@@ -164,14 +203,23 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     transparent ones none."""
     codes, painted = label_codes(pixels)
     main = object_colours(codes, painted)
-    if main.size > 255:
-        raise InputError(f"the label layer has {main.size} colours covering an object's area; at most 255 objects",
-                         "paint each object in one flat colour")
+    blends: dict[int, int] = {}
+    if pixels.shape[2] == 4 and 3 <= main.size <= MAX_BLEND_SEARCH:  # where translucent strokes overlap
+        blends = translucent_overlaps(main, colour_alphas(codes, painted, pixels[..., 3], main))
+    objects = main[[i for i in range(main.size) if i not in blends]]
+    if objects.size > 255:
+        raise InputError(f"the label layer has {objects.size} colours covering an object's area; at most 255 "
+                         "objects", "paint each object in one flat colour")
     labels = np.zeros(codes.shape, np.uint8)
-    if main.size == 0:
+    if objects.size == 0:
         return labels, []
     label_of = np.zeros(1 << 24, np.uint8)
-    label_of[main] = np.arange(1, main.size + 1, dtype=np.uint8)
+    label_of[objects] = np.arange(1, objects.size + 1, dtype=np.uint8)
+    for blend in blends:  # the stroke on top's object (on top of a blend itself: that one's)
+        top, steps = blends[blend], 0
+        while top in blends and steps < len(blends):
+            top, steps = blends[top], steps + 1
+        label_of[main[blend]] = label_of[main[top]]
     for y in range(0, codes.shape[0], ROWS):
         rows = slice(y, y + ROWS)
         labels[rows] = label_of[codes[rows]] * painted[rows]
@@ -184,7 +232,7 @@ def colour_labels(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
             break
         labels[reached] = grown[reached]
         open_ &= ~reached
-    return labels, [f"#{int(code):06x}" for code in main]
+    return labels, [f"#{int(code):06x}" for code in objects]
 
 
 def colour_order(order: list[int], colours: list[str], wanted: list[str]) -> list[int]:
