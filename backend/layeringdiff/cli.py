@@ -655,6 +655,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("max_pixels", "max_client_jobs", "max_jobs", "workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_job_seconds is not None and not args.max_job_seconds > 0:  # NaN too
+        raise InputError("--max-job-seconds must be more than 0")
     devices = tuple(d.strip() for d in (args.devices or "").split(",") if d.strip())
     for device in devices:
         if device != "cpu" and device != "mps" and not re.fullmatch(r"cuda(:\d+)?", device):
@@ -663,7 +665,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  parent_pid=args.parent_pid, models=model_config(args), keys=args.keys,
                                  max_memory=memory, max_message=message, max_client_jobs=args.max_client_jobs or 0,
                                  max_jobs=args.max_jobs or 0, client_backlog=backlog, devices=devices,
-                                 workers=args.workers or 0))
+                                 workers=args.workers or 0, max_job_seconds=args.max_job_seconds or 0.0))
     code = server.run()
     # everything is closed and sent: skip the interpreter's teardown of the numerical libraries, which
     # takes most of a second on a loaded machine (the stop after SIGTERM should take well under 2 s)
@@ -1140,6 +1142,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-client-jobs", type=int, help="queued + running jobs of one client (default 4)")
     sv.add_argument("--max-jobs", type=int, help="queued + running jobs of all clients (default 32)")
     sv.add_argument("--client-backlog", help="replies a client may leave unread before it is cut off (default 128M)")
+    sv.add_argument("--max-job-seconds", type=float, help="how long one job may run, loading its models included, "
+                                                          "before it is stopped and answered too_large (default: no "
+                                                          "limit; a shared server's jobs otherwise wait on the "
+                                                          "longest)")
     sv.add_argument("--parent-pid", type=int, help="exit when this process ends (set by the Krita plugin)")
     sv.add_argument("--restart", choices=("auto", "always", "never"), default="auto",
                     help="run the server as a child process started again (same port) when it dies unasked, as "

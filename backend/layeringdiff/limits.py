@@ -71,21 +71,24 @@ class Limits:
     client_backlog_bytes: int
     client_backlog_messages: int
     connections: int = CONNECTIONS
+    job_seconds: float = 0.0  # how long one job may run in its worker (its models' loading too); 0: no limit
 
     @classmethod
     def make(cls, max_pixels: int = DEFAULT_MAX_PIXELS, max_memory: int = 0, max_message: int = 0,
-             client_jobs: int = CLIENT_JOBS, jobs: int = JOBS, client_backlog: int = CLIENT_BACKLOG_BYTES) -> "Limits":
+             client_jobs: int = CLIENT_JOBS, jobs: int = JOBS, client_backlog: int = CLIENT_BACKLOG_BYTES,
+             job_seconds: float = 0.0) -> "Limits":
         """0 picks the default: memory from the machine's RAM, the message size from it and the pixel limit."""
         memory = max_memory or int(psutil.virtual_memory().total * MEMORY_SHARE)
         message = max_message or min(max_pixels * BYTES_PER_REQUEST_PIXEL + HEADER_SLACK, memory // MESSAGE_SHARE)
         hard = message + max(REPLY_MARGIN_MIN, message // REPLY_MARGIN_SHARE)
         return cls(max_pixels, memory, message, hard, client_jobs, jobs, memory // QUEUED_INPUT_SHARE,
-                   client_backlog, CLIENT_BACKLOG_MESSAGES)
+                   client_backlog, CLIENT_BACKLOG_MESSAGES, job_seconds=job_seconds)
 
     def describe(self) -> str:
         return (f"memory {gib(self.max_memory)}, message {gib(self.max_message)}, {self.max_pixels} pixels, "
                 f"{self.client_jobs} jobs a client, {self.jobs} in all, client backlog "
-                f"{gib(self.client_backlog_bytes)}, {self.connections} connections")
+                f"{gib(self.client_backlog_bytes)}, {self.connections} connections"
+                + (f", {self.job_seconds:g} s a job" if self.job_seconds else ""))
 
 
 def connection_cap(open_files: int, in_use: int, wanted: int = CONNECTIONS) -> int:

@@ -57,6 +57,13 @@ def test_serving_beyond_loopback_needs_keys(tmp_path):
     assert out.returncode == 2 and "keys init" in out.stderr
 
 
+def test_serve_refuses_a_time_limit_that_is_no_time():
+    for value in ("0", "-3", "nan"):
+        out = cli("serve", "--max-job-seconds", value)
+        assert out.returncode == 2 and "--max-job-seconds must be more than 0" in out.stderr, out.stderr
+        assert "READY" not in out.stdout
+
+
 def test_an_allowed_machine_splits_over_curve(secure_backend, curve_keys):
     assert server_public_key(secure_backend.ready["server_key"]) == read_key_file(curve_keys / "server.key")["public"]
     with Client(secure_backend.local, server_key=secure_backend.ready["server_key"],

@@ -79,6 +79,31 @@ def test_a_step_that_never_looks_at_cancel_is_cancelled_within_a_second_and_the_
         assert isinstance(final(c, again), Cancelled)
 
 
+def test_a_job_past_the_backends_time_limit_is_stopped_and_answered_too_large_and_the_next_one_runs():
+    """--max-job-seconds: one that checks its cancel (held) and one that never does (stuck: its worker killed)
+    are each answered at the limit, with the option named; a job's time starts when its worker takes it."""
+    limit = 1.0
+    config = ServerConfig(job_runner=RUNNERS + "stuck", max_job_seconds=limit)
+    with in_process_server(config) as endpoint, Client(endpoint) as c:
+        for _ in range(2):  # the second in the worker started after the first's was killed
+            job = c.send(layer())
+            until_stage(c, job, "stuck")
+            t = time.monotonic()
+            answer = final(c, job)
+            assert isinstance(answer, Error) and answer.code == ErrorCode.TOO_LARGE, answer
+            assert answer.text.startswith(f"the job ran longer than the backend's limit of {limit:g} s a job "
+                                          "(--max-job-seconds)"), answer.text
+            assert time.monotonic() - t < limit + CANCEL_PROMISE_S + LOADED_MARGIN_S
+    with in_process_server(ServerConfig(job_runner=RUNNERS + "held", max_job_seconds=limit)) as endpoint, \
+            Client(endpoint) as c:
+        job = c.send(layer())
+        until_stage(c, job, "held")
+        answer = final(c, job)
+        assert isinstance(answer, Error) and "--max-job-seconds" in answer.text, answer
+    with in_process_server(ServerConfig(max_job_seconds=30.0)) as endpoint, Client(endpoint) as c:
+        assert isinstance(final(c, c.send(layer())), Result)  # a real split well within it
+
+
 def test_a_cancel_between_steps_is_confirmed_by_the_worker_itself():
     with in_process_server(ServerConfig(job_runner=RUNNERS + "held")) as endpoint, Client(endpoint) as c:
         job = c.send(layer())

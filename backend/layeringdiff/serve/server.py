@@ -104,13 +104,15 @@ class ServerConfig:
     max_client_jobs: int = 0  # 0: limits.CLIENT_JOBS
     max_jobs: int = 0  # 0: limits.JOBS
     client_backlog: int = 0  # bytes; 0: limits.CLIENT_BACKLOG_BYTES
+    max_job_seconds: float = 0.0  # how long one job may run; 0: no limit
     devices: tuple[str, ...] = ()  # one worker process per device (cuda:0, cuda:1, mps, cpu)
     workers: int = 0  # CPU worker processes besides; 0: one when no device is named
     job_runner: str = RUNNER  # "module:function" that runs a job in the workers (tests give their own)
 
     def limits(self) -> Limits:
         given = {k: v for k, v in (("client_jobs", self.max_client_jobs), ("jobs", self.max_jobs),
-                                   ("client_backlog", self.client_backlog)) if v}
+                                   ("client_backlog", self.client_backlog),
+                                   ("job_seconds", self.max_job_seconds)) if v}
         return Limits.make(self.max_pixels, self.max_memory, self.max_message, **given)
 
     def worker_specs(self) -> list[WorkerSpec]:

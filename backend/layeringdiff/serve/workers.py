@@ -9,7 +9,8 @@ leaves, hands the request over, forwards progress and the result to the loop, an
 - memory: a worker over its share of the budget (the budget less the server's own memory and the other
   workers', or their reservations where larger) is stopped, its true peak read, killed and restarted; the job
   is answered `too_large` with that peak, and nobody else notices;
-- death: a worker that dies (a crash in a native library) is restarted and its job answered `internal`.
+- death: a worker that dies (a crash in a native library) is restarted and its job answered `internal`;
+- time (`--max-job-seconds`): a job running longer is stopped as a cancel is, and answered `too_large`.
 """
 
 import contextlib
@@ -227,6 +228,8 @@ class Worker:
 
     def _watch(self, job: Job, out: zmq.Socket) -> None:
         cancelled_at = 0.0
+        limit = self.pool.limits.job_seconds
+        deadline = time.monotonic() + limit if limit else float("inf")
         while True:
             try:
                 if self.conn is not None and self.conn.poll(TICK_S):
@@ -239,6 +242,11 @@ class Worker:
                 self._died(job, out)
                 return
             now = time.monotonic()
+            if now > deadline and not job.cancel.is_set():  # stopped as a cancel is, and answered why
+                log.warning("job %s ran past the backend's limit of %g s a job; stopping it", job.id, limit)
+                job.stop(ErrorCode.TOO_LARGE, f"the job ran longer than the backend's limit of {limit:g} s a job "
+                                              "(--max-job-seconds): split a smaller layer or fewer objects at a "
+                                              "time, or ask for a longer limit")
             if job.cancel.is_set():
                 if not cancelled_at:
                     cancelled_at = now
