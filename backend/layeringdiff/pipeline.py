@@ -192,8 +192,9 @@ def _check_split_request(msg: Split | Peel) -> None:
         raise InputError(f"box must be [x0, y0, x1, y1], got {msg.box}")
     if msg.mask is not None and (msg.mask.width, msg.mask.height) != (msg.image.width, msg.image.height):
         raise InputError(f"mask is {msg.mask.width}x{msg.mask.height}, layer is {msg.image.width}x{msg.image.height}")
-    if msg.mask is None and msg.box is None and not msg.phrase:
-        raise InputError("no foreground hint: give a mask (selection), a box or a phrase")
+    if msg.mask is None and msg.box is None and not (msg.phrase or "").strip():  # spaces name nothing to find
+        raise InputError("no foreground hint: give a mask (selection), a box or a phrase" +
+                         (" (the phrase is only spaces)" if msg.phrase else ""))
 
 
 def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> JobOutput:

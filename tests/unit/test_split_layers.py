@@ -334,3 +334,14 @@ def test_labels_painted_faintly_are_objects_and_their_soft_edges_are_not():
     assert (labels[10:40, 10:40] == colours.index("#c8281e") + 1).all()
     rgba[..., 3] = np.minimum(rgba[..., 3], 31)  # fainter than that is nothing
     assert colour_labels(rgba)[1] == []
+
+
+@pytest.mark.parametrize("phrase", ["   ", "\t\n"])
+def test_a_phrase_of_spaces_alone_is_no_hint_and_is_refused_before_any_model_is_asked_for(phrase):
+    """Before: it went on to the phrase's models (Grounding DINO told to find nothing)."""
+    from layering_protocol import Split
+
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 3] = 255
+    with pytest.raises(InputError, match=r"^no foreground hint: .* \(the phrase is only spaces\)"):
+        run(Split(Image(16, 16, "BGRA", "u8", rgba.tobytes()), phrase=phrase))
