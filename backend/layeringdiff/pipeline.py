@@ -13,7 +13,7 @@ from .models import ModelManager
 from .options import OPTION_KEYS, LayerMethod, MatteFn, SplitOptions
 from .progress import ProgressFn, sub_progress
 from .stages.split import split_layer
-from .wire import QUANTIZE, from_array, to_array, to_mask
+from .wire import QUANTIZE, Span, from_array, to_array, to_mask, to_unit_array
 
 SPLIT_OPTION_KEYS = OPTION_KEYS
 LAYERING_KEYS = ("layering", "layering_steps", "layering_size")
@@ -87,18 +87,41 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None) -> JobOutput:
+def _layers(result: Any, dtype: str, order: str, info: dict[str, Any], behind: list | None = None,
+            span: Span | None = None) -> JobOutput:
     """The front split's foreground and alpha, further foregrounds, and the last split's background (each float
-    layer let go once converted: on a 4096^2 canvas they are 268 MB each)."""
+    layer let go once converted: on a 4096^2 canvas they are 268 MB each), their colours mapped back onto `span`."""
     behind = behind or []
     last = behind[-1] if behind else result
-    foreground = from_array(result.foreground, dtype, order)
+    foreground = from_array(result.foreground, dtype, order, span)
     result.foreground = None
-    background = from_array(last.background, dtype, order)
+    background = from_array(last.background, dtype, order, span)
     last.background = None
-    out = JobOutput(foreground, background, from_array(result.alpha, dtype, "L"), plain(info))
-    out.behind = [from_array(r.foreground, dtype, order) for r in behind]
+    out = JobOutput(foreground, background, from_array(result.alpha, dtype, "L"), plain(_in_span(info, span)))
+    out.behind = [from_array(r.foreground, dtype, order, span) for r in behind]
     return out
+
+
+def _in_span(info: dict[str, Any], span: Span | None) -> dict[str, Any]:
+    """The recomposition errors, worked out on the colours mapped onto [0, 1], in the layer's own values (x 255)."""
+    if span is None:
+        return info
+    width = span[1] - span[0]
+    scaled = {k: (v * width if isinstance(v, (float, np.floating)) else
+                  [e * width if isinstance(e, (float, np.floating)) else e for e in v])
+              for k, v in info.items() if k in ("recomposition_error", "recomposition_errors")}
+    return {**info, **scaled, "colour_span": list(span)}
+
+
+def _as_shown(image: np.ndarray, span: Span | None) -> np.ndarray:
+    """A layer mapped onto [0, 1] (to_unit_array) as the models should see it: its colours back, clipped as a
+    screen shows them (mapped, a highlight at 3 would darken the whole picture to a third); itself where unmapped."""
+    if span is None:
+        return image
+    shown = image.copy()
+    shown[..., :3] *= span[1] - span[0]
+    shown[..., :3] += span[0]
+    return np.clip(shown, 0.0, 1.0, out=shown)
 
 
 def _layering_options(options: dict[str, Any]) -> tuple[str, int, Any]:
@@ -201,7 +224,7 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
     _check_split_request(msg)
     method = layer_method(models, msg.options)
     matte = matte_method(models, msg.options) if msg.mask is not None or msg.box is not None else None
-    image = to_array(msg.image)
+    image, span = to_unit_array(msg.image)
     dtype = msg.image.dtype
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
     info: dict[str, Any] = {}
@@ -216,14 +239,15 @@ def _split(msg: Split | Peel, progress: ProgressFn, models: ModelManager) -> Job
 
         require_finite(image)
         models.require(STAGE2_MODELS)
-        alpha, info["foreground"] = determine_foreground(models, image, msg.phrase, _foreground_options(msg.options),
+        alpha, info["foreground"] = determine_foreground(models, _as_shown(image, span), msg.phrase,
+                                                        _foreground_options(msg.options),
                                                         sub_progress(progress, 0.0, 0.5))
         result = split_layer(image, mask=alpha, options=_split_options(msg.options, dtype, alpha_mode="mask"),
                              progress=sub_progress(progress, 0.5, 1.0), method=method, overwrite_input=True)
     info.update(result.info)
     if isinstance(msg, Peel):
         info["index"] = msg.index
-    return _layers(result, dtype, order, info)
+    return _layers(result, dtype, order, info, span=span)
 
 
 def _check_split_layers(msg: SplitLayers) -> None:
@@ -250,7 +274,7 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
     method = layer_method(models, msg.options)
     matte = None if msg.phrases else matte_method(models, msg.options)  # a phrase's alpha is ViTMatte's already
     info: dict[str, Any] = {}
-    image = to_array(msg.image)
+    image, span = to_unit_array(msg.image)
     dtype = msg.image.dtype
     order = "BGRA" if msg.image.order.startswith("BGR") else "RGBA"
     options = _split_options(msg.options, dtype)
@@ -259,13 +283,15 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
         from .stages.auto import find_objects
 
         require_finite(image)
-        labels, objects, info["auto"] = find_objects(models, image, progress=sub_progress(progress, 0.0, AUTO_SHARE))
+        labels, objects, info["auto"] = find_objects(models, _as_shown(image, span),
+                                                     progress=sub_progress(progress, 0.0, AUTO_SHARE))
         masks = LabelMasks(labels, objects)
         progress = sub_progress(progress, AUTO_SHARE, 1.0)
     elif msg.phrases:  # each object found on the whole picture (the layer as it came, kept intact by the peel)
         require_finite(image)
         objects = list(range(1, len(msg.phrases) + 1))
-        masks = PhraseMasks(models, image, msg.phrases, _foreground_options(msg.options), info, progress)
+        masks = PhraseMasks(models, _as_shown(image, span), msg.phrases, _foreground_options(msg.options), info,
+                            progress)
         options = _split_options(msg.options, dtype, alpha_mode="mask")
     else:
         assert msg.labels is not None
@@ -301,10 +327,10 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
                  "recomposition_errors": [i.get("recomposition_error") for i in peeled.infos],
                  # objects whose layer shows nowhere (labelled only where the layer is transparent): the docker says so
                  "empty": [k for k, layer in zip(objects, peeled.layers, strict=True) if not layer[..., 3].any()]})
-    out = JobOutput(from_array(first, dtype, order), from_array(peeled.background, dtype, order),
-                    from_array(alpha, dtype, "L"), plain(info))
+    out = JobOutput(from_array(first, dtype, order, span), from_array(peeled.background, dtype, order, span),
+                    from_array(alpha, dtype, "L"), plain(_in_span(info, span)))
     peeled.background = None
-    out.behind = [from_array(layer, dtype, order) for layer in peeled.layers[1:]]
+    out.behind = [from_array(layer, dtype, order, span) for layer in peeled.layers[1:]]
     return out
 
 

@@ -156,11 +156,17 @@ def test_16_bit_and_half_and_full_float_documents(home, tmp_path):
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "mask1.u8").write_bytes(mask.tobytes())
     rgba = np.dstack([comp, np.ones(alpha.shape, np.float32)])
+    # float documents hold HDR values: a highlight above white over the object and around it (clipped before: the
+    # picture up to 548/255 off)
+    yy, xx = np.mgrid[:h, :w]
+    hdr = rgba.copy()
+    hdr[..., 0] += 0.9 * np.exp(-((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / 400.0)
     originals = {
         "U16": np.round(rgba[..., [2, 1, 0, 3]] * 65535).astype("<u2"),  # Krita's integer layers are BGRA
-        "F16": rgba.astype("<f2"),  # float layers are RGBA
-        "F32": rgba.astype("<f4"),
+        "F16": hdr.astype("<f2"),  # float layers are RGBA
+        "F32": hdr.astype("<f4"),
     }
+    assert originals["F32"][..., 0].max() > 1.5
     for depth, arr in originals.items():
         (tmp_path / f"photo_{depth}.raw").write_bytes(np.ascontiguousarray(arr).tobytes())
     (tmp_path / "spec.json").write_text(json.dumps({"w": w, "h": h, "depths": list(originals)}))

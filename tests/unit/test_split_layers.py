@@ -345,3 +345,42 @@ def test_a_phrase_of_spaces_alone_is_no_hint_and_is_refused_before_any_model_is_
     rgba[..., 3] = 255
     with pytest.raises(InputError, match=r"^no foreground hint: .* \(the phrase is only spaces\)"):
         run(Split(Image(16, 16, "BGRA", "u8", rgba.tobytes()), phrase=phrase))
+
+
+def _hdr_layer(dtype: str) -> tuple[np.ndarray, Image, Image]:
+    """An RGBA float layer whose colours reach about 3 (a highlight above white) and -0.2 (a wide-gamut colour), with
+    a disc's selection over both."""
+    from layeringdiff.wire import NP_DTYPES
+
+    comp, alpha, _, _ = synthetic_composite(64, 64, seed=3)
+    rgba = np.dstack([comp, np.ones((64, 64), np.float32)]).astype(np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    rgba[..., 0] += 2.15 * np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / 200.0)  # inside and around the object
+    rgba[40:, :10, 2] = -0.2
+    rgba = rgba.astype(NP_DTYPES[dtype]).astype(np.float32)  # as the layer holds it
+    mask = ((alpha > 0.5) * 255).astype(np.uint8)
+    return rgba, Image(64, 64, "RGBA", dtype, rgba.astype(NP_DTYPES[dtype]).tobytes()), Image(64, 64, "L", "u8",
+                                                                                              mask.tobytes())
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+@pytest.mark.parametrize("kind", ["split", "split_layers"])
+def test_a_float_layer_above_white_or_below_black_recomposes_as_it_was_not_clipped(dtype, kind):
+    """Krita's float documents hold HDR values (a highlight near 3) and wide-gamut ones (below 0): they were
+    clipped to [0, 1], the picture up to 548/255 off with "max error 0.01/255" said. Now mapped onto [0, 1] for the
+    split and back: the layers recompose the layer as it was, and the error said is in its own values."""
+    from layering_protocol import Split
+    from layeringdiff.wire import to_unit_array
+
+    rgba, image, mask = _hdr_layer(dtype)
+    assert to_unit_array(image)[1] == (float(rgba[..., :3].min()), float(rgba[..., :3].max()))
+    out = run(Split(image, mask=mask) if kind == "split" else SplitLayers(image, labels=mask))
+    read = {"f32": np.float32, "f16": np.float16}[dtype]
+    fg = np.frombuffer(out.foreground.data, read).reshape(64, 64, 4).astype(np.float32)
+    bg = np.frombuffer(out.background.data, read).reshape(64, 64, 4).astype(np.float32)
+    a = fg[..., 3:4]
+    assert ((a > 0) & (a < 1)).any() and fg[..., :3].max() > 2.5  # a soft edge, and the highlight kept
+    again = a * fg[..., :3] + (1 - a) * bg[..., :3]
+    tolerance = 2e-4 if dtype == "f32" else 4e-3  # 0.05/255; f16 holds 3 to 1/512
+    assert np.abs(again - rgba[..., :3]).max() < tolerance, np.abs(again - rgba[..., :3]).max()
+    assert out.info["colour_span"][1] > 2.5 and out.info["recomposition_error"] < 255 * tolerance
