@@ -281,6 +281,7 @@ class KritaBridge:
         assert layer is not None
         source = self._live(doc, layer.node, layer.name)
         self._unchanged(doc, source, layer)
+        layer.name = source.name()  # renamed while the job ran: its group and the message take the name it has
         parent = source.parentNode()
         before, active_id = self._state(doc)
         name = group_name(layer.name, job.phrase, self._all_names(doc))
@@ -364,6 +365,7 @@ class KritaBridge:
         assert layer is not None
         old = self._live(doc, layer.node, layer.name)
         self._unchanged(doc, old, layer)
+        layer.name = old.name()
         parent = old.parentNode()
         before, active_id = self._state(doc)
         fg_name, bg_name = layer_names(job.index, job.phrase, [n.name() for n in parent.childNodes()])
@@ -455,12 +457,16 @@ class KritaBridge:
             named = f" ('{newest}')" if newest else ""  # Krita 6 leaves some entries unnamed
             raise UserError(f"The document changed after the {op.kind}{named}, so Undo {op.kind} would take that "
                             "back too: use Edit > Undo or the History docker, step by step.")
+        if index <= after_index - steps:  # all of it: Ctrl+Z now would take back what came before (kept: a redo)
+            raise UserError(f"The {op.kind} was already taken back with Edit > Undo, all of it: nothing is left to "
+                            "take back (Ctrl+Shift+Z brings it back).")
         if index < after_index:
             raise UserError(f"The {op.kind} was already taken back with Edit > Undo ({after_index - index} of "
                             f"{steps} step{'s' if steps != 1 else ''}): press Ctrl+Z to finish, or Ctrl+Shift+Z.")
         if self._fingerprint(op.doc) != op.fingerprint:
-            raise UserError(f"Layers changed after the {op.kind} without an undo entry (a script?), so it cannot be "
-                            "taken back exactly: use Edit > Undo.")
+            raise UserError(f"Layers changed after the {op.kind} without an undo entry yet (Krita 6 records a "
+                            "rename a moment later; or a script), so it cannot be taken back exactly: try again in a "
+                            "moment, or use Edit > Undo.")
         taken = self._undo(op.doc, steps, index)
         if taken < steps:  # the rest is left to Ctrl+Z: this Undo's next press says so (index < after_index)
             plural = "s" if steps != 1 else ""

@@ -591,10 +591,13 @@ def split_photo(mk, bridge, doc):
                 "or the History docker, step by step."),  # Krita 6 leaves some entries unnamed: before, ('')
     ("one undo", "The split was already taken back with Edit > Undo (1 of 2 steps): press Ctrl+Z to finish, or "
                  "Ctrl+Shift+Z."),
-    ("one undo of one", "The split was already taken back with Edit > Undo (1 of 1 step): press Ctrl+Z to finish, "
-                        "or Ctrl+Shift+Z."),
-    ("renamed", "Layers changed after the split without an undo entry (a script?), so it cannot be taken back "
-                "exactly: use Edit > Undo."),
+    ("one undo of one", "The split was already taken back with Edit > Undo, all of it: nothing is left to take "
+                        "back (Ctrl+Shift+Z brings it back)."),  # before: told to press Ctrl+Z, the edit before it
+    ("two undos", "The split was already taken back with Edit > Undo, all of it: nothing is left to take back "
+                  "(Ctrl+Shift+Z brings it back)."),
+    ("renamed", "Layers changed after the split without an undo entry yet (Krita 6 records a rename a moment "
+                "later; or a script), so it cannot be taken back exactly: try again in a moment, or use Edit > "
+                "Undo."),
     ("undo ignored", "Krita ignored Undo with 2 of the split's 2 steps left (the image stayed busy): press Ctrl+Z "
                      "to finish, or Ctrl+Shift+Z."),
     ("undo ignored after one", "Krita ignored Undo with 1 of the split's 2 steps left (the image stayed busy): press "
@@ -623,8 +626,9 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
     elif case in ("stroke", "unnamed"):
         doc.record("Stroke" if case == "stroke" else " ", lambda: None, lambda: None)
         picture, history = doc.projection(), (list(doc.history), doc.index)
-    elif case.startswith("one undo"):
-        doc.undo()
+    elif case.startswith("one undo") or case == "two undos":
+        for _ in range(2 if case == "two undos" else 1):
+            doc.undo()
         picture, history = doc.projection(), (list(doc.history), doc.index)
     elif case == "renamed":
         doc.rootNode().childNodes()[1].setName("renamed")
@@ -647,6 +651,10 @@ def test_undo_split_says_exactly_why_it_cannot(fake_krita, monkeypatch, case, me
             bridge.undo_last()
     if case not in ("closed",) and not case.startswith("undo "):  # a refusal changes nothing
         assert same_picture(doc.projection(), picture) and (list(doc.history), doc.index) == history
+    if case == "two undos":  # still known: brought back with Ctrl+Shift+Z, Undo split takes it back
+        doc.redo()
+        doc.redo()
+        assert bridge.undo_last().startswith("Took back the split of 'photo'")
 
 
 def test_undo_split_presses_again_an_undo_krita_dropped_while_busy(fake_krita, monkeypatch):
@@ -1409,6 +1417,21 @@ def test_a_layer_partly_past_the_canvas_is_split_inside_it_and_its_background_ke
     doc, layer, bridge = ready(fake_krita)  # wholly inside: no word of it
     px = bridge.read_active_layer(doc)
     assert "past the canvas" not in bridge.apply_split(Job("3", "split", doc, px, "cat"), split_of(px.image))
+
+
+def test_a_layer_renamed_while_its_job_ran_gives_its_new_name_to_the_group_and_the_messages(fake_krita):
+    """Before: the group and every message (Undo split's too) named the layer as it was called when the job began."""
+    doc, layer, bridge = ready(fake_krita)
+    px = bridge.read_active_layer(doc)
+    layer.setName("astronaut")  # in the Layers docker, while the backend works
+    said = bridge.apply_split(Job("1", "split", doc, px, ""), split_of(px.image))
+    assert said.startswith("Split 'astronaut' into group 'astronaut split'") and "'astronaut' is hidden" in said, said
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["astronaut", "astronaut split"]
+    bg_px = bridge.read_active_layer(doc)
+    bridge.active_node(doc).setName("sky")
+    said = bridge.apply_peel(Job("2", "peel", doc, bg_px, "ball", index=2), split_of(bg_px.image))
+    assert " from 'sky'" in said and "'sky' is hidden" in said, said
+    assert bridge.undo_last() == "Took back the peel of 'sky': the document is as it was before."
 
 
 @pytest.mark.parametrize("bounds,strips", [
