@@ -289,3 +289,16 @@ def test_labels_whose_values_are_not_labels_are_refused(tmp_path, how, words):
     with pytest.raises(InputError) as info:
         load_labels(path)
     assert words in info.value.text
+
+
+@pytest.mark.parametrize("mode,clear", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_an_eight_bit_png_s_transparent_colour_is_transparent(tmp_path, mode, clear):
+    """PNG's tRNS colour in 8-bit RGB and grey (viewers, GIMP and Krita show those pixels clear): read as opaque
+    black before, while the same picture at 16 bits was read clear."""
+    pixels = np.full((8, 10, 3), (200, 120, 40), np.uint8)
+    pixels[:, :4] = 0
+    picture = Image.fromarray(pixels if mode == "RGB" else pixels[..., 0], mode)
+    picture.save(tmp_path / "t.png", transparency=clear)
+    image = load_image(tmp_path / "t.png")
+    assert image.shape == (8, 10, 4)
+    assert (image[:, :4, 3] == 0).all() and (image[:, 4:, 3] == 1).all()

@@ -203,7 +203,8 @@ def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarr
         return deep
     if img.mode == "CMYK":  # through its profile where it has one (Pillow's formula was up to 48/255 off)
         return _to_float(cmyk_to_rgb(img)[0])
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    # a palette's transparent entries, and an 8-bit RGB or grey PNG's transparent colour (tRNS), as viewers show them
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info)
     return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
 
 
