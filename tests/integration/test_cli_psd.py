@@ -131,6 +131,25 @@ def test_the_file_s_composite_keeps_the_picture_s_transparency(tmp_path):
     assert np.abs(np.asarray(shown)[10, 25, :3] / 255 - front[10, 25, :3]).max() <= 1.5 / 255
 
 
+def test_a_transparent_psd_given_as_the_picture_is_read_as_it_is_not_over_white(tmp_path):
+    """A .psd as IMAGE (this tool's own, split again): its composite's colours are stored over white, which reading
+    takes off, as psd-tools and viewers do (kept, a pixel at alpha 90/255 read up to 58/255 too light)."""
+    from layeringdiff.io.images import load_image
+    from layeringdiff.io.ora import OraLayer
+
+    rng = np.random.default_rng(0)
+    picture = np.dstack([rng.integers(0, 120, (30, 40, 3)) / 255, np.full((30, 40), 90 / 255)]).astype(np.float32)
+    picture[:, 20:, 3] = 1.0
+    picture[:3, :3, 3] = 0.0
+    write_psd(tmp_path / "t.psd", [OraLayer("front", picture)], 40, 30, picture)
+    read = load_image(tmp_path / "t.psd")
+    assert read.shape == (30, 40, 4)
+    assert np.abs(read[..., 3] - picture[..., 3]).max() <= 0.5 / 255
+    premultiplied = np.abs(read[..., :3] * read[..., 3:] - picture[..., :3] * picture[..., 3:])
+    assert premultiplied.max() <= 1 / 255, premultiplied.max() * 255
+    assert (read[:3, :3] == 0).all()
+
+
 def test_groups_hidden_layers_and_offsets_survive_the_round_trip(tmp_path, monkeypatch):
     from layeringdiff.io.ora import OraLayer
 

@@ -12,6 +12,7 @@ from ..errors import InputError
 from .profiles import cmyk_to_rgb, grey_curve, tag_png, through_curve
 
 MAX_FILE_PIXELS = DEFAULT_MAX_PIXELS  # the default; the CLI's --max-pixels sets another per call
+ROWS = 256  # rows worked on at a time
 GREY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -205,7 +206,24 @@ def _decoded_image(img: Image.Image, rawmode: str, path: str | Path) -> np.ndarr
         return _to_float(cmyk_to_rgb(img)[0])
     # a palette's transparent entries, and an 8-bit RGB or grey PNG's transparent colour (tRNS), as viewers show them
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info)
-    return _to_float(img.convert("RGBA" if has_alpha else "RGB"))
+    pixels = _to_float(img.convert("RGBA" if has_alpha else "RGB"))
+    if img.format == "PSD" and has_alpha:
+        _off_white(pixels)
+    return pixels
+
+
+def _off_white(pixels: np.ndarray) -> None:
+    """A PSD's composite (what Pillow reads of it) in place as the picture: Photoshop stores a transparent one's
+    colours composited over white, as psd-tools and viewers take off again (kept, a half-clear pixel read far too
+    light: up to 58/255). Fully clear pixels get black."""
+    for y in range(0, pixels.shape[0], ROWS):
+        band = pixels[y:y + ROWS]
+        a = band[..., 3:4]
+        colours = band[..., :3]
+        colours -= 1.0 - a
+        np.divide(colours, a, out=colours, where=a > 0)
+        colours[np.broadcast_to(a == 0, colours.shape)] = 0.0
+        np.clip(colours, 0.0, 1.0, out=colours)
 
 
 def load_mask(path: str | Path, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
