@@ -76,3 +76,20 @@ def test_the_parts_a_killed_run_left_are_removed_by_the_next(tmp_path):
         outputs.path(target).write_text("new")
     assert target.read_text() == "new" and not stale.exists()
     assert all(path.exists() for path in kept)
+
+
+@pytest.mark.parametrize("stem_bytes", [230, 250])
+def test_a_long_name_that_fits_its_folder_is_written_and_one_that_does_not_is_named_so(tmp_path, stem_bytes):
+    """The files written beside the target add a pid and .part: a valid 240-byte name was refused, blaming the
+    folder. Their stem is cut to fit now; a name past the file system's limit is named as too long."""
+    stem = "é" * (stem_bytes // 2)  # two bytes a character: cut between characters, never inside one
+    target = tmp_path / f"{stem}.ora"
+    (tmp_path / target.name).write_text("old")  # replaced: its copy aside has a cut name too
+    with Outputs([target]) as outputs:
+        assert len(outputs.path(target).name.encode()) <= 255
+        outputs.path(target).write_text("new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    with pytest.raises(InputError) as too_long:
+        with Outputs([tmp_path / ("y" * 300 + ".ora")]):
+            pass
+    assert "the name is too long for its folder's file system" in too_long.value.text

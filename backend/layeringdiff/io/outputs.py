@@ -26,7 +26,7 @@ def remove_stale_parts(target: Path) -> None:
     clean-up ran), each named with its writer's process id: those whose writer is gone (a 6000^2 split left 113 MB
     of them, which later runs never removed). A live writer's, and a replaced file's copy (.old: the files that
     were there before, should a rename have been cut short), are left alone."""
-    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.part{re.escape(target.suffix)}")
+    pattern = re.compile(rf"\.{re.escape(_side_stem(target))}\.(\d+)-[0-9a-f]{{8}}\.part{re.escape(target.suffix)}")
     try:
         found = [(p, pattern.fullmatch(p.name)) for p in target.parent.iterdir()]
     except OSError:
@@ -34,6 +34,22 @@ def remove_stale_parts(target: Path) -> None:
     for part, match in found:
         if match is not None and not _alive(int(match.group(1))):
             part.unlink(missing_ok=True)
+
+
+NAME_BYTES = 255  # the longest file name most file systems hold
+SIDE_NAME_EXTRA = len(".") + len(".4294967295-") + 8 + len(".part")  # what a part's name adds to the stem
+
+
+def _side_stem(target: Path) -> str:
+    """The target's stem as the files written beside it use it: cut (whole characters) so that their names, which
+    add a pid, a random part and .part or .old, still fit NAME_BYTES (a valid 240-byte name was refused before)."""
+    room = NAME_BYTES - SIDE_NAME_EXTRA - len(target.suffix.encode())
+    return target.stem.encode()[:max(room, 1)].decode(errors="ignore")
+
+
+def _too_long(target: Path) -> InputError:
+    return InputError(f"cannot write '{target.name}': the name is too long for its folder's file system",
+                      "choose a shorter name")
 
 
 def _alive(pid: int) -> bool:
@@ -59,10 +75,15 @@ class Outputs:
                 raise InputError(f"output folder '{parent}' does not exist")
             if not parent.is_dir():
                 raise InputError(f"'{parent}' is a file, not a folder: cannot write '{target.name}' in it")
-            if target.is_dir():
-                raise InputError(f"'{target}' is a folder: choose another output name")
-            if target.exists() and not target.is_file():
-                raise InputError(f"'{target}' exists and is not a regular file")
+            try:
+                if target.is_dir():
+                    raise InputError(f"'{target}' is a folder: choose another output name")
+                if target.exists() and not target.is_file():
+                    raise InputError(f"'{target}' exists and is not a regular file")
+            except OSError as exc:  # pathlib raises what it cannot ask about
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise _too_long(target) from None
+                raise
         for target in self.targets:
             remove_stale_parts(target)
         try:
@@ -76,10 +97,12 @@ class Outputs:
     @staticmethod
     def _reserve(target: Path) -> Path:
         """An empty file beside the target, with the target's extension (writers pick the format by it)."""
-        temp = target.with_name(f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.part{target.suffix}")
+        temp = target.with_name(f".{_side_stem(target)}.{os.getpid()}-{secrets.token_hex(4)}.part{target.suffix}")
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise _too_long(target) from None
             # the folder exists (checked above): a read-only one, or a kernel's (/proc says "No such file")
             raise InputError(f"cannot write to '{target.parent}': creating a file there failed ({exc.strerror})",
                              "choose a folder you can write to") from None
@@ -98,7 +121,7 @@ class Outputs:
             for target in self.targets:
                 old = None
                 if target.exists():
-                    old = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.old{target.suffix}")
+                    old = target.with_name(f".{_side_stem(target)}.{secrets.token_hex(4)}.old{target.suffix}")
                     os.replace(target, old)
                 try:
                     os.replace(self.temps[target], target)
