@@ -922,9 +922,14 @@ def check_folders(models: Path) -> list[str]:
 
     def manager_finds_them() -> None:
         manager = ModelManager(ModelConfig(device="cpu").with_models_dir(str(models)))
+        from layeringdiff.models import ModelMissing
+
         for key in NEEDED:
             expect(manager.source(key) == str(models / key), f"ModelManager does not find {key} in {models}")
-        manager.require(list(NEEDED))
+            try:
+                manager.resolve(key)
+            except ModelMissing as exc:  # its weights are made later, on the GPU: all it may lack
+                expect("holds no weights file" in exc.why, f"ModelManager: {exc.text}")
 
     def part_builds(part: Part) -> None:
         model = fs.meta_model(lambda: build_from_folder(part, models / part.path))

@@ -377,6 +377,10 @@ def cmd_split(args: argparse.Namespace) -> int:
         raise InputError(f"--max-memory {exc}") from None
     if args.order != "labels" and not args.labels:
         raise InputError("--order applies to --labels only (--auto orders its objects by depth)")
+    if args.alpha_mode == "mask" and (args.band is not None or args.matting != "auto"):
+        raise InputError(f"{'--band' if args.band is not None else '--matting'} does not apply to --alpha-mode mask, "
+                         "which takes the mask as the alpha as it is (nothing is matted)",
+                         "leave it out, or drop --alpha-mode mask to have the edge matted")
     if args.thin_labels and not args.labels:
         raise InputError("--thin-labels applies to --labels only")
     if args.example and (args.image or args.mask or args.labels or args.auto):
@@ -498,9 +502,10 @@ def split_matte(args: argparse.Namespace, manager: Any = None) -> "MatteFn | Non
     try:
         return matte_method(manager or ModelManager(model_config(args)), {"matting": args.matting})
     except NotAvailable as exc:
-        if args.matting != "auto":
+        # auto asked for no model: an unreadable default model config costs the split nothing, but what the
+        # command line names (--models-config, --models-dir, --model) is the user's to mend: refused, as elsewhere
+        if args.matting != "auto" or args.models_config or args.models_dir or args.model:
             raise
-        # auto asked for no model: an unreadable model config or folder costs the split nothing
         print(f"closed-form matting: {exc.text}", file=sys.stderr)
         return None
 

@@ -82,7 +82,31 @@ REGISTRY: dict[str, ModelSpec] = {s.key: s for s in (
 
 
 class ModelMissing(NotAvailable):
-    pass
+    why = ""  # the reason alone (ModelManager.missing): what the Models list shows
+
+
+# what a model's weights are stored in, by the libraries and exports this project loads
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".pth", ".ckpt")
+WEIGHTS_DEPTH = 3  # a diffusers pipeline keeps them a folder down (unet/, vae/); a trained FBDD's the same
+
+
+def holds_weights(folder: Path, depth: int = WEIGHTS_DEPTH) -> bool:
+    """Whether a local model folder holds a weights file within `depth` levels (an empty folder, or one holding
+    only notes, was listed as ready, and the split then failed on it)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    if any(e.name.endswith(WEIGHT_SUFFIXES) and e.is_file() for e in entries):
+        return True
+    return depth > 1 and any(holds_weights(Path(e.path), depth - 1) for e in entries if e.is_dir())
+
+
+# each key of a models.json: its JSON type, and how a message names it
+CONFIG_TYPES: dict[str, tuple[Any, str]] = {
+    "paths": (dict, 'an object of model names and folders ({"sam": "/models/sam"})'), "device": (str, "text"),
+    "dtype": (str, "text"), "offline": (bool, "true or false"), "cpu_offload": (bool, "true or false"),
+    "vae_tiling": (bool, "true or false"), "cache_dir": ((str, type(None)), "a folder's path, or null")}
 
 
 @dataclass
@@ -105,10 +129,17 @@ class ModelConfig:
             data = json.loads(path.read_text())
         except ValueError as exc:
             raise NotAvailable(f"cannot read the model config {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise NotAvailable(f"the model config {path} must hold a JSON object ({{\"paths\": {{...}}}}), not "
+                               f"{type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "source"}
         unknown = set(data) - set(known)
         if unknown:
             raise NotAvailable(f"unknown key(s) {sorted(unknown)} in the model config {path}")
+        for key, value in known.items():  # the wrong type was an internal error in whatever read it next
+            kind, words = CONFIG_TYPES[key]
+            if not isinstance(value, kind) or (key == "paths" and not all(isinstance(v, str) for v in value.values())):
+                raise NotAvailable(f"'{key}' in the model config {path} must be {words}, got {json.dumps(value)}")
         bad = set(known.get("paths", {})) - set(REGISTRY)
         if bad:
             raise NotAvailable(f"unknown model name(s) {sorted(bad)} in {path}; known: {', '.join(REGISTRY)}")
@@ -174,8 +205,10 @@ class ModelManager:
 
     def missing(self, key: str, why: str) -> ModelMissing:
         spec, src = REGISTRY[key], self.source(key)
-        return ModelMissing(f"model '{key}' ({src + ', ' if src else ''}{spec.role}) is not available: {why}",
-                            self.how_to_get(key))
+        exc = ModelMissing(f"model '{key}' ({src + ', ' if src else ''}{spec.role}) is not available: {why}",
+                           self.how_to_get(key))
+        exc.why = why
+        return exc
 
     def how_to_get(self, key: str) -> str:
         """Fetch it, or name a folder holding it (the layering weights: train them)."""
@@ -196,14 +229,18 @@ class ModelManager:
             folder = Path(src).expanduser()
             if not folder.is_dir():
                 raise self.missing(key, f"folder {folder} does not exist")
+            if not holds_weights(folder):
+                raise self.missing(key, f"folder {folder} holds no weights file ({', '.join(WEIGHT_SUFFIXES)})")
             return str(folder)
         try:
             from huggingface_hub import snapshot_download
             from huggingface_hub.errors import LocalEntryNotFoundError
         except ImportError:
             spec = REGISTRY[key]  # the model's own extra (LaMa's is not the diffusion stack's), then the fetch
-            raise ModelMissing(f"model '{key}' ({spec.role}) is not available: huggingface_hub is not installed",
-                               f"{spec.install}; then {self.how_to_get(key)}") from None
+            missing = ModelMissing(f"model '{key}' ({spec.role}) is not available: huggingface_hub is not installed",
+                                   f"{spec.install}; then {self.how_to_get(key)}")
+            missing.why = "huggingface_hub is not installed"
+            raise missing from None
         try:
             return snapshot_download(src, local_files_only=True, cache_dir=self.config.cache_dir)
         except (LocalEntryNotFoundError, OSError, ValueError) as exc:
@@ -248,8 +285,8 @@ class ModelManager:
         for key, spec in REGISTRY.items():
             try:
                 where, state = self.resolve(key), "ready"
-            except ModelMissing as exc:
-                where, state = exc.text.split(": ", 1)[-1], "missing"
+            except ModelMissing as exc:  # why, not where (the role before it may hold ": " too)
+                where, state = exc.why or exc.text, "missing"
             rows.append({"model": key, "source": self.source(key), "role": spec.role, "state": state, "path": where})
         return rows
 

@@ -262,6 +262,12 @@ def test_every_output_is_checked_before_anything_is_written(inputs, tmp_path, ca
     (["--mask", "{d}/mask.png", "--alpha-mode", "magic"], "invalid choice"),
     (["--mask", "{d}/mask.png", "--max-memory", "50M"], "more than the 50 MB allowed by --max-memory"),
     (["--mask", "{d}/mask.png", "--max-memory", "lots"], "--max-memory 'lots' is not a size"),
+    # accepted and ignored before
+    (["--mask", "{d}/mask.png", "--alpha-mode", "mask", "--band", "300"], "--band does not apply to --alpha-mode mask"),
+    (["--mask", "{d}/mask.png", "--alpha-mode", "mask", "--matting", "vitmatte"],
+     "--matting does not apply to --alpha-mode mask"),
+    (["--mask", "{d}/mask.png", "--model", "vitmate={d}"], "--model takes NAME=FOLDER"),
+    (["--mask", "{d}/mask.png", "--models-dir", "{d}/no-such-folder"], "no-such-folder does not exist"),
 ])
 def test_bad_options_are_one_line(inputs, tmp_path, args, words):
     proc = run("split", inputs / "photo.png", *[a.format(d=inputs) for a in args], "-o", tmp_path / "x.ora")

@@ -51,7 +51,8 @@ def test_require_names_every_missing_model(tmp_path):
 
 
 def test_config_file_models_dir_and_overrides(tmp_path):
-    (tmp_path / "sam").mkdir()
+    (tmp_path / "sam" / "sub").mkdir(parents=True)
+    (tmp_path / "sam" / "sub" / "model.safetensors").write_bytes(b"x")  # its weights, a folder down
     (tmp_path / "vitmatte").mkdir()
     cfg_path = tmp_path / "models.json"
     cfg_path.write_text(json.dumps({"paths": {"sdxl": "/somewhere/sdxl"}, "device": "cpu", "dtype": "fp32"}))
@@ -62,10 +63,26 @@ def test_config_file_models_dir_and_overrides(tmp_path):
     assert manager.resolve("sam") == str(tmp_path / "sam")
     status = {row["model"]: row["state"] for row in manager.status()}
     assert status["sam"] == "ready" and status["vitmatte"] == "missing"
+    # a folder holding no weights (empty, or notes alone) is missing, and says why (before: listed as ready); the
+    # listing's path is that reason, not the message cut at its first ': ' (inside the model's role)
+    (tmp_path / "lama").mkdir()
+    (tmp_path / "lama" / "README.md").write_text("notes")
+    manager = ModelManager(ModelConfig().with_models_dir(str(tmp_path)))
+    rows = {row["model"]: row for row in manager.status()}
+    assert rows["lama"]["state"] == "missing" and rows["vitmatte"]["state"] == "missing"
+    assert rows["lama"]["path"] == (f"folder {tmp_path / 'lama'} holds no weights file (.safetensors, .bin, .onnx, "
+                                    ".pt, .pth, .ckpt)")
+    assert rows["sam"]["state"] == "ready"
+    assert all(not row["path"].startswith(("composite", "trimap")) for row in rows.values())
 
 
 @pytest.mark.parametrize("content,words", [("{bad", "cannot read"), ('{"colour": 1}', "unknown key"),
-                                           ('{"paths": {"sdxxl": "/x"}}', "unknown model")])
+                                           ('{"paths": {"sdxxl": "/x"}}', "unknown model"),
+                                           # the wrong type was an internal error wherever it was read next
+                                           ("[1, 2]", "must hold a JSON object"),
+                                           ('{"paths": ["lama"]}', "'paths' in the model config"),
+                                           ('{"paths": {"lama": 5}}', "'paths' in the model config"),
+                                           ('{"offline": "yes"}', "'offline' in the model config .* true or false")])
 def test_bad_config_files(tmp_path, content, words):
     path = tmp_path / "models.json"
     path.write_text(content)
