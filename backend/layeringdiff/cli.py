@@ -817,9 +817,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "fetch" and args.models_dir:
         Path(args.models_dir).expanduser().mkdir(parents=True, exist_ok=True)  # fetch fills it
     manager = ModelManager(model_config(args))
+    listed = set(REGISTRY)
+    if args.action == "list" and args.names != ["all"]:  # the names asked about (they were ignored before)
+        unknown = [k for k in args.names if k not in REGISTRY]
+        if unknown:
+            raise InputError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
+        listed = set(args.names)
     if args.action == "list" and args.json:
         for row in model_rows(manager, args.models_dir):
-            print(json.dumps(row))
+            if row["model"] in listed:
+                print(json.dumps(row))
         print(json.dumps(gpu_row()))
         return 0
     if args.action == "delete":
@@ -846,6 +853,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"looked in {' and '.join(where)}, and the folders named in {manager.config.source or DEFAULT_CONFIG}",
               file=sys.stderr)
         for row in manager.status():
+            if row["model"] not in listed:
+                continue
             print(f"{row['model']:<17} {row['state']:<8} {row['source']}  ({row['role']})")
             if row["state"] == "ready":
                 print(f"{'':<17} {'':<8} {row['path']}")
@@ -868,7 +877,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                                    report=event)
             print(folder, flush=True)
         except NotAvailable as exc:
-            print(f"error: {exc.text}\n  {exc.detail}", file=sys.stderr, flush=True)
+            print(f"error: {exc.text}" + (f"\n  {exc.detail}" if exc.detail else ""), file=sys.stderr, flush=True)
             event({"event": "error", "model": key, "why": exc.text, "detail": exc.detail})
             failed.append(key)
     if everything and "layering" not in keys:
@@ -1194,7 +1203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mp = sub.add_parser("models", help="list, fetch or delete the model weights")
     mp.add_argument("action", choices=("list", "fetch", "delete"))
-    mp.add_argument("names", nargs="*", default=["all"], help="model names for fetch or delete (default all)")
+    mp.add_argument("names", nargs="*", default=["all"], help="model names to list, fetch or delete (default all)")
     mp.add_argument("--json", action="store_true", help="list: one JSON object a model (the docker reads it)")
     mp.add_argument("--events", action="store_true",
                     help=f"fetch: progress as JSON lines starting with '{EVENT_PREFIX}' (the docker reads them)")

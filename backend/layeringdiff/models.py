@@ -296,7 +296,8 @@ class ModelManager:
         hub_fetch: resumable, hash-checked, shared files once; report gets its events).
         Returns its folder; NotAvailable names the model, the cause and what to do."""
         if self.config.offline:
-            raise NotAvailable("offline is set in the model config: fetching is disabled")
+            raise NotAvailable("offline is set (--offline, or \"offline\" in the model config): fetching is disabled",
+                               "leave out --offline, or set \"offline\": false")
         spec, src = REGISTRY[key], self.source(key)
         target = Path(into).expanduser() / key if into else None
         if target is not None and src and is_local(src) and Path(src).expanduser().resolve() == target.resolve():

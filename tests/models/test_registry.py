@@ -124,3 +124,22 @@ def test_without_the_ml_extra_the_message_says_so(monkeypatch):
     with pytest.raises(NotAvailable) as info:
         ModelManager().require(["sdxl"])
     assert "ml extra" in info.value.text and "diffusers" in info.value.text and "layeringdiff[ml]" in info.value.detail
+
+
+def test_models_list_lists_the_names_asked_about_and_refuses_unknown_ones(tmp_path):
+    """Before: the names were ignored (all ten listed, an unknown one too, exit 0)."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"))
+
+    def models(*args):
+        return subprocess.run([sys.executable, "-m", "layeringdiff", "models", *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+
+    listing = models("list", "sam", "lama")
+    assert listing.returncode == 0 and [line.split()[0] for line in listing.stdout.splitlines()] == ["sam", "lama"]
+    rows = [json.loads(line) for line in models("list", "vitmatte", "--json").stdout.splitlines()]
+    assert [row.get("model") for row in rows] == ["vitmatte", None]  # and the GPU's row
+    unknown = models("list", "no-such-model")
+    assert unknown.returncode == 2 and "unknown model(s) ['no-such-model']" in unknown.stderr
+    fetch = models("fetch", "lama", "--offline", "--models-dir", str(tmp_path / "m"))
+    assert fetch.returncode == 2 and "offline is set (--offline, or \"offline\" in the model config)" in fetch.stderr
+    assert "\n  \n" not in fetch.stderr
