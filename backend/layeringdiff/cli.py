@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from . import __version__
 from .errors import InputError, NotAvailable
@@ -913,13 +913,34 @@ def _dataset(args: argparse.Namespace):  # -> LayerDataset | StoredDataset
         raise InputError(str(exc)) from None
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low` (a count of -3 or a size of 0 was an internal error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def port_number(text: str) -> int:
+    """serve --port: 0 (a free one) to 65535 (libzmq took 99999 as another port, and the READY line named it)."""
+    value = at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 (a free one) to 65535, got {value}")
+    return value
+
+
 def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "train") -> None:
     """The data options. Training data defaults to the paper's recipe: the split runs FBDD and HFA on an object's
     crop (centred, filling it, at about 512^2), which is what that recipe makes. A held-out set (`split` "test",
     evaluate's) keeps the random recipe, the harder test, which the figures in the docs were made with."""
     paper = split == "train"
     parser.add_argument("--data", help="a dataset written by `layeringdiff dataset` (default: synthesise on the fly)")
-    parser.add_argument("--count", type=int, help=f"samples when synthesising (default {count}; 20000 training "
+    parser.add_argument("--count", type=at_least(1), help=f"samples when synthesising (default {count}; 20000 training "
                                                   "samples with --recipe paper)")
     parser.set_defaults(default_count=count)
     parser.add_argument("--recipe", choices=("paper", "random"), default="paper" if paper else "random",
@@ -927,7 +948,7 @@ def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "tra
                              f"the centre cropped (the paper's Sec. 3.4{'; default' if paper else ''}); random: the "
                              "foreground at a random scale and position over the background (not the paper's"
                              f"{'' if paper else '; default'})")
-    parser.add_argument("--size", type=int, default=512, help="sample side (shorter side resized, centre crop)")
+    parser.add_argument("--size", type=at_least(8), default=512, help="sample side (shorter side resized, centre crop)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("train", "test", "all"), default=split,  # train.dataset.SPLITS (lazy)
                         help="which part of the sources: training, the held-out test part (a tenth of the names, by "
@@ -935,7 +956,7 @@ def add_data_args(parser: argparse.ArgumentParser, count: int, split: str = "tra
                              f"takes MAGICK's and BG-20k's test folders) (default {split})")
     parser.add_argument("--foregrounds", help="folder of RGBA foregrounds (default: procedural)")
     parser.add_argument("--backgrounds", help="folder of backgrounds (default: photos shipped in scikit-image)")
-    parser.add_argument("--num-workers", type=int, default=0,
+    parser.add_argument("--num-workers", type=at_least(0), default=0,
                         help="processes that make or read samples beside the main one (default 0)")
 
 
@@ -1146,7 +1167,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="address to bind (default loopback only; any other needs --keys)")
     sv.add_argument("--keys", help="serve with CURVE encryption and client keys from this folder "
                                    "(`layeringdiff keys init`)")
-    sv.add_argument("--port", type=int, default=0, help="port (default: a free one, printed on the READY line)")
+    sv.add_argument("--port", type=port_number, default=0, help="port (default: a free one, printed on the READY line)")
     sv.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help=f"largest image accepted, in pixels (default {DEFAULT_MAX_PIXELS})")
     sv.add_argument("--max-memory", help="memory budget of the backend: jobs whose estimated peak would not fit are "
@@ -1228,13 +1249,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--source", choices=("fbdd", "classical"), default="fbdd",
                     help="hfa: what its input layers come from: fbdd (the paper's, default) or classical (the "
                          "classical estimate and fill: NOT the paper's, recorded as such in the export's hfa.json)")
-    tr.add_argument("--steps", type=int, default=1000)
-    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--steps", type=at_least(1), default=1000)
+    tr.add_argument("--batch-size", type=at_least(1), default=4)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     tr.add_argument("--gradient-checkpointing", action="store_true")
     tr.add_argument("--ema", type=float, default=0.0, help="EMA decay of the FBDD weights (0: off)")
-    tr.add_argument("--checkpoint-every", type=int, default=500)
+    tr.add_argument("--checkpoint-every", type=at_least(1), default=500)
     tr.add_argument("-q", "--quiet", action="store_true")
     add_data_args(tr, 10000)
     tr.set_defaults(func=cmd_train)

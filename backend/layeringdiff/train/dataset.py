@@ -31,6 +31,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..examples import soft_alpha
 from ..imaging.compose import extend_foreground
 from ..io.images import load_image, to_u8
@@ -189,7 +190,8 @@ class LayerDataset:
             path = self.fg_files[int(rng.integers(len(self.fg_files)))]
             rgba = load_image(path)
             if rgba.shape[2] != 4:
-                raise ValueError(f"foreground images must have an alpha channel: {path}")
+                raise InputError(f"foreground images must have an alpha channel: {path} has none",
+                                 "--foregrounds takes cut-out objects (RGBA PNGs, the object opaque, the rest clear)")
             return rgba, path.stem
         name = self.photos[int(rng.integers(len(self.photos)))]
         colour = resize_short_side(shipped_photo(name), size)
