@@ -263,7 +263,7 @@ def _check_split_layers(msg: SplitLayers) -> None:
 def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) -> JobOutput:
     """Every labelled object peeled front to back (stages/peel.py): the frontmost is the result's foreground, the
     others its `behind`, and the background the one behind them all."""
-    from .stages.order import occlusion_order
+    from .stages.order import best_order, occlusion_verdicts
     from .stages.peel import LabelMasks, check_background, colour_labels, colour_order, label_values, split_objects
 
     _check_split_layers(msg)
@@ -312,7 +312,10 @@ def _split_layers(msg: SplitLayers, progress: ProgressFn, models: ModelManager) 
             names = [f"the object painted {colour}" for colour in info["colours"]]
         objects = label_values(labels)
         if msg.order == "auto":
-            objects = occlusion_order(labels, objects)
+            verdicts = occlusion_verdicts(labels, objects)
+            objects = best_order(labels, objects, verdicts)
+            # those no boundary orders (touching no other object): behind the rest, the smaller first
+            info["unordered"] = [k for k in objects if not any(k in pair for pair in verdicts)]
         if msg.colours:  # the artist's order for these colours, the automatic one for the rest
             objects = colour_order(objects, info["colours"], msg.colours)
         masks = LabelMasks(labels, objects, [names[k - 1] for k in objects] if names else None)

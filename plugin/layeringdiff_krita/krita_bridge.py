@@ -304,7 +304,7 @@ class KritaBridge:
             hidden += f"; the objects came from {job.objects.source}" + self._missing(job, result, names)
             if job.objects.colours:
                 hidden += (", in the order you gave" if result.info.get("order") == "colours" else
-                           ", ordered from where they touch") + \
+                           _touch_order(len(names), len(result.info.get("unordered") or []))) + \
                     " (the phrase field lists it front first: to change it, Undo split, edit it and split again)"
         return f"Split '{layer.name}' into group '{name}' ({', '.join(names)}, {bg_name}); {hidden}" + \
             self._undo_note(shown) + self._profile_note(doc, source) + self._outside_note(doc, source, bg_name)
@@ -762,6 +762,17 @@ class KritaBridge:
             return (". Krita would not hide it with an undo entry (several layers selected?): Undo "
                     f"{self.last.kind if self.last else 'split'} in this docker shows it again")
         return ""
+
+
+def _touch_order(objects: int, unordered: int) -> str:
+    """How the backend ordered a label layer's objects: from where they touch; those touching no other (the
+    backend's info["unordered"]) behind, the smaller in front, which no boundary told."""
+    if unordered == 0:
+        return ", ordered from where they touch"
+    if unordered >= objects:
+        return ", which touch no other: the smaller in front"
+    return (f", ordered from where they touch ({unordered} touching no other go behind them, the smaller in "
+            "front)")
 
 
 def _channels_off(node: Any) -> List[str]:

@@ -110,6 +110,14 @@ def test_labels_in_flat_colours_are_objects_ordered_from_where_they_touch():
     out = run(SplitLayers(image, Image(W, H, "BGRA", "u8", bgra.tobytes()), order="auto"))
     assert out.info["colours"] == ["#c8281e", "#145adc"]  # the largest first: label 1 red, 2 blue
     assert out.info["objects"] == [2, 1] and out.info["order"] == "auto"  # the disc keeps its outline: in front
+    assert out.info["unordered"] == []  # they touch: a boundary ordered both
+    apart = rgba.copy()
+    apart[:, :, 3] = 0
+    apart[5:15, 5:15] = (*RED, 255)  # two patches that touch nothing: no boundary orders them
+    apart[30:50, 60:90] = (*BLUE, 255)
+    bgra = np.ascontiguousarray(apart[..., [2, 1, 0, 3]])
+    alone = run(SplitLayers(image, Image(W, H, "BGRA", "u8", bgra.tobytes()), order="auto"))
+    assert alone.info["unordered"] == alone.info["objects"] == [2, 1]  # behind the rest, the smaller first
     layers, background = layers_of(out)
     assert np.abs(stacked(layers, background) - to_array(image)[..., :3]).max() <= 0.5 / 255 + 1e-5
     assert holds(layers[0][..., 3], labels == 2) and holds(layers[1][..., 3], labels == 1, front=labels == 2)
