@@ -274,11 +274,14 @@ class Setup:
     def environment(self) -> None:
         if self.python.exists():
             try:
-                subprocess.run([str(self.python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
+                # its pip too: venv installs it last, so a run stopped in between left a python without one, which
+                # every retry then reused and failed on ("No module named pip")
+                subprocess.run([str(self.python), "-m", "pip", "--version"], check=True, capture_output=True,
+                               timeout=60)
                 log(f"reusing the environment in {self.env}")
                 return
             except (OSError, subprocess.SubprocessError):
-                log(f"the environment in {self.env} does not run: making it again")
+                log(f"the environment in {self.env} does not run, or has no pip: making it again")
         self.changing()
         remove_tree(self.env)  # a half-made one (a cancelled or failed run) never blocks the retry
         self.run([sys.executable, "-m", "venv", str(self.env)])

@@ -172,6 +172,21 @@ def test_the_setup_script_names_an_unreachable_index_and_leaves_nothing_that_blo
     assert not (home / "backend.json").exists()
 
 
+def test_an_environment_left_without_pip_is_made_again_not_reused(tmp_path):
+    """A cancel in step 2 lands after venv made the python and before it installed pip: every retry reused it and
+    failed at step 3 ("No module named pip"), for good."""
+    home = tmp_path / "home"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / "env")], check=True, timeout=120)
+    env = artists_pip(PIP_RETRIES="0")
+    proc = setup_script(home, tiny_wheel(tmp_path), "--index-url", "http://127.0.0.1:9/simple", "--no-prepare",
+                        env=env)
+    error = events(proc.stdout)[-1]
+    assert proc.returncode == 1 and error["step"] == "packages", error  # past pip: the environment was made again
+    assert "has no pip: making it again" in proc.stdout + proc.stderr
+    python = home / "env" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    assert subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
+
+
 def artists_pip(**extra):
     """pip as on an artist's machine: none of this workplace's settings (local wheel folders, constraints)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull,
