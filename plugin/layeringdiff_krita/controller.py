@@ -301,7 +301,10 @@ class Controller:
         """Uninstall the docker's own environment (and its models folder when asked); the plugin stays."""
         if self.own is None:
             return
-        self.view.show_message(self.own.remove(models))
+        # a studio server (or the artist's own Python) is not this environment: it stays connected (before: the
+        # connection was closed and splits were refused until a setup)
+        in_use = self.settings.autostart and not self.settings.python
+        self.view.show_message(self.own.remove(models, in_use=in_use))
 
     def undo_last(self) -> None:
         """The docker's Undo button: take back the last split, peel or generate in one step."""

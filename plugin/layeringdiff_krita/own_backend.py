@@ -160,11 +160,14 @@ class OwnBackend:
         self.set_state(SetupState.UPDATE, f"The backend is {backend}, this plugin {plugin}: Update backend installs "
                                           "the plugin's own backend (a minute or two; settings and models stay).")
 
-    def remove(self, models: bool) -> str:
-        """Uninstall: stop the backend, then delete the environment (and the models when asked) in a thread."""
+    def remove(self, models: bool, in_use: bool = True) -> str:
+        """Uninstall: stop the backend, then delete the environment (and the models when asked) in a thread.
+        `in_use`: the backend the docker runs is this environment's; where it is not (a studio server, or a Python
+        of the artist's own), that one is left running and connected, and no setup is asked for."""
         if self.busy:
             return "Wait for the setup to finish or cancel it first."
-        self.on_stop()
+        if in_use:
+            self.on_stop()
         folders: List[str] = [self.home.env] + ([self.home.models] if models else [])
         state_file = self.home.state_file
 
@@ -179,5 +182,8 @@ class OwnBackend:
 
         self.removing = threading.Thread(target=work, daemon=True)
         self.removing.start()
+        if not in_use:
+            return (f"Removing {' and '.join(folders)}; the backend you use now stays connected, and the plugin "
+                    "stays (remove it in Krita's Python Plugin Manager).")
         self.need()
         return f"Removing {' and '.join(folders)}; the plugin stays (remove it in Krita's Python Plugin Manager)."

@@ -482,3 +482,30 @@ def test_remove_the_backend_keeps_the_models_unless_asked(tmp_path):
     own.remove(models=True)
     own.removing.join(30)
     assert not os.path.exists(home.models)
+
+
+def test_removing_the_local_backend_while_on_a_studio_server_keeps_that_connection(tmp_path):
+    """Before: the studio server's connection was closed, the docker asked for a 1.2 GB setup, and every split was
+    refused until one was made."""
+    home = Home(str(tmp_path / "h"))
+    os.makedirs(home.env)
+    Path(home.folder, "backend.json").write_text(json.dumps({"python": sys.executable, "release": RELEASE}))
+    view, closed = FakeView(), []
+
+    class Remote:
+        connected = True
+
+        def close(self):
+            closed.append(True)
+
+    settings = Settings()
+    settings.autostart, settings.endpoint = False, "tcp://127.0.0.1:5999"
+    ctl = Controller(FakeBridge(), view, settings, clock=FakeClock(), home=home, bundle=Bundle(str(ROOT / "installer")))
+    ctl.client = Remote()
+    ctl.remove_backend()
+    ctl.own.removing.join(30)
+    ctl.own.tick()
+    assert "the backend you use now stays connected" in view.last[0], view.last
+    assert not closed and isinstance(ctl.client, Remote) and not os.path.exists(home.env)
+    assert not view.setup or view.setup[-1][0] != "needed"
+    ctl._require_idle_connection()  # a split goes on to the studio server
