@@ -771,8 +771,8 @@ def _touch_order(objects: int, unordered: int) -> str:
         return ", ordered from where they touch"
     if unordered >= objects:
         return ", which touch no other: the smaller in front"
-    return (f", ordered from where they touch ({unordered} touching no other go behind them, the smaller in "
-            "front)")
+    return (f", ordered from where they touch ({unordered} touching no other "
+            f"{'goes' if unordered == 1 else 'go'} behind them, the smaller in front)")
 
 
 def _channels_off(node: Any) -> List[str]:

@@ -534,7 +534,9 @@ def test_split_into_layers_from_selection_masks_and_from_a_label_layer(home, tmp
     assert iou(raw(tmp_path, "labels_1_145adc.bgra", w, h)[..., 3] > 127, disc > 0) > 0.95
     # the docker shows that order front first in the phrase field, and says how to change it
     assert labelled["phrase"] == "#145adc; #c8281e; #3cb428", labelled["phrase"]
-    assert "ordered from where they touch (the phrase field lists it front first" in labelled["message"]
+    # the green patch touches neither: no boundary orders it, and the message says how it was placed
+    assert "ordered from where they touch (1 touching no other goes behind them, the smaller in front) (the phrase " \
+        "field lists it front first" in labelled["message"], labelled["message"]
     # the artist's order, the other way round: the ball in front, then the card over the disc
     reordered = steps["reordered"]
     group = next(n for n in reordered["tree"] if n["name"] == "photo split")

@@ -1346,8 +1346,9 @@ def test_split_into_layers_names_a_label_layers_objects_by_colour_in_the_backend
     assert tree(group) == [("background 3", True), ("3 #0000ff", True), ("2 #ff0000", True), ("1 #00ff00", True)]
     assert text.endswith("the objects came from the label layer 'labels', ordered from where they touch (the phrase "
                          "field lists it front first: to change it, Undo split, edit it and split again)"), text
-    for unordered, words in (([3], ", ordered from where they touch (1 touching no other go behind them, the "
+    for unordered, words in (([3], ", ordered from where they touch (1 touching no other goes behind them, the "
                                     "smaller in front) (the phrase"),
+                             ([1, 3], "(2 touching no other go behind them"),
                              ([2, 1, 3], ", which touch no other: the smaller in front (the phrase")):
         res.info["unordered"] = unordered  # before: "from where they touch" where none touched
         text = bridge.apply_split(Job("1", "split", doc, px, "still life", objects=objects), res)
