@@ -151,3 +151,27 @@ def test_accepted_says_how_many_jobs_start_before_it_with_two_workers():
         assert theirs[1] == Accepted(theirs[0], 1)
         for job_id, _ in (*mine, theirs):
             assert isinstance(cancel(other if job_id == theirs[0] else c, job_id), Cancelled)
+
+
+def test_the_memory_admission_counts_goes_down_while_jobs_run_not_only_when_the_server_idles():
+    """A moment of held replies (a client's echoes, read later) was counted for as long as any job stayed queued or
+    running: one client keeping a small job going had every larger job refused too_large on a nearly idle server.
+    Seen with a job running, the server's memory now lowers the figure (a rise waits for the idle: results going
+    out are not counted against the next job)."""
+    from tests.conftest import in_process
+
+    with in_process(ServerConfig(job_runner=HELD)) as server, Client(server.endpoint) as c:
+        job_id, reply = submit(c)
+        assert isinstance(reply, Accepted)
+        started(c, job_id)
+        real = server.transport.rss()
+        server.idle_rss = real + (3 << 30)  # as if 3 GB of replies had been held when it was last read
+        deadline = time.monotonic() + 5
+        while server.idle_rss > real + (256 << 20) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the loop's checks come every 0.25 s
+        assert server.idle_rss <= real + (256 << 20), server.idle_rss - real
+        low = server.idle_rss
+        server.idle_rss = max(0, low - (64 << 20))  # lower than the memory now: a job running keeps it so
+        time.sleep(0.6)
+        assert server.idle_rss == max(0, low - (64 << 20))
+        assert isinstance(cancel(c, job_id), Cancelled)

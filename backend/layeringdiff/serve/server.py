@@ -270,10 +270,17 @@ class Server:
         self.transport.check_connections({job.identity for job in list(self.jobs.values())})
         if self.config.keys:
             self.transport.check_keys()
+        assert self.transport.rss is not None
         if not self.jobs:
-            assert self.transport.rss is not None
             self.idle_rss = self.transport.rss()
             self.idle_held = self.transport.held()  # replies among it (what freeing stalled ones can give back)
+        else:  # with jobs, only what has gone since (their images apart, which admission counts on their own):
+            # a moment of held replies stayed counted for as long as one client kept a small job queued, and
+            # everyone's larger jobs were refused too_large; a rise (results on their way out) waits for the idle
+            now_rss = self.transport.rss() - sum(job.input_bytes for job in self.jobs.values())
+            if now_rss < self.idle_rss:
+                self.idle_rss = max(0, now_rss)
+                self.idle_held = min(self.idle_held, self.transport.held())
 
     def _drain_inbox(self) -> None:
         """The workers' replies: [client, job id if it is the job's last reply else b"", *message]."""

@@ -230,14 +230,17 @@ class Worker:
         cancelled_at = 0.0
         limit = self.pool.limits.job_seconds
         deadline = time.monotonic() + limit if limit else float("inf")
+        looked = time.monotonic()
         while True:
             try:
                 if self.conn is not None and self.conn.poll(TICK_S):
                     if self._receive(job, out):
                         return
-                    continue
+                    if time.monotonic() - looked < TICK_S:  # progress a few ms apart: the looks below still come
+                        continue
             except (EOFError, OSError):
                 pass  # its end of the pipe closed: it died, seen next
+            looked = time.monotonic()
             if not self.alive():
                 self._died(job, out)
                 return
