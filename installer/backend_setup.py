@@ -276,8 +276,8 @@ class Setup:
             try:
                 # its pip too: venv installs it last, so a run stopped in between left a python without one, which
                 # every retry then reused and failed on ("No module named pip")
-                subprocess.run([str(self.python), "-m", "pip", "--version"], check=True, capture_output=True,
-                               timeout=60)
+                subprocess.run([str(self.python), "-c", "import pip"], check=True, capture_output=True,
+                               timeout=60)  # imported, not run: pip's own settings (a broken pip.conf) not read
                 log(f"reusing the environment in {self.env}")
                 return
             except (OSError, subprocess.SubprocessError):

@@ -102,6 +102,7 @@ def test_a_model_job_s_working_memory_counts_where_its_worker_runs_it(tmp_path, 
         pytest.skip("the stage-2 models need the ml extra")
     for name in STAGE2:
         (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"")  # a folder holding weights is one to use
     config = ModelConfig(paths={n: str(tmp_path / n) for n in STAGE2}, device=device)
     worker = pool(64 << 30, config).workers[0]
     worker._check_room(phrase_job())
