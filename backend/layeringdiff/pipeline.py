@@ -13,7 +13,7 @@ from .models import ModelManager
 from .options import OPTION_KEYS, LayerMethod, MatteFn, SplitOptions
 from .progress import ProgressFn, sub_progress
 from .stages.split import split_layer
-from .wire import QUANTIZE, Span, from_array, to_array, to_mask, to_unit_array
+from .wire import QUANTIZE, Span, from_array, to_array, to_mask, to_unit_array, unmap_colours
 
 SPLIT_OPTION_KEYS = OPTION_KEYS
 LAYERING_KEYS = ("layering", "layering_steps", "layering_size")
@@ -118,9 +118,7 @@ def _as_shown(image: np.ndarray, span: Span | None) -> np.ndarray:
     screen shows them (mapped, a highlight at 3 would darken the whole picture to a third); itself where unmapped."""
     if span is None:
         return image
-    shown = image.copy()
-    shown[..., :3] *= span[1] - span[0]
-    shown[..., :3] += span[0]
+    shown = unmap_colours(image.copy(), span)
     return np.clip(shown, 0.0, 1.0, out=shown)
 
 

@@ -40,6 +40,13 @@ def to_unit_array(image: Image) -> tuple[np.ndarray, Span | None]:
     return out, span
 
 
+def unmap_colours(pixels: np.ndarray, span: Span) -> np.ndarray:
+    """to_unit_array's map taken back, in place on HxWxC float32 (colours first in RGBA and BGRA alike)."""
+    pixels[..., :3] *= span[1] - span[0]
+    pixels[..., :3] += span[0]
+    return pixels
+
+
 def colour_span(out: np.ndarray) -> Span | None:
     """The lowest and highest colour values (alpha apart) of an HxWxC float array, 0 and 1 at least, where they
     reach outside [0, 1]; else None. NaN is passed over (the stage's own check reports it)."""
@@ -105,9 +112,7 @@ def from_array(array: np.ndarray, dtype: str, order: str, span: Span | None = No
         data = np.empty(array.shape, NP_DTYPES[dtype])
         for y in range(0, array.shape[0], ROWS):
             band = array[y:y + ROWS][..., channels].astype(np.float32)
-            band[..., :3] *= span[1] - span[0]  # colours first in RGBA and BGRA alike
-            band[..., :3] += span[0]
-            data[y:y + ROWS] = band
+            data[y:y + ROWS] = unmap_colours(band, span)
     elif dtype in FLOATS:
         data = np.ascontiguousarray(array[..., channels], dtype=NP_DTYPES[dtype])
     else:

@@ -496,3 +496,28 @@ def test_a_picture_of_several_frames_says_only_the_first_is_split(tmp_path):
     # a layered PSD's frames are its layers, and its composite is what is split: one picture, no note
     proc = run("split", tmp_path / "q.psd", "--box", "10,6,54,42", "-o", tmp_path / "r.ora", "--no-png")
     assert proc.returncode == 0 and "frames or pages" not in proc.stderr, proc.stderr
+
+
+def test_serve_refuses_a_time_limit_that_is_no_time():
+    for value in ("0", "-3", "nan"):
+        out = run("serve", "--max-job-seconds", value)
+        assert out.returncode == 2 and "--max-job-seconds must be more than 0" in out.stderr, out.stderr
+        assert "READY" not in out.stdout
+    for port in ("99999", "-1"):  # libzmq took them as other ports, and READY named the one asked for
+        out = run("serve", "--port", port)
+        assert out.returncode == 2 and "argument --port: " in out.stderr and "READY" not in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["dataset", "-o", "{d}/o", "--count", "-3"], "argument --count: must be at least 1, got -3"),
+    (["dataset", "-o", "{d}/o", "--count", "2", "--size", "0"], "argument --size: must be at least 8, got 0"),
+    (["evaluate", "-o", "{d}/o", "--count", "-2"], "argument --count: must be at least 1"),
+    (["train", "hfa", "--source", "classical", "-o", "{d}/o", "--batch-size", "0"], "argument --batch-size: must be"),
+    (["dataset", "-o", "{d}/o", "--count", "2", "--foregrounds", "{d}/fg"], "must have an alpha channel"),
+])
+def test_the_data_commands_refuse_numbers_that_are_no_count_in_one_line(tmp_path, args, words):
+    """Each was an 'internal error ... please report it' (exit 1)."""
+    (tmp_path / "fg").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "fg" / "opaque.png")  # a foreground without alpha
+    out = run(*[a.format(d=tmp_path) for a in args])
+    assert out.returncode == 2 and words in out.stderr and "internal error" not in out.stderr, out.stderr
